@@ -1,0 +1,52 @@
+"""covalent: a Python workflow orchestrator (``import covalent as ct``).
+
+Decorate functions as electrons, compose them in a lattice, choose per electron where
+it runs, dispatch, and query the result. This module only re-exports the public API.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from covalent import executor
+from covalent._api import (
+    covalent_start,
+    covalent_stop,
+    get_config,
+    is_covalent_running,
+    reload_config,
+    set_config,
+)
+from covalent._client.dispatch import cancel, dispatch, dispatch_sync, get_result
+from covalent._errors import CovalentError
+from covalent._results.result import Result
+from covalent._results.status import Status
+from covalent._workflow.context import get_context
+from covalent._workflow.electron import Electron, electron
+from covalent._workflow.lattice import Lattice, lattice
+
+status = Status
+
+__all__ = [
+    "CovalentError",
+    "Electron",
+    "Lattice",
+    "Result",
+    "Status",
+    "__version__",
+    "cancel",
+    "covalent_start",
+    "covalent_stop",
+    "dispatch",
+    "dispatch_sync",
+    "electron",
+    "executor",
+    "get_config",
+    "get_context",
+    "get_result",
+    "is_covalent_running",
+    "lattice",
+    "reload_config",
+    "set_config",
+    "status",
+]

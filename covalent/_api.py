@@ -1,0 +1,43 @@
+"""Service and configuration verbs of the public API (``ct.covalent_start``, ``ct.get_config``, ...)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from covalent import _config
+from covalent._client import service
+
+
+def covalent_start(port: int | None = None, develop: bool = False, quiet: bool = False) -> str:
+    """Start the local server in the background (if it is not running); return its URL."""
+    url = service.start(port=port, develop=develop)
+    if not quiet:
+        print(f"Covalent server has started at {url}")
+    return url
+
+
+def covalent_stop(quiet: bool = False) -> None:
+    """Stop the local server; unfinished dispatches resume on its next start."""
+    stopped = service.stop()
+    if not quiet:
+        print("Covalent server has stopped." if stopped else "Covalent server is not running.")
+
+
+def is_covalent_running() -> bool:
+    """Whether the local server is running and answers."""
+    return service.running() is not None
+
+
+def get_config(entry: str | None = None) -> Any:
+    """A config value by dotted key (``"dispatcher.port"``), a section, or everything."""
+    return _config.get_value(entry)
+
+
+def set_config(new_config: dict[str, Any] | str, new_value: Any = None) -> None:
+    """Set config values: ``set_config({"sdk.log_level": "debug"})`` or ``set_config(key, value)``."""
+    _config.set_values(new_config, new_value)
+
+
+def reload_config() -> None:
+    """Re-read the config file on the next access."""
+    _config.reload()

@@ -1,0 +1,141 @@
+"""The SDK's verbs: dispatch, dispatch_sync, get_result, cancel.
+
+``dispatch`` traces the lattice, checks every executor name against the installed
+plugins, packs the manifest and blobs into one request and returns the dispatch id.
+With no server running at the configured local address (and ``sdk.auto_start`` on), it
+starts one and says so on stderr.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from covalent import _config
+from covalent._client import service
+from covalent._client.http import Client, client_for
+from covalent._errors import ExecutorError, ServerUnavailableError, WorkflowError
+from covalent._results.result import Result
+from covalent._wire import manifest as manifestmod
+from covalent._workflow.lattice import Lattice
+from covalent.executor import plugins
+
+WAIT_SLICE = 25.0
+RECONNECT_TIMEOUT = 120.0
+
+
+def _connect(dispatcher_addr: str | None) -> Client:
+    return client_for(_config.server_url(dispatcher_addr))
+
+
+def _may_auto_start(dispatcher_addr: str | None) -> bool:
+    explicit = dispatcher_addr or os.environ.get("COVALENT_SERVER_URL")
+    return not explicit and bool(_config.get_value("sdk.auto_start"))
+
+
+def _check_executors(manifest: dict[str, Any], lattice_name: str) -> None:
+    names = {n["executor"]["name"] for n in manifest["nodes"] if "executor" in n}
+    builtin = plugins.builtin_names()
+    if names <= builtin:
+        return
+    installed = plugins.discover()
+    for node in manifest["nodes"]:
+        name = node.get("executor", {}).get("name")
+        if name is not None and name not in installed:
+            listed = ", ".join(sorted(installed))
+            raise ExecutorError(
+                f"Electron {node['name']}({node['id']}) in lattice '{lattice_name}' uses executor "
+                f"'{name}', which is not installed; the installed executors are: {listed}."
+            )
+
+
+def _submit(client: Client, manifest: dict[str, Any], blobs: dict[str, bytes], disable_run: bool,
+            auto_start: bool) -> str:
+    try:
+        return client.submit(manifest, blobs, disable_run)
+    except ServerUnavailableError:
+        if not auto_start:
+            raise
+    url = service.start()
+    print(f"Covalent server was not running; started it at {url}", file=sys.stderr)
+    return client_for(url).submit(manifest, blobs, disable_run)
+
+
+def dispatch(
+    orig_lattice: Lattice, dispatcher_addr: str | None = None, *, disable_run: bool = False
+) -> Callable[..., str]:
+    """``ct.dispatch(lattice)(*args, **kwargs)``: build, upload and start; return the id."""
+    if not isinstance(orig_lattice, Lattice):
+        raise WorkflowError(
+            f"ct.dispatch needs a lattice (a function decorated with @ct.lattice), got {orig_lattice!r}."
+        )
+
+    @functools.wraps(orig_lattice.workflow_function)
+    def wrapper(*args: Any, **kwargs: Any) -> str:
+        graph = orig_lattice.build_graph(*args, **kwargs)
+        manifest, blobs = manifestmod.from_graph(graph, args, kwargs, orig_lattice)
+        _check_executors(manifest, orig_lattice.name)
+        client = _connect(dispatcher_addr)
+        return _submit(client, manifest, blobs, disable_run, _may_auto_start(dispatcher_addr))
+
+    return wrapper
+
+
+def dispatch_sync(
+    orig_lattice: Lattice, dispatcher_addr: str | None = None
+) -> Callable[..., Result]:
+    """``ct.dispatch_sync(lattice)(*args, **kwargs)``: dispatch and wait for the Result."""
+
+    @functools.wraps(orig_lattice.workflow_function)
+    def wrapper(*args: Any, **kwargs: Any) -> Result:
+        dispatch_id = dispatch(orig_lattice, dispatcher_addr)(*args, **kwargs)
+        return get_result(dispatch_id, wait=True, dispatcher_addr=dispatcher_addr)
+
+    return wrapper
+
+
+def _wait_detail(client: Client, dispatch_id: str) -> dict[str, Any]:
+    """The dispatch once finished; rides out a server restart for a while."""
+    lost_since: float | None = None
+    while True:
+        try:
+            detail = client.dispatch(dispatch_id, wait=WAIT_SLICE)
+            lost_since = None
+        except ServerUnavailableError:
+            now = time.monotonic()
+            lost_since = lost_since or now
+            if now - lost_since > RECONNECT_TIMEOUT:
+                raise
+            time.sleep(0.5)
+            continue
+        if detail["finished"]:
+            return detail
+
+
+def get_result(
+    dispatch_id: str, wait: bool = False, dispatcher_addr: str | None = None,
+    status_only: bool = False,
+) -> Any:
+    """The Result of a dispatch (``wait=True`` blocks until it finishes).
+
+    With ``status_only=True``, only ``{"id": ..., "status": ...}``.
+    """
+    client = _connect(dispatcher_addr)
+    if status_only:
+        return client.status(dispatch_id)
+    detail = _wait_detail(client, dispatch_id) if wait else client.dispatch(dispatch_id)
+    return Result(detail, client.fetch_blobs)
+
+
+def cancel(dispatch_id: str, task_ids: list[int] | None = None,
+           dispatcher_addr: str | None = None) -> str:
+    """Cancel a whole dispatch, or only the nodes ``task_ids`` (and what depends on them)."""
+    if task_ids is not None and not isinstance(task_ids, list):
+        task_ids = [task_ids]
+    _connect(dispatcher_addr).cancel(dispatch_id, task_ids)
+    which = f"nodes {task_ids} of dispatch" if task_ids else "dispatch"
+    return f"Cancellation of {which} {dispatch_id} requested."

@@ -1,0 +1,125 @@
+"""The HTTP client of the dispatcher server's REST API.
+
+One keep-alive connection pool per server URL and process. Every failure becomes a
+CovalentError: no answer is a ServerUnavailableError, a 404 for a dispatch is a
+DispatchNotFoundError, other errors carry the server's one-line explanation.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import httpx
+
+from covalent._errors import (
+    BadRequestError,
+    CovalentError,
+    DispatchNotFoundError,
+    ExecutorError,
+    ServerError,
+    ServerUnavailableError,
+    WorkflowError,
+)
+from covalent._wire import bundle
+
+API = "/api/v1"
+_ERRORS: dict[str, type[CovalentError]] = {
+    "BadRequestError": BadRequestError,
+    "WorkflowError": WorkflowError,
+    "ExecutorError": ExecutorError,
+}
+
+
+class Client:
+    """Talks to one server; ``url`` is like ``http://localhost:48008``."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.http = httpx.Client(base_url=url + API, timeout=httpx.Timeout(30.0, connect=5.0))
+
+    def close(self) -> None:
+        self.http.close()
+
+    def request(self, method: str, path: str, timeout: float | None = None, **kwargs: Any) -> httpx.Response:
+        extra = {"timeout": timeout} if timeout is not None else {}
+        try:
+            response = self.http.request(method, path, **extra, **kwargs)
+        except httpx.ConnectError as e:
+            raise ServerUnavailableError(
+                f"No covalent server answers at {self.url}; start one with `covalent start` "
+                "or check the address."
+            ) from e
+        except httpx.TimeoutException as e:
+            raise ServerUnavailableError(f"The covalent server at {self.url} did not answer in time.") from e
+        except httpx.TransportError as e:
+            raise ServerUnavailableError(f"The connection to the covalent server at {self.url} failed: {e}.") from e
+        if response.status_code >= 400:
+            raise self._error(response, path)
+        return response
+
+    def _error(self, response: httpx.Response, path: str) -> CovalentError:
+        try:
+            body = response.json()
+            detail, kind = str(body.get("detail")), body.get("error", "")
+        except ValueError:
+            detail, kind = response.text[:500], ""
+        if response.status_code == 404 and kind == "DispatchNotFoundError":
+            return DispatchNotFoundError(path.split("/")[2], self.url)
+        known = _ERRORS.get(kind)
+        if known is not None:
+            return known(detail)
+        return ServerError(
+            f"The server at {self.url} answered {response.status_code} to {path}: {detail}"
+        )
+
+    # API calls
+
+    def health(self) -> dict[str, Any]:
+        return self.request("GET", "/health", timeout=5.0).json()
+
+    def submit(self, manifest: dict[str, Any], blobs: dict[str, bytes], disable_run: bool = False) -> str:
+        body = bundle.pack(manifest, blobs)
+        response = self.request(
+            "POST", "/dispatches", content=body, timeout=600.0,
+            params={"disable_run": "true"} if disable_run else None,
+            headers={"content-type": bundle.MEDIA_TYPE},
+        )
+        return str(response.json()["dispatch_id"])
+
+    def dispatch(self, dispatch_id: str, wait: float = 0.0, nodes: bool = True) -> dict[str, Any]:
+        params = {"wait": wait, "nodes": "true" if nodes else "false"}
+        return self.request("GET", f"/dispatches/{dispatch_id}", params=params, timeout=wait + 30.0).json()
+
+    def status(self, dispatch_id: str) -> dict[str, str]:
+        return self.request("GET", f"/dispatches/{dispatch_id}/status").json()
+
+    def list_dispatches(self, status: str | None = None, limit: int = 50, offset: int = 0) -> dict[str, Any]:
+        params: dict[str, Any] = {"limit": limit, "offset": offset}
+        if status:
+            params["status"] = status
+        return self.request("GET", "/dispatches", params=params).json()
+
+    def cancel(self, dispatch_id: str, task_ids: list[int] | None = None) -> None:
+        self.request("POST", f"/dispatches/{dispatch_id}/cancel", json={"task_ids": task_ids})
+
+    def delete(self, dispatch_id: str) -> None:
+        self.request("DELETE", f"/dispatches/{dispatch_id}")
+
+    def fetch_blobs(self, digests: list[str]) -> dict[str, bytes]:
+        if len(digests) == 1:
+            return {digests[0]: self.request("GET", f"/blobs/{digests[0]}", timeout=600.0).content}
+        response = self.request("POST", "/blobs/fetch", json={"digests": digests}, timeout=600.0)
+        return bundle.unpack(response.content)[1]
+
+
+_clients: dict[tuple[str, int], Client] = {}
+
+
+def client_for(url: str) -> Client:
+    """The shared client of ``url`` in this process (connections are kept alive)."""
+    key = (url, os.getpid())
+    client = _clients.get(key)
+    if client is None:
+        client = _clients[key] = Client(url)
+    return client

@@ -1,0 +1,297 @@
+"""The dispatcher loop: one asyncio task that owns every running dispatch.
+
+Events (a new dispatch, a task's outcome, a cancel request) arrive on one queue. The
+loop drains every event waiting, applies them to the runs in memory, decides which
+nodes are now ready, commits all resulting changes in one transaction, and only then
+hands the ready nodes to their executors and wakes whoever waits for a finished
+dispatch. Executors report back through the same queue; nothing else changes state.
+
+On start, every dispatch the store says is RUNNING is resumed: completed nodes keep
+their outputs, nodes that were running run again (at-least-once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import traceback
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from covalent._dispatcher.executors import ExecutorRegistry
+from covalent._dispatcher.run import Run
+from covalent._errors import CovalentError, DispatchNotFoundError
+from covalent._results.status import FINAL_STATUSES, Status
+from covalent._store.store import Changes, Store
+from covalent._wire import blobs as blobmod
+from covalent._wire import manifest as manifestmod
+from covalent.executor.base import Outcome, Task
+
+log = logging.getLogger("covalent.dispatcher")
+
+
+@dataclass
+class _Start:
+    run: Run
+
+
+@dataclass
+class _Finished:
+    dispatch_id: str
+    node_id: int
+    outcome: Outcome
+
+
+@dataclass
+class _Cancel:
+    dispatch_id: str
+    node_ids: list[int] | None
+
+
+class Dispatcher:
+    def __init__(self, store: Store, results_root: str | Path,
+                 executors: ExecutorRegistry | None = None) -> None:
+        self.store = store
+        self.results_root = Path(results_root)
+        self.executors = executors or ExecutorRegistry()
+        self.runs: dict[str, Run] = {}
+        self.queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._finished: dict[str, asyncio.Event] = {}
+        self._loop_task: asyncio.Task[None] | None = None
+
+    # lifecycle
+
+    async def start(self) -> None:
+        self._loop_task = asyncio.create_task(self._loop(), name="covalent-dispatcher")
+        for dispatch_id in self.store.unfinished_dispatches([s.value for s in FINAL_STATUSES] + ["NEW_OBJECT"]):
+            self._resume(dispatch_id)
+
+    async def stop(self) -> None:
+        for run in self.runs.values():
+            for task in run.running.values():
+                task.cancel()
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            await asyncio.gather(self._loop_task, return_exceptions=True)
+        await self.executors.close()
+
+    # requests (called on the loop's thread by the API)
+
+    def submit(self, manifest: dict[str, Any], blobs: dict[str, bytes],
+               disable_run: bool = False) -> str:
+        """Validate, store and start a dispatch; return its id once it is committed."""
+        manifestmod.validate(manifest, lambda d: d in blobs or not self.store.missing_blobs([d]))
+        dispatch_id = str(uuid.uuid4())
+        now = time.time()
+        results_dir = self.results_root / dispatch_id
+        results_dir.mkdir(parents=True, exist_ok=True)
+        status = Status.NEW_OBJECT if disable_run else Status.RUNNING
+        changes = Changes(blobs=blobs)
+        changes.transition(dispatch_id, -1, None, status.value, now, "submitted")
+        node_rows = [self._node_row(dispatch_id, node, now, changes) for node in manifest["nodes"]]
+        row = {
+            "dispatch_id": dispatch_id, "root_dispatch_id": dispatch_id,
+            "lattice_name": manifest["lattice"]["name"], "status": status.value,
+            "created_at": now, "start_time": None if disable_run else now,
+            "node_count": len(node_rows), "manifest": manifestmod.dumps(manifest),
+            "summary": json.dumps(manifestmod.summary(manifest)),
+            "results_dir": str(results_dir),
+        }
+        self.store.create_dispatch(row, node_rows, changes)
+        if not disable_run:
+            self.queue.put_nowait(_Start(self._new_run(dispatch_id, manifest, str(results_dir))))
+        return dispatch_id
+
+    @staticmethod
+    def _node_row(dispatch_id: str, node: dict[str, Any], now: float, changes: Changes) -> dict[str, Any]:
+        is_param = node["kind"] == "parameter"
+        status = Status.COMPLETED if is_param else Status.NEW_OBJECT
+        changes.transition(dispatch_id, node["id"], None, status.value, now, "submitted")
+        return {
+            "dispatch_id": dispatch_id, "node_id": node["id"], "name": node["name"],
+            "kind": node["kind"], "status": status.value,
+            "executor": None if is_param else node["executor"]["name"],
+            "start_time": now if is_param else None, "end_time": now if is_param else None,
+            "output_digest": node.get("value"), "output_repr": node.get("value_repr"),
+            "attempts": 0,
+        }
+
+    @staticmethod
+    def _new_run(dispatch_id: str, manifest: dict[str, Any], results_dir: str) -> Run:
+        status = [
+            Status.COMPLETED if n["kind"] == "parameter" else Status.NEW_OBJECT
+            for n in manifest["nodes"]
+        ]
+        outputs = [n.get("value") for n in manifest["nodes"]]
+        return Run(dispatch_id, manifest, results_dir, status, outputs)
+
+    def cancel(self, dispatch_id: str, node_ids: list[int] | None = None) -> None:
+        if self.store.get_dispatch(dispatch_id) is None:
+            raise DispatchNotFoundError(dispatch_id)
+        self.queue.put_nowait(_Cancel(dispatch_id, node_ids))
+
+    async def wait(self, dispatch_id: str, timeout: float) -> None:
+        """Return when the dispatch is finished, or after ``timeout`` seconds."""
+        row = self.store.get_dispatch(dispatch_id)
+        if row is None:
+            raise DispatchNotFoundError(dispatch_id)
+        if Status(row["status"]) in FINAL_STATUSES or dispatch_id not in self.runs:
+            return
+        event = self._finished.setdefault(dispatch_id, asyncio.Event())
+        try:
+            await asyncio.wait_for(event.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
+
+    # the loop
+
+    async def _loop(self) -> None:
+        while True:
+            events = [await self.queue.get()]
+            while not self.queue.empty():
+                events.append(self.queue.get_nowait())
+            try:
+                self._step(events)
+            except Exception:  # a bug must not stop every other dispatch
+                log.exception("dispatcher step failed")
+
+    def _step(self, events: list[Any]) -> None:
+        changes = Changes()
+        touched: dict[str, Run] = {}
+        now = time.time()
+        for event in events:
+            run = self._apply(event, changes, now)
+            if run is not None:
+                touched[run.dispatch_id] = run
+        launches: list[tuple[Run, int]] = []
+        finished: list[Run] = []
+        for run in touched.values():
+            ready = self._take_ready(run, changes, now)
+            launches.extend(ready)
+            if not ready and run.finished:
+                self._finish(run, changes, now)
+                finished.append(run)
+        self.store.commit(changes)
+        for run, node_id in launches:
+            run.running[node_id] = asyncio.create_task(self._execute(run, node_id))
+        for run in finished:
+            self.runs.pop(run.dispatch_id, None)
+            event = self._finished.pop(run.dispatch_id, None)
+            if event is not None:
+                event.set()
+
+    def _apply(self, event: Any, changes: Changes, now: float) -> Run | None:
+        if isinstance(event, _Start):
+            self.runs[event.run.dispatch_id] = event.run
+            return event.run
+        run = self.runs.get(event.dispatch_id)
+        if run is None:
+            return None
+        if isinstance(event, _Finished):
+            self._record(run, event.node_id, event.outcome, changes)
+        elif isinstance(event, _Cancel):
+            self._cancel(run, event.node_ids, changes, now)
+        return run
+
+    def _record(self, run: Run, node_id: int, outcome: Outcome, changes: Changes) -> None:
+        run.running.pop(node_id, None)
+        times = {"start_time": outcome.start_time, "end_time": outcome.end_time,
+                 "stdout": outcome.stdout, "stderr": outcome.stderr}
+        if outcome.status == Status.COMPLETED and outcome.output is not None:
+            digest = blobmod.digest(outcome.output)
+            changes.blobs[digest] = outcome.output
+            run.set_status(changes, node_id, Status.COMPLETED, outcome.end_time, "completed",
+                           output_digest=digest, output_repr=outcome.output_repr, **times)
+            run.complete(changes, node_id, digest)
+            return
+        status = Status.CANCELLED if outcome.status == Status.CANCELLED else Status.FAILED
+        run.errors[node_id] = outcome.error
+        run.set_status(changes, node_id, status, outcome.end_time, status.value.lower(),
+                       error=outcome.error, **times)
+        after = Status.CANCELLED if status == Status.CANCELLED else Status.NOT_RUN
+        run.stop_descendants(changes, node_id, after, outcome.end_time)
+
+    def _cancel(self, run: Run, node_ids: list[int] | None, changes: Changes, now: float) -> None:
+        targets = range(len(run.status)) if node_ids is None else [n for n in node_ids if 0 <= n < len(run.status)]
+        if node_ids is None:
+            run.cancel_requested = True
+        for node_id in targets:
+            if node_id in run.running:
+                run.running[node_id].cancel()
+            elif run.status[node_id] == Status.NEW_OBJECT:
+                run.set_status(changes, node_id, Status.CANCELLED, now, "cancel requested")
+                run.stop_descendants(changes, node_id, Status.CANCELLED, now)
+        if run.ready:
+            run.ready = type(run.ready)(n for n in run.ready if run.status[n] == Status.NEW_OBJECT)
+
+    def _take_ready(self, run: Run, changes: Changes, now: float) -> list[tuple[Run, int]]:
+        launches = []
+        while run.ready and not run.cancel_requested:
+            node_id = run.ready.popleft()
+            if run.status[node_id] != Status.NEW_OBJECT:
+                continue
+            run.set_status(changes, node_id, Status.RUNNING, now, "inputs ready",
+                           start_time=now, attempts=1)
+            launches.append((run, node_id))
+        run.ready.clear()
+        return launches
+
+    def _finish(self, run: Run, changes: Changes, now: float) -> None:
+        status = run.final_status()
+        fields: dict[str, Any] = {"end_time": now, "error": run.error_text()}
+        if status == Status.COMPLETED:
+            fields["result_digest"] = run.result_digest()
+        run.set_dispatch_status(changes, status, now, "all nodes finished", **fields)
+
+    async def _execute(self, run: Run, node_id: int) -> None:
+        node = run.node(node_id)
+        args, kwargs = run.arguments(node_id)
+        task = Task(
+            dispatch_id=run.dispatch_id, node_id=node_id, name=node["name"],
+            function=node["function"], args=args, kwargs=kwargs,
+            load_blob=self._load_blob, results_dir=run.results_dir,
+            metadata=node.get("metadata", {}),
+        )
+        try:
+            executor = await self.executors.get(node["executor"])
+            outcome = await executor.execute(task)
+        except asyncio.CancelledError:
+            outcome = Outcome(Status.CANCELLED, error="Cancelled while running.")
+        except CovalentError as e:
+            outcome = Outcome.failure(str(e))
+        except Exception:
+            outcome = Outcome.failure(
+                f"The executor {node['executor']['name']!r} failed:\n{traceback.format_exc()}"
+            )
+        self.queue.put_nowait(_Finished(run.dispatch_id, node_id, outcome))
+
+    def _load_blob(self, name: str) -> bytes:
+        data = self.store.read_blob(name)
+        if data is None:
+            raise CovalentError(f"Blob {name} is missing from the store.")
+        return data
+
+    # resume
+
+    def _resume(self, dispatch_id: str) -> None:
+        row = self.store.get_dispatch(dispatch_id, with_manifest=True)
+        assert row is not None
+        manifest = row["manifest"]
+        run = self._new_run(dispatch_id, manifest, row["results_dir"])
+        changes = Changes()
+        now = time.time()
+        for node in self.store.get_nodes(dispatch_id):
+            node_id, status = node["node_id"], Status(node["status"])
+            run.status[node_id] = status
+            run.outputs[node_id] = node["output_digest"]
+            run.errors[node_id] = node["error"] or ""
+            if status == Status.RUNNING:
+                run.set_status(changes, node_id, Status.NEW_OBJECT, now,
+                               "server restarted while it ran; it runs again")
+        self.store.commit(changes)
+        self.queue.put_nowait(_Start(Run(dispatch_id, manifest, run.results_dir, run.status,
+                                         run.outputs, run.errors)))

@@ -1,0 +1,49 @@
+"""The state machine of nodes and dispatches: which transitions are allowed.
+
+Every status change goes through :func:`check`, which raises on an impossible one;
+the dispatcher records each allowed change with its cause in the store.
+
+Nodes: ``NEW_OBJECT -> RUNNING -> COMPLETED | FAILED | CANCELLED``; a node whose input
+failed goes ``NEW_OBJECT -> NOT_RUN``; one cancelled before it started goes
+``NEW_OBJECT -> CANCELLED``; one that was running when the server died goes
+``RUNNING -> NEW_OBJECT`` and runs again. Parameter nodes are born ``COMPLETED``.
+
+Dispatches: ``NEW_OBJECT -> RUNNING -> COMPLETED | FAILED | CANCELLED``.
+"""
+
+from __future__ import annotations
+
+from covalent._errors import CovalentError
+from covalent._results.status import Status
+
+S = Status
+
+NODE_TRANSITIONS: dict[Status | None, frozenset[Status]] = {
+    None: frozenset({S.NEW_OBJECT, S.COMPLETED}),
+    S.NEW_OBJECT: frozenset({S.RUNNING, S.NOT_RUN, S.CANCELLED, S.FAILED}),
+    S.RUNNING: frozenset({S.COMPLETED, S.FAILED, S.CANCELLED, S.NEW_OBJECT}),
+}
+
+DISPATCH_TRANSITIONS: dict[Status | None, frozenset[Status]] = {
+    None: frozenset({S.NEW_OBJECT, S.RUNNING}),
+    S.NEW_OBJECT: frozenset({S.RUNNING, S.CANCELLED}),
+    S.RUNNING: frozenset({S.COMPLETED, S.FAILED, S.CANCELLED}),
+}
+
+
+class InvalidTransition(CovalentError):
+    """A status change the state machine does not allow (a bug in covalent)."""
+
+
+def check(table: dict[Status | None, frozenset[Status]], old: Status | None, new: Status,
+          what: str) -> None:
+    if new not in table.get(old, frozenset()):
+        raise InvalidTransition(f"{what} cannot go from {old} to {new}.")
+
+
+def check_node(old: Status | None, new: Status, what: str = "A node") -> None:
+    check(NODE_TRANSITIONS, old, new, what)
+
+
+def check_dispatch(old: Status | None, new: Status, what: str = "A dispatch") -> None:
+    check(DISPATCH_TRANSITIONS, old, new, what)

@@ -1,0 +1,150 @@
+"""``Result``: what ``ct.get_result`` returns, and its printout.
+
+A Result is made from the server's description of a dispatch. Values (the result,
+inputs, node outputs) are blobs fetched and unpickled only when first asked for, all
+missing ones in one request, so that ``get_result`` does not download outputs nobody
+reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import datetime, timezone
+from typing import Any
+
+from covalent._results.status import Status
+from covalent._wire import blobs as blobmod
+
+Fetch = Callable[[list[str]], dict[str, bytes]]
+
+
+def _time(value: float | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, tz=timezone.utc)
+
+
+def _format_time(value: datetime | None) -> str:
+    return "None" if value is None else value.strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+class Result:
+    """The state and outputs of one dispatch."""
+
+    NEW_OBJECT = Status.NEW_OBJECT
+    PENDING_REUSE = Status.PENDING_REUSE
+    RUNNING = Status.RUNNING
+    POSTPROCESSING = Status.POSTPROCESSING
+    COMPLETED = Status.COMPLETED
+    FAILED = Status.FAILED
+    CANCELLED = Status.CANCELLED
+    NOT_RUN = Status.NOT_RUN
+
+    def __init__(self, detail: dict[str, Any], fetch: Fetch) -> None:
+        self._detail = detail
+        self._manifest: dict[str, Any] = detail["summary"]
+        self._fetch = fetch
+        self._values: dict[str, Any] = {}
+        self.dispatch_id: str = detail["dispatch_id"]
+        self.root_dispatch_id: str = detail.get("root_dispatch_id") or self.dispatch_id
+        self.status = Status(detail["status"])
+        self.error: str | None = detail.get("error")
+        self.start_time = _time(detail.get("start_time"))
+        self.end_time = _time(detail.get("end_time"))
+        self.results_dir: str = detail.get("results_dir", "")
+        self._nodes: list[dict[str, Any]] = detail.get("nodes", [])
+
+    # values, fetched on first use
+
+    def _load(self, digests: Iterable[str | None]) -> None:
+        wanted = [d for d in dict.fromkeys(digests) if d and d not in self._values]
+        if wanted:
+            for name, data in self._fetch(wanted).items():
+                self._values[name] = blobmod.loads(data)
+
+    def _value(self, digest: str | None) -> Any:
+        if not digest:
+            return None
+        self._load([digest])
+        return self._values[digest]
+
+    @property
+    def result(self) -> Any:
+        """The lattice's return value once COMPLETED, else None."""
+        if self.status != Status.COMPLETED:
+            return None
+        return self._value(self._detail.get("result_digest"))
+
+    @property
+    def inputs(self) -> dict[str, Any]:
+        """The arguments the lattice was dispatched with: ``{"args": [...], "kwargs": {...}}``."""
+        inputs = self._manifest["inputs"]
+        self._load([inputs["args"], inputs["kwargs"]])
+        return {"args": list(self._values[inputs["args"]]), "kwargs": dict(self._values[inputs["kwargs"]])}
+
+    @property
+    def lattice(self) -> Any:
+        """The dispatched lattice (unpickled on first use), or None if it was not sent."""
+        return self._value(self._manifest["lattice"].get("function"))
+
+    # nodes
+
+    def _node_dict(self, row: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "node_id": row["node_id"],
+            "node_name": row["name"],
+            "start_time": _time(row.get("start_time")),
+            "end_time": _time(row.get("end_time")),
+            "status": Status(row["status"]),
+            "output": self._value(row.get("output_digest")),
+            "error": row.get("error") or None,
+            "stdout": row.get("stdout") or "",
+            "stderr": row.get("stderr") or "",
+            "sublattice_result": None,
+            "executor": row.get("executor"),
+        }
+
+    def get_node_result(self, node_id: int) -> dict[str, Any]:
+        """Everything about one node: status, times, output, error, stdout, stderr."""
+        for row in self._nodes:
+            if row["node_id"] == node_id:
+                return self._node_dict(row)
+        raise KeyError(f"Dispatch {self.dispatch_id} has no node {node_id}.")
+
+    def get_all_node_results(self) -> list[dict[str, Any]]:
+        self._load(row.get("output_digest") for row in self._nodes)
+        return [self._node_dict(row) for row in self._nodes]
+
+    def get_all_node_outputs(self) -> dict[str, Any]:
+        """``{"name(id)": output}`` for every node, in id order."""
+        self._load(row.get("output_digest") for row in self._nodes)
+        return {
+            f"{row['name']}({row['node_id']})": self._value(row.get("output_digest"))
+            for row in self._nodes
+        }
+
+    def __str__(self) -> str:
+        inputs = self.inputs
+        outputs = self.get_all_node_outputs()
+        lines = [
+            "",
+            "Lattice Result",
+            "==============",
+            f"status: {self.status}",
+            f"result: {self.result}",
+            f"input args: {inputs['args']}",
+            f"input kwargs: {inputs['kwargs']}",
+            f"error: {self.error}",
+            "",
+            f"start_time: {_format_time(self.start_time)}",
+            f"end_time: {_format_time(self.end_time)}",
+            "",
+            f"results_dir: {self.results_dir}",
+            f"dispatch_id: {self.dispatch_id}",
+            "",
+            "Node Outputs",
+            "------------",
+            *(f"{name}: {value}" for name, value in outputs.items()),
+        ]
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"<Result {self.dispatch_id} {self.status}>"

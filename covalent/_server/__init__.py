@@ -1,0 +1,1 @@
+"""The dispatcher server: REST API, event stream and UI on one port."""

@@ -1,0 +1,174 @@
+"""The ASGI app: the REST API under ``/api/v1``.
+
+Blobs are opaque bytes here: the server stores and returns them, never unpickles them.
+Every CovalentError becomes a JSON answer ``{"detail": ..., "error": ...}`` with the
+error's HTTP status, in :func:`_covalent_error`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
+
+from covalent import __version__
+from covalent._dispatcher.dispatcher import Dispatcher
+from covalent._errors import BadRequestError, CovalentError, DispatchNotFoundError
+from covalent._results.status import FINAL_STATUSES, Status
+from covalent._store.store import Store
+from covalent._wire import bundle
+
+log = logging.getLogger("covalent.server")
+
+API = "/api/v1"
+MAX_WAIT = 30.0
+THREAD_UNPACK_BYTES = 1 << 20
+
+
+@dataclass
+class ServerState:
+    store: Store
+    dispatcher: Dispatcher
+    settings: dict[str, Any]
+
+
+class CancelRequest(BaseModel):
+    task_ids: list[int] | None = None
+
+
+class FetchRequest(BaseModel):
+    digests: list[str]
+
+
+def create_app(store: Store, results_root: str, settings: dict[str, Any] | None = None) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store.create_schema()
+        dispatcher = Dispatcher(store, results_root)
+        app.state.covalent = ServerState(store, dispatcher, settings or {})
+        await dispatcher.start()
+        try:
+            yield
+        finally:
+            await dispatcher.stop()
+            store.close()
+
+    app = FastAPI(title="covalent", version=__version__, lifespan=lifespan)
+    app.add_exception_handler(CovalentError, _covalent_error)  # type: ignore[arg-type]
+    _routes(app)
+    return app
+
+
+async def _covalent_error(request: Request, error: CovalentError) -> JSONResponse:
+    return JSONResponse(
+        {"detail": str(error), "error": type(error).__name__}, status_code=error.http_status
+    )
+
+
+def _state(request: Request) -> ServerState:
+    state: ServerState = request.app.state.covalent
+    return state
+
+
+def _dispatch_or_404(state: ServerState, dispatch_id: str) -> dict[str, Any]:
+    row = state.store.get_dispatch(dispatch_id)
+    if row is None:
+        raise DispatchNotFoundError(dispatch_id)
+    return row
+
+
+def _routes(app: FastAPI) -> None:
+    @app.get(f"{API}/health")
+    async def health(request: Request) -> dict[str, Any]:
+        state = _state(request)
+        return {"status": "ok", "version": __version__, "database": state.store.url,
+                **state.settings}
+
+    @app.post(f"{API}/dispatches")
+    async def submit(request: Request, disable_run: bool = False) -> dict[str, str]:
+        body = await request.body()
+        if len(body) > THREAD_UNPACK_BYTES:
+            manifest, blobs = await asyncio.to_thread(bundle.unpack, body)
+        else:
+            manifest, blobs = bundle.unpack(body)
+        del body
+        dispatch_id = _state(request).dispatcher.submit(manifest, blobs, disable_run=disable_run)
+        return {"dispatch_id": dispatch_id}
+
+    @app.get(f"{API}/dispatches")
+    async def list_dispatches(request: Request, status: str | None = None, limit: int = 50,
+                              offset: int = 0) -> dict[str, Any]:
+        store = _state(request).store
+        if status is not None and status not in Status.__members__:
+            raise BadRequestError(f"Unknown status '{status}'; use one of {', '.join(Status.__members__)}.")
+        rows = store.list_dispatches(status=status, limit=max(1, min(limit, 1000)), offset=max(0, offset))
+        return {"dispatches": rows, "total": store.count_dispatches()}
+
+    @app.get(f"{API}/dispatches/{{dispatch_id}}")
+    async def get_dispatch(request: Request, dispatch_id: str, wait: float = 0.0,
+                           nodes: bool = True) -> dict[str, Any]:
+        state = _state(request)
+        if wait > 0:
+            await state.dispatcher.wait(dispatch_id, min(wait, MAX_WAIT))
+        row = _dispatch_or_404(state, dispatch_id)
+        if nodes:
+            row["nodes"] = state.store.get_nodes(dispatch_id)
+        row["finished"] = Status(row["status"]) in FINAL_STATUSES
+        return row
+
+    @app.get(f"{API}/dispatches/{{dispatch_id}}/status")
+    async def get_status(request: Request, dispatch_id: str) -> dict[str, str]:
+        row = _dispatch_or_404(_state(request), dispatch_id)
+        return {"id": dispatch_id, "status": row["status"]}
+
+    @app.get(f"{API}/dispatches/{{dispatch_id}}/manifest")
+    async def get_manifest(request: Request, dispatch_id: str) -> Response:
+        row = _state(request).store.get_dispatch(dispatch_id, with_manifest=True)
+        if row is None:
+            raise DispatchNotFoundError(dispatch_id)
+        return JSONResponse(row["manifest"])
+
+    @app.get(f"{API}/dispatches/{{dispatch_id}}/transitions")
+    async def get_transitions(request: Request, dispatch_id: str) -> list[dict[str, Any]]:
+        state = _state(request)
+        _dispatch_or_404(state, dispatch_id)
+        return state.store.get_transitions(dispatch_id)
+
+    @app.post(f"{API}/dispatches/{{dispatch_id}}/cancel")
+    async def cancel(request: Request, dispatch_id: str, body: CancelRequest | None = None) -> dict[str, str]:
+        _state(request).dispatcher.cancel(dispatch_id, body.task_ids if body else None)
+        return {"dispatch_id": dispatch_id, "status": "cancel requested"}
+
+    @app.delete(f"{API}/dispatches/{{dispatch_id}}")
+    async def delete(request: Request, dispatch_id: str) -> dict[str, str]:
+        state = _state(request)
+        row = _dispatch_or_404(state, dispatch_id)
+        if Status(row["status"]) not in FINAL_STATUSES:
+            raise BadRequestError(f"Dispatch {dispatch_id} is still {row['status']}; cancel it first.")
+        state.store.delete_dispatch(dispatch_id)
+        return {"dispatch_id": dispatch_id, "status": "deleted"}
+
+    @app.get(f"{API}/blobs/{{digest}}")
+    async def get_blob(request: Request, digest: str) -> Response:
+        data = _state(request).store.read_blob(digest)
+        if data is None:
+            return JSONResponse({"detail": f"No blob {digest}."}, status_code=404)
+        return Response(data, media_type="application/octet-stream")
+
+    @app.post(f"{API}/blobs/fetch")
+    async def fetch_blobs(request: Request, body: FetchRequest) -> Response:
+        store = _state(request).store
+        found: dict[str, bytes] = {}
+        for digest in dict.fromkeys(body.digests):
+            data = store.read_blob(digest)
+            if data is None:
+                return JSONResponse({"detail": f"No blob {digest}."}, status_code=404)
+            found[digest] = data
+        return Response(bundle.pack({}, found), media_type=bundle.MEDIA_TYPE)

@@ -1,0 +1,1 @@
+"""The store: dispatches, nodes, transitions and blobs, in SQLite (WAL) by default."""

@@ -1,0 +1,291 @@
+"""All reads and writes of the database and the blob files.
+
+Writes happen in :meth:`Store.commit` (one transaction for a batch of changes) and
+:meth:`Store.create_dispatch`; both return only after the transaction is committed, so
+nothing is reported before it is stored. Reads may come from any thread.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, bindparam, create_engine, event, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from covalent._errors import CovalentError
+from covalent._store import schema
+from covalent._store.schema import blobs, dispatches, meta, nodes, transitions
+
+INLINE_LIMIT = 256 * 1024
+CACHE_BYTES = 64 * 1024 * 1024
+DISPATCH_NODE = -1
+
+
+@dataclass
+class Changes:
+    """A batch of writes to commit together."""
+
+    blobs: dict[str, bytes] = field(default_factory=dict)
+    node_updates: list[dict[str, Any]] = field(default_factory=list)
+    dispatch_updates: list[dict[str, Any]] = field(default_factory=list)
+    transitions: list[dict[str, Any]] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.blobs or self.node_updates or self.dispatch_updates or self.transitions)
+
+    def transition(self, dispatch_id: str, node_id: int, old: str | None, new: str, at: float,
+                   cause: str = "") -> None:
+        self.transitions.append(
+            {"dispatch_id": dispatch_id, "node_id": node_id, "old": old, "new": new, "at": at,
+             "cause": cause}
+        )
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=60000")
+    cursor.close()
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 60})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+class BlobCache:
+    """Recently used small blobs in memory, bounded in bytes; safe across threads."""
+
+    def __init__(self, limit: int = CACHE_BYTES) -> None:
+        self.limit = limit
+        self.size = 0
+        self._items: OrderedDict[str, bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, name: str) -> bytes | None:
+        with self._lock:
+            data = self._items.get(name)
+            if data is not None:
+                self._items.move_to_end(name)
+            return data
+
+    def put(self, name: str, data: bytes) -> None:
+        if len(data) > INLINE_LIMIT:
+            return
+        with self._lock:
+            if name in self._items:
+                return
+            self._items[name] = data
+            self.size += len(data)
+            while self.size > self.limit:
+                _, old = self._items.popitem(last=False)
+                self.size -= len(old)
+
+
+class Store:
+    def __init__(self, url: str, blobs_dir: str | Path) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        self.blobs_dir = Path(blobs_dir)
+        self.cache = BlobCache()
+
+    @classmethod
+    def sqlite(cls, db_path: str | Path, blobs_dir: str | Path) -> Store:
+        Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+        return cls(f"sqlite:///{db_path}", blobs_dir)
+
+    def create_schema(self) -> None:
+        """Create missing tables and record the schema version."""
+        schema.metadata.create_all(self.engine)
+        with self.engine.begin() as conn:
+            row = conn.execute(select(meta.c.value).where(meta.c.key == "schema_version")).first()
+            if row is None:
+                conn.execute(insert(meta).values(key="schema_version", value=str(schema.SCHEMA_VERSION)))
+            elif int(row[0]) > schema.SCHEMA_VERSION:
+                raise CovalentError(
+                    f"The database {self.url} has schema version {row[0]}, newer than this "
+                    f"covalent ({schema.SCHEMA_VERSION}); upgrade covalent."
+                )
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # blobs
+
+    def _blob_path(self, name: str) -> Path:
+        return self.blobs_dir / name[:2] / name
+
+    def _write_file(self, name: str, data: bytes) -> str:
+        path = self._blob_path(name)
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        return str(path)
+
+    def missing_blobs(self, names: Iterable[str]) -> set[str]:
+        wanted = set(names)
+        found: set[str] = set()
+        with self.engine.connect() as conn:
+            chunk = list(wanted)
+            for start in range(0, len(chunk), 500):
+                part = chunk[start : start + 500]
+                found.update(r[0] for r in conn.execute(select(blobs.c.digest).where(blobs.c.digest.in_(part))))
+        return wanted - found
+
+    def _insert_blobs(self, conn: Any, items: dict[str, bytes]) -> None:
+        if not items:
+            return
+        new = self.missing_blobs(items)
+        rows = []
+        for name in new:
+            data = items[name]
+            if len(data) > INLINE_LIMIT:
+                rows.append({"digest": name, "size": len(data), "data": None, "path": self._write_file(name, data)})
+            else:
+                rows.append({"digest": name, "size": len(data), "data": data, "path": None})
+        if rows:
+            conn.execute(insert(blobs).prefix_with("OR IGNORE") if self.url.startswith("sqlite") else insert(blobs), rows)
+        for name, data in items.items():
+            self.cache.put(name, data)
+
+    def read_blob(self, name: str) -> bytes | None:
+        data = self.cache.get(name)
+        if data is not None:
+            return data
+        with self.engine.connect() as conn:
+            row = conn.execute(select(blobs.c.data, blobs.c.path).where(blobs.c.digest == name)).first()
+        if row is None:
+            return None
+        data = row.data if row.data is not None else Path(row.path).read_bytes()
+        self.cache.put(name, data)
+        return data
+
+    # writes
+
+    def create_dispatch(self, row: dict[str, Any], node_rows: list[dict[str, Any]],
+                        changes: Changes) -> None:
+        """Store a new dispatch, its nodes, its blobs and first transitions in one transaction."""
+        try:
+            with self.engine.begin() as conn:
+                self._insert_blobs(conn, changes.blobs)
+                conn.execute(insert(dispatches), [row])
+                if node_rows:
+                    conn.execute(insert(nodes), node_rows)
+                if changes.transitions:
+                    conn.execute(insert(transitions), changes.transitions)
+        except IntegrityError as e:
+            raise CovalentError(f"Dispatch {row['dispatch_id']} already exists.") from e
+
+    def commit(self, changes: Changes) -> None:
+        """Write a batch of changes in one transaction."""
+        if not changes:
+            return
+        with self.engine.begin() as conn:
+            self._insert_blobs(conn, changes.blobs)
+            for keys, rows in _group_by_keys(changes.node_updates):
+                stmt = (
+                    update(nodes)
+                    .where(nodes.c.dispatch_id == bindparam("_d"), nodes.c.node_id == bindparam("_n"))
+                    .values({k: bindparam(f"v_{k}") for k in keys})
+                )
+                conn.execute(stmt, rows)
+            for keys, rows in _group_by_keys(changes.dispatch_updates):
+                stmt = (
+                    update(dispatches)
+                    .where(dispatches.c.dispatch_id == bindparam("_d"))
+                    .values({k: bindparam(f"v_{k}") for k in keys})
+                )
+                conn.execute(stmt, rows)
+            if changes.transitions:
+                conn.execute(insert(transitions), changes.transitions)
+
+    def delete_dispatch(self, dispatch_id: str) -> bool:
+        with self.engine.begin() as conn:
+            done = conn.execute(dispatches.delete().where(dispatches.c.dispatch_id == dispatch_id)).rowcount
+            conn.execute(nodes.delete().where(nodes.c.dispatch_id == dispatch_id))
+            conn.execute(transitions.delete().where(transitions.c.dispatch_id == dispatch_id))
+        return bool(done)
+
+    # reads
+
+    def get_dispatch(self, dispatch_id: str, with_manifest: bool = False) -> dict[str, Any] | None:
+        columns = [c for c in dispatches.c if with_manifest or c.name != "manifest"]
+        with self.engine.connect() as conn:
+            row = conn.execute(select(*columns).where(dispatches.c.dispatch_id == dispatch_id)).first()
+        if row is None:
+            return None
+        out = dict(row._mapping)
+        out["summary"] = json.loads(out["summary"])
+        if with_manifest:
+            out["manifest"] = json.loads(out["manifest"])
+        return out
+
+    def get_nodes(self, dispatch_id: str) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(nodes).where(nodes.c.dispatch_id == dispatch_id).order_by(nodes.c.node_id)
+            )
+            return [dict(r._mapping) for r in rows]
+
+    def get_transitions(self, dispatch_id: str) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(transitions).where(transitions.c.dispatch_id == dispatch_id).order_by(transitions.c.id)
+            )
+            return [dict(r._mapping) for r in rows]
+
+    def list_dispatches(self, status: str | None = None, limit: int = 50,
+                        offset: int = 0) -> list[dict[str, Any]]:
+        columns = [c for c in dispatches.c if c.name != "manifest"]
+        query = select(*columns).order_by(dispatches.c.created_at.desc()).limit(limit).offset(offset)
+        if status:
+            query = query.where(dispatches.c.status == status)
+        with self.engine.connect() as conn:
+            rows = [dict(r._mapping) for r in conn.execute(query)]
+        for row in rows:
+            row["summary"] = json.loads(row["summary"])
+        return rows
+
+    def count_dispatches(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(dispatches)).scalar_one())
+
+    def unfinished_dispatches(self, final: Iterable[str]) -> list[str]:
+        query = (
+            select(dispatches.c.dispatch_id)
+            .where(dispatches.c.status.not_in(list(final)))
+            .order_by(dispatches.c.created_at)
+        )
+        with self.engine.connect() as conn:
+            return [r[0] for r in conn.execute(query)]
+
+
+def _group_by_keys(
+    rows: list[dict[str, Any]],
+) -> list[tuple[tuple[str, ...], list[dict[str, Any]]]]:
+    """Rows grouped by their set of columns, so that each group is one executemany.
+
+    Keys starting with ``_`` select the row; the others are renamed ``v_<column>``
+    (a bind parameter may not share its column's name in an UPDATE).
+    """
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        columns = tuple(sorted(k for k in row if not k.startswith("_")))
+        bound = {(k if k.startswith("_") else f"v_{k}"): v for k, v in row.items()}
+        groups.setdefault(columns, []).append(bound)
+    return list(groups.items())

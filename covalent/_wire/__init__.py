@@ -1,0 +1,1 @@
+"""What travels between client, server and workers: a JSON manifest plus content-addressed blobs."""

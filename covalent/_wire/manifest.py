@@ -1,0 +1,243 @@
+"""The manifest: a traced graph as JSON, with every function and value as a blob digest.
+
+:func:`from_graph` runs in the client; :func:`validate` runs in the server, which checks
+the structure (ids, edges, digests, acyclicity) without unpickling anything.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import Callable
+from typing import Any
+
+from covalent._errors import BadRequestError, WorkflowError
+from covalent._wire import blobs as blobmod
+from covalent._workflow.graph import Graph, Node, NodeKind
+
+FORMAT = 1
+DEFAULT_EXECUTOR = "local"
+JSON_METADATA = ("retries", "retry_delay", "timeout", "cache")
+PICKLED_METADATA = ("files", "deps_bash", "deps_pip", "call_before", "call_after")
+
+
+class BlobSet:
+    """Blobs gathered while writing a manifest, deduplicated by digest."""
+
+    def __init__(self) -> None:
+        self.blobs: dict[str, bytes] = {}
+        self._by_object: dict[int, str] = {}
+
+    def add_bytes(self, data: bytes) -> str:
+        name = blobmod.digest(data)
+        self.blobs.setdefault(name, data)
+        return name
+
+    def add_object(self, value: Any, what: str) -> str:
+        """Pickle ``value`` (once per object for functions) and return its digest."""
+        key = id(value)
+        if callable(value) and key in self._by_object:
+            return self._by_object[key]
+        try:
+            data = blobmod.dumps(value)
+        except Exception as e:
+            raise WorkflowError(f"Cannot pickle {what}: {type(e).__name__}: {e}.") from e
+        name = self.add_bytes(data)
+        if callable(value):
+            self._by_object[key] = name
+        return name
+
+
+def executor_spec(executor: Any, where: str) -> dict[str, Any]:
+    """``{"name": short name, "attributes": {...}}`` for an executor instance or name."""
+    if executor is None:
+        return {"name": DEFAULT_EXECUTOR, "attributes": {}}
+    if isinstance(executor, str):
+        return {"name": executor, "attributes": {}}
+    to_dict = getattr(executor, "to_dict", None)
+    short_name = getattr(executor, "short_name", None)
+    if not callable(to_dict) or not callable(short_name):
+        raise WorkflowError(
+            f"The executor of {where} is {executor!r}; use an executor instance "
+            "(ct.executor.LocalExecutor()) or a short name such as 'local'."
+        )
+    attributes = to_dict()
+    try:
+        json.dumps(attributes)
+    except TypeError as e:
+        raise WorkflowError(f"The executor of {where} has settings that are not JSON: {e}.") from e
+    return {"name": short_name(), "attributes": attributes}
+
+
+def _source(function: Callable[..., Any]) -> str:
+    try:
+        return inspect.getsource(function)
+    except (OSError, TypeError):
+        return ""
+
+
+def _node_entry(node: Node, blobset: BlobSet, sources: dict[str, dict[str, str]]) -> dict[str, Any]:
+    where = f"node {node.name}({node.id})"
+    entry: dict[str, Any] = {"id": node.id, "name": node.name, "kind": node.kind}
+    if node.kind == NodeKind.PARAMETER:
+        entry["value"] = blobset.add_object(node.value, f"the value of {where}")
+        entry["value_repr"] = blobmod.short_repr(node.value)
+        return entry
+    assert node.function is not None
+    entry["function"] = digest = blobset.add_object(node.function, f"the function of {where}")
+    if node.kind == NodeKind.ELECTRON and digest not in sources:
+        sources[digest] = {"name": node.name, "source": _source(node.function)}
+    executor = node.executor if node.kind == NodeKind.ELECTRON else None
+    entry["executor"] = executor_spec(executor, where)
+    metadata = {k: node.metadata[k] for k in JSON_METADATA if node.metadata.get(k)}
+    extras = {k: node.metadata[k] for k in PICKLED_METADATA if node.metadata.get(k)}
+    if extras:
+        metadata["extras"] = blobset.add_object(extras, f"the settings of {where}")
+    entry["metadata"] = metadata
+    return entry
+
+
+def from_graph(
+    graph: Graph, args: tuple[Any, ...], kwargs: dict[str, Any], lattice: Any = None,
+) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """The manifest and the blobs (digest to bytes) that describe one dispatch.
+
+    ``lattice`` (the Lattice object) travels too, so that a Result can give it back.
+    """
+    blobset = BlobSet()
+    sources: dict[str, dict[str, str]] = {}
+    nodes = [_node_entry(node, blobset, sources) for node in graph.nodes]
+    where = f"lattice '{graph.lattice_name}'"
+    result: dict[str, Any] = (
+        {"node": graph.result_node}
+        if graph.result_node is not None
+        else {"value": blobset.add_object(graph.result_value, f"the result of {where}")}
+    )
+    manifest = {
+        "format": FORMAT,
+        "lattice": _lattice_entry(graph, lattice, blobset),
+        "inputs": {
+            "args": blobset.add_object(args, f"the arguments of {where}"),
+            "kwargs": blobset.add_object(kwargs, f"the keyword arguments of {where}"),
+            "args_repr": [blobmod.short_repr(a) for a in args],
+            "kwargs_repr": {k: blobmod.short_repr(v) for k, v in kwargs.items()},
+        },
+        "nodes": nodes,
+        "edges": [[e.source, e.target, e.index, e.name] for e in graph.edges],
+        "result": result,
+        "functions": sources,
+    }
+    return manifest, blobset.blobs
+
+
+def _lattice_entry(graph: Graph, lattice: Any, blobset: BlobSet) -> dict[str, Any]:
+    entry: dict[str, Any] = {"name": graph.lattice_name, "doc": "", "source": ""}
+    if lattice is not None:
+        function = getattr(lattice, "workflow_function", lattice)
+        entry["doc"] = inspect.getdoc(function) or ""
+        entry["source"] = _source(function)
+        try:
+            entry["function"] = blobset.add_bytes(blobmod.dumps(lattice))
+        except Exception:  # the lattice is only kept for the Result; the run needs it not
+            pass
+    return entry
+
+
+def summary(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The small part of a manifest a Result needs: the lattice and its inputs."""
+    lattice = manifest["lattice"]
+    return {
+        "lattice": {k: lattice.get(k) for k in ("name", "doc", "function")},
+        "inputs": manifest["inputs"],
+        "result": manifest["result"],
+    }
+
+
+def validate(manifest: Any, available: Callable[[str], bool]) -> None:
+    """Raise BadRequestError naming the first thing wrong with ``manifest``.
+
+    ``available(digest)`` tells whether a blob is in the request or already stored.
+    """
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise BadRequestError(f"The manifest must be an object with format {FORMAT}.")
+    nodes = manifest.get("nodes")
+    if not isinstance(nodes, list):
+        raise BadRequestError("The manifest has no 'nodes' list.")
+    for position, node in enumerate(nodes):
+        _validate_node(node, position, available)
+    _validate_edges(manifest.get("edges"), len(nodes))
+    result = manifest.get("result")
+    if not isinstance(result, dict):
+        raise BadRequestError("The manifest has no 'result'.")
+    if "node" in result and not (isinstance(result["node"], int) and 0 <= result["node"] < len(nodes)):
+        raise BadRequestError(f"The manifest's result names node {result['node']!r}, which is not there.")
+    if "node" not in result:
+        _need_blob(result.get("value"), "the result value", available)
+    inputs = manifest.get("inputs") or {}
+    _need_blob(inputs.get("args"), "the lattice's arguments", available)
+    _need_blob(inputs.get("kwargs"), "the lattice's keyword arguments", available)
+    lattice = manifest.get("lattice")
+    if not isinstance(lattice, dict) or not isinstance(lattice.get("name"), str):
+        raise BadRequestError("The manifest has no lattice name.")
+
+
+def _need_blob(name: Any, what: str, available: Callable[[str], bool]) -> None:
+    if not isinstance(name, str) or not blobmod.is_digest(name):
+        raise BadRequestError(f"The manifest's {what} is not a blob digest.")
+    if not available(name):
+        raise BadRequestError(f"The manifest's {what} refers to blob {name}, which was not sent.")
+
+
+def _validate_node(node: Any, position: int, available: Callable[[str], bool]) -> None:
+    if not isinstance(node, dict) or node.get("id") != position:
+        raise BadRequestError(f"Node {position} of the manifest must have id {position}.")
+    if not isinstance(node.get("name"), str):
+        raise BadRequestError(f"Node {position} of the manifest has no name.")
+    kind = node.get("kind")
+    if kind == NodeKind.PARAMETER:
+        _need_blob(node.get("value"), f"node {position}'s value", available)
+        return
+    if kind not in (NodeKind.ELECTRON, NodeKind.COLLECTION, NodeKind.OPERATION):
+        raise BadRequestError(f"Node {position} of the manifest has unknown kind {kind!r}.")
+    _need_blob(node.get("function"), f"node {position}'s function", available)
+    executor = node.get("executor")
+    if not isinstance(executor, dict) or not isinstance(executor.get("name"), str):
+        raise BadRequestError(f"Node {position} of the manifest has no executor name.")
+    if not isinstance(executor.get("attributes", {}), dict):
+        raise BadRequestError(f"Node {position}'s executor attributes must be an object.")
+    extras = (node.get("metadata") or {}).get("extras")
+    if extras is not None:
+        _need_blob(extras, f"node {position}'s settings", available)
+
+
+def _validate_edges(edges: Any, count: int) -> None:
+    if not isinstance(edges, list):
+        raise BadRequestError("The manifest has no 'edges' list.")
+    for edge in edges:
+        ok = isinstance(edge, list) and len(edge) == 4
+        ok = ok and all(isinstance(v, int) and 0 <= v < count for v in edge[:2])
+        ok = ok and (isinstance(edge[2], int) or isinstance(edge[3], str))
+        if not ok:
+            raise BadRequestError(f"The manifest's edge {edge!r} is not [source, target, index, name].")
+    if len(topological_order(count, edges)) != count:
+        raise BadRequestError("The manifest's edges form a cycle; a workflow must be acyclic.")
+
+
+def topological_order(count: int, edges: list[list[Any]]) -> list[int]:
+    """Node ids with every node after its inputs (Kahn); shorter than ``count`` on a cycle."""
+    children: list[list[int]] = [[] for _ in range(count)]
+    waiting = [0] * count
+    for edge in edges:
+        children[edge[0]].append(edge[1])
+        waiting[edge[1]] += 1
+    order = [n for n in range(count) if waiting[n] == 0]
+    for node in order:
+        for child in children[node]:
+            waiting[child] -= 1
+            if waiting[child] == 0:
+                order.append(child)
+    return order
+
+
+def dumps(manifest: dict[str, Any]) -> bytes:
+    return json.dumps(manifest, separators=(",", ":")).encode()

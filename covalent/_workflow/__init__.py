@@ -1,0 +1,1 @@
+"""Authoring workflows: electrons, lattices, and the tracer that turns them into a graph."""

@@ -1,0 +1,80 @@
+"""``@ct.electron``: a function that becomes one node of a workflow.
+
+Called outside a lattice's build, an electron is the plain function. Called during a
+build, it records a node and returns an :class:`~covalent._workflow.tracing.Output`.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, overload
+
+from covalent._errors import WorkflowError
+from covalent._workflow.graph import NodeKind
+from covalent._workflow.tracing import current_builder
+
+
+class Electron:
+    """A function plus where and how it runs (executor, retries, timeout, ...)."""
+
+    def __init__(
+        self,
+        function: Callable[..., Any],
+        executor: Any = None,
+        *,
+        files: list[Any] | None = None,
+        deps_bash: Any = None,
+        deps_pip: Any = None,
+        call_before: list[Any] | None = None,
+        call_after: list[Any] | None = None,
+        retries: int = 0,
+        retry_delay: float = 0.0,
+        timeout: float | None = None,
+        cache: bool = False,
+    ) -> None:
+        if not callable(function):
+            raise WorkflowError(f"ct.electron needs a function, got {function!r}.")
+        self.function = function
+        self.executor = executor
+        self.metadata: dict[str, Any] = {
+            "files": list(files or []),
+            "deps_bash": deps_bash,
+            "deps_pip": deps_pip,
+            "call_before": list(call_before or []),
+            "call_after": list(call_after or []),
+            "retries": int(retries),
+            "retry_delay": float(retry_delay),
+            "timeout": timeout,
+            "cache": bool(cache),
+        }
+        functools.update_wrapper(self, function)
+
+    @property
+    def name(self) -> str:
+        return getattr(self.function, "__name__", type(self.function).__name__)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        builder = current_builder()
+        if builder is None:
+            return self.function(*args, **kwargs)
+        return builder.add_call(
+            self.name, NodeKind.ELECTRON, self.function, args, kwargs,
+            executor=self.executor, metadata=self.metadata,
+        )
+
+    def __repr__(self) -> str:
+        return f"<electron {self.name}>"
+
+
+@overload
+def electron(_func: Callable[..., Any], **options: Any) -> Electron: ...
+@overload
+def electron(_func: None = None, **options: Any) -> Callable[[Callable[..., Any]], Electron]: ...
+
+
+def electron(_func: Callable[..., Any] | None = None, **options: Any) -> Any:
+    """Make ``_func`` an electron: ``@ct.electron`` or ``@ct.electron(executor="local")``."""
+    if _func is None:
+        return lambda function: Electron(function, **options)
+    return Electron(_func, **options)

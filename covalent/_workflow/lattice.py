@@ -1,0 +1,110 @@
+"""``@ct.lattice``: a workflow, built by tracing its body.
+
+Called directly, a lattice is its plain function. :meth:`Lattice.build_graph` calls the
+body with a :class:`~covalent._workflow.tracing.Builder` current, so that electrons
+record nodes; the lattice's return value tells where its result comes from.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Any, overload
+
+from covalent._errors import WorkflowError
+from covalent._workflow.graph import Graph
+from covalent._workflow.tracing import Builder, Output, holds_output
+
+
+class Lattice:
+    """A workflow function plus its defaults for the electrons it calls."""
+
+    def __init__(
+        self,
+        function: Callable[..., Any],
+        executor: Any = None,
+        workflow_executor: Any = None,
+        *,
+        deps_bash: Any = None,
+        deps_pip: Any = None,
+        call_before: list[Any] | None = None,
+        call_after: list[Any] | None = None,
+        triggers: Any = None,
+    ) -> None:
+        if not callable(function):
+            raise WorkflowError(f"ct.lattice needs a function, got {function!r}.")
+        self.workflow_function = function
+        self.executor = executor
+        self.workflow_executor = workflow_executor
+        self.metadata: dict[str, Any] = {
+            "deps_bash": deps_bash,
+            "deps_pip": deps_pip,
+            "call_before": list(call_before or []),
+            "call_after": list(call_after or []),
+            "triggers": triggers,
+        }
+        self.transport_graph: Graph | None = None
+        functools.update_wrapper(self, function)
+
+    @property
+    def name(self) -> str:
+        return getattr(self.workflow_function, "__name__", "lattice")
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.workflow_function(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<lattice {self.name}>"
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "transport_graph": None}
+
+    def check_arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """Raise a WorkflowError if ``args``/``kwargs`` do not fit the lattice's signature."""
+        try:
+            inspect.signature(self.workflow_function).bind(*args, **kwargs)
+        except TypeError as e:
+            raise WorkflowError(
+                f"The arguments do not fit lattice '{self.name}{self.signature}': {e}."
+            ) from None
+
+    @property
+    def signature(self) -> str:
+        try:
+            return str(inspect.signature(self.workflow_function))
+        except (TypeError, ValueError):
+            return "(...)"
+
+    def build_graph(self, *args: Any, **kwargs: Any) -> Graph:
+        """Trace the body with these arguments and return (and keep) its graph."""
+        self.check_arguments(args, kwargs)
+        with Builder(self.name, default_executor=self.executor) as builder:
+            try:
+                returned = self.workflow_function(*args, **kwargs)
+            except Exception as e:
+                raise WorkflowError(
+                    f"Building lattice '{self.name}' failed: {type(e).__name__}: {e}"
+                ) from e
+            graph = builder.graph
+            if isinstance(returned, Output):
+                graph.result_node = returned.node_id
+            elif holds_output(returned):
+                graph.result_node = builder.node_for(returned)
+            else:
+                graph.result_value = returned
+        self.transport_graph = graph
+        return graph
+
+
+@overload
+def lattice(_func: Callable[..., Any], **options: Any) -> Lattice: ...
+@overload
+def lattice(_func: None = None, **options: Any) -> Callable[[Callable[..., Any]], Lattice]: ...
+
+
+def lattice(_func: Callable[..., Any] | None = None, **options: Any) -> Any:
+    """Make ``_func`` a lattice: ``@ct.lattice`` or ``@ct.lattice(executor="local")``."""
+    if _func is None:
+        return lambda function: Lattice(function, **options)
+    return Lattice(_func, **options)

@@ -1,0 +1,28 @@
+"""The small functions behind collection and operation nodes.
+
+They are importable module-level functions, so they travel by reference, not by value.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def make_list(*items: Any) -> list[Any]:
+    return list(items)
+
+
+def make_tuple(*items: Any) -> tuple[Any, ...]:
+    return tuple(items)
+
+
+def make_dict(keys: tuple[Any, ...], *values: Any) -> dict[Any, Any]:
+    return dict(zip(keys, values, strict=True))
+
+
+def getitem(key: Any, obj: Any) -> Any:
+    return obj[key]
+
+
+def getattribute(name: str, obj: Any) -> Any:
+    return getattr(obj, name)

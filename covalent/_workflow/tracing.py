@@ -1,0 +1,246 @@
+"""Tracing: a lattice's body runs with electrons that record nodes instead of running.
+
+While a :class:`Builder` is current (a context variable), calling an electron adds an
+``electron`` node and returns an :class:`Output`, a placeholder for its future value.
+Arguments become edges: outputs connect directly, lists/tuples/dicts holding outputs
+become collection nodes, anything else becomes a ``:parameter:`` node. Operations on an
+``Output`` (indexing, attributes, unpacking, arithmetic) become operation nodes. Using an
+output where Python needs a real value now (``if out:``, ``range(out)``, ``for x in out``)
+raises, since that control flow needs a sublattice.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import dis
+import functools
+import inspect
+import operator
+import sys
+import typing
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from covalent._errors import WorkflowError
+from covalent._workflow import ops
+from covalent._workflow.graph import Edge, Graph, Node, NodeKind
+
+_current: contextvars.ContextVar[Builder | None] = contextvars.ContextVar(
+    "covalent_builder", default=None
+)
+
+PARAMETER_NAME_LIMIT = 100
+CONTROL_FLOW_HINT = (
+    "the value of an electron's output is only known when the workflow runs, so control "
+    "flow on it (if, while, for, range, len) must happen inside an electron or a "
+    "sublattice (ct.electron(some_lattice))"
+)
+
+
+def current_builder() -> Builder | None:
+    """The builder of the lattice being traced, or None outside a build."""
+    return _current.get()
+
+
+class Builder:
+    """Records the nodes and edges of one lattice build."""
+
+    def __init__(self, lattice_name: str, default_executor: Any = None) -> None:
+        self.graph = Graph(lattice_name=lattice_name)
+        self.default_executor = default_executor
+
+    def __enter__(self) -> Builder:
+        self._token = _current.set(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _current.reset(self._token)
+
+    def add_call(
+        self, name: str, kind: str, function: Callable[..., Any], args: tuple[Any, ...],
+        kwargs: dict[str, Any], executor: Any = None, metadata: dict[str, Any] | None = None,
+    ) -> Output:
+        """Add a node that calls ``function`` with ``args``/``kwargs``; return its output."""
+        if kind == NodeKind.ELECTRON and executor is None:
+            executor = self.default_executor
+        node = self.graph.add_node(
+            name, kind, function=function, executor=executor, metadata=metadata or {}
+        )
+        for index, value in enumerate(args):
+            self._connect(value, node.id, index=index)
+        for key, value in kwargs.items():
+            self._connect(value, node.id, name=key)
+        return Output(self, node)
+
+    def _connect(self, value: Any, target: int, index: int | None = None,
+                 name: str | None = None) -> None:
+        self.graph.edges.append(Edge(self.node_for(value), target, index=index, name=name))
+
+    def node_for(self, value: Any) -> int:
+        """The id of the node whose output is ``value``, adding nodes as needed."""
+        if isinstance(value, Output):
+            if value._cv_builder is not self:
+                raise WorkflowError(
+                    f"The output of {value._cv_node.name} belongs to another lattice's build; "
+                    "pass values between lattices as arguments."
+                )
+            return value._cv_node.id
+        if holds_output(value):
+            return self._collection(value)
+        return self._parameter(value)
+
+    def _parameter(self, value: Any) -> int:
+        text = str(value)
+        if len(text) > PARAMETER_NAME_LIMIT:
+            text = text[: PARAMETER_NAME_LIMIT - 3] + "..."
+        return self.graph.add_node(f":parameter:{text}", NodeKind.PARAMETER, value=value).id
+
+    def _collection(self, value: Any) -> int:
+        if isinstance(value, dict):
+            keys = tuple(value)
+            function: Callable[..., Any] = functools.partial(ops.make_dict, keys)
+            items: list[Any] = [value[k] for k in keys]
+            name = ":electron_dict:"
+        elif isinstance(value, tuple):
+            function, items, name = ops.make_tuple, list(value), ":electron_tuple:"
+        else:
+            function, items, name = ops.make_list, list(value), ":electron_list:"
+        return self.add_call(name, NodeKind.COLLECTION, function, tuple(items), {})._cv_node.id
+
+
+def holds_output(value: Any) -> bool:
+    """Whether ``value`` is, or is a list/tuple/dict/set that holds, an electron output."""
+    if isinstance(value, Output):
+        return True
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return any(holds_output(v) for v in value)
+    if isinstance(value, dict):
+        return any(holds_output(v) for v in value.values()) or any(
+            isinstance(k, Output) for k in value
+        )
+    return False
+
+
+def _unpack_count(output: Output) -> int:
+    """How many values ``a, b = out`` wants: from the return annotation, else the bytecode."""
+    count = _annotated_length(output._cv_node)
+    if count is not None:
+        return count
+    frame = sys._getframe(2)
+    for instruction in dis.get_instructions(frame.f_code):
+        if instruction.offset == frame.f_lasti:
+            if instruction.opname == "UNPACK_SEQUENCE":
+                return int(instruction.argval)
+            break
+    raise WorkflowError(
+        f"Cannot iterate over the output of {output._cv_node.name}: {CONTROL_FLOW_HINT}. "
+        "To unpack a fixed number of values, write `a, b = out` or annotate the electron's "
+        "return type as tuple[...]."
+    )
+
+
+def _annotated_length(node: Node) -> int | None:
+    function = node.function
+    if node.kind != NodeKind.ELECTRON or function is None:
+        return None
+    try:
+        annotation = typing.get_type_hints(function).get("return")
+    except Exception:
+        annotation = inspect.signature(function).return_annotation
+    if typing.get_origin(annotation) is tuple:
+        args = typing.get_args(annotation)
+        if args and Ellipsis not in args:
+            return len(args)
+    return None
+
+
+def _binary(op: Callable[[Any, Any], Any], name: str, reflected: bool = False) -> Any:
+    def method(self: Output, other: Any) -> Output:
+        args = (other, self) if reflected else (self, other)
+        return self._cv_builder.add_call(f":{name}:", NodeKind.OPERATION, op, args, {})
+
+    method.__name__ = f"__{'r' if reflected else ''}{name}__"
+    return method
+
+
+def _refuse(what: str) -> Any:
+    def method(self: Output, *args: Any) -> Any:
+        raise WorkflowError(
+            f"The output of {self._cv_node.name} was used {what} inside the lattice "
+            f"'{self._cv_builder.graph.lattice_name}': {CONTROL_FLOW_HINT}."
+        )
+
+    return method
+
+
+class Output:
+    """The future output of a node, returned by an electron called during a build."""
+
+    __slots__ = ("_cv_builder", "_cv_node")
+
+    def __init__(self, builder: Builder, node: Node) -> None:
+        object.__setattr__(self, "_cv_builder", builder)
+        object.__setattr__(self, "_cv_node", node)
+
+    @property
+    def node_id(self) -> int:
+        return self._cv_node.id
+
+    def __repr__(self) -> str:
+        return f"<output of {self._cv_node.name}({self._cv_node.id})>"
+
+    def __getitem__(self, key: Any) -> Output:
+        function = functools.partial(ops.getitem, key)
+        return self._cv_builder.add_call(":getitem:", NodeKind.OPERATION, function, (self,), {})
+
+    def __getattr__(self, name: str) -> Output:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        function = functools.partial(ops.getattribute, name)
+        return self._cv_builder.add_call(":getattr:", NodeKind.OPERATION, function, (self,), {})
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise WorkflowError(
+            f"Cannot set attribute '{name}' on the output of {self._cv_node.name} while "
+            "building; change it inside an electron."
+        )
+
+    def __iter__(self) -> Iterator[Output]:
+        return iter([self[i] for i in range(_unpack_count(self))])
+
+    def __reduce__(self) -> Any:
+        raise WorkflowError(
+            f"The output of {self._cv_node.name} is held inside an object covalent cannot "
+            "look into; pass it to electrons directly or in a list, tuple or dict."
+        )
+
+    __hash__ = object.__hash__
+    __bool__ = _refuse("as a boolean (in an if, while, and/or)")
+    __len__ = _refuse("with len()")
+    __index__ = _refuse("as an integer (as in range())")
+    __int__ = _refuse("as an int")
+    __float__ = _refuse("as a float")
+    __contains__ = _refuse("with `in`")
+
+    __add__ = _binary(operator.add, "add")
+    __radd__ = _binary(operator.add, "add", reflected=True)
+    __sub__ = _binary(operator.sub, "sub")
+    __rsub__ = _binary(operator.sub, "sub", reflected=True)
+    __mul__ = _binary(operator.mul, "mul")
+    __rmul__ = _binary(operator.mul, "mul", reflected=True)
+    __truediv__ = _binary(operator.truediv, "truediv")
+    __rtruediv__ = _binary(operator.truediv, "truediv", reflected=True)
+    __floordiv__ = _binary(operator.floordiv, "floordiv")
+    __rfloordiv__ = _binary(operator.floordiv, "floordiv", reflected=True)
+    __mod__ = _binary(operator.mod, "mod")
+    __rmod__ = _binary(operator.mod, "mod", reflected=True)
+    __pow__ = _binary(operator.pow, "pow")
+    __rpow__ = _binary(operator.pow, "pow", reflected=True)
+    __matmul__ = _binary(operator.matmul, "matmul")
+    __rmatmul__ = _binary(operator.matmul, "matmul", reflected=True)
+    __eq__ = _binary(operator.eq, "eq")  # type: ignore[assignment]
+    __ne__ = _binary(operator.ne, "ne")  # type: ignore[assignment]
+    __lt__ = _binary(operator.lt, "lt")
+    __le__ = _binary(operator.le, "le")
+    __gt__ = _binary(operator.gt, "gt")
+    __ge__ = _binary(operator.ge, "ge")

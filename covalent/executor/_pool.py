@@ -1,0 +1,313 @@
+"""A pool of reused worker processes, fed in batches.
+
+Each worker process has one thread in the server that owns it: the thread takes tasks
+from the pool's queue (one, or a batch when many are waiting), sends the batch with the
+blobs the worker lacks, and hands each reply to the event loop as it arrives. So the
+event loop never blocks on a pipe, and only the loop touches dispatcher state.
+
+Workers start on demand, up to ``max_workers``, and exit after ``idle_timeout`` seconds
+without work. A worker that dies mid-batch fails the task it was running, with its exit
+code; the rest of the batch goes back to the queue and a new process takes over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import pickle
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import Any
+
+from covalent._results.status import Status
+from covalent.executor.base import Outcome, Task
+
+MAX_BATCH = 64
+_STOP = object()
+
+
+@dataclass
+class Job:
+    task: Task
+    options: dict[str, Any]
+    future: asyncio.Future[Outcome]
+    loop: asyncio.AbstractEventLoop
+    cancelled: bool = False
+    worker: _WorkerThread | None = field(default=None, repr=False)
+
+    def settle(self, outcome: Outcome) -> None:
+        def _set() -> None:
+            if not self.future.done():
+                self.future.set_result(outcome)
+
+        self.loop.call_soon_threadsafe(_set)
+
+    def payload(self) -> dict[str, Any]:
+        task = self.task
+        return {
+            "key": list(task.key),
+            "function": task.function,
+            "args": task.args,
+            "kwargs": task.kwargs,
+            "options": self.options,
+            "context": {
+                "dispatch_id": task.dispatch_id,
+                "node_id": task.node_id,
+                "node_name": task.name,
+                "results_dir": task.results_dir,
+            },
+        }
+
+
+class WorkerPool:
+    """Runs tasks on up to ``max_workers`` reused worker processes."""
+
+    def __init__(self, max_workers: int, idle_timeout: float = 60.0) -> None:
+        self.max_workers = max(1, max_workers)
+        self.idle_timeout = idle_timeout
+        self.queue: queue.Queue[Any] = queue.Queue()
+        self._lock = threading.Lock()
+        self._threads: set[_WorkerThread] = set()
+        self._idle = 0
+        self._closed = False
+
+    async def run(self, task: Task, options: dict[str, Any]) -> Outcome:
+        loop = asyncio.get_running_loop()
+        job = Job(task, options, loop.create_future(), loop)
+        self.submit(job)
+        try:
+            return await job.future
+        except asyncio.CancelledError:
+            self.cancel(job)
+            raise
+
+    def submit(self, job: Job) -> None:
+        if self._closed:
+            job.settle(Outcome.failure("The worker pool is shut down."))
+            return
+        self.queue.put(job)
+        with self._lock:
+            if self._idle < self.queue.qsize() and len(self._threads) < self.max_workers:
+                thread = _WorkerThread(self)
+                self._threads.add(thread)
+                thread.start()
+
+    def cancel(self, job: Job) -> None:
+        """Stop ``job``: drop it if queued, kill its worker process if running."""
+        job.cancelled = True
+        worker = job.worker
+        if worker is not None:
+            worker.kill_for(job)
+
+    def batch_size(self) -> int:
+        return max(0, min(MAX_BATCH - 1, self.queue.qsize() // self.max_workers))
+
+    def _idle_change(self, delta: int) -> None:
+        with self._lock:
+            self._idle += delta
+
+    def _retire(self, thread: _WorkerThread) -> None:
+        with self._lock:
+            self._threads.discard(thread)
+
+    @property
+    def size(self) -> int:
+        return len(self._threads)
+
+    def close(self) -> None:
+        """Stop every worker; tasks still queued fail."""
+        self._closed = True
+        with self._lock:
+            threads = list(self._threads)
+        for _ in threads:
+            self.queue.put(_STOP)
+        for thread in threads:
+            thread.stop_process()
+        for thread in threads:
+            thread.join(timeout=10)
+        while True:
+            try:
+                job = self.queue.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(job, Job):
+                job.settle(Outcome.failure("The server stopped before this task ran."))
+
+
+class WorkerDied(Exception):
+    pass
+
+
+class _WorkerThread(threading.Thread):
+    """Owns one worker process: feeds it batches and relays its replies."""
+
+    def __init__(self, pool: WorkerPool) -> None:
+        super().__init__(name="covalent-worker", daemon=True)
+        self.pool = pool
+        self.process: subprocess.Popen[bytes] | None = None
+        self.conn: Connection | None = None
+        self.known: set[str] = set()
+        self.current: Job | None = None
+        self._kill_lock = threading.Lock()
+
+    def run(self) -> None:
+        try:
+            while (batch := self._next_batch()) is not None:
+                self._run_batch(batch)
+        finally:
+            self.pool._retire(self)
+            self.stop_process()
+
+    def _next_batch(self) -> list[Job] | None:
+        self.pool._idle_change(1)
+        try:
+            first = self.pool.queue.get(timeout=self.pool.idle_timeout)
+        except queue.Empty:
+            return None
+        finally:
+            self.pool._idle_change(-1)
+        if first is _STOP:
+            return None
+        batch = [first]
+        for _ in range(self.pool.batch_size()):
+            try:
+                job = self.pool.queue.get_nowait()
+            except queue.Empty:
+                break
+            if job is _STOP:
+                self.pool.queue.put(job)
+                break
+            batch.append(job)
+        kept = []
+        for job in batch:
+            if job.cancelled:
+                job.settle(_cancelled())
+            else:
+                kept.append(job)
+        return kept
+
+    def _run_batch(self, batch: list[Job]) -> None:
+        if not batch:
+            return
+        try:
+            self._send(batch)
+        except (OSError, ValueError, WorkerDied) as e:
+            for job in batch:
+                job.settle(Outcome.failure(f"Could not start a worker process: {e}"))
+            return
+        for position, job in enumerate(batch):
+            self.current, job.worker = job, self
+            try:
+                reply = self._receive()
+            except WorkerDied as e:
+                job.settle(_cancelled() if job.cancelled else Outcome.failure(str(e)))
+                for rest in batch[position + 1 :]:
+                    rest.worker = None
+                    self.pool.queue.put(rest)
+                return
+            finally:
+                self.current = None
+            job.settle(_cancelled() if job.cancelled else _outcome(reply))
+
+    def _send(self, batch: list[Job]) -> None:
+        conn = self._ensure_process()
+        functions: dict[str, bytes] = {}
+        values: dict[str, bytes] = {}
+        for job in batch:
+            task = job.task
+            if task.function not in self.known and task.function not in functions:
+                functions[task.function] = task.load_blob(task.function)
+            for name in [*task.args, *task.kwargs.values()]:
+                if name not in values:
+                    values[name] = task.load_blob(name)
+        message = {"tasks": [job.payload() for job in batch], "functions": functions, "values": values}
+        conn.send_bytes(pickle.dumps(message, protocol=5))
+        self.known.update(functions)
+
+    def _receive(self) -> dict[str, Any]:
+        assert self.conn is not None
+        try:
+            return pickle.loads(self.conn.recv_bytes())
+        except (EOFError, OSError):
+            code = self._reap()
+            raise WorkerDied(_death_message(code)) from None
+
+    def _ensure_process(self) -> Connection:
+        if self.process is not None and self.process.poll() is None and self.conn is not None:
+            return self.conn
+        self.stop_process()
+        ours, theirs = socket.socketpair()
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "covalent.executor._worker", str(theirs.fileno())],
+                pass_fds=[theirs.fileno()],
+                stdin=subprocess.DEVNULL,
+            )
+        finally:
+            theirs.close()
+        self.conn = Connection(ours.detach())
+        self.known = set()
+        return self.conn
+
+    def _reap(self) -> int | None:
+        process = self.process
+        if process is None:
+            return None
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            return process.wait(timeout=10)
+        return None
+
+    def kill_for(self, job: Job) -> None:
+        """Kill the worker process if it is running ``job`` (cancellation)."""
+        with self._kill_lock:
+            if self.current is job and self.process is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    self.process.kill()
+
+    def stop_process(self) -> None:
+        process, conn = self.process, self.conn
+        self.process, self.conn, self.known = None, None, set()
+        if conn is not None:
+            conn.close()
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _death_message(code: int | None) -> str:
+    if code is not None and code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"The worker process running this electron was killed by {name}."
+    return f"The worker process running this electron exited unexpectedly with code {code}."
+
+
+def _cancelled() -> Outcome:
+    now = time.time()
+    return Outcome(Status.CANCELLED, error="Cancelled.", start_time=now, end_time=now)
+
+
+def _outcome(reply: dict[str, Any]) -> Outcome:
+    return Outcome(
+        status=Status(reply["status"]),
+        output=reply.get("output"),
+        output_repr=reply.get("output_repr", ""),
+        error=reply.get("error", ""),
+        stdout=reply.get("stdout", ""),
+        stderr=reply.get("stderr", ""),
+        start_time=reply["start_time"],
+        end_time=reply["end_time"],
+    )

@@ -1,0 +1,80 @@
+"""``LocalExecutor``: runs electrons in a pool of reused worker processes on this machine."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from covalent.executor._pool import WorkerPool
+from covalent.executor.base import BaseExecutor, Outcome, Task
+
+EXECUTOR_PLUGIN_NAME = "LocalExecutor"
+
+_EXECUTOR_PLUGIN_DEFAULTS: dict[str, Any] = {
+    "workdir": "",
+    "create_unique_workdir": False,
+    "log_stdout": "",
+    "log_stderr": "",
+    "workers": 0,
+}
+
+
+def default_workers() -> int:
+    """The larger of 8 and the CPU count, so electrons that wait or sleep overlap."""
+    return max(8, os.cpu_count() or 1)
+
+
+class LocalExecutor(BaseExecutor):
+    """Run each electron in a worker process of a local pool.
+
+    Args:
+        workdir: folder the electron runs in (default: the server's working directory).
+        create_unique_workdir: run in ``workdir/<dispatch_id>/node_<id>`` instead.
+        log_stdout: file to append each electron's stdout to, besides storing it.
+        log_stderr: file to append each electron's stderr to, besides storing it.
+        workers: the most worker processes at once (0: the larger of 8 and the CPU count).
+        env: environment variables set while the electron runs.
+    """
+
+    def __init__(
+        self,
+        workdir: str = "",
+        create_unique_workdir: bool = False,
+        log_stdout: str = "",
+        log_stderr: str = "",
+        workers: int = 0,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.workdir = str(workdir)
+        self.create_unique_workdir = bool(create_unique_workdir)
+        self.log_stdout = str(log_stdout)
+        self.log_stderr = str(log_stderr)
+        self.workers = int(workers)
+        self.env = dict(env or {})
+        self._pool: WorkerPool | None = None
+
+    def task_options(self, task: Task) -> dict[str, Any]:
+        workdir = os.path.expanduser(self.workdir) if self.workdir else ""
+        if self.create_unique_workdir:
+            base = workdir or task.results_dir or os.getcwd()
+            workdir = os.path.join(base, task.dispatch_id, f"node_{task.node_id}")
+        return {
+            "workdir": workdir,
+            "env": self.env,
+            "log_stdout": os.path.expanduser(self.log_stdout) if self.log_stdout else "",
+            "log_stderr": os.path.expanduser(self.log_stderr) if self.log_stderr else "",
+        }
+
+    @property
+    def pool(self) -> WorkerPool:
+        if self._pool is None:
+            self._pool = WorkerPool(self.workers or default_workers())
+        return self._pool
+
+    async def execute(self, task: Task) -> Outcome:
+        return await self.pool.run(task, self.task_options(task))
+
+    async def teardown(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
