@@ -10,10 +10,16 @@ from covalent._client import service
 
 def covalent_start(port: int | None = None, develop: bool = False, quiet: bool = False) -> str:
     """Start the local server in the background (if it is not running); return its URL."""
-    url = service.start(port=port, develop=develop)
+    url, started = service.start(port=port, develop=develop)
     if not quiet:
-        print(f"Covalent server has started at {url}")
+        print(start_message(url, started))
     return url
+
+
+def start_message(url: str, started: bool) -> str:
+    if started:
+        return f"Covalent server has started at {url}"
+    return f"Covalent server is already running at {url}."
 
 
 def covalent_stop(quiet: bool = False) -> None:

@@ -60,7 +60,7 @@ def _submit(client: Client, manifest: dict[str, Any], blobs: dict[str, bytes], d
     except ServerUnavailableError:
         if not auto_start:
             raise
-    url = service.start()
+    url, _ = service.start()
     print(f"Covalent server was not running; started it at {url}", file=sys.stderr)
     return client_for(url).submit(manifest, blobs, disable_run)
 

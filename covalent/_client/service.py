@@ -80,11 +80,12 @@ def local_url(port: int | None = None) -> str:
     return f"http://{section['address']}:{port or section['port']}"
 
 
-def start(port: int | None = None, develop: bool = False) -> str:
-    """Start the server in the background and return its URL once it answers."""
+def start(port: int | None = None, develop: bool = False) -> tuple[str, bool]:
+    """Start the server in the background; return its URL once it answers, and whether
+    this call started it (False: it was running already)."""
     record = running()
     if record:
-        return str(record["url"])
+        return str(record["url"]), False
     if port is not None and port != _config.get_value("dispatcher.port"):
         _config.set_values("dispatcher.port", int(port))
     section = _config.get_value("dispatcher")
@@ -98,7 +99,7 @@ def start(port: int | None = None, develop: bool = False) -> str:
     process = _spawn(host, port, develop)
     _write_pid_file({"pid": process.pid, "url": url, "port": port, "started_at": time.time()})
     _wait_until_up(process, url)
-    return url
+    return url, True
 
 
 def _spawn(host: str, port: int, develop: bool) -> subprocess.Popen[bytes]:

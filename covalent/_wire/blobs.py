@@ -7,7 +7,14 @@ blob. Only clients and executor workers call :func:`loads`; the server never doe
 from __future__ import annotations
 
 import hashlib
+import io
 import reprlib
+import sys
+import sysconfig
+import types
+from collections import ChainMap
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import cloudpickle
@@ -24,8 +31,54 @@ def digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+_INSTALLED = tuple(
+    str(Path(p).resolve())
+    for p in {sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+)
+_by_value_checked: set[str] = set()
+
+
+def _pickle_module_by_value(module: ModuleType) -> None:
+    """Send ``module``'s code with the pickle when it is the user's own (not installed).
+
+    A worker may not be able to import a module that lives only in the user's project
+    (a test file, a script's helper module), so its functions and classes travel by value.
+    """
+    name = module.__name__
+    if name in _by_value_checked:
+        return
+    _by_value_checked.add(name)
+    path = getattr(module, "__file__", None)
+    if name == "__main__" or name.split(".")[0] == "covalent" or not path:
+        return
+    if not str(Path(path).resolve()).startswith(_INSTALLED):
+        cloudpickle.register_pickle_by_value(module)
+
+
 def dumps(value: Any) -> bytes:
-    return cloudpickle.dumps(value, protocol=5)
+    """Pickle ``value``; functions and classes of the user's own modules go by value."""
+    for candidate in (value, type(value)):
+        module = sys.modules.get(getattr(candidate, "__module__", None) or "")
+        if module is not None:
+            _pickle_module_by_value(module)
+    buffer = io.BytesIO()
+    _Pickler(buffer, protocol=5).dump(value)
+    return buffer.getvalue()
+
+
+def _reduce_code(code: types.CodeType) -> Any:
+    """cloudpickle's reduction of a code object, with the real file name kept.
+
+    cloudpickle replaces it with "<dynamic-code>", which leaves tracebacks of electrons
+    without their source lines; the worker runs on a machine that usually has the file.
+    """
+    constructor, args = cloudpickle.cloudpickle._code_reduce(code)
+    args = tuple(code.co_filename if a == "<dynamic-code>" else a for a in args)
+    return constructor, args
+
+
+class _Pickler(cloudpickle.Pickler):
+    dispatch_table = ChainMap({types.CodeType: _reduce_code}, cloudpickle.Pickler.dispatch_table)
 
 
 def loads(data: bytes) -> Any:

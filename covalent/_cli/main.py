@@ -1,0 +1,148 @@
+"""``covalent start|stop|restart|status|logs|purge|config|db``.
+
+Expected errors (CovalentError) print one line on stderr and exit with the error's
+code (see docs/cli.md); nothing expected shows a Python traceback.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import tomli_w
+import typer
+
+from covalent import __version__, _config
+from covalent._api import start_message
+from covalent._client import service
+from covalent._errors import CovalentError
+from covalent._store.store import Store
+
+app = typer.Typer(
+    name="covalent",
+    help="Run and manage the covalent dispatcher server.",
+    no_args_is_help=True,
+    add_completion=True,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"covalent {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """covalent: run workflows of electrons on the executors you choose."""
+
+
+@app.command()
+def start(
+    port: int = typer.Option(None, "--port", help="Port to serve on (saved to the config)."),
+    develop: bool = typer.Option(False, "-d", "--develop", help="Debug logging."),
+) -> None:
+    """Start the server in the background; return once it answers."""
+    url, started = service.start(port=port, develop=develop)
+    typer.echo(start_message(url, started))
+
+
+@app.command()
+def stop() -> None:
+    """Stop the server; unfinished dispatches resume on the next start."""
+    if service.stop():
+        typer.echo("Covalent server has stopped.")
+    else:
+        typer.echo("Covalent server is not running.")
+
+
+@app.command()
+def restart(
+    port: int = typer.Option(None, "--port", help="Port to serve on (saved to the config)."),
+    develop: bool = typer.Option(False, "-d", "--develop", help="Debug logging."),
+) -> None:
+    """Stop the server, then start it."""
+    stop()
+    start(port=port, develop=develop)
+
+
+@app.command()
+def status() -> None:
+    """Say whether the server runs, where, and its database."""
+    record = service.running()
+    if record is None:
+        typer.echo("Covalent server is stopped.")
+        return
+    typer.echo(f"Covalent server is running at {record['url']}.")
+    section = _config.get_value("dispatcher")
+    typer.echo(f"Database: {section.get('db_url') or section['db_path']}")
+
+
+@app.command()
+def logs() -> None:
+    """Print the server log."""
+    path = Path(_config.get_value("dispatcher.log_file"))
+    if not path.exists():
+        typer.echo(f"There is no server log yet ({path}).")
+        return
+    with open(path, "rb") as f:
+        shutil.copyfileobj(f, sys.stdout.buffer)
+    sys.stdout.flush()
+
+
+@app.command()
+def purge(
+    yes: bool = typer.Option(False, "-y", "--yes", help="Do not ask for confirmation."),
+) -> None:
+    """Stop the server and delete the config and cache folders."""
+    where = _config.paths()
+    folders = [where.config_dir, where.cache_dir]
+    if not yes:
+        listed = "\n".join(f"  {f}" for f in folders)
+        typer.confirm(f"This stops the server and deletes:\n{listed}\nGo on?", abort=True)
+    service.stop()
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)
+    typer.echo("Covalent server files have been purged.")
+
+
+@app.command()
+def config() -> None:
+    """Print the configuration (defaults, file and environment together)."""
+    typer.echo(f"# {_config.paths().config_file}")
+    typer.echo(tomli_w.dumps(_config.load()), nl=False)
+
+
+@db_app.command("migrate")
+def db_migrate() -> None:
+    """Bring the database schema up to date."""
+    section = _config.get_value("dispatcher")
+    if section.get("db_url"):
+        store = Store(section["db_url"], section["blobs_dir"])
+    else:
+        store = Store.sqlite(section["db_path"], section["blobs_dir"])
+    try:
+        store.create_schema()
+    finally:
+        store.close()
+    typer.echo(f"The database is up to date ({store.url}).")
+
+
+def main() -> None:
+    """The console script: run the app, turning CovalentErrors into one line and a code."""
+    try:
+        app()
+    except CovalentError as e:
+        typer.echo(f"Error: {e}", err=True)
+        sys.exit(e.exit_code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,180 @@
+"""Dispatching through a real server: results, failures, outputs, workers, errors."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+import covalent as ct
+from covalent._errors import DispatchNotFoundError, ExecutorError, WorkflowError
+from tests.conftest import Home
+
+
+@ct.electron
+def add(x, y):
+    return x + y
+
+
+@ct.electron
+def boom(x):
+    raise ValueError(f"bad value {x}")
+
+
+@ct.electron
+def chatty(x):
+    print(f"hello {x}")
+    print(f"warning {x}", file=sys.stderr)
+    return x
+
+
+@ct.electron
+def pair(x) -> tuple[int, int]:
+    return x, x * 10
+
+
+@ct.electron
+def pid(_):
+    return os.getpid()
+
+
+@ct.electron
+def context_ids():
+    context = ct.get_context()
+    return context.dispatch_id, context.node_id
+
+
+@ct.electron
+def collect(items, mapping):
+    return sorted(items) + sorted(mapping.values())
+
+
+def test_outputs_flow_between_electrons(server: Home) -> None:
+    @ct.lattice
+    def chain(a, b):
+        return add(add(a, b), y=b)
+
+    result = ct.dispatch_sync(chain)(1, 2)
+    assert result.status == ct.status.COMPLETED
+    assert result.result == 5
+    assert result.inputs == {"args": [1, 2], "kwargs": {}}
+    assert list(result.get_all_node_outputs().values())[0] == 3
+
+
+def test_collections_unpacking_and_arithmetic(server: Home) -> None:
+    @ct.lattice
+    def shapes(n):
+        low, high = pair(n)
+        first = pair(n)[0]
+        return collect([low, high, first + 1], {"a": high * 2, "b": 1 - low})
+
+    result = ct.dispatch_sync(shapes)(3)
+    assert result.status == ct.status.COMPLETED, result.error
+    assert result.result == [3, 4, 30] + [-2, 60]
+
+
+def test_failing_electron_spares_the_independent_branch(server: Home) -> None:
+    @ct.lattice
+    def mixed(x):
+        broken = boom(x)
+        after = add(broken, 1)
+        fine = add(x, 1)
+        return add(after, fine), fine
+
+    dispatch_id = ct.dispatch(mixed)(7)
+    result = ct.get_result(dispatch_id, wait=True)
+    assert result.status == ct.status.FAILED
+    nodes = {n["node_name"] + str(n["node_id"]): n for n in result.get_all_node_results()}
+    failed = nodes["boom0"]
+    assert failed["status"] == ct.status.FAILED
+    assert "ValueError: bad value 7" in failed["error"]
+    assert "raise ValueError" in failed["error"]  # the traceback, with the user's line
+    assert nodes["add2"]["status"] == ct.status.NOT_RUN
+    fine = next(n for n in result.get_all_node_results() if n["node_name"] == "add" and n["output"] == 8)
+    assert fine["status"] == ct.status.COMPLETED
+    assert "boom(0)" in result.error and "bad value 7" in result.error
+    assert result.result is None
+
+
+def test_stdout_and_stderr_are_captured(server: Home) -> None:
+    @ct.lattice
+    def talk(x):
+        return chatty(x)
+
+    result = ct.dispatch_sync(talk)("there")
+    node = result.get_node_result(0)
+    assert node["stdout"] == "hello there\n"
+    assert node["stderr"] == "warning there\n"
+    assert node["start_time"] <= node["end_time"]
+
+
+def test_workers_are_reused(server: Home) -> None:
+    @ct.lattice
+    def many(n):
+        return [pid(i) for i in range(n)]
+
+    result = ct.dispatch_sync(many)(40)
+    pids = result.result
+    assert len(pids) == 40
+    assert len(set(pids)) <= max(8, os.cpu_count() or 1) < 40
+    assert os.getpid() not in pids
+
+
+def test_get_context_names_the_running_node(server: Home) -> None:
+    @ct.lattice
+    def where():
+        return context_ids()
+
+    result = ct.dispatch_sync(where)()
+    assert result.result == (result.dispatch_id, 0)
+
+
+def test_status_only(server: Home) -> None:
+    @ct.lattice
+    def one(x):
+        return add(x, x)
+
+    dispatch_id = ct.dispatch(one)(1)
+    ct.get_result(dispatch_id, wait=True)
+    assert ct.get_result(dispatch_id, status_only=True) == {"id": dispatch_id, "status": "COMPLETED"}
+
+
+def test_unknown_dispatch_id(server: Home) -> None:
+    with pytest.raises(DispatchNotFoundError, match="no-such-id"):
+        ct.get_result("no-such-id")
+
+
+def test_unknown_executor_fails_before_submitting(server: Home) -> None:
+    @ct.electron(executor="nonexistent")
+    def lost(x):
+        return x
+
+    @ct.lattice
+    def flow(x):
+        return lost(x)
+
+    before = ct.get_result  # nothing is submitted: the error comes from the client
+    with pytest.raises(ExecutorError, match="'nonexistent'.*installed executors are: .*local"):
+        ct.dispatch(flow)(1)
+    assert before is ct.get_result
+
+
+def test_lattice_body_error_names_the_lattice(server: Home) -> None:
+    @ct.lattice
+    def broken_body(x):
+        raise KeyError("missing")
+
+    with pytest.raises(WorkflowError, match="broken_body.*KeyError.*missing") as info:
+        ct.dispatch(broken_body)(1)
+    assert isinstance(info.value.__cause__, KeyError)
+
+
+def test_lattice_returning_a_constant(server: Home) -> None:
+    @ct.lattice
+    def constant():
+        return {"answer": 42}
+
+    result = ct.dispatch_sync(constant)()
+    assert result.status == ct.status.COMPLETED
+    assert result.result == {"answer": 42}
