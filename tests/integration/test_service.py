@@ -1,0 +1,164 @@
+"""The server as a service: start, stop, restart, status, logs, and what survives them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+from pathlib import Path
+
+import pytest
+
+import covalent as ct
+from tests.conftest import Home, wait_for
+
+
+@ct.electron
+def double(x):
+    return 2 * x
+
+
+@ct.electron
+def append_then_wait(path, tag, release="", after=None):
+    """Append ``tag`` to ``path``; then, if ``release`` is given, wait until it exists."""
+    import os
+    import time
+
+    with open(path, "a") as f:
+        f.write(f"{tag}\n")
+    deadline = time.monotonic() + 300
+    while release and not os.path.exists(release) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return tag
+
+
+@ct.electron
+def nap(seconds):
+    import time
+
+    time.sleep(seconds)
+    return seconds
+
+
+def _start(home: Home) -> None:
+    done = home.run("covalent", "start")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"Covalent server has started at {home.url}"
+
+
+def test_start_status_stop_messages(home: Home) -> None:
+    assert home.run("covalent", "status").stdout.strip() == "Covalent server is stopped."
+    _start(home)
+    status = home.run("covalent", "status").stdout
+    assert status.startswith(f"Covalent server is running at {home.url}.")
+    assert str(home.root / "data" / "dispatcher.sqlite") in status
+    again = home.run("covalent", "start").stdout.strip()
+    assert again == f"Covalent server is already running at {home.url}."
+    assert home.run("covalent", "stop").stdout.strip() == "Covalent server has stopped."
+    assert home.run("covalent", "status").stdout.strip() == "Covalent server is stopped."
+    assert "Uvicorn running" in home.run("covalent", "logs").stdout
+
+
+def test_start_fails_clearly_when_the_port_is_taken(home: Home) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", home.port))
+        taken.listen()
+        done = home.run("covalent", "start")
+    assert done.returncode == 7
+    assert f"Port {home.port} is in use" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_start_with_port_saves_it(home: Home, tmp_path: Path) -> None:
+    from tests.conftest import free_port
+
+    port = free_port()
+    done = home.run("covalent", "start", "--port", str(port))
+    assert done.stdout.strip() == f"Covalent server has started at http://localhost:{port}"
+    assert ct.get_config("dispatcher.port") == port
+    home.run("covalent", "stop")
+
+
+def test_restart_keeps_finished_dispatches_readable(home: Home) -> None:
+    _start(home)
+
+    @ct.lattice
+    def flow(x):
+        return double(double(x))
+
+    dispatch_id = ct.dispatch(flow)(5)
+    assert ct.get_result(dispatch_id, wait=True).result == 20
+    restarted = home.run("covalent", "restart")
+    assert restarted.stdout.splitlines() == [
+        "Covalent server has stopped.",
+        f"Covalent server has started at {home.url}",
+    ]
+    result = ct.get_result(dispatch_id)
+    assert result.status == ct.status.COMPLETED
+    assert result.result == 20
+    assert result.get_node_result(0)["output"] == 10
+
+
+def test_server_restart_between_dispatch_and_get_result(home: Home) -> None:
+    _start(home)
+
+    @ct.lattice
+    def flow(x):
+        return double(x)
+
+    dispatch_id = ct.dispatch(flow)(21)
+    home.run("covalent", "stop")
+    _start(home)
+    assert ct.get_result(dispatch_id, wait=True).result == 42
+
+
+def test_killed_server_resumes_without_rerunning_completed_nodes(home: Home, tmp_path: Path) -> None:
+    _start(home)
+    log, release = tmp_path / "ran.txt", tmp_path / "release"
+
+    @ct.lattice
+    def steps(path, release):
+        first = append_then_wait(path, "first")
+        second = append_then_wait(path, "second", release, after=first)
+        return append_then_wait(path, "third"), second
+
+    dispatch_id = ct.dispatch(steps)(str(log), str(release))
+    wait_for(lambda: log.exists() and "second" in log.read_text(), what="the second node to start")
+    pid = home.server_pid()
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2])
+    _start(home)
+    wait_for(lambda: log.read_text().count("second") == 2, what="the second node to run again")
+    release.touch()
+    result = ct.get_result(dispatch_id, wait=True)
+    assert result.status == ct.status.COMPLETED
+    lines = log.read_text().splitlines()
+    assert lines.count("first") == 1  # completed before the kill: not run again
+    assert lines.count("second") == 2  # running at the kill: run again (at-least-once)
+    assert lines.count("third") == 1
+
+
+def test_cancel_stops_a_running_dispatch(home: Home) -> None:
+    _start(home)
+
+    @ct.lattice
+    def sleepy():
+        return double(nap(300))
+
+    dispatch_id = ct.dispatch(sleepy)()
+    wait_for(lambda: ct.get_result(dispatch_id).get_node_result(0)["status"] == ct.status.RUNNING,
+             what="the nap to start")
+    ct.cancel(dispatch_id)
+    result = ct.get_result(dispatch_id, wait=True)
+    assert result.status == ct.status.CANCELLED
+    statuses = [n["status"] for n in result.get_all_node_results()]
+    assert statuses[0] == ct.status.CANCELLED
+    assert ct.status.RUNNING not in statuses
+
+
+def test_get_result_of_unknown_server_is_a_clear_error(home: Home) -> None:
+    from tests.conftest import free_port
+
+    with pytest.raises(ct.CovalentError, match="No covalent server answers at http://localhost:"):
+        ct.get_result("x", dispatcher_addr=f"localhost:{free_port()}")
