@@ -1,4 +1,4 @@
-"""Service and configuration verbs of the public API (``ct.covalent_start``, ``ct.get_config``, ...)."""
+"""Service and configuration verbs of the public API (``ct.covalent_start``, ...)."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def get_config(entry: str | None = None) -> Any:
 
 
 def set_config(new_config: dict[str, Any] | str, new_value: Any = None) -> None:
-    """Set config values: ``set_config({"sdk.log_level": "debug"})`` or ``set_config(key, value)``."""
+    """Set values: ``set_config({"sdk.log_level": "debug"})`` or ``set_config(key, value)``."""
     _config.set_values(new_config, new_value)
 
 

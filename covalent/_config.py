@@ -95,7 +95,9 @@ def _read_file(path: Path) -> dict[str, Any]:
     try:
         data = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"The config file {path} is not valid TOML: {e}; fix or delete it.") from e
+        raise ConfigError(
+            f"The config file {path} is not valid TOML: {e}; fix or delete it."
+        ) from e
     _cache[path] = (mtime, data)
     return data
 
@@ -150,7 +152,7 @@ def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
 
 
 def set_values(new_config: dict[str, Any] | str, new_value: Any = None) -> None:
-    """Update the file: ``set_values({"sdk.log_level": "debug"})`` or ``set_values("sdk.log_level", "debug")``."""
+    """Update the file: ``set_values({"sdk.port": 1})`` or ``set_values("sdk.port", 1)``."""
     updates = {new_config: new_value} if isinstance(new_config, str) else dict(new_config)
     where = paths()
     tree = copy.deepcopy(_read_file(where.config_file))

@@ -38,7 +38,9 @@ def home_env(root: Path, port: int) -> dict[str, str]:
     return env
 
 
-def wait_for(condition: Callable[[], object], timeout: float = 60.0, what: str = "condition") -> object:
+def wait_for(
+    condition: Callable[[], object], timeout: float = 60.0, what: str = "condition"
+) -> object:
     """Poll ``condition`` until it is truthy; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     delay = 0.01
@@ -63,8 +65,9 @@ class Home:
     def url(self) -> str:
         return f"http://localhost:{self.port}"
 
-    def run(self, *args: str, timeout: float = 120.0, check: bool = False,
-            input: str | None = None) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *args: str, timeout: float = 120.0, check: bool = False, input: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
         """Run a command (``covalent ...`` or ``python ...``) in this home."""
         command = list(args)
         if command[0] == "covalent":
@@ -72,8 +75,14 @@ class Home:
         elif command[0] == "python":
             command = [sys.executable, *command[1:]]
         return subprocess.run(
-            command, env={**os.environ, **self.env}, capture_output=True, text=True,
-            timeout=timeout, check=check, input=input, cwd=self.root,
+            command,
+            env={**os.environ, **self.env},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=check,
+            input=input,
+            cwd=self.root,
         )
 
     def server_pid(self) -> int | None:

@@ -4,7 +4,6 @@ The tests drive a Run the way the dispatcher loop does (take the ready nodes, ma
 them RUNNING, then COMPLETED or FAILED) and check the invariants after every step.
 """
 
-import itertools
 import random
 
 import pytest
@@ -81,7 +80,8 @@ def check_invariants(run):
     """What must hold after every step, whatever the order of events."""
     for node_id, status in enumerate(run.status):
         parents = parents_of(run, node_id)
-        if status in (S.RUNNING, S.COMPLETED, S.FAILED) and run.node(node_id)["kind"] != "parameter":
+        ran = status in (S.RUNNING, S.COMPLETED, S.FAILED)
+        if ran and run.node(node_id)["kind"] != "parameter":
             assert all(run.status[p] == S.COMPLETED for p in parents), f"{node_id} ran too early"
         if status == S.NOT_RUN:
             assert any(run.status[p] in (S.FAILED, S.NOT_RUN) for p in parents)
@@ -236,7 +236,8 @@ def test_set_dispatch_status_records_a_dispatch_transition():
     assert run.dispatch_status == S.COMPLETED
     assert changes.dispatch_updates == [{"_d": "dispatch-1", "status": "COMPLETED", "end_time": AT}]
     assert changes.transitions[0]["node_id"] == DISPATCH_NODE
-    assert (changes.transitions[0]["old"], changes.transitions[0]["new"]) == ("RUNNING", "COMPLETED")
+    transition = changes.transitions[0]
+    assert (transition["old"], transition["new"]) == ("RUNNING", "COMPLETED")
     with pytest.raises(InvalidTransition):
         run.set_dispatch_status(changes, S.RUNNING, AT)
 
@@ -379,19 +380,18 @@ def test_arguments_are_ordered_by_index_whatever_the_edge_order():
 
     man = manifest_of(many_args)
     target = next(n["id"] for n in man["nodes"] if n["name"] == "combine")
-    for order in itertools.islice(itertools.permutations(man["edges"]), 0, 720, 37):
-        run = new_run({**man, "edges": list(order)})
-        sources = {e[0]: e for e in man["edges"] if e[1] == target}
-        for source in sources:
+    inputs = {e[3] or e[2]: e[0] for e in man["edges"] if e[1] == target}
+    assert set(inputs) == {0, 1, 2, "k"}
+    rng = random.Random(7)
+    for _ in range(20):
+        edges = list(man["edges"])
+        rng.shuffle(edges)
+        run = new_run({**man, "edges": edges})
+        for source in inputs.values():
             run.outputs[source] = f"out-{source}"
-        by_index = sorted((e for e in sources.values() if e[3] is None), key=lambda e: e[2])
         positional, keywords = run.arguments(target)
-        assert positional == [f"out-{e[0]}" for e in by_index]
-        assert keywords == {"k": f"out-{sources_by_name(sources, 'k')}"}
-
-
-def sources_by_name(sources, name):
-    return next(source for source, edge in sources.items() if edge[3] == name)
+        assert positional == [f"out-{inputs[i]}" for i in (0, 1, 2)]
+        assert keywords == {"k": f"out-{inputs['k']}"}
 
 
 def test_seed_arguments_are_keywords():

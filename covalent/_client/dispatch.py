@@ -53,8 +53,13 @@ def _check_executors(manifest: dict[str, Any], lattice_name: str) -> None:
             )
 
 
-def _submit(client: Client, manifest: dict[str, Any], blobs: dict[str, bytes], disable_run: bool,
-            auto_start: bool) -> str:
+def _submit(
+    client: Client,
+    manifest: dict[str, Any],
+    blobs: dict[str, bytes],
+    disable_run: bool,
+    auto_start: bool,
+) -> str:
     try:
         return client.submit(manifest, blobs, disable_run)
     except ServerUnavailableError:
@@ -71,7 +76,8 @@ def dispatch(
     """``ct.dispatch(lattice)(*args, **kwargs)``: build, upload and start; return the id."""
     if not isinstance(orig_lattice, Lattice):
         raise WorkflowError(
-            f"ct.dispatch needs a lattice (a function decorated with @ct.lattice), got {orig_lattice!r}."
+            "ct.dispatch needs a lattice (a function decorated with @ct.lattice), "
+            f"got {orig_lattice!r}."
         )
 
     @functools.wraps(orig_lattice.workflow_function)
@@ -117,7 +123,9 @@ def _wait_detail(client: Client, dispatch_id: str) -> dict[str, Any]:
 
 
 def get_result(
-    dispatch_id: str, wait: bool = False, dispatcher_addr: str | None = None,
+    dispatch_id: str,
+    wait: bool = False,
+    dispatcher_addr: str | None = None,
     status_only: bool = False,
 ) -> Any:
     """The Result of a dispatch (``wait=True`` blocks until it finishes).
@@ -131,8 +139,9 @@ def get_result(
     return Result(detail, client.fetch_blobs)
 
 
-def cancel(dispatch_id: str, task_ids: list[int] | None = None,
-           dispatcher_addr: str | None = None) -> str:
+def cancel(
+    dispatch_id: str, task_ids: list[int] | None = None, dispatcher_addr: str | None = None
+) -> str:
     """Cancel a whole dispatch, or only the nodes ``task_ids`` (and what depends on them)."""
     if task_ids is not None and not isinstance(task_ids, list):
         task_ids = [task_ids]

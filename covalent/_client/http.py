@@ -41,19 +41,26 @@ class Client:
     def close(self) -> None:
         self.http.close()
 
-    def request(self, method: str, path: str, timeout: float | None = None, **kwargs: Any) -> httpx.Response:
-        extra = {"timeout": timeout} if timeout is not None else {}
+    def request(
+        self, method: str, path: str, timeout: float | None = None, **kwargs: Any
+    ) -> httpx.Response:
+        if timeout is not None:
+            kwargs["timeout"] = timeout
         try:
-            response = self.http.request(method, path, **extra, **kwargs)
+            response = self.http.request(method, path, **kwargs)
         except httpx.ConnectError as e:
             raise ServerUnavailableError(
                 f"No covalent server answers at {self.url}; start one with `covalent start` "
                 "or check the address."
             ) from e
         except httpx.TimeoutException as e:
-            raise ServerUnavailableError(f"The covalent server at {self.url} did not answer in time.") from e
+            raise ServerUnavailableError(
+                f"The covalent server at {self.url} did not answer in time."
+            ) from e
         except httpx.TransportError as e:
-            raise ServerUnavailableError(f"The connection to the covalent server at {self.url} failed: {e}.") from e
+            raise ServerUnavailableError(
+                f"The connection to the covalent server at {self.url} failed: {e}."
+            ) from e
         if response.status_code >= 400:
             raise self._error(response, path)
         return response
@@ -78,10 +85,15 @@ class Client:
     def health(self) -> dict[str, Any]:
         return self.request("GET", "/health", timeout=5.0).json()
 
-    def submit(self, manifest: dict[str, Any], blobs: dict[str, bytes], disable_run: bool = False) -> str:
+    def submit(
+        self, manifest: dict[str, Any], blobs: dict[str, bytes], disable_run: bool = False
+    ) -> str:
         body = bundle.pack(manifest, blobs)
         response = self.request(
-            "POST", "/dispatches", content=body, timeout=600.0,
+            "POST",
+            "/dispatches",
+            content=body,
+            timeout=600.0,
             params={"disable_run": "true"} if disable_run else None,
             headers={"content-type": bundle.MEDIA_TYPE},
         )
@@ -89,12 +101,16 @@ class Client:
 
     def dispatch(self, dispatch_id: str, wait: float = 0.0, nodes: bool = True) -> dict[str, Any]:
         params = {"wait": wait, "nodes": "true" if nodes else "false"}
-        return self.request("GET", f"/dispatches/{dispatch_id}", params=params, timeout=wait + 30.0).json()
+        return self.request(
+            "GET", f"/dispatches/{dispatch_id}", params=params, timeout=wait + 30.0
+        ).json()
 
     def status(self, dispatch_id: str) -> dict[str, str]:
         return self.request("GET", f"/dispatches/{dispatch_id}/status").json()
 
-    def list_dispatches(self, status: str | None = None, limit: int = 50, offset: int = 0) -> dict[str, Any]:
+    def list_dispatches(
+        self, status: str | None = None, limit: int = 50, offset: int = 0
+    ) -> dict[str, Any]:
         params: dict[str, Any] = {"limit": limit, "offset": offset}
         if status:
             params["status"] = status

@@ -105,12 +105,25 @@ def start(port: int | None = None, develop: bool = False) -> tuple[str, bool]:
 def _spawn(host: str, port: int, develop: bool) -> subprocess.Popen[bytes]:
     log_file = Path(_config.get_value("dispatcher.log_file"))
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "covalent._server", "--host", host, "--port", str(port),
-               "--log-level", "debug" if develop else "info"]
+    command = [
+        sys.executable,
+        "-m",
+        "covalent._server",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--log-level",
+        "debug" if develop else "info",
+    ]
     with open(log_file, "ab") as log:
         return subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True, cwd=os.getcwd(),
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=os.getcwd(),
         )
 
 

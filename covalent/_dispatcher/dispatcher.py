@@ -13,6 +13,7 @@ their outputs, nodes that were running run again (at-least-once).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -53,8 +54,9 @@ class _Cancel:
 
 
 class Dispatcher:
-    def __init__(self, store: Store, results_root: str | Path,
-                 executors: ExecutorRegistry | None = None) -> None:
+    def __init__(
+        self, store: Store, results_root: str | Path, executors: ExecutorRegistry | None = None
+    ) -> None:
         self.store = store
         self.results_root = Path(results_root)
         self.executors = executors or ExecutorRegistry()
@@ -67,7 +69,9 @@ class Dispatcher:
 
     async def start(self) -> None:
         self._loop_task = asyncio.create_task(self._loop(), name="covalent-dispatcher")
-        for dispatch_id in self.store.unfinished_dispatches([s.value for s in FINAL_STATUSES] + ["NEW_OBJECT"]):
+        for dispatch_id in self.store.unfinished_dispatches(
+            [s.value for s in FINAL_STATUSES] + ["NEW_OBJECT"]
+        ):
             self._resume(dispatch_id)
 
     async def stop(self) -> None:
@@ -81,8 +85,9 @@ class Dispatcher:
 
     # requests (called on the loop's thread by the API)
 
-    def submit(self, manifest: dict[str, Any], blobs: dict[str, bytes],
-               disable_run: bool = False) -> str:
+    def submit(
+        self, manifest: dict[str, Any], blobs: dict[str, bytes], disable_run: bool = False
+    ) -> str:
         """Validate, store and start a dispatch; return its id once it is committed."""
         manifestmod.validate(manifest, lambda d: d in blobs or not self.store.missing_blobs([d]))
         dispatch_id = str(uuid.uuid4())
@@ -94,10 +99,14 @@ class Dispatcher:
         changes.transition(dispatch_id, -1, None, status.value, now, "submitted")
         node_rows = [self._node_row(dispatch_id, node, now, changes) for node in manifest["nodes"]]
         row = {
-            "dispatch_id": dispatch_id, "root_dispatch_id": dispatch_id,
-            "lattice_name": manifest["lattice"]["name"], "status": status.value,
-            "created_at": now, "start_time": None if disable_run else now,
-            "node_count": len(node_rows), "manifest": manifestmod.dumps(manifest),
+            "dispatch_id": dispatch_id,
+            "root_dispatch_id": dispatch_id,
+            "lattice_name": manifest["lattice"]["name"],
+            "status": status.value,
+            "created_at": now,
+            "start_time": None if disable_run else now,
+            "node_count": len(node_rows),
+            "manifest": manifestmod.dumps(manifest),
             "summary": json.dumps(manifestmod.summary(manifest)),
             "results_dir": str(results_dir),
         }
@@ -107,16 +116,23 @@ class Dispatcher:
         return dispatch_id
 
     @staticmethod
-    def _node_row(dispatch_id: str, node: dict[str, Any], now: float, changes: Changes) -> dict[str, Any]:
+    def _node_row(
+        dispatch_id: str, node: dict[str, Any], now: float, changes: Changes
+    ) -> dict[str, Any]:
         is_param = node["kind"] == "parameter"
         status = Status.COMPLETED if is_param else Status.NEW_OBJECT
         changes.transition(dispatch_id, node["id"], None, status.value, now, "submitted")
         return {
-            "dispatch_id": dispatch_id, "node_id": node["id"], "name": node["name"],
-            "kind": node["kind"], "status": status.value,
+            "dispatch_id": dispatch_id,
+            "node_id": node["id"],
+            "name": node["name"],
+            "kind": node["kind"],
+            "status": status.value,
             "executor": None if is_param else node["executor"]["name"],
-            "start_time": now if is_param else None, "end_time": now if is_param else None,
-            "output_digest": node.get("value"), "output_repr": node.get("value_repr"),
+            "start_time": now if is_param else None,
+            "end_time": now if is_param else None,
+            "output_digest": node.get("value"),
+            "output_repr": node.get("value_repr"),
             "attempts": 0,
         }
 
@@ -142,10 +158,8 @@ class Dispatcher:
         if Status(row["status"]) in FINAL_STATUSES or dispatch_id not in self.runs:
             return
         event = self._finished.setdefault(dispatch_id, asyncio.Event())
-        try:
+        with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(event.wait(), timeout)
-        except asyncio.TimeoutError:
-            pass
 
     # the loop
 
@@ -199,24 +213,47 @@ class Dispatcher:
 
     def _record(self, run: Run, node_id: int, outcome: Outcome, changes: Changes) -> None:
         run.running.pop(node_id, None)
-        times = {"start_time": outcome.start_time, "end_time": outcome.end_time,
-                 "stdout": outcome.stdout, "stderr": outcome.stderr}
+        times = {
+            "start_time": outcome.start_time,
+            "end_time": outcome.end_time,
+            "stdout": outcome.stdout,
+            "stderr": outcome.stderr,
+        }
         if outcome.status == Status.COMPLETED and outcome.output is not None:
             digest = blobmod.digest(outcome.output)
             changes.blobs[digest] = outcome.output
-            run.set_status(changes, node_id, Status.COMPLETED, outcome.end_time, "completed",
-                           output_digest=digest, output_repr=outcome.output_repr, **times)
+            run.set_status(
+                changes,
+                node_id,
+                Status.COMPLETED,
+                outcome.end_time,
+                "completed",
+                output_digest=digest,
+                output_repr=outcome.output_repr,
+                **times,
+            )
             run.complete(changes, node_id, digest)
             return
         status = Status.CANCELLED if outcome.status == Status.CANCELLED else Status.FAILED
         run.errors[node_id] = outcome.error
-        run.set_status(changes, node_id, status, outcome.end_time, status.value.lower(),
-                       error=outcome.error, **times)
+        run.set_status(
+            changes,
+            node_id,
+            status,
+            outcome.end_time,
+            status.value.lower(),
+            error=outcome.error,
+            **times,
+        )
         after = Status.CANCELLED if status == Status.CANCELLED else Status.NOT_RUN
         run.stop_descendants(changes, node_id, after, outcome.end_time)
 
     def _cancel(self, run: Run, node_ids: list[int] | None, changes: Changes, now: float) -> None:
-        targets = range(len(run.status)) if node_ids is None else [n for n in node_ids if 0 <= n < len(run.status)]
+        targets = (
+            range(len(run.status))
+            if node_ids is None
+            else [n for n in node_ids if 0 <= n < len(run.status)]
+        )
         if node_ids is None:
             run.cancel_requested = True
         for node_id in targets:
@@ -234,8 +271,9 @@ class Dispatcher:
             node_id = run.ready.popleft()
             if run.status[node_id] != Status.NEW_OBJECT:
                 continue
-            run.set_status(changes, node_id, Status.RUNNING, now, "inputs ready",
-                           start_time=now, attempts=1)
+            run.set_status(
+                changes, node_id, Status.RUNNING, now, "inputs ready", start_time=now, attempts=1
+            )
             launches.append((run, node_id))
         run.ready.clear()
         return launches
@@ -251,9 +289,14 @@ class Dispatcher:
         node = run.node(node_id)
         args, kwargs = run.arguments(node_id)
         task = Task(
-            dispatch_id=run.dispatch_id, node_id=node_id, name=node["name"],
-            function=node["function"], args=args, kwargs=kwargs,
-            load_blob=self._load_blob, results_dir=run.results_dir,
+            dispatch_id=run.dispatch_id,
+            node_id=node_id,
+            name=node["name"],
+            function=node["function"],
+            args=args,
+            kwargs=kwargs,
+            load_blob=self._load_blob,
+            results_dir=run.results_dir,
             metadata=node.get("metadata", {}),
         )
         try:
@@ -290,8 +333,14 @@ class Dispatcher:
             run.outputs[node_id] = node["output_digest"]
             run.errors[node_id] = node["error"] or ""
             if status == Status.RUNNING:
-                run.set_status(changes, node_id, Status.NEW_OBJECT, now,
-                               "server restarted while it ran; it runs again")
+                run.set_status(
+                    changes,
+                    node_id,
+                    Status.NEW_OBJECT,
+                    now,
+                    "server restarted while it ran; it runs again",
+                )
         self.store.commit(changes)
-        self.queue.put_nowait(_Start(Run(dispatch_id, manifest, run.results_dir, run.status,
-                                         run.outputs, run.errors)))
+        self.queue.put_nowait(
+            _Start(Run(dispatch_id, manifest, run.results_dir, run.status, run.outputs, run.errors))
+        )

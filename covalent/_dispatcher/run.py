@@ -43,7 +43,8 @@ class Run:
             for n in range(count)
         ]
         self.ready.extend(
-            n for n in topological_order(count, self.manifest["edges"])
+            n
+            for n in topological_order(count, self.manifest["edges"])
             if self.status[n] == Status.NEW_OBJECT and self.waiting[n] == 0
         )
 
@@ -53,8 +54,9 @@ class Run:
     def label(self, node_id: int) -> str:
         return f"{self.node(node_id)['name']}({node_id})"
 
-    def set_status(self, changes: Changes, node_id: int, new: Status, at: float, cause: str = "",
-                   **fields: Any) -> None:
+    def set_status(
+        self, changes: Changes, node_id: int, new: Status, at: float, cause: str = "", **fields: Any
+    ) -> None:
         """The only place a node's status changes: check, apply, and record it."""
         old = self.status[node_id]
         states.check_node(old, new, f"Node {self.label(node_id)}")
@@ -64,8 +66,9 @@ class Run:
         )
         changes.transition(self.dispatch_id, node_id, old.value, new.value, at, cause)
 
-    def set_dispatch_status(self, changes: Changes, new: Status, at: float, cause: str = "",
-                            **fields: Any) -> None:
+    def set_dispatch_status(
+        self, changes: Changes, new: Status, at: float, cause: str = "", **fields: Any
+    ) -> None:
         old = self.dispatch_status
         states.check_dispatch(old, new, f"Dispatch {self.dispatch_id}")
         self.dispatch_status = new

@@ -35,8 +35,9 @@ class InvalidTransition(CovalentError):
     """A status change the state machine does not allow (a bug in covalent)."""
 
 
-def check(table: dict[Status | None, frozenset[Status]], old: Status | None, new: Status,
-          what: str) -> None:
+def check(
+    table: dict[Status | None, frozenset[Status]], old: Status | None, new: Status, what: str
+) -> None:
     if new not in table.get(old, frozenset()):
         raise InvalidTransition(f"{what} cannot go from {old} to {new}.")
 

@@ -78,7 +78,10 @@ class Result:
         """The arguments the lattice was dispatched with: ``{"args": [...], "kwargs": {...}}``."""
         inputs = self._manifest["inputs"]
         self._load([inputs["args"], inputs["kwargs"]])
-        return {"args": list(self._values[inputs["args"]]), "kwargs": dict(self._values[inputs["kwargs"]])}
+        return {
+            "args": list(self._values[inputs["args"]]),
+            "kwargs": dict(self._values[inputs["kwargs"]]),
+        }
 
     @property
     def lattice(self) -> Any:

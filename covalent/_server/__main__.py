@@ -21,18 +21,27 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
     logging.basicConfig(
-        level=args.log_level.upper(), stream=sys.stderr,
+        level=args.log_level.upper(),
+        stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
     if config.get("db_url"):
         store = Store(config["db_url"], config["blobs_dir"])
     else:
         store = Store.sqlite(config["db_path"], config["blobs_dir"])
-    settings = {"db_path": config.get("db_url") or config["db_path"],
-                "results_dir": config["results_dir"]}
+    settings = {
+        "db_path": config.get("db_url") or config["db_path"],
+        "results_dir": config["results_dir"],
+    }
     app = create_app(store, config["results_dir"], settings)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
-                access_log=False, timeout_graceful_shutdown=10)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
 
 
 if __name__ == "__main__":

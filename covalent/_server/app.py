@@ -88,8 +88,12 @@ def _routes(app: FastAPI) -> None:
     @app.get(f"{API}/health")
     async def health(request: Request) -> dict[str, Any]:
         state = _state(request)
-        return {"status": "ok", "version": __version__, "database": state.store.url,
-                **state.settings}
+        return {
+            "status": "ok",
+            "version": __version__,
+            "database": state.store.url,
+            **state.settings,
+        }
 
     @app.post(f"{API}/dispatches")
     async def submit(request: Request, disable_run: bool = False) -> dict[str, str]:
@@ -103,17 +107,23 @@ def _routes(app: FastAPI) -> None:
         return {"dispatch_id": dispatch_id}
 
     @app.get(f"{API}/dispatches")
-    async def list_dispatches(request: Request, status: str | None = None, limit: int = 50,
-                              offset: int = 0) -> dict[str, Any]:
+    async def list_dispatches(
+        request: Request, status: str | None = None, limit: int = 50, offset: int = 0
+    ) -> dict[str, Any]:
         store = _state(request).store
         if status is not None and status not in Status.__members__:
-            raise BadRequestError(f"Unknown status '{status}'; use one of {', '.join(Status.__members__)}.")
-        rows = store.list_dispatches(status=status, limit=max(1, min(limit, 1000)), offset=max(0, offset))
+            raise BadRequestError(
+                f"Unknown status '{status}'; use one of {', '.join(Status.__members__)}."
+            )
+        rows = store.list_dispatches(
+            status=status, limit=max(1, min(limit, 1000)), offset=max(0, offset)
+        )
         return {"dispatches": rows, "total": store.count_dispatches()}
 
     @app.get(f"{API}/dispatches/{{dispatch_id}}")
-    async def get_dispatch(request: Request, dispatch_id: str, wait: float = 0.0,
-                           nodes: bool = True) -> dict[str, Any]:
+    async def get_dispatch(
+        request: Request, dispatch_id: str, wait: float = 0.0, nodes: bool = True
+    ) -> dict[str, Any]:
         state = _state(request)
         if wait > 0:
             await state.dispatcher.wait(dispatch_id, min(wait, MAX_WAIT))
@@ -142,7 +152,9 @@ def _routes(app: FastAPI) -> None:
         return state.store.get_transitions(dispatch_id)
 
     @app.post(f"{API}/dispatches/{{dispatch_id}}/cancel")
-    async def cancel(request: Request, dispatch_id: str, body: CancelRequest | None = None) -> dict[str, str]:
+    async def cancel(
+        request: Request, dispatch_id: str, body: CancelRequest | None = None
+    ) -> dict[str, str]:
         _state(request).dispatcher.cancel(dispatch_id, body.task_ids if body else None)
         return {"dispatch_id": dispatch_id, "status": "cancel requested"}
 
@@ -151,7 +163,9 @@ def _routes(app: FastAPI) -> None:
         state = _state(request)
         row = _dispatch_or_404(state, dispatch_id)
         if Status(row["status"]) not in FINAL_STATUSES:
-            raise BadRequestError(f"Dispatch {dispatch_id} is still {row['status']}; cancel it first.")
+            raise BadRequestError(
+                f"Dispatch {dispatch_id} is still {row['status']}; cancel it first."
+            )
         state.store.delete_dispatch(dispatch_id)
         return {"dispatch_id": dispatch_id, "status": "deleted"}
 

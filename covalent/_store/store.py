@@ -41,11 +41,18 @@ class Changes:
     def __bool__(self) -> bool:
         return bool(self.blobs or self.node_updates or self.dispatch_updates or self.transitions)
 
-    def transition(self, dispatch_id: str, node_id: int, old: str | None, new: str, at: float,
-                   cause: str = "") -> None:
+    def transition(
+        self, dispatch_id: str, node_id: int, old: str | None, new: str, at: float, cause: str = ""
+    ) -> None:
         self.transitions.append(
-            {"dispatch_id": dispatch_id, "node_id": node_id, "old": old, "new": new, "at": at,
-             "cause": cause}
+            {
+                "dispatch_id": dispatch_id,
+                "node_id": node_id,
+                "old": old,
+                "new": new,
+                "at": at,
+                "cause": cause,
+            }
         )
 
 
@@ -112,7 +119,9 @@ class Store:
         with self.engine.begin() as conn:
             row = conn.execute(select(meta.c.value).where(meta.c.key == "schema_version")).first()
             if row is None:
-                conn.execute(insert(meta).values(key="schema_version", value=str(schema.SCHEMA_VERSION)))
+                conn.execute(
+                    insert(meta).values(key="schema_version", value=str(schema.SCHEMA_VERSION))
+                )
             elif int(row[0]) > schema.SCHEMA_VERSION:
                 raise CovalentError(
                     f"The database {self.url} has schema version {row[0]}, newer than this "
@@ -144,7 +153,10 @@ class Store:
             chunk = list(wanted)
             for start in range(0, len(chunk), 500):
                 part = chunk[start : start + 500]
-                found.update(r[0] for r in conn.execute(select(blobs.c.digest).where(blobs.c.digest.in_(part))))
+                found.update(
+                    r[0]
+                    for r in conn.execute(select(blobs.c.digest).where(blobs.c.digest.in_(part)))
+                )
         return wanted - found
 
     def _insert_blobs(self, conn: Any, items: dict[str, bytes]) -> None:
@@ -155,11 +167,23 @@ class Store:
         for name in new:
             data = items[name]
             if len(data) > INLINE_LIMIT:
-                rows.append({"digest": name, "size": len(data), "data": None, "path": self._write_file(name, data)})
+                rows.append(
+                    {
+                        "digest": name,
+                        "size": len(data),
+                        "data": None,
+                        "path": self._write_file(name, data),
+                    }
+                )
             else:
                 rows.append({"digest": name, "size": len(data), "data": data, "path": None})
         if rows:
-            conn.execute(insert(blobs).prefix_with("OR IGNORE") if self.url.startswith("sqlite") else insert(blobs), rows)
+            conn.execute(
+                insert(blobs).prefix_with("OR IGNORE")
+                if self.url.startswith("sqlite")
+                else insert(blobs),
+                rows,
+            )
         for name, data in items.items():
             self.cache.put(name, data)
 
@@ -168,7 +192,9 @@ class Store:
         if data is not None:
             return data
         with self.engine.connect() as conn:
-            row = conn.execute(select(blobs.c.data, blobs.c.path).where(blobs.c.digest == name)).first()
+            row = conn.execute(
+                select(blobs.c.data, blobs.c.path).where(blobs.c.digest == name)
+            ).first()
         if row is None:
             return None
         data = row.data if row.data is not None else Path(row.path).read_bytes()
@@ -177,8 +203,9 @@ class Store:
 
     # writes
 
-    def create_dispatch(self, row: dict[str, Any], node_rows: list[dict[str, Any]],
-                        changes: Changes) -> None:
+    def create_dispatch(
+        self, row: dict[str, Any], node_rows: list[dict[str, Any]], changes: Changes
+    ) -> None:
         """Store a new dispatch, its nodes, its blobs and first transitions in one transaction."""
         try:
             with self.engine.begin() as conn:
@@ -200,7 +227,9 @@ class Store:
             for keys, rows in _group_by_keys(changes.node_updates):
                 stmt = (
                     update(nodes)
-                    .where(nodes.c.dispatch_id == bindparam("_d"), nodes.c.node_id == bindparam("_n"))
+                    .where(
+                        nodes.c.dispatch_id == bindparam("_d"), nodes.c.node_id == bindparam("_n")
+                    )
                     .values({k: bindparam(f"v_{k}") for k in keys})
                 )
                 conn.execute(stmt, rows)
@@ -216,7 +245,9 @@ class Store:
 
     def delete_dispatch(self, dispatch_id: str) -> bool:
         with self.engine.begin() as conn:
-            done = conn.execute(dispatches.delete().where(dispatches.c.dispatch_id == dispatch_id)).rowcount
+            done = conn.execute(
+                dispatches.delete().where(dispatches.c.dispatch_id == dispatch_id)
+            ).rowcount
             conn.execute(nodes.delete().where(nodes.c.dispatch_id == dispatch_id))
             conn.execute(transitions.delete().where(transitions.c.dispatch_id == dispatch_id))
         return bool(done)
@@ -226,7 +257,9 @@ class Store:
     def get_dispatch(self, dispatch_id: str, with_manifest: bool = False) -> dict[str, Any] | None:
         columns = [c for c in dispatches.c if with_manifest or c.name != "manifest"]
         with self.engine.connect() as conn:
-            row = conn.execute(select(*columns).where(dispatches.c.dispatch_id == dispatch_id)).first()
+            row = conn.execute(
+                select(*columns).where(dispatches.c.dispatch_id == dispatch_id)
+            ).first()
         if row is None:
             return None
         out = dict(row._mapping)
@@ -245,14 +278,19 @@ class Store:
     def get_transitions(self, dispatch_id: str) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
             rows = conn.execute(
-                select(transitions).where(transitions.c.dispatch_id == dispatch_id).order_by(transitions.c.id)
+                select(transitions)
+                .where(transitions.c.dispatch_id == dispatch_id)
+                .order_by(transitions.c.id)
             )
             return [dict(r._mapping) for r in rows]
 
-    def list_dispatches(self, status: str | None = None, limit: int = 50,
-                        offset: int = 0) -> list[dict[str, Any]]:
+    def list_dispatches(
+        self, status: str | None = None, limit: int = 50, offset: int = 0
+    ) -> list[dict[str, Any]]:
         columns = [c for c in dispatches.c if c.name != "manifest"]
-        query = select(*columns).order_by(dispatches.c.created_at.desc()).limit(limit).offset(offset)
+        query = (
+            select(*columns).order_by(dispatches.c.created_at.desc()).limit(limit).offset(offset)
+        )
         if status:
             query = query.where(dispatches.c.status == status)
         with self.engine.connect() as conn:

@@ -6,6 +6,7 @@ the structure (ids, edges, digests, acyclicity) without unpickling anything.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 from collections.abc import Callable
@@ -98,7 +99,10 @@ def _node_entry(node: Node, blobset: BlobSet, sources: dict[str, dict[str, str]]
 
 
 def from_graph(
-    graph: Graph, args: tuple[Any, ...], kwargs: dict[str, Any], lattice: Any = None,
+    graph: Graph,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    lattice: Any = None,
 ) -> tuple[dict[str, Any], dict[str, bytes]]:
     """The manifest and the blobs (digest to bytes) that describe one dispatch.
 
@@ -136,10 +140,9 @@ def _lattice_entry(graph: Graph, lattice: Any, blobset: BlobSet) -> dict[str, An
         function = getattr(lattice, "workflow_function", lattice)
         entry["doc"] = inspect.getdoc(function) or ""
         entry["source"] = _source(function)
-        try:
+        # The lattice is kept only for Result.lattice; the run does not need it.
+        with contextlib.suppress(Exception):
             entry["function"] = blobset.add_bytes(blobmod.dumps(lattice))
-        except Exception:  # the lattice is only kept for the Result; the run needs it not
-            pass
     return entry
 
 
@@ -169,8 +172,12 @@ def validate(manifest: Any, available: Callable[[str], bool]) -> None:
     result = manifest.get("result")
     if not isinstance(result, dict):
         raise BadRequestError("The manifest has no 'result'.")
-    if "node" in result and not (isinstance(result["node"], int) and 0 <= result["node"] < len(nodes)):
-        raise BadRequestError(f"The manifest's result names node {result['node']!r}, which is not there.")
+    if "node" in result and not (
+        isinstance(result["node"], int) and 0 <= result["node"] < len(nodes)
+    ):
+        raise BadRequestError(
+            f"The manifest's result names node {result['node']!r}, which is not there."
+        )
     if "node" not in result:
         _need_blob(result.get("value"), "the result value", available)
     inputs = manifest.get("inputs") or {}
@@ -218,7 +225,9 @@ def _validate_edges(edges: Any, count: int) -> None:
         ok = ok and all(isinstance(v, int) and 0 <= v < count for v in edge[:2])
         ok = ok and (isinstance(edge[2], int) or isinstance(edge[3], str))
         if not ok:
-            raise BadRequestError(f"The manifest's edge {edge!r} is not [source, target, index, name].")
+            raise BadRequestError(
+                f"The manifest's edge {edge!r} is not [source, target, index, name]."
+            )
     if len(topological_order(count, edges)) != count:
         raise BadRequestError("The manifest's edges form a cycle; a workflow must be acyclic.")
 

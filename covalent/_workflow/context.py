@@ -17,7 +17,8 @@ class TaskContext:
 
 
 _task_context: contextvars.ContextVar[TaskContext] = contextvars.ContextVar(
-    "covalent_task_context", default=TaskContext()
+    "covalent_task_context",
+    default=TaskContext(),  # noqa: B039 - frozen, so immutable
 )
 
 

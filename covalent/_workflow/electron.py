@@ -59,8 +59,13 @@ class Electron:
         if builder is None:
             return self.function(*args, **kwargs)
         return builder.add_call(
-            self.name, NodeKind.ELECTRON, self.function, args, kwargs,
-            executor=self.executor, metadata=self.metadata,
+            self.name,
+            NodeKind.ELECTRON,
+            self.function,
+            args,
+            kwargs,
+            executor=self.executor,
+            metadata=self.metadata,
         )
 
     def __repr__(self) -> str:

@@ -57,8 +57,14 @@ class Builder:
         _current.reset(self._token)
 
     def add_call(
-        self, name: str, kind: str, function: Callable[..., Any], args: tuple[Any, ...],
-        kwargs: dict[str, Any], executor: Any = None, metadata: dict[str, Any] | None = None,
+        self,
+        name: str,
+        kind: str,
+        function: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        executor: Any = None,
+        metadata: dict[str, Any] | None = None,
     ) -> Output:
         """Add a node that calls ``function`` with ``args``/``kwargs``; return its output."""
         if kind == NodeKind.ELECTRON and executor is None:
@@ -72,8 +78,9 @@ class Builder:
             self._connect(value, node.id, name=key)
         return Output(self, node)
 
-    def _connect(self, value: Any, target: int, index: int | None = None,
-                 name: str | None = None) -> None:
+    def _connect(
+        self, value: Any, target: int, index: int | None = None, name: str | None = None
+    ) -> None:
         self.graph.edges.append(Edge(self.node_for(value), target, index=index, name=name))
 
     def node_for(self, value: Any) -> int:
@@ -177,6 +184,8 @@ class Output:
     """The future output of a node, returned by an electron called during a build."""
 
     __slots__ = ("_cv_builder", "_cv_node")
+    _cv_builder: Builder
+    _cv_node: Node
 
     def __init__(self, builder: Builder, node: Node) -> None:
         object.__setattr__(self, "_cv_builder", builder)
@@ -238,8 +247,8 @@ class Output:
     __rpow__ = _binary(operator.pow, "pow", reflected=True)
     __matmul__ = _binary(operator.matmul, "matmul")
     __rmatmul__ = _binary(operator.matmul, "matmul", reflected=True)
-    __eq__ = _binary(operator.eq, "eq")  # type: ignore[assignment]
-    __ne__ = _binary(operator.ne, "ne")  # type: ignore[assignment]
+    __eq__ = _binary(operator.eq, "eq")
+    __ne__ = _binary(operator.ne, "ne")
     __lt__ = _binary(operator.lt, "lt")
     __le__ = _binary(operator.le, "le")
     __gt__ = _binary(operator.gt, "gt")

@@ -227,7 +227,11 @@ class _WorkerThread(threading.Thread):
             for name in [*task.args, *task.kwargs.values()]:
                 if name not in values:
                     values[name] = task.load_blob(name)
-        message = {"tasks": [job.payload() for job in batch], "functions": functions, "values": values}
+        message = {
+            "tasks": [job.payload() for job in batch],
+            "functions": functions,
+            "values": values,
+        }
         conn.send_bytes(pickle.dumps(message, protocol=5))
         self.known.update(functions)
 

@@ -81,7 +81,10 @@ class BaseExecutor:
         return {k: v for k, v in vars(self).items() if not k.startswith("_")}
 
     def run(
-        self, function: Callable[..., Any], args: list[Any], kwargs: dict[str, Any],
+        self,
+        function: Callable[..., Any],
+        args: list[Any],
+        kwargs: dict[str, Any],
         task_metadata: dict[str, Any],
     ) -> Any:
         """Run ``function(*args, **kwargs)`` and return its result (plugins implement this)."""
@@ -112,8 +115,11 @@ class BaseExecutor:
 class AsyncBaseExecutor(BaseExecutor):
     """Base class of executors whose ``run`` is a coroutine."""
 
-    async def run(  # type: ignore[override]
-        self, function: Callable[..., Any], args: list[Any], kwargs: dict[str, Any],
+    async def run(
+        self,
+        function: Callable[..., Any],
+        args: list[Any],
+        kwargs: dict[str, Any],
         task_metadata: dict[str, Any],
     ) -> Any:
         raise NotImplementedError(f"{type(self).__name__} does not implement run().")

@@ -79,7 +79,9 @@ def _builtins() -> list[Plugin | None]:
     found = []
     for info in pkgutil.iter_modules(executor_plugins.__path__):
         name = f"{executor_plugins.__name__}.{info.name}"
-        found.append(_import_safely(lambda n=name: importlib.import_module(n), info.name, "built-in"))
+        found.append(
+            _import_safely(lambda n=name: importlib.import_module(n), info.name, "built-in")
+        )
     return found
 
 

@@ -91,7 +91,9 @@ def test_failing_electron_spares_the_independent_branch(server: Home) -> None:
     assert "ValueError: bad value 7" in failed["error"]
     assert "raise ValueError" in failed["error"]  # the traceback, with the user's line
     assert nodes["add2"]["status"] == ct.status.NOT_RUN
-    fine = next(n for n in result.get_all_node_results() if n["node_name"] == "add" and n["output"] == 8)
+    fine = next(
+        n for n in result.get_all_node_results() if n["node_name"] == "add" and n["output"] == 8
+    )
     assert fine["status"] == ct.status.COMPLETED
     assert "boom(0)" in result.error and "bad value 7" in result.error
     assert result.result is None
@@ -137,7 +139,10 @@ def test_status_only(server: Home) -> None:
 
     dispatch_id = ct.dispatch(one)(1)
     ct.get_result(dispatch_id, wait=True)
-    assert ct.get_result(dispatch_id, status_only=True) == {"id": dispatch_id, "status": "COMPLETED"}
+    assert ct.get_result(dispatch_id, status_only=True) == {
+        "id": dispatch_id,
+        "status": "COMPLETED",
+    }
 
 
 def test_unknown_dispatch_id(server: Home) -> None:

@@ -37,8 +37,9 @@ def test_seed_runs_unchanged_and_starts_the_server(home: Home) -> None:
 def test_seed_times_are_printed_in_order(home: Home) -> None:
     done = home.run("python", str(REPO / "examples" / "seed.py"))
     stamps = dict(
-        line.split(": ", 1) for line in done.stdout.splitlines() if line.endswith(tuple("0123456789"))
-        and line.startswith(("start_time", "end_time"))
+        line.split(": ", 1)
+        for line in done.stdout.splitlines()
+        if line.endswith(tuple("0123456789")) and line.startswith(("start_time", "end_time"))
     )
     pattern = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}"
     assert re.fullmatch(pattern, stamps["start_time"])

@@ -112,7 +112,9 @@ def test_server_restart_between_dispatch_and_get_result(home: Home) -> None:
     assert ct.get_result(dispatch_id, wait=True).result == 42
 
 
-def test_killed_server_resumes_without_rerunning_completed_nodes(home: Home, tmp_path: Path) -> None:
+def test_killed_server_resumes_without_rerunning_completed_nodes(
+    home: Home, tmp_path: Path
+) -> None:
     _start(home)
     log, release = tmp_path / "ran.txt", tmp_path / "release"
 
@@ -127,7 +129,12 @@ def test_killed_server_resumes_without_rerunning_completed_nodes(home: Home, tmp
     pid = home.server_pid()
     assert pid is not None
     os.kill(pid, signal.SIGKILL)
-    wait_for(lambda: not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2])
+    wait_for(
+        lambda: (
+            not Path(f"/proc/{pid}").exists()
+            or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+        )
+    )
     _start(home)
     wait_for(lambda: log.read_text().count("second") == 2, what="the second node to run again")
     release.touch()
@@ -147,8 +154,10 @@ def test_cancel_stops_a_running_dispatch(home: Home) -> None:
         return double(nap(300))
 
     dispatch_id = ct.dispatch(sleepy)()
-    wait_for(lambda: ct.get_result(dispatch_id).get_node_result(0)["status"] == ct.status.RUNNING,
-             what="the nap to start")
+    wait_for(
+        lambda: ct.get_result(dispatch_id).get_node_result(0)["status"] == ct.status.RUNNING,
+        what="the nap to start",
+    )
     ct.cancel(dispatch_id)
     result = ct.get_result(dispatch_id, wait=True)
     assert result.status == ct.status.CANCELLED

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Install covalent with its test dependencies, then lint, type-check and run the tests.
+# Extra arguments go to pytest (e.g. `bash scripts/test.sh -k seed`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+python -m ruff check covalent tests
+python -m mypy
+python -m pytest "$@"

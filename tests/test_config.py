@@ -1,0 +1,232 @@
+"""Configuration: defaults, dotted keys, atomic TOML writes, reload, errors."""
+
+import os
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+import covalent as ct
+from covalent import _config
+from covalent._errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+# helpers
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """Config, data and cache folders of this test's own, and no overriding environment."""
+    dirs = SimpleNamespace(
+        config=tmp_path / "config", data=tmp_path / "data", cache=tmp_path / "cache"
+    )
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("COVALENT_CONFIG_DIR", str(dirs.config))
+    monkeypatch.setenv("COVALENT_DATA_DIR", str(dirs.data))
+    monkeypatch.setenv("COVALENT_CACHE_DIR", str(dirs.cache))
+    for name in ("COVALENT_LOG_LEVEL", "COVALENT_DATABASE_URL", "COVALENT_SERVER_URL"):
+        monkeypatch.delenv(name, raising=False)
+    dirs.file = dirs.config / "covalent.conf"
+    _config.reload()
+    yield dirs
+    _config.reload()
+
+
+def read_toml(path: Path):
+    return tomllib.loads(path.read_text())
+
+
+def write_keeping_mtime(path: Path, text: str) -> None:
+    """Change the file's content but not its modification time."""
+    before = path.stat()
+    path.write_text(text)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+
+# paths and defaults
+
+
+def test_paths_follow_the_environment(home):
+    where = _config.paths()
+    assert where.config_dir == home.config
+    assert where.data_dir == home.data
+    assert where.cache_dir == home.cache
+    assert where.config_file == home.file
+    assert where.pid_file == home.cache / "server.pid"
+
+
+def test_defaults(home):
+    assert _config.get_value("dispatcher.port") == 48008
+    assert _config.get_value("dispatcher.address") == "localhost"
+    assert _config.get_value("dispatcher.db_path") == str(home.data / "dispatcher.sqlite")
+    assert _config.get_value("dispatcher.results_dir") == str(home.cache / "results")
+    assert _config.get_value("sdk.auto_start") is True
+    assert _config.get_value("executors") == {}
+
+
+def test_reading_does_not_create_files(home):
+    _config.get_value()
+    assert not home.config.exists()
+
+
+def test_get_value_without_key_is_everything(home):
+    everything = _config.get_value()
+    assert everything == _config.defaults()
+    assert set(everything) == {"sdk", "dispatcher", "executors"}
+    assert _config.get_value("dispatcher") == everything["dispatcher"]
+
+
+def test_get_value_returns_a_copy(home):
+    _config.get_value("dispatcher")["port"] = 1
+    _config.load()["dispatcher"]["port"] = 2
+    assert _config.get_value("dispatcher.port") == 48008
+
+
+def test_public_get_config(home):
+    assert ct.get_config("dispatcher.port") == 48008
+    assert ct.get_config()["sdk"]["log_level"] == "warning"
+
+
+@pytest.mark.parametrize(("key", "missing"), [("nothing", "nothing"),
+                                              ("dispatcher.nope", "nope"),
+                                              ("dispatcher.port.deeper", "deeper")])
+def test_unknown_key_is_a_config_error(home, key, missing):
+    with pytest.raises(ConfigError) as info:
+        _config.get_value(key)
+    assert f"'{key}'" in str(info.value)
+    assert f"'{missing}'" in str(info.value)
+
+
+# writing
+
+
+def test_set_values_dict_form_persists(home):
+    _config.set_values({"dispatcher.port": 5000, "sdk.log_level": "debug"})
+    assert read_toml(home.file) == {"dispatcher": {"port": 5000}, "sdk": {"log_level": "debug"}}
+    assert _config.get_value("dispatcher.port") == 5000
+    assert _config.get_value("sdk.log_level") == "debug"
+    assert _config.get_value("dispatcher.address") == "localhost"
+
+
+def test_set_values_key_value_form_persists(home):
+    _config.set_values("dispatcher.address", "0.0.0.0")
+    assert read_toml(home.file) == {"dispatcher": {"address": "0.0.0.0"}}
+    assert _config.get_value("dispatcher.address") == "0.0.0.0"
+
+
+def test_set_values_with_a_section_merges(home):
+    _config.set_values({"executors": {"local": {"workers": 2}}})
+    _config.set_values("executors.local", {"log_stdout": "out.txt"})
+    _config.set_values({"executors.dask.scheduler_address": "tcp://h:1"})
+    assert read_toml(home.file)["executors"] == {
+        "local": {"workers": 2, "log_stdout": "out.txt"},
+        "dask": {"scheduler_address": "tcp://h:1"},
+    }
+    assert _config.get_value("executors.local.workers") == 2
+
+
+def test_set_values_keeps_what_the_file_had(home):
+    home.config.mkdir()
+    home.file.write_text('[sdk]\nlog_level = "info"\n\n[custom]\nanswer = 42\n')
+    _config.set_values("dispatcher.port", 6000)
+    assert read_toml(home.file) == {
+        "sdk": {"log_level": "info"}, "custom": {"answer": 42}, "dispatcher": {"port": 6000},
+    }
+    assert _config.get_value("custom.answer") == 42
+
+
+def test_public_set_config(home):
+    ct.set_config({"dispatcher.port": 7000})
+    ct.set_config("sdk.auto_start", False)
+    assert ct.get_config("dispatcher.port") == 7000
+    assert ct.get_config("sdk.auto_start") is False
+    assert _config.server_url() == "http://localhost:7000"
+
+
+def test_a_write_leaves_no_temporary_file(home):
+    for port in range(5000, 5005):
+        _config.set_values("dispatcher.port", port)
+    assert sorted(p.name for p in home.config.iterdir()) == ["covalent.conf"]
+    assert _config.get_value("dispatcher.port") == 5004
+
+
+def test_a_failed_write_changes_nothing(home):
+    _config.set_values("dispatcher.port", 5000)
+    before = home.file.read_bytes()
+    with pytest.raises(ConfigError, match="TOML"):
+        _config.set_values("sdk.thing", object())
+    assert home.file.read_bytes() == before
+    assert sorted(p.name for p in home.config.iterdir()) == ["covalent.conf"]
+
+
+def test_setting_under_a_value_is_a_config_error(home):
+    _config.set_values("dispatcher.port", 5000)
+    with pytest.raises(ConfigError, match="'port' is a value"):
+        _config.set_values("dispatcher.port.deeper", 1)
+    assert read_toml(home.file) == {"dispatcher": {"port": 5000}}
+
+
+# reading errors, reload, environment
+
+
+def test_invalid_toml_is_a_config_error_naming_the_file(home):
+    home.config.mkdir()
+    home.file.write_text("[dispatcher\nport = ")
+    with pytest.raises(ConfigError) as info:
+        _config.get_value("dispatcher.port")
+    assert str(home.file) in str(info.value)
+    assert isinstance(info.value.__cause__, tomllib.TOMLDecodeError)
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        _config.set_values("dispatcher.port", 1)
+
+
+def test_a_changed_file_is_read_again(home):
+    _config.set_values("dispatcher.port", 5001)
+    assert _config.get_value("dispatcher.port") == 5001
+    home.file.write_text("[dispatcher]\nport = 5002\n")
+    stat = home.file.stat()
+    os.utime(home.file, ns=(stat.st_atime_ns, stat.st_mtime_ns + 5_000_000_000))
+    assert _config.get_value("dispatcher.port") == 5002
+
+
+def test_reload_forgets_what_was_read(home):
+    _config.set_values("dispatcher.port", 5001)
+    assert _config.get_value("dispatcher.port") == 5001
+    write_keeping_mtime(home.file, "[dispatcher]\nport = 5002\n")
+    # Same modification time: the cached read still answers...
+    assert _config.get_value("dispatcher.port") == 5001
+    # ...until the cache is dropped.
+    ct.reload_config()
+    assert _config.get_value("dispatcher.port") == 5002
+
+
+def test_a_deleted_file_gives_the_defaults_again(home):
+    _config.set_values("dispatcher.port", 5001)
+    home.file.unlink()
+    assert _config.get_value("dispatcher.port") == 48008
+
+
+def test_environment_overrides_the_file(home, monkeypatch):
+    _config.set_values("sdk.log_level", "debug")
+    monkeypatch.setenv("COVALENT_LOG_LEVEL", "error")
+    monkeypatch.setenv("COVALENT_DATABASE_URL", "postgresql://db/covalent")
+    assert _config.get_value("sdk.log_level") == "error"
+    assert _config.get_value("dispatcher.db_url") == "postgresql://db/covalent"
+    assert read_toml(home.file) == {"sdk": {"log_level": "debug"}}
+
+
+@pytest.mark.parametrize(("addr", "expected"), [(None, "http://localhost:48008"),
+                                                ("example.org:9", "http://example.org:9"),
+                                                ("https://x.org/", "https://x.org")])
+def test_server_url(home, addr, expected):
+    assert _config.server_url(addr) == expected
+
+
+def test_server_url_from_the_environment(home, monkeypatch):
+    monkeypatch.setenv("COVALENT_SERVER_URL", "http://elsewhere:1234")
+    assert _config.server_url() == "http://elsewhere:1234"
