@@ -20,7 +20,7 @@ else:  # pragma: no cover - Python 3.10
 
 
 @pytest.fixture
-def home(tmp_path, monkeypatch):
+def cfg(tmp_path, monkeypatch):
     """Config, data and cache folders of this test's own, and no overriding environment."""
     dirs = SimpleNamespace(
         config=tmp_path / "config", data=tmp_path / "data", cache=tmp_path / "cache"
@@ -51,51 +51,52 @@ def write_keeping_mtime(path: Path, text: str) -> None:
 # paths and defaults
 
 
-def test_paths_follow_the_environment(home):
+def test_paths_follow_the_environment(cfg):
     where = _config.paths()
-    assert where.config_dir == home.config
-    assert where.data_dir == home.data
-    assert where.cache_dir == home.cache
-    assert where.config_file == home.file
-    assert where.pid_file == home.cache / "server.pid"
+    assert where.config_dir == cfg.config
+    assert where.data_dir == cfg.data
+    assert where.cache_dir == cfg.cache
+    assert where.config_file == cfg.file
+    assert where.pid_file == cfg.cache / "server.pid"
 
 
-def test_defaults(home):
+def test_defaults(cfg):
     assert _config.get_value("dispatcher.port") == 48008
     assert _config.get_value("dispatcher.address") == "localhost"
-    assert _config.get_value("dispatcher.db_path") == str(home.data / "dispatcher.sqlite")
-    assert _config.get_value("dispatcher.results_dir") == str(home.cache / "results")
+    assert _config.get_value("dispatcher.db_path") == str(cfg.data / "dispatcher.sqlite")
+    assert _config.get_value("dispatcher.results_dir") == str(cfg.cache / "results")
     assert _config.get_value("sdk.auto_start") is True
     assert _config.get_value("executors") == {}
 
 
-def test_reading_does_not_create_files(home):
+def test_reading_does_not_create_files(cfg):
     _config.get_value()
-    assert not home.config.exists()
+    assert not cfg.config.exists()
 
 
-def test_get_value_without_key_is_everything(home):
+def test_get_value_without_key_is_everything(cfg):
     everything = _config.get_value()
     assert everything == _config.defaults()
     assert set(everything) == {"sdk", "dispatcher", "executors"}
     assert _config.get_value("dispatcher") == everything["dispatcher"]
 
 
-def test_get_value_returns_a_copy(home):
+def test_get_value_returns_a_copy(cfg):
     _config.get_value("dispatcher")["port"] = 1
     _config.load()["dispatcher"]["port"] = 2
     assert _config.get_value("dispatcher.port") == 48008
 
 
-def test_public_get_config(home):
+def test_public_get_config(cfg):
     assert ct.get_config("dispatcher.port") == 48008
     assert ct.get_config()["sdk"]["log_level"] == "warning"
 
 
-@pytest.mark.parametrize(("key", "missing"), [("nothing", "nothing"),
-                                              ("dispatcher.nope", "nope"),
-                                              ("dispatcher.port.deeper", "deeper")])
-def test_unknown_key_is_a_config_error(home, key, missing):
+@pytest.mark.parametrize(
+    ("key", "missing"),
+    [("nothing", "nothing"), ("dispatcher.nope", "nope"), ("dispatcher.port.deeper", "deeper")],
+)
+def test_unknown_key_is_a_config_error(cfg, key, missing):
     with pytest.raises(ConfigError) as info:
         _config.get_value(key)
     assert f"'{key}'" in str(info.value)
@@ -105,42 +106,44 @@ def test_unknown_key_is_a_config_error(home, key, missing):
 # writing
 
 
-def test_set_values_dict_form_persists(home):
+def test_set_values_dict_form_persists(cfg):
     _config.set_values({"dispatcher.port": 5000, "sdk.log_level": "debug"})
-    assert read_toml(home.file) == {"dispatcher": {"port": 5000}, "sdk": {"log_level": "debug"}}
+    assert read_toml(cfg.file) == {"dispatcher": {"port": 5000}, "sdk": {"log_level": "debug"}}
     assert _config.get_value("dispatcher.port") == 5000
     assert _config.get_value("sdk.log_level") == "debug"
     assert _config.get_value("dispatcher.address") == "localhost"
 
 
-def test_set_values_key_value_form_persists(home):
+def test_set_values_key_value_form_persists(cfg):
     _config.set_values("dispatcher.address", "0.0.0.0")
-    assert read_toml(home.file) == {"dispatcher": {"address": "0.0.0.0"}}
+    assert read_toml(cfg.file) == {"dispatcher": {"address": "0.0.0.0"}}
     assert _config.get_value("dispatcher.address") == "0.0.0.0"
 
 
-def test_set_values_with_a_section_merges(home):
+def test_set_values_with_a_section_merges(cfg):
     _config.set_values({"executors": {"local": {"workers": 2}}})
     _config.set_values("executors.local", {"log_stdout": "out.txt"})
     _config.set_values({"executors.dask.scheduler_address": "tcp://h:1"})
-    assert read_toml(home.file)["executors"] == {
+    assert read_toml(cfg.file)["executors"] == {
         "local": {"workers": 2, "log_stdout": "out.txt"},
         "dask": {"scheduler_address": "tcp://h:1"},
     }
     assert _config.get_value("executors.local.workers") == 2
 
 
-def test_set_values_keeps_what_the_file_had(home):
-    home.config.mkdir()
-    home.file.write_text('[sdk]\nlog_level = "info"\n\n[custom]\nanswer = 42\n')
+def test_set_values_keeps_what_the_file_had(cfg):
+    cfg.config.mkdir()
+    cfg.file.write_text('[sdk]\nlog_level = "info"\n\n[custom]\nanswer = 42\n')
     _config.set_values("dispatcher.port", 6000)
-    assert read_toml(home.file) == {
-        "sdk": {"log_level": "info"}, "custom": {"answer": 42}, "dispatcher": {"port": 6000},
+    assert read_toml(cfg.file) == {
+        "sdk": {"log_level": "info"},
+        "custom": {"answer": 42},
+        "dispatcher": {"port": 6000},
     }
     assert _config.get_value("custom.answer") == 42
 
 
-def test_public_set_config(home):
+def test_public_set_config(cfg):
     ct.set_config({"dispatcher.port": 7000})
     ct.set_config("sdk.auto_start", False)
     assert ct.get_config("dispatcher.port") == 7000
@@ -148,56 +151,71 @@ def test_public_set_config(home):
     assert _config.server_url() == "http://localhost:7000"
 
 
-def test_a_write_leaves_no_temporary_file(home):
+def test_a_write_leaves_no_temporary_file(cfg):
     for port in range(5000, 5005):
         _config.set_values("dispatcher.port", port)
-    assert sorted(p.name for p in home.config.iterdir()) == ["covalent.conf"]
+    assert sorted(p.name for p in cfg.config.iterdir()) == ["covalent.conf"]
     assert _config.get_value("dispatcher.port") == 5004
 
 
-def test_a_failed_write_changes_nothing(home):
+def test_a_failed_write_changes_nothing(cfg):
     _config.set_values("dispatcher.port", 5000)
-    before = home.file.read_bytes()
+    before = cfg.file.read_bytes()
     with pytest.raises(ConfigError, match="TOML"):
         _config.set_values("sdk.thing", object())
-    assert home.file.read_bytes() == before
-    assert sorted(p.name for p in home.config.iterdir()) == ["covalent.conf"]
+    assert cfg.file.read_bytes() == before
+    assert sorted(p.name for p in cfg.config.iterdir()) == ["covalent.conf"]
 
 
-def test_setting_under_a_value_is_a_config_error(home):
+def test_an_interrupted_write_keeps_the_old_file(cfg, monkeypatch):
+    _config.set_values("dispatcher.port", 5000)
+    before = cfg.file.read_bytes()
+
+    def crash(src, dst):
+        assert Path(src).parent == cfg.config and Path(src).read_text().count("5001") == 1
+        raise OSError("disk gone")
+
+    with monkeypatch.context() as patch, pytest.raises(OSError, match="disk gone"):
+        patch.setattr(_config.os, "replace", crash)
+        _config.set_values("dispatcher.port", 5001)
+    assert cfg.file.read_bytes() == before
+    assert sorted(p.name for p in cfg.config.iterdir()) == ["covalent.conf"]
+
+
+def test_setting_under_a_value_is_a_config_error(cfg):
     _config.set_values("dispatcher.port", 5000)
     with pytest.raises(ConfigError, match="'port' is a value"):
         _config.set_values("dispatcher.port.deeper", 1)
-    assert read_toml(home.file) == {"dispatcher": {"port": 5000}}
+    assert read_toml(cfg.file) == {"dispatcher": {"port": 5000}}
 
 
 # reading errors, reload, environment
 
 
-def test_invalid_toml_is_a_config_error_naming_the_file(home):
-    home.config.mkdir()
-    home.file.write_text("[dispatcher\nport = ")
+def test_invalid_toml_is_a_config_error_naming_the_file(cfg):
+    cfg.config.mkdir()
+    cfg.file.write_text("[dispatcher\nport = ")
     with pytest.raises(ConfigError) as info:
         _config.get_value("dispatcher.port")
-    assert str(home.file) in str(info.value)
+    assert str(cfg.file) in str(info.value)
     assert isinstance(info.value.__cause__, tomllib.TOMLDecodeError)
     with pytest.raises(ConfigError, match="not valid TOML"):
         _config.set_values("dispatcher.port", 1)
 
 
-def test_a_changed_file_is_read_again(home):
+def test_a_changed_file_is_read_again(cfg):
     _config.set_values("dispatcher.port", 5001)
     assert _config.get_value("dispatcher.port") == 5001
-    home.file.write_text("[dispatcher]\nport = 5002\n")
-    stat = home.file.stat()
-    os.utime(home.file, ns=(stat.st_atime_ns, stat.st_mtime_ns + 5_000_000_000))
+    cfg.file.write_text("[dispatcher]\nport = 5002\n")
+    stat = cfg.file.stat()
+    os.utime(cfg.file, ns=(stat.st_atime_ns, stat.st_mtime_ns + 5_000_000_000))
     assert _config.get_value("dispatcher.port") == 5002
 
 
-def test_reload_forgets_what_was_read(home):
+def test_reload_forgets_what_was_read(cfg):
     _config.set_values("dispatcher.port", 5001)
     assert _config.get_value("dispatcher.port") == 5001
-    write_keeping_mtime(home.file, "[dispatcher]\nport = 5002\n")
+    write_keeping_mtime(cfg.file, "[dispatcher]\nport = 5002\n")
     # Same modification time: the cached read still answers...
     assert _config.get_value("dispatcher.port") == 5001
     # ...until the cache is dropped.
@@ -205,28 +223,33 @@ def test_reload_forgets_what_was_read(home):
     assert _config.get_value("dispatcher.port") == 5002
 
 
-def test_a_deleted_file_gives_the_defaults_again(home):
+def test_a_deleted_file_gives_the_defaults_again(cfg):
     _config.set_values("dispatcher.port", 5001)
-    home.file.unlink()
+    cfg.file.unlink()
     assert _config.get_value("dispatcher.port") == 48008
 
 
-def test_environment_overrides_the_file(home, monkeypatch):
+def test_environment_overrides_the_file(cfg, monkeypatch):
     _config.set_values("sdk.log_level", "debug")
     monkeypatch.setenv("COVALENT_LOG_LEVEL", "error")
     monkeypatch.setenv("COVALENT_DATABASE_URL", "postgresql://db/covalent")
     assert _config.get_value("sdk.log_level") == "error"
     assert _config.get_value("dispatcher.db_url") == "postgresql://db/covalent"
-    assert read_toml(home.file) == {"sdk": {"log_level": "debug"}}
+    assert read_toml(cfg.file) == {"sdk": {"log_level": "debug"}}
 
 
-@pytest.mark.parametrize(("addr", "expected"), [(None, "http://localhost:48008"),
-                                                ("example.org:9", "http://example.org:9"),
-                                                ("https://x.org/", "https://x.org")])
-def test_server_url(home, addr, expected):
+@pytest.mark.parametrize(
+    ("addr", "expected"),
+    [
+        (None, "http://localhost:48008"),
+        ("example.org:9", "http://example.org:9"),
+        ("https://x.org/", "https://x.org"),
+    ],
+)
+def test_server_url(cfg, addr, expected):
     assert _config.server_url(addr) == expected
 
 
-def test_server_url_from_the_environment(home, monkeypatch):
+def test_server_url_from_the_environment(cfg, monkeypatch):
     monkeypatch.setenv("COVALENT_SERVER_URL", "http://elsewhere:1234")
     assert _config.server_url() == "http://elsewhere:1234"

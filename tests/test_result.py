@@ -79,10 +79,18 @@ def workflow(a):
 def node_row(node, status, output_digest, **extra):
     is_param = node["kind"] == "parameter"
     return {
-        "node_id": node["id"], "name": node["name"], "kind": node["kind"], "status": status,
-        "output_digest": output_digest, "error": None, "stdout": None, "stderr": None,
-        "start_time": START, "end_time": END,
-        "executor": None if is_param else node["executor"]["name"], **extra,
+        "node_id": node["id"],
+        "name": node["name"],
+        "kind": node["kind"],
+        "status": status,
+        "output_digest": output_digest,
+        "error": None,
+        "stdout": None,
+        "stderr": None,
+        "start_time": START,
+        "end_time": END,
+        "executor": None if is_param else node["executor"]["name"],
+        **extra,
     }
 
 
@@ -94,10 +102,17 @@ def seed_detail(status="COMPLETED", outputs=(2, 4), **overrides):
     out0 = put(items, outputs[0]) if outputs[0] is not None else None
     out2 = put(items, outputs[1]) if outputs[1] is not None else None
     detail = {
-        "dispatch_id": DISPATCH_ID, "root_dispatch_id": DISPATCH_ID, "lattice_name": "workflow",
-        "status": status, "error": None, "start_time": START, "end_time": END,
-        "results_dir": RESULTS_DIR, "result_digest": out2,
-        "summary": manifest.summary(man), "finished": True,
+        "dispatch_id": DISPATCH_ID,
+        "root_dispatch_id": DISPATCH_ID,
+        "lattice_name": "workflow",
+        "status": status,
+        "error": None,
+        "start_time": START,
+        "end_time": END,
+        "results_dir": RESULTS_DIR,
+        "result_digest": out2,
+        "summary": manifest.summary(man),
+        "finished": True,
         "nodes": [
             node_row(nodes[0], "COMPLETED", out0, stdout="hello\n"),
             node_row(nodes[1], "COMPLETED", nodes[1]["value"]),
@@ -130,8 +145,7 @@ def test_printing_like_the_seed_program(capsys):
 
 
 def test_str_of_an_unfinished_dispatch():
-    result, _ = seed_result(status="RUNNING", outputs=(2, None), end_time=None,
-                            result_digest=None)
+    result, _ = seed_result(status="RUNNING", outputs=(2, None), end_time=None, result_digest=None)
     text = str(result)
     assert "status: RUNNING\nresult: None\n" in text
     assert "\nend_time: None\n" in text
@@ -216,8 +230,18 @@ def test_root_dispatch_id_defaults_to_the_dispatch_id():
 # nodes
 
 
-NODE_KEYS = {"node_id", "node_name", "start_time", "end_time", "status", "output", "error",
-             "stdout", "stderr", "sublattice_result"}
+NODE_KEYS = {
+    "node_id",
+    "node_name",
+    "start_time",
+    "end_time",
+    "status",
+    "output",
+    "error",
+    "stdout",
+    "stderr",
+    "sublattice_result",
+}
 
 
 def test_get_node_result():
@@ -277,8 +301,18 @@ def test_status_prints_as_its_name(capsys):
     assert str(result.status) == f"{result.status}" == "COMPLETED"
 
 
-@pytest.mark.parametrize("name", ["NEW_OBJECT", "PENDING_REUSE", "RUNNING", "POSTPROCESSING",
-                                  "COMPLETED", "FAILED", "CANCELLED"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "NEW_OBJECT",
+        "PENDING_REUSE",
+        "RUNNING",
+        "POSTPROCESSING",
+        "COMPLETED",
+        "FAILED",
+        "CANCELLED",
+    ],
+)
 def test_result_and_ct_status_share_the_names(name):
     assert getattr(Result, name) == getattr(ct.status, name) == name
     assert str(getattr(ct.status, name)) == name

@@ -35,6 +35,8 @@ def unpack(body: bytes, verify: bool = True) -> tuple[dict[str, Any], dict[str, 
         raise BadRequestError("The bundle's header is longer than the body.")
     try:
         header = json.loads(bytes(view[12 : 12 + size]))
+        if not isinstance(header, dict):
+            raise TypeError("the header must be a JSON object")
         listed = [(str(d), int(n)) for d, n in header.get("blobs", [])]
     except (ValueError, TypeError) as e:
         raise BadRequestError(f"The bundle's header is not valid: {e}.") from None

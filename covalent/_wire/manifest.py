@@ -228,8 +228,30 @@ def _validate_edges(edges: Any, count: int) -> None:
             raise BadRequestError(
                 f"The manifest's edge {edge!r} is not [source, target, index, name]."
             )
+    _validate_slots(edges)
     if len(topological_order(count, edges)) != count:
         raise BadRequestError("The manifest's edges form a cycle; a workflow must be acyclic.")
+
+
+def _validate_slots(edges: list[list[Any]]) -> None:
+    """Each node's inputs fill positions 0..n-1 once each, and each keyword once."""
+    positions: dict[int, list[int]] = {}
+    names: dict[int, set[str]] = {}
+    for _source, target, index, name in edges:
+        if name is not None:
+            if name in names.setdefault(target, set()):
+                raise BadRequestError(
+                    f"Node {target} of the manifest gets keyword argument '{name}' twice."
+                )
+            names[target].add(name)
+        else:
+            positions.setdefault(target, []).append(index)
+    for target, indices in positions.items():
+        if sorted(indices) != list(range(len(indices))):
+            raise BadRequestError(
+                f"Node {target} of the manifest has positional arguments {sorted(indices)}; "
+                "they must be 0, 1, 2, ... once each."
+            )
 
 
 def topological_order(count: int, edges: list[list[Any]]) -> list[int]:

@@ -16,6 +16,10 @@ def make_tuple(*items: Any) -> tuple[Any, ...]:
     return tuple(items)
 
 
+def make_set(*items: Any) -> set[Any]:
+    return set(items)
+
+
 def make_dict(keys: tuple[Any, ...], *values: Any) -> dict[Any, Any]:
     return dict(zip(keys, values, strict=True))
 

@@ -104,12 +104,19 @@ class Builder:
 
     def _collection(self, value: Any) -> int:
         if isinstance(value, dict):
+            if any(isinstance(key, Output) for key in value):
+                raise WorkflowError(
+                    "An electron's output is used as a dict key; keys must be known while "
+                    "building, so build that dict inside an electron."
+                )
             keys = tuple(value)
             function: Callable[..., Any] = functools.partial(ops.make_dict, keys)
             items: list[Any] = [value[k] for k in keys]
             name = ":electron_dict:"
         elif isinstance(value, tuple):
             function, items, name = ops.make_tuple, list(value), ":electron_tuple:"
+        elif isinstance(value, (set, frozenset)):
+            function, items, name = ops.make_set, list(value), ":electron_set:"
         else:
             function, items, name = ops.make_list, list(value), ":electron_list:"
         return self.add_call(name, NodeKind.COLLECTION, function, tuple(items), {})._cv_node.id
@@ -225,7 +232,12 @@ class Output:
 
     __hash__ = object.__hash__
     __bool__ = _refuse("as a boolean (in an if, while, and/or)")
-    __len__ = _refuse("with len()")
+    def __len__(self) -> int:
+        count = _annotated_length(self._cv_node)
+        if count is None:
+            _refuse("with len()")(self)
+        return count  # type: ignore[return-value]
+
     __index__ = _refuse("as an integer (as in range())")
     __int__ = _refuse("as an int")
     __float__ = _refuse("as a float")

@@ -27,7 +27,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from covalent._results.status import Status
-from covalent.executor.base import Outcome, Task
+from covalent.executor.task import Outcome, Task
 
 MAX_BATCH = 64
 _STOP = object()
@@ -39,6 +39,7 @@ class Job:
     options: dict[str, Any]
     future: asyncio.Future[Outcome]
     loop: asyncio.AbstractEventLoop
+    plugin: dict[str, Any] | None = None
     cancelled: bool = False
     worker: _WorkerThread | None = field(default=None, repr=False)
 
@@ -52,6 +53,7 @@ class Job:
     def payload(self) -> dict[str, Any]:
         task = self.task
         return {
+            "plugin": self.plugin,
             "key": list(task.key),
             "function": task.function,
             "args": task.args,
@@ -78,9 +80,12 @@ class WorkerPool:
         self._idle = 0
         self._closed = False
 
-    async def run(self, task: Task, options: dict[str, Any]) -> Outcome:
+    async def run(self, task: Task, options: dict[str, Any],
+                  plugin: dict[str, Any] | None = None) -> Outcome:
+        """Run ``task`` with ``options`` (workdir, env, ...); with ``plugin``
+        (``{"name", "attributes"}``), through that executor's own ``run``."""
         loop = asyncio.get_running_loop()
-        job = Job(task, options, loop.create_future(), loop)
+        job = Job(task, options, loop.create_future(), loop, plugin)
         self.submit(job)
         try:
             return await job.future

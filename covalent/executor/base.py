@@ -14,63 +14,24 @@ directly; the default runs ``run`` in a worker process.
 
 from __future__ import annotations
 
-import time
+import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-from covalent._results.status import Status
+from covalent.executor._pool import WorkerPool
+from covalent.executor.task import Outcome, Task
 
+__all__ = ["AsyncBaseExecutor", "BaseExecutor", "Outcome", "Task"]
 
-@dataclass
-class Task:
-    """One node to run: its function and inputs as blob digests, and where it belongs."""
-
-    dispatch_id: str
-    node_id: int
-    name: str
-    function: str
-    args: list[str]
-    kwargs: dict[str, str]
-    load_blob: Callable[[str], bytes]
-    results_dir: str = ""
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def key(self) -> tuple[str, int]:
-        return (self.dispatch_id, self.node_id)
-
-    def task_metadata(self) -> dict[str, Any]:
-        return {
-            "dispatch_id": self.dispatch_id,
-            "node_id": self.node_id,
-            "results_dir": self.results_dir,
-        }
-
-
-@dataclass
-class Outcome:
-    """What became of a task: its pickled output, or its error with the traceback."""
-
-    status: Status
-    output: bytes | None = None
-    output_repr: str = ""
-    error: str = ""
-    stdout: str = ""
-    stderr: str = ""
-    start_time: float = field(default_factory=time.time)
-    end_time: float = field(default_factory=time.time)
-
-    @classmethod
-    def failure(cls, error: str, start_time: float | None = None) -> Outcome:
-        now = time.time()
-        return cls(Status.FAILED, error=error, start_time=start_time or now, end_time=now)
+HOST_WORKERS = 8
+"""Worker processes that run plugins' ``run`` methods, per executor instance."""
 
 
 class BaseExecutor:
     """Base class of every executor; subclass it and implement :meth:`run`."""
 
     _plugin_short_name: str | None = None
+    _host_pool: WorkerPool | None = None
 
     def short_name(self) -> str:
         """The plugin's short name: the name of the module that defines the class."""
@@ -94,18 +55,25 @@ class BaseExecutor:
         """Prepare resources before the first task (optional)."""
 
     async def teardown(self) -> None:
-        """Release resources when the server stops (optional)."""
+        """Release resources when the server stops (optional; call super's if overridden)."""
+        if self._host_pool is not None:
+            pool, self._host_pool = self._host_pool, None
+            await asyncio.to_thread(pool.close)
 
     async def cancel(self, task: Task) -> bool:
         """Stop a running task; return whether it was stopped (optional)."""
         return False
 
     async def execute(self, task: Task) -> Outcome:
-        """Run one task for the dispatcher; built-in executors override this."""
-        return Outcome.failure(
-            f"{type(self).__name__} cannot run tasks on this server yet: running plugin "
-            "executors' run() on the server is not built yet."
-        )
+        """Run one task for the dispatcher.
+
+        The default calls this executor's :meth:`run` in a local worker process, which
+        rebuilds the executor from its settings; built-in executors override it.
+        """
+        if self._host_pool is None:
+            self._host_pool = WorkerPool(HOST_WORKERS)
+        plugin = {"name": self.short_name(), "attributes": self.to_dict()}
+        return await self._host_pool.run(task, {}, plugin=plugin)
 
     def __repr__(self) -> str:
         settings = ", ".join(f"{k}={v!r}" for k, v in self.to_dict().items())

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import Any
 
 from covalent.executor._pool import WorkerPool
-from covalent.executor.base import BaseExecutor, Outcome, Task
+from covalent.executor.base import BaseExecutor
+from covalent.executor.task import Outcome, Task
 
 EXECUTOR_PLUGIN_NAME = "LocalExecutor"
 
@@ -76,5 +78,6 @@ class LocalExecutor(BaseExecutor):
 
     async def teardown(self) -> None:
         if self._pool is not None:
-            self._pool.close()
-            self._pool = None
+            pool, self._pool = self._pool, None
+            await asyncio.to_thread(pool.close)
+        await super().teardown()

@@ -1,0 +1,130 @@
+"""Running one task from its blobs: the part every executor's far side shares.
+
+A task payload (plain dict) names its function and inputs by digest; :func:`run_task`
+unpickles them, runs the electron with its context, working directory, environment and
+captured output, and returns a reply dict (status, pickled output or traceback text,
+stdout, stderr, times). When the payload names an executor plugin, the plugin's own
+``run`` is called with the function instead (so a plugin only implements ``run``).
+
+:func:`run_packed` does the same for one self-contained pickled request, for executors
+that ship a task elsewhere (a Dask worker, a remote host, a batch job).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import io
+import os
+import pickle
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from covalent._wire import blobs
+from covalent._workflow.context import TaskContext, reset_context, set_context
+from covalent.executor import plugins
+
+
+class OutputNotPicklable(Exception):
+    pass
+
+
+def run_task(task: dict[str, Any], function_of: Callable[[str], Any],
+             values: dict[str, bytes]) -> dict[str, Any]:
+    """Run one task; never raises for the electron's own failures."""
+    start = time.time()
+    out, err = io.StringIO(), io.StringIO()
+    reply: dict[str, Any] = {"key": task["key"], "start_time": start}
+    try:
+        function = function_of(task["function"])
+        args = [blobs.loads(values[d]) for d in task["args"]]
+        kwargs = {k: blobs.loads(values[d]) for k, d in task["kwargs"].items()}
+        with _task_environment(task, out, err):
+            result = _call(task, function, args, kwargs)
+        reply.update(status="COMPLETED", output=_dump_output(result))
+        reply["output_repr"] = blobs.short_repr(result)
+    except (Exception, SystemExit) as e:  # the electron's failure is a value, not the worker's
+        reply.update(status="FAILED", error=_format_error(e))
+    reply.update(stdout=out.getvalue(), stderr=err.getvalue(), end_time=time.time())
+    _append_logs(task.get("options", {}), reply)
+    return reply
+
+
+def _call(task: dict[str, Any], function: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    plugin = task.get("plugin")
+    if plugin is None:
+        return function(*args, **kwargs)
+    executor = plugins.create(plugin["name"], plugin["attributes"], plugins.discover())
+    result = executor.run(function, args, kwargs, dict(task["context"]))
+    if inspect.isawaitable(result):
+        result = asyncio.run(_await(result))
+    return result
+
+
+async def _await(awaitable: Any) -> Any:
+    return await awaitable
+
+
+def run_packed(request: bytes) -> bytes:
+    """Run ``pickle({"task", "functions", "values"})``; return the pickled reply."""
+    message = pickle.loads(request)
+    functions = message["functions"]
+    reply = run_task(message["task"], lambda d: blobs.loads(functions[d]), message["values"])
+    return pickle.dumps(reply, protocol=5)
+
+
+def pack(task: dict[str, Any], functions: dict[str, bytes], values: dict[str, bytes]) -> bytes:
+    return pickle.dumps({"task": task, "functions": functions, "values": values}, protocol=5)
+
+
+def _dump_output(result: Any) -> bytes:
+    try:
+        return blobs.dumps(result)
+    except Exception as e:
+        raise OutputNotPicklable(
+            f"The electron returned a {type(result).__name__}, which cannot be pickled: {e}"
+        ) from None
+
+
+def _format_error(error: BaseException) -> str:
+    """The traceback of ``error`` without this module's own frames."""
+    tb = error.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(error), error, tb))
+
+
+@contextlib.contextmanager
+def _task_environment(task: dict[str, Any], out: io.StringIO, err: io.StringIO) -> Any:
+    """Context, working directory, environment and captured output for one task."""
+    options = task.get("options", {})
+    token = set_context(TaskContext(**task["context"]))
+    old_cwd = os.getcwd()
+    env = {k: str(v) for k, v in (options.get("env") or {}).items()}
+    old_env = {k: os.environ.get(k) for k in env}
+    try:
+        os.environ.update(env)
+        if options.get("workdir"):
+            os.makedirs(options["workdir"], exist_ok=True)
+            os.chdir(options["workdir"])
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            yield
+    finally:
+        os.chdir(old_cwd)
+        for key, value in old_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        reset_context(token)
+
+
+def _append_logs(options: dict[str, Any], reply: dict[str, Any]) -> None:
+    for option, stream in (("log_stdout", "stdout"), ("log_stderr", "stderr")):
+        path = options.get(option)
+        if path and reply[stream]:
+            with contextlib.suppress(OSError), open(path, "a") as f:
+                f.write(reply[stream])

@@ -1,0 +1,235 @@
+"""A conformance kit: the checks every executor must pass.
+
+Subclass :class:`ExecutorConformance` in a pytest test module and give it an
+``executor`` fixture that returns a fresh, configured executor::
+
+    from covalent.executor.testing import ExecutorConformance
+
+    class TestMyExecutor(ExecutorConformance):
+        @pytest.fixture
+        def executor(self):
+            return MyExecutor(host="...")
+
+Every check drives the executor the way the dispatcher does: ``setup()``, then
+``execute(task)`` with a :class:`~covalent.executor.task.Task` whose function and
+arguments are blobs, then ``teardown()``, in one event loop. Set ``shared_dir`` (a
+folder both this process and the executor's tasks can see, for instance a shared file
+system) to let the cancellation check see that the task really stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from covalent._results.status import Status
+from covalent._wire import blobs
+from covalent.executor.base import BaseExecutor
+from covalent.executor.task import Outcome, Task
+
+LARGE = 100 * 1024 * 1024
+DEADLINE = 120.0
+
+
+class TaskFactory:
+    """Makes tasks out of plain functions and values, keeping their blobs in memory."""
+
+    def __init__(self, dispatch_id: str = "conformance") -> None:
+        self.blobs: dict[str, bytes] = {}
+        self.dispatch_id = dispatch_id
+        self.count = 0
+
+    def blob(self, value: Any) -> str:
+        data = blobs.dumps(value)
+        name = blobs.digest(data)
+        self.blobs[name] = data
+        return name
+
+    def task(self, function: Callable[..., Any], *args: Any, results_dir: str = "",
+             **kwargs: Any) -> Task:
+        self.count += 1
+        return Task(
+            dispatch_id=self.dispatch_id, node_id=self.count, name=function.__name__,
+            function=self.blob(function), args=[self.blob(a) for a in args],
+            kwargs={k: self.blob(v) for k, v in kwargs.items()},
+            load_blob=self.blobs.__getitem__, results_dir=results_dir,
+        )
+
+    def output(self, outcome: Outcome) -> Any:
+        assert outcome.status == Status.COMPLETED, outcome.error
+        assert outcome.output is not None
+        return blobs.loads(outcome.output)
+
+
+def drive(executor: BaseExecutor, work: Callable[[BaseExecutor], Awaitable[Any]]) -> Any:
+    """Run ``work(executor)`` between the executor's setup and teardown, in one loop."""
+
+    async def main() -> Any:
+        await executor.setup()
+        try:
+            return await asyncio.wait_for(work(executor), DEADLINE)
+        finally:
+            await executor.teardown()
+
+    return asyncio.run(main())
+
+
+# The electrons the checks run. Module-level, so that they pickle by reference when
+# covalent is installed where the executor runs.
+
+def _add(x: int, y: int) -> int:
+    return x + y
+
+
+def _fail(message: str) -> None:
+    raise ValueError(message)
+
+
+def _talk(text: str) -> str:
+    import sys
+
+    print(f"out: {text}")
+    print(f"err: {text}", file=sys.stderr)
+    return text
+
+
+def _echo_size(data: bytes) -> bytes:
+    return data + b"!"
+
+
+def _interval(seconds: float) -> tuple[float, float]:
+    import time
+
+    start = time.time()
+    time.sleep(seconds)
+    return start, time.time()
+
+
+def _mark_then_sleep(marker: str, seconds: float) -> int:
+    import os
+    import time
+
+    if marker:
+        Path(marker).write_text(str(os.getpid()))
+    time.sleep(seconds)
+    return os.getpid()
+
+
+def _context() -> tuple[str | None, int | None]:
+    import covalent as ct
+
+    context = ct.get_context()
+    return context.dispatch_id, context.node_id
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+class ExecutorConformance:
+    """The checks; subclasses provide the ``executor`` fixture."""
+
+    shared_dir: str | None = None
+    concurrency: int = 3
+
+    @pytest.fixture
+    def executor(self) -> BaseExecutor:
+        raise NotImplementedError("Give your test class an `executor` fixture.")
+
+    def test_returns_the_value(self, executor: BaseExecutor) -> None:
+        tasks = TaskFactory()
+        outcome = drive(executor, lambda ex: ex.execute(tasks.task(_add, 2, y=3)))
+        assert tasks.output(outcome) == 5
+        assert outcome.start_time <= outcome.end_time
+
+    def test_failure_keeps_the_original_traceback(self, executor: BaseExecutor) -> None:
+        tasks = TaskFactory()
+        outcome = drive(executor, lambda ex: ex.execute(tasks.task(_fail, "no good")))
+        assert outcome.status == Status.FAILED
+        assert "ValueError: no good" in outcome.error
+        assert "_fail" in outcome.error  # the electron's own frame is in the traceback
+
+    def test_captures_stdout_and_stderr(self, executor: BaseExecutor) -> None:
+        tasks = TaskFactory()
+        outcome = drive(executor, lambda ex: ex.execute(tasks.task(_talk, "hi")))
+        assert tasks.output(outcome) == "hi"
+        assert outcome.stdout == "out: hi\n"
+        assert outcome.stderr == "err: hi\n"
+
+    def test_sets_the_task_context(self, executor: BaseExecutor) -> None:
+        tasks = TaskFactory("ctx-dispatch")
+        task = tasks.task(_context)
+        outcome = drive(executor, lambda ex: ex.execute(task))
+        assert tasks.output(outcome) == ("ctx-dispatch", task.node_id)
+
+    def test_large_arguments_and_outputs(self, executor: BaseExecutor) -> None:
+        tasks = TaskFactory()
+        data = os.urandom(1024) * (LARGE // 1024)
+        outcome = drive(executor, lambda ex: ex.execute(tasks.task(_echo_size, data)))
+        result = tasks.output(outcome)
+        assert len(result) == LARGE + 1 and result[:1024] == data[:1024] and result[-1:] == b"!"
+
+    def test_runs_tasks_concurrently(self, executor: BaseExecutor) -> None:
+        tasks = TaskFactory()
+        batch = [tasks.task(_interval, 2.0) for _ in range(self.concurrency)]
+
+        async def work(ex: BaseExecutor) -> list[Outcome]:
+            return list(await asyncio.gather(*(ex.execute(t) for t in batch)))
+
+        intervals = [tasks.output(o) for o in drive(executor, work)]
+        latest_start = max(start for start, _ in intervals)
+        earliest_end = min(end for _, end in intervals)
+        assert latest_start < earliest_end, f"the tasks ran one after another: {intervals}"
+
+    def test_cancel_stops_a_running_task(self, executor: BaseExecutor, tmp_path: Path) -> None:
+        tasks = TaskFactory()
+        folder = Path(self.shared_dir) if self.shared_dir else None
+        marker = str(folder / f"cancel-{os.getpid()}-{time.time_ns()}") if folder else ""
+        running = tasks.task(_mark_then_sleep, marker, 600.0)
+        after = tasks.task(_add, 1, y=1)
+
+        async def work(ex: BaseExecutor) -> tuple[Any, float, Outcome]:
+            job = asyncio.create_task(ex.execute(running))
+            await _wait_started(marker, job)
+            began = time.monotonic()
+            job.cancel()
+            try:
+                outcome: Any = await job
+            except asyncio.CancelledError:
+                outcome = None
+            return outcome, time.monotonic() - began, await ex.execute(after)
+
+        outcome, took, next_outcome = drive(executor, work)
+        assert outcome is None or outcome.status in (Status.CANCELLED, Status.FAILED)
+        assert took < 60.0
+        assert tasks.output(next_outcome) == 2  # the executor still works after a cancel
+        if marker:
+            pid = int(Path(marker).read_text())
+            deadline = time.monotonic() + 60
+            while _pid_alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert not _pid_alive(pid), "the cancelled task's process is still running"
+
+
+async def _wait_started(marker: str, job: asyncio.Task[Any]) -> None:
+    """Wait until the task has started (its marker exists), or a little while without one."""
+    deadline = time.monotonic() + (DEADLINE / 2 if marker else 3.0)
+    while time.monotonic() < deadline and not job.done():
+        if marker and os.path.exists(marker) and os.path.getsize(marker):
+            return
+        await asyncio.sleep(0.05)
+    if marker and not job.done():
+        raise AssertionError("the task did not start in time")
