@@ -27,7 +27,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from covalent._results.status import Status
-from covalent.executor.task import Outcome, Task
+from covalent.executor.task import Outcome, Task, outcome_from_reply
 
 MAX_BATCH = 64
 _STOP = object()
@@ -51,21 +51,7 @@ class Job:
         self.loop.call_soon_threadsafe(_set)
 
     def payload(self) -> dict[str, Any]:
-        task = self.task
-        return {
-            "plugin": self.plugin,
-            "key": list(task.key),
-            "function": task.function,
-            "args": task.args,
-            "kwargs": task.kwargs,
-            "options": self.options,
-            "context": {
-                "dispatch_id": task.dispatch_id,
-                "node_id": task.node_id,
-                "node_name": task.name,
-                "results_dir": task.results_dir,
-            },
-        }
+        return self.task.payload(self.options, self.plugin)
 
 
 class WorkerPool:
@@ -219,7 +205,7 @@ class _WorkerThread(threading.Thread):
                 return
             finally:
                 self.current = None
-            job.settle(_cancelled() if job.cancelled else _outcome(reply))
+            job.settle(_cancelled() if job.cancelled else outcome_from_reply(reply))
 
     def _send(self, batch: list[Job]) -> None:
         conn = self._ensure_process()
@@ -229,7 +215,7 @@ class _WorkerThread(threading.Thread):
             task = job.task
             if task.function not in self.known and task.function not in functions:
                 functions[task.function] = task.load_blob(task.function)
-            for name in [*task.args, *task.kwargs.values()]:
+            for name in task.value_names():
                 if name not in values:
                     values[name] = task.load_blob(name)
         message = {
@@ -307,16 +293,3 @@ def _death_message(code: int | None) -> str:
 def _cancelled() -> Outcome:
     now = time.time()
     return Outcome(Status.CANCELLED, error="Cancelled.", start_time=now, end_time=now)
-
-
-def _outcome(reply: dict[str, Any]) -> Outcome:
-    return Outcome(
-        status=Status(reply["status"]),
-        output=reply.get("output"),
-        output_repr=reply.get("output_repr", ""),
-        error=reply.get("error", ""),
-        stdout=reply.get("stdout", ""),
-        stderr=reply.get("stderr", ""),
-        start_time=reply["start_time"],
-        end_time=reply["end_time"],
-    )

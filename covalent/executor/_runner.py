@@ -76,10 +76,6 @@ def run_packed(request: bytes) -> bytes:
     return pickle.dumps(reply, protocol=5)
 
 
-def pack(task: dict[str, Any], functions: dict[str, bytes], values: dict[str, bytes]) -> bytes:
-    return pickle.dumps({"task": task, "functions": functions, "values": values}, protocol=5)
-
-
 def _dump_output(result: Any) -> bytes:
     try:
         return blobs.dumps(result)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,6 +29,46 @@ class Task:
     def key(self) -> tuple[str, int]:
         return (self.dispatch_id, self.node_id)
 
+    @property
+    def extras(self) -> str | None:
+        """Digest of the pickled dependencies and hooks (deps_bash, call_before, ...)."""
+        value = self.metadata.get("extras")
+        return value if isinstance(value, str) else None
+
+    def value_names(self) -> list[str]:
+        """Digests of every value blob the task needs (inputs and extras), once each."""
+        names = [*self.args, *self.kwargs.values()]
+        if self.extras:
+            names.append(self.extras)
+        return list(dict.fromkeys(names))
+
+    def payload(self, options: dict[str, Any] | None = None,
+                plugin: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The plain dict the far side's runner (``_runner.run_task``) takes."""
+        return {
+            "plugin": plugin,
+            "key": list(self.key),
+            "function": self.function,
+            "args": self.args,
+            "kwargs": self.kwargs,
+            "extras": self.extras,
+            "options": options or {},
+            "context": {
+                "dispatch_id": self.dispatch_id,
+                "node_id": self.node_id,
+                "node_name": self.name,
+                "results_dir": self.results_dir,
+            },
+        }
+
+    def packed(self, options: dict[str, Any] | None = None) -> bytes:
+        """One self-contained request (payload, function and values) for ``_runner.run_packed``."""
+        functions = {self.function: self.load_blob(self.function)}
+        values = {name: self.load_blob(name) for name in self.value_names()}
+        return pickle.dumps(
+            {"task": self.payload(options), "functions": functions, "values": values}, protocol=5
+        )
+
     def task_metadata(self) -> dict[str, Any]:
         return {
             "dispatch_id": self.dispatch_id,
@@ -53,3 +94,17 @@ class Outcome:
     def failure(cls, error: str, start_time: float | None = None) -> Outcome:
         now = time.time()
         return cls(Status.FAILED, error=error, start_time=start_time or now, end_time=now)
+
+
+def outcome_from_reply(reply: dict[str, Any]) -> Outcome:
+    """The Outcome of a runner's reply dict (see ``_runner.run_task``)."""
+    return Outcome(
+        status=Status(reply["status"]),
+        output=reply.get("output"),
+        output_repr=reply.get("output_repr", ""),
+        error=reply.get("error", ""),
+        stdout=reply.get("stdout", ""),
+        stderr=reply.get("stderr", ""),
+        start_time=reply["start_time"],
+        end_time=reply["end_time"],
+    )
