@@ -15,13 +15,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import pickle
-import queue
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
@@ -30,7 +30,6 @@ from covalent._results.status import Status
 from covalent.executor.task import Outcome, Task, outcome_from_reply
 
 MAX_BATCH = 64
-_STOP = object()
 
 
 @dataclass
@@ -60,10 +59,10 @@ class WorkerPool:
     def __init__(self, max_workers: int, idle_timeout: float = 60.0) -> None:
         self.max_workers = max(1, max_workers)
         self.idle_timeout = idle_timeout
-        self.queue: queue.Queue[Any] = queue.Queue()
-        self._lock = threading.Lock()
+        self._jobs: deque[Job] = deque()
+        self._cond = threading.Condition()
         self._threads: set[_WorkerThread] = set()
-        self._idle = 0
+        self._idle = 0  # threads waiting for work; each will take one job when woken
         self._closed = False
 
     async def run(self, task: Task, options: dict[str, Any],
@@ -80,15 +79,36 @@ class WorkerPool:
             raise
 
     def submit(self, job: Job) -> None:
-        if self._closed:
-            job.settle(Outcome.failure("The worker pool is shut down."))
-            return
-        self.queue.put(job)
-        with self._lock:
-            if self._idle < self.queue.qsize() and len(self._threads) < self.max_workers:
+        with self._cond:
+            if self._closed:
+                job.settle(Outcome.failure("The worker pool is shut down."))
+                return
+            self._jobs.append(job)
+            if self._idle < len(self._jobs) and len(self._threads) < self.max_workers:
                 thread = _WorkerThread(self)
                 self._threads.add(thread)
                 thread.start()
+            self._cond.notify()
+
+    def requeue(self, jobs: list[Job]) -> None:
+        with self._cond:
+            self._jobs.extendleft(reversed(jobs))
+            self._cond.notify(len(jobs))
+
+    def take(self) -> list[Job] | None:
+        """The next batch for a worker thread; None when it should exit (idle or closed)."""
+        with self._cond:
+            self._idle += 1
+            try:
+                if not self._cond.wait_for(lambda: self._jobs or self._closed, self.idle_timeout):
+                    self._threads.discard(threading.current_thread())
+                    return None
+            finally:
+                self._idle -= 1
+            if self._closed:
+                return None
+            size = 1 + min(MAX_BATCH - 1, len(self._jobs) // self.max_workers)
+            return [self._jobs.popleft() for _ in range(min(size, len(self._jobs)))]
 
     def cancel(self, job: Job) -> None:
         """Stop ``job``: drop it if queued, kill its worker process if running."""
@@ -97,15 +117,8 @@ class WorkerPool:
         if worker is not None:
             worker.kill_for(job)
 
-    def batch_size(self) -> int:
-        return max(0, min(MAX_BATCH - 1, self.queue.qsize() // self.max_workers))
-
-    def _idle_change(self, delta: int) -> None:
-        with self._lock:
-            self._idle += delta
-
     def _retire(self, thread: _WorkerThread) -> None:
-        with self._lock:
+        with self._cond:
             self._threads.discard(thread)
 
     @property
@@ -114,22 +127,17 @@ class WorkerPool:
 
     def close(self) -> None:
         """Stop every worker; tasks still queued fail."""
-        self._closed = True
-        with self._lock:
+        with self._cond:
+            self._closed = True
             threads = list(self._threads)
-        for _ in threads:
-            self.queue.put(_STOP)
+            jobs, self._jobs = list(self._jobs), deque()
+            self._cond.notify_all()
         for thread in threads:
             thread.stop_process()
         for thread in threads:
             thread.join(timeout=10)
-        while True:
-            try:
-                job = self.queue.get_nowait()
-            except queue.Empty:
-                break
-            if isinstance(job, Job):
-                job.settle(Outcome.failure("The server stopped before this task ran."))
+        for job in jobs:
+            job.settle(Outcome.failure("The server stopped before this task ran."))
 
 
 class WorkerDied(Exception):
@@ -157,25 +165,9 @@ class _WorkerThread(threading.Thread):
             self.stop_process()
 
     def _next_batch(self) -> list[Job] | None:
-        self.pool._idle_change(1)
-        try:
-            first = self.pool.queue.get(timeout=self.pool.idle_timeout)
-        except queue.Empty:
+        batch = self.pool.take()
+        if batch is None:
             return None
-        finally:
-            self.pool._idle_change(-1)
-        if first is _STOP:
-            return None
-        batch = [first]
-        for _ in range(self.pool.batch_size()):
-            try:
-                job = self.pool.queue.get_nowait()
-            except queue.Empty:
-                break
-            if job is _STOP:
-                self.pool.queue.put(job)
-                break
-            batch.append(job)
         kept = []
         for job in batch:
             if job.cancelled:
@@ -199,9 +191,10 @@ class _WorkerThread(threading.Thread):
                 reply = self._receive()
             except WorkerDied as e:
                 job.settle(_cancelled() if job.cancelled else Outcome.failure(str(e)))
-                for rest in batch[position + 1 :]:
-                    rest.worker = None
-                    self.pool.queue.put(rest)
+                rest = batch[position + 1 :]
+                for job in rest:
+                    job.worker = None
+                self.pool.requeue(rest)
                 return
             finally:
                 self.current = None
