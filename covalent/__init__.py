@@ -22,6 +22,7 @@ from covalent._errors import CovalentError
 from covalent._results.result import Result
 from covalent._results.status import Status
 from covalent._workflow.context import get_context
+from covalent._workflow.deps import DepsBash, DepsCall, DepsPip
 from covalent._workflow.electron import Electron, electron
 from covalent._workflow.lattice import Lattice, lattice
 
@@ -29,6 +30,9 @@ status = Status
 
 __all__ = [
     "CovalentError",
+    "DepsBash",
+    "DepsCall",
+    "DepsPip",
     "Electron",
     "Lattice",
     "Result",

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any, overload
 
 from covalent._errors import WorkflowError
+from covalent._workflow import deps
 from covalent._workflow.graph import NodeKind
 from covalent._workflow.tracing import current_builder
 
@@ -39,10 +40,10 @@ class Electron:
         self.executor = executor
         self.metadata: dict[str, Any] = {
             "files": list(files or []),
-            "deps_bash": deps_bash,
-            "deps_pip": deps_pip,
-            "call_before": list(call_before or []),
-            "call_after": list(call_after or []),
+            "deps_bash": deps.as_bash(deps_bash),
+            "deps_pip": deps.as_pip(deps_pip),
+            "call_before": deps.as_calls(call_before, "call_before"),
+            "call_after": deps.as_calls(call_after, "call_after"),
             "retries": int(retries),
             "retry_delay": float(retry_delay),
             "timeout": timeout,

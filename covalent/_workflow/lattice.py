@@ -13,8 +13,12 @@ from collections.abc import Callable
 from typing import Any, overload
 
 from covalent._errors import WorkflowError
+from covalent._workflow import deps
 from covalent._workflow.graph import Graph
 from covalent._workflow.tracing import Builder, Output, holds_output
+
+INHERITED = ("deps_bash", "deps_pip", "call_before", "call_after")
+"""Lattice settings that electrons without their own take from the lattice."""
 
 
 class Lattice:
@@ -38,10 +42,10 @@ class Lattice:
         self.executor = executor
         self.workflow_executor = workflow_executor
         self.metadata: dict[str, Any] = {
-            "deps_bash": deps_bash,
-            "deps_pip": deps_pip,
-            "call_before": list(call_before or []),
-            "call_after": list(call_after or []),
+            "deps_bash": deps.as_bash(deps_bash),
+            "deps_pip": deps.as_pip(deps_pip),
+            "call_before": deps.as_calls(call_before, "call_before"),
+            "call_after": deps.as_calls(call_after, "call_after"),
             "triggers": triggers,
         }
         self.transport_graph: Graph | None = None
@@ -79,7 +83,8 @@ class Lattice:
     def build_graph(self, *args: Any, **kwargs: Any) -> Graph:
         """Trace the body with these arguments and return (and keep) its graph."""
         self.check_arguments(args, kwargs)
-        with Builder(self.name, default_executor=self.executor) as builder:
+        defaults = {k: v for k, v in self.metadata.items() if k in INHERITED and v}
+        with Builder(self.name, default_executor=self.executor, defaults=defaults) as builder:
             try:
                 returned = self.workflow_function(*args, **kwargs)
             except Exception as e:

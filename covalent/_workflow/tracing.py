@@ -45,9 +45,11 @@ def current_builder() -> Builder | None:
 class Builder:
     """Records the nodes and edges of one lattice build."""
 
-    def __init__(self, lattice_name: str, default_executor: Any = None) -> None:
+    def __init__(self, lattice_name: str, default_executor: Any = None,
+                 defaults: dict[str, Any] | None = None) -> None:
         self.graph = Graph(lattice_name=lattice_name)
         self.default_executor = default_executor
+        self.defaults = defaults or {}
 
     def __enter__(self) -> Builder:
         self._token = _current.set(self)
@@ -67,8 +69,10 @@ class Builder:
         metadata: dict[str, Any] | None = None,
     ) -> Output:
         """Add a node that calls ``function`` with ``args``/``kwargs``; return its output."""
-        if kind == NodeKind.ELECTRON and executor is None:
-            executor = self.default_executor
+        if kind == NodeKind.ELECTRON:
+            executor = self.default_executor if executor is None else executor
+            given = metadata or {}
+            metadata = {**given, **{k: v for k, v in self.defaults.items() if not given.get(k)}}
         node = self.graph.add_node(
             name, kind, function=function, executor=executor, metadata=metadata or {}
         )

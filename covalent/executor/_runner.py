@@ -7,7 +7,9 @@ stdout, stderr, times). When the payload names an executor plugin, the plugin's 
 ``run`` is called with the function instead (so a plugin only implements ``run``).
 
 :func:`run_packed` does the same for one self-contained pickled request, for executors
-that ship a task elsewhere (a Dask worker, a remote host, a batch job).
+that ship a task elsewhere (a Dask worker, a remote host, a batch job); run as
+``python -m covalent.executor._runner REQUEST REPLY`` it reads a packed request file and
+writes the packed reply file (the SSH executor runs it so on the remote host).
 """
 
 from __future__ import annotations
@@ -18,12 +20,14 @@ import inspect
 import io
 import os
 import pickle
+import sys
 import time
 import traceback
 from collections.abc import Callable
 from typing import Any
 
 from covalent._wire import blobs
+from covalent._workflow import deps
 from covalent._workflow.context import TaskContext, reset_context, set_context
 from covalent.executor import plugins
 
@@ -42,8 +46,11 @@ def run_task(task: dict[str, Any], function_of: Callable[[str], Any],
         function = function_of(task["function"])
         args = [blobs.loads(values[d]) for d in task["args"]]
         kwargs = {k: blobs.loads(values[d]) for k, d in task["kwargs"].items()}
+        extras = blobs.loads(values[task["extras"]]) if task.get("extras") else {}
         with _task_environment(task, out, err):
+            kwargs.update(deps.apply_before(extras))
             result = _call(task, function, args, kwargs)
+            deps.apply_after(extras)
         reply.update(status="COMPLETED", output=_dump_output(result))
         reply["output_repr"] = blobs.short_repr(result)
     except (Exception, SystemExit) as e:  # the electron's failure is a value, not the worker's
@@ -124,3 +131,27 @@ def _append_logs(options: dict[str, Any], reply: dict[str, Any]) -> None:
         if path and reply[stream]:
             with contextlib.suppress(OSError), open(path, "a") as f:
                 f.write(reply[stream])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the packed request in file ``REQUEST``; write the packed reply to ``REPLY``.
+
+    The reply appears under its name only once complete, so a reader never sees half of it.
+    """
+    paths = sys.argv[1:] if argv is None else argv
+    if len(paths) != 2:
+        print("usage: python -m covalent.executor._runner REQUEST REPLY", file=sys.stderr)
+        return 2
+    request_path, reply_path = paths
+    with open(request_path, "rb") as f:
+        request = f.read()
+    reply = run_packed(request)
+    partial = f"{reply_path}.part"
+    with open(partial, "wb") as f:
+        f.write(reply)
+    os.replace(partial, reply_path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

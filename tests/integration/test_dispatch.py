@@ -183,3 +183,65 @@ def test_lattice_returning_a_constant(server: Home) -> None:
     result = ct.dispatch_sync(constant)()
     assert result.status == ct.status.COMPLETED
     assert result.result == {"answer": 42}
+
+
+def _greeting():
+    return "hello from call_before"
+
+
+def _touch(path):
+    from pathlib import Path
+
+    Path(path).write_text("after")
+
+
+@ct.electron
+def read_file(path, greeting=None):
+    with open(path) as f:
+        return f.read().strip(), greeting
+
+
+def test_deps_and_hooks_run_on_the_executor(server: Home, tmp_path) -> None:
+    made, after = tmp_path / "made.txt", tmp_path / "after.txt"
+    task = ct.electron(
+        read_file.function,
+        deps_bash=ct.DepsBash([f"echo built > {made}"]),
+        deps_pip=ct.DepsPip(packages=["cloudpickle"]),
+        call_before=[ct.DepsCall(_greeting, retval_keyword="greeting")],
+        call_after=[ct.DepsCall(_touch, args=[str(after)])],
+    )
+
+    @ct.lattice
+    def flow(path):
+        return task(path)
+
+    result = ct.dispatch_sync(flow)(str(made))
+    assert result.status == ct.status.COMPLETED, result.error
+    assert result.result == ("built", "hello from call_before")
+    assert after.read_text() == "after"
+
+
+def test_lattice_hooks_apply_to_its_electrons(server: Home, tmp_path) -> None:
+    made = tmp_path / "lattice.txt"
+
+    @ct.lattice(deps_bash=[f"echo from-lattice > {made}"])
+    def flow(path):
+        return read_file(path)
+
+    result = ct.dispatch_sync(flow)(str(made))
+    assert result.result == ("from-lattice", None)
+
+
+def test_failing_deps_fail_the_node_clearly(server: Home, tmp_path) -> None:
+    bad_bash = ct.electron(read_file.function, deps_bash="exit 3")
+    bad_pip = ct.electron(read_file.function, deps_pip=[str(tmp_path / "no-such-package")])
+
+    @ct.lattice
+    def flow(path):
+        return bad_bash(path), bad_pip(path)
+
+    result = ct.dispatch_sync(flow)(str(tmp_path))
+    assert result.status == ct.status.FAILED
+    errors = [n["error"] for n in result.get_all_node_results() if n["error"]]
+    assert any("deps_bash command 'exit 3' failed with exit code 3" in e for e in errors)
+    assert any("deps_pip could not install" in e for e in errors)

@@ -1,0 +1,151 @@
+"""Set-up that runs on the executor before (or after) an electron.
+
+``ct.DepsBash``, ``ct.DepsPip`` and ``ct.DepsCall`` travel pickled with the electron's
+settings and are applied by the task runner in the electron's environment (its working
+directory, its captured stdout/stderr), in this order: bash commands, pip packages,
+``call_before`` hooks, the electron, ``call_after`` hooks. A ``DepsCall`` with
+``retval_keyword`` passes its return value to the electron under that keyword.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from covalent._errors import WorkflowError
+
+
+class DepsError(Exception):
+    """A dependency or hook failed on the executor, so the electron did not run."""
+
+
+def _echo(done: subprocess.CompletedProcess[str]) -> None:
+    if done.stdout:
+        print(done.stdout, end="")
+    if done.stderr:
+        print(done.stderr, end="", file=sys.stderr)
+
+
+class DepsBash:
+    """Shell commands run with bash before the electron; any failure fails the node."""
+
+    def __init__(self, commands: str | Sequence[str] = "") -> None:
+        self.commands = [commands] if isinstance(commands, str) else [str(c) for c in commands]
+        self.commands = [c for c in self.commands if c]
+
+    def apply(self) -> None:
+        for command in self.commands:
+            done = subprocess.run(["bash", "-c", command], capture_output=True, text=True)
+            _echo(done)
+            if done.returncode != 0:
+                raise DepsError(
+                    f"deps_bash command {command!r} failed with exit code {done.returncode}: "
+                    f"{done.stderr.strip()[-2000:]}"
+                )
+
+    def __repr__(self) -> str:
+        return f"DepsBash({self.commands!r})"
+
+
+class DepsPip:
+    """Packages pip-installs into the executor's Python before the electron runs.
+
+    ``reqs_path`` is read where the electron is defined, so the file need not exist on
+    the executor.
+    """
+
+    def __init__(self, packages: str | Sequence[str] = (), reqs_path: str = "") -> None:
+        self.packages = [packages] if isinstance(packages, str) else [str(p) for p in packages]
+        self.reqs_path = reqs_path
+        if reqs_path:
+            try:
+                lines = Path(reqs_path).read_text().splitlines()
+            except OSError as e:
+                raise WorkflowError(f"Cannot read the requirements file {reqs_path}: {e}.") from e
+            self.packages += [ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")]
+
+    def apply(self) -> None:
+        if not self.packages:
+            return
+        command = [sys.executable, "-m", "pip", "install", "--disable-pip-version-check",
+                   "--quiet", *self.packages]
+        done = subprocess.run(command, capture_output=True, text=True)
+        _echo(done)
+        if done.returncode != 0:
+            raise DepsError(
+                f"deps_pip could not install {self.packages}: {done.stderr.strip()[-2000:]}"
+            )
+
+    def __repr__(self) -> str:
+        return f"DepsPip(packages={self.packages!r})"
+
+
+class DepsCall:
+    """A function called on the executor before or after the electron."""
+
+    def __init__(self, func: Callable[..., Any], args: Sequence[Any] = (),
+                 kwargs: dict[str, Any] | None = None, retval_keyword: str = "") -> None:
+        if not callable(func):
+            raise WorkflowError(f"DepsCall needs a function, got {func!r}.")
+        self.func = func
+        self.args = list(args)
+        self.kwargs = dict(kwargs or {})
+        self.retval_keyword = retval_keyword
+
+    def apply(self) -> Any:
+        return self.func(*self.args, **self.kwargs)
+
+    def __repr__(self) -> str:
+        return f"DepsCall({getattr(self.func, '__name__', self.func)!r})"
+
+
+def as_bash(value: Any) -> DepsBash | None:
+    if value is None or isinstance(value, DepsBash):
+        return value
+    if isinstance(value, (str, list, tuple)):
+        return DepsBash(value)
+    raise WorkflowError(f"deps_bash must be a DepsBash, a command or a list, got {value!r}.")
+
+
+def as_pip(value: Any) -> DepsPip | None:
+    if value is None or isinstance(value, DepsPip):
+        return value
+    if isinstance(value, (str, list, tuple)):
+        return DepsPip(packages=value)
+    raise WorkflowError(f"deps_pip must be a DepsPip or a list of packages, got {value!r}.")
+
+
+def as_calls(value: Any, where: str) -> list[DepsCall]:
+    if value is None:
+        return []
+    items = value if isinstance(value, (list, tuple)) else [value]
+    calls = []
+    for item in items:
+        if isinstance(item, DepsCall):
+            calls.append(item)
+        elif callable(item):
+            calls.append(DepsCall(item))
+        else:
+            raise WorkflowError(f"{where} must hold DepsCall objects or functions, got {item!r}.")
+    return calls
+
+
+def apply_before(extras: dict[str, Any]) -> dict[str, Any]:
+    """Run deps_bash, deps_pip and call_before; return keyword arguments they provide."""
+    extra_kwargs: dict[str, Any] = {}
+    for key in ("deps_bash", "deps_pip"):
+        if extras.get(key) is not None:
+            extras[key].apply()
+    for call in extras.get("call_before") or []:
+        value = call.apply()
+        if call.retval_keyword:
+            extra_kwargs[call.retval_keyword] = value
+    return extra_kwargs
+
+
+def apply_after(extras: dict[str, Any]) -> None:
+    for call in extras.get("call_after") or []:
+        call.apply()
