@@ -30,7 +30,7 @@ from covalent._results.status import FINAL_STATUSES, Status
 from covalent._store.store import Changes, Store
 from covalent._wire import blobs as blobmod
 from covalent._wire import manifest as manifestmod
-from covalent.executor.base import Outcome, Task
+from covalent.executor.base import BaseExecutor, Outcome, Task
 
 log = logging.getLogger("covalent.dispatcher")
 
@@ -44,6 +44,14 @@ class _Start:
 class _Finished:
     dispatch_id: str
     node_id: int
+    outcome: Outcome
+
+
+@dataclass
+class _Retry:
+    dispatch_id: str
+    node_id: int
+    attempt: int
     outcome: Outcome
 
 
@@ -207,6 +215,8 @@ class Dispatcher:
             return None
         if isinstance(event, _Finished):
             self._record(run, event.node_id, event.outcome, changes)
+        elif isinstance(event, _Retry):
+            self._record_attempt(run, event, changes)
         elif isinstance(event, _Cancel):
             self._cancel(run, event.node_ids, changes, now)
         return run
@@ -248,6 +258,19 @@ class Dispatcher:
         after = Status.CANCELLED if status == Status.CANCELLED else Status.NOT_RUN
         run.stop_descendants(changes, node_id, after, outcome.end_time)
 
+    @staticmethod
+    def _record_attempt(run: Run, event: _Retry, changes: Changes) -> None:
+        outcome = event.outcome
+        changes.attempts.append({
+            "dispatch_id": run.dispatch_id, "node_id": event.node_id, "attempt": event.attempt,
+            "status": outcome.status.value, "start_time": outcome.start_time,
+            "end_time": outcome.end_time, "error": outcome.error, "stdout": outcome.stdout,
+            "stderr": outcome.stderr,
+        })
+        changes.node_updates.append(
+            {"_d": run.dispatch_id, "_n": event.node_id, "attempts": event.attempt + 1}
+        )
+
     def _cancel(self, run: Run, node_ids: list[int] | None, changes: Changes, now: float) -> None:
         targets = (
             range(len(run.status))
@@ -286,22 +309,26 @@ class Dispatcher:
         run.set_dispatch_status(changes, status, now, "all nodes finished", **fields)
 
     async def _execute(self, run: Run, node_id: int) -> None:
+        """Run one node on its executor, with its retries and timeout; report the outcome."""
         node = run.node(node_id)
         args, kwargs = run.arguments(node_id)
         task = Task(
-            dispatch_id=run.dispatch_id,
-            node_id=node_id,
-            name=node["name"],
-            function=node["function"],
-            args=args,
-            kwargs=kwargs,
-            load_blob=self._load_blob,
-            results_dir=run.results_dir,
+            dispatch_id=run.dispatch_id, node_id=node_id, name=node["name"],
+            function=node["function"], args=args, kwargs=kwargs,
+            load_blob=self._load_blob, results_dir=run.results_dir,
             metadata=node.get("metadata", {}),
         )
+        attempt = 1
         try:
             executor = await self.executors.get(node["executor"])
-            outcome = await executor.execute(task)
+            policy = {**executor._task_policy, **task.metadata}
+            while True:
+                outcome = await self._attempt(executor, task, policy.get("timeout"))
+                if outcome.status != Status.FAILED or attempt > int(policy.get("retries") or 0):
+                    break
+                self.queue.put_nowait(_Retry(run.dispatch_id, node_id, attempt, outcome))
+                await asyncio.sleep(float(policy.get("retry_delay") or 0))
+                attempt += 1
         except asyncio.CancelledError:
             outcome = Outcome(Status.CANCELLED, error="Cancelled while running.")
         except CovalentError as e:
@@ -311,6 +338,20 @@ class Dispatcher:
                 f"The executor {node['executor']['name']!r} failed:\n{traceback.format_exc()}"
             )
         self.queue.put_nowait(_Finished(run.dispatch_id, node_id, outcome))
+
+    @staticmethod
+    async def _attempt(executor: BaseExecutor, task: Task, timeout: float | None) -> Outcome:
+        if not timeout:
+            return await executor.execute(task)
+        started = time.time()
+        try:
+            return await asyncio.wait_for(executor.execute(task), float(timeout))
+        except asyncio.TimeoutError:
+            return Outcome.failure(
+                f"Electron {task.name}({task.node_id}) timed out: it ran longer than its "
+                f"timeout of {float(timeout):g} s and was stopped.",
+                start_time=started,
+            )
 
     def _load_blob(self, name: str) -> bytes:
         data = self.store.read_blob(name)

@@ -51,6 +51,9 @@ class Result:
         self.end_time = _time(detail.get("end_time"))
         self.results_dir: str = detail.get("results_dir", "")
         self._nodes: list[dict[str, Any]] = detail.get("nodes", [])
+        self._attempts: dict[int, list[dict[str, Any]]] = {}
+        for attempt in detail.get("attempts", []):
+            self._attempts.setdefault(attempt["node_id"], []).append(attempt)
 
     # values, fetched on first use
 
@@ -103,6 +106,10 @@ class Result:
             "stderr": row.get("stderr") or "",
             "sublattice_result": None,
             "executor": row.get("executor"),
+            "attempts": [
+                {**a, "start_time": _time(a["start_time"]), "end_time": _time(a["end_time"])}
+                for a in self._attempts.get(row["node_id"], [])
+            ],
         }
 
     def get_node_result(self, node_id: int) -> dict[str, Any]:

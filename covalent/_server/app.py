@@ -130,6 +130,7 @@ def _routes(app: FastAPI) -> None:
         row = _dispatch_or_404(state, dispatch_id)
         if nodes:
             row["nodes"] = state.store.get_nodes(dispatch_id)
+            row["attempts"] = state.store.get_attempts(dispatch_id)
         row["finished"] = Status(row["status"]) in FINAL_STATUSES
         return row
 

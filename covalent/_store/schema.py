@@ -77,6 +77,20 @@ transitions = Table(
     Index("ix_transitions_dispatch", "dispatch_id", "node_id"),
 )
 
+attempts = Table(
+    "attempts",
+    metadata,
+    Column("dispatch_id", String(36), primary_key=True),
+    Column("node_id", Integer, primary_key=True),
+    Column("attempt", Integer, primary_key=True),
+    Column("status", String(32), nullable=False),
+    Column("start_time", Float),
+    Column("end_time", Float),
+    Column("error", Text),
+    Column("stdout", Text),
+    Column("stderr", Text),
+)
+
 blobs = Table(
     "blobs",
     metadata,

@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 
 from covalent._errors import CovalentError
 from covalent._store import schema
-from covalent._store.schema import blobs, dispatches, meta, nodes, transitions
+from covalent._store.schema import attempts, blobs, dispatches, meta, nodes, transitions
 
 INLINE_LIMIT = 256 * 1024
 CACHE_BYTES = 64 * 1024 * 1024
@@ -37,9 +37,13 @@ class Changes:
     node_updates: list[dict[str, Any]] = field(default_factory=list)
     dispatch_updates: list[dict[str, Any]] = field(default_factory=list)
     transitions: list[dict[str, Any]] = field(default_factory=list)
+    attempts: list[dict[str, Any]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.blobs or self.node_updates or self.dispatch_updates or self.transitions)
+        return bool(
+            self.blobs or self.node_updates or self.dispatch_updates or self.transitions
+            or self.attempts
+        )
 
     def transition(
         self, dispatch_id: str, node_id: int, old: str | None, new: str, at: float, cause: str = ""
@@ -242,6 +246,8 @@ class Store:
                 conn.execute(stmt, rows)
             if changes.transitions:
                 conn.execute(insert(transitions), changes.transitions)
+            if changes.attempts:
+                conn.execute(insert(attempts), changes.attempts)
 
     def delete_dispatch(self, dispatch_id: str) -> bool:
         with self.engine.begin() as conn:
@@ -250,6 +256,7 @@ class Store:
             ).rowcount
             conn.execute(nodes.delete().where(nodes.c.dispatch_id == dispatch_id))
             conn.execute(transitions.delete().where(transitions.c.dispatch_id == dispatch_id))
+            conn.execute(attempts.delete().where(attempts.c.dispatch_id == dispatch_id))
         return bool(done)
 
     # reads
@@ -283,6 +290,16 @@ class Store:
                 .order_by(transitions.c.id)
             )
             return [dict(r._mapping) for r in rows]
+
+    def get_attempts(self, dispatch_id: str) -> list[dict[str, Any]]:
+        """Failed attempts that were retried, per node, in order."""
+        query = (
+            select(attempts)
+            .where(attempts.c.dispatch_id == dispatch_id)
+            .order_by(attempts.c.node_id, attempts.c.attempt)
+        )
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
 
     def list_dispatches(
         self, status: str | None = None, limit: int = 50, offset: int = 0

@@ -32,6 +32,7 @@ class BaseExecutor:
 
     _plugin_short_name: str | None = None
     _host_pool: WorkerPool | None = None
+    _task_policy: dict[str, Any] = {}  # retries, retry_delay, timeout from the config
 
     def short_name(self) -> str:
         """The plugin's short name: the name of the module that defines the class."""

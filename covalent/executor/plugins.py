@@ -32,6 +32,8 @@ from covalent.executor import executor_plugins
 from covalent.executor.base import BaseExecutor
 
 ENTRY_POINT_GROUP = "covalent.executor.executor_plugins"
+TASK_POLICY_KEYS = ("retries", "retry_delay", "timeout")
+"""Settings every executor takes from its config section, applied by the dispatcher."""
 
 
 @dataclass
@@ -137,10 +139,13 @@ def create(short_name: str, attributes: dict[str, Any], plugins: dict[str, Plugi
     plugin = resolve(short_name, plugins)
     configured = _config.load().get("executors", {}).get(short_name, {})
     settings = {**plugin.defaults, **configured, **attributes}
+    policy = {k: settings.pop(k) for k in TASK_POLICY_KEYS if k in settings}
     try:
-        return plugin.cls(**settings)
+        executor = plugin.cls(**settings)
     except TypeError as e:
         raise ExecutorError(f"Executor '{short_name}' does not accept these settings: {e}.") from e
+    executor._task_policy = policy
+    return executor
 
 
 def builtin_names() -> set[str]:

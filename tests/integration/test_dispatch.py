@@ -245,3 +245,48 @@ def test_failing_deps_fail_the_node_clearly(server: Home, tmp_path) -> None:
     errors = [n["error"] for n in result.get_all_node_results() if n["error"]]
     assert any("deps_bash command 'exit 3' failed with exit code 3" in e for e in errors)
     assert any("deps_pip could not install" in e for e in errors)
+
+
+@ct.electron(retries=3, retry_delay=0.1)
+def flaky(counter_path):
+    from pathlib import Path
+
+    path = Path(counter_path)
+    tries = int(path.read_text()) + 1 if path.exists() else 1
+    path.write_text(str(tries))
+    if tries < 3:
+        raise RuntimeError(f"attempt {tries} failed")
+    return tries
+
+
+@ct.electron(timeout=1)
+def too_slow():
+    import time
+
+    time.sleep(120)
+
+
+def test_retries_record_each_failed_attempt(server: Home, tmp_path) -> None:
+    @ct.lattice
+    def flow(path):
+        return flaky(path)
+
+    result = ct.dispatch_sync(flow)(str(tmp_path / "count"))
+    assert result.status == ct.status.COMPLETED
+    assert result.result == 3
+    attempts = result.get_node_result(0)["attempts"]
+    assert [a["attempt"] for a in attempts] == [1, 2]
+    assert "RuntimeError: attempt 1 failed" in attempts[0]["error"]
+    assert "RuntimeError: attempt 2 failed" in attempts[1]["error"]
+
+
+def test_timeout_stops_the_electron_and_names_the_limit(server: Home) -> None:
+    @ct.lattice
+    def flow():
+        return too_slow()
+
+    result = ct.dispatch_sync(flow)()
+    assert result.status == ct.status.FAILED
+    node = result.get_node_result(0)
+    assert "timeout of 1 s" in node["error"]
+    assert (node["end_time"] - node["start_time"]).total_seconds() < 60

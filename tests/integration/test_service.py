@@ -171,3 +171,17 @@ def test_get_result_of_unknown_server_is_a_clear_error(home: Home) -> None:
 
     with pytest.raises(ct.CovalentError, match="No covalent server answers at http://localhost:"):
         ct.get_result("x", dispatcher_addr=f"localhost:{free_port()}")
+
+
+def test_executor_defaults_from_the_config_apply_to_its_electrons(home: Home) -> None:
+    config = home.root / "config" / "covalent.conf"
+    config.write_text(config.read_text() + "\n[executors.local]\ntimeout = 1\n")
+    _start(home)
+
+    @ct.lattice
+    def sleepy():
+        return nap(120)
+
+    result = ct.dispatch_sync(sleepy)()
+    assert result.status == ct.status.FAILED
+    assert "timeout of 1 s" in result.get_node_result(0)["error"]
