@@ -56,8 +56,9 @@ class Job:
 class WorkerPool:
     """Runs tasks on up to ``max_workers`` reused worker processes."""
 
-    def __init__(self, max_workers: int, idle_timeout: float = 60.0) -> None:
+    def __init__(self, max_workers: int, idle_timeout: float = 60.0, memory_limit: int = 0) -> None:
         self.max_workers = max(1, max_workers)
+        self.memory_limit = memory_limit
         self.idle_timeout = idle_timeout
         self._jobs: deque[Job] = deque()
         self._cond = threading.Condition()
@@ -234,7 +235,8 @@ class _WorkerThread(threading.Thread):
         ours, theirs = socket.socketpair()
         try:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "covalent.executor._worker", str(theirs.fileno())],
+                [sys.executable, "-m", "covalent.executor._worker", str(theirs.fileno()),
+                 str(self.pool.memory_limit)],
                 pass_fds=[theirs.fileno()],
                 stdin=subprocess.DEVNULL,
             )
@@ -279,7 +281,8 @@ def _death_message(code: int | None) -> str:
             name = signal.Signals(-code).name
         except ValueError:
             name = f"signal {-code}"
-        return f"The worker process running this electron was killed by {name}."
+        hint = " (the system may have run out of memory)" if name == "SIGKILL" else ""
+        return f"The worker process running this electron was killed by {name}{hint}."
     return f"The worker process running this electron exited unexpectedly with code {code}."
 
 

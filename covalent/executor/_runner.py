@@ -55,6 +55,8 @@ def run_task(task: dict[str, Any], function_of: Callable[[str], Any],
         reply["output_repr"] = blobs.short_repr(result)
     except (Exception, SystemExit) as e:  # the electron's failure is a value, not the worker's
         reply.update(status="FAILED", error=_format_error(e))
+        if isinstance(e, MemoryError):
+            reply["error"] = "The electron ran out of memory.\n" + reply["error"]
     reply.update(stdout=out.getvalue(), stderr=err.getvalue(), end_time=time.time())
     _append_logs(task.get("options", {}), reply)
     return reply

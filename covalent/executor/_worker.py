@@ -9,6 +9,7 @@ Messages are pickled dicts in ``multiprocessing.connection`` frames. A request h
 from __future__ import annotations
 
 import pickle
+import resource
 import sys
 from multiprocessing.connection import Connection
 from typing import Any
@@ -40,8 +41,16 @@ class Worker:
         return self.loaded[name]
 
 
+def limit_memory(limit: int) -> None:
+    """Cap the process's data segment (heap and anonymous mappings) at ``limit`` bytes,
+    so an electron that exhausts memory gets a MemoryError instead of the OOM killer."""
+    if limit > 0:
+        resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
+
+
 def main() -> None:
     conn = Connection(int(sys.argv[1]))
+    limit_memory(int(sys.argv[2]) if len(sys.argv) > 2 else 0)
     sys.stdin.close()
     Worker(conn).serve()
 

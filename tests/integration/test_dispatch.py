@@ -290,3 +290,43 @@ def test_timeout_stops_the_electron_and_names_the_limit(server: Home) -> None:
     node = result.get_node_result(0)
     assert "timeout of 1 s" in node["error"]
     assert (node["end_time"] - node["start_time"]).total_seconds() < 60
+
+
+@ct.electron
+def exits_hard():
+    os._exit(1)
+
+
+@ct.electron
+def segfaults():
+    import ctypes
+
+    return ctypes.string_at(0)
+
+
+@ct.electron(executor=ct.executor.LocalExecutor(memory_limit=1_500_000_000))
+def hogs_memory():
+    blocks = []
+    while True:
+        blocks.append(bytearray(100_000_000))
+
+
+def test_worker_faults_fail_only_their_node(server: Home) -> None:
+    @ct.lattice
+    def faulty(x):
+        return exits_hard(), segfaults(), hogs_memory(), add(x, 1)
+
+    result = ct.dispatch_sync(faulty)(1)
+    assert result.status == ct.status.FAILED
+    errors = {n["node_name"]: n["error"] for n in result.get_all_node_results()}
+    assert "exited unexpectedly with code 1" in errors["exits_hard"]
+    assert "killed by SIGSEGV" in errors["segfaults"]
+    assert "ran out of memory" in errors["hogs_memory"] and "MemoryError" in errors["hogs_memory"]
+    survivor = [n for n in result.get_all_node_results() if n["node_name"] == "add"][0]
+    assert survivor["status"] == ct.status.COMPLETED and survivor["output"] == 2
+
+    @ct.lattice
+    def after(x):
+        return add(x, x)
+
+    assert ct.dispatch_sync(after)(4).result == 8  # the pool replaced its workers

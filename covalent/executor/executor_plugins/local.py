@@ -18,6 +18,7 @@ _EXECUTOR_PLUGIN_DEFAULTS: dict[str, Any] = {
     "log_stdout": "",
     "log_stderr": "",
     "workers": 0,
+    "memory_limit": 0,
 }
 
 
@@ -36,6 +37,8 @@ class LocalExecutor(BaseExecutor):
         log_stderr: file to append each electron's stderr to, besides storing it.
         workers: the most worker processes at once (0: the larger of 8 and the CPU count).
         env: environment variables set while the electron runs.
+        memory_limit: (ours) bytes of memory each worker process may use (0: no limit);
+            an electron that needs more fails with a MemoryError.
     """
 
     def __init__(
@@ -46,6 +49,7 @@ class LocalExecutor(BaseExecutor):
         log_stderr: str = "",
         workers: int = 0,
         env: dict[str, str] | None = None,
+        memory_limit: int = 0,
     ) -> None:
         self.workdir = str(workdir)
         self.create_unique_workdir = bool(create_unique_workdir)
@@ -53,6 +57,7 @@ class LocalExecutor(BaseExecutor):
         self.log_stderr = str(log_stderr)
         self.workers = int(workers)
         self.env = dict(env or {})
+        self.memory_limit = int(memory_limit)
         self._pool: WorkerPool | None = None
 
     def task_options(self, task: Task) -> dict[str, Any]:
@@ -70,7 +75,7 @@ class LocalExecutor(BaseExecutor):
     @property
     def pool(self) -> WorkerPool:
         if self._pool is None:
-            self._pool = WorkerPool(self.workers or default_workers())
+            self._pool = WorkerPool(self.workers or default_workers(), memory_limit=self.memory_limit)
         return self._pool
 
     async def execute(self, task: Task) -> Outcome:
