@@ -261,12 +261,19 @@ class Dispatcher:
     @staticmethod
     def _record_attempt(run: Run, event: _Retry, changes: Changes) -> None:
         outcome = event.outcome
-        changes.attempts.append({
-            "dispatch_id": run.dispatch_id, "node_id": event.node_id, "attempt": event.attempt,
-            "status": outcome.status.value, "start_time": outcome.start_time,
-            "end_time": outcome.end_time, "error": outcome.error, "stdout": outcome.stdout,
-            "stderr": outcome.stderr,
-        })
+        changes.attempts.append(
+            {
+                "dispatch_id": run.dispatch_id,
+                "node_id": event.node_id,
+                "attempt": event.attempt,
+                "status": outcome.status.value,
+                "start_time": outcome.start_time,
+                "end_time": outcome.end_time,
+                "error": outcome.error,
+                "stdout": outcome.stdout,
+                "stderr": outcome.stderr,
+            }
+        )
         changes.node_updates.append(
             {"_d": run.dispatch_id, "_n": event.node_id, "attempts": event.attempt + 1}
         )
@@ -313,9 +320,14 @@ class Dispatcher:
         node = run.node(node_id)
         args, kwargs = run.arguments(node_id)
         task = Task(
-            dispatch_id=run.dispatch_id, node_id=node_id, name=node["name"],
-            function=node["function"], args=args, kwargs=kwargs,
-            load_blob=self._load_blob, results_dir=run.results_dir,
+            dispatch_id=run.dispatch_id,
+            node_id=node_id,
+            name=node["name"],
+            function=node["function"],
+            args=args,
+            kwargs=kwargs,
+            load_blob=self._load_blob,
+            results_dir=run.results_dir,
             metadata=node.get("metadata", {}),
         )
         attempt = 1

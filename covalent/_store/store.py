@@ -41,7 +41,10 @@ class Changes:
 
     def __bool__(self) -> bool:
         return bool(
-            self.blobs or self.node_updates or self.dispatch_updates or self.transitions
+            self.blobs
+            or self.node_updates
+            or self.dispatch_updates
+            or self.transitions
             or self.attempts
         )
 

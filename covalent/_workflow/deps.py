@@ -70,8 +70,15 @@ class DepsPip:
     def apply(self) -> None:
         if not self.packages:
             return
-        command = [sys.executable, "-m", "pip", "install", "--disable-pip-version-check",
-                   "--quiet", *self.packages]
+        command = [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--disable-pip-version-check",
+            "--quiet",
+            *self.packages,
+        ]
         done = subprocess.run(command, capture_output=True, text=True)
         _echo(done)
         if done.returncode != 0:
@@ -86,8 +93,13 @@ class DepsPip:
 class DepsCall:
     """A function called on the executor before or after the electron."""
 
-    def __init__(self, func: Callable[..., Any], args: Sequence[Any] = (),
-                 kwargs: dict[str, Any] | None = None, retval_keyword: str = "") -> None:
+    def __init__(
+        self,
+        func: Callable[..., Any],
+        args: Sequence[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        retval_keyword: str = "",
+    ) -> None:
         if not callable(func):
             raise WorkflowError(f"DepsCall needs a function, got {func!r}.")
         self.func = func

@@ -45,8 +45,12 @@ def current_builder() -> Builder | None:
 class Builder:
     """Records the nodes and edges of one lattice build."""
 
-    def __init__(self, lattice_name: str, default_executor: Any = None,
-                 defaults: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        lattice_name: str,
+        default_executor: Any = None,
+        defaults: dict[str, Any] | None = None,
+    ) -> None:
         self.graph = Graph(lattice_name=lattice_name)
         self.default_executor = default_executor
         self.defaults = defaults or {}
@@ -236,6 +240,7 @@ class Output:
 
     __hash__ = object.__hash__
     __bool__ = _refuse("as a boolean (in an if, while, and/or)")
+
     def __len__(self) -> int:
         count = _annotated_length(self._cv_node)
         if count is None:

@@ -66,8 +66,9 @@ class WorkerPool:
         self._idle = 0  # threads waiting for work; each will take one job when woken
         self._closed = False
 
-    async def run(self, task: Task, options: dict[str, Any],
-                  plugin: dict[str, Any] | None = None) -> Outcome:
+    async def run(
+        self, task: Task, options: dict[str, Any], plugin: dict[str, Any] | None = None
+    ) -> Outcome:
         """Run ``task`` with ``options`` (workdir, env, ...); with ``plugin``
         (``{"name", "attributes"}``), through that executor's own ``run``."""
         loop = asyncio.get_running_loop()
@@ -235,8 +236,13 @@ class _WorkerThread(threading.Thread):
         ours, theirs = socket.socketpair()
         try:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "covalent.executor._worker", str(theirs.fileno()),
-                 str(self.pool.memory_limit)],
+                [
+                    sys.executable,
+                    "-m",
+                    "covalent.executor._worker",
+                    str(theirs.fileno()),
+                    str(self.pool.memory_limit),
+                ],
                 pass_fds=[theirs.fileno()],
                 stdin=subprocess.DEVNULL,
             )

@@ -36,8 +36,9 @@ class OutputNotPicklable(Exception):
     pass
 
 
-def run_task(task: dict[str, Any], function_of: Callable[[str], Any],
-             values: dict[str, bytes]) -> dict[str, Any]:
+def run_task(
+    task: dict[str, Any], function_of: Callable[[str], Any], values: dict[str, bytes]
+) -> dict[str, Any]:
     """Run one task; never raises for the electron's own failures."""
     start = time.time()
     out, err = io.StringIO(), io.StringIO()

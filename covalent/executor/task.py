@@ -42,8 +42,9 @@ class Task:
             names.append(self.extras)
         return list(dict.fromkeys(names))
 
-    def payload(self, options: dict[str, Any] | None = None,
-                plugin: dict[str, Any] | None = None) -> dict[str, Any]:
+    def payload(
+        self, options: dict[str, Any] | None = None, plugin: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         """The plain dict the far side's runner (``_runner.run_task``) takes."""
         return {
             "plugin": plugin,

@@ -51,14 +51,19 @@ class TaskFactory:
         self.blobs[name] = data
         return name
 
-    def task(self, function: Callable[..., Any], *args: Any, results_dir: str = "",
-             **kwargs: Any) -> Task:
+    def task(
+        self, function: Callable[..., Any], *args: Any, results_dir: str = "", **kwargs: Any
+    ) -> Task:
         self.count += 1
         return Task(
-            dispatch_id=self.dispatch_id, node_id=self.count, name=function.__name__,
-            function=self.blob(function), args=[self.blob(a) for a in args],
+            dispatch_id=self.dispatch_id,
+            node_id=self.count,
+            name=function.__name__,
+            function=self.blob(function),
+            args=[self.blob(a) for a in args],
             kwargs={k: self.blob(v) for k, v in kwargs.items()},
-            load_blob=self.blobs.__getitem__, results_dir=results_dir,
+            load_blob=self.blobs.__getitem__,
+            results_dir=results_dir,
         )
 
     def output(self, outcome: Outcome) -> Any:
@@ -82,6 +87,7 @@ def drive(executor: BaseExecutor, work: Callable[[BaseExecutor], Awaitable[Any]]
 
 # The electrons the checks run. Module-level, so that they pickle by reference when
 # covalent is installed where the executor runs.
+
 
 def _add(x: int, y: int) -> int:
     return x + y

@@ -75,7 +75,8 @@ class LocalExecutor(BaseExecutor):
     @property
     def pool(self) -> WorkerPool:
         if self._pool is None:
-            self._pool = WorkerPool(self.workers or default_workers(), memory_limit=self.memory_limit)
+            workers = self.workers or default_workers()
+            self._pool = WorkerPool(workers, memory_limit=self.memory_limit)
         return self._pool
 
     async def execute(self, task: Task) -> Outcome:
