@@ -22,7 +22,6 @@ from covalent import __version__
 from covalent._dispatcher.dispatcher import Dispatcher
 from covalent._errors import BadRequestError, CovalentError, DispatchNotFoundError
 from covalent._results.status import FINAL_STATUSES, Status
-from covalent._server import cluster
 from covalent._store.store import Store
 from covalent._wire import bundle
 
@@ -64,7 +63,6 @@ def create_app(store: Store, results_root: str, settings: dict[str, Any] | None 
     app = FastAPI(title="covalent", version=__version__, lifespan=lifespan)
     app.add_exception_handler(CovalentError, _covalent_error)  # type: ignore[arg-type]
     _routes(app)
-    app.include_router(cluster.router)
     return app
 
 
