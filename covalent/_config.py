@@ -76,6 +76,7 @@ def defaults(where: Paths | None = None) -> dict[str, Any]:
             "results_dir": str(where.cache_dir / "results"),
             "blobs_dir": str(where.data_dir / "blobs"),
             "log_file": str(where.log_file),
+            "max_upload_bytes": 4 * 1024**3,
         },
         "executors": {},
     }

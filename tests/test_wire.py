@@ -217,8 +217,9 @@ def test_parameter_values_are_pickled_blobs():
 def test_inputs_are_pickled_blobs_with_reprs():
     graph = workflow.build_graph(2)
     man, items = manifest.from_graph(graph, (2,), {}, workflow)
-    assert blobs.loads(items[man["inputs"]["args"]]) == (2,)
-    assert blobs.loads(items[man["inputs"]["kwargs"]]) == {}
+    assert [blobs.loads(items[d]) for d in man["inputs"]["args"]] == [2]
+    assert man["inputs"]["kwargs"] == {}
+    assert man["inputs"]["args"][0] == man["nodes"][1]["value"]  # stored once, shared
     assert man["inputs"]["args_repr"] == ["2"]
     assert man["inputs"]["kwargs_repr"] == {}
 
@@ -267,7 +268,8 @@ def test_metadata_json_and_pickled_extras():
     assert metadata["retries"] == 2 and metadata["timeout"] == 5.0
     assert "cache" not in metadata
     extras = blobs.loads(items[metadata["extras"]])
-    assert extras == {"files": ["a.txt"], "deps_pip": ["numpy"]}
+    assert extras["files"] == ["a.txt"]
+    assert isinstance(extras["deps_pip"], ct.DepsPip) and extras["deps_pip"].packages == ["numpy"]
     assert node_entry(manifest_of(workflow, 1)[0], "square")["metadata"] == {}
 
 
@@ -298,7 +300,8 @@ def test_same_electron_ten_thousand_times_is_one_function_blob():
 def test_every_listed_digest_is_a_blob():
     man, items = manifest_of(indexed, 4)
     digests = {n.get("function") or n.get("value") for n in man["nodes"]}
-    digests |= {man["inputs"]["args"], man["inputs"]["kwargs"], man["lattice"]["function"]}
+    digests |= {*man["inputs"]["args"], *man["inputs"]["kwargs"].values()}
+    digests |= {man["lattice"]["function"]}
     assert digests <= set(items)
     assert all(blobs.digest(data) == name for name, data in items.items())
 
@@ -307,7 +310,7 @@ def test_an_unpicklable_argument_names_the_node():
     with pytest.raises(WorkflowError) as info:
         manifest_of(workflow, threading.Lock())
     message = str(info.value)
-    assert ":parameter:" in message and "(1)" in message
+    assert "argument 'x' of electron identity(0)" in message
     assert "pickle" in message
     assert isinstance(info.value.__cause__, TypeError)
 
@@ -317,7 +320,7 @@ def test_an_unpicklable_lattice_input_names_the_lattice():
     def ignores(lock):
         return square(2)
 
-    with pytest.raises(WorkflowError, match="arguments of lattice 'ignores'"):
+    with pytest.raises(WorkflowError, match="argument 0 of lattice 'ignores'"):
         manifest_of(ignores, threading.Lock())
 
 
@@ -442,8 +445,9 @@ def test_validate_rejects_a_missing_parameter_blob(good):
 
 def test_validate_rejects_a_missing_input_blob(good):
     man, items = good
-    with pytest.raises(BadRequestError, match="arguments"):
-        manifest.validate(man, lambda d: d != man["inputs"]["args"])
+    man["inputs"]["args"][0] = "f" * 64
+    with pytest.raises(BadRequestError, match="lattice argument 0.*not sent"):
+        check(man, items)
 
 
 def test_validate_rejects_a_function_that_is_not_a_digest(good):

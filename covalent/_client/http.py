@@ -26,6 +26,7 @@ from covalent._wire import bundle
 API = "/api/v1"
 _ERRORS: dict[str, type[CovalentError]] = {
     "BadRequestError": BadRequestError,
+    "TooLargeError": BadRequestError,
     "WorkflowError": WorkflowError,
     "ExecutorError": ExecutorError,
 }

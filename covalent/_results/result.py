@@ -80,10 +80,10 @@ class Result:
     def inputs(self) -> dict[str, Any]:
         """The arguments the lattice was dispatched with: ``{"args": [...], "kwargs": {...}}``."""
         inputs = self._manifest["inputs"]
-        self._load([inputs["args"], inputs["kwargs"]])
+        self._load([*inputs["args"], *inputs["kwargs"].values()])
         return {
-            "args": list(self._values[inputs["args"]]),
-            "kwargs": dict(self._values[inputs["kwargs"]]),
+            "args": [self._values[d] for d in inputs["args"]],
+            "kwargs": {k: self._values[d] for k, d in inputs["kwargs"].items()},
         }
 
     @property

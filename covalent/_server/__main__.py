@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> None:
     settings = {
         "db_path": config.get("db_url") or config["db_path"],
         "results_dir": config["results_dir"],
+        "max_upload_bytes": int(config["max_upload_bytes"]),
     }
     app = create_app(store, config["results_dir"], settings)
     uvicorn.run(

@@ -77,11 +77,30 @@ def _source(function: Callable[..., Any]) -> str:
         return ""
 
 
-def _node_entry(node: Node, blobset: BlobSet, sources: dict[str, dict[str, str]]) -> dict[str, Any]:
+def describe_use(graph: Graph, node_id: int) -> str:
+    """Where a value node is used, for errors: "argument 'x' of electron f(0)"."""
+    parts = []
+    while True:
+        edge = next((e for e in graph.edges if e.source == node_id), None)
+        if edge is None:
+            return " of ".join(parts) or f"node {graph.nodes[node_id].name}({node_id})"
+        target = graph.nodes[edge.target]
+        if target.kind == NodeKind.COLLECTION:
+            parts.append(f"item {edge.index} of a {target.name.strip(':').split('_')[-1]}")
+            node_id = target.id
+            continue
+        kind = "electron" if target.kind == NodeKind.ELECTRON else "operation"
+        parts.append(f"argument '{edge.label}' of {kind} {target.name}({target.id})")
+        return " of ".join(parts)
+
+
+def _node_entry(
+    node: Node, blobset: BlobSet, sources: dict[str, dict[str, str]], graph: Graph
+) -> dict[str, Any]:
     where = f"node {node.name}({node.id})"
     entry: dict[str, Any] = {"id": node.id, "name": node.name, "kind": node.kind}
     if node.kind == NodeKind.PARAMETER:
-        entry["value"] = blobset.add_object(node.value, f"the value of {where}")
+        entry["value"] = blobset.add_object(node.value, describe_use(graph, node.id))
         entry["value_repr"] = blobmod.short_repr(node.value)
         return entry
     assert node.function is not None
@@ -110,7 +129,7 @@ def from_graph(
     """
     blobset = BlobSet()
     sources: dict[str, dict[str, str]] = {}
-    nodes = [_node_entry(node, blobset, sources) for node in graph.nodes]
+    nodes = [_node_entry(node, blobset, sources, graph) for node in graph.nodes]
     where = f"lattice '{graph.lattice_name}'"
     result: dict[str, Any] = (
         {"node": graph.result_node}
@@ -121,8 +140,10 @@ def from_graph(
         "format": FORMAT,
         "lattice": _lattice_entry(graph, lattice, blobset),
         "inputs": {
-            "args": blobset.add_object(args, f"the arguments of {where}"),
-            "kwargs": blobset.add_object(kwargs, f"the keyword arguments of {where}"),
+            "args": [blobset.add_object(a, f"argument {i} of {where}") for i, a in enumerate(args)],
+            "kwargs": {
+                k: blobset.add_object(v, f"argument '{k}' of {where}") for k, v in kwargs.items()
+            },
             "args_repr": [blobmod.short_repr(a) for a in args],
             "kwargs_repr": {k: blobmod.short_repr(v) for k, v in kwargs.items()},
         },
@@ -181,8 +202,13 @@ def validate(manifest: Any, available: Callable[[str], bool]) -> None:
     if "node" not in result:
         _need_blob(result.get("value"), "the result value", available)
     inputs = manifest.get("inputs") or {}
-    _need_blob(inputs.get("args"), "the lattice's arguments", available)
-    _need_blob(inputs.get("kwargs"), "the lattice's keyword arguments", available)
+    args, kwargs = inputs.get("args"), inputs.get("kwargs")
+    if not isinstance(args, list) or not isinstance(kwargs, dict):
+        raise BadRequestError("The manifest's inputs need an 'args' list and a 'kwargs' object.")
+    for position, name in enumerate(args):
+        _need_blob(name, f"lattice argument {position}", available)
+    for key, name in kwargs.items():
+        _need_blob(name, f"lattice argument '{key}'", available)
     lattice = manifest.get("lattice")
     if not isinstance(lattice, dict) or not isinstance(lattice.get("name"), str):
         raise BadRequestError("The manifest has no lattice name.")
