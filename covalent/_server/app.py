@@ -84,6 +84,30 @@ def _dispatch_or_404(state: ServerState, dispatch_id: str) -> dict[str, Any]:
     return row
 
 
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing (413) one larger than ``limit`` bytes before reading it all."""
+    declared = request.headers.get("content-length")
+    if limit and declared and declared.isdigit() and int(declared) > limit:
+        raise TooLargeError(int(declared), limit)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if limit and size > limit:
+            raise TooLargeError(size, limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class TooLargeError(BadRequestError):
+    http_status = 413
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(
+            f"The request is {size} bytes, more than this server accepts ({limit} bytes, "
+            "config dispatcher.max_upload_bytes)."
+        )
+
+
 def _routes(app: FastAPI) -> None:
     @app.get(f"{API}/health")
     async def health(request: Request) -> dict[str, Any]:
@@ -97,7 +121,7 @@ def _routes(app: FastAPI) -> None:
 
     @app.post(f"{API}/dispatches")
     async def submit(request: Request, disable_run: bool = False) -> dict[str, str]:
-        body = await request.body()
+        body = await _read_body(request, int(_state(request).settings.get("max_upload_bytes", 0)))
         if len(body) > THREAD_UNPACK_BYTES:
             manifest, blobs = await asyncio.to_thread(bundle.unpack, body)
         else:
