@@ -118,6 +118,8 @@ def _env_overrides() -> dict[str, Any]:
     over: dict[str, Any] = {}
     if env.get("COVALENT_LOG_LEVEL"):
         over.setdefault("sdk", {})["log_level"] = env["COVALENT_LOG_LEVEL"]
+    if env.get("COVALENT_TOKEN"):
+        over.setdefault("dispatcher", {})["token"] = env["COVALENT_TOKEN"]
     if env.get("COVALENT_DATABASE_URL"):
         over.setdefault("dispatcher", {})["db_url"] = env["COVALENT_DATABASE_URL"]
     return over

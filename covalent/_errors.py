@@ -64,6 +64,13 @@ class ServerError(CovalentError):
     http_status = 500
 
 
+class AuthenticationError(CovalentError):
+    """The server needs a token and the request had none, or a wrong one."""
+
+    exit_code = 10
+    http_status = 401
+
+
 class BadRequestError(CovalentError):
     """A request to the server is malformed (a bad manifest, a bad blob, ...)."""
 

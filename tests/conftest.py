@@ -32,6 +32,9 @@ def home_env(root: Path, port: int) -> dict[str, str]:
         "XDG_CONFIG_HOME": str(root / ".config"),
         "XDG_DATA_HOME": str(root / ".local/share"),
         "XDG_CACHE_HOME": str(root / ".cache"),
+        # Servers and workers started from the tests run this checkout, whatever else
+        # happens to be installed.
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
     }
     (root / "config").mkdir(parents=True, exist_ok=True)
     (root / "config" / "covalent.conf").write_text(f"[dispatcher]\nport = {port}\n")

@@ -12,7 +12,9 @@ from typing import Any
 
 import httpx
 
+from covalent import _config
 from covalent._errors import (
+    AuthenticationError,
     BadRequestError,
     CovalentError,
     DispatchNotFoundError,
@@ -35,9 +37,12 @@ _ERRORS: dict[str, type[CovalentError]] = {
 class Client:
     """Talks to one server; ``url`` is like ``http://localhost:48008``."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, token: str | None = None) -> None:
         self.url = url
-        self.http = httpx.Client(base_url=url + API, timeout=httpx.Timeout(30.0, connect=5.0))
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+        self.http = httpx.Client(
+            base_url=url + API, timeout=httpx.Timeout(30.0, connect=5.0), headers=headers
+        )
 
     def close(self) -> None:
         self.http.close()
@@ -74,6 +79,8 @@ class Client:
             detail, kind = response.text[:500], ""
         if response.status_code == 404 and kind == "DispatchNotFoundError":
             return DispatchNotFoundError(path.split("/")[2], self.url)
+        if response.status_code == 401:
+            return AuthenticationError(detail)
         known = _ERRORS.get(kind)
         if known is not None:
             return known(detail)
@@ -130,13 +137,15 @@ class Client:
         return bundle.unpack(response.content)[1]
 
 
-_clients: dict[tuple[str, int], Client] = {}
+_clients: dict[tuple[str, int, str | None], Client] = {}
 
 
 def client_for(url: str) -> Client:
-    """The shared client of ``url`` in this process (connections are kept alive)."""
-    key = (url, os.getpid())
+    """The shared client of ``url`` in this process (connections are kept alive), sending
+    the configured token (``dispatcher.token`` or ``COVALENT_TOKEN``) if there is one."""
+    token = _config.get_value("dispatcher").get("token")
+    key = (url, os.getpid(), token)
     client = _clients.get(key)
     if client is None:
-        client = _clients[key] = Client(url)
+        client = _clients[key] = Client(url, token)
     return client

@@ -48,7 +48,7 @@ def _alive(pid: int) -> bool:
 
 
 def _answers(url: str) -> bool:
-    client = Client(url)
+    client = Client(url, _config.get_value("dispatcher").get("token"))
     try:
         return client.health().get("status") == "ok"
     except CovalentError:

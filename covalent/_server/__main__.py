@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import logging
 import sys
 
@@ -13,6 +14,15 @@ from covalent._server.app import create_app
 from covalent._store.store import Store
 
 
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def main(argv: list[str] | None = None) -> None:
     config = _config.get_value("dispatcher")
     parser = argparse.ArgumentParser(prog="python -m covalent._server")
@@ -20,6 +30,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=config["port"])
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
+    token = config.get("token") or ""
+    if not token and not is_loopback(args.host):
+        parser.exit(
+            2,
+            f"Refusing to serve on {args.host} without a token: anyone who can reach it could "
+            "run code on this machine. Set dispatcher.token (or COVALENT_TOKEN), or bind to "
+            "localhost.\n",
+        )
     logging.basicConfig(
         level=args.log_level.upper(),
         stream=sys.stderr,
@@ -33,6 +51,7 @@ def main(argv: list[str] | None = None) -> None:
         "db_path": config.get("db_url") or config["db_path"],
         "results_dir": config["results_dir"],
         "max_upload_bytes": int(config["max_upload_bytes"]),
+        "token": token,
     }
     app = create_app(store, config["results_dir"], settings)
     uvicorn.run(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from covalent._errors import BadRequestError, CovalentError, DispatchNotFoundErr
 from covalent._results.status import FINAL_STATUSES, Status
 from covalent._store.store import Store
 from covalent._wire import bundle
+from covalent._wire.blobs import is_digest
 
 log = logging.getLogger("covalent.server")
 
@@ -62,8 +64,31 @@ def create_app(store: Store, results_root: str, settings: dict[str, Any] | None 
 
     app = FastAPI(title="covalent", version=__version__, lifespan=lifespan)
     app.add_exception_handler(CovalentError, _covalent_error)  # type: ignore[arg-type]
+    token = (settings or {}).get("token")
+    if token:
+        _require_token(app, str(token))
     _routes(app)
     return app
+
+
+def _require_token(app: FastAPI, token: str) -> None:
+    """Every request must carry ``Authorization: Bearer <token>`` (401 otherwise)."""
+    expected = f"Bearer {token}".encode()
+
+    @app.middleware("http")
+    async def check_token(request: Request, call_next: Any) -> Response:
+        given = request.headers.get("authorization", "").encode()
+        if not hmac.compare_digest(given, expected):
+            return JSONResponse(
+                {
+                    "detail": "This server needs a token: send Authorization: Bearer <token> "
+                    "(set dispatcher.token or COVALENT_TOKEN on the client).",
+                    "error": "AuthenticationError",
+                },
+                status_code=401,
+            )
+        response: Response = await call_next(request)
+        return response
 
 
 async def _covalent_error(request: Request, error: CovalentError) -> JSONResponse:
@@ -196,6 +221,8 @@ def _routes(app: FastAPI) -> None:
 
     @app.get(f"{API}/blobs/{{digest}}")
     async def get_blob(request: Request, digest: str) -> Response:
+        if not is_digest(digest):
+            raise BadRequestError(f"'{digest}' is not a blob digest (64 hex characters).")
         data = _state(request).store.read_blob(digest)
         if data is None:
             return JSONResponse({"detail": f"No blob {digest}."}, status_code=404)
@@ -206,6 +233,8 @@ def _routes(app: FastAPI) -> None:
         store = _state(request).store
         found: dict[str, bytes] = {}
         for digest in dict.fromkeys(body.digests):
+            if not is_digest(digest):
+                raise BadRequestError(f"'{digest}' is not a blob digest (64 hex characters).")
             data = store.read_blob(digest)
             if data is None:
                 return JSONResponse({"detail": f"No blob {digest}."}, status_code=404)

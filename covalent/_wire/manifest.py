@@ -79,7 +79,7 @@ def _source(function: Callable[..., Any]) -> str:
 
 def describe_use(graph: Graph, node_id: int) -> str:
     """Where a value node is used, for errors: "argument 'x' of electron f(0)"."""
-    parts = []
+    parts: list[str] = []
     while True:
         edge = next((e for e in graph.edges if e.source == node_id), None)
         if edge is None:

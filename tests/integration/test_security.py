@@ -1,0 +1,69 @@
+"""The server binds to loopback by default; anything else needs a token, checked everywhere."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import httpx
+import pytest
+
+import covalent as ct
+from covalent._errors import AuthenticationError
+from tests.conftest import Home, free_port
+
+
+@ct.electron
+def triple(x):
+    return 3 * x
+
+
+def test_binding_beyond_loopback_without_a_token_is_refused(home: Home) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "covalent._server", "--host", "0.0.0.0", "--port", str(free_port())],
+        env={**home.env, "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert "without a token" in done.stderr
+
+
+def test_a_token_is_required_by_every_route(home: Home, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = home.root / "config" / "covalent.conf"
+    config.write_text(config.read_text() + 'token = "s3cret-token"\n')
+    assert home.run("covalent", "start").returncode == 0
+
+    @ct.lattice
+    def flow(x):
+        return triple(x)
+
+    result = ct.dispatch_sync(flow)(2)  # the SDK sends the configured token
+    assert result.result == 6
+    api = f"{home.url}/api/v1"
+    for path in [
+        "/health",
+        "/dispatches",
+        f"/dispatches/{result.dispatch_id}",
+        "/blobs/" + "a" * 64,
+    ]:
+        assert httpx.get(api + path).status_code == 401
+        wrong = httpx.get(api + path, headers={"authorization": "Bearer nope"})
+        assert wrong.status_code == 401
+    assert httpx.post(f"{api}/dispatches", content=b"x").status_code == 401
+    good = httpx.get(f"{api}/health", headers={"authorization": "Bearer s3cret-token"})
+    assert good.status_code == 200
+
+    monkeypatch.setenv("COVALENT_TOKEN", "wrong")
+    with pytest.raises(AuthenticationError, match="needs a token"):
+        ct.get_result(result.dispatch_id)
+
+
+def test_blob_routes_take_only_digests(server: Home) -> None:
+    api = f"{server.url}/api/v1"
+    for name in ["..%2F..%2Fetc%2Fpasswd", "../x", "A" * 64]:
+        answer = httpx.get(f"{api}/blobs/{name}")
+        assert answer.status_code in (400, 404)
+    answer = httpx.post(f"{api}/blobs/fetch", json={"digests": ["../../etc/passwd"]})
+    assert answer.status_code == 400
