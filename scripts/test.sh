@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+bash scripts/services/sshd.sh install     # OpenSSH server for the SSH executor's tests
 python -m ruff check covalent tests
 python -m mypy
 python -m pytest "$@"

@@ -1,0 +1,565 @@
+"""``SSHExecutor``: runs electrons on another host over SSH.
+
+For each electron the server packs the task (function, arguments and context as blobs)
+into one request file, uploads it by SFTP to the host's staging folder, and runs
+``python -m covalent.executor._runner REQUEST REPLY`` there with the host's Python. The
+reply file (status, pickled output or traceback, stdout, stderr, times) comes back by
+SFTP and both files are removed. The server never unpickles user data: the reply is a
+dict of plain values, read by an unpickler that refuses every class.
+
+One SSH connection per (host, port, user, key) is opened on first use and reused by all
+electrons: each running electron holds one channel on it, file transfers share one SFTP
+session. The remote shell reports its pid and ``exec``s Python, so Python leads its own
+process group (sshd starts every session in a new one); cancelling an electron kills
+that group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import os
+import pickle
+import posixpath
+import re
+import shlex
+import time
+import uuid
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+from covalent._errors import ExecutorError
+from covalent.executor.base import BaseExecutor
+from covalent.executor.task import Outcome, Task, outcome_from_reply
+
+if TYPE_CHECKING:
+    import asyncssh
+
+EXECUTOR_PLUGIN_NAME = "SSHExecutor"
+
+DEFAULT_WORKDIR = "~/.cache/covalent/remote"
+DEFAULT_CACHE = "~/.cache/covalent/staging"
+
+_EXECUTOR_PLUGIN_DEFAULTS: dict[str, Any] = {
+    "username": "",
+    "hostname": "",
+    "ssh_key_file": "",
+    "python_path": "python3",
+    "remote_workdir": DEFAULT_WORKDIR,
+    "port": 22,
+    "conda_env": "",
+    "create_unique_workdir": False,
+    "cert_file": "",
+    "remote_cache": DEFAULT_CACHE,
+    "env": {},
+    "known_hosts": "",
+    "verify_host_key": True,
+    "do_cleanup": True,
+    "retry_connect": True,
+    "max_connection_attempts": 5,
+    "retry_wait_time": 5.0,
+    "max_tasks": 8,
+}
+
+CONNECT_TIMEOUT = 30.0
+KEEPALIVE_INTERVAL = 30.0
+KILL_TIMEOUT = 30.0
+STDERR_TAIL = 8000
+PID_MARKER = "covalent-remote-pid:"
+CONDA_FAILED = 97
+CONDA_LOCATIONS = (
+    '"${CONDA_EXE:-}" conda "$HOME/miniconda3/bin/conda" "$HOME/anaconda3/bin/conda" '
+    '"$HOME/miniforge3/bin/conda" "$HOME/mambaforge/bin/conda" /opt/conda/bin/conda'
+)
+
+
+def _asyncssh() -> ModuleType:
+    """The asyncssh module, imported on first use.
+
+    Not imported at the top: every plugin discovery (each ``ct.executor`` lookup, each
+    server start) imports all built-in plugin modules, which should stay cheap, and must
+    still work where covalent is installed without the ``ssh`` extra.
+    """
+    try:
+        import asyncssh
+    except ImportError as e:
+        raise ExecutorError(
+            "The SSH executor needs asyncssh on the server's machine: "
+            "pip install 'covalent[ssh]' (or asyncssh>=2.14)."
+        ) from e
+    return asyncssh
+
+
+class SSHExecutor(BaseExecutor):
+    """Run each electron on a host over SSH, with that host's Python.
+
+    The host needs a POSIX ``/bin/sh`` and covalent installed for ``python_path``.
+
+    Args:
+        username: user to log in as (default: the server's user, or ``~/.ssh/config``).
+        hostname: host name or address (a ``~/.ssh/config`` alias works too).
+        ssh_key_file: private key file on the server's machine (default: asyncssh's
+            defaults, ``~/.ssh/id_ed25519``, ``~/.ssh/id_rsa``, ... and the SSH agent).
+        python_path: the host's Python: a command on its PATH or a path (``~`` allowed).
+        remote_workdir: folder on the host the electron runs in.
+        port: the host's SSH port.
+        conda_env: conda environment to activate on the host before running Python.
+        create_unique_workdir: run in ``remote_workdir/<dispatch_id>/node_<id>`` instead.
+        cert_file: OpenSSH certificate for the key, if the host requires one.
+        remote_cache: folder on the host for the request and reply files.
+        env: environment variables set while the electron runs.
+        known_hosts: file of trusted host keys (default ``~/.ssh/known_hosts``).
+        verify_host_key: check the host's key against ``known_hosts``; turn it off only
+            on a network you trust.
+        do_cleanup: remove the request and reply files after each electron.
+        retry_connect: retry a failed connection attempt.
+        max_connection_attempts: connection attempts before the electron fails.
+        retry_wait_time: seconds between connection attempts.
+        max_tasks: electrons running at once on the connection; each holds an SSH channel,
+            so keep it below the host's ``MaxSessions`` (10 by default) less two.
+    """
+
+    def __init__(
+        self,
+        username: str = "",
+        hostname: str = "",
+        ssh_key_file: str = "",
+        python_path: str = "python3",
+        remote_workdir: str = DEFAULT_WORKDIR,
+        port: int = 22,
+        conda_env: str | None = "",
+        create_unique_workdir: bool | None = False,
+        cert_file: str | None = "",
+        remote_cache: str = DEFAULT_CACHE,
+        env: dict[str, str] | None = None,
+        known_hosts: str = "",
+        verify_host_key: bool = True,
+        do_cleanup: bool = True,
+        retry_connect: bool = True,
+        max_connection_attempts: int = 5,
+        retry_wait_time: float = 5.0,
+        max_tasks: int = 8,
+    ) -> None:
+        self.username = str(username or "")
+        self.hostname = str(hostname or "")
+        self.ssh_key_file = str(ssh_key_file or "")
+        self.python_path = str(python_path or "python3")
+        self.remote_workdir = str(remote_workdir or DEFAULT_WORKDIR)
+        self.port = int(port)
+        self.conda_env = str(conda_env or "")
+        self.create_unique_workdir = bool(create_unique_workdir)
+        self.cert_file = str(cert_file or "")
+        self.remote_cache = str(remote_cache or DEFAULT_CACHE)
+        self.env = {str(k): str(v) for k, v in (env or {}).items()}
+        self.known_hosts = str(known_hosts or "")
+        self.verify_host_key = bool(verify_host_key)
+        self.do_cleanup = bool(do_cleanup)
+        self.retry_connect = bool(retry_connect)
+        self.max_connection_attempts = int(max_connection_attempts)
+        self.retry_wait_time = float(retry_wait_time)
+        self.max_tasks = int(max_tasks)
+        self._links: dict[tuple[str, int, str, str], _Link] = {}
+        self._connecting: dict[tuple[str, int, str, str], asyncio.Future[_Link]] = {}
+
+    @property
+    def target(self) -> str:
+        """``user@host:port``, for messages."""
+        user = f"{self.username}@" if self.username else ""
+        return f"{user}{self.hostname}:{self.port}"
+
+    async def execute(self, task: Task) -> Outcome:
+        start = time.time()
+        try:
+            link = await self._link()
+            async with link.slots:
+                return await self._run(link, task, start)
+        except ExecutorError as e:
+            return Outcome.failure(str(e), start)
+
+    async def teardown(self) -> None:
+        """Close every connection (the server calls this when it stops)."""
+        pending, self._connecting = list(self._connecting.values()), {}
+        for future in pending:
+            future.cancel()
+        links, self._links = list(self._links.values()), {}
+        for link in links:
+            await link.close()
+        await super().teardown()
+
+    # connections
+
+    def _key(self) -> tuple[str, int, str, str]:
+        return (self.hostname, self.port, self.username, self.ssh_key_file)
+
+    async def _link(self) -> _Link:
+        """The open connection to the host: reused, or opened once for all who wait."""
+        key = self._key()
+        link = self._links.get(key)
+        if link is not None and not link.conn.is_closed():
+            return link
+        pending = self._connecting.get(key)
+        if pending is None:
+            pending = asyncio.ensure_future(self._connect(stale=self._links.pop(key, None)))
+            self._connecting[key] = pending
+            pending.add_done_callback(lambda f: self._connected(key, f))
+        return await asyncio.shield(pending)
+
+    def _connected(self, key: tuple[str, int, str, str], future: asyncio.Future[_Link]) -> None:
+        if self._connecting.get(key) is future:
+            del self._connecting[key]
+        if not future.cancelled() and future.exception() is None:
+            self._links[key] = future.result()
+
+    async def _connect(self, stale: _Link | None = None) -> _Link:
+        """Open the connection and its SFTP session (closing a dropped one first)."""
+        if stale is not None:
+            await stale.close()
+        ssh = _asyncssh()
+        if not self.hostname:
+            raise ExecutorError("SSHExecutor needs a hostname: SSHExecutor(hostname=...).")
+        options = self._connect_options()
+        attempts = max(1, self.max_connection_attempts) if self.retry_connect else 1
+        for attempt in range(1, attempts + 1):
+            try:
+                conn = await ssh.connect(self.hostname, **options)
+                break
+            except (ssh.PermissionDenied, ssh.HostKeyNotVerifiable, ValueError) as e:
+                raise ExecutorError(self._refused(e)) from e
+            except (OSError, ssh.Error, asyncio.TimeoutError) as e:
+                if attempt == attempts:
+                    raise ExecutorError(
+                        f"Could not connect to {self.target} over SSH after {attempts} "
+                        f"attempt(s): {_describe(e)}."
+                    ) from e
+                await asyncio.sleep(self.retry_wait_time)
+        try:
+            sftp = await conn.start_sftp_client()
+            home = await sftp.realpath(".")
+        except (OSError, ssh.Error) as e:
+            conn.close()
+            raise ExecutorError(
+                f"Connected to {self.target}, but it offers no SFTP: {_describe(e)}. "
+                "The SSH executor needs the host's sshd to have an sftp Subsystem."
+            ) from e
+        return _Link(conn, sftp, home, asyncio.Semaphore(max(1, self.max_tasks)))
+
+    def _connect_options(self) -> dict[str, Any]:
+        options: dict[str, Any] = {
+            "port": self.port,
+            "connect_timeout": CONNECT_TIMEOUT,
+            "keepalive_interval": KEEPALIVE_INTERVAL,
+        }
+        if self.username:
+            options["username"] = self.username
+        if self.ssh_key_file:
+            key = os.path.expanduser(self.ssh_key_file)
+            if not os.path.isfile(key):
+                raise ExecutorError(
+                    f"The SSH key file {self.ssh_key_file!r} of SSHExecutor does not exist "
+                    "on the server's machine."
+                )
+            options["client_keys"] = [key]
+        if self.cert_file:
+            options["client_certs"] = [os.path.expanduser(self.cert_file)]
+        if not self.verify_host_key:
+            options["known_hosts"] = None
+        elif self.known_hosts:
+            options["known_hosts"] = os.path.expanduser(self.known_hosts)
+        return options
+
+    def _refused(self, error: Exception) -> str:
+        ssh = _asyncssh()
+        if isinstance(error, ssh.HostKeyNotVerifiable):
+            return (
+                f"The host key of {self.target} is not trusted: {_describe(error)}. Add it to "
+                f"{self.known_hosts or '~/.ssh/known_hosts'} (ssh-keyscan -p {self.port} "
+                f"{self.hostname} >> FILE, after checking it), or set known_hosts=FILE."
+            )
+        if isinstance(error, ssh.PermissionDenied):
+            return (
+                f"{self.target} refused the SSH login: {_describe(error)}. Check username "
+                f"({self.username or 'default'!r}) and ssh_key_file ({self.ssh_key_file!r})."
+            )
+        return f"Could not use the SSH key for {self.target}: {_describe(error)}."
+
+    # one electron
+
+    async def _run(self, link: _Link, task: Task, start: float) -> Outcome:
+        ssh = _asyncssh()
+        staging = link.path(self.remote_cache)
+        name = f"{_safe(task.dispatch_id)}-{task.node_id}-{uuid.uuid4().hex[:8]}"
+        request_path = posixpath.join(staging, f"{name}.request")
+        reply_path = posixpath.join(staging, f"{name}.reply")
+        options = {"workdir": self._workdir(link, task), "env": self.env}
+        try:
+            request = await asyncio.to_thread(task.packed, options)
+            await link.upload(request_path, request)
+            del request
+            command = self._command(staging, request_path, reply_path)
+            remote = await _Remote.run(link.conn, command)
+            return await self._outcome(link, remote, reply_path, start)
+        except (OSError, ssh.Error) as e:
+            raise ExecutorError(
+                f"SSH to {self.target} failed while running {task.name}: {_describe(e)}."
+            ) from e
+        finally:
+            if self.do_cleanup:
+                await link.remove(request_path, reply_path, f"{reply_path}.part")
+
+    def _workdir(self, link: _Link, task: Task) -> str:
+        workdir = link.path(self.remote_workdir)
+        if self.create_unique_workdir:
+            workdir = posixpath.join(workdir, _safe(task.dispatch_id), f"node_{task.node_id}")
+        return workdir
+
+    def _command(self, staging: str, request_path: str, reply_path: str) -> str:
+        """The remote command: report the shell's pid, activate conda, exec the runner.
+
+        ``cd`` into the staging folder so that ``python -m`` does not import a stray
+        ``covalent`` folder from the login directory.
+        """
+        python = _shell_path(self.python_path)
+        steps = [f"cd {shlex.quote(staging)}", f"echo {PID_MARKER}$$"]
+        if self.conda_env:
+            steps.append(_conda_activation(self.conda_env))
+        run = f"{python} -m covalent.executor._runner"
+        steps.append(f"exec {run} {shlex.quote(request_path)} {shlex.quote(reply_path)}")
+        return _sh(" && ".join(steps))
+
+    async def _outcome(
+        self, link: _Link, remote: _Remote, reply_path: str, start: float
+    ) -> Outcome:
+        data = await link.download(reply_path) if remote.process.exit_status == 0 else None
+        if data is None and link.conn.is_closed():
+            return Outcome.failure(
+                f"The SSH connection to {self.target} was lost while the electron ran; "
+                "it may still be running there.",
+                start,
+            )
+        if data is None:
+            return Outcome.failure(self._start_failure(remote), start)
+        try:
+            reply = _read_reply(data)
+            return outcome_from_reply(reply)
+        except (pickle.UnpicklingError, KeyError, ValueError, TypeError, EOFError) as e:
+            return Outcome.failure(f"The reply from {self.target} is not readable: {e}.", start)
+
+    def _start_failure(self, remote: _Remote) -> str:
+        process = remote.process
+        if process.exit_signal:
+            how = f"was killed by signal {process.exit_signal[0]}"
+        else:
+            how = f"exited with status {process.exit_status}"
+        if process.exit_status == CONDA_FAILED and self.conda_env:
+            hint = f"the conda environment {self.conda_env!r} could not be activated"
+        else:
+            hint = (
+                f"check python_path ({self.python_path!r}) and that covalent is installed for "
+                "that Python; or the electron ended the process itself (os._exit, a crash)"
+            )
+        stderr = remote.stderr.strip() or "(nothing)"
+        return (
+            f"The remote Python on {self.target} {how} before writing the electron's reply: "
+            f"{hint}. Its stderr:\n{stderr}"
+        )
+
+
+@dataclass
+class _Link:
+    """One open SSH connection, its SFTP session, and the host's home folder."""
+
+    conn: asyncssh.SSHClientConnection
+    sftp: asyncssh.SFTPClient
+    home: str
+    slots: asyncio.Semaphore
+    made: set[str] = field(default_factory=set)
+
+    def path(self, path: str) -> str:
+        """``path`` on the host as an absolute path: ``~`` and relative ones from home."""
+        if path == "~" or path.startswith("~/"):
+            path = path[2:]
+        return posixpath.normpath(posixpath.join(self.home, path))
+
+    async def ensure_dir(self, path: str) -> None:
+        if path not in self.made:
+            await self.sftp.makedirs(
+                path, attrs=_asyncssh().SFTPAttrs(permissions=0o700), exist_ok=True
+            )
+            self.made.add(path)
+
+    async def upload(self, path: str, data: bytes) -> None:
+        """Write ``data`` to ``path``, making its folder first (again, if it was removed)."""
+        folder = posixpath.dirname(path)
+        await self.ensure_dir(folder)
+        try:
+            await self._write(path, data)
+        except _asyncssh().SFTPNoSuchFile:
+            self.made.discard(folder)
+            await self.ensure_dir(folder)
+            await self._write(path, data)
+
+    async def _write(self, path: str, data: bytes) -> None:
+        attrs = _asyncssh().SFTPAttrs(permissions=0o600)
+        async with self.sftp.open(path, "wb", attrs, encoding=None) as f:
+            await f.write(data)
+
+    async def download(self, path: str) -> bytes | None:
+        try:
+            async with self.sftp.open(path, "rb", encoding=None) as f:
+                data = await f.read()
+        except _asyncssh().SFTPNoSuchFile:
+            return None
+        return data if isinstance(data, bytes) else data.encode()
+
+    async def remove(self, *paths: str) -> None:
+        ssh = _asyncssh()
+        for path in paths:
+            with contextlib.suppress(OSError, ssh.Error):
+                await self.sftp.remove(path)
+
+    async def close(self) -> None:
+        self.sftp.exit()
+        self.conn.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.conn.wait_closed(), KILL_TIMEOUT)
+
+
+class _Remote:
+    """A running remote command: its pid once the shell reports it, and its stderr."""
+
+    def __init__(self, process: asyncssh.SSHClientProcess[str]) -> None:
+        self.process = process
+        self.pid: int | None = None
+        self.started = asyncio.Event()
+        self.stderr = ""
+        self._readers = [
+            asyncio.create_task(self._read_stdout()),
+            asyncio.create_task(self._read_stderr()),
+        ]
+
+    @classmethod
+    async def run(cls, conn: asyncssh.SSHClientConnection, command: str) -> _Remote:
+        """Run ``command`` to its end; if cancelled, kill it (even while it starts)."""
+        starting = asyncio.ensure_future(cls._start(conn, command))
+        try:
+            remote = await asyncio.shield(starting)
+            await remote.finished()
+            return remote
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await (await starting).kill(conn)
+            raise
+
+    @classmethod
+    async def _start(cls, conn: asyncssh.SSHClientConnection, command: str) -> _Remote:
+        process = await conn.create_process(command, encoding="utf-8", errors="replace")
+        process.stdin.write_eof()
+        return cls(process)
+
+    async def finished(self) -> None:
+        """Wait until the command has exited and its output is read."""
+        await asyncio.wait(self._readers)
+        await self.process.wait_closed()
+
+    async def kill(self, conn: asyncssh.SSHClientConnection) -> None:
+        """Kill the remote process group, then close the channel."""
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self.started.wait(), KILL_TIMEOUT)
+        exited = self.process.exit_status is not None or self.process.exit_signal is not None
+        if self.pid is not None and not exited:  # once exited, its pid may be reused
+            await self._kill_group(conn, self.pid)
+        self.process.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.finished(), KILL_TIMEOUT)
+        for reader in self._readers:
+            reader.cancel()
+
+    async def _kill_group(self, conn: asyncssh.SSHClientConnection, pid: int) -> None:
+        """Kill Python's process group (it leads one), or Python alone if it does not."""
+        command = _sh(f"kill -s KILL -- -{pid} 2>/dev/null || kill -s KILL {pid}")
+        if not await _run_quietly(conn, command):
+            with contextlib.suppress(Exception):  # no session to spare: signal Python itself
+                self.process.send_signal("KILL")
+
+    async def _read_stdout(self) -> None:
+        with contextlib.suppress(OSError, ValueError, _asyncssh().Error):
+            try:
+                while line := await self.process.stdout.readline():
+                    if line.startswith(PID_MARKER):
+                        self.pid = int(line[len(PID_MARKER) :])
+                        break
+            finally:
+                self.started.set()
+            while await self.process.stdout.read(65536):
+                pass  # the runner captures the electron's prints; anything else is dropped
+
+    async def _read_stderr(self) -> None:
+        with contextlib.suppress(OSError, _asyncssh().Error):
+            while chunk := await self.process.stderr.read(65536):
+                self.stderr = (self.stderr + chunk)[-STDERR_TAIL:]
+
+
+async def _run_quietly(conn: asyncssh.SSHClientConnection, command: str, tries: int = 3) -> bool:
+    """Run a short command; retry while the host has no session to spare (MaxSessions)."""
+    for attempt in range(tries):
+        try:
+            await asyncio.wait_for(conn.run(command, check=False), KILL_TIMEOUT)
+            return True
+        except _asyncssh().ChannelOpenError:
+            await asyncio.sleep(0.5 * (attempt + 1))
+        except (OSError, asyncio.TimeoutError, _asyncssh().Error):
+            return False
+    return False
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    """Reads a reply: dicts, lists, strings, bytes and numbers, never a class."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        raise pickle.UnpicklingError(f"it names {module}.{name}, and a reply holds plain values")
+
+
+def _read_reply(data: bytes) -> dict[str, Any]:
+    reply = _PlainUnpickler(io.BytesIO(data)).load()
+    if not isinstance(reply, dict):
+        raise ValueError(f"it is a {type(reply).__name__}, not a dict")
+    return reply
+
+
+def _sh(script: str) -> str:
+    """Run ``script`` with ``/bin/sh`` whatever the user's login shell is."""
+    return f"exec /bin/sh -c {shlex.quote(script)}"
+
+
+def _shell_path(path: str) -> str:
+    """``path`` as a shell word, with a leading ``~/`` meaning the home folder."""
+    if path == "~" or path.startswith("~/"):
+        return '"$HOME"' + (shlex.quote(path[1:]) if len(path) > 1 else "")
+    if "/" in path and not path.startswith("/"):
+        return '"$HOME"/' + shlex.quote(path)  # relative to home, as the login shell starts
+    return shlex.quote(path)
+
+
+def _conda_activation(env_name: str) -> str:
+    """Shell steps that find conda (PATH, usual install folders) and activate ``env_name``."""
+    name = shlex.quote(env_name)
+    fail = f"exit {CONDA_FAILED}"
+    return (
+        f'{{ conda_exe=""; for c in {CONDA_LOCATIONS}; do '
+        'if [ -n "$c" ] && command -v "$c" >/dev/null 2>&1; then conda_exe=$c; break; fi; '
+        'done; [ -n "$conda_exe" ] || { echo "covalent: conda was not found on PATH nor in '
+        f'the usual install folders" >&2; {fail}; }}; '
+        f'eval "$("$conda_exe" shell.posix hook)" && conda activate {name} || '
+        f'{{ echo "covalent: could not activate the conda environment "{name} >&2; {fail}; }}; }}'
+    )
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", text) or "_"
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
