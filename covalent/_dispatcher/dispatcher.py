@@ -229,9 +229,17 @@ class Dispatcher:
             "stdout": outcome.stdout,
             "stderr": outcome.stderr,
         }
-        if outcome.status == Status.COMPLETED and outcome.output is not None:
+        digest = None
+        if outcome.status == Status.COMPLETED and outcome.output_file is not None:
+            written = outcome.output_file
+            digest = written.digest
+            changes.blob_files.append(
+                {"digest": digest, "size": written.size, "data": None, "path": written.path}
+            )
+        elif outcome.status == Status.COMPLETED and outcome.output is not None:
             digest = blobmod.digest(outcome.output)
             changes.blobs[digest] = outcome.output
+        if digest is not None:
             run.set_status(
                 changes,
                 node_id,
@@ -327,6 +335,8 @@ class Dispatcher:
             args=args,
             kwargs=kwargs,
             load_blob=self._load_blob,
+            blob_file=self.store.blob_file,
+            blobs_dir=str(self.store.blobs_dir),
             results_dir=run.results_dir,
             metadata=node.get("metadata", {}),
         )

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, bindparam, create_engine, event, func, insert, select, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
 
 from covalent._errors import CovalentError
@@ -38,10 +39,12 @@ class Changes:
     dispatch_updates: list[dict[str, Any]] = field(default_factory=list)
     transitions: list[dict[str, Any]] = field(default_factory=list)
     attempts: list[dict[str, Any]] = field(default_factory=list)
+    blob_files: list[dict[str, Any]] = field(default_factory=list)  # already on disk
 
     def __bool__(self) -> bool:
         return bool(
             self.blobs
+            or self.blob_files
             or self.node_updates
             or self.dispatch_updates
             or self.transitions
@@ -185,14 +188,23 @@ class Store:
             else:
                 rows.append({"digest": name, "size": len(data), "data": data, "path": None})
         if rows:
-            conn.execute(
-                insert(blobs).prefix_with("OR IGNORE")
-                if self.url.startswith("sqlite")
-                else insert(blobs),
-                rows,
-            )
+            conn.execute(self._insert_ignore(blobs), rows)
         for name, data in items.items():
             self.cache.put(name, data)
+
+    def _insert_ignore(self, table: Any) -> Any:
+        """INSERT that skips rows whose key exists (blobs are content-addressed)."""
+        if self.url.startswith("sqlite"):
+            return insert(table).prefix_with("OR IGNORE")
+        return postgresql.insert(table).on_conflict_do_nothing()
+
+    def blob_file(self, name: str) -> str | None:
+        """The path of a blob stored as a file, or None (inline, or unknown)."""
+        if self.cache.get(name) is not None:  # only small (inline) blobs are cached
+            return None
+        with self.engine.connect() as conn:
+            row = conn.execute(select(blobs.c.path).where(blobs.c.digest == name)).first()
+        return row.path if row is not None else None
 
     def read_blob(self, name: str) -> bytes | None:
         data = self.cache.get(name)
@@ -231,6 +243,8 @@ class Store:
             return
         with self.engine.begin() as conn:
             self._insert_blobs(conn, changes.blobs)
+            if changes.blob_files:
+                conn.execute(self._insert_ignore(blobs), changes.blob_files)
             for keys, rows in _group_by_keys(changes.node_updates):
                 stmt = (
                     update(nodes)

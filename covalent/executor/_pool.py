@@ -50,7 +50,8 @@ class Job:
         self.loop.call_soon_threadsafe(_set)
 
     def payload(self) -> dict[str, Any]:
-        return self.task.payload(self.options, self.plugin)
+        options = {**self.options, "blobs_dir": self.task.blobs_dir}
+        return self.task.payload(options, self.plugin)
 
 
 class WorkerPool:
@@ -206,17 +207,24 @@ class _WorkerThread(threading.Thread):
         conn = self._ensure_process()
         functions: dict[str, bytes] = {}
         values: dict[str, bytes] = {}
+        files: dict[str, str] = {}
         for job in batch:
             task = job.task
             if task.function not in self.known and task.function not in functions:
                 functions[task.function] = task.load_blob(task.function)
             for name in task.value_names():
-                if name not in values:
+                if name in values or name in files:
+                    continue
+                path = task.blob_file(name)  # large blobs: the worker reads the file itself
+                if path:
+                    files[name] = path
+                else:
                     values[name] = task.load_blob(name)
         message = {
             "tasks": [job.payload() for job in batch],
             "functions": functions,
             "values": values,
+            "files": files,
         }
         conn.send_bytes(pickle.dumps(message, protocol=5))
         self.known.update(functions)

@@ -31,6 +31,10 @@ from covalent._workflow import deps
 from covalent._workflow.context import TaskContext, reset_context, set_context
 from covalent.executor import plugins
 
+FILE_THRESHOLD = 256 * 1024
+"""Outputs larger than this are written to the blob store by the worker (as the store
+keeps blobs this large as files anyway)."""
+
 
 class OutputNotPicklable(Exception):
     pass
@@ -53,6 +57,7 @@ def run_task(
             result = _call(task, function, args, kwargs)
             deps.apply_after(extras)
         reply.update(status="COMPLETED", output=_dump_output(result))
+        _write_large_output(task.get("options", {}).get("blobs_dir"), reply)
         reply["output_repr"] = blobs.short_repr(result)
     except (Exception, SystemExit) as e:  # the electron's failure is a value, not the worker's
         reply.update(status="FAILED", error=_format_error(e))
@@ -93,6 +98,33 @@ def _dump_output(result: Any) -> bytes:
         raise OutputNotPicklable(
             f"The electron returned a {type(result).__name__}, which cannot be pickled: {e}"
         ) from None
+
+
+def _write_large_output(blobs_dir: str | None, reply: dict[str, Any]) -> None:
+    """Store a large output as a blob file here, so it never passes through the server."""
+    data = reply["output"]
+    if not blobs_dir or len(data) <= FILE_THRESHOLD:
+        return
+    name = blobs.digest(data)
+    path = os.path.join(blobs_dir, name[:2], name)
+    if not os.path.exists(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.tmp-{os.getpid()}"
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        except OSError as e:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise OutputNotStored(
+                f"The electron's output ({len(data)} bytes) could not be stored: {e}"
+            ) from None
+    reply.update(output=None, output_file={"digest": name, "size": len(data), "path": path})
+
+
+class OutputNotStored(Exception):
+    pass
 
 
 def _format_error(error: BaseException) -> str:

@@ -18,6 +18,18 @@ from covalent._wire import blobs
 from covalent.executor._runner import run_task
 
 
+class FileValues(dict[str, bytes]):
+    """Value blobs sent in the message, plus large ones read from the blob store's files."""
+
+    def __init__(self, values: dict[str, bytes], files: dict[str, str]) -> None:
+        super().__init__(values)
+        self.files = files
+
+    def __missing__(self, name: str) -> bytes:
+        with open(self.files[name], "rb") as f:
+            return f.read()
+
+
 class Worker:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
@@ -31,8 +43,9 @@ class Worker:
             except (EOFError, OSError):
                 return
             self.functions.update(request["functions"])
+            values = FileValues(request["values"], request.get("files", {}))
             for task in request["tasks"]:
-                reply = run_task(task, self.function, request["values"])
+                reply = run_task(task, self.function, values)
                 self.conn.send_bytes(pickle.dumps(reply, protocol=5))
 
     def function(self, name: str) -> Any:

@@ -24,6 +24,10 @@ class Task:
     load_blob: Callable[[str], bytes]
     results_dir: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
+    blob_file: Callable[[str], str | None] = lambda _name: None
+    """The path of a blob stored as a file, for executors that share the store's disk."""
+    blobs_dir: str = ""
+    """The blob store's folder, where such executors may write large outputs directly."""
 
     @property
     def key(self) -> tuple[str, int]:
@@ -78,6 +82,15 @@ class Task:
         }
 
 
+@dataclass(frozen=True)
+class BlobFile:
+    """A blob written as a file in the blob store by whoever produced it."""
+
+    digest: str
+    size: int
+    path: str
+
+
 @dataclass
 class Outcome:
     """What became of a task: its pickled output, or its error with the traceback."""
@@ -85,6 +98,7 @@ class Outcome:
     status: Status
     output: bytes | None = None
     output_repr: str = ""
+    output_file: BlobFile | None = None  # a large output already written to the blob store
     error: str = ""
     stdout: str = ""
     stderr: str = ""
@@ -99,9 +113,11 @@ class Outcome:
 
 def outcome_from_reply(reply: dict[str, Any]) -> Outcome:
     """The Outcome of a runner's reply dict (see ``_runner.run_task``)."""
+    written = reply.get("output_file")
     return Outcome(
         status=Status(reply["status"]),
         output=reply.get("output"),
+        output_file=BlobFile(**written) if written else None,
         output_repr=reply.get("output_repr", ""),
         error=reply.get("error", ""),
         stdout=reply.get("stdout", ""),
