@@ -18,7 +18,7 @@ from typing import Any
 from covalent import _config
 from covalent._client import service
 from covalent._client.http import Client, client_for
-from covalent._errors import ExecutorError, ServerUnavailableError, WorkflowError
+from covalent._errors import ExecutorError, ServerError, ServerUnavailableError, WorkflowError
 from covalent._results.result import Result
 from covalent._wire import manifest as manifestmod
 from covalent._workflow.lattice import Lattice
@@ -111,7 +111,7 @@ def _wait_detail(client: Client, dispatch_id: str) -> dict[str, Any]:
         try:
             detail = client.dispatch(dispatch_id, wait=WAIT_SLICE)
             lost_since = None
-        except ServerUnavailableError:
+        except (ServerUnavailableError, ServerError):  # a server stopping or restarting
             now = time.monotonic()
             lost_since = lost_since or now
             if now - lost_since > RECONNECT_TIMEOUT:

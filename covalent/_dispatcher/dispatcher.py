@@ -13,7 +13,6 @@ their outputs, nodes that were running run again (at-least-once).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -72,10 +71,13 @@ class Dispatcher:
         self.queue: asyncio.Queue[Any] = asyncio.Queue()
         self._finished: dict[str, asyncio.Event] = {}
         self._loop_task: asyncio.Task[None] | None = None
+        self._event_loop: asyncio.AbstractEventLoop | None = None
+        self.closing = asyncio.Event()
 
     # lifecycle
 
     async def start(self) -> None:
+        self._event_loop = asyncio.get_running_loop()
         self._loop_task = asyncio.create_task(self._loop(), name="covalent-dispatcher")
         for dispatch_id in self.store.unfinished_dispatches(
             [s.value for s in FINAL_STATUSES] + ["NEW_OBJECT"]
@@ -166,8 +168,20 @@ class Dispatcher:
         if Status(row["status"]) in FINAL_STATUSES or dispatch_id not in self.runs:
             return
         event = self._finished.setdefault(dispatch_id, asyncio.Event())
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(event.wait(), timeout)
+        waits = [asyncio.ensure_future(event.wait()), asyncio.ensure_future(self.closing.wait())]
+        try:
+            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in waits:
+                waiting.cancel()
+
+    def begin_shutdown(self) -> None:
+        """Release every waiting request, so the server can stop without waiting for them.
+
+        Safe to call from a signal handler's thread.
+        """
+        if self._event_loop is not None:
+            self._event_loop.call_soon_threadsafe(self.closing.set)
 
     # the loop
 

@@ -6,8 +6,10 @@ import argparse
 import ipaddress
 import logging
 import sys
+from types import FrameType
 
 import uvicorn
+from fastapi import FastAPI
 
 from covalent import _config
 from covalent._server.app import create_app
@@ -54,14 +56,33 @@ def main(argv: list[str] | None = None) -> None:
         "token": token,
     }
     app = create_app(store, config["results_dir"], settings)
-    uvicorn.run(
+    server = Server(
         app,
-        host=args.host,
-        port=args.port,
-        log_level=args.log_level,
-        access_log=False,
-        timeout_graceful_shutdown=10,
+        uvicorn.Config(
+            app,
+            host=args.host,
+            port=args.port,
+            log_level=args.log_level,
+            access_log=False,
+            timeout_graceful_shutdown=10,
+        ),
     )
+    server.run()
+
+
+class Server(uvicorn.Server):
+    """uvicorn's server, telling the dispatcher first when a stop is asked for, so that
+    requests waiting for a dispatch to finish return at once instead of delaying it."""
+
+    def __init__(self, app: FastAPI, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.app = app
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        state = getattr(self.app.state, "covalent", None)
+        if state is not None:
+            state.dispatcher.begin_shutdown()
+        super().handle_exit(sig, frame)
 
 
 if __name__ == "__main__":

@@ -126,6 +126,20 @@ def test_killed_server_resumes_without_rerunning_completed_nodes(
 
     dispatch_id = ct.dispatch(steps)(str(log), str(release))
     wait_for(lambda: log.exists() and "second" in log.read_text(), what="the second node to start")
+
+    # "third" runs beside "second": kill only once its completion is stored, since a
+    # node that finished but was not yet recorded runs again (at-least-once).
+    wait_for(
+        lambda: (
+            sum(
+                n["status"] == "COMPLETED"
+                for n in ct.get_result(dispatch_id).get_all_node_results()
+                if n["node_name"] == "append_then_wait"
+            )
+            == 2
+        ),
+        what="first and third to be recorded",
+    )
     pid = home.server_pid()
     assert pid is not None
     os.kill(pid, signal.SIGKILL)
