@@ -6,6 +6,9 @@ cd "$(dirname "$0")/.."
 
 python -m pip install --quiet --disable-pip-version-check -e '.[test]'
 bash scripts/services/sshd.sh install     # OpenSSH server for the SSH executor's tests
+bash scripts/services/slurm.sh install    # single-node Slurm for the Slurm executor's tests
+bash scripts/services/slurm.sh up
+trap 'bash scripts/services/slurm.sh down' EXIT
 python -m ruff check covalent tests
 python -m mypy
 python -m pytest "$@"

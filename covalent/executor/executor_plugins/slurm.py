@@ -1,0 +1,682 @@
+"""``SlurmExecutor``: runs each electron as a Slurm batch job, here or over SSH.
+
+How one task runs:
+
+1. Its function and inputs (blobs, still pickled: the server unpickles no user data)
+   are packed into one request file (:meth:`Task.packed`) in a folder of its own under
+   ``remote_workdir``, beside a job script.
+2. ``sbatch`` submits the script. The job runs the ``prerun_commands``, then
+   ``python -m covalent.executor._runner REQUEST REPLY``, then the ``postrun_commands``.
+3. One poller per executor asks ``squeue`` about all of its jobs at once, every
+   ``poll_freq`` seconds, until each job reaches a final state.
+4. The reply file becomes the :class:`Outcome`. A job that ended without one (killed,
+   out of time, no Python) fails the node with its Slurm state and its stderr's tail.
+
+Cancelling ``execute`` cancels the job (``scancel``). With ``address`` empty every
+command runs on this machine; otherwise on that host over SSH (one connection per
+executor, reused), for instance a cluster's login node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import os
+import pickle
+import shlex
+import shutil
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+from covalent.executor.base import BaseExecutor
+from covalent.executor.task import Outcome, Task, outcome_from_reply
+
+EXECUTOR_PLUGIN_NAME = "SlurmExecutor"
+
+_EXECUTOR_PLUGIN_DEFAULTS: dict[str, Any] = {
+    "username": "",
+    "address": "",
+    "ssh_key_file": "",
+    "remote_workdir": "covalent-workdir",
+    "options": {},
+    "prerun_commands": [],
+    "postrun_commands": [],
+    "python_path": "",
+    "poll_freq": 2.0,
+    "cleanup": True,
+    "env": {},
+    "port": 22,
+    "known_hosts": "",
+    "verify_host_key": True,
+}
+
+FINAL_STATES = frozenset({
+    "BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL",
+    "OUT_OF_MEMORY", "PREEMPTED", "REVOKED", "SPECIAL_EXIT", "TIMEOUT", "UNKNOWN",
+})
+"""Slurm job states after which the job never runs again (UNKNOWN: Slurm forgot it)."""
+
+COMMAND_TIMEOUT = 120.0
+"""Seconds a single sbatch/squeue/scancel may take before it counts as failed."""
+
+POLL_ERROR_GRACE = 300.0
+"""Seconds of failing ``squeue`` calls tolerated before the waiting tasks fail."""
+
+REPLY_GRACE = 15.0
+"""Seconds to wait for a COMPLETED job's reply to show up (shared file systems lag)."""
+
+LOG_LIMIT = 1024 * 1024
+STDERR_TAIL_LINES = 20
+_RESERVED = {"output": "output", "o": "output", "error": "error", "e": "error"}
+
+
+class SlurmError(Exception):
+    """A Slurm command failed; the message says which and why."""
+
+
+@dataclass
+class _Completed:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+class SlurmExecutor(BaseExecutor):
+    """Run each electron as a Slurm batch job.
+
+    Args:
+        username: the SSH login (default: the server's user, or ``~/.ssh/config``).
+        address: the host that runs ``sbatch`` (a login node); empty to run Slurm's
+            commands on this machine.
+        ssh_key_file: private key for SSH (default: asyncssh's defaults and the agent).
+        remote_workdir: folder, on a file system the compute nodes share, for the job
+            files (one subfolder per task); the electron runs in it. Relative paths
+            start at the user's home directory.
+        options: ``#SBATCH`` settings, e.g. ``{"partition": "debug", "time": "10:00",
+            "cpus-per-task": 2}``; a value of ``True`` or ``""`` gives a bare flag.
+            ``output`` and ``error`` are the executor's own.
+        prerun_commands: shell lines the job runs before the electron.
+        postrun_commands: shell lines the job runs after it.
+        python_path: the Python with covalent installed on the compute nodes (default:
+            this interpreter without ``address``, else ``python3``).
+        poll_freq: seconds between two ``squeue`` calls.
+        cleanup: delete a task's job folder once its result has been read (the folder
+            of a job that ended without a result is kept, to look into).
+        env: environment variables for Slurm's commands (e.g. ``SLURM_CONF``) and the job.
+        port: the SSH port of ``address``.
+        known_hosts: file of trusted host keys (default ``~/.ssh/known_hosts``).
+        verify_host_key: check the host's key against ``known_hosts``; turn it off only
+            on a network you trust.
+    """
+
+    def __init__(
+        self,
+        username: str = "",
+        address: str = "",
+        ssh_key_file: str = "",
+        remote_workdir: str = "covalent-workdir",
+        options: dict[str, Any] | None = None,
+        prerun_commands: list[str] | None = None,
+        postrun_commands: list[str] | None = None,
+        python_path: str = "",
+        poll_freq: float = 2.0,
+        cleanup: bool = True,
+        env: dict[str, str] | None = None,
+        port: int = 22,
+        known_hosts: str = "",
+        verify_host_key: bool = True,
+    ) -> None:
+        self.username = str(username)
+        self.address = str(address)
+        self.ssh_key_file = str(ssh_key_file)
+        self.remote_workdir = str(remote_workdir)
+        self.options = dict(options or {})
+        self.prerun_commands = [str(c) for c in prerun_commands or []]
+        self.postrun_commands = [str(c) for c in postrun_commands or []]
+        self.python_path = str(python_path)
+        self.poll_freq = float(poll_freq)
+        self.cleanup = bool(cleanup)
+        self.env = {str(k): str(v) for k, v in (env or {}).items()}
+        self.port = int(port)
+        self.known_hosts = str(known_hosts)
+        self.verify_host_key = bool(verify_host_key)
+        self._check_options()
+        self._host: _Host | None = None
+        self._poller: _Poller | None = None
+
+    def _check_options(self) -> None:
+        for key in self.options:
+            reserved = _RESERVED.get(_option_name(key))
+            if reserved:
+                raise ValueError(
+                    f"SlurmExecutor sets the job's {reserved} file itself (it reads it back); "
+                    f"remove {key!r} from options."
+                )
+        bad = [k for k in self.env if not k.isidentifier() or not k.isascii()]
+        if bad:
+            raise ValueError(f"env names must be shell variable names, not {bad}.")
+        if self.poll_freq <= 0:
+            raise ValueError(f"poll_freq must be more than 0 seconds, not {self.poll_freq}.")
+
+    # the dispatcher's side
+
+    async def execute(self, task: Task) -> Outcome:
+        host, poller = self._connection()
+        try:
+            job = await self._prepare(host, task)
+            job_id = await _finish_even_if_cancelled(self._submit(host, job), host)
+        except SlurmError as e:
+            return Outcome.failure(str(e))
+        try:
+            state = await poller.wait(job_id)
+        except asyncio.CancelledError:
+            await _scancel(host, job_id)
+            raise
+        except SlurmError as e:
+            return Outcome.failure(f"Lost track of Slurm job {job_id}: {e}")
+        try:
+            return await self._outcome(host, job, job_id, state)
+        except SlurmError as e:
+            return Outcome.failure(f"Could not read the result of Slurm job {job_id}: {e}")
+
+    async def teardown(self) -> None:
+        host, poller = self._host, self._poller
+        self._host = self._poller = None
+        if poller is not None:
+            await poller.close()
+        if host is not None:
+            await host.close()
+        await super().teardown()
+
+    def _connection(self) -> tuple[_Host, _Poller]:
+        """This executor's host and poller, made for the running event loop."""
+        loop = asyncio.get_running_loop()
+        if self._host is None or self._host.loop is not loop:
+            self._host = _SSHHost(self, loop) if self.address else _LocalHost(loop, self.env)
+            self._poller = _Poller(self._host, self.poll_freq)
+        assert self._poller is not None
+        return self._host, self._poller
+
+    # the job
+
+    def _job_script(self, job: _JobFiles) -> str:
+        """The batch script for one task."""
+        settings = {
+            "job-name": f"covalent-{job.task.dispatch_id[:8]}-{job.task.node_id}",
+            "chdir": job.workdir,
+        }
+        settings.update({_option_name(k): v for k, v in self.options.items()})
+        settings.update(output=job.stdout, error=job.stderr)
+        python = self.python_path or (sys.executable if not self.address else "python3")
+        runner = [_shell_path(python), "-m covalent.executor._runner",
+                  shlex.quote(job.request), shlex.quote(job.reply)]
+        exports = [f"export {k}={shlex.quote(v)}" for k, v in self.env.items()]
+        lines = ["#!/bin/bash", *_directives(settings), "", *exports, *self.prerun_commands,
+                 " ".join(runner), "covalent_status=$?", *self.postrun_commands,
+                 "exit $covalent_status", ""]
+        return "\n".join(lines)
+
+    async def _prepare(self, host: _Host, task: Task) -> _JobFiles:
+        """Write the task's request and job script into a new folder."""
+        job = _JobFiles(await host.resolve(self.remote_workdir), task)
+        try:
+            await host.makedirs(job.folder)
+            await host.write(job.request, await asyncio.to_thread(task.packed))
+            await host.write(job.script, self._job_script(job).encode())
+        except OSError as e:
+            raise SlurmError(f"Could not write the Slurm job's files in {job.folder}: {e}") from e
+        return job
+
+    async def _submit(self, host: _Host, job: _JobFiles) -> str:
+        done = await host.run(["sbatch", "--parsable", job.script])
+        job_id = done.stdout.strip().split(";")[0]
+        if done.returncode != 0 or not job_id.isdigit():
+            raise SlurmError(
+                f"sbatch refused the job for {job.task.name!r} (exit code {done.returncode}): "
+                f"{(done.stderr or done.stdout).strip()}"
+            )
+        return job_id
+
+    async def _outcome(self, host: _Host, job: _JobFiles, job_id: str, state: str) -> Outcome:
+        reply = await host.read(job.reply)
+        deadline = time.monotonic() + REPLY_GRACE
+        while reply is None and state == "COMPLETED" and time.monotonic() < deadline:
+            await asyncio.sleep(0.5)
+            reply = await host.read(job.reply)
+        if reply is None:
+            return Outcome.failure(await _death_report(host, job, job_id, state))
+        outcome = outcome_from_reply(_load_reply(reply))
+        outcome.stdout += await host.tail(job.stdout, LOG_LIMIT)
+        outcome.stderr += await host.tail(job.stderr, LOG_LIMIT)
+        if state != "COMPLETED":
+            outcome.stderr += f"\ncovalent: Slurm job {job_id} ended in state {state}.\n"
+        if self.cleanup:
+            await host.remove_tree(job.folder)
+        return outcome
+
+
+# plain helpers
+
+
+def _shell_path(path: str) -> str:
+    """``path`` quoted for the shell, with a leading ``~/`` still meaning the home folder."""
+    return '"$HOME"/' + shlex.quote(path[2:]) if path.startswith("~/") else shlex.quote(path)
+
+
+def _option_name(key: str) -> str:
+    return str(key).lstrip("-").replace("_", "-")
+
+
+def _directives(settings: dict[str, Any]) -> list[str]:
+    """``#SBATCH`` lines; ``True``/``""``/``None`` give a bare flag, ``False`` nothing."""
+    lines = []
+    for name, value in settings.items():
+        flag = f"-{name}" if len(name) == 1 else f"--{name}"
+        if value is False:
+            continue
+        if value is True or value is None or value == "":
+            lines.append(f"#SBATCH {flag}")
+        elif len(name) == 1:
+            lines.append(f"#SBATCH {flag} {shlex.quote(str(value))}")
+        else:
+            lines.append(f"#SBATCH {flag}={shlex.quote(str(value))}")
+    return lines
+
+
+class _ReplyUnpickler(pickle.Unpickler):
+    """Reads a reply (a dict of plain values); refuses anything that would run code."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        raise pickle.UnpicklingError(f"a task reply holds only plain values, not {module}.{name}")
+
+
+def _load_reply(data: bytes) -> dict[str, Any]:
+    try:
+        reply = _ReplyUnpickler(io.BytesIO(data)).load()
+    except Exception as e:
+        raise SlurmError(f"its reply file is not a task reply: {e}") from e
+    if not isinstance(reply, dict):
+        raise SlurmError(f"its reply file holds a {type(reply).__name__}, not a task reply")
+    return reply
+
+
+class _JobFiles:
+    """Where one task's job files live: a fresh folder per attempt, so that a retry
+    never reads an earlier attempt's reply."""
+
+    def __init__(self, workdir: str, task: Task) -> None:
+        self.task = task
+        self.workdir = workdir
+        token = uuid.uuid4().hex[:8]
+        self.folder = f"{workdir}/{task.dispatch_id}-node{task.node_id}-{token}"
+        self.script = f"{self.folder}/job.sh"
+        self.request = f"{self.folder}/request.pkl"
+        self.reply = f"{self.folder}/reply.pkl"
+        self.stdout = f"{self.folder}/job.stdout"
+        self.stderr = f"{self.folder}/job.stderr"
+
+
+async def _finish_even_if_cancelled(submit: Awaitable[str], host: _Host) -> str:
+    """Await a submission; if cancelled meanwhile, let it finish and cancel its job."""
+    pending = asyncio.ensure_future(submit)
+    try:
+        return await asyncio.shield(pending)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await _scancel(host, await asyncio.wait_for(pending, COMMAND_TIMEOUT))
+        raise
+
+
+async def _scancel(host: _Host, job_id: str) -> None:
+    """Cancel a job; shielded, so that a second cancellation does not interrupt it."""
+    with contextlib.suppress(Exception):
+        await asyncio.shield(host.run(["scancel", job_id]))
+
+
+async def _death_report(host: _Host, job: _JobFiles, job_id: str, state: str) -> str:
+    """Why a job left no reply: its Slurm state, exit code and the tail of its stderr."""
+    details: dict[str, str] = {}
+    with contextlib.suppress(SlurmError):
+        details = await _job_details(host, job_id)
+    extra = ", ".join(f"{k} {v}" for k, v in details.items() if v and v != "None")
+    lines = [f"Slurm job {job_id} for {job.task.name!r} ended in state {state}"
+             + (f" ({extra})" if extra else "") + " without a result."]
+    tail = (await host.tail(job.stderr, 16 * 1024)).splitlines()[-STDERR_TAIL_LINES:]
+    lines.append(f"Its stderr ({job.stderr}) ends with:" if tail else
+                 f"Its stderr ({job.stderr}) is empty.")
+    lines.extend(tail)
+    return "\n".join(lines)
+
+
+async def _job_details(host: _Host, job_id: str) -> dict[str, str]:
+    done = await host.run(["scontrol", "-o", "show", "job", job_id])
+    fields = dict(part.split("=", 1) for part in done.stdout.split() if "=" in part)
+    return {"reason": fields.get("Reason", ""), "exit code": fields.get("ExitCode", "")}
+
+
+class _Poller:
+    """Follows every job of one host with one ``squeue`` per ``poll_freq`` seconds."""
+
+    def __init__(self, host: _Host, poll_freq: float) -> None:
+        self.host = host
+        self.poll_freq = poll_freq
+        self.waiting: dict[str, asyncio.Future[str]] = {}
+        self.task: asyncio.Task[None] | None = None
+
+    async def wait(self, job_id: str) -> str:
+        """The job's final state, once it has one."""
+        future = self.waiting[job_id] = asyncio.get_running_loop().create_future()
+        if self.task is None or self.task.done():
+            self.task = asyncio.create_task(self._run(), name="covalent-slurm-poller")
+        try:
+            return await future
+        finally:
+            self.waiting.pop(job_id, None)
+
+    async def _run(self) -> None:
+        failing_since: float | None = None
+        while self.waiting:
+            await asyncio.sleep(self.poll_freq)
+            try:
+                states = await self._poll(list(self.waiting))
+            except Exception as e:  # a flaky controller or connection: try again, a while
+                failing_since = failing_since or time.monotonic()
+                if time.monotonic() - failing_since > POLL_ERROR_GRACE:
+                    self._settle_all(SlurmError(f"squeue kept failing: {e}"))
+                continue
+            failing_since = None
+            for job_id, state in states.items():
+                future = self.waiting.get(job_id)
+                if state in FINAL_STATES and future is not None and not future.done():
+                    future.set_result(state)
+
+    async def _poll(self, job_ids: list[str]) -> dict[str, str]:
+        states = await _states(self.host, job_ids)
+        for job_id in job_ids:
+            if job_id not in states:
+                states[job_id] = await _forgotten_state(self.host, job_id)
+        return states
+
+    def _settle_all(self, error: Exception) -> None:
+        for future in self.waiting.values():
+            if not future.done():
+                future.set_exception(error)
+
+    async def close(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+        self._settle_all(SlurmError("the executor was shut down while the job ran"))
+
+
+async def _states(host: _Host, job_ids: list[str]) -> dict[str, str]:
+    """``{job id: state}`` for the jobs Slurm still knows, from one ``squeue`` call."""
+    command = ["squeue", "--noheader", "--states=all", "--jobs", ",".join(job_ids),
+               "--format=%i|%T"]
+    done = await host.run(command)
+    if done.returncode != 0:
+        if "Invalid job id" in done.stderr:
+            return {}  # every job asked about is gone (squeue says so for one id alone)
+        raise SlurmError(f"squeue failed (exit code {done.returncode}): {done.stderr.strip()}")
+    lines = (line.split("|", 1) for line in done.stdout.splitlines() if "|" in line)
+    return {job_id.strip(): state.strip().split()[0] for job_id, state in lines if state.strip()}
+
+
+async def _forgotten_state(host: _Host, job_id: str) -> str:
+    """The state of a job squeue no longer shows: from sacct, where accounting is on."""
+    done = await host.run(["sacct", "--noheader", "--parsable2", "--allocations",
+                           "--jobs", job_id, "--format=State"])
+    words = done.stdout.split() if done.returncode == 0 else []
+    return words[0] if words else "UNKNOWN"
+
+
+# where commands run
+
+
+class _Host:
+    """Runs commands and moves files on the machine that talks to Slurm."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, env: dict[str, str]) -> None:
+        self.loop = loop
+        self.env = env
+
+    async def run(self, argv: list[str]) -> _Completed:
+        raise NotImplementedError
+
+    async def resolve(self, path: str) -> str:
+        """An absolute path; relative ones and ``~`` start at the home directory."""
+        raise NotImplementedError
+
+    async def makedirs(self, path: str) -> None:
+        raise NotImplementedError
+
+    async def write(self, path: str, data: bytes) -> None:
+        raise NotImplementedError
+
+    async def read(self, path: str) -> bytes | None:
+        """The file's bytes, or None when it does not exist."""
+        raise NotImplementedError
+
+    async def tail(self, path: str, limit: int) -> str:
+        """The last ``limit`` bytes of a text file ("" when it does not exist)."""
+        raise NotImplementedError
+
+    async def remove_tree(self, path: str) -> None:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        pass
+
+
+class _LocalHost(_Host):
+    """This machine: subprocesses, and file operations in a thread."""
+
+    async def run(self, argv: list[str]) -> _Completed:
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *argv, stdin=asyncio.subprocess.DEVNULL, env={**os.environ, **self.env},
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            )
+        except OSError as e:
+            return _Completed(127, "", f"cannot run {argv[0]}: {e}")
+        try:
+            out, err = await asyncio.wait_for(process.communicate(), COMMAND_TIMEOUT)
+        except (asyncio.TimeoutError, asyncio.CancelledError) as e:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
+            if isinstance(e, asyncio.CancelledError):
+                raise
+            return _Completed(124, "", f"{argv[0]} took more than {COMMAND_TIMEOUT:g} s")
+        return _Completed(process.returncode or 0, out.decode(errors="replace"),
+                          err.decode(errors="replace"))
+
+    async def resolve(self, path: str) -> str:
+        return os.path.abspath(os.path.join(os.path.expanduser("~"), os.path.expanduser(path)))
+
+    async def makedirs(self, path: str) -> None:
+        await asyncio.to_thread(os.makedirs, path, exist_ok=True)
+
+    async def write(self, path: str, data: bytes) -> None:
+        def _write() -> None:
+            with open(path, "wb") as f:
+                f.write(data)
+
+        await asyncio.to_thread(_write)
+
+    async def read(self, path: str) -> bytes | None:
+        def _read() -> bytes | None:
+            try:
+                with open(path, "rb") as f:
+                    return f.read()
+            except FileNotFoundError:
+                return None
+
+        return await asyncio.to_thread(_read)
+
+    async def tail(self, path: str, limit: int) -> str:
+        def _tail() -> bytes:
+            try:
+                with open(path, "rb") as f:
+                    f.seek(max(0, os.fstat(f.fileno()).st_size - limit))
+                    return f.read()
+            except FileNotFoundError:
+                return b""
+
+        return (await asyncio.to_thread(_tail)).decode(errors="replace")
+
+    async def remove_tree(self, path: str) -> None:
+        await asyncio.to_thread(shutil.rmtree, path, True)
+
+
+class _SSHHost(_Host):
+    """A login node over SSH: one connection, one SFTP session, a few channels at once."""
+
+    MAX_CHANNELS = 8  # sshd allows 10 sessions per connection by default
+
+    def __init__(self, executor: SlurmExecutor, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(loop, executor.env)
+        self.executor = executor
+        self._connection: Any = None
+        self._sftp: Any = None
+        self._home = ""
+        self._lock = asyncio.Lock()
+        self._channels = asyncio.Semaphore(self.MAX_CHANNELS)
+
+    async def _connect(self) -> tuple[Any, Any]:
+        asyncssh = _asyncssh()
+        async with self._lock:
+            if self._connection is None:
+                connection = await asyncssh.connect(**_ssh_settings(self.executor))
+                try:
+                    sftp = await connection.start_sftp_client()
+                    self._home = await sftp.realpath(".")
+                except BaseException:
+                    connection.close()
+                    raise
+                self._connection, self._sftp = connection, sftp
+        return self._connection, self._sftp
+
+    async def _use(self, action: Callable[[Any, Any], Awaitable[Any]]) -> Any:
+        """Run ``action(connection, sftp)``; a broken connection is dropped and remade once."""
+        asyncssh = _asyncssh()
+
+        for attempt in (1, 2):
+            try:
+                connection, sftp = await self._connect()
+                async with self._channels:
+                    return await action(connection, sftp)
+            except (asyncssh.DisconnectError, asyncssh.ConnectionLost, ConnectionError) as e:
+                await self.close()
+                if attempt == 2:
+                    raise SlurmError(f"SSH to {self.executor.address} failed: {e}") from e
+            except (asyncssh.Error, OSError, asyncio.TimeoutError) as e:
+                raise SlurmError(f"SSH to {self.executor.address} failed: {e}") from e
+        raise AssertionError("unreachable")
+
+    async def run(self, argv: list[str]) -> _Completed:
+        async def _run(connection: Any, sftp: Any) -> _Completed:
+            command = ["env", *(f"{k}={v}" for k, v in self.env.items()), *argv]
+            done = await asyncio.wait_for(connection.run(shlex.join(command)), COMMAND_TIMEOUT)
+            code = 255 if done.returncode is None else int(done.returncode)
+            return _Completed(code, str(done.stdout or ""), str(done.stderr or ""))
+
+        result: _Completed = await self._use(_run)
+        return result
+
+    async def resolve(self, path: str) -> str:
+        await self._use(lambda connection, sftp: asyncio.sleep(0))
+        if path == "~" or path.startswith("~/"):
+            path = self._home + path[1:]
+        return path if path.startswith("/") else f"{self._home}/{path}"
+
+    async def makedirs(self, path: str) -> None:
+        await self._use(lambda _, sftp: sftp.makedirs(path, exist_ok=True))
+
+    async def write(self, path: str, data: bytes) -> None:
+        async def _write(_: Any, sftp: Any) -> None:
+            async with sftp.open(path, "wb") as f:
+                await f.write(data)
+
+        await self._use(_write)
+
+    async def read(self, path: str) -> bytes | None:
+        asyncssh = _asyncssh()
+
+        async def _read(_: Any, sftp: Any) -> bytes | None:
+            try:
+                async with sftp.open(path, "rb") as f:
+                    data: bytes = await f.read()
+                    return data
+            except asyncssh.SFTPNoSuchFile:
+                return None
+
+        result: bytes | None = await self._use(_read)
+        return result
+
+    async def tail(self, path: str, limit: int) -> str:
+        asyncssh = _asyncssh()
+
+        async def _tail(_: Any, sftp: Any) -> bytes:
+            try:
+                async with sftp.open(path, "rb") as f:
+                    size = (await f.stat()).size or 0
+                    await f.seek(max(0, size - limit))
+                    data: bytes = await f.read()
+                    return data
+            except asyncssh.SFTPNoSuchFile:
+                return b""
+
+        result: bytes = await self._use(_tail)
+        return result.decode(errors="replace")
+
+    async def remove_tree(self, path: str) -> None:
+        await self._use(lambda _, sftp: sftp.rmtree(path, ignore_errors=True))
+
+    async def close(self) -> None:
+        connection, sftp = self._connection, self._sftp
+        self._connection = self._sftp = None
+        if sftp is not None:
+            sftp.exit()
+        if connection is not None:
+            connection.close()
+            with contextlib.suppress(Exception):
+                await connection.wait_closed()
+
+
+def _asyncssh() -> ModuleType:
+    """The asyncssh module, imported on first use in SSH mode.
+
+    Not at the top: every discovery of executors imports each built-in plugin module
+    (the client at each dispatch, the server, the worker processes), so a top-level
+    import would slow all of them, and would make this plugin fail to load, and vanish,
+    where the optional ``ssh`` extra is not installed though local mode needs none of it.
+    """
+    try:
+        import asyncssh
+    except ImportError as e:
+        raise SlurmError(
+            "SlurmExecutor with an address needs asyncssh on the server's machine: "
+            "pip install 'covalent[ssh]' (or asyncssh>=2.14)."
+        ) from e
+    return asyncssh
+
+
+def _ssh_settings(executor: SlurmExecutor) -> dict[str, Any]:
+    """asyncssh.connect's arguments for the executor's address, user, key and known hosts."""
+    settings: dict[str, Any] = {"host": executor.address, "port": executor.port}
+    if executor.username:
+        settings["username"] = executor.username
+    if executor.ssh_key_file:
+        settings["client_keys"] = [os.path.expanduser(executor.ssh_key_file)]
+    if not executor.verify_host_key:
+        settings["known_hosts"] = None
+    elif executor.known_hosts:
+        settings["known_hosts"] = os.path.expanduser(executor.known_hosts)
+    return settings
