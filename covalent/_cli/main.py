@@ -15,6 +15,7 @@ import typer
 
 from covalent import __version__, _config
 from covalent._api import start_message
+from covalent._cli.cluster import cluster
 from covalent._client import service
 from covalent._errors import CovalentError
 from covalent._store.store import Store
@@ -134,6 +135,9 @@ def db_migrate() -> None:
     finally:
         store.close()
     typer.echo(f"The database is up to date ({store.url}).")
+
+
+app.command()(cluster)
 
 
 def main() -> None:

@@ -23,6 +23,7 @@ from covalent import __version__
 from covalent._dispatcher.dispatcher import Dispatcher
 from covalent._errors import BadRequestError, CovalentError, DispatchNotFoundError
 from covalent._results.status import FINAL_STATUSES, Status
+from covalent._server import cluster
 from covalent._store.store import Store
 from covalent._wire import bundle
 from covalent._wire.blobs import is_digest
@@ -68,6 +69,7 @@ def create_app(store: Store, results_root: str, settings: dict[str, Any] | None 
     if token:
         _require_token(app, str(token))
     _routes(app)
+    app.include_router(cluster.router)
     return app
 
 

@@ -1,0 +1,452 @@
+"""``DaskExecutor``: runs electrons as tasks on a Dask cluster (``dask.distributed``).
+
+Where: with ``scheduler_address`` the executor uses that existing cluster. Without one
+it uses the server's own cluster, a :class:`LocalDaskCluster`: a ``LocalCluster`` of
+worker processes bound to 127.0.0.1, started on first use, shared by every
+DaskExecutor without an address in the server (one per event loop), and closed when the
+last of them is torn down, at server stop. ``covalent cluster`` shows and changes it.
+
+How one task runs: its function and input blobs, still pickled (the server never
+unpickles user data), become one self-contained request (:meth:`Task.packed`) that a
+Dask worker runs with :func:`covalent.executor._runner.run_packed`; the worker answers
+with a pickled reply dict, which becomes the :class:`Outcome`. A request larger than
+``SCATTER_BYTES`` is scattered to a worker first, so that it does not travel inside the
+task graph through the scheduler.
+
+Cancelling :meth:`DaskExecutor.execute` cancels the Dask future. Dask cannot stop a task
+that already runs, so when ``restart_on_cancel`` says so the worker running it is
+restarted (its nanny starts a fresh process): by default on the server's own cluster,
+not on an existing one, whose workers may be running other people's work.
+
+``distributed`` is imported inside the functions that need it, never at module level:
+this module is imported at plugin discovery on every server start and by the SDK
+(``ct.executor``), and importing ``distributed`` takes about half a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import logging
+import os
+import pickle
+import time
+import uuid
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+from covalent._errors import ExecutorError
+from covalent.executor._runner import run_packed
+from covalent.executor.base import BaseExecutor
+from covalent.executor.task import Outcome, Task, outcome_from_reply
+
+if TYPE_CHECKING:
+    from distributed import Client, Future, LocalCluster
+
+EXECUTOR_PLUGIN_NAME = "DaskExecutor"
+
+_EXECUTOR_PLUGIN_DEFAULTS: dict[str, Any] = {
+    "scheduler_address": "",
+    "n_workers": 0,
+    "threads_per_worker": 1,
+    "dashboard": False,
+    "workdir": "",
+    "create_unique_workdir": False,
+    "log_stdout": "",
+    "log_stderr": "",
+}
+
+SCATTER_BYTES = 1 << 20
+"""Requests larger than this go to a worker with ``Client.scatter``, not in the graph."""
+CONNECT_TIMEOUT = 30.0
+START_TIMEOUT = 180.0
+"""Seconds the local cluster may take to start or rescale (a loaded machine is slow)."""
+CANCEL_TIMEOUT = 60.0
+
+log = logging.getLogger("covalent.executor.dask")
+
+
+def _distributed() -> ModuleType:
+    """``distributed``, imported on first use (see the module docstring for why)."""
+    try:  # not at module level: discovery imports this module at every server start
+        import distributed  # and in the SDK, and importing distributed takes ~0.5 s
+    except ImportError as e:
+        raise ExecutorError(
+            "DaskExecutor needs dask.distributed, which is not installed; install it with "
+            "`pip install 'covalent[dask]'`."
+        ) from e
+    return distributed
+
+
+def default_workers() -> int:
+    """One local worker process per CPU this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+async def _connect(address: str, **options: Any) -> Client:
+    """An asynchronous client of the scheduler at ``address``; ExecutorError if none answers."""
+    distributed = _distributed()
+    client = None
+    try:
+        client = distributed.Client(
+            address, asynchronous=True, set_as_default=False, timeout=CONNECT_TIMEOUT, **options
+        )
+        return await client
+    except Exception as e:
+        if client is not None:
+            with contextlib.suppress(Exception):
+                await client.close()
+        raise ExecutorError(
+            f"Could not connect to the Dask scheduler at '{address}' ({type(e).__name__}: {e}); "
+            "check that it runs and that the address is right."
+        ) from e
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    """Reads a runner's reply: dicts, strings, bytes and numbers, never a class."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        raise pickle.UnpicklingError(f"a task reply holds only plain values, not {module}.{name}")
+
+
+def _load_reply(data: bytes) -> dict[str, Any]:
+    """The reply dict; the output inside stays pickled bytes (never unpickled here)."""
+    reply = _PlainUnpickler(io.BytesIO(data)).load()
+    if not isinstance(reply, dict):
+        raise pickle.UnpicklingError(f"a task reply is a dict, not a {type(reply).__name__}")
+    return reply
+
+
+class LocalDaskCluster:
+    """The server's own ``LocalCluster`` and a client of it.
+
+    Shared by the DaskExecutors without an address that run on one event loop
+    (:meth:`acquire` / :meth:`release` count them); it starts on the first
+    :meth:`client` call and closes after the last :meth:`release`.
+    """
+
+    # Per event loop, as a server has one loop and a test many: the registry makes one
+    # executor per settings and has no place for a resource they share.
+    _shared: dict[asyncio.AbstractEventLoop, LocalDaskCluster] = {}
+
+    def __init__(self, n_workers: int = 0, threads_per_worker: int = 1,
+                 dashboard: bool = False) -> None:
+        self.n_workers = n_workers or default_workers()
+        self.threads_per_worker = max(1, threads_per_worker)
+        self.dashboard = dashboard
+        self.users = 0
+        self._cluster: LocalCluster | None = None
+        self._client: Client | None = None
+        self._starting: asyncio.Future[None] | None = None
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    def acquire(cls, n_workers: int = 0, threads_per_worker: int = 1,
+                dashboard: bool = False) -> LocalDaskCluster:
+        """The running loop's local cluster (made, not started, if there is none), counted
+        as used once more; settings only apply when it is made."""
+        loop = asyncio.get_running_loop()
+        local = cls._shared.get(loop)
+        if local is None:
+            local = cls._shared[loop] = cls(n_workers, threads_per_worker, dashboard)
+        local.users += 1
+        return local
+
+    async def release(self) -> None:
+        """Count one user less; close the cluster after the last."""
+        self.users -= 1
+        if self.users > 0:
+            return
+        loop = asyncio.get_running_loop()
+        if self._shared.get(loop) is self:
+            del self._shared[loop]
+        await self.close()
+
+    @property
+    def running(self) -> bool:
+        return self._client is not None
+
+    @property
+    def address(self) -> str:
+        return str(self._cluster.scheduler_address) if self._cluster is not None else ""
+
+    async def client(self) -> Client:
+        """A client of the cluster, which starts now if it is not running yet."""
+        async with self._lock:
+            if self._client is None:
+                # Shielded: a caller cancelled meanwhile must not leave a half-started
+                # cluster behind (a thread cannot be stopped); close() waits for the start.
+                self._starting = asyncio.ensure_future(self._start())
+                await asyncio.shield(self._starting)
+            assert self._client is not None
+            return self._client
+
+    async def _start(self) -> None:
+        distributed = _distributed()
+        started = time.monotonic()
+        try:
+            self._cluster = await asyncio.to_thread(self._new_cluster, distributed)
+        except Exception as e:
+            raise ExecutorError(
+                f"The local Dask cluster failed to start ({type(e).__name__}: {e}); see the "
+                "server log (`covalent logs`)."
+            ) from e
+        try:  # its workers are on this machine, so data goes to and from them directly
+            self._client = await _connect(self._cluster.scheduler_address, direct_to_workers=True)
+        except ExecutorError:
+            await asyncio.to_thread(self._cluster.close)
+            self._cluster = None
+            raise
+        log.info("Started the local Dask cluster at %s with %d workers in %.1f s",
+                 self._cluster.scheduler_address, self.n_workers, time.monotonic() - started)
+
+    def _new_cluster(self, distributed: ModuleType) -> LocalCluster:
+        # A synchronous LocalCluster runs its scheduler on a loop thread of its own, so
+        # that its work does not hold up the server's event loop.
+        cluster: LocalCluster = distributed.LocalCluster(
+            n_workers=self.n_workers,
+            threads_per_worker=self.threads_per_worker,
+            processes=True,
+            host="127.0.0.1",
+            scheduler_port=0,
+            dashboard_address="127.0.0.1:0",  # the HTTP server (health, metrics) always runs
+            scheduler_kwargs={"dashboard": self.dashboard},
+            silence_logs=logging.WARNING,
+        )
+        return cluster
+
+    async def info(self) -> dict[str, Any]:
+        """Address, dashboard and workers of the running cluster."""
+        client = await self.client()
+        assert client.scheduler is not None
+        identity = await client.scheduler.identity()  # every worker (n_workers=-1 is new)
+        workers = [
+            {
+                "address": address,
+                "name": str(worker.get("name", "")),
+                "nthreads": int(worker.get("nthreads", 0)),
+                "memory_limit": int(worker.get("memory_limit") or 0),
+            }
+            for address, worker in sorted(identity.get("workers", {}).items())
+        ]
+        dashboard = self._cluster.dashboard_link if self._cluster and self.dashboard else ""
+        return {
+            "running": True,
+            "address": self.address,
+            "dashboard": dashboard,
+            "n_workers": len(workers),
+            "threads": sum(w["nthreads"] for w in workers),
+            "workers": workers,
+        }
+
+    async def scale(self, n_workers: int) -> None:
+        """Have ``n_workers`` worker processes; return once they are there."""
+        client = await self.client()
+        assert self._cluster is not None
+        await asyncio.to_thread(self._cluster.scale, n_workers)
+        await self._wait_for_workers(client, n_workers)
+        self.n_workers = n_workers
+
+    async def restart(self) -> None:
+        """Restart every worker process; tasks running on them fail."""
+        client = await self.client()
+        try:
+            await client.restart(timeout=START_TIMEOUT, wait_for_workers=False)
+        except Exception as e:
+            raise ExecutorError(
+                f"The local Dask cluster did not restart ({type(e).__name__}: {e}); see the "
+                "server log (`covalent logs`)."
+            ) from e
+        await self._wait_for_workers(client, self.n_workers)
+
+    async def _wait_for_workers(self, client: Client, n_workers: int) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        while len(await client.nthreads()) != n_workers:
+            if time.monotonic() > deadline:
+                raise ExecutorError(
+                    f"The local Dask cluster did not reach {n_workers} workers within "
+                    f"{START_TIMEOUT:.0f} s; see the server log (`covalent logs`)."
+                )
+            await asyncio.sleep(0.1)
+
+    async def close(self) -> None:
+        async with self._lock:
+            if self._starting is not None:
+                await asyncio.wait([self._starting])
+            client, cluster = self._client, self._cluster
+            self._client, self._cluster = None, None
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    await client.close()
+            if cluster is not None:
+                await asyncio.to_thread(cluster.close)
+
+
+class DaskExecutor(BaseExecutor):
+    """Run each electron as a task on a Dask cluster.
+
+    Args:
+        scheduler_address: the scheduler of an existing cluster, like
+            ``tcp://10.0.0.5:8786``; empty: the server's own local cluster.
+        n_workers: worker processes of the local cluster (0: one per CPU).
+        threads_per_worker: threads per worker process of the local cluster.
+        dashboard: serve the local cluster's dashboard on a free port of 127.0.0.1
+            (needs ``bokeh``); ``covalent cluster --info`` shows its link.
+        workdir: folder the electron runs in, on the worker's machine.
+        create_unique_workdir: run in ``workdir/<dispatch_id>/node_<id>`` instead.
+        log_stdout: file (on the worker's machine) to append each electron's stdout to.
+        log_stderr: file (on the worker's machine) to append each electron's stderr to.
+        env: environment variables set while the electron runs.
+        restart_on_cancel: restart the worker process running a cancelled electron, which
+            is the only way to stop it (None: on the local cluster only).
+
+    The local cluster's settings (``n_workers``, ``threads_per_worker``, ``dashboard``)
+    are those of the first executor that starts it; ``covalent cluster --scale N``
+    changes its size while the server runs.
+    """
+
+    def __init__(
+        self,
+        scheduler_address: str = "",
+        n_workers: int = 0,
+        threads_per_worker: int = 1,
+        dashboard: bool = False,
+        workdir: str = "",
+        create_unique_workdir: bool = False,
+        log_stdout: str = "",
+        log_stderr: str = "",
+        env: dict[str, str] | None = None,
+        restart_on_cancel: bool | None = None,
+    ) -> None:
+        self.scheduler_address = str(scheduler_address or "")
+        self.n_workers = int(n_workers)
+        self.threads_per_worker = int(threads_per_worker)
+        self.dashboard = bool(dashboard)
+        self.workdir = str(workdir)
+        self.create_unique_workdir = bool(create_unique_workdir)
+        self.log_stdout = str(log_stdout)
+        self.log_stderr = str(log_stderr)
+        self.env = dict(env or {})
+        self.restart_on_cancel = restart_on_cancel
+        self._client: Client | None = None
+        self._local: LocalDaskCluster | None = None
+        self._lock: asyncio.Lock | None = None
+        self._stopping: set[asyncio.Future[None]] = set()
+
+    # the cluster
+
+    def local_cluster(self) -> LocalDaskCluster:
+        """The server's local cluster, which this executor uses from now on (not started)."""
+        if self.scheduler_address:
+            raise ExecutorError(
+                f"This DaskExecutor uses the cluster at {self.scheduler_address}, not the "
+                "server's local cluster."
+            )
+        if self._local is None:
+            self._local = LocalDaskCluster.acquire(
+                self.n_workers, self.threads_per_worker, self.dashboard
+            )
+        return self._local
+
+    def running_local_cluster(self) -> LocalDaskCluster | None:
+        """The server's local cluster if this executor uses it and it runs, else None."""
+        return self._local if self._local is not None and self._local.running else None
+
+    async def client(self) -> Client:
+        """A client of this executor's cluster, connected (or started) on first use."""
+        if not self.scheduler_address:
+            return await self.local_cluster().client()
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            if self._client is None:
+                self._client = await _connect(self.scheduler_address)
+            return self._client
+
+    async def teardown(self) -> None:
+        if self._stopping:  # cancellations in flight still need the client
+            await asyncio.wait(list(self._stopping), timeout=CANCEL_TIMEOUT + 5)
+        client, local = self._client, self._local
+        self._client, self._local = None, None
+        if client is not None:
+            with contextlib.suppress(Exception):
+                await client.close()
+        if local is not None:
+            await local.release()
+        await super().teardown()
+
+    # tasks
+
+    def task_options(self, task: Task) -> dict[str, Any]:
+        workdir = os.path.expanduser(self.workdir) if self.workdir else ""
+        if self.create_unique_workdir:
+            base = workdir or task.results_dir or os.getcwd()
+            workdir = os.path.join(base, task.dispatch_id, f"node_{task.node_id}")
+        return {
+            "workdir": workdir,
+            "env": self.env,
+            "log_stdout": os.path.expanduser(self.log_stdout) if self.log_stdout else "",
+            "log_stderr": os.path.expanduser(self.log_stderr) if self.log_stderr else "",
+        }
+
+    async def execute(self, task: Task) -> Outcome:
+        client = await self.client()
+        request = await asyncio.to_thread(task.packed, self.task_options(task))
+        future = await self._submit(client, task, request)
+        del request
+        try:
+            reply = await future
+        except asyncio.CancelledError:
+            await self._cancel(client, future)
+            raise
+        except Exception as e:  # the cluster's failure (a worker died, a restart), not the task's
+            return Outcome.failure(
+                f"The Dask cluster at {self._address()} did not run this electron to the end "
+                f"({type(e).__name__}: {e})."
+            )
+        try:
+            return outcome_from_reply(_load_reply(reply))
+        except Exception as e:
+            return Outcome.failure(f"The Dask worker's reply to this electron is unreadable ({e}).")
+
+    async def _submit(self, client: Client, task: Task, request: bytes) -> Future:
+        key = f"{task.name}-{task.dispatch_id}-{task.node_id}-{uuid.uuid4().hex[:8]}"
+        argument: Any = request
+        if len(request) > SCATTER_BYTES:
+            argument = await client.scatter(request, hash=False)
+        return client.submit(run_packed, argument, key=key, pure=False)
+
+    async def _cancel(self, client: Client, future: Future) -> None:
+        """Cancel ``future`` and, if it runs and ``restart_on_cancel`` says so, restart its
+        worker. Teardown waits for this (the client must outlive it), so it runs as a task
+        of its own; problems are logged, since the electron is cancelled either way."""
+        stopping = asyncio.ensure_future(self._stop(client, future))
+        self._stopping.add(stopping)
+        stopping.add_done_callback(self._stopping.discard)
+        await asyncio.shield(stopping)
+
+    async def _stop(self, client: Client, future: Future) -> None:
+        try:
+            await asyncio.wait_for(self._stop_on_cluster(client, future), CANCEL_TIMEOUT)
+        except Exception as e:
+            log.warning("Cancelling Dask task %s: %s: %s", future.key, type(e).__name__, e)
+
+    async def _stop_on_cluster(self, client: Client, future: Future) -> None:
+        workers: list[str] = []
+        if self._restarts_on_cancel():
+            processing = await client.processing()
+            workers = [worker for worker, keys in processing.items() if future.key in keys]
+        await future.cancel()
+        if workers:
+            await client.restart_workers(workers, timeout=CANCEL_TIMEOUT, raise_for_error=False)
+
+    def _restarts_on_cancel(self) -> bool:
+        if self.restart_on_cancel is None:
+            return not self.scheduler_address
+        return bool(self.restart_on_cancel)
+
+    def _address(self) -> str:
+        if self.scheduler_address:
+            return self.scheduler_address
+        return self._local.address if self._local is not None else "(local)"

@@ -1,0 +1,380 @@
+"""DaskExecutor on real dask.distributed clusters, and ``covalent cluster`` on a real server.
+
+A module fixture starts a real ``dask scheduler`` and two ``dask worker`` processes (one
+thread each) on free ports of 127.0.0.1. The server's own local cluster (DaskExecutor
+without an address, short name ``"dask"``) is started by the servers under test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+import covalent as ct
+from covalent._errors import ExecutorError
+from covalent.executor.executor_plugins import dask as dask_plugin
+from covalent.executor.executor_plugins.dask import DaskExecutor, LocalDaskCluster
+from covalent.executor.testing import ExecutorConformance, TaskFactory, drive
+from tests.conftest import Home, free_port, home_env, wait_for
+
+distributed = pytest.importorskip("distributed")
+
+START_DEADLINE = 180.0
+
+
+def _dask_command() -> str:
+    beside = Path(sys.executable).with_name("dask")
+    found = str(beside) if beside.exists() else shutil.which("dask")
+    if not found:
+        pytest.skip("the `dask` command is not installed")
+    return found
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(1.0)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)  # a worker's nanny stops its worker process too
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@dataclass
+class DaskCluster:
+    """A real scheduler and its workers (the ``dask worker`` processes are nannies)."""
+
+    address: str
+    nanny_pids: set[int]
+
+
+def _workers(address: str) -> int:
+    with distributed.Client(address, timeout=30, set_as_default=False) as client:
+        return len(client.nthreads())
+
+
+@pytest.fixture(scope="module")
+def dask_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaskCluster]:
+    dask, root = _dask_command(), tmp_path_factory.mktemp("dask")
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    no_dashboard = ["--no-dashboard", "--dashboard-address", "127.0.0.1:0"]
+    commands = {
+        "scheduler": [dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), *no_dashboard],
+        **{
+            name: [dask, "worker", address, "--host", "127.0.0.1", "--nworkers", "1",
+                   "--nthreads", "1", "--name", name, "--local-directory", str(root / name),
+                   "--death-timeout", "120", *no_dashboard]
+            for name in ("w1", "w2")
+        },
+    }
+    processes: dict[str, subprocess.Popen[bytes]] = {}
+
+    def alive() -> bool:
+        dead = {n: p.returncode for n, p in processes.items() if p.poll() is not None}
+        assert not dead, f"dask {dead} exited while starting; see the logs in {root}"
+        return True
+
+    try:
+        for name, command in commands.items():
+            with open(root / f"{name}.log", "wb") as log:
+                processes[name] = subprocess.Popen(
+                    command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+                )
+            if name == "scheduler":
+                wait_for(lambda: alive() and _port_open(port), START_DEADLINE, "the scheduler")
+        wait_for(lambda: alive() and _workers(address) == 2, START_DEADLINE, "2 dask workers")
+        yield DaskCluster(address, {processes["w1"].pid, processes["w2"].pid})
+    finally:
+        for name in ("w1", "w2", "scheduler"):
+            if name in processes:
+                _stop(processes[name])
+
+
+# the conformance kit against the existing cluster
+
+
+class TestDaskExecutorConformance(ExecutorConformance):
+    concurrency = 2  # two workers of one thread each
+
+    @pytest.fixture
+    def executor(self, dask_cluster: DaskCluster, tmp_path: Path) -> DaskExecutor:
+        self.shared_dir = str(tmp_path)
+        return DaskExecutor(scheduler_address=dask_cluster.address, restart_on_cancel=True)
+
+
+# the executor on its own
+
+
+def _where(_: object = None) -> tuple[int, int, str]:
+    return os.getpid(), os.getppid(), os.getcwd()
+
+
+def _length(data: bytes) -> int:
+    return len(data)
+
+
+def test_local_cluster_is_shared_then_closed(tmp_path: Path) -> None:
+    """Executors without an address share one local cluster; the last teardown closes it."""
+    tasks = TaskFactory()
+    first = DaskExecutor(n_workers=1, workdir=str(tmp_path / "work"))
+    second = DaskExecutor(n_workers=1, threads_per_worker=2)
+    big = os.urandom(4 * dask_plugin.SCATTER_BYTES)  # scattered, not sent in the graph
+
+    async def work() -> tuple[list[str], bool, bool]:
+        outcomes = await asyncio.gather(
+            first.execute(tasks.task(_where)), second.execute(tasks.task(_length, big))
+        )
+        local = first.running_local_cluster()
+        assert local is not None and local is second.running_local_cluster()
+        addresses = [local.address, (await local.info())["address"]]
+        assert (await local.info())["n_workers"] == 1
+        pid, ppid, cwd = tasks.output(outcomes[0])
+        assert ppid == os.getpid() and cwd == str(tmp_path / "work")  # a worker of ours
+        assert tasks.output(outcomes[1]) == len(big)
+        await first.teardown()
+        still_running = local.running
+        await second.teardown()
+        return addresses, still_running, local.running
+
+    addresses, running_after_first, running_after_both = asyncio.run(work())
+    assert addresses[0] == addresses[1] and addresses[0].startswith("tcp://127.0.0.1:")
+    assert running_after_first and not running_after_both
+    port = int(addresses[0].rsplit(":", 1)[1])
+    wait_for(lambda: not _port_open(port), 60, "the local scheduler to stop")
+
+
+def test_unreachable_scheduler_fails_clearly(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dask_plugin, "CONNECT_TIMEOUT", 2.0)
+    address = f"tcp://127.0.0.1:{free_port()}"
+    tasks = TaskFactory()
+    expected = f"Could not connect to the Dask scheduler at '{address}'"
+    with pytest.raises(ExecutorError, match=expected):
+        drive(DaskExecutor(scheduler_address=address), lambda ex: ex.execute(tasks.task(_where)))
+
+
+def test_module_does_not_import_distributed() -> None:
+    code = (
+        "import sys, covalent as ct; ct.executor.DaskExecutor(scheduler_address='tcp://x:1');"
+        "from covalent.executor import plugins; plugins.discover();"
+        "print('distributed' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
+
+
+def test_short_name_and_defaults() -> None:
+    assert DaskExecutor().short_name() == "dask"
+    assert DaskExecutor(scheduler_address="tcp://h:1").to_dict()["scheduler_address"] == "tcp://h:1"
+    assert set(dask_plugin._EXECUTOR_PLUGIN_DEFAULTS) <= set(DaskExecutor().to_dict())
+
+
+# through a real server
+
+
+@ct.electron(executor="dask")
+def on_local_cluster(x):
+    import os
+
+    print(f"local cluster got {x}")
+    return x + 1, os.getpid(), os.getppid()
+
+
+@ct.electron
+def on_pool(x):
+    return x * 10
+
+
+@ct.electron(executor="dask")
+def broken_on_dask(x):
+    raise ValueError(f"dask says no to {x}")
+
+
+def _remote_work(x):
+    import os
+    import sys
+
+    print(f"remote got {x}")
+    print("remote warning", file=sys.stderr)
+    return x * 2, os.getppid()
+
+
+@pytest.fixture(scope="module")
+def dask_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Home]:
+    """A server of this module's own, whose local Dask cluster has one worker."""
+    root = tmp_path_factory.mktemp("dask-server") / "home"
+    port = free_port()
+    home = Home(root, port, home_env(root, port))
+    with open(root / "config" / "covalent.conf", "a") as f:
+        f.write("\n[executors.dask]\nn_workers = 1\n")
+    started = home.run("covalent", "start")
+    assert started.returncode == 0, started.stderr
+    yield home
+    home.run("covalent", "stop")
+
+
+@pytest.fixture
+def dask_server(dask_home: Home, monkeypatch: pytest.MonkeyPatch) -> Home:
+    for key, value in dask_home.env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("COVALENT_SERVER_URL", dask_home.url)
+    return dask_home
+
+
+def test_workflow_mixes_dask_clusters_and_local(
+    dask_server: Home, dask_cluster: DaskCluster
+) -> None:
+    existing = ct.executor.DaskExecutor(scheduler_address=dask_cluster.address)
+    remote = ct.electron(_remote_work, executor=existing)
+
+    @ct.lattice
+    def mixed(x):
+        doubled = remote(on_pool(x))  # local pool, then the existing cluster
+        return on_local_cluster(doubled[0])  # then the server's own cluster
+
+    result = ct.dispatch_sync(mixed)(2)
+    assert result.status == ct.status.COMPLETED, result.error
+    value, pid, ppid = result.result
+    assert value == 41
+    assert ppid == dask_server.server_pid()  # the local cluster's nannies live in the server
+    nodes = {n["node_name"]: n for n in result.get_all_node_results()}
+    assert nodes["_remote_work"]["output"][1] in dask_cluster.nanny_pids
+    assert nodes["_remote_work"]["stdout"] == "remote got 20\n"
+    assert nodes["_remote_work"]["stderr"] == "remote warning\n"
+    assert nodes["on_local_cluster"]["stdout"] == "local cluster got 40\n"
+    assert nodes["_remote_work"]["executor"] == "dask"
+    assert nodes["on_local_cluster"]["executor"] == "dask"
+    assert nodes["on_pool"]["executor"] == "local"
+
+
+def test_failing_dask_electron_keeps_its_traceback(dask_server: Home) -> None:
+    @ct.lattice
+    def failing(x):
+        return on_pool(broken_on_dask(x)), on_pool(x)
+
+    result = ct.dispatch_sync(failing)(5)
+    assert result.status == ct.status.FAILED
+    nodes = {f"{n['node_name']}({n['node_id']})": n for n in result.get_all_node_results()}
+    failed = nodes["broken_on_dask(0)"]
+    assert failed["status"] == ct.status.FAILED and failed["executor"] == "dask"
+    assert "ValueError: dask says no to 5" in failed["error"]
+    assert "raise ValueError" in failed["error"]  # the user's own line, from the worker
+    assert nodes["on_pool(2)"]["status"] == ct.status.NOT_RUN
+    assert any(n["output"] == 50 for n in nodes.values())  # the independent branch ran
+    assert "broken_on_dask(0)" in result.error
+
+
+@ct.electron(executor="dask")
+def mark_then_sleep(path):
+    import os
+    import time
+
+    with open(path + ".part", "w") as f:
+        f.write(str(os.getpid()))
+    os.replace(path + ".part", path)
+    time.sleep(600)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def test_cancel_stops_an_electron_on_the_local_cluster(dask_server: Home, tmp_path: Path) -> None:
+    marker = tmp_path / "running"
+
+    @ct.lattice
+    def sleepy(path):
+        return mark_then_sleep(path)
+
+    @ct.lattice
+    def quick(x):
+        return on_local_cluster(x)
+
+    dispatch_id = ct.dispatch(sleepy)(str(marker))
+    wait_for(marker.exists, START_DEADLINE, "the electron to start on the local cluster")
+    pid = int(marker.read_text())
+    ct.cancel(dispatch_id)
+    result = ct.get_result(dispatch_id, wait=True)
+    assert result.status == ct.status.CANCELLED
+    wait_for(lambda: not _pid_alive(pid), 60, "the cancelled electron's worker to stop")
+    after = ct.dispatch_sync(quick)(1)  # the restarted worker takes the next electron
+    assert after.status == ct.status.COMPLETED and after.result[0] == 2
+
+
+# covalent cluster
+
+
+def _cluster(home: Home, *options: str) -> subprocess.CompletedProcess[str]:
+    return home.run("covalent", "cluster", *options, timeout=600)
+
+
+def test_cluster_command(home: Home) -> None:
+    with open(home.root / "config" / "covalent.conf", "a") as f:
+        f.write("\n[executors.dask]\nn_workers = 1\n")
+    assert _cluster(home, "--status").returncode == 7  # no server yet
+    assert home.run("covalent", "start").returncode == 0
+
+    status = _cluster(home)
+    assert status.returncode == 0, status.stderr
+    assert status.stdout.startswith("Local Dask cluster is not running;")
+
+    address = _cluster(home, "--address").stdout.strip()  # starts it
+    assert address.startswith("tcp://127.0.0.1:"), address
+    assert _cluster(home, "--size").stdout.strip() == "1"
+    scaled = _cluster(home, "--scale", "2")
+    assert scaled.stdout.strip() == "Local Dask cluster now has 2 workers.", scaled.stderr
+    info = json.loads(_cluster(home, "--info").stdout)
+    assert info["address"] == address and info["n_workers"] == 2 and info["dashboard"] == ""
+    assert all(w["address"].startswith("tcp://127.0.0.1:") for w in info["workers"])
+
+    restarted = _cluster(home, "--restart")
+    assert restarted.stdout.strip() == "Local Dask cluster restarted its 2 workers.", (
+        restarted.stderr
+    )
+    status = _cluster(home, "--status").stdout.strip()
+    assert status == f"Local Dask cluster is running at {address} with 2 workers (2 threads)."
+    workers = [w["address"] for w in json.loads(_cluster(home, "--info").stdout)["workers"]]
+
+    bad = _cluster(home, "--scale", "0")
+    assert bad.returncode == 9 and "give 1 or more" in bad.stderr
+    both = _cluster(home, "--size", "--address")
+    assert both.returncode == 2 and "only one of" in both.stderr
+
+    assert home.run("covalent", "stop").returncode == 0  # the server closes its cluster
+    ports = [int(a.rsplit(":", 1)[1]) for a in [address, *workers]]
+    wait_for(lambda: not any(_port_open(p) for p in ports), 60, "the local cluster to stop")
+
+
+def test_local_cluster_settings_apply_once() -> None:
+    async def work() -> tuple[int, int]:
+        first = LocalDaskCluster.acquire(n_workers=3)
+        second = LocalDaskCluster.acquire(n_workers=5)
+        assert first is second and first.users == 2
+        await first.release()
+        await second.release()
+        third = LocalDaskCluster.acquire(n_workers=5)
+        await third.release()
+        return first.n_workers, third.n_workers
+
+    assert asyncio.run(work()) == (3, 5)
