@@ -34,6 +34,41 @@ from covalent.executor.base import BaseExecutor, Outcome, Task
 log = logging.getLogger("covalent.dispatcher")
 
 
+class EventHub:
+    """Committed transitions, fanned out to subscribers (the UI's live stream).
+
+    A subscriber is a bounded queue; one that falls behind loses events and gets a
+    ``{"lagged": True}`` marker instead, so a slow browser never slows the dispatcher.
+    """
+
+    def __init__(self, size: int = 10_000) -> None:
+        self.size = size
+        self.subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
+
+    def subscribe(self) -> asyncio.Queue[dict[str, Any]]:
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(self.size)
+        self.subscribers.add(queue)
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
+        self.subscribers.discard(queue)
+
+    def publish(self, transitions: list[dict[str, Any]]) -> None:
+        for queue in self.subscribers:
+            for event in transitions:
+                try:
+                    queue.put_nowait(event)
+                except asyncio.QueueFull:
+                    _replace_with_lag_marker(queue)
+                    break
+
+
+def _replace_with_lag_marker(queue: asyncio.Queue[dict[str, Any]]) -> None:
+    while not queue.empty():
+        queue.get_nowait()
+    queue.put_nowait({"lagged": True})
+
+
 @dataclass
 class _Start:
     run: Run
@@ -73,6 +108,7 @@ class Dispatcher:
         self._loop_task: asyncio.Task[None] | None = None
         self._event_loop: asyncio.AbstractEventLoop | None = None
         self.closing = asyncio.Event()
+        self.events = EventHub()
 
     # lifecycle
 
@@ -212,6 +248,7 @@ class Dispatcher:
                 self._finish(run, changes, now)
                 finished.append(run)
         self.store.commit(changes)
+        self.events.publish(changes.transitions)
         for run, node_id in launches:
             run.running[node_id] = asyncio.create_task(self._execute(run, node_id))
         for run in finished:
