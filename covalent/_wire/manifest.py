@@ -34,7 +34,7 @@ class BlobSet:
         self.blobs.setdefault(name, data)
         return name
 
-    def add_object(self, value: Any, what: str) -> str:
+    def add_object(self, value: Any, what: str | Callable[[], str]) -> str:
         """Pickle ``value`` (once per object for functions) and return its digest."""
         key = id(value)
         if callable(value) and key in self._by_object:
@@ -42,7 +42,8 @@ class BlobSet:
         try:
             data = blobmod.dumps(value)
         except Exception as e:
-            raise WorkflowError(f"Cannot pickle {what}: {type(e).__name__}: {e}.") from e
+            where = what if isinstance(what, str) else what()
+            raise WorkflowError(f"Cannot pickle {where}: {type(e).__name__}: {e}.") from e
         name = self.add_bytes(data)
         if callable(value):
             self._by_object[key] = name
@@ -100,7 +101,7 @@ def _node_entry(
     where = f"node {node.name}({node.id})"
     entry: dict[str, Any] = {"id": node.id, "name": node.name, "kind": node.kind}
     if node.kind == NodeKind.PARAMETER:
-        entry["value"] = blobset.add_object(node.value, describe_use(graph, node.id))
+        entry["value"] = blobset.add_object(node.value, lambda: describe_use(graph, node.id))
         entry["value_repr"] = blobmod.short_repr(node.value)
         return entry
     assert node.function is not None
