@@ -199,3 +199,15 @@ def test_executor_defaults_from_the_config_apply_to_its_electrons(home: Home) ->
     result = ct.dispatch_sync(sleepy)()
     assert result.status == ct.status.FAILED
     assert "timeout of 1 s" in result.get_node_result(0)["error"]
+
+
+def test_purge_asks_then_stops_and_deletes_config_and_cache(home: Home) -> None:
+    _start(home)
+    refused = home.run("covalent", "purge", input="n\n")
+    assert refused.returncode != 0
+    assert (home.root / "config").exists() and home.server_pid() is not None
+    done = home.run("covalent", "purge", "-y")
+    assert done.returncode == 0, done.stderr
+    assert not (home.root / "config").exists()
+    assert not (home.root / "cache").exists()
+    assert home.run("covalent", "status").stdout.strip() == "Covalent server is stopped."
