@@ -192,6 +192,17 @@ class Store:
         for name, data in items.items():
             self.cache.put(name, data)
 
+    def _bulk_insert(self, conn: Any, table: Any, rows: list[dict[str, Any]]) -> None:
+        """Insert many rows with the same keys; on SQLite straight through the driver,
+        which is several times faster than compiling parameters row by row."""
+        if not self.url.startswith("sqlite"):
+            conn.execute(insert(table), rows)
+            return
+        columns = list(rows[0])
+        marks = ", ".join("?" for _ in columns)
+        sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({marks})"
+        conn.exec_driver_sql(sql, [tuple(row[c] for c in columns) for row in rows])
+
     def _insert_ignore(self, table: Any) -> Any:
         """INSERT that skips rows whose key exists (blobs are content-addressed)."""
         if self.url.startswith("sqlite"):
@@ -231,9 +242,9 @@ class Store:
                 self._insert_blobs(conn, changes.blobs)
                 conn.execute(insert(dispatches), [row])
                 if node_rows:
-                    conn.execute(insert(nodes), node_rows)
+                    self._bulk_insert(conn, nodes, node_rows)
                 if changes.transitions:
-                    conn.execute(insert(transitions), changes.transitions)
+                    self._bulk_insert(conn, transitions, changes.transitions)
         except IntegrityError as e:
             raise CovalentError(f"Dispatch {row['dispatch_id']} already exists.") from e
 
@@ -262,7 +273,7 @@ class Store:
                 )
                 conn.execute(stmt, rows)
             if changes.transitions:
-                conn.execute(insert(transitions), changes.transitions)
+                self._bulk_insert(conn, transitions, changes.transitions)
             if changes.attempts:
                 conn.execute(insert(attempts), changes.attempts)
 
