@@ -172,10 +172,8 @@ class Store:
     def _insert_blobs(self, conn: Any, items: dict[str, bytes]) -> None:
         if not items:
             return
-        new = self.missing_blobs(items)
         rows = []
-        for name in new:
-            data = items[name]
+        for name, data in items.items():
             if len(data) > INLINE_LIMIT:
                 rows.append(
                     {
@@ -202,6 +200,27 @@ class Store:
         marks = ", ".join("?" for _ in columns)
         sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({marks})"
         conn.exec_driver_sql(sql, [tuple(row[c] for c in columns) for row in rows])
+
+    def _update_many(self, conn: Any, table: Any, updates: list[dict[str, Any]]) -> None:
+        """Apply row updates: ``_d`` (and ``_n`` for nodes) select the row, the other keys
+        are new column values; rows with the same columns go in one executemany."""
+        keys = {"_d": "dispatch_id", "_n": "node_id"}
+        for columns, rows in _group_by_keys(updates):
+            where = [k for k in ("_d", "_n") if k in rows[0]]
+            if self.url.startswith("sqlite"):
+                sql = (
+                    f"UPDATE {table.name} SET {', '.join(f'{c} = ?' for c in columns)} "
+                    f"WHERE {' AND '.join(f'{keys[k]} = ?' for k in where)}"
+                )
+                params = [tuple(row[c] for c in (*columns, *where)) for row in rows]
+                conn.exec_driver_sql(sql, params)
+                continue
+            stmt = (
+                update(table)
+                .where(*(table.c[keys[k]] == bindparam(k) for k in where))
+                .values({c: bindparam(f"v_{c}") for c in columns})
+            )
+            conn.execute(stmt, [_renamed(row) for row in rows])
 
     def _insert_ignore(self, table: Any) -> Any:
         """INSERT that skips rows whose key exists (blobs are content-addressed)."""
@@ -256,22 +275,8 @@ class Store:
             self._insert_blobs(conn, changes.blobs)
             if changes.blob_files:
                 conn.execute(self._insert_ignore(blobs), changes.blob_files)
-            for keys, rows in _group_by_keys(changes.node_updates):
-                stmt = (
-                    update(nodes)
-                    .where(
-                        nodes.c.dispatch_id == bindparam("_d"), nodes.c.node_id == bindparam("_n")
-                    )
-                    .values({k: bindparam(f"v_{k}") for k in keys})
-                )
-                conn.execute(stmt, rows)
-            for keys, rows in _group_by_keys(changes.dispatch_updates):
-                stmt = (
-                    update(dispatches)
-                    .where(dispatches.c.dispatch_id == bindparam("_d"))
-                    .values({k: bindparam(f"v_{k}") for k in keys})
-                )
-                conn.execute(stmt, rows)
+            self._update_many(conn, nodes, changes.node_updates)
+            self._update_many(conn, dispatches, changes.dispatch_updates)
             if changes.transitions:
                 self._bulk_insert(conn, transitions, changes.transitions)
             if changes.attempts:
@@ -361,14 +366,16 @@ class Store:
 def _group_by_keys(
     rows: list[dict[str, Any]],
 ) -> list[tuple[tuple[str, ...], list[dict[str, Any]]]]:
-    """Rows grouped by their set of columns, so that each group is one executemany.
-
-    Keys starting with ``_`` select the row; the others are renamed ``v_<column>``
-    (a bind parameter may not share its column's name in an UPDATE).
-    """
+    """Rows grouped by their set of columns (keys not starting with ``_``), so that
+    each group is one executemany."""
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for row in rows:
         columns = tuple(sorted(k for k in row if not k.startswith("_")))
-        bound = {(k if k.startswith("_") else f"v_{k}"): v for k, v in row.items()}
-        groups.setdefault(columns, []).append(bound)
+        groups.setdefault(columns, []).append(row)
     return list(groups.items())
+
+
+def _renamed(row: dict[str, Any]) -> dict[str, Any]:
+    """Column values as ``v_<column>``: a bind parameter may not share its column's name
+    in an UPDATE."""
+    return {(k if k.startswith("_") else f"v_{k}"): v for k, v in row.items()}
