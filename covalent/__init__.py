@@ -25,6 +25,7 @@ from covalent._workflow.context import get_context
 from covalent._workflow.deps import DepsBash, DepsCall, DepsPip
 from covalent._workflow.electron import Electron, electron
 from covalent._workflow.lattice import Lattice, lattice
+from covalent._workflow.tracing import wait
 
 status = Status
 
@@ -53,4 +54,5 @@ __all__ = [
     "reload_config",
     "set_config",
     "status",
+    "wait",
 ]

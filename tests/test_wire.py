@@ -392,7 +392,7 @@ def test_validate_rejects_a_node_without_a_name(good):
 
 @pytest.mark.parametrize(
     "edge",
-    [[0, 99, 0, None], [99, 0, 0, None], [-1, 0, 0, None], [0, 1, None, None], [0, 1], "0->1"],
+    [[0, 99, 0, None], [99, 0, 0, None], [-1, 0, 0, None], [0, 1, "0", None], [0, 1], "0->1"],
 )
 def test_validate_rejects_a_bad_edge(good, edge):
     man, items = good

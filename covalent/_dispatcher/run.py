@@ -80,6 +80,8 @@ class Run:
         positional: dict[int, str] = {}
         keywords: dict[str, str] = {}
         for source, _target, index, name in self.inputs[node_id]:
+            if index is None and name is None:  # a wait edge: order only
+                continue
             digest = self.outputs[source]
             assert digest is not None, f"input {source} of {node_id} has no output"
             if name is not None:

@@ -250,7 +250,9 @@ def _validate_edges(edges: Any, count: int) -> None:
     for edge in edges:
         ok = isinstance(edge, list) and len(edge) == 4
         ok = ok and all(isinstance(v, int) and 0 <= v < count for v in edge[:2])
-        ok = ok and (isinstance(edge[2], int) or isinstance(edge[3], str))
+        wait = ok and edge[2] is None and edge[3] is None  # orders nodes, passes no data
+        ok = ok and (wait or isinstance(edge[2], int) or isinstance(edge[3], str))
+        ok = ok and (edge[2] is None or isinstance(edge[2], int))
         if not ok:
             raise BadRequestError(
                 f"The manifest's edge {edge!r} is not [source, target, index, name]."
@@ -265,6 +267,8 @@ def _validate_slots(edges: list[list[Any]]) -> None:
     positions: dict[int, list[int]] = {}
     names: dict[int, set[str]] = {}
     for _source, target, index, name in edges:
+        if index is None and name is None:
+            continue
         if name is not None:
             if name in names.setdefault(target, set()):
                 raise BadRequestError(

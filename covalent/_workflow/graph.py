@@ -46,7 +46,14 @@ class Edge:
     name: str | None = None
 
     @property
+    def is_wait(self) -> bool:
+        """A wait edge orders two nodes without passing data (``ct.wait``)."""
+        return self.index is None and self.name is None
+
+    @property
     def label(self) -> str:
+        if self.is_wait:
+            return "wait"
         return self.name if self.name is not None else f"arg[{self.index}]"
 
 

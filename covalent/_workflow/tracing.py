@@ -130,6 +130,15 @@ class Builder:
         return self.add_call(name, NodeKind.COLLECTION, function, tuple(items), {})._cv_node.id
 
 
+def wait(child: Output, parents: Output | list[Output] | tuple[Output, ...]) -> Output:
+    """``ct.wait(child, parents)``: run ``child`` only after ``parents``; returns ``child``."""
+    if not isinstance(child, Output):
+        raise WorkflowError(
+            f"ct.wait needs the output of an electron called inside a lattice, got {child!r}."
+        )
+    return child.wait_for(parents)
+
+
 def holds_output(value: Any) -> bool:
     """Whether ``value`` is, or is a list/tuple/dict/set that holds, an electron output."""
     if isinstance(value, Output):
@@ -212,6 +221,17 @@ class Output:
 
     def __repr__(self) -> str:
         return f"<output of {self._cv_node.name}({self._cv_node.id})>"
+
+    def wait_for(self, parents: Output | list[Output] | tuple[Output, ...]) -> Output:
+        """Run this node only after ``parents`` finish, without taking their outputs."""
+        for parent in parents if isinstance(parents, (list, tuple)) else [parents]:
+            if not isinstance(parent, Output) or parent._cv_builder is not self._cv_builder:
+                raise WorkflowError(
+                    f"{self._cv_node.name} can only wait for outputs of electrons in the same "
+                    f"lattice, not {parent!r}."
+                )
+            self._cv_builder.graph.edges.append(Edge(parent._cv_node.id, self._cv_node.id))
+        return self
 
     def __getitem__(self, key: Any) -> Output:
         function = functools.partial(ops.getitem, key)

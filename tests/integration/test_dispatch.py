@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -330,3 +331,29 @@ def test_worker_faults_fail_only_their_node(server: Home) -> None:
         return add(x, x)
 
     assert ct.dispatch_sync(after)(4).result == 8  # the pool replaced its workers
+
+
+@ct.electron
+def stamp(path, tag):
+    with open(path, "a") as f:
+        f.write(tag + "\n")
+    return tag
+
+
+def test_wait_orders_nodes_without_passing_data(server: Home, tmp_path) -> None:
+    log = str(tmp_path / "order.txt")
+
+    @ct.lattice
+    def ordered(path):
+        first = stamp(path, "first")
+        second = stamp(path, "second")
+        third = stamp(path, "third")
+        second.wait_for(first)
+        ct.wait(third, [second])
+        return third
+
+    for _ in range(3):  # without the waits the three would race
+        result = ct.dispatch_sync(ordered)(log)
+        assert result.result == "third"
+    lines = Path(log).read_text().split()
+    assert lines == ["first", "second", "third"] * 3
