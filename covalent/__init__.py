@@ -8,7 +8,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from covalent import executor
+from covalent import executor, fs, fs_strategies, leptons, triggers
 from covalent._api import (
     covalent_start,
     covalent_stop,
@@ -18,6 +18,7 @@ from covalent._api import (
     set_config,
 )
 from covalent._client.dispatch import cancel, dispatch, dispatch_sync, get_result
+from covalent._client.redispatch import redispatch
 from covalent._errors import CovalentError
 from covalent._results.result import Result
 from covalent._results.status import Status
@@ -25,7 +26,9 @@ from covalent._workflow.context import get_context
 from covalent._workflow.deps import DepsBash, DepsCall, DepsPip
 from covalent._workflow.electron import Electron, electron
 from covalent._workflow.lattice import Lattice, lattice
+from covalent._workflow.lepton import Lepton
 from covalent._workflow.tracing import wait
+from covalent.triggers import stop_triggers
 
 status = Status
 
@@ -36,6 +39,7 @@ __all__ = [
     "DepsPip",
     "Electron",
     "Lattice",
+    "Lepton",
     "Result",
     "Status",
     "__version__",
@@ -46,13 +50,19 @@ __all__ = [
     "dispatch_sync",
     "electron",
     "executor",
+    "fs",
+    "fs_strategies",
     "get_config",
     "get_context",
     "get_result",
+    "leptons",
     "is_covalent_running",
     "lattice",
+    "redispatch",
     "reload_config",
     "set_config",
     "status",
+    "stop_triggers",
+    "triggers",
     "wait",
 ]

@@ -139,7 +139,10 @@ def get_value(key: str | None = None) -> Any:
     node: Any = config
     for part in key.split("."):
         if not isinstance(node, dict) or part not in node:
-            raise ConfigError(f"There is no config key '{key}' (no '{part}' in it).")
+            raise ConfigError(
+                f"There is no config key '{key}' (no '{part}' in it); `covalent config` "
+                "prints every key."
+            )
         node = node[part]
     return copy.deepcopy(node)
 

@@ -5,7 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+python -m pip install --quiet --disable-pip-version-check ./tests/plugin_package  # a plugin in a package of its own (test_plugins.py)
 bash scripts/services/sshd.sh install     # OpenSSH server for the SSH executor's tests
+bash scripts/services/rsync.sh install     # rsync for the Rsync file-transfer strategy's tests
+bash scripts/services/chromium.sh install  # Debian's Chromium for the web UI's browser tests (tests/ui)
 bash scripts/services/slurm.sh install    # single-node Slurm for the Slurm executor's tests
 bash scripts/services/slurm.sh up
 trap 'bash scripts/services/slurm.sh down' EXIT

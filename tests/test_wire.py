@@ -48,8 +48,10 @@ def square(x):
     return x * x
 
 
-@ct.electron(retries=2, timeout=5.0, files=["a.txt"], deps_pip=["numpy"])
-def configured(x):
+@ct.electron(
+    retries=2, timeout=5.0, files=[ct.fs.FileTransfer("a.txt", "b.txt")], deps_pip=["numpy"]
+)
+def configured(x, files):
     return x
 
 
@@ -268,7 +270,7 @@ def test_metadata_json_and_pickled_extras():
     assert metadata["retries"] == 2 and metadata["timeout"] == 5.0
     assert "cache" not in metadata
     extras = blobs.loads(items[metadata["extras"]])
-    assert extras["files"] == ["a.txt"]
+    assert [t.paths for t in extras["files"]] == [("a.txt", "b.txt")]
     assert isinstance(extras["deps_pip"], ct.DepsPip) and extras["deps_pip"].packages == ["numpy"]
     assert node_entry(manifest_of(workflow, 1)[0], "square")["metadata"] == {}
 

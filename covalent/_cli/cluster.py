@@ -71,9 +71,7 @@ def cluster(
         typer.echo(f"Local Dask cluster now has {_count(described['n_workers'], 'worker')}.")
     elif restart:
         described = _request("POST", "/restart")
-        typer.echo(
-            f"Local Dask cluster restarted its {_count(described['n_workers'], 'worker')}."
-        )
+        typer.echo(f"Local Dask cluster restarted its {_count(described['n_workers'], 'worker')}.")
     else:
         _print_status(_request("GET", ""))
 

@@ -1,4 +1,5 @@
-"""``covalent start|stop|restart|status|logs|purge|config|db``.
+"""``covalent start|stop|restart|status|purge|config|db``, plus the dispatch commands
+(``ls``, ``show``, ``logs``, ``cancel``, ``rm``: dispatches.py) and ``cluster``.
 
 Expected errors (CovalentError) print one line on stderr and exit with the error's
 code (see docs/cli.md); nothing expected shows a Python traceback.
@@ -8,13 +9,14 @@ from __future__ import annotations
 
 import shutil
 import sys
-from pathlib import Path
 
 import tomli_w
 import typer
 
 from covalent import __version__, _config
 from covalent._api import start_message
+from covalent._cli import dispatches
+from covalent._cli.cache import cache_app
 from covalent._cli.cluster import cluster
 from covalent._client import service
 from covalent._errors import CovalentError
@@ -29,6 +31,7 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(cache_app, name="cache")
 
 
 def _version(value: bool) -> None:
@@ -88,18 +91,6 @@ def status() -> None:
 
 
 @app.command()
-def logs() -> None:
-    """Print the server log."""
-    path = Path(_config.get_value("dispatcher.log_file"))
-    if not path.exists():
-        typer.echo(f"There is no server log yet ({path}).")
-        return
-    with open(path, "rb") as f:
-        shutil.copyfileobj(f, sys.stdout.buffer)
-    sys.stdout.flush()
-
-
-@app.command()
 def purge(
     yes: bool = typer.Option(False, "-y", "--yes", help="Do not ask for confirmation."),
 ) -> None:
@@ -131,13 +122,17 @@ def db_migrate() -> None:
     else:
         store = Store.sqlite(section["db_path"], section["blobs_dir"])
     try:
-        store.create_schema()
+        before, after = store.create_schema()
     finally:
         store.close()
-    typer.echo(f"The database is up to date ({store.url}).")
+    change = f"revision {after}"
+    if before != after:
+        change = f"migrated from revision {before} to {after}"
+    typer.echo(f"The database is up to date ({store.url}, {change}).")
 
 
 app.command()(cluster)
+dispatches.register(app)  # ls, show, logs, cancel, rm
 
 
 def main() -> None:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from covalent import _config
+from covalent._client import progress as progressmod
 from covalent._client import service
 from covalent._client.http import Client, client_for
 from covalent._errors import ExecutorError, ServerError, ServerUnavailableError, WorkflowError
@@ -84,11 +85,22 @@ def dispatch(
     def wrapper(*args: Any, **kwargs: Any) -> str:
         graph = orig_lattice.build_graph(*args, **kwargs)
         manifest, blobs = manifestmod.from_graph(graph, args, kwargs, orig_lattice)
-        _check_executors(manifest, orig_lattice.name)
-        client = _connect(dispatcher_addr)
-        return _submit(client, manifest, blobs, disable_run, _may_auto_start(dispatcher_addr))
+        return submit_manifest(manifest, blobs, orig_lattice.name, dispatcher_addr, disable_run)
 
     return wrapper
+
+
+def submit_manifest(
+    manifest: dict[str, Any],
+    blobs: dict[str, bytes],
+    lattice_name: str,
+    dispatcher_addr: str | None = None,
+    disable_run: bool = False,
+) -> str:
+    """Check the executors, then submit (starting a local server if needed)."""
+    _check_executors(manifest, lattice_name)
+    client = _connect(dispatcher_addr)
+    return _submit(client, manifest, blobs, disable_run, _may_auto_start(dispatcher_addr))
 
 
 def dispatch_sync(
@@ -104,12 +116,25 @@ def dispatch_sync(
     return wrapper
 
 
-def _wait_detail(client: Client, dispatch_id: str) -> dict[str, Any]:
+def _poll(client: Client, dispatch_id: str, update: progressmod.Update | None) -> dict[str, Any]:
+    """One long poll; or, showing progress, a short one with node counts only."""
+    if update is None:
+        return client.dispatch(dispatch_id, wait=WAIT_SLICE)
+    detail = client.dispatch(dispatch_id, wait=progressmod.POLL, nodes=False)
+    if not detail["finished"]:
+        update(detail)
+        return detail
+    return client.dispatch(dispatch_id)
+
+
+def _wait_detail(
+    client: Client, dispatch_id: str, update: progressmod.Update | None = None
+) -> dict[str, Any]:
     """The dispatch once finished; rides out a server restart for a while."""
     lost_since: float | None = None
     while True:
         try:
-            detail = client.dispatch(dispatch_id, wait=WAIT_SLICE)
+            detail = _poll(client, dispatch_id, update)
             lost_since = None
         except (ServerUnavailableError, ServerError):  # a server stopping or restarting
             now = time.monotonic()
@@ -127,16 +152,26 @@ def get_result(
     wait: bool = False,
     dispatcher_addr: str | None = None,
     status_only: bool = False,
+    progress: bool | None = None,
 ) -> Any:
     """The Result of a dispatch (``wait=True`` blocks until it finishes).
 
-    With ``status_only=True``, only ``{"id": ..., "status": ...}``.
+    With ``status_only=True``, only ``{"id": ..., "status": ...}``. While waiting,
+    ``progress`` shows a progress bar: None (auto) on a terminal or in a notebook, True
+    even where no terminal is detected, False never.
     """
     client = _connect(dispatcher_addr)
     if status_only:
         return client.status(dispatch_id)
-    detail = _wait_detail(client, dispatch_id) if wait else client.dispatch(dispatch_id)
-    return Result(detail, client.fetch_blobs)
+
+    def load(child_id: str) -> Result:
+        return Result(client.dispatch(child_id), client.fetch_blobs, load)
+
+    if not wait:
+        return load(dispatch_id)
+    with progressmod.showing(dispatch_id, progress) as update:
+        detail = _wait_detail(client, dispatch_id, update)
+    return Result(detail, client.fetch_blobs, load)
 
 
 def cancel(

@@ -61,11 +61,13 @@ class Client:
             ) from e
         except httpx.TimeoutException as e:
             raise ServerUnavailableError(
-                f"The covalent server at {self.url} did not answer in time."
+                f"The covalent server at {self.url} did not answer in time; check it with "
+                "`covalent status` and `covalent logs`, then try again."
             ) from e
         except httpx.TransportError as e:
             raise ServerUnavailableError(
-                f"The connection to the covalent server at {self.url} failed: {e}."
+                f"The connection to the covalent server at {self.url} failed ({e}); check "
+                "that it is running with `covalent status`."
             ) from e
         if response.status_code >= 400:
             raise self._error(response, path)
@@ -84,8 +86,10 @@ class Client:
         known = _ERRORS.get(kind)
         if known is not None:
             return known(detail)
+        detail = " ".join(detail.split())[:500]
         return ServerError(
-            f"The server at {self.url} answered {response.status_code} to {path}: {detail}"
+            f"The server at {self.url} answered {response.status_code} to {path} ({detail}); "
+            "its log (`covalent logs` on that machine) says why."
         )
 
     # API calls
@@ -129,6 +133,9 @@ class Client:
 
     def delete(self, dispatch_id: str) -> None:
         self.request("DELETE", f"/dispatches/{dispatch_id}")
+
+    def clear_cache(self) -> int:
+        return int(self.request("DELETE", "/cache").json()["cleared"])
 
     def fetch_blobs(self, digests: list[str]) -> dict[str, bytes]:
         if len(digests) == 1:

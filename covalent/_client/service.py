@@ -113,8 +113,7 @@ def _spawn(host: str, port: int, develop: bool) -> subprocess.Popen[bytes]:
         host,
         "--port",
         str(port),
-        "--log-level",
-        "debug" if develop else "info",
+        *(["--log-level", "debug"] if develop else []),  # else sdk.log_level
     ]
     with open(log_file, "ab") as log:
         return subprocess.Popen(
@@ -142,8 +141,8 @@ def _wait_until_up(process: subprocess.Popen[bytes], url: str) -> None:
         if process.poll() is not None:
             _config.paths().pid_file.unlink(missing_ok=True)
             raise ServerUnavailableError(
-                f"The covalent server exited with code {process.returncode} while starting; "
-                f"its log ({_config.get_value('dispatcher.log_file')}) ends with:\n{_log_tail()}"
+                f"The covalent server exited with code {process.returncode} while starting "
+                f"({_last_log_line() or 'no log'}); see `covalent logs` for its whole log."
             )
         if _answers(url):
             return
@@ -155,12 +154,14 @@ def _wait_until_up(process: subprocess.Popen[bytes], url: str) -> None:
     )
 
 
-def _log_tail(lines: int = 20) -> str:
+def _last_log_line() -> str:
+    """The last line of the server log that is not blank, cut to 300 characters."""
     try:
         text = Path(_config.get_value("dispatcher.log_file")).read_text(errors="replace")
     except OSError:
         return ""
-    return "\n".join(text.splitlines()[-lines:])
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1][:300] if lines else ""
 
 
 def stop() -> bool:

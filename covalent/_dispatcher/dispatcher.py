@@ -22,13 +22,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from covalent._dispatcher import reuse as reusemod
 from covalent._dispatcher.executors import ExecutorRegistry
 from covalent._dispatcher.run import Run
 from covalent._errors import CovalentError, DispatchNotFoundError
 from covalent._results.status import FINAL_STATUSES, Status
+from covalent._store import cache as cachemod
 from covalent._store.store import Changes, Store
 from covalent._wire import blobs as blobmod
+from covalent._wire import bundle
 from covalent._wire import manifest as manifestmod
+from covalent._wire.manifest import topological_order
 from covalent.executor.base import BaseExecutor, Outcome, Task
 
 log = logging.getLogger("covalent.dispatcher")
@@ -61,6 +65,20 @@ class EventHub:
                 except asyncio.QueueFull:
                     _replace_with_lag_marker(queue)
                     break
+
+
+def _fields(dispatch_id: str, event: str, node_id: int | None = None) -> dict[str, Any]:
+    """The structured fields of a log record (see covalent/_server/logs.py)."""
+    return {"dispatch_id": dispatch_id, "node_id": node_id, "event": event}
+
+
+def _log_transitions(transitions: list[dict[str, Any]]) -> None:
+    """One DEBUG line per committed status change, with its cause."""
+    for t in transitions:
+        node = t["node_id"] if t["node_id"] >= 0 else None
+        event = f"{'node' if node is not None else 'dispatch'}.{t['new'].lower()}"
+        extra = _fields(t["dispatch_id"], event, node)
+        log.debug("%s -> %s: %s", t["old"], t["new"], t["cause"], extra=extra)
 
 
 def _replace_with_lag_marker(queue: asyncio.Queue[dict[str, Any]]) -> None:
@@ -132,10 +150,18 @@ class Dispatcher:
     # requests (called on the loop's thread by the API)
 
     def submit(
-        self, manifest: dict[str, Any], blobs: dict[str, bytes], disable_run: bool = False
+        self,
+        manifest: dict[str, Any],
+        blobs: dict[str, bytes],
+        disable_run: bool = False,
+        parent: tuple[str, int, str] | None = None,
     ) -> str:
-        """Validate, store and start a dispatch; return its id once it is committed."""
+        """Validate, store and start a dispatch; return its id once it is committed.
+
+        ``parent`` is (dispatch id, node id, root dispatch id) for a sublattice's dispatch.
+        """
         manifestmod.validate(manifest, lambda d: d in blobs or not self.store.missing_blobs([d]))
+        reused = self._reusable(manifest)
         dispatch_id = str(uuid.uuid4())
         now = time.time()
         results_dir = self.results_root / dispatch_id
@@ -146,7 +172,9 @@ class Dispatcher:
         node_rows = [self._node_row(dispatch_id, node, now, changes) for node in manifest["nodes"]]
         row = {
             "dispatch_id": dispatch_id,
-            "root_dispatch_id": dispatch_id,
+            "root_dispatch_id": parent[2] if parent else dispatch_id,
+            "parent_dispatch_id": parent[0] if parent else None,
+            "parent_node_id": parent[1] if parent else None,
             "lattice_name": manifest["lattice"]["name"],
             "status": status.value,
             "created_at": now,
@@ -157,9 +185,27 @@ class Dispatcher:
             "results_dir": str(results_dir),
         }
         self.store.create_dispatch(row, node_rows, changes)
+        self.events.publish(changes.transitions)
+        info = _fields(dispatch_id, "dispatch.submitted")
+        log.info("lattice %s, %d nodes", row["lattice_name"], len(node_rows), extra=info)
         if not disable_run:
-            self.queue.put_nowait(_Start(self._new_run(dispatch_id, manifest, str(results_dir))))
+            run = self._new_run(dispatch_id, manifest, str(results_dir))
+            run.parent = (parent[0], parent[1]) if parent else None
+            run.root_dispatch_id = row["root_dispatch_id"]
+            run.pending_reuse = reused
+            self.queue.put_nowait(_Start(run))
         return dispatch_id
+
+    def _reusable(self, manifest: dict[str, Any]) -> dict[int, tuple[str, str, str]]:
+        """For a redispatch with reuse: node id -> (digest, repr, "dispatch:node") reused."""
+        source = (manifest.get("reuse") or {}).get("dispatch_id")
+        if not source:
+            return {}
+        old = self.store.get_dispatch(str(source), with_manifest=True)
+        if old is None:
+            raise DispatchNotFoundError(str(source))
+        found = reusemod.reusable(manifest, old["manifest"], self.store.get_nodes(str(source)))
+        return {n: (digest, text, f"{source}:{n}") for n, (digest, text) in found.items()}
 
     @staticmethod
     def _node_row(
@@ -249,9 +295,13 @@ class Dispatcher:
                 finished.append(run)
         self.store.commit(changes)
         self.events.publish(changes.transitions)
+        if log.isEnabledFor(logging.DEBUG):
+            _log_transitions(changes.transitions)
         for run, node_id in launches:
             run.running[node_id] = asyncio.create_task(self._execute(run, node_id))
         for run in finished:
+            info = _fields(run.dispatch_id, "dispatch.finished")
+            log.info("%s", run.dispatch_status.value, extra=info)
             self.runs.pop(run.dispatch_id, None)
             event = self._finished.pop(run.dispatch_id, None)
             if event is not None:
@@ -260,6 +310,8 @@ class Dispatcher:
     def _apply(self, event: Any, changes: Changes, now: float) -> Run | None:
         if isinstance(event, _Start):
             self.runs[event.run.dispatch_id] = event.run
+            self._apply_reuse(event.run, changes, now)
+            log.info("running", extra=_fields(event.run.dispatch_id, "dispatch.started"))
             return event.run
         run = self.runs.get(event.dispatch_id)
         if run is None:
@@ -290,7 +342,28 @@ class Dispatcher:
         elif outcome.status == Status.COMPLETED and outcome.output is not None:
             digest = blobmod.digest(outcome.output)
             changes.blobs[digest] = outcome.output
+        if (
+            digest is not None
+            and run.node(node_id)["kind"] == "sublattice"
+            and not outcome.output_ref
+        ):
+            self._start_subdispatch(run, node_id, outcome, changes)
+            return
+        if outcome.status == Status.COMPLETED and outcome.output_ref:
+            run.subdispatches.pop(node_id, None)
+            digest = outcome.output_ref
         if digest is not None:
+            if node_id in run.cache_keys:
+                changes.cache_rows.append(
+                    cachemod.remember(
+                        run.cache_keys[node_id],
+                        run.dispatch_id,
+                        node_id,
+                        digest,
+                        outcome.output_repr,
+                    )
+                )
+            run.reprs[node_id] = outcome.output_repr
             run.set_status(
                 changes,
                 node_id,
@@ -303,6 +376,7 @@ class Dispatcher:
             )
             run.complete(changes, node_id, digest)
             return
+        run.subdispatches.pop(node_id, None)
         status = Status.CANCELLED if outcome.status == Status.CANCELLED else Status.FAILED
         run.errors[node_id] = outcome.error
         run.set_status(
@@ -346,7 +420,9 @@ class Dispatcher:
         if node_ids is None:
             run.cancel_requested = True
         for node_id in targets:
-            if node_id in run.running:
+            if node_id in run.subdispatches:
+                self.queue.put_nowait(_Cancel(run.subdispatches[node_id], None))
+            elif node_id in run.running:
                 run.running[node_id].cancel()
             elif run.status[node_id] == Status.NEW_OBJECT:
                 run.set_status(changes, node_id, Status.CANCELLED, now, "cancel requested")
@@ -360,6 +436,10 @@ class Dispatcher:
             node_id = run.ready.popleft()
             if run.status[node_id] != Status.NEW_OBJECT:
                 continue
+            if run.node(node_id).get("metadata", {}).get("cache") and self._reuse_cached(
+                run, node_id, changes, now
+            ):
+                continue
             run.set_status(
                 changes, node_id, Status.RUNNING, now, "inputs ready", start_time=now, attempts=1
             )
@@ -367,12 +447,121 @@ class Dispatcher:
         run.ready.clear()
         return launches
 
+    def _reuse_cached(self, run: Run, node_id: int, changes: Changes, now: float) -> bool:
+        """Complete a ``cache=True`` node from the cache if an equal call ran before."""
+        node = run.node(node_id)
+        args, kwargs = run.arguments(node_id)
+        key = cachemod.cache_key(node["function"], args, kwargs, node["metadata"].get("extras"))
+        run.cache_keys[node_id] = key
+        hit = cachemod.lookup(self.store, key)
+        if hit is None or not self._load_blob_exists(hit["output_digest"]):
+            return False
+        source = f"{hit['dispatch_id']}:{hit['node_id']}"
+        self._reuse(
+            run,
+            node_id,
+            hit["output_digest"],
+            hit["output_repr"] or "",
+            source,
+            changes,
+            now,
+            "cached output of an equal call",
+        )
+        return True
+
+    def _apply_reuse(self, run: Run, changes: Changes, now: float) -> None:
+        order = topological_order(len(run.status), run.manifest["edges"])
+        for node_id in (n for n in order if n in run.pending_reuse):
+            if run.status[node_id] == Status.NEW_OBJECT:
+                digest, text, source = run.pending_reuse[node_id]
+                self._reuse(run, node_id, digest, text, source, changes, now, "unchanged")
+        run.pending_reuse = {}
+
+    def _load_blob_exists(self, digest: str) -> bool:
+        return not self.store.missing_blobs([digest])
+
+    @staticmethod
+    def _reuse(
+        run: Run,
+        node_id: int,
+        digest: str,
+        text: str,
+        source: str,
+        changes: Changes,
+        now: float,
+        cause: str,
+    ) -> None:
+        """A node completes with a stored output instead of running (PENDING_REUSE first)."""
+        if run.status[node_id] != Status.PENDING_REUSE:
+            run.set_status(changes, node_id, Status.PENDING_REUSE, now, cause)
+        run.reprs[node_id] = text
+        run.set_status(
+            changes,
+            node_id,
+            Status.COMPLETED,
+            now,
+            f"reused {source}",
+            output_digest=digest,
+            output_repr=text,
+            reused_from=source,
+            start_time=now,
+            end_time=now,
+        )
+        run.complete(changes, node_id, digest)
+
     def _finish(self, run: Run, changes: Changes, now: float) -> None:
         status = run.final_status()
         fields: dict[str, Any] = {"end_time": now, "error": run.error_text()}
         if status == Status.COMPLETED:
             fields["result_digest"] = run.result_digest()
         run.set_dispatch_status(changes, status, now, "all nodes finished", **fields)
+        if run.parent is not None:
+            self._report_to_parent(run.parent, run.dispatch_id, status, fields, run.result_repr())
+
+    def _report_to_parent(
+        self,
+        parent: tuple[str, int],
+        child: str,
+        status: Status,
+        fields: dict[str, Any],
+        result_repr: str = "",
+    ) -> None:
+        """A sublattice's dispatch ended: its parent node ends the same way."""
+        now = time.time()
+        if status == Status.COMPLETED:
+            outcome = Outcome(
+                Status.COMPLETED,
+                output_ref=fields["result_digest"],
+                output_repr=result_repr,
+                end_time=now,
+            )
+        else:
+            detail = fields.get("error") or ""
+            error = f"Its sublattice dispatch {child} ended {status.value}:\n{detail}"
+            outcome = Outcome(
+                status if status == Status.CANCELLED else Status.FAILED, error=error, end_time=now
+            )
+        self.queue.put_nowait(_Finished(parent[0], parent[1], outcome))
+
+    def _start_subdispatch(
+        self, run: Run, node_id: int, outcome: Outcome, changes: Changes
+    ) -> None:
+        """A sublattice node's build finished: run the lattice it built as a child dispatch."""
+        try:
+            data = outcome.output
+            if data is None and outcome.output_file is not None:
+                data = Path(outcome.output_file.path).read_bytes()
+            manifest, blobs = bundle.unpack(data or b"")
+            root = run.root_dispatch_id or run.dispatch_id
+            child = self.submit(manifest, blobs, parent=(run.dispatch_id, node_id, root))
+        except CovalentError as e:
+            failed = Outcome.failure(f"The sublattice could not be started: {e}")
+            self._record(run, node_id, failed, changes)
+            return
+        run.subdispatches[node_id] = child
+        changes.node_updates.append(
+            {"_d": run.dispatch_id, "_n": node_id, "sub_dispatch_id": child}
+        )
 
     async def _execute(self, run: Run, node_id: int) -> None:
         """Run one node on its executor, with its retries and timeout; report the outcome."""
@@ -389,9 +578,10 @@ class Dispatcher:
             blob_file=self.store.blob_file,
             blobs_dir=str(self.store.blobs_dir),
             results_dir=run.results_dir,
-            metadata=node.get("metadata", {}),
+            metadata={**node.get("metadata", {}), "sublattice": node["kind"] == "sublattice"},
         )
         attempt = 1
+        executor: BaseExecutor | None = None
         try:
             executor = await self.executors.get(node["executor"])
             policy = {**executor._task_policy, **task.metadata}
@@ -404,6 +594,8 @@ class Dispatcher:
                 attempt += 1
         except asyncio.CancelledError:
             outcome = Outcome(Status.CANCELLED, error="Cancelled while running.")
+            if executor is not None:
+                await self._tell_cancel(executor, task)
         except CovalentError as e:
             outcome = Outcome.failure(str(e))
         except Exception:
@@ -411,6 +603,14 @@ class Dispatcher:
                 f"The executor {node['executor']['name']!r} failed:\n{traceback.format_exc()}"
             )
         self.queue.put_nowait(_Finished(run.dispatch_id, node_id, outcome))
+
+    @staticmethod
+    async def _tell_cancel(executor: BaseExecutor, task: Task) -> None:
+        """Let the executor know too (its ``cancel`` hook); its execute was cancelled."""
+        try:
+            await asyncio.wait_for(executor.cancel(task), 30)
+        except Exception:
+            log.exception("cancel hook of %s failed", type(executor).__name__)
 
     @staticmethod
     async def _attempt(executor: BaseExecutor, task: Task, timeout: float | None) -> Outcome:
@@ -446,7 +646,10 @@ class Dispatcher:
             run.status[node_id] = status
             run.outputs[node_id] = node["output_digest"]
             run.errors[node_id] = node["error"] or ""
-            if status == Status.RUNNING:
+            run.reprs[node_id] = node["output_repr"] or ""
+            if status == Status.RUNNING and node["sub_dispatch_id"]:
+                run.subdispatches[node_id] = node["sub_dispatch_id"]  # it resumes on its own
+            elif status == Status.RUNNING:
                 run.set_status(
                     changes,
                     node_id,
@@ -455,6 +658,21 @@ class Dispatcher:
                     "server restarted while it ran; it runs again",
                 )
         self.store.commit(changes)
-        self.queue.put_nowait(
-            _Start(Run(dispatch_id, manifest, run.results_dir, run.status, run.outputs, run.errors))
-        )
+        resumed = Run(dispatch_id, manifest, run.results_dir, run.status, run.outputs, run.errors)
+        resumed.subdispatches, resumed.reprs = run.subdispatches, run.reprs
+        resumed.root_dispatch_id = row["root_dispatch_id"]
+        if row.get("parent_dispatch_id"):
+            resumed.parent = (row["parent_dispatch_id"], row["parent_node_id"])
+        self.queue.put_nowait(_Start(resumed))
+        for node_id, child in run.subdispatches.items():
+            self._relink_finished_child(dispatch_id, node_id, child)
+
+    def _relink_finished_child(self, dispatch_id: str, node_id: int, child: str) -> None:
+        """A sublattice that finished while its parent was not recorded: report it now."""
+        row = self.store.get_dispatch(child)
+        if row is None:
+            self.queue.put_nowait(
+                _Finished(dispatch_id, node_id, Outcome.failure(f"Sublattice {child} is gone."))
+            )
+        elif Status(row["status"]) in FINAL_STATUSES:
+            self._report_to_parent((dispatch_id, node_id), child, Status(row["status"]), row)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -22,15 +23,28 @@ class ExecutorRegistry:
     def __init__(self) -> None:
         self.plugins = plugins.discover()
         self.instances: dict[Any, BaseExecutor] = {}
+        self._setting_up: dict[Any, asyncio.Future[BaseExecutor]] = {}
 
     async def get(self, spec: dict[str, Any]) -> BaseExecutor:
-        """The executor for ``{"name": ..., "attributes": {...}}``; ExecutorError if unknown."""
+        """The executor for ``{"name": ..., "attributes": {...}}``, set up once; tasks that
+        ask while it is being set up wait for that; a failed setup is tried again next
+        time. ExecutorError if the plugin is unknown."""
         key = spec_key(spec)
         executor = self.instances.get(key)
-        if executor is None:
-            executor = plugins.create(spec["name"], spec.get("attributes", {}), self.plugins)
-            self.instances[key] = executor
-            await executor.setup()
+        if executor is not None:
+            return executor
+        pending = self._setting_up.get(key)
+        if pending is None:
+            pending = asyncio.ensure_future(self._set_up(spec))
+            self._setting_up[key] = pending
+            pending.add_done_callback(lambda _: self._setting_up.pop(key, None))
+        executor = await asyncio.shield(pending)
+        self.instances[key] = executor
+        return executor
+
+    async def _set_up(self, spec: dict[str, Any]) -> BaseExecutor:
+        executor = plugins.create(spec["name"], spec.get("attributes", {}), self.plugins)
+        await executor.setup()
         return executor
 
     async def close(self) -> None:

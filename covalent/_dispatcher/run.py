@@ -30,6 +30,12 @@ class Run:
     running: dict[int, asyncio.Task[None]] = field(default_factory=dict)
     ready: deque[int] = field(default_factory=deque)
     cancel_requested: bool = False
+    parent: tuple[str, int] | None = None  # a sublattice's run: (dispatch id, node id) above it
+    root_dispatch_id: str = ""
+    subdispatches: dict[int, str] = field(default_factory=dict)  # sublattice node -> its run
+    reprs: dict[int, str] = field(default_factory=dict)
+    cache_keys: dict[int, str] = field(default_factory=dict)  # cache=True nodes: their key
+    pending_reuse: dict[int, tuple[str, str, str]] = field(default_factory=dict)  # redispatch
 
     def __post_init__(self) -> None:
         count = len(self.manifest["nodes"])
@@ -109,7 +115,7 @@ class Run:
 
     @property
     def finished(self) -> bool:
-        return not self.running and not self.ready
+        return not self.running and not self.ready and not self.subdispatches
 
     def final_status(self) -> Status:
         if self.cancel_requested or Status.CANCELLED in self.status:
@@ -117,6 +123,10 @@ class Run:
         if Status.FAILED in self.status or Status.NOT_RUN in self.status:
             return Status.FAILED
         return Status.COMPLETED
+
+    def result_repr(self) -> str:
+        result = self.manifest["result"]
+        return self.reprs.get(result["node"], "") if "node" in result else ""
 
     def result_digest(self) -> str | None:
         result = self.manifest["result"]

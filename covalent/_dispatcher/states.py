@@ -6,7 +6,9 @@ the dispatcher records each allowed change with its cause in the store.
 Nodes: ``NEW_OBJECT -> RUNNING -> COMPLETED | FAILED | CANCELLED``; a node whose input
 failed goes ``NEW_OBJECT -> NOT_RUN``; one cancelled before it started goes
 ``NEW_OBJECT -> CANCELLED``; one that was running when the server died goes
-``RUNNING -> NEW_OBJECT`` and runs again. Parameter nodes are born ``COMPLETED``.
+``RUNNING -> NEW_OBJECT`` and runs again. Parameter nodes are born ``COMPLETED``. A node
+whose stored output is reused (redispatch, or an electron with ``cache=True``) goes
+``PENDING_REUSE -> COMPLETED`` without running.
 
 Dispatches: ``NEW_OBJECT -> RUNNING -> COMPLETED | FAILED | CANCELLED``.
 """
@@ -19,8 +21,9 @@ from covalent._results.status import Status
 S = Status
 
 NODE_TRANSITIONS: dict[Status | None, frozenset[Status]] = {
-    None: frozenset({S.NEW_OBJECT, S.COMPLETED}),
-    S.NEW_OBJECT: frozenset({S.RUNNING, S.NOT_RUN, S.CANCELLED, S.FAILED}),
+    None: frozenset({S.NEW_OBJECT, S.COMPLETED, S.PENDING_REUSE}),
+    S.NEW_OBJECT: frozenset({S.RUNNING, S.NOT_RUN, S.CANCELLED, S.FAILED, S.PENDING_REUSE}),
+    S.PENDING_REUSE: frozenset({S.COMPLETED}),
     S.RUNNING: frozenset({S.COMPLETED, S.FAILED, S.CANCELLED, S.NEW_OBJECT}),
 }
 

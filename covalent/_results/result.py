@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from typing import Any
 
+from covalent._results import html
 from covalent._results.status import Status
 from covalent._wire import blobs as blobmod
 
@@ -38,7 +39,10 @@ class Result:
     CANCELLED = Status.CANCELLED
     NOT_RUN = Status.NOT_RUN
 
-    def __init__(self, detail: dict[str, Any], fetch: Fetch) -> None:
+    def __init__(
+        self, detail: dict[str, Any], fetch: Fetch, load: Callable[[str], Result] | None = None
+    ) -> None:
+        self._load_dispatch = load
         self._detail = detail
         self._manifest: dict[str, Any] = detail["summary"]
         self._fetch = fetch
@@ -104,13 +108,20 @@ class Result:
             "error": row.get("error") or None,
             "stdout": row.get("stdout") or "",
             "stderr": row.get("stderr") or "",
-            "sublattice_result": None,
+            "sublattice_result": self._sublattice(row.get("sub_dispatch_id")),
+            "reused_from": row.get("reused_from"),
             "executor": row.get("executor"),
             "attempts": [
                 {**a, "start_time": _time(a["start_time"]), "end_time": _time(a["end_time"])}
                 for a in self._attempts.get(row["node_id"], [])
             ],
         }
+
+    def _sublattice(self, dispatch_id: str | None) -> Result | None:
+        """The Result of a sublattice node's own dispatch (fetched when asked for)."""
+        if not dispatch_id or self._load_dispatch is None:
+            return None
+        return self._load_dispatch(dispatch_id)
 
     def get_node_result(self, node_id: int) -> dict[str, Any]:
         """Everything about one node: status, times, output, error, stdout, stderr."""
@@ -158,3 +169,7 @@ class Result:
 
     def __repr__(self) -> str:
         return f"<Result {self.dispatch_id} {self.status}>"
+
+    def _repr_html_(self) -> str:
+        """The Result in a notebook: status, result, times, nodes, error (see html.py)."""
+        return html.result_html(self, self._nodes, self._detail.get("lattice_name") or "")

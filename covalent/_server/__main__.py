@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-import logging
-import sys
 from types import FrameType
 
 import uvicorn
 from fastapi import FastAPI
 
 from covalent import _config
+from covalent._errors import ConfigError
+from covalent._server import logs
 from covalent._server.app import create_app
 from covalent._store.store import Store
 
@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m covalent._server")
     parser.add_argument("--host", default=config["address"])
     parser.add_argument("--port", type=int, default=config["port"])
-    parser.add_argument("--log-level", default="info")
+    parser.add_argument("--log-level", default=_config.get_value("sdk.log_level"))
     args = parser.parse_args(argv)
     token = config.get("token") or ""
     if not token and not is_loopback(args.host):
@@ -40,11 +40,10 @@ def main(argv: list[str] | None = None) -> None:
             "run code on this machine. Set dispatcher.token (or COVALENT_TOKEN), or bind to "
             "localhost.\n",
         )
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    try:
+        logs.setup(args.log_level)
+    except ConfigError as e:
+        parser.exit(2, f"{e}\n")
     if config.get("db_url"):
         store = Store(config["db_url"], config["blobs_dir"])
     else:
@@ -62,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
             app,
             host=args.host,
             port=args.port,
-            log_level=args.log_level,
+            log_config=None,  # uvicorn's records go through logs.setup's handler
             access_log=False,
             timeout_graceful_shutdown=10,
         ),

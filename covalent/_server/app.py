@@ -22,9 +22,12 @@ from pydantic import BaseModel
 
 from covalent import __version__
 from covalent._dispatcher.dispatcher import Dispatcher
+from covalent._dispatcher.triggers import TriggerManager
 from covalent._errors import BadRequestError, CovalentError, DispatchNotFoundError
 from covalent._results.status import FINAL_STATUSES, Status
-from covalent._server import cluster
+from covalent._server import cluster, triggers, ui
+from covalent._store import cache as cachemod
+from covalent._store import queries
 from covalent._store.store import Store
 from covalent._wire import bundle
 from covalent._wire.blobs import is_digest
@@ -41,6 +44,7 @@ class ServerState:
     store: Store
     dispatcher: Dispatcher
     settings: dict[str, Any]
+    triggers: TriggerManager
 
 
 class CancelRequest(BaseModel):
@@ -56,11 +60,14 @@ def create_app(store: Store, results_root: str, settings: dict[str, Any] | None 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store.create_schema()
         dispatcher = Dispatcher(store, results_root)
-        app.state.covalent = ServerState(store, dispatcher, settings or {})
+        trigger_manager = TriggerManager(store, dispatcher)
+        app.state.covalent = ServerState(store, dispatcher, settings or {}, trigger_manager)
         await dispatcher.start()
+        await trigger_manager.start()
         try:
             yield
         finally:
+            await trigger_manager.stop()
             await dispatcher.stop()
             store.close()
 
@@ -71,17 +78,30 @@ def create_app(store: Store, results_root: str, settings: dict[str, Any] | None 
         _require_token(app, str(token))
     _routes(app)
     app.include_router(cluster.router)
+    app.include_router(ui.router)
+    app.include_router(triggers.router)
     return app
 
 
+TOKEN_COOKIE = "covalent_token"
+
+
 def _require_token(app: FastAPI, token: str) -> None:
-    """Every request must carry ``Authorization: Bearer <token>`` (401 otherwise)."""
-    expected = f"Bearer {token}".encode()
+    """Every request must carry the token (401 otherwise): ``Authorization: Bearer
+    <token>``, or for a browser the cookie set by opening any page once with
+    ``?token=<token>``."""
+    expected = token.encode()
+
+    def matches(given: str) -> bool:
+        return hmac.compare_digest(given.encode(), expected)
 
     @app.middleware("http")
     async def check_token(request: Request, call_next: Any) -> Response:
-        given = request.headers.get("authorization", "").encode()
-        if not hmac.compare_digest(given, expected):
+        bearer = request.headers.get("authorization", "").removeprefix("Bearer ")
+        from_query = request.query_params.get("token", "")
+        if not (
+            matches(bearer) or matches(request.cookies.get(TOKEN_COOKIE, "")) or matches(from_query)
+        ):
             return JSONResponse(
                 {
                     "detail": "This server needs a token: send Authorization: Bearer <token> "
@@ -91,6 +111,8 @@ def _require_token(app: FastAPI, token: str) -> None:
                 status_code=401,
             )
         response: Response = await call_next(request)
+        if from_query and matches(from_query):
+            response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
         return response
 
 
@@ -151,7 +173,7 @@ def _routes(app: FastAPI) -> None:
             "status": "ok",
             "version": __version__,
             "database": state.store.url,
-            **state.settings,
+            **{k: v for k, v in state.settings.items() if k != "token"},
         }
 
     @app.post(f"{API}/dispatches")
@@ -162,7 +184,10 @@ def _routes(app: FastAPI) -> None:
         else:
             manifest, blobs = bundle.unpack(body)
         del body
-        dispatch_id = _state(request).dispatcher.submit(manifest, blobs, disable_run=disable_run)
+        state = _state(request)
+        trigger_specs = state.triggers.check(manifest)  # before anything is stored
+        dispatch_id = state.dispatcher.submit(manifest, blobs, disable_run=disable_run)
+        state.triggers.add(dispatch_id, trigger_specs)
         return {"dispatch_id": dispatch_id}
 
     @app.get(f"{API}/dispatches")
@@ -190,6 +215,9 @@ def _routes(app: FastAPI) -> None:
         if nodes:
             row["nodes"] = state.store.get_nodes(dispatch_id)
             row["attempts"] = state.store.get_attempts(dispatch_id)
+        else:  # what a progress bar needs, in one GROUP BY
+            counts = queries.node_counts(state.store, [dispatch_id])
+            row["node_counts"] = counts.get(dispatch_id, {})
         row["finished"] = Status(row["status"]) in FINAL_STATUSES
         return json_response(row)
 
@@ -222,12 +250,16 @@ def _routes(app: FastAPI) -> None:
     async def delete(request: Request, dispatch_id: str) -> dict[str, str]:
         state = _state(request)
         row = _dispatch_or_404(state, dispatch_id)
-        if Status(row["status"]) not in FINAL_STATUSES:
+        if Status(row["status"]) not in FINAL_STATUSES | {Status.NEW_OBJECT}:
             raise BadRequestError(
                 f"Dispatch {dispatch_id} is still {row['status']}; cancel it first."
             )
         state.store.delete_dispatch(dispatch_id)
         return {"dispatch_id": dispatch_id, "status": "deleted"}
+
+    @app.delete(f"{API}/cache")
+    async def clear_cache(request: Request) -> dict[str, int]:
+        return {"cleared": cachemod.clear(_state(request).store)}
 
     @app.get(f"{API}/blobs/{{digest}}")
     async def get_blob(request: Request, digest: str) -> Response:

@@ -41,6 +41,8 @@ dispatches = Table(
     Column("result_digest", String(64)),
     Column("error", Text),
     Column("results_dir", Text, nullable=False),
+    Column("parent_dispatch_id", String(36)),  # a sublattice's dispatch: its parent node
+    Column("parent_node_id", Integer),
     Index("ix_dispatches_created", "created_at"),
     Index("ix_dispatches_status", "status"),
 )
@@ -62,6 +64,8 @@ nodes = Table(
     Column("stderr", Text),
     Column("error", Text),
     Column("attempts", Integer, nullable=False, default=0),
+    Column("sub_dispatch_id", String(36)),  # a sublattice node: the dispatch it runs
+    Column("reused_from", Text),  # "dispatch_id:node_id" whose stored output it reused
 )
 
 transitions = Table(
@@ -91,6 +95,17 @@ attempts = Table(
     Column("stderr", Text),
 )
 
+cache = Table(
+    "cache",
+    metadata,
+    Column("key", String(64), primary_key=True),  # function, inputs and settings digest
+    Column("output_digest", String(64), nullable=False),
+    Column("output_repr", Text),
+    Column("dispatch_id", String(36), nullable=False),
+    Column("node_id", Integer, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
 blobs = Table(
     "blobs",
     metadata,
@@ -98,4 +113,26 @@ blobs = Table(
     Column("size", Integer, nullable=False),
     Column("data", LargeBinary),  # small blobs inline; large ones as files
     Column("path", Text),
+)
+
+triggers = Table(
+    "triggers",
+    metadata,
+    Column("trigger_id", Integer, primary_key=True, autoincrement=True),
+    Column("dispatch_id", String(36), nullable=False),  # whose stored manifest it re-submits
+    Column("kind", String(16), nullable=False),
+    Column("spec", Text, nullable=False),  # JSON, as in the manifest's "triggers"
+    Column("created_at", Float, nullable=False),
+    Column("stopped_at", Float),  # NULL while active
+    Index("ix_triggers_dispatch", "dispatch_id"),
+)
+
+trigger_firings = Table(
+    "trigger_firings",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("trigger_id", Integer, nullable=False),
+    Column("dispatch_id", String(36), nullable=False),  # the dispatch the firing made
+    Column("fired_at", Float, nullable=False),
+    Index("ix_trigger_firings_trigger", "trigger_id"),
 )

@@ -22,8 +22,8 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
 
 from covalent._errors import CovalentError
-from covalent._store import schema
-from covalent._store.schema import attempts, blobs, dispatches, meta, nodes, transitions
+from covalent._store import migrate, schema
+from covalent._store.schema import attempts, blobs, dispatches, nodes, transitions
 
 INLINE_LIMIT = 256 * 1024
 CACHE_BYTES = 64 * 1024 * 1024
@@ -40,11 +40,13 @@ class Changes:
     transitions: list[dict[str, Any]] = field(default_factory=list)
     attempts: list[dict[str, Any]] = field(default_factory=list)
     blob_files: list[dict[str, Any]] = field(default_factory=list)  # already on disk
+    cache_rows: list[dict[str, Any]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(
             self.blobs
             or self.blob_files
+            or self.cache_rows
             or self.node_updates
             or self.dispatch_updates
             or self.transitions
@@ -123,20 +125,16 @@ class Store:
         Path(db_path).parent.mkdir(parents=True, exist_ok=True)
         return cls(f"sqlite:///{db_path}", blobs_dir)
 
-    def create_schema(self) -> None:
-        """Create missing tables and record the schema version."""
-        schema.metadata.create_all(self.engine)
-        with self.engine.begin() as conn:
-            row = conn.execute(select(meta.c.value).where(meta.c.key == "schema_version")).first()
-            if row is None:
-                conn.execute(
-                    insert(meta).values(key="schema_version", value=str(schema.SCHEMA_VERSION))
-                )
-            elif int(row[0]) > schema.SCHEMA_VERSION:
-                raise CovalentError(
-                    f"The database {self.url} has schema version {row[0]}, newer than this "
-                    f"covalent ({schema.SCHEMA_VERSION}); upgrade covalent."
-                )
+    def create_schema(self) -> tuple[str | None, str | None]:
+        """Bring the schema up to date (Alembic migrations); return the revisions before
+        and after. A database migrated by a newer covalent is refused, untouched."""
+        found = migrate.current(self.engine)
+        if found is not None and found not in migrate.revisions():
+            raise CovalentError(
+                f"The database {self.url} has schema revision {found}, which this covalent "
+                f"does not know (its newest is {migrate.head()}); upgrade covalent."
+            )
+        return migrate.upgrade(self.engine)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -279,6 +277,8 @@ class Store:
             self._update_many(conn, dispatches, changes.dispatch_updates)
             if changes.transitions:
                 self._bulk_insert(conn, transitions, changes.transitions)
+            if changes.cache_rows:
+                conn.execute(self._insert_ignore(schema.cache), changes.cache_rows)
             if changes.attempts:
                 conn.execute(insert(attempts), changes.attempts)
 

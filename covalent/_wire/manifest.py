@@ -14,6 +14,7 @@ from typing import Any
 
 from covalent._errors import BadRequestError, WorkflowError
 from covalent._wire import blobs as blobmod
+from covalent._wire import triggers as triggermod
 from covalent._workflow.graph import Graph, Node, NodeKind
 
 FORMAT = 1
@@ -73,7 +74,7 @@ def executor_spec(executor: Any, where: str) -> dict[str, Any]:
 
 def _source(function: Callable[..., Any]) -> str:
     try:
-        return inspect.getsource(function)
+        return inspect.getsource(getattr(function, "workflow_function", function))
     except (OSError, TypeError):
         return ""
 
@@ -106,7 +107,7 @@ def _node_entry(
         return entry
     assert node.function is not None
     entry["function"] = digest = blobset.add_object(node.function, f"the function of {where}")
-    if node.kind == NodeKind.ELECTRON and digest not in sources:
+    if node.kind in (NodeKind.ELECTRON, NodeKind.SUBLATTICE) and digest not in sources:
         sources[digest] = {"name": node.name, "source": _source(node.function)}
     executor = node.executor if node.kind == NodeKind.ELECTRON else None
     entry["executor"] = executor_spec(executor, where)
@@ -153,6 +154,9 @@ def from_graph(
         "result": result,
         "functions": sources,
     }
+    trigger_specs = triggermod.specs_of((getattr(lattice, "metadata", None) or {}).get("triggers"))
+    if trigger_specs:  # plain JSON: the server arms them without unpickling anything
+        manifest["triggers"] = trigger_specs
     return manifest, blobset.blobs
 
 
@@ -231,7 +235,12 @@ def _validate_node(node: Any, position: int, available: Callable[[str], bool]) -
     if kind == NodeKind.PARAMETER:
         _need_blob(node.get("value"), f"node {position}'s value", available)
         return
-    if kind not in (NodeKind.ELECTRON, NodeKind.COLLECTION, NodeKind.OPERATION):
+    if kind not in (
+        NodeKind.ELECTRON,
+        NodeKind.COLLECTION,
+        NodeKind.OPERATION,
+        NodeKind.SUBLATTICE,
+    ):
         raise BadRequestError(f"Node {position} of the manifest has unknown kind {kind!r}.")
     _need_blob(node.get("function"), f"node {position}'s function", available)
     executor = node.get("executor")

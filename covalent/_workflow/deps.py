@@ -2,9 +2,12 @@
 
 ``ct.DepsBash``, ``ct.DepsPip`` and ``ct.DepsCall`` travel pickled with the electron's
 settings and are applied by the task runner in the electron's environment (its working
-directory, its captured stdout/stderr), in this order: bash commands, pip packages,
-``call_before`` hooks, the electron, ``call_after`` hooks. A ``DepsCall`` with
-``retval_keyword`` passes its return value to the electron under that keyword.
+directory, its captured stdout/stderr), in this order: bash commands, pip packages
+(:func:`install`), BEFORE file transfers (:mod:`covalent._workflow.transfer`),
+``call_before`` hooks (:func:`apply_before`), the electron, ``call_after`` hooks
+(:func:`apply_after`), AFTER file transfers. A ``DepsCall`` with ``retval_keyword``
+passes its return value to the electron under that keyword; an electron with file
+transfers gets ``files=[(from_path, to_path), ...]``.
 """
 
 from __future__ import annotations
@@ -145,12 +148,16 @@ def as_calls(value: Any, where: str) -> list[DepsCall]:
     return calls
 
 
-def apply_before(extras: dict[str, Any]) -> dict[str, Any]:
-    """Run deps_bash, deps_pip and call_before; return keyword arguments they provide."""
-    extra_kwargs: dict[str, Any] = {}
+def install(extras: dict[str, Any]) -> None:
+    """Run deps_bash, then deps_pip."""
     for key in ("deps_bash", "deps_pip"):
         if extras.get(key) is not None:
             extras[key].apply()
+
+
+def apply_before(extras: dict[str, Any]) -> dict[str, Any]:
+    """Run the call_before hooks; return the keyword arguments they provide."""
+    extra_kwargs: dict[str, Any] = {}
     for call in extras.get("call_before") or []:
         value = call.apply()
         if call.retval_keyword:

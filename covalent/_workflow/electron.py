@@ -11,8 +11,9 @@ from collections.abc import Callable
 from typing import Any, overload
 
 from covalent._errors import WorkflowError
-from covalent._workflow import deps
+from covalent._workflow import deps, transfer
 from covalent._workflow.graph import NodeKind
+from covalent._workflow.lattice import Lattice
 from covalent._workflow.tracing import current_builder
 
 
@@ -39,7 +40,7 @@ class Electron:
         self.function = function
         self.executor = executor
         self.metadata: dict[str, Any] = {
-            "files": list(files or []),
+            "files": transfer.as_transfers(files, function, self.name),
             "deps_bash": deps.as_bash(deps_bash),
             "deps_pip": deps.as_pip(deps_pip),
             "call_before": deps.as_calls(call_before, "call_before"),
@@ -59,6 +60,23 @@ class Electron:
         builder = current_builder()
         if builder is None:
             return self.function(*args, **kwargs)
+        replacement = builder.replacements.get(self.name)
+        if replacement is not None and replacement is not self:
+            return replacement._record(builder, args, kwargs)
+        return self._record(builder, args, kwargs)
+
+    def _record(self, builder: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Add this electron's node to ``builder``'s graph."""
+        if isinstance(self.function, Lattice):
+            return builder.add_call(
+                f":sublattice:{self.function.name}",
+                NodeKind.SUBLATTICE,
+                self.function,
+                args,
+                kwargs,
+                executor=self.executor,
+                metadata=self.metadata,
+            )
         return builder.add_call(
             self.name,
             NodeKind.ELECTRON,

@@ -15,6 +15,7 @@ from typing import Any, overload
 from covalent._errors import WorkflowError
 from covalent._workflow import deps
 from covalent._workflow.graph import Graph
+from covalent._workflow.svg import preview_html
 from covalent._workflow.tracing import Builder, Output, holds_output
 
 INHERITED = ("deps_bash", "deps_pip", "call_before", "call_after")
@@ -61,6 +62,10 @@ class Lattice:
     def __repr__(self) -> str:
         return f"<lattice {self.name}>"
 
+    def _repr_html_(self) -> str:
+        """The graph as a picture in a notebook, before dispatch (see svg.py)."""
+        return preview_html(self.name, self.transport_graph, self.build_graph)
+
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "transport_graph": None}
 
@@ -82,9 +87,21 @@ class Lattice:
 
     def build_graph(self, *args: Any, **kwargs: Any) -> Graph:
         """Trace the body with these arguments and return (and keep) its graph."""
+        return self.build_graph_replacing({}, args, kwargs)
+
+    def build_graph_replacing(
+        self, replacements: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Graph:
+        """Trace the body, calling ``replacements[name]`` wherever the electron ``name``
+        is called (``ct.redispatch(..., replace_electrons=...)``)."""
         self.check_arguments(args, kwargs)
         defaults = {k: v for k, v in self.metadata.items() if k in INHERITED and v}
-        with Builder(self.name, default_executor=self.executor, defaults=defaults) as builder:
+        with Builder(
+            self.name,
+            default_executor=self.executor,
+            defaults=defaults,
+            replacements=replacements,
+        ) as builder:
             try:
                 returned = self.workflow_function(*args, **kwargs)
             except Exception as e:
@@ -100,6 +117,12 @@ class Lattice:
                 graph.result_value = returned
         self.transport_graph = graph
         return graph
+
+    def draw(self, *args: Any, **kwargs: Any) -> None:
+        """Show the graph built with these arguments in the UI's preview page; print its URL."""
+        from covalent._client.preview import draw  # drawing needs the client (a layer right)
+
+        draw(self, args, kwargs)
 
 
 @overload

@@ -50,10 +50,12 @@ class Builder:
         lattice_name: str,
         default_executor: Any = None,
         defaults: dict[str, Any] | None = None,
+        replacements: dict[str, Any] | None = None,
     ) -> None:
         self.graph = Graph(lattice_name=lattice_name)
         self.default_executor = default_executor
         self.defaults = defaults or {}
+        self.replacements = replacements or {}
 
     def __enter__(self) -> Builder:
         self._token = _current.set(self)
@@ -73,7 +75,7 @@ class Builder:
         metadata: dict[str, Any] | None = None,
     ) -> Output:
         """Add a node that calls ``function`` with ``args``/``kwargs``; return its output."""
-        if kind == NodeKind.ELECTRON:
+        if kind in (NodeKind.ELECTRON, NodeKind.SUBLATTICE):
             executor = self.default_executor if executor is None else executor
             given = metadata or {}
             metadata = {**given, **{k: v for k, v in self.defaults.items() if not given.get(k)}}

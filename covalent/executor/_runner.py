@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
 import io
 import os
@@ -26,8 +27,9 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from covalent._wire import blobs
-from covalent._workflow import deps
+from covalent._wire import blobs, bundle
+from covalent._wire import manifest as manifestmod
+from covalent._workflow import deps, transfer
 from covalent._workflow.context import TaskContext, reset_context, set_context
 from covalent.executor import plugins
 
@@ -52,11 +54,18 @@ def run_task(
         args = [blobs.loads(values[d]) for d in task["args"]]
         kwargs = {k: blobs.loads(values[d]) for k, d in task["kwargs"].items()}
         extras = blobs.loads(values[task["extras"]]) if task.get("extras") else {}
+        executor = _plugin_executor(task.get("plugin"))  # outside the capture: its warnings
         with _task_environment(task, out, err):
+            deps.install(extras)
+            kwargs.update(transfer.apply_before(extras))
             kwargs.update(deps.apply_before(extras))
-            result = _call(task, function, args, kwargs)
+            result = _call(task, executor, function, args, kwargs)
             deps.apply_after(extras)
-        reply.update(status="COMPLETED", output=_dump_output(result))
+            transfer.apply_after(extras)
+        if task.get("sublattice"):
+            reply.update(status="COMPLETED", output=_build_sublattice(function, args, kwargs))
+        else:
+            reply.update(status="COMPLETED", output=_dump_output(result))
         _write_large_output(task.get("options", {}).get("blobs_dir"), reply)
         reply["output_repr"] = blobs.short_repr(result)
     except (Exception, SystemExit) as e:  # the electron's failure is a value, not the worker's
@@ -68,11 +77,33 @@ def run_task(
     return reply
 
 
-def _call(task: dict[str, Any], function: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
-    plugin = task.get("plugin")
+def _build_sublattice(lattice: Any, args: list[Any], kwargs: dict[str, Any]) -> bytes:
+    """A sublattice node's output: its lattice built with the real inputs, as a bundle
+    (manifest and blobs) the dispatcher submits as a child dispatch without unpickling."""
+    graph = lattice.build_graph(*args, **kwargs)
+    manifest, blobs_ = manifestmod.from_graph(graph, tuple(args), kwargs, lattice)
+    return bundle.pack(manifest, blobs_)
+
+
+@functools.lru_cache(maxsize=1)
+def _installed_plugins() -> dict[str, plugins.Plugin]:
+    """Discovered once per process: a worker runs many plugin tasks."""
+    return plugins.discover()
+
+
+def _plugin_executor(plugin: dict[str, Any] | None) -> Any:
     if plugin is None:
+        return None
+    return plugins.create(plugin["name"], plugin["attributes"], _installed_plugins())
+
+
+def _call(
+    task: dict[str, Any], executor: Any, function: Any, args: list[Any], kwargs: dict[str, Any]
+) -> Any:
+    if task.get("sublattice"):
+        return None  # built from the inputs in run_task, not called
+    if executor is None:
         return function(*args, **kwargs)
-    executor = plugins.create(plugin["name"], plugin["attributes"], plugins.discover())
     result = executor.run(function, args, kwargs, dict(task["context"]))
     if inspect.isawaitable(result):
         result = asyncio.run(_await(result))

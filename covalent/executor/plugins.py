@@ -15,6 +15,7 @@ A module that fails to import is reported with a warning and skipped.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.metadata
 import importlib.util
@@ -88,6 +89,13 @@ def _builtins() -> list[Plugin | None]:
 
 
 def _load_file(path: Path) -> ModuleType:
+    """The module of a plugin file, loaded again only when the file changes (so its
+    classes stay the same objects between lookups)."""
+    return _load_file_version(path, path.stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=256)
+def _load_file_version(path: Path, _mtime: int) -> ModuleType:
     spec = importlib.util.spec_from_file_location(f"covalent_executor_plugin_{path.stem}", path)
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot load {path}")

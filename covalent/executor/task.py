@@ -57,6 +57,7 @@ class Task:
             "args": self.args,
             "kwargs": self.kwargs,
             "extras": self.extras,
+            "sublattice": bool(self.metadata.get("sublattice")),
             "options": options or {},
             "context": {
                 "dispatch_id": self.dispatch_id,
@@ -99,6 +100,7 @@ class Outcome:
     output: bytes | None = None
     output_repr: str = ""
     output_file: BlobFile | None = None  # a large output already written to the blob store
+    output_ref: str | None = None  # the digest of an output already stored (a sublattice's)
     error: str = ""
     stdout: str = ""
     stderr: str = ""

@@ -79,9 +79,24 @@ def dask_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaskClust
     commands = {
         "scheduler": [dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), *no_dashboard],
         **{
-            name: [dask, "worker", address, "--host", "127.0.0.1", "--nworkers", "1",
-                   "--nthreads", "1", "--name", name, "--local-directory", str(root / name),
-                   "--death-timeout", "120", *no_dashboard]
+            name: [
+                dask,
+                "worker",
+                address,
+                "--host",
+                "127.0.0.1",
+                "--nworkers",
+                "1",
+                "--nthreads",
+                "1",
+                "--name",
+                name,
+                "--local-directory",
+                str(root / name),
+                "--death-timeout",
+                "120",
+                *no_dashboard,
+            ]
             for name in ("w1", "w2")
         },
     }

@@ -55,6 +55,14 @@ def test_a_token_is_required_by_every_route(home: Home, monkeypatch: pytest.Monk
     good = httpx.get(f"{api}/health", headers={"authorization": "Bearer s3cret-token"})
     assert good.status_code == 200
 
+    # a browser: open a page once with ?token=, then the cookie carries it
+    with httpx.Client() as browser:
+        first = browser.get(f"{api}/health", params={"token": "s3cret-token"})
+        assert first.status_code == 200
+        assert "token" not in first.json()  # the health answer never shows it
+        assert browser.get(f"{api}/dispatches").status_code == 200  # the cookie alone
+    assert httpx.get(f"{api}/health", params={"token": "nope"}).status_code == 401
+
     monkeypatch.setenv("COVALENT_TOKEN", "wrong")
     with pytest.raises(AuthenticationError, match="needs a token"):
         ct.get_result(result.dispatch_id)

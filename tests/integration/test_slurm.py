@@ -49,8 +49,9 @@ def slurm_cluster() -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:
         if "SLURM_CONF" not in os.environ and os.path.exists(f"{SLURM_DIR}/slurm.conf"):
             patch.setenv("SLURM_CONF", f"{SLURM_DIR}/slurm.conf")
-        done = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True,
-                              timeout=60)
+        done = subprocess.run(
+            ["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=60
+        )
         if done.returncode != 0 or not done.stdout.strip():
             pytest.fail(
                 "Slurm is installed but its controller does not answer "
@@ -61,17 +62,22 @@ def slurm_cluster() -> Iterator[None]:
 
 def slurm(tmp_path: Path, **settings: Any) -> SlurmExecutor:
     options = {"partition": PARTITION, **settings.pop("options", {})}
-    return SlurmExecutor(remote_workdir=str(tmp_path), options=options, poll_freq=0.5,
-                         **settings)
+    return SlurmExecutor(remote_workdir=str(tmp_path), options=options, poll_freq=0.5, **settings)
 
 
 def over_ssh(sshd: Sshd, tmp_path: Path, **settings: Any) -> SlurmExecutor:
     """A SlurmExecutor that submits through the loopback sshd, as a login node."""
     conf = os.environ.get("SLURM_CONF")
     return slurm(
-        tmp_path, address="127.0.0.1", port=sshd.port, username=sshd.username,
-        ssh_key_file=str(sshd.client_key), known_hosts=str(sshd.known_hosts),
-        python_path=sys.executable, env={"SLURM_CONF": conf} if conf else {}, **settings,
+        tmp_path,
+        address="127.0.0.1",
+        port=sshd.port,
+        username=sshd.username,
+        ssh_key_file=str(sshd.client_key),
+        known_hosts=str(sshd.known_hosts),
+        python_path=sys.executable,
+        env={"SLURM_CONF": conf} if conf else {},
+        **settings,
     )
 
 
@@ -90,8 +96,13 @@ def run(executor: SlurmExecutor, work: Any) -> Any:
 
 def queued(job_name: str) -> list[tuple[str, str]]:
     """``(job id, state)`` of the jobs called ``job_name`` that are pending or running."""
-    done = subprocess.run(["squeue", "-h", "-n", job_name, "-o", "%i %T"],
-                          capture_output=True, text=True, timeout=60, check=True)
+    done = subprocess.run(
+        ["squeue", "-h", "-n", job_name, "-o", "%i %T"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     return [tuple(line.split()) for line in done.stdout.splitlines()]  # type: ignore[misc]
 
 
@@ -136,8 +147,7 @@ def _job_and_cwd() -> tuple[str | None, str]:
 def test_job_script_carries_the_options(tmp_path: Path) -> None:
     executor = slurm(
         tmp_path,
-        options={"time": "5:00", "cpus_per_task": 2, "requeue": True, "hold": False,
-                 "J": "named"},
+        options={"time": "5:00", "cpus_per_task": 2, "requeue": True, "hold": False, "J": "named"},
         prerun_commands=["echo before"],
         postrun_commands=["echo after"],
     )
@@ -146,8 +156,13 @@ def test_job_script_carries_the_options(tmp_path: Path) -> None:
     job_id, cwd = tasks.output(outcome)
     assert job_id is not None and job_id.isdigit()
     assert cwd == str(tmp_path)
-    job = subprocess.run(["scontrol", "-o", "show", "job", job_id], capture_output=True,
-                         text=True, check=True, timeout=60).stdout
+    job = subprocess.run(
+        ["scontrol", "-o", "show", "job", job_id],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
     for setting in ("JobName=named", "TimeLimit=00:05:00", "CPUs/Task=2", "Requeue=1"):
         assert setting in job.split(), (setting, job)
     assert outcome.stdout == "before\nafter\n"  # the job's own output follows the electron's
@@ -166,8 +181,9 @@ def test_importing_the_plugin_does_not_import_asyncssh() -> None:
         "import sys, covalent.executor.executor_plugins.slurm; "
         "assert 'asyncssh' not in sys.modules, 'asyncssh imported'"
     )
-    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", check], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
 
 

@@ -130,8 +130,9 @@ class LocalDaskCluster:
     # executor per settings and has no place for a resource they share.
     _shared: dict[asyncio.AbstractEventLoop, LocalDaskCluster] = {}
 
-    def __init__(self, n_workers: int = 0, threads_per_worker: int = 1,
-                 dashboard: bool = False) -> None:
+    def __init__(
+        self, n_workers: int = 0, threads_per_worker: int = 1, dashboard: bool = False
+    ) -> None:
         self.n_workers = n_workers or default_workers()
         self.threads_per_worker = max(1, threads_per_worker)
         self.dashboard = dashboard
@@ -142,8 +143,9 @@ class LocalDaskCluster:
         self._lock = asyncio.Lock()
 
     @classmethod
-    def acquire(cls, n_workers: int = 0, threads_per_worker: int = 1,
-                dashboard: bool = False) -> LocalDaskCluster:
+    def acquire(
+        cls, n_workers: int = 0, threads_per_worker: int = 1, dashboard: bool = False
+    ) -> LocalDaskCluster:
         """The running loop's local cluster (made, not started, if there is none), counted
         as used once more; settings only apply when it is made."""
         loop = asyncio.get_running_loop()
@@ -198,8 +200,12 @@ class LocalDaskCluster:
             await asyncio.to_thread(self._cluster.close)
             self._cluster = None
             raise
-        log.info("Started the local Dask cluster at %s with %d workers in %.1f s",
-                 self._cluster.scheduler_address, self.n_workers, time.monotonic() - started)
+        log.info(
+            "Started the local Dask cluster at %s with %d workers in %.1f s",
+            self._cluster.scheduler_address,
+            self.n_workers,
+            time.monotonic() - started,
+        )
 
     def _new_cluster(self, distributed: ModuleType) -> LocalCluster:
         # A synchronous LocalCluster runs its scheduler on a loop thread of its own, so

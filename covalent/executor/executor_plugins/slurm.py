@@ -56,10 +56,22 @@ _EXECUTOR_PLUGIN_DEFAULTS: dict[str, Any] = {
     "verify_host_key": True,
 }
 
-FINAL_STATES = frozenset({
-    "BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL",
-    "OUT_OF_MEMORY", "PREEMPTED", "REVOKED", "SPECIAL_EXIT", "TIMEOUT", "UNKNOWN",
-})
+FINAL_STATES = frozenset(
+    {
+        "BOOT_FAIL",
+        "CANCELLED",
+        "COMPLETED",
+        "DEADLINE",
+        "FAILED",
+        "NODE_FAIL",
+        "OUT_OF_MEMORY",
+        "PREEMPTED",
+        "REVOKED",
+        "SPECIAL_EXIT",
+        "TIMEOUT",
+        "UNKNOWN",
+    }
+)
 """Slurm job states after which the job never runs again (UNKNOWN: Slurm forgot it)."""
 
 COMMAND_TIMEOUT = 120.0
@@ -214,12 +226,25 @@ class SlurmExecutor(BaseExecutor):
         settings.update({_option_name(k): v for k, v in self.options.items()})
         settings.update(output=job.stdout, error=job.stderr)
         python = self.python_path or (sys.executable if not self.address else "python3")
-        runner = [_shell_path(python), "-m covalent.executor._runner",
-                  shlex.quote(job.request), shlex.quote(job.reply)]
+        runner = [
+            _shell_path(python),
+            "-m covalent.executor._runner",
+            shlex.quote(job.request),
+            shlex.quote(job.reply),
+        ]
         exports = [f"export {k}={shlex.quote(v)}" for k, v in self.env.items()]
-        lines = ["#!/bin/bash", *_directives(settings), "", *exports, *self.prerun_commands,
-                 " ".join(runner), "covalent_status=$?", *self.postrun_commands,
-                 "exit $covalent_status", ""]
+        lines = [
+            "#!/bin/bash",
+            *_directives(settings),
+            "",
+            *exports,
+            *self.prerun_commands,
+            " ".join(runner),
+            "covalent_status=$?",
+            *self.postrun_commands,
+            "exit $covalent_status",
+            "",
+        ]
         return "\n".join(lines)
 
     async def _prepare(self, host: _Host, task: Task) -> _JobFiles:
@@ -345,11 +370,15 @@ async def _death_report(host: _Host, job: _JobFiles, job_id: str, state: str) ->
     with contextlib.suppress(SlurmError):
         details = await _job_details(host, job_id)
     extra = ", ".join(f"{k} {v}" for k, v in details.items() if v and v != "None")
-    lines = [f"Slurm job {job_id} for {job.task.name!r} ended in state {state}"
-             + (f" ({extra})" if extra else "") + " without a result."]
+    lines = [
+        f"Slurm job {job_id} for {job.task.name!r} ended in state {state}"
+        + (f" ({extra})" if extra else "")
+        + " without a result."
+    ]
     tail = (await host.tail(job.stderr, 16 * 1024)).splitlines()[-STDERR_TAIL_LINES:]
-    lines.append(f"Its stderr ({job.stderr}) ends with:" if tail else
-                 f"Its stderr ({job.stderr}) is empty.")
+    lines.append(
+        f"Its stderr ({job.stderr}) ends with:" if tail else f"Its stderr ({job.stderr}) is empty."
+    )
     lines.extend(tail)
     return "\n".join(lines)
 
@@ -417,8 +446,14 @@ class _Poller:
 
 async def _states(host: _Host, job_ids: list[str]) -> dict[str, str]:
     """``{job id: state}`` for the jobs Slurm still knows, from one ``squeue`` call."""
-    command = ["squeue", "--noheader", "--states=all", "--jobs", ",".join(job_ids),
-               "--format=%i|%T"]
+    command = [
+        "squeue",
+        "--noheader",
+        "--states=all",
+        "--jobs",
+        ",".join(job_ids),
+        "--format=%i|%T",
+    ]
     done = await host.run(command)
     if done.returncode != 0:
         if "Invalid job id" in done.stderr:
@@ -430,8 +465,9 @@ async def _states(host: _Host, job_ids: list[str]) -> dict[str, str]:
 
 async def _forgotten_state(host: _Host, job_id: str) -> str:
     """The state of a job squeue no longer shows: from sacct, where accounting is on."""
-    done = await host.run(["sacct", "--noheader", "--parsable2", "--allocations",
-                           "--jobs", job_id, "--format=State"])
+    done = await host.run(
+        ["sacct", "--noheader", "--parsable2", "--allocations", "--jobs", job_id, "--format=State"]
+    )
     words = done.stdout.split() if done.returncode == 0 else []
     return words[0] if words else "UNKNOWN"
 
@@ -480,8 +516,11 @@ class _LocalHost(_Host):
     async def run(self, argv: list[str]) -> _Completed:
         try:
             process = await asyncio.create_subprocess_exec(
-                *argv, stdin=asyncio.subprocess.DEVNULL, env={**os.environ, **self.env},
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                env={**os.environ, **self.env},
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
             )
         except OSError as e:
             return _Completed(127, "", f"cannot run {argv[0]}: {e}")
@@ -494,8 +533,9 @@ class _LocalHost(_Host):
             if isinstance(e, asyncio.CancelledError):
                 raise
             return _Completed(124, "", f"{argv[0]} took more than {COMMAND_TIMEOUT:g} s")
-        return _Completed(process.returncode or 0, out.decode(errors="replace"),
-                          err.decode(errors="replace"))
+        return _Completed(
+            process.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace")
+        )
 
     async def resolve(self, path: str) -> str:
         return os.path.abspath(os.path.join(os.path.expanduser("~"), os.path.expanduser(path)))

@@ -1,0 +1,336 @@
+"""``covalent ls|show|logs|cancel|rm``: dispatches from the command line.
+
+Each command talks to the server the SDK would use (``COVALENT_SERVER_URL`` or the
+config) and never starts one. Text output is made of rich tables (coloured on a
+terminal); ``--json`` prints one JSON document instead, for scripts. Errors are
+CovalentErrors, which ``main`` prints as one line with their exit code.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from covalent import _config
+from covalent._client.dispatch import cancel as cancel_dispatch
+from covalent._client.http import Client, client_for
+from covalent._errors import BadRequestError, CovalentError
+from covalent._results.html import duration
+from covalent._results.result import Result
+from covalent._results.status import Status
+
+PIPE_WIDTH = 240
+"""Columns of text output that is not going to a terminal (so ids are never cut)."""
+
+STATUS_STYLE = {
+    "COMPLETED": "green",
+    "FAILED": "red",
+    "POSTPROCESSING_FAILED": "red",
+    "CANCELLED": "yellow",
+    "RUNNING": "blue",
+    "NOT_RUN": "dim",
+}
+
+JSON_OPTION = typer.Option(False, "--json", help="Print JSON instead of text.")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the dispatch commands to the ``covalent`` app."""
+    for command in (ls, show, logs, cancel, rm):
+        app.command()(command)
+
+
+# helpers
+
+
+def _client() -> Client:
+    return client_for(_config.server_url())
+
+
+def _console() -> Console:
+    terminal = sys.stdout.isatty()
+    return Console(width=None if terminal else PIPE_WIDTH, soft_wrap=not terminal)
+
+
+def _echo_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, default=str))
+
+
+def _iso(value: float | None) -> str | None:
+    return None if value is None else datetime.fromtimestamp(value, tz=timezone.utc).isoformat()
+
+
+def _short_time(value: float | None) -> str:
+    if value is None:
+        return ""
+    return datetime.fromtimestamp(value).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _status(value: str) -> str:
+    style = STATUS_STYLE.get(value)
+    return f"[{style}]{value}[/{style}]" if style else value
+
+
+def _complete_ids(incomplete: str) -> list[str]:
+    """Shell completion of dispatch ids: the newest ones the server knows, if it answers."""
+    try:
+        rows = _client().list_dispatches(limit=100)["dispatches"]
+    except CovalentError:
+        return []
+    return [r["dispatch_id"] for r in rows if r["dispatch_id"].startswith(incomplete)]
+
+
+def _complete_statuses(incomplete: str) -> list[str]:
+    return [s.value for s in Status if s.value.startswith(incomplete.upper())]
+
+
+def _dispatch_json(row: dict[str, Any]) -> dict[str, Any]:
+    keys = ("dispatch_id", "root_dispatch_id", "lattice_name", "status", "node_count")
+    out = {key: row.get(key) for key in keys}
+    for key in ("created_at", "start_time", "end_time"):
+        out[key] = _iso(row.get(key))
+    out["error"] = row.get("error")
+    out["results_dir"] = row.get("results_dir")
+    return out
+
+
+def _node_json(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "node_id": row["node_id"],
+        "name": row["name"],
+        "kind": row.get("kind"),
+        "status": row["status"],
+        "executor": row.get("executor"),
+        "start_time": _iso(row.get("start_time")),
+        "end_time": _iso(row.get("end_time")),
+        "duration": _seconds(row),
+        "attempts": row.get("attempts"),
+        "output": row.get("output_repr"),
+        "error": row.get("error") or None,
+    }
+
+
+def _seconds(row: dict[str, Any]) -> float | None:
+    start, end = row.get("start_time"), row.get("end_time")
+    return None if start is None or end is None else round(max(0.0, end - start), 6)
+
+
+# commands
+
+
+def ls(
+    status: str = typer.Option(
+        None,
+        "--status",
+        help="Only dispatches with this status (COMPLETED, FAILED, RUNNING, ...).",
+        autocompletion=_complete_statuses,
+    ),
+    limit: int = typer.Option(20, "--limit", min=1, max=1000, help="At most this many."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """List dispatches, newest first."""
+    answer = _client().list_dispatches(status=status.upper() if status else None, limit=limit)
+    rows = answer["dispatches"]
+    if as_json:
+        _echo_json({"dispatches": [_dispatch_json(r) for r in rows], "total": answer["total"]})
+        return
+    if not rows:
+        typer.echo("No dispatches.")
+        return
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    for column in ("dispatch id", "status", "lattice", "nodes", "started", "duration"):
+        table.add_column(column, no_wrap=column == "dispatch id")
+    for r in rows:
+        took = duration(r.get("start_time"), r.get("end_time"))
+        table.add_row(
+            r["dispatch_id"],
+            _status(r["status"]),
+            r["lattice_name"],
+            str(r["node_count"]),
+            _short_time(r.get("start_time")),
+            took,
+        )
+    _console().print(table)
+
+
+def show(
+    dispatch_id: str = typer.Argument(
+        ..., metavar="ID", help="The dispatch's id.", autocompletion=_complete_ids
+    ),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Show a dispatch: its Result block, then its nodes.
+
+    The block is what `print(result)` prints; each node has its status, executor,
+    duration and attempts.
+    """
+    client = _client()
+    detail = client.dispatch(dispatch_id)
+    result = Result(detail, client.fetch_blobs)
+    if as_json:
+        _echo_json(_show_json(result, detail))
+        return
+    try:
+        block = str(result)
+    except CovalentError:
+        raise
+    except Exception as e:  # an output this environment cannot unpickle
+        raise CovalentError(
+            f"Cannot load the outputs of dispatch {dispatch_id} here ({type(e).__name__}: "
+            f"{e}); `covalent show {dispatch_id} --json` shows their short forms instead."
+        ) from None
+    typer.echo(block)
+    typer.echo()
+    _console().print(_node_table(detail["nodes"]))
+
+
+def _node_table(nodes: list[dict[str, Any]]) -> Table:
+    table = Table(
+        title="Nodes", title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False
+    )
+    for column in ("node", "status", "executor", "duration", "attempts"):
+        table.add_column(column)
+    for row in nodes:
+        table.add_row(
+            f"{row['name']}({row['node_id']})",
+            _status(row["status"]),
+            row.get("executor") or "",
+            duration(row.get("start_time"), row.get("end_time")),
+            str(row.get("attempts") or ""),
+        )
+    return table
+
+
+def _show_json(result: Result, detail: dict[str, Any]) -> dict[str, Any]:
+    out = _dispatch_json(detail)
+    out["result"] = _result_repr(result, detail)
+    out["duration"] = _seconds(detail)
+    out["nodes"] = [_node_json(row) for row in detail.get("nodes", [])]
+    return out
+
+
+def _result_repr(result: Result, detail: dict[str, Any]) -> str | None:
+    """The result's repr: unpickled here if possible, else the one the server stored."""
+    try:
+        return None if result.status != Status.COMPLETED else repr(result.result)
+    except Exception:  # unpicklable here: fall back to the stored short form
+        digest = detail.get("result_digest")
+        stored = [n.get("output_repr") for n in detail["nodes"] if n.get("output_digest") == digest]
+        return stored[0] if stored else None
+
+
+def logs(
+    dispatch_id: str = typer.Argument(
+        None,
+        metavar="ID",
+        help="A dispatch's id; without it, the server log.",
+        autocompletion=_complete_ids,
+    ),
+    node: int = typer.Argument(None, metavar="NODE", help="A node's id; without it, every node."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Print the server log, or the output of a dispatch's nodes.
+
+    With a NODE, its stdout goes to stdout and its stderr to stderr; without, every
+    node's output is printed under a `==> name(id) stdout <==` header.
+    """
+    if dispatch_id is None:
+        _server_log()
+        return
+    nodes = _client().dispatch(dispatch_id)["nodes"]
+    if node is not None:
+        nodes = [n for n in nodes if n["node_id"] == node]
+        if not nodes:
+            raise BadRequestError(
+                f"Dispatch {dispatch_id} has no node {node}; `covalent show {dispatch_id}` "
+                "lists its nodes."
+            )
+    if as_json:
+        keys = ("node_id", "name", "status", "stdout", "stderr")
+        _echo_json(
+            {"dispatch_id": dispatch_id, "nodes": [{k: n.get(k) for k in keys} for n in nodes]}
+        )
+    elif node is not None:
+        sys.stdout.write(nodes[0].get("stdout") or "")
+        sys.stderr.write(nodes[0].get("stderr") or "")
+    else:
+        _print_node_logs(nodes)
+
+
+def _print_node_logs(nodes: list[dict[str, Any]]) -> None:
+    """Every node's output under a ``==> name(id) stdout <==`` header, as ``tail`` does."""
+    for n in nodes:
+        for stream in ("stdout", "stderr"):
+            text = n.get(stream) or ""
+            if text:
+                typer.echo(f"==> {n['name']}({n['node_id']}) {stream} <==")
+                typer.echo(text, nl=not text.endswith("\n"))
+
+
+def _server_log() -> None:
+    path = Path(_config.get_value("dispatcher.log_file"))
+    if not path.exists():
+        typer.echo(f"There is no server log yet ({path}).")
+        return
+    with open(path, "rb") as f:
+        shutil.copyfileobj(f, sys.stdout.buffer)
+    sys.stdout.flush()
+
+
+def cancel(
+    dispatch_id: str = typer.Argument(
+        ..., metavar="ID", help="The dispatch's id.", autocompletion=_complete_ids
+    ),
+    nodes: list[int] = typer.Argument(
+        None, metavar="NODE", help="Only these nodes (and what depends on them)."
+    ),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Cancel a dispatch, or some of its nodes.
+
+    Running nodes are stopped; nodes not started yet, and everything downstream of a
+    cancelled node, become CANCELLED.
+    """
+    message = cancel_dispatch(dispatch_id, task_ids=list(nodes) if nodes else None)
+    if as_json:
+        _echo_json(
+            {"dispatch_id": dispatch_id, "task_ids": nodes or None, "status": "cancel requested"}
+        )
+    else:
+        typer.echo(message)
+
+
+def rm(
+    dispatch_ids: list[str] = typer.Argument(
+        ..., metavar="ID", help="The ids of finished dispatches.", autocompletion=_complete_ids
+    ),
+    yes: bool = typer.Option(False, "-y", "--yes", help="Do not ask for confirmation."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Delete finished dispatches from the server (asks first).
+
+    Their records go: status, nodes, logs, transitions. A running dispatch must be
+    cancelled first.
+    """
+    client = _client()
+    for dispatch_id in dispatch_ids:
+        client.status(dispatch_id)  # unknown ids fail before anything is asked or deleted
+    if not yes:
+        listed = ", ".join(dispatch_ids)
+        typer.confirm(f"Delete dispatch {listed} for good?", abort=True, err=True)
+    for dispatch_id in dispatch_ids:
+        client.delete(dispatch_id)
+    if as_json:
+        _echo_json({"deleted": dispatch_ids})
+    else:
+        for dispatch_id in dispatch_ids:
+            typer.echo(f"Dispatch {dispatch_id} has been deleted.")

@@ -1,0 +1,268 @@
+"""The trigger manager: dispatches a lattice again on file-system events or on a clock.
+
+A lattice dispatched with ``triggers=`` carries them in its manifest as JSON specs
+(``covalent/_wire/triggers.py``). Once its dispatch is stored, :meth:`TriggerManager.add`
+stores one row per trigger (``covalent/_store/triggers.py``) and arms it:
+
+- a ``time`` trigger is an asyncio task on the dispatcher's loop that fires every
+  ``time_gap`` seconds, the first time ``time_gap`` after it was added;
+- a ``dir`` trigger is a watchdog observer on the folder; its thread hands each event
+  whose type was asked for to the loop, which fires once per ``batch_size`` of them.
+
+Firing re-submits the original dispatch's stored manifest, whose blobs are all stored
+already, as a new top-level dispatch, and records the firing. Everything but the
+watchdog threads runs on the loop, so a trigger stopped by a request fires no more once
+that request is answered. Active triggers are re-armed when the server starts: events
+while it was down are lost, and a time trigger whose moment passed then fires at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+from covalent._dispatcher.dispatcher import Dispatcher
+from covalent._errors import CovalentError, DispatchNotFoundError, WorkflowError
+from covalent._store import triggers as stored
+from covalent._store.store import Store
+from covalent._wire import triggers as specs
+
+log = logging.getLogger("covalent.triggers")
+
+JOIN_TIMEOUT = 5.0
+
+
+def _fields(dispatch_id: str, event: str) -> dict[str, Any]:
+    """The structured fields of a log record (see covalent/_server/logs.py)."""
+    return {"dispatch_id": dispatch_id, "node_id": None, "event": event}
+
+
+@dataclass
+class Armed:
+    """One active trigger in memory: what fires it, and events counted toward a batch."""
+
+    trigger_id: int
+    dispatch_id: str
+    spec: dict[str, Any]
+    task: asyncio.Task[None] | None = None
+    observer: Any = None  # a watchdog Observer
+    pending: int = 0
+    problem: str = ""
+
+
+class _Forward(FileSystemEventHandler):
+    """Runs in watchdog's thread: passes events of the asked-for types to the loop.
+
+    The watched folder's own events are left out: its "modified" ones accompany every
+    change inside it (a trigger on "modified" fires for what changed, not for the folder
+    too), and its deletion leaves the trigger unarmed until the next server start.
+    """
+
+    def __init__(self, manager: TriggerManager, armed: Armed) -> None:
+        self.manager, self.trigger_id = manager, armed.trigger_id
+        self.names = frozenset(armed.spec["event_names"])
+        self.root = os.path.normpath(armed.spec["dir_path"])
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.is_directory and os.path.normpath(os.fsdecode(event.src_path)) == self.root:
+            if event.event_type == "deleted":
+                self.manager.notify(self.trigger_id, self.manager.folder_gone)
+        elif event.event_type in self.names:
+            self.manager.notify(self.trigger_id, self.manager.event)
+
+
+class TriggerManager:
+    """Owns every armed trigger of one server; its methods run on the dispatcher's loop."""
+
+    def __init__(self, store: Store, dispatcher: Dispatcher) -> None:
+        self.store = store
+        self.dispatcher = dispatcher
+        self.armed: dict[int, Armed] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # lifecycle
+
+    async def start(self) -> None:
+        """Re-arm every active trigger in the store."""
+        self._loop = asyncio.get_running_loop()
+        for row in stored.listing(self.store, active=True):
+            self._arm(Armed(row["trigger_id"], row["dispatch_id"], row["spec"]), row)
+
+    async def stop(self) -> None:
+        """Disarm everything (the store keeps them active for the next start)."""
+        observers = [self._disarm(trigger_id) for trigger_id in list(self.armed)]
+        await asyncio.to_thread(_join, [o for o in observers if o is not None])
+
+    # requests
+
+    def check(self, manifest: Any) -> list[dict[str, Any]]:
+        """The checked trigger specs of a submitted manifest; a WorkflowError if one is bad."""
+        raw = manifest.get("triggers") if isinstance(manifest, dict) else None
+        if raw is None:
+            return []
+        if not isinstance(raw, list):
+            raise WorkflowError("The manifest's 'triggers' must be a list of trigger specs.")
+        checked = [specs.check(spec) for spec in raw]
+        for spec in checked:
+            if spec["kind"] == "dir" and not os.path.isdir(spec["dir_path"]):
+                raise WorkflowError(
+                    f"DirTrigger cannot watch '{spec['dir_path']}': no such folder on the "
+                    "server's machine; create it first or correct dir_path."
+                )
+        return checked
+
+    def add(self, dispatch_id: str, checked: list[dict[str, Any]]) -> None:
+        """Store and arm the triggers of a dispatch just submitted."""
+        if not checked:
+            return
+        now = time.time()
+        ids = stored.add(self.store, dispatch_id, checked, now)
+        for trigger_id, spec in zip(ids, checked, strict=True):
+            self._arm(Armed(trigger_id, dispatch_id, spec), {"created_at": now})
+
+    def stop_dispatches(self, dispatch_ids: list[str]) -> list[int]:
+        """Stop every trigger of these dispatches; return the ids of those stopped."""
+        for dispatch_id in dispatch_ids:
+            if self.store.get_dispatch(dispatch_id) is None:
+                raise DispatchNotFoundError(dispatch_id)
+        stopped = stored.stop(self.store, dispatch_ids, time.time())
+        for trigger_id in stopped:
+            observer = self._disarm(trigger_id)
+            if observer is not None:  # its thread ends on its own; no need to wait
+                observer.stop()
+        for dispatch_id in dispatch_ids:
+            log.info("triggers stopped", extra=_fields(dispatch_id, "triggers.stopped"))
+        return stopped
+
+    def listing(self, dispatch_id: str | None = None, active: bool | None = None) -> list[Any]:
+        """Stored triggers, with whether each is armed here and why not if it is not."""
+        rows = stored.listing(self.store, dispatch_id, active)
+        for row in rows:
+            armed = self.armed.get(row["trigger_id"])
+            row["armed"] = armed is not None and not armed.problem
+            row["problem"] = armed.problem if armed is not None else ""
+        return rows
+
+    # arming
+
+    def _arm(self, armed: Armed, row: dict[str, Any]) -> None:
+        self.armed[armed.trigger_id] = armed
+        try:
+            if armed.spec["kind"] == "time":
+                last = row.get("last_fired_at") or row["created_at"]
+                armed.task = asyncio.create_task(self._tick(armed, last))
+            else:
+                armed.observer = self._observe(armed)
+        except Exception as e:  # a folder gone since, no inotify watches left, ...
+            armed.problem = f"{type(e).__name__}: {e}"
+            info = _fields(armed.dispatch_id, "trigger.unarmed")
+            log.warning("trigger %d not armed: %s", armed.trigger_id, armed.problem, extra=info)
+            return
+        info = _fields(armed.dispatch_id, "trigger.armed")
+        log.info("trigger %d armed: %s", armed.trigger_id, armed.spec, extra=info)
+
+    def _observe(self, armed: Armed) -> Any:
+        spec = armed.spec
+        if not os.path.isdir(spec["dir_path"]):
+            raise FileNotFoundError(f"no folder '{spec['dir_path']}'")
+        observer = Observer()
+        handler = _Forward(self, armed)
+        observer.schedule(handler, spec["dir_path"], recursive=spec["recursive"])
+        observer.start()
+        return observer
+
+    def _disarm(self, trigger_id: int) -> Any:
+        """Forget a trigger; return its observer (still to be stopped), if it has one."""
+        armed = self.armed.pop(trigger_id, None)
+        if armed is None:
+            return None
+        if armed.task is not None:
+            armed.task.cancel()
+        return armed.observer
+
+    async def _tick(self, armed: Armed, last: float) -> None:
+        """Fire every ``time_gap`` seconds after ``last``; a missed moment fires once at once."""
+        gap = float(armed.spec["time_gap"])
+        next_at = last + gap
+        while True:
+            await asyncio.sleep(max(0.0, next_at - time.time()))
+            self._fire_safely(armed.trigger_id)
+            next_at += gap
+            if next_at < time.time():  # the loop was held up: skip, do not catch up
+                next_at = time.time() + gap
+
+    def notify(self, trigger_id: int, handle: Callable[[int], None]) -> None:
+        """From watchdog's thread: have ``handle(trigger_id)`` run on the loop."""
+        loop = self._loop
+        if loop is None:
+            return
+        with contextlib.suppress(RuntimeError):  # the loop closed: the server is stopping
+            loop.call_soon_threadsafe(handle, trigger_id)
+
+    def event(self, trigger_id: int) -> None:
+        """One event of an asked-for type happened: fire once per ``batch_size`` of them."""
+        armed = self.armed.get(trigger_id)
+        if armed is None:
+            return
+        armed.pending += 1
+        if armed.pending >= int(armed.spec.get("batch_size", 1)):
+            armed.pending = 0
+            self._fire_safely(trigger_id)
+
+    def folder_gone(self, trigger_id: int) -> None:
+        armed = self.armed.get(trigger_id)
+        if armed is None:
+            return
+        armed.problem = "its folder was deleted; it is armed again at the next server start"
+        info = _fields(armed.dispatch_id, "trigger.unarmed")
+        log.warning("trigger %d not armed: %s", trigger_id, armed.problem, extra=info)
+
+    # firing
+
+    def _fire_safely(self, trigger_id: int) -> None:
+        try:
+            self._fire(trigger_id)
+        except Exception:  # a bug or a database error must not disarm the trigger
+            log.exception("trigger %d failed to fire", trigger_id)
+
+    def _fire(self, trigger_id: int) -> None:
+        armed = self.armed.get(trigger_id)
+        if armed is None:  # stopped while the event was on its way
+            return
+        source = self.store.get_dispatch(armed.dispatch_id, with_manifest=True)
+        if source is None:
+            self._forget_deleted(armed)
+            return
+        try:
+            new_id = self.dispatcher.submit(source["manifest"], {})
+            stored.record_firing(self.store, trigger_id, new_id, time.time())
+        except CovalentError as e:
+            info = _fields(armed.dispatch_id, "trigger.failed")
+            log.warning("trigger %d could not dispatch: %s", trigger_id, e, extra=info)
+            return
+        info = _fields(new_id, "trigger.fired")
+        log.info("trigger %d of %s fired", trigger_id, armed.dispatch_id, extra=info)
+
+    def _forget_deleted(self, armed: Armed) -> None:
+        stored.stop(self.store, [armed.dispatch_id], time.time())
+        observer = self._disarm(armed.trigger_id)
+        if observer is not None:
+            observer.stop()
+        info = _fields(armed.dispatch_id, "triggers.stopped")
+        log.warning("dispatch deleted: its triggers are stopped", extra=info)
+
+
+def _join(observers: list[Any]) -> None:
+    for observer in observers:
+        observer.stop()
+    for observer in observers:
+        observer.join(JOIN_TIMEOUT)

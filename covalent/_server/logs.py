@@ -1,0 +1,68 @@
+"""The server's log: one structured line per record.
+
+Each line reads ``<time> <LEVEL> <logger> dispatch=<id> node=<id> event=<name> <message>``
+(UTC time; ``-`` for a field the record does not have), so one dispatch's or one node's
+history is a ``grep`` away. Records carry the fields as ``extra={"dispatch_id": ...,
+"node_id": ..., "event": ...}``.
+
+The level is ``sdk.log_level`` (``COVALENT_LOG_LEVEL``), ``warning`` by default;
+``covalent start -d`` gives ``debug``. The server's own start and stop lines (uvicorn's)
+are kept at every level, so the log always says when the server ran.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from typing import TextIO
+
+from covalent._errors import ConfigError
+
+LEVELS = ("debug", "info", "warning", "error", "critical")
+FIELDS = ("dispatch_id", "node_id", "event")
+LIFECYCLE_LOGGERS = ("uvicorn", "uvicorn.error")
+
+
+class StructuredFormatter(logging.Formatter):
+    """``time LEVEL logger dispatch=.. node=.. event=.. message`` (+ traceback lines)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        stamp += f".{int(record.msecs):03d}Z"
+        dispatch_id, node_id, event = (getattr(record, name, None) for name in FIELDS)
+        line = (
+            f"{stamp} {record.levelname} {record.name} dispatch={dispatch_id or '-'} "
+            f"node={'-' if node_id is None else node_id} event={event or '-'} "
+            f"{record.getMessage()}"
+        )
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+def parse_level(name: str) -> int:
+    """The logging level called ``name`` (any case), or a ConfigError naming the choices."""
+    if str(name).lower() not in LEVELS:
+        raise ConfigError(
+            f"The log level '{name}' (sdk.log_level or COVALENT_LOG_LEVEL) is not one of "
+            f"{', '.join(LEVELS)}; set one of those."
+        )
+    return int(logging.getLevelName(str(name).upper()))
+
+
+def setup(level: str, stream: TextIO | None = None) -> int:
+    """Send every record at ``level`` or above to ``stream`` (stderr: the server's log
+    file) as structured lines; return the level. Python warnings become log records."""
+    number = parse_level(level)
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(StructuredFormatter())
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(number)
+    for name in LIFECYCLE_LOGGERS:
+        logging.getLogger(name).setLevel(min(number, logging.INFO))
+    logging.captureWarnings(True)
+    return number

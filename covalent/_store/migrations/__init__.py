@@ -1,0 +1,1 @@
+"""Alembic migrations of the store's schema (run by ``covalent db migrate`` and at start)."""

@@ -1,0 +1,22 @@
+"""Each feature's example runs as a user would run it (its own process, auto-started server)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import REPO, Home
+
+EXPECTED = {
+    "sublattice.py": ["status: COMPLETED", "result: 10"],
+    "redispatch.py": ["first: 45", "second: 9", "load reused from: "],
+    "caching.py": ["results: 144 144", "second reused: "],
+    "waiting.py": ["lines: ['a', 'b']"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_example_runs(home: Home, name: str) -> None:
+    done = home.run("python", str(REPO / "examples" / name), timeout=300)
+    assert done.returncode == 0, done.stderr
+    for text in EXPECTED[name]:
+        assert text in done.stdout, done.stdout

@@ -1,0 +1,88 @@
+"""The server's log: structured lines, at the level of ``sdk.log_level`` /
+``COVALENT_LOG_LEVEL``; dispatches at INFO, node state changes at DEBUG."""
+
+from __future__ import annotations
+
+import re
+
+import covalent as ct
+from covalent._errors import ServerUnavailableError
+from tests.conftest import Home
+
+LINE = re.compile(
+    r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (?P<level>[A-Z]+) (?P<logger>\S+) "
+    r"dispatch=(?P<dispatch>\S+) node=(?P<node>\S+) event=(?P<event>\S+) (?P<message>.*)$"
+)
+
+
+@ct.electron
+def double(x):
+    return 2 * x
+
+
+@ct.lattice
+def pair(x):
+    return double(double(x))
+
+
+def start(home: Home, level: str | None) -> None:
+    if level is not None:
+        home.env["COVALENT_LOG_LEVEL"] = level
+    done = home.run("covalent", "start")
+    assert done.returncode == 0, done.stderr
+
+
+def log_lines(home: Home) -> list[dict[str, str]]:
+    """The structured lines of the server log, each as its fields."""
+    text = (home.root / "cache" / "server.log").read_text()
+    return [m.groupdict() for m in map(LINE.match, text.splitlines()) if m]
+
+
+def events_of(lines: list[dict[str, str]], dispatch_id: str) -> list[tuple[str, str, str]]:
+    return [(x["level"], x["node"], x["event"]) for x in lines if x["dispatch"] == dispatch_id]
+
+
+def test_debug_logs_every_node_change_and_the_dispatch(home: Home) -> None:
+    start(home, "debug")
+    dispatch_id = ct.dispatch_sync(pair)(1).dispatch_id
+    home.run("covalent", "stop")  # flushes and closes the log
+    events = events_of(log_lines(home), dispatch_id)
+    assert ("INFO", "-", "dispatch.submitted") in events
+    assert ("INFO", "-", "dispatch.started") in events
+    assert events[-1] == ("INFO", "-", "dispatch.finished")
+    for node in ("0", "2"):
+        node_events = [e for level, n, e in events if n == node]
+        assert node_events == ["node.running", "node.completed"], events
+    finished = [x for x in log_lines(home) if x["event"] == "dispatch.finished"]
+    assert finished[-1]["message"] == "COMPLETED"
+
+
+def test_info_from_the_config_file_logs_dispatches_but_not_nodes(home: Home) -> None:
+    config = home.root / "config" / "covalent.conf"
+    config.write_text(config.read_text() + '\n[sdk]\nlog_level = "info"\n')
+    start(home, None)
+    dispatch_id = ct.dispatch_sync(pair)(2).dispatch_id
+    home.run("covalent", "stop")
+    events = events_of(log_lines(home), dispatch_id)
+    assert {level for level, _, _ in events} == {"INFO"}
+    assert [e for _, _, e in events] == [
+        "dispatch.submitted",
+        "dispatch.started",
+        "dispatch.finished",
+    ]
+
+
+def test_the_default_warning_level_keeps_only_the_servers_own_lines(home: Home) -> None:
+    start(home, None)
+    dispatch_id = ct.dispatch_sync(pair)(3).dispatch_id
+    assert events_of(log_lines(home), dispatch_id) == []
+    assert any("Uvicorn running" in x["message"] for x in log_lines(home))
+    assert "Uvicorn running" in home.run("covalent", "logs").stdout
+
+
+def test_an_unknown_level_stops_the_start_with_one_line(home: Home) -> None:
+    home.env["COVALENT_LOG_LEVEL"] = "verbose"
+    done = home.run("covalent", "start")
+    assert done.returncode == ServerUnavailableError.exit_code
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    assert "The log level 'verbose'" in done.stderr and "see `covalent logs`" in done.stderr

@@ -1,0 +1,107 @@
+"""Redispatch (with replaced electrons and reused results) and the output cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+
+import covalent as ct
+from tests.conftest import Home
+
+
+@ct.electron
+def record(path, value):
+    with open(path, "a") as f:
+        f.write(f"{value}\n")
+    return value
+
+
+@ct.electron
+def double(x):
+    return 2 * x
+
+
+@ct.electron
+def triple(x):
+    return 3 * x
+
+
+@ct.lattice
+def flow(path, x):
+    first = record(path, x)
+    return double(first), record(path, x + 100)
+
+
+def _runs(path: Path) -> list[str]:
+    return path.read_text().split() if path.exists() else []
+
+
+def test_redispatch_with_the_same_inputs_runs_everything_again(server: Home, tmp_path) -> None:
+    log = tmp_path / "log"
+    first = ct.dispatch_sync(flow)(str(log), 1)
+    again = ct.get_result(ct.redispatch(first.dispatch_id)(), wait=True)
+    assert again.status == ct.status.COMPLETED
+    assert again.result == first.result == (2, 101)
+    assert again.dispatch_id != first.dispatch_id
+    assert sorted(_runs(log)) == ["1", "1", "101", "101"]  # every node ran twice
+
+
+def test_replaced_electron_and_reused_results(server: Home, tmp_path) -> None:
+    log = tmp_path / "log"
+    first = ct.dispatch_sync(flow)(str(log), 1)
+    runs_before = len(_runs(log))
+    new_id = ct.redispatch(
+        first.dispatch_id, replace_electrons={"double": triple}, reuse_previous_results=True
+    )()
+    second = ct.get_result(new_id, wait=True)
+    assert second.status == ct.status.COMPLETED, second.error
+    assert second.result == (3, 101)
+    assert len(_runs(log)) == runs_before  # both record nodes were reused, not run
+    nodes = {n["node_name"] + str(n["node_id"]): n for n in second.get_all_node_results()}
+    assert nodes["record0"]["reused_from"] == f"{first.dispatch_id}:0"
+    assert nodes["triple3"]["reused_from"] is None
+    transitions = httpx.get(f"{server.url}/api/v1/dispatches/{new_id}/transitions").json()
+    reused = [t["new"] for t in transitions if t["node_id"] == 0]
+    assert reused == ["NEW_OBJECT", "PENDING_REUSE", "COMPLETED"]
+
+
+def test_redispatch_with_new_arguments_reuses_only_what_did_not_change(
+    server: Home, tmp_path
+) -> None:
+    log = tmp_path / "log"
+    first = ct.dispatch_sync(flow)(str(log), 1)
+    second = ct.get_result(
+        ct.redispatch(first.dispatch_id, reuse_previous_results=True)(str(log), 2), wait=True
+    )
+    assert second.result == (4, 102)
+    assert sorted(_runs(log)) == ["1", "101", "102", "2"]
+
+
+@ct.electron(cache=True)
+def cached_square(path, x):
+    with open(path, "a") as f:
+        f.write(f"{x}\n")
+    return x * x
+
+
+def test_cache_reuses_an_equal_call_across_dispatches(server: Home, tmp_path) -> None:
+    log = tmp_path / "log"
+
+    @ct.lattice
+    def squares(path, x):
+        return cached_square(path, x)
+
+    first = ct.dispatch_sync(squares)(str(log), 7)
+    second = ct.dispatch_sync(squares)(str(log), 7)
+    third = ct.dispatch_sync(squares)(str(log), 8)
+    assert (first.result, second.result, third.result) == (49, 49, 64)
+    assert _runs(log) == ["7", "8"]
+    node = second.get_node_result(0)
+    assert node["reused_from"] == f"{first.dispatch_id}:0"
+    assert first.get_node_result(0)["reused_from"] is None
+
+    cleared = server.run("covalent", "cache", "clear")
+    assert cleared.returncode == 0 and "Cleared" in cleared.stdout
+    assert ct.dispatch_sync(squares)(str(log), 7).result == 49
+    assert _runs(log) == ["7", "8", "7"]

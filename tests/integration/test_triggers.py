@@ -1,0 +1,241 @@
+"""Triggers against a real server: time and folder triggers dispatch again, stop, and
+survive a restart; bad ones fail at dispatch.
+
+"No more dispatches" is shown with a witness: a second TimeTrigger with the same gap
+keeps firing, and once it has fired a few more times the stopped one must not have.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import covalent as ct
+from covalent._client.http import client_for
+from covalent._errors import DispatchNotFoundError, WorkflowError
+from covalent._wire import manifest as manifestmod
+from tests.conftest import REPO, Home, wait_for
+
+GAP = 0.5
+DEADLINE = 120.0  # a loaded, shared machine
+
+
+@ct.electron
+def add_one(x):
+    return x + 1
+
+
+def firings(url: str, dispatch_id: str) -> list[str]:
+    """The dispatches made by the triggers of ``dispatch_id``, oldest first."""
+    params: dict[str, Any] = {"dispatch_id": dispatch_id, "limit": 1000}
+    answer = client_for(url).request("GET", "/triggers/firings", params=params).json()
+    return [row["dispatch_id"] for row in reversed(answer["firings"])]
+
+
+def triggers_of(url: str, dispatch_id: str) -> list[dict[str, Any]]:
+    params = {"dispatch_id": dispatch_id}
+    return client_for(url).request("GET", "/triggers", params=params).json()["triggers"]
+
+
+def wait_for_firings(url: str, dispatch_id: str, count: int) -> list[str]:
+    wait_for(
+        lambda: len(firings(url, dispatch_id)) >= count,
+        timeout=DEADLINE,
+        what=f"{count} dispatches by the triggers of {dispatch_id}",
+    )
+    return firings(url, dispatch_id)
+
+
+def assert_results(dispatch_ids: list[str], expected: int) -> None:
+    for dispatch_id in dispatch_ids:
+        result = ct.get_result(dispatch_id, wait=True)
+        assert result.status == ct.status.COMPLETED, result.error
+        assert result.result == expected
+        assert result.root_dispatch_id == dispatch_id  # a top-level dispatch of its own
+
+
+def time_flow(gap: float = GAP) -> ct.Lattice:
+    @ct.lattice(triggers=ct.triggers.TimeTrigger(time_gap=gap))
+    def every_gap(x):
+        return add_one(x)
+
+    return every_gap
+
+
+def dir_flow(folder: Path, events: list[str], batch_size: int = 1) -> ct.Lattice:
+    @ct.lattice(triggers=[ct.triggers.DirTrigger(str(folder), events, batch_size=batch_size)])
+    def on_files(x):
+        return add_one(x)
+
+    return on_files
+
+
+def test_time_trigger_dispatches_again_until_stopped(server: Home) -> None:
+    stopped_one = ct.dispatch(time_flow())(41)
+    witness = ct.dispatch(time_flow())(1)
+    try:
+        assert ct.get_result(stopped_one, wait=True).result == 42  # the first run: at once
+        made = wait_for_firings(server.url, stopped_one, 2)
+        assert_results(made[:2], 42)
+        assert ct.get_result(made[0]).inputs["args"] == [41]
+
+        ct.stop_triggers(stopped_one)
+        after_stop = firings(server.url, stopped_one)
+        witnessed = len(firings(server.url, witness))
+        wait_for_firings(server.url, witness, witnessed + 3)  # three more gaps went by
+        assert firings(server.url, stopped_one) == after_stop
+
+        [row] = triggers_of(server.url, stopped_one)
+        assert row["spec"] == {"kind": "time", "time_gap": GAP}
+        assert not row["active"] and not row["armed"]
+        assert row["fired"] == len(after_stop)
+        assert row["last_dispatch_id"] == after_stop[-1]
+    finally:
+        ct.stop_triggers([stopped_one, witness])
+    assert not triggers_of(server.url, witness)[0]["active"]
+
+
+def test_dir_trigger_fires_on_the_events_asked_for_only(server: Home, tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "existing.txt").write_text("a\n")
+    dispatch_id = ct.dispatch(dir_flow(inbox, ["created"]))(1)
+    try:
+        # Events reach the trigger in order: once the creation below has made its
+        # dispatch, the modification and deletion before it were seen and ignored.
+        with open(inbox / "existing.txt", "a") as f:
+            f.write("b\n")
+        (inbox / "existing.txt").unlink()
+        (inbox / "new.txt").write_text("c\n")
+        made = wait_for_firings(server.url, dispatch_id, 1)
+        assert len(made) == 1
+        assert_results(made, 2)
+
+        (inbox / "newer.txt").write_text("d\n")
+        assert len(wait_for_firings(server.url, dispatch_id, 2)) == 2
+    finally:
+        ct.stop_triggers(dispatch_id)
+
+
+def test_dir_trigger_batch_size(server: Home, tmp_path: Path) -> None:
+    inbox = tmp_path / "batched"
+    inbox.mkdir()
+    dispatch_id = ct.dispatch(dir_flow(inbox, ["created"], batch_size=2))(1)
+    try:
+        for name in ("1", "2", "3", "4"):
+            (inbox / name).write_text(name)
+        wait_for_firings(server.url, dispatch_id, 2)
+        assert len(firings(server.url, dispatch_id)) == 2  # one per two files, not four
+    finally:
+        ct.stop_triggers(dispatch_id)
+
+
+def test_disable_run_only_arms(server: Home) -> None:
+    dispatch_id = ct.dispatch(time_flow(), disable_run=True)(9)
+    try:
+        made = wait_for_firings(server.url, dispatch_id, 1)
+        assert_results(made[:1], 10)
+        assert ct.get_result(dispatch_id).status == ct.status.NEW_OBJECT
+    finally:
+        ct.stop_triggers(dispatch_id)
+
+
+def test_deleting_the_dispatch_or_the_folder_disarms(server: Home, tmp_path: Path) -> None:
+    timed = ct.dispatch(time_flow())(1)
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    watched = ct.dispatch(dir_flow(inbox, ["created"]))(1)
+    try:
+        ct.get_result(timed, wait=True)
+        client_for(server.url).delete(timed)  # nothing left to dispatch again
+        wait_for(
+            lambda: not triggers_of(server.url, timed)[0]["active"],
+            timeout=DEADLINE,
+            what="the deleted dispatch's trigger to stop",
+        )
+
+        def unarmed() -> dict[str, Any] | None:
+            [row] = triggers_of(server.url, watched)
+            return row if row["problem"] else None
+
+        inbox.rmdir()
+        row = wait_for(unarmed, timeout=DEADLINE, what="the trigger to notice its folder is gone")
+        assert isinstance(row, dict) and "folder was deleted" in row["problem"]
+        assert row["active"] and not row["armed"]
+    finally:
+        with contextlib.suppress(DispatchNotFoundError):  # deleted, unless the test failed first
+            ct.stop_triggers(timed)
+        ct.stop_triggers(watched)
+
+
+def test_bad_triggers_fail_at_dispatch(server: Home, tmp_path: Path) -> None:
+    missing = tmp_path / "missing"
+
+    def dispatched(triggers: Any) -> str:
+        @ct.lattice(triggers=triggers)
+        def never_stored(x):
+            return add_one(x)
+
+        return ct.dispatch(never_stored)(1)
+
+    with pytest.raises(WorkflowError, match=re.escape(f"cannot watch '{missing}': no such")):
+        dispatched(ct.triggers.DirTrigger(str(missing), ["created"]))
+    with pytest.raises(WorkflowError, match="unknown event name 'touched'"):
+        dispatched(ct.triggers.DirTrigger(str(tmp_path), ["created", "touched"]))
+    with pytest.raises(WorkflowError, match="time_gap of more than 0 seconds, got 0"):
+        dispatched(ct.triggers.TimeTrigger(0))
+    with pytest.raises(WorkflowError, match="triggers= takes ct.triggers.DirTrigger"):
+        dispatched(5)
+    lattices = {d["lattice_name"] for d in client_for(server.url).list_dispatches()["dispatches"]}
+    assert "never_stored" not in lattices
+
+    # The server judges the specs too, before storing anything.
+    manifest, blobs = manifestmod.from_graph(time_flow().build_graph(1), (1,), {})
+    manifest["triggers"] = [{"kind": "time", "time_gap": -1}]
+    with pytest.raises(WorkflowError, match="more than 0 seconds, got -1"):
+        client_for(server.url).submit(manifest, blobs)
+
+    with pytest.raises(DispatchNotFoundError, match="no-such-dispatch"):
+        ct.stop_triggers(["no-such-dispatch"])
+
+
+def test_triggers_survive_a_restart(home: Home, tmp_path: Path) -> None:
+    assert home.run("covalent", "start").returncode == 0
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    timed = ct.dispatch(time_flow())(1)
+    watched = ct.dispatch(dir_flow(inbox, ["created"]))(10)
+    try:
+        wait_for_firings(home.url, timed, 1)
+        (inbox / "before.txt").write_text("x")
+        wait_for_firings(home.url, watched, 1)
+
+        assert home.run("covalent", "stop").returncode == 0
+        assert home.run("covalent", "start").returncode == 0
+        for dispatch_id in (timed, watched):
+            [row] = triggers_of(home.url, dispatch_id)
+            assert row["active"] and row["armed"], row
+
+        before = len(firings(home.url, timed))
+        assert_results(wait_for_firings(home.url, timed, before + 2)[before:], 2)
+        (inbox / "after.txt").write_text("y")
+        made = wait_for_firings(home.url, watched, 2)
+        assert len(made) == 2
+        assert_results(made[1:], 11)
+    finally:
+        ct.stop_triggers([timed, watched])
+
+
+def test_triggers_example(home: Home) -> None:
+    assert home.run("covalent", "start").returncode == 0
+    done = home.run("python", str(REPO / "examples" / "triggers.py"), timeout=DEADLINE)
+    assert done.returncode == 0, f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+    match = re.search(r"dispatched ([0-9a-f-]{36})", done.stdout)
+    assert match, done.stdout
+    assert "triggers stopped" in done.stdout
+    [row] = triggers_of(home.url, match.group(1))
+    assert not row["active"] and row["fired"] >= 2

@@ -1,0 +1,77 @@
+"""The docs site builds with ``mkdocs build --strict``, its CLI reference is the CLI's own
+help, and the configuration reference names every configuration key."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from covalent import _config
+from tests.conftest import REPO
+
+sys.path.insert(0, str(REPO / "scripts"))
+import mkdocs_hooks  # noqa: E402  (scripts/ is not a package)
+
+sys.path.remove(str(REPO / "scripts"))
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=REPO,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_the_site_builds_strictly(tmp_path: Path) -> None:
+    done = run("-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site"))
+    assert done.returncode == 0, done.stderr
+    cli = (tmp_path / "site" / "cli" / "index.html").read_text()
+    for command in ("ls", "show", "logs", "cancel", "rm", "start", "db migrate"):
+        assert f"Usage: covalent {command} [OPTIONS]" in cli
+    reference = (tmp_path / "site" / "reference" / "index.html").read_text()
+    assert 'id="covalent.get_result"' in reference and "progress" in reference
+
+
+def test_the_committed_cli_reference_is_up_to_date() -> None:
+    done = run("scripts/gen_cli_docs.py", "--check")
+    assert done.returncode == 0, done.stderr
+
+
+def test_every_configuration_key_is_documented() -> None:
+    page = (REPO / "docs" / "configuration.md").read_text()
+    documented = set(re.findall(r"`((?:sdk|dispatcher)\.[a-z_]+)`", page))
+    defaults = _config.defaults()
+    keys = {f"{section}.{key}" for section in ("sdk", "dispatcher") for key in defaults[section]}
+    assert keys <= documented, keys - documented
+
+
+def test_nav_entries_without_a_page_are_left_out(tmp_path: Path) -> None:
+    (tmp_path / "here.md").write_text("# Here\n")
+    nav = [
+        {"Home": "here.md"},
+        {"Later": "missing.md"},
+        {"Group": [{"A": "here.md"}, {"B": "gone.md"}]},
+        {"Empty": [{"C": "gone.md"}]},
+        {"Site": "https://example.org"},
+    ]
+    missing: list[str] = []
+    kept = mkdocs_hooks._present(nav, tmp_path, missing)
+    assert kept == [
+        {"Home": "here.md"},
+        {"Group": [{"A": "here.md"}]},
+        {"Site": "https://example.org"},
+    ]
+    assert missing == ["missing.md", "gone.md", "gone.md"]
+
+
+def test_links_out_of_the_docs_become_repository_paths() -> None:
+    text = "See [the benchmarks](../benchmarks) and [api](api.md)."
+    rewritten = mkdocs_hooks.OUTSIDE_LINK.sub(mkdocs_hooks._as_repository_path, text)
+    assert rewritten == "See the benchmarks (`benchmarks` in the repository) and [api](api.md)."
