@@ -9,6 +9,7 @@ process-wide state to reset between tests. Writes replace the file atomically.
 from __future__ import annotations
 
 import copy
+import functools
 import os
 import sys
 import tempfile
@@ -51,8 +52,32 @@ class Paths:
         return self.cache_dir / "server.log"
 
 
+_ENV_KEYS = (
+    "HOME",
+    "XDG_CONFIG_HOME",
+    "XDG_DATA_HOME",
+    "XDG_CACHE_HOME",
+    "COVALENT_CONFIG_DIR",
+    "COVALENT_DATA_DIR",
+    "COVALENT_CACHE_DIR",
+    "COVALENT_LOG_LEVEL",
+    "COVALENT_TOKEN",
+    "COVALENT_DATABASE_URL",
+)
+
+
+def _environment() -> tuple[str | None, ...]:
+    """The environment variables the configuration depends on."""
+    return tuple(os.environ.get(k) for k in _ENV_KEYS)
+
+
 def paths() -> Paths:
     """The folders for this process's environment (XDG, or COVALENT_*_DIR)."""
+    return _paths(_environment())
+
+
+@functools.lru_cache(maxsize=16)
+def _paths(_environment: tuple[str | None, ...]) -> Paths:
     env = os.environ
     return Paths(
         config_dir=Path(env.get("COVALENT_CONFIG_DIR") or platformdirs.user_config_dir(APP)),
@@ -126,16 +151,35 @@ def _env_overrides() -> dict[str, Any]:
 
 
 def load() -> dict[str, Any]:
-    """The whole configuration: defaults, then the file, then the environment."""
-    where = paths()
-    return _merge(_merge(defaults(where), _read_file(where.config_file)), _env_overrides())
+    """The whole configuration: defaults, then the file, then the environment (a copy)."""
+    return copy.deepcopy(_merged())
+
+
+def _merged() -> dict[str, Any]:
+    """The configuration, merged once per (environment, file version); not to be changed."""
+    environment = _environment()
+    where = _paths(environment)
+    try:
+        version = where.config_file.stat().st_mtime_ns
+    except FileNotFoundError:
+        version = None
+    key = (environment, version)
+    merged = _loaded.get(key)
+    if merged is None:
+        merged = _merge(_merge(defaults(where), _read_file(where.config_file)), _env_overrides())
+        _loaded.clear()
+        _loaded[key] = merged
+    return merged
+
+
+_loaded: dict[tuple[Any, ...], dict[str, Any]] = {}
 
 
 def get_value(key: str | None = None) -> Any:
     """A value by dotted key (``"dispatcher.port"``), a section, or everything."""
-    config = load()
+    config = _merged()
     if not key:
-        return config
+        return copy.deepcopy(config)
     node: Any = config
     for part in key.split("."):
         if not isinstance(node, dict) or part not in node:
@@ -197,11 +241,13 @@ def write(path: Path, tree: dict[str, Any]) -> None:
         Path(tmp).unlink(missing_ok=True)
         raise
     _cache.pop(path, None)
+    _loaded.clear()
 
 
 def reload() -> None:
     """Forget what was read, so the next read sees the file as it is now."""
     _cache.clear()
+    _loaded.clear()
 
 
 def server_url(dispatcher_addr: str | None = None) -> str:

@@ -583,7 +583,9 @@ class Dispatcher:
         attempt = 1
         executor: BaseExecutor | None = None
         try:
-            executor = await self.executors.get(node["executor"])
+            executor = self.executors.cached(node["executor"]) or await self.executors.get(
+                node["executor"]
+            )
             policy = {**executor._task_policy, **task.metadata}
             while True:
                 outcome = await self._attempt(executor, task, policy.get("timeout"))

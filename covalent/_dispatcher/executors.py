@@ -29,10 +29,10 @@ class ExecutorRegistry:
         """The executor for ``{"name": ..., "attributes": {...}}``, set up once; tasks that
         ask while it is being set up wait for that; a failed setup is tried again next
         time. ExecutorError if the plugin is unknown."""
-        key = spec_key(spec)
-        executor = self.instances.get(key)
+        executor = self.cached(spec)
         if executor is not None:
             return executor
+        key = spec_key(spec)
         pending = self._setting_up.get(key)
         if pending is None:
             pending = asyncio.ensure_future(self._set_up(spec))
@@ -41,6 +41,10 @@ class ExecutorRegistry:
         executor = await asyncio.shield(pending)
         self.instances[key] = executor
         return executor
+
+    def cached(self, spec: dict[str, Any]) -> BaseExecutor | None:
+        """The executor for ``spec`` if it is already set up (no await on the hot path)."""
+        return self.instances.get(spec_key(spec))
 
     async def _set_up(self, spec: dict[str, Any]) -> BaseExecutor:
         executor = plugins.create(spec["name"], spec.get("attributes", {}), self.plugins)

@@ -22,7 +22,25 @@ import cloudpickle
 
 REPR_LIMIT = 1000
 
-_repr = reprlib.Repr()
+
+class _ShortRepr(reprlib.Repr):
+    """reprlib's Repr, also cutting bytes before building their repr (reprlib would call
+    the built-in repr on the whole object: 200 MB of text for 50 MB of bytes)."""
+
+    def repr_bytes(self, value: bytes, level: int) -> str:
+        return self._cut(value)
+
+    def repr_bytearray(self, value: bytearray, level: int) -> str:
+        return self._cut(value)
+
+    def _cut(self, value: bytes | bytearray) -> str:
+        if len(value) <= self.maxother:
+            return repr(value)
+        head = repr(value[: self.maxother // 4])
+        return f"{head[:-1]}...{head[-1]} ({len(value)} bytes)"
+
+
+_repr = _ShortRepr()
 _repr.maxstring = REPR_LIMIT
 _repr.maxother = REPR_LIMIT
 _repr.maxlist = _repr.maxtuple = _repr.maxdict = _repr.maxset = 50

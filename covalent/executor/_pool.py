@@ -110,7 +110,9 @@ class WorkerPool:
                 self._idle -= 1
             if self._closed:
                 return None
-            size = 1 + min(MAX_BATCH - 1, len(self._jobs) // self.max_workers)
+            # Batch only what the other workers could not take anyway: with 8 sleeps and
+            # 8 workers, each worker takes one.
+            size = 1 + min(MAX_BATCH - 1, (len(self._jobs) - 1) // self.max_workers)
             return [self._jobs.popleft() for _ in range(min(size, len(self._jobs)))]
 
     def cancel(self, job: Job) -> None:
@@ -188,12 +190,14 @@ class _WorkerThread(threading.Thread):
             for job in batch:
                 job.settle(Outcome.failure(f"Could not start a worker process: {e}"))
             return
+        done: list[tuple[Job, Outcome]] = []
         for position, job in enumerate(batch):
             self.current, job.worker = job, self
             try:
                 reply = self._receive()
             except WorkerDied as e:
-                job.settle(_cancelled() if job.cancelled else Outcome.failure(str(e)))
+                done.append((job, _cancelled() if job.cancelled else Outcome.failure(str(e))))
+                _settle_all(done)
                 rest = batch[position + 1 :]
                 for job in rest:
                     job.worker = None
@@ -201,7 +205,11 @@ class _WorkerThread(threading.Thread):
                 return
             finally:
                 self.current = None
-            job.settle(_cancelled() if job.cancelled else outcome_from_reply(reply))
+            done.append((job, _cancelled() if job.cancelled else outcome_from_reply(reply)))
+            if not self._more_replies_waiting():  # else hand them to the loop together
+                _settle_all(done)
+                done = []
+        _settle_all(done)
 
     def _send(self, batch: list[Job]) -> None:
         conn = self._ensure_process()
@@ -228,6 +236,12 @@ class _WorkerThread(threading.Thread):
         }
         conn.send_bytes(pickle.dumps(message, protocol=5))
         self.known.update(functions)
+
+    def _more_replies_waiting(self) -> bool:
+        try:
+            return self.conn is not None and self.conn.poll(0)
+        except (OSError, EOFError):
+            return False
 
     def _receive(self) -> dict[str, Any]:
         assert self.conn is not None
@@ -298,6 +312,20 @@ def _death_message(code: int | None) -> str:
         hint = " (the system may have run out of memory)" if name == "SIGKILL" else ""
         return f"The worker process running this electron was killed by {name}{hint}."
     return f"The worker process running this electron exited unexpectedly with code {code}."
+
+
+def _settle_all(done: list[tuple[Job, Outcome]]) -> None:
+    """Hand several outcomes to the event loop in one wake-up."""
+    if not done:
+        return
+    pairs = list(done)
+
+    def _set() -> None:
+        for job, outcome in pairs:
+            if not job.future.done():
+                job.future.set_result(outcome)
+
+    pairs[0][0].loop.call_soon_threadsafe(_set)
 
 
 def _cancelled() -> Outcome:
