@@ -51,6 +51,10 @@ class CancelRequest(BaseModel):
     task_ids: list[int] | None = None
 
 
+class RedispatchRequest(BaseModel):
+    reuse_previous_results: bool = False
+
+
 class FetchRequest(BaseModel):
     digests: list[str]
 
@@ -238,6 +242,21 @@ def _routes(app: FastAPI) -> None:
         state = _state(request)
         _dispatch_or_404(state, dispatch_id)
         return json_response(state.store.get_transitions(dispatch_id))
+
+    @app.post(f"{API}/dispatches/{{dispatch_id}}/redispatch")
+    async def redispatch(
+        request: Request, dispatch_id: str, body: RedispatchRequest | None = None
+    ) -> dict[str, str]:
+        """Run a stored dispatch again with the same inputs (the UI's re-run); nothing is
+        uploaded again. Its triggers are not armed again."""
+        state = _state(request)
+        row = state.store.get_dispatch(dispatch_id, with_manifest=True)
+        if row is None:
+            raise DispatchNotFoundError(dispatch_id)
+        manifest = {k: v for k, v in row["manifest"].items() if k not in ("triggers", "reuse")}
+        if body is not None and body.reuse_previous_results:
+            manifest["reuse"] = {"dispatch_id": dispatch_id}
+        return {"dispatch_id": state.dispatcher.submit(manifest, {})}
 
     @app.post(f"{API}/dispatches/{{dispatch_id}}/cancel")
     async def cancel(

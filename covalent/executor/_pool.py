@@ -91,7 +91,8 @@ class WorkerPool:
                 thread = _WorkerThread(self)
                 self._threads.add(thread)
                 thread.start()
-            self._cond.notify()
+            if self._idle:
+                self._cond.notify()
 
     def requeue(self, jobs: list[Job]) -> None:
         with self._cond:

@@ -282,6 +282,19 @@ def test_failing_node_shows_its_traceback(server: Home, page: Any) -> None:
     expect(error).to_contain_text("raise ValueError")
 
 
+def test_rerun_makes_a_new_dispatch_with_the_same_inputs(server: Home, page: Any) -> None:
+    result = ct.dispatch_sync(chatty_flow)(5)
+    page.goto(f"{server.url}/dispatches/{result.dispatch_id}")
+    expect(page.locator("#dispatch-status .badge")).to_have_text("COMPLETED")
+    page.locator("#rerun-dispatch").click()
+    page.locator("dialog[open]").get_by_role("button", name="Re-run").click()
+    page.wait_for_url(re.compile(r"/dispatches/(?!" + result.dispatch_id + ")"))
+    new_id = page.url.rstrip("/").rsplit("/", 1)[-1]
+    expect(page.locator("#dispatch-status .badge")).to_have_text("COMPLETED")
+    again = ct.get_result(new_id, wait=True)
+    assert again.result == result.result and again.inputs == result.inputs
+
+
 def test_node_panel_lists_retried_attempts(server: Home, page: Any, tmp_path: Path) -> None:
     result = ct.dispatch_sync(flaky_flow)(str(tmp_path / "marker"))
     assert result.status == ct.status.COMPLETED, result.error

@@ -169,6 +169,7 @@ function renderHead() {
     <dt>Ended</dt><dd>${fmtTime(d.end_time)}</dd>
     <dt>Duration</dt><dd>${fmtDuration(duration(d.start_time, d.end_time, running))}</dd>`;
   $("cancel-dispatch").hidden = !running;
+  $("rerun-dispatch").hidden = running || !!d.preview;
   $("preview-banner").hidden = !d.preview;
   $("dispatch-error").hidden = !d.error;
   $("dispatch-error-text").textContent = d.error || "";
@@ -318,6 +319,17 @@ async function cancelNodes(taskIds, what) {
   }
 }
 
+async function rerun() {
+  const yes = await confirmDialog("Run this dispatch again with the same inputs? It becomes a new dispatch.", { confirm: "Re-run" });
+  if (!yes) return;
+  try {
+    const answer = await api(`/dispatches/${encodeURIComponent(dispatchId)}/redispatch`, { method: "POST", json: {} });
+    location.assign(`/dispatches/${encodeURIComponent(answer.dispatch_id)}`);
+  } catch (error) {
+    notify(`Could not re-run: ${error.message}`);
+  }
+}
+
 // tabs
 
 function wireTabs() {
@@ -349,6 +361,7 @@ document.addEventListener("keydown", (e) => {
   if (e.key === "Escape" && openNode != null && !document.querySelector("dialog[open]")) closePanel();
 });
 $("cancel-dispatch").addEventListener("click", () => cancelNodes(null, "this dispatch"));
+$("rerun-dispatch").addEventListener("click", rerun);
 wireList();
 wireTabs();
 start();
