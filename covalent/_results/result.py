@@ -47,6 +47,7 @@ class Result:
         self._manifest: dict[str, Any] = detail["summary"]
         self._fetch = fetch
         self._values: dict[str, Any] = {}
+        self._raw: dict[str, bytes] = {}
         self.dispatch_id: str = detail["dispatch_id"]
         self.root_dispatch_id: str = detail.get("root_dispatch_id") or self.dispatch_id
         self.status = Status(detail["status"])
@@ -62,10 +63,20 @@ class Result:
     # values, fetched on first use
 
     def _load(self, digests: Iterable[str | None]) -> None:
-        wanted = [d for d in dict.fromkeys(digests) if d and d not in self._values]
-        if wanted:
+        """Fetch (in as few requests as composites allow) and unpickle these values."""
+        needed = [d for d in dict.fromkeys(digests) if d and d not in self._values]
+        wanted = [d for d in needed if d not in self._raw]
+        while wanted:
             for name, data in self._fetch(wanted).items():
-                self._values[name] = blobmod.loads(data)
+                self._raw[name] = data
+            wanted = [
+                item
+                for name in wanted
+                for item in blobmod.composite_items(self._raw[name])
+                if item not in self._raw
+            ]
+        for name in needed:
+            self._values[name] = blobmod.load_value(name, self._raw.__getitem__)
 
     def _value(self, digest: str | None) -> Any:
         if not digest:

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import re
 import reprlib
 import sys
 import sysconfig
 import types
 from collections import ChainMap
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -102,6 +104,38 @@ class _Pickler(cloudpickle.Pickler):
 
 def loads(data: bytes) -> Any:
     return cloudpickle.loads(data)
+
+
+COMPOSITE = b"CVC1"
+"""A composite blob: a list, tuple, set or dict of other blobs, named by their digests.
+
+The dispatcher makes one for a collection node instead of running it, so the items'
+bytes are neither copied nor stored again; whoever loads the value assembles it.
+"""
+
+
+def composite(shape: dict[str, Any], items: list[str]) -> bytes:
+    return COMPOSITE + json.dumps({**shape, "items": items}, separators=(",", ":")).encode()
+
+
+def composite_items(data: bytes) -> list[str]:
+    """The digests a composite blob names (none for an ordinary blob)."""
+    if not data.startswith(COMPOSITE):
+        return []
+    return list(json.loads(data[len(COMPOSITE) :])["items"])
+
+
+def load_value(name: str, get: Callable[[str], bytes]) -> Any:
+    """The value of blob ``name``, assembling composites from their items."""
+    data = get(name)
+    if not data.startswith(COMPOSITE):
+        return loads(data)
+    shape = json.loads(data[len(COMPOSITE) :])
+    items = [load_value(item, get) for item in shape["items"]]
+    kind = shape["type"]
+    if kind == "dict":
+        return dict(zip(shape["keys"], items, strict=True))
+    return {"list": list, "tuple": tuple, "set": set}[kind](items)
 
 
 def short_repr(value: Any) -> str:

@@ -19,7 +19,7 @@ from covalent._workflow.graph import Graph, Node, NodeKind
 
 FORMAT = 1
 DEFAULT_EXECUTOR = "local"
-JSON_METADATA = ("retries", "retry_delay", "timeout", "cache")
+JSON_METADATA = ("retries", "retry_delay", "timeout", "cache", "collection")
 PICKLED_METADATA = ("files", "deps_bash", "deps_pip", "call_before", "call_after")
 
 

@@ -123,13 +123,24 @@ class Builder:
             function: Callable[..., Any] = functools.partial(ops.make_dict, keys)
             items: list[Any] = [value[k] for k in keys]
             name = ":electron_dict:"
+            shape: dict[str, Any] | None = (
+                {"type": "dict", "keys": list(keys)}
+                if all(isinstance(k, str) for k in keys)
+                else None
+            )
         elif isinstance(value, tuple):
             function, items, name = ops.make_tuple, list(value), ":electron_tuple:"
+            shape = {"type": "tuple"}
         elif isinstance(value, (set, frozenset)):
             function, items, name = ops.make_set, list(value), ":electron_set:"
+            shape = {"type": "set"}
         else:
             function, items, name = ops.make_list, list(value), ":electron_list:"
-        return self.add_call(name, NodeKind.COLLECTION, function, tuple(items), {})._cv_node.id
+            shape = {"type": "list"}
+        metadata = {"collection": shape} if shape else None
+        return self.add_call(
+            name, NodeKind.COLLECTION, function, tuple(items), {}, metadata=metadata
+        )._cv_node.id
 
 
 def wait(child: Output, parents: Output | list[Output] | tuple[Output, ...]) -> Output:

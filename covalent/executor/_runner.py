@@ -51,8 +51,8 @@ def run_task(
     reply: dict[str, Any] = {"key": task["key"], "start_time": start}
     try:
         function = function_of(task["function"])
-        args = [blobs.loads(values[d]) for d in task["args"]]
-        kwargs = {k: blobs.loads(values[d]) for k, d in task["kwargs"].items()}
+        args = [blobs.load_value(d, values.__getitem__) for d in task["args"]]
+        kwargs = {k: blobs.load_value(d, values.__getitem__) for k, d in task["kwargs"].items()}
         extras = blobs.loads(values[task["extras"]]) if task.get("extras") else {}
         executor = _plugin_executor(task.get("plugin"))  # outside the capture: its warnings
         with _task_environment(task, out, err):

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from covalent._results.status import Status
+from covalent._wire import blobs
 
 
 @dataclass
@@ -40,11 +41,27 @@ class Task:
         return value if isinstance(value, str) else None
 
     def value_names(self) -> list[str]:
-        """Digests of every value blob the task needs (inputs and extras), once each."""
+        """Digests of every value blob the task needs (inputs, the items of composite
+        inputs, extras), once each."""
         names = [*self.args, *self.kwargs.values()]
         if self.extras:
             names.append(self.extras)
-        return list(dict.fromkeys(names))
+        found: dict[str, None] = {}
+        while names:
+            name = names.pop()
+            if name in found:
+                continue
+            found[name] = None
+            names.extend(self._composite_items(name))
+        return list(found)
+
+    def _composite_items(self, name: str) -> list[str]:
+        path = self.blob_file(name)
+        if path is None:
+            return blobs.composite_items(self.load_blob(name))
+        with open(path, "rb") as f:  # a large blob: look at its first bytes only
+            head = f.read(len(blobs.COMPOSITE))
+            return blobs.composite_items(head + f.read()) if head == blobs.COMPOSITE else []
 
     def payload(
         self, options: dict[str, Any] | None = None, plugin: dict[str, Any] | None = None

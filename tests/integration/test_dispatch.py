@@ -357,3 +357,24 @@ def test_wait_orders_nodes_without_passing_data(server: Home, tmp_path) -> None:
         assert result.result == "third"
     lines = Path(log).read_text().split()
     assert lines == ["first", "second", "third"] * 3
+
+
+@ct.electron
+def total(values):
+    return sum(values)
+
+
+def test_large_collections_are_assembled_from_their_items(server: Home) -> None:
+    @ct.lattice
+    def fan(n):
+        return total([add(i, 1) for i in range(n)]), [[add(0, 0)], {"k": add(1, 1)}]
+
+    n = 4000  # the list's digests make a composite blob larger than the inline limit
+    result = ct.dispatch_sync(fan)(n)
+    assert result.status == ct.status.COMPLETED, result.error
+    assert result.result == (n * (n + 1) // 2, [[0], {"k": 2}])
+    listing = next(
+        node for node in result.get_all_node_results() if node["node_name"] == ":electron_list:"
+    )
+    assert listing["output"][:3] == [1, 2, 3] and len(listing["output"]) == n
+    assert listing["start_time"] == listing["end_time"]  # assembled, not run on a worker
