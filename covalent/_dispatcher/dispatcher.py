@@ -185,7 +185,7 @@ class Dispatcher:
             "created_at": now,
             "start_time": None if disable_run else now,
             "node_count": len(node_rows),
-            "manifest": manifestmod.dumps(manifest),
+            "manifest": manifestmod.dumps({k: v for k, v in manifest.items() if k != "blobs"}),
             "summary": json.dumps(manifestmod.summary(manifest)),
             "results_dir": str(results_dir),
         }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import sys
 from types import FrameType
 
 import uvicorn
@@ -26,6 +27,9 @@ def is_loopback(host: str) -> bool:
 
 
 def main(argv: list[str] | None = None) -> None:
+    # Hand the GIL between the event loop and the pool's threads every 0.5 ms instead of
+    # 5 ms: a finished task's reply reaches the loop sooner while the loop is busy.
+    sys.setswitchinterval(0.0005)
     config = _config.get_value("dispatcher")
     parser = argparse.ArgumentParser(prog="python -m covalent._server")
     parser.add_argument("--host", default=config["address"])

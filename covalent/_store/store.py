@@ -184,7 +184,7 @@ class Store:
             else:
                 rows.append({"digest": name, "size": len(data), "data": data, "path": None})
         if rows:
-            conn.execute(self._insert_ignore(blobs), rows)
+            self._insert_ignoring(conn, blobs, rows)
         for name, data in items.items():
             self.cache.put(name, data)
 
@@ -219,6 +219,16 @@ class Store:
                 .values({c: bindparam(f"v_{c}") for c in columns})
             )
             conn.execute(stmt, [_renamed(row) for row in rows])
+
+    def _insert_ignoring(self, conn: Any, table: Any, rows: list[dict[str, Any]]) -> None:
+        """Insert rows, skipping those whose key exists; on SQLite through the driver."""
+        if not self.url.startswith("sqlite"):
+            conn.execute(self._insert_ignore(table), rows)
+            return
+        columns = list(rows[0])
+        marks = ", ".join("?" for _ in columns)
+        sql = f"INSERT OR IGNORE INTO {table.name} ({', '.join(columns)}) VALUES ({marks})"
+        conn.exec_driver_sql(sql, [tuple(row[c] for c in columns) for row in rows])
 
     def _insert_ignore(self, table: Any) -> Any:
         """INSERT that skips rows whose key exists (blobs are content-addressed)."""
@@ -272,13 +282,13 @@ class Store:
         with self.engine.begin() as conn:
             self._insert_blobs(conn, changes.blobs)
             if changes.blob_files:
-                conn.execute(self._insert_ignore(blobs), changes.blob_files)
+                self._insert_ignoring(conn, blobs, changes.blob_files)
             self._update_many(conn, nodes, changes.node_updates)
             self._update_many(conn, dispatches, changes.dispatch_updates)
             if changes.transitions:
                 self._bulk_insert(conn, transitions, changes.transitions)
             if changes.cache_rows:
-                conn.execute(self._insert_ignore(schema.cache), changes.cache_rows)
+                self._insert_ignoring(conn, schema.cache, changes.cache_rows)
             if changes.attempts:
                 conn.execute(insert(attempts), changes.attempts)
 
