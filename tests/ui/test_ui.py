@@ -282,6 +282,31 @@ def test_failing_node_shows_its_traceback(server: Home, page: Any) -> None:
     expect(error).to_contain_text("raise ValueError")
 
 
+@ct.lattice
+def inner_flow(x: int) -> int:
+    return double(x)
+
+
+@ct.lattice
+def outer_flow(x: int) -> int:
+    return double(ct.electron(inner_flow)(x))
+
+
+def test_a_sublattice_node_links_to_its_own_graph(server: Home, page: Any) -> None:
+    result = ct.dispatch_sync(outer_flow)(3)
+    assert result.result == 12, result.error
+    node = next(n for n in result.get_all_node_results() if n["node_name"].startswith(":sub"))
+    child = node["sublattice_result"]
+    page.goto(f"{server.url}/dispatches/{result.dispatch_id}")
+    graph_node(page, node["node_id"]).click()
+    link = page.locator("#panel section", has=page.locator("#p-sub")).get_by_role("link")
+    expect(link).to_have_attribute("href", f"/dispatches/{child.dispatch_id}")
+    link.click()
+    page.wait_for_url(re.compile(child.dispatch_id))
+    expect(page.locator("#dispatch-status .badge")).to_have_text("COMPLETED")
+    expect(page.locator("#dispatch-facts")).to_contain_text("Sublattice of")
+
+
 def test_rerun_makes_a_new_dispatch_with_the_same_inputs(server: Home, page: Any) -> None:
     result = ct.dispatch_sync(chatty_flow)(5)
     page.goto(f"{server.url}/dispatches/{result.dispatch_id}")
