@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import os
 import pickle
 import time
 from collections.abc import Callable
@@ -144,3 +146,44 @@ def outcome_from_reply(reply: dict[str, Any]) -> Outcome:
         start_time=reply["start_time"],
         end_time=reply["end_time"],
     )
+
+
+class ReplyError(pickle.UnpicklingError):
+    """A reply from a runner that is not a plain dict of plain values."""
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    """Reads a runner's reply: dicts, strings, bytes and numbers, never a class."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        raise ReplyError(f"a task reply holds only plain values, not {module}.{name}")
+
+
+def load_reply(data: bytes) -> dict[str, Any]:
+    """The reply dict of a runner elsewhere (a Dask worker, a remote host, a batch job),
+    read without running any code: the output inside stays pickled bytes."""
+    reply = _PlainUnpickler(io.BytesIO(data)).load()
+    if not isinstance(reply, dict):
+        raise ReplyError(f"a task reply is a dict, not a {type(reply).__name__}")
+    return reply
+
+
+def workdir_options(
+    task: Task,
+    workdir: str,
+    create_unique_workdir: bool,
+    log_stdout: str,
+    log_stderr: str,
+    env: dict[str, str],
+) -> dict[str, Any]:
+    """The runner options of executors with LocalExecutor's settings (local, dask)."""
+    folder = os.path.expanduser(workdir) if workdir else ""
+    if create_unique_workdir:
+        base = folder or task.results_dir or os.getcwd()
+        folder = os.path.join(base, task.dispatch_id, f"node_{task.node_id}")
+    return {
+        "workdir": folder,
+        "env": env,
+        "log_stdout": os.path.expanduser(log_stdout) if log_stdout else "",
+        "log_stderr": os.path.expanduser(log_stderr) if log_stderr else "",
+    }

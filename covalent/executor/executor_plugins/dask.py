@@ -27,10 +27,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import logging
 import os
-import pickle
 import time
 import uuid
 from types import ModuleType
@@ -39,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 from covalent._errors import ExecutorError
 from covalent.executor._runner import run_packed
 from covalent.executor.base import BaseExecutor
-from covalent.executor.task import Outcome, Task, outcome_from_reply
+from covalent.executor.task import Outcome, Task, load_reply, outcome_from_reply, workdir_options
 
 if TYPE_CHECKING:
     from distributed import Client, Future, LocalCluster
@@ -101,21 +99,6 @@ async def _connect(address: str, **options: Any) -> Client:
             f"Could not connect to the Dask scheduler at '{address}' ({type(e).__name__}: {e}); "
             "check that it runs and that the address is right."
         ) from e
-
-
-class _PlainUnpickler(pickle.Unpickler):
-    """Reads a runner's reply: dicts, strings, bytes and numbers, never a class."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        raise pickle.UnpicklingError(f"a task reply holds only plain values, not {module}.{name}")
-
-
-def _load_reply(data: bytes) -> dict[str, Any]:
-    """The reply dict; the output inside stays pickled bytes (never unpickled here)."""
-    reply = _PlainUnpickler(io.BytesIO(data)).load()
-    if not isinstance(reply, dict):
-        raise pickle.UnpicklingError(f"a task reply is a dict, not a {type(reply).__name__}")
-    return reply
 
 
 class LocalDaskCluster:
@@ -385,16 +368,14 @@ class DaskExecutor(BaseExecutor):
     # tasks
 
     def task_options(self, task: Task) -> dict[str, Any]:
-        workdir = os.path.expanduser(self.workdir) if self.workdir else ""
-        if self.create_unique_workdir:
-            base = workdir or task.results_dir or os.getcwd()
-            workdir = os.path.join(base, task.dispatch_id, f"node_{task.node_id}")
-        return {
-            "workdir": workdir,
-            "env": self.env,
-            "log_stdout": os.path.expanduser(self.log_stdout) if self.log_stdout else "",
-            "log_stderr": os.path.expanduser(self.log_stderr) if self.log_stderr else "",
-        }
+        return workdir_options(
+            task,
+            self.workdir,
+            self.create_unique_workdir,
+            self.log_stdout,
+            self.log_stderr,
+            self.env,
+        )
 
     async def execute(self, task: Task) -> Outcome:
         client = await self.client()
@@ -412,7 +393,7 @@ class DaskExecutor(BaseExecutor):
                 f"({type(e).__name__}: {e})."
             )
         try:
-            return outcome_from_reply(_load_reply(reply))
+            return outcome_from_reply(load_reply(reply))
         except Exception as e:
             return Outcome.failure(f"The Dask worker's reply to this electron is unreadable ({e}).")
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from covalent.executor._pool import WorkerPool
 from covalent.executor.base import BaseExecutor
-from covalent.executor.task import Outcome, Task
+from covalent.executor.task import Outcome, Task, workdir_options
 
 EXECUTOR_PLUGIN_NAME = "LocalExecutor"
 
@@ -61,16 +61,14 @@ class LocalExecutor(BaseExecutor):
         self._pool: WorkerPool | None = None
 
     def task_options(self, task: Task) -> dict[str, Any]:
-        workdir = os.path.expanduser(self.workdir) if self.workdir else ""
-        if self.create_unique_workdir:
-            base = workdir or task.results_dir or os.getcwd()
-            workdir = os.path.join(base, task.dispatch_id, f"node_{task.node_id}")
-        return {
-            "workdir": workdir,
-            "env": self.env,
-            "log_stdout": os.path.expanduser(self.log_stdout) if self.log_stdout else "",
-            "log_stderr": os.path.expanduser(self.log_stderr) if self.log_stderr else "",
-        }
+        return workdir_options(
+            task,
+            self.workdir,
+            self.create_unique_workdir,
+            self.log_stdout,
+            self.log_stderr,
+            self.env,
+        )
 
     @property
     def pool(self) -> WorkerPool:

@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import os
-import pickle
 import shlex
 import shutil
 import sys
@@ -35,7 +33,7 @@ from types import ModuleType
 from typing import Any
 
 from covalent.executor.base import BaseExecutor
-from covalent.executor.task import Outcome, Task, outcome_from_reply
+from covalent.executor.task import Outcome, Task, load_reply, outcome_from_reply
 
 EXECUTOR_PLUGIN_NAME = "SlurmExecutor"
 
@@ -314,21 +312,11 @@ def _directives(settings: dict[str, Any]) -> list[str]:
     return lines
 
 
-class _ReplyUnpickler(pickle.Unpickler):
-    """Reads a reply (a dict of plain values); refuses anything that would run code."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        raise pickle.UnpicklingError(f"a task reply holds only plain values, not {module}.{name}")
-
-
 def _load_reply(data: bytes) -> dict[str, Any]:
     try:
-        reply = _ReplyUnpickler(io.BytesIO(data)).load()
+        return load_reply(data)
     except Exception as e:
         raise SlurmError(f"its reply file is not a task reply: {e}") from e
-    if not isinstance(reply, dict):
-        raise SlurmError(f"its reply file holds a {type(reply).__name__}, not a task reply")
-    return reply
 
 
 class _JobFiles:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import os
 import pickle
 import posixpath
@@ -32,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from covalent._errors import ExecutorError
 from covalent.executor.base import BaseExecutor
-from covalent.executor.task import Outcome, Task, outcome_from_reply
+from covalent.executor.task import Outcome, Task, load_reply, outcome_from_reply
 
 if TYPE_CHECKING:
     import asyncssh
@@ -341,8 +340,7 @@ class SSHExecutor(BaseExecutor):
         if data is None:
             return Outcome.failure(self._start_failure(remote), start)
         try:
-            reply = _read_reply(data)
-            return outcome_from_reply(reply)
+            return outcome_from_reply(load_reply(data))
         except (pickle.UnpicklingError, KeyError, ValueError, TypeError, EOFError) as e:
             return Outcome.failure(f"The reply from {self.target} is not readable: {e}.", start)
 
@@ -512,20 +510,6 @@ async def _run_quietly(conn: asyncssh.SSHClientConnection, command: str, tries: 
         except (OSError, asyncio.TimeoutError, _asyncssh().Error):
             return False
     return False
-
-
-class _PlainUnpickler(pickle.Unpickler):
-    """Reads a reply: dicts, lists, strings, bytes and numbers, never a class."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        raise pickle.UnpicklingError(f"it names {module}.{name}, and a reply holds plain values")
-
-
-def _read_reply(data: bytes) -> dict[str, Any]:
-    reply = _PlainUnpickler(io.BytesIO(data)).load()
-    if not isinstance(reply, dict):
-        raise ValueError(f"it is a {type(reply).__name__}, not a dict")
-    return reply
 
 
 def _sh(script: str) -> str:
