@@ -165,7 +165,7 @@ class Dispatcher:
 
         ``parent`` is (dispatch id, node id, root dispatch id) for a sublattice's dispatch.
         """
-        manifestmod.validate(manifest, lambda d: d in blobs or not self.store.missing_blobs([d]))
+        manifestmod.validate(manifest, self._available(manifest, blobs).__contains__)
         reused = self._reusable(manifest)
         dispatch_id = str(uuid.uuid4())
         now = time.time()
@@ -200,6 +200,12 @@ class Dispatcher:
             run.pending_reuse = reused
             self.queue.put_nowait(_Start(run))
         return dispatch_id
+
+    def _available(self, manifest: dict[str, Any], blobs: dict[str, bytes]) -> set[str]:
+        """The blobs a manifest names that are in the request or already stored, found
+        with one query (a re-submitted manifest sends none and may name thousands)."""
+        named = manifestmod.named_blobs(manifest) - blobs.keys()
+        return set(blobs) | (named - self.store.missing_blobs(named))
 
     def _reusable(self, manifest: dict[str, Any]) -> dict[int, tuple[str, str, str]]:
         """For a redispatch with reuse: node id -> (digest, repr, "dispatch:node") reused."""
@@ -698,12 +704,11 @@ class Dispatcher:
                     "server restarted while it ran; it runs again",
                 )
         self.store.commit(changes)
-        resumed = Run(dispatch_id, manifest, run.results_dir, run.status, run.outputs, run.errors)
-        resumed.subdispatches, resumed.reprs = run.subdispatches, run.reprs
-        resumed.root_dispatch_id = row["root_dispatch_id"]
+        run.refresh_readiness()
+        run.root_dispatch_id = row["root_dispatch_id"]
         if row.get("parent_dispatch_id"):
-            resumed.parent = (row["parent_dispatch_id"], row["parent_node_id"])
-        self.queue.put_nowait(_Start(resumed))
+            run.parent = (row["parent_dispatch_id"], row["parent_node_id"])
+        self.queue.put_nowait(_Start(run))
         for node_id, child in run.subdispatches.items():
             self._relink_finished_child(dispatch_id, node_id, child)
 

@@ -44,10 +44,17 @@ class Run:
         for edge in self.manifest["edges"]:
             self.children[edge[0]].append(edge[1])
             self.inputs[edge[1]].append(edge)
+        self.refresh_readiness()
+
+    def refresh_readiness(self) -> None:
+        """Count each node's unfinished inputs and queue the nodes that can start now
+        (after statuses were set from outside, as on resume)."""
+        count = len(self.status)
         self.waiting = [
             sum(1 for e in self.inputs[n] if self.status[e[0]] != Status.COMPLETED)
             for n in range(count)
         ]
+        self.ready.clear()
         self.ready.extend(
             n
             for n in topological_order(count, self.manifest["edges"])

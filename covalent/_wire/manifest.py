@@ -219,6 +219,31 @@ def validate(manifest: Any, available: Callable[[str], bool]) -> None:
         raise BadRequestError("The manifest has no lattice name.")
 
 
+def named_blobs(manifest: Any) -> set[str]:
+    """Every digest a manifest names, read leniently (before it is validated)."""
+    found: list[Any] = []
+    if not isinstance(manifest, dict):
+        return set()
+    for node in _items(manifest.get("nodes")):
+        if isinstance(node, dict):
+            metadata = node.get("metadata")
+            extras = metadata.get("extras") if isinstance(metadata, dict) else None
+            found += [node.get("function"), node.get("value"), extras]
+    inputs = manifest.get("inputs")
+    if isinstance(inputs, dict):
+        found += _items(inputs.get("args"))
+        kwargs = inputs.get("kwargs")
+        found += list(kwargs.values()) if isinstance(kwargs, dict) else []
+    result = manifest.get("result")
+    if isinstance(result, dict):
+        found.append(result.get("value"))
+    return {n for n in found if isinstance(n, str) and blobmod.is_digest(n)}
+
+
+def _items(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
 def _need_blob(name: Any, what: str, available: Callable[[str], bool]) -> None:
     if not isinstance(name, str) or not blobmod.is_digest(name):
         raise BadRequestError(f"The manifest's {what} is not a blob digest.")

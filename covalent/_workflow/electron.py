@@ -67,19 +67,12 @@ class Electron:
 
     def _record(self, builder: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """Add this electron's node to ``builder``'s graph."""
+        name, kind = self.name, NodeKind.ELECTRON
         if isinstance(self.function, Lattice):
-            return builder.add_call(
-                f":sublattice:{self.function.name}",
-                NodeKind.SUBLATTICE,
-                self.function,
-                args,
-                kwargs,
-                executor=self.executor,
-                metadata=self.metadata,
-            )
+            name, kind = f":sublattice:{self.function.name}", NodeKind.SUBLATTICE
         return builder.add_call(
-            self.name,
-            NodeKind.ELECTRON,
+            name,
+            kind,
             self.function,
             args,
             kwargs,
