@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from covalent._results.status import Status
 from covalent.executor import LocalExecutor
+from covalent.executor.task import Outcome
 from covalent.executor.testing import ExecutorConformance, TaskFactory, drive
 
 
@@ -56,3 +61,77 @@ def test_log_files_get_the_output(tmp_path: Path) -> None:
 def test_default_worker_count_is_at_least_eight() -> None:
     assert LocalExecutor().pool.max_workers >= max(8, os.cpu_count() or 1)
     assert LocalExecutor(workers=3).pool.max_workers == 3
+
+
+def _nap(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+def test_a_quick_reply_is_not_held_back_by_a_slow_task_in_its_batch() -> None:
+    """One worker gets both tasks in one batch; the quick one's outcome arrives while the
+    slow one still sleeps (replies go out as the socket is free, not once per batch)."""
+    tasks = TaskFactory()
+    quick, slow = tasks.task(_say, "quick"), tasks.task(_nap, 600)
+
+    async def both(ex: LocalExecutor) -> tuple[Outcome, bool]:
+        first: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        done: dict[str, Outcome] = {}
+
+        def report(name: str) -> Callable[[Outcome], None]:
+            def _report(outcome: Outcome) -> None:
+                done[name] = outcome
+                if not first.done():
+                    first.set_result(name)
+
+            return _report
+
+        with ex.pool._cond:  # the worker thread takes both at once: one batch
+            jobs = [
+                ex.pool.start(quick, ex.task_options(quick), report("quick")),
+                ex.pool.start(slow, ex.task_options(slow), report("slow")),
+            ]
+        name = await first
+        slow_still_running = "slow" not in done
+        for job in jobs:
+            job.cancel()
+        return done[name], name == "quick" and slow_still_running
+
+    outcome, quick_first = drive(LocalExecutor(workers=1), both)
+    assert quick_first
+    assert tasks.output(outcome) == "quick"
+
+
+def test_cancelling_a_queued_task_reports_it_at_once() -> None:
+    """A task still waiting for a worker is dropped and reported CANCELLED right away,
+    not when a worker would have reached it."""
+    tasks = TaskFactory()
+    slow, queued = tasks.task(_nap, 600), tasks.task(_say, "never")
+
+    async def work(ex: LocalExecutor) -> Outcome:
+        cancelled: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        running = ex.pool.start(slow, ex.task_options(slow), lambda _o: None)
+        waiting = ex.pool.start(queued, ex.task_options(queued), cancelled.set_result)
+        await asyncio.sleep(0)
+        waiting.cancel()
+        outcome = await cancelled
+        running.cancel()
+        return outcome
+
+    outcome = drive(LocalExecutor(workers=1), work)
+    assert outcome.status == Status.CANCELLED
+
+
+def test_a_task_whose_blob_cannot_be_read_fails_and_the_pool_goes_on() -> None:
+    tasks = TaskFactory()
+    broken = tasks.task(_say, "lost")
+    broken.load_blob = lambda name: (_ for _ in ()).throw(KeyError(f"no blob {name[:8]}"))
+    fine = tasks.task(_say, "fine")
+
+    async def work(ex: LocalExecutor) -> tuple[Outcome, Outcome]:
+        return await ex.execute(broken), await ex.execute(fine)
+
+    failed, outcome = drive(LocalExecutor(workers=1), work)
+    assert failed.status == Status.FAILED
+    assert "could not be sent" in failed.error and "no blob" in failed.error
+    assert tasks.output(outcome) == "fine"

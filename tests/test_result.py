@@ -316,3 +316,24 @@ def test_status_prints_as_its_name(capsys):
 def test_result_and_ct_status_share_the_names(name):
     assert getattr(Result, name) == getattr(ct.status, name) == name
     assert str(getattr(ct.status, name)) == name
+
+
+# nodes fetched lazily (get_result(wait=True) answers without them)
+
+
+def test_nodes_are_fetched_only_when_asked_for():
+    detail, items = seed_detail()
+    calls = []
+
+    def fetch_nodes():
+        calls.append(1)
+        return detail
+
+    without = {k: v for k, v in detail.items() if k != "nodes"}
+    result = Result(without, CountingFetch(items), fetch_nodes=fetch_nodes)
+    assert result.status == Status.COMPLETED
+    assert result.result == 4
+    assert calls == []
+    assert result.get_node_result(0)["stdout"] == "hello\n"
+    assert str(result) == SEED_BLOCK
+    assert calls == [1]

@@ -117,14 +117,13 @@ def dispatch_sync(
 
 
 def _poll(client: Client, dispatch_id: str, update: progressmod.Update | None) -> dict[str, Any]:
-    """One long poll; or, showing progress, a short one with node counts only."""
+    """One long poll, or with progress shown a short one; node counts only, not nodes."""
     if update is None:
-        return client.dispatch(dispatch_id, wait=WAIT_SLICE)
+        return client.dispatch(dispatch_id, wait=WAIT_SLICE, nodes=False)
     detail = client.dispatch(dispatch_id, wait=progressmod.POLL, nodes=False)
     if not detail["finished"]:
         update(detail)
-        return detail
-    return client.dispatch(dispatch_id)
+    return detail
 
 
 def _wait_detail(
@@ -171,7 +170,7 @@ def get_result(
         return load(dispatch_id)
     with progressmod.showing(dispatch_id, progress) as update:
         detail = _wait_detail(client, dispatch_id, update)
-    return Result(detail, client.fetch_blobs, load)
+    return Result(detail, client.fetch_blobs, load, lambda: client.dispatch(dispatch_id))
 
 
 def cancel(

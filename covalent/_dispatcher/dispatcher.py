@@ -86,6 +86,15 @@ def _log_transitions(transitions: list[dict[str, Any]]) -> None:
         log.debug("%s -> %s: %s", t["old"], t["new"], t["cause"], extra=extra)
 
 
+def _supervised(policy: dict[str, Any], metadata: dict[str, Any]) -> bool:
+    """Whether a task needs a coroutine watching it: a timeout, or retries."""
+    return bool(
+        metadata.get("timeout")
+        or metadata.get("retries")
+        or (policy and (policy.get("timeout") or policy.get("retries")))
+    )
+
+
 def _replace_with_lag_marker(queue: asyncio.Queue[dict[str, Any]]) -> None:
     while not queue.empty():
         queue.get_nowait()
@@ -132,6 +141,7 @@ class Dispatcher:
         self._event_loop: asyncio.AbstractEventLoop | None = None
         self.closing = asyncio.Event()
         self.events = EventHub()
+        self._blobs_dir = str(store.blobs_dir)
 
     # lifecycle
 
@@ -309,7 +319,7 @@ class Dispatcher:
         if log.isEnabledFor(logging.DEBUG):
             _log_transitions(changes.transitions)
         for run, node_id in launches:
-            run.running[node_id] = asyncio.create_task(self._execute(run, node_id))
+            self._launch(run, node_id)
         for run in finished:
             info = _fields(run.dispatch_id, "dispatch.finished")
             log.info("%s", run.dispatch_status.value, extra=info)
@@ -607,11 +617,32 @@ class Dispatcher:
             {"_d": run.dispatch_id, "_n": node_id, "sub_dispatch_id": child}
         )
 
-    async def _execute(self, run: Run, node_id: int) -> None:
-        """Run one node on its executor, with its retries and timeout; report the outcome."""
+    def _launch(self, run: Run, node_id: int) -> None:
+        """Hand a node to its executor. A task with no timeout or retries, on an executor
+        already set up that can take it so, starts at once and reports straight to the
+        queue; the others are supervised by a coroutine of their own (:meth:`_execute`)."""
         node = run.node(node_id)
+        task = self._task(run, node_id, node)
+        executor = self.executors.cached(node["executor"])
+        if executor is not None and not _supervised(executor._task_policy, task.metadata):
+            dispatch_id = run.dispatch_id
+
+            def report(outcome: Outcome) -> None:
+                self.queue.put_nowait(_Finished(dispatch_id, node_id, outcome))
+
+            try:
+                handle = executor._start(task, report)
+            except Exception:
+                handle = None
+                log.exception("fast start of %s failed", type(executor).__name__)
+            if handle is not None:
+                run.running[node_id] = handle
+                return
+        run.running[node_id] = asyncio.create_task(self._execute(run, node_id, task))
+
+    def _task(self, run: Run, node_id: int, node: dict[str, Any]) -> Task:
         args, kwargs = run.arguments(node_id)
-        task = Task(
+        return Task(
             dispatch_id=run.dispatch_id,
             node_id=node_id,
             name=node["name"],
@@ -620,10 +651,14 @@ class Dispatcher:
             kwargs=kwargs,
             load_blob=self._load_blob,
             blob_file=self.store.blob_file,
-            blobs_dir=str(self.store.blobs_dir),
+            blobs_dir=self._blobs_dir,
             results_dir=run.results_dir,
             metadata={**node.get("metadata", {}), "sublattice": node["kind"] == "sublattice"},
         )
+
+    async def _execute(self, run: Run, node_id: int, task: Task) -> None:
+        """Run one node on its executor, with its retries and timeout; report the outcome."""
+        node = run.node(node_id)
         attempt = 1
         executor: BaseExecutor | None = None
         try:

@@ -11,12 +11,21 @@ from covalent.executor.base import BaseExecutor
 
 
 def spec_key(spec: dict[str, Any]) -> Any:
-    """A hashable key for an executor spec, cheap for the common flat settings."""
-    attributes = spec.get("attributes") or {}
+    """A hashable key for an executor spec, cheap for the common settings."""
+    return (spec["name"], _hashable(spec.get("attributes") or {}))
+
+
+def _hashable(value: Any) -> Any:
+    """``value`` as nested frozensets and tuples (settings hold dicts, such as ``env``)."""
+    if isinstance(value, dict):
+        return frozenset((k, _hashable(v)) for k, v in value.items())
+    if isinstance(value, list):
+        return tuple(_hashable(v) for v in value)
     try:
-        return (spec["name"], frozenset(attributes.items()))
-    except TypeError:  # a setting holds a list or dict
-        return (spec["name"], json.dumps(attributes, sort_keys=True))
+        hash(value)
+    except TypeError:
+        return json.dumps(value, sort_keys=True, default=repr)
+    return value
 
 
 class ExecutorRegistry:

@@ -7,7 +7,6 @@ I/O themselves.
 
 from __future__ import annotations
 
-import asyncio
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +15,7 @@ from covalent._dispatcher import states
 from covalent._results.status import Status
 from covalent._store.store import DISPATCH_NODE, Changes
 from covalent._wire.manifest import topological_order
+from covalent.executor.task import Cancellable
 
 
 @dataclass
@@ -27,7 +27,7 @@ class Run:
     outputs: list[str | None]
     errors: dict[int, str] = field(default_factory=dict)
     dispatch_status: Status = Status.RUNNING
-    running: dict[int, asyncio.Task[None]] = field(default_factory=dict)
+    running: dict[int, Cancellable] = field(default_factory=dict)  # a task or a pool job
     ready: deque[int] = field(default_factory=deque)
     cancel_requested: bool = False
     parent: tuple[str, int] | None = None  # a sublattice's run: (dispatch id, node id) above it

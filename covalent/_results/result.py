@@ -40,9 +40,17 @@ class Result:
     NOT_RUN = Status.NOT_RUN
 
     def __init__(
-        self, detail: dict[str, Any], fetch: Fetch, load: Callable[[str], Result] | None = None
+        self,
+        detail: dict[str, Any],
+        fetch: Fetch,
+        load: Callable[[str], Result] | None = None,
+        fetch_nodes: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
+        """``detail`` is the server's description of the dispatch. Without its ``nodes``,
+        ``fetch_nodes`` returns the description with them, on first use (a dispatch of
+        10,000 nodes is megabytes that printing the result alone does not need)."""
         self._load_dispatch = load
+        self._fetch_nodes = fetch_nodes
         self._detail = detail
         self._manifest: dict[str, Any] = detail["summary"]
         self._fetch = fetch
@@ -55,10 +63,24 @@ class Result:
         self.start_time = _time(detail.get("start_time"))
         self.end_time = _time(detail.get("end_time"))
         self.results_dir: str = detail.get("results_dir", "")
-        self._nodes: list[dict[str, Any]] = detail.get("nodes", [])
+        self._node_rows: list[dict[str, Any]] | None = None
         self._attempts: dict[int, list[dict[str, Any]]] = {}
+        if "nodes" in detail or fetch_nodes is None:
+            self._take_nodes(detail)
+
+    def _take_nodes(self, detail: dict[str, Any]) -> None:
+        self._node_rows = detail.get("nodes", [])
         for attempt in detail.get("attempts", []):
             self._attempts.setdefault(attempt["node_id"], []).append(attempt)
+
+    @property
+    def _nodes(self) -> list[dict[str, Any]]:
+        """The node rows, fetched on first use if the description came without them."""
+        if self._node_rows is None:
+            assert self._fetch_nodes is not None
+            self._take_nodes(self._fetch_nodes())
+        assert self._node_rows is not None
+        return self._node_rows
 
     # values, fetched on first use
 

@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
@@ -32,22 +33,28 @@ from covalent.executor.task import Outcome, Task, outcome_from_reply
 MAX_BATCH = 64
 
 
-@dataclass
+@dataclass(eq=False)
 class Job:
+    """A task in the pool. ``report`` gets its Outcome, exactly once, on ``loop``'s thread."""
+
     task: Task
     options: dict[str, Any]
-    future: asyncio.Future[Outcome]
+    report: Callable[[Outcome], None]
     loop: asyncio.AbstractEventLoop
     plugin: dict[str, Any] | None = None
     cancelled: bool = False
+    settled: bool = False  # only touched on the loop's thread
     worker: _WorkerThread | None = field(default=None, repr=False)
+    pool: WorkerPool | None = field(default=None, repr=False)
 
     def settle(self, outcome: Outcome) -> None:
-        def _set() -> None:
-            if not self.future.done():
-                self.future.set_result(outcome)
+        """Report ``outcome`` (from any thread)."""
+        _settle_all([(self, outcome)])
 
-        self.loop.call_soon_threadsafe(_set)
+    def cancel(self) -> None:
+        """Stop this job: drop it if queued, kill its worker process if running."""
+        if self.pool is not None:
+            self.pool.cancel(self)
 
     def payload(self) -> dict[str, Any]:
         options = {**self.options, "blobs_dir": self.task.blobs_dir}
@@ -73,15 +80,34 @@ class WorkerPool:
         """Run ``task`` with ``options`` (workdir, env, ...); with ``plugin``
         (``{"name", "attributes"}``), through that executor's own ``run``."""
         loop = asyncio.get_running_loop()
-        job = Job(task, options, loop.create_future(), loop, plugin)
-        self.submit(job)
+        future: asyncio.Future[Outcome] = loop.create_future()
+
+        def report(outcome: Outcome) -> None:
+            if not future.done():
+                future.set_result(outcome)
+
+        job = self.start(task, options, report, plugin)
         try:
-            return await job.future
+            return await future
         except asyncio.CancelledError:
             self.cancel(job)
             raise
 
+    def start(
+        self,
+        task: Task,
+        options: dict[str, Any],
+        report: Callable[[Outcome], None],
+        plugin: dict[str, Any] | None = None,
+    ) -> Job:
+        """Queue ``task`` without waiting: ``report(outcome)`` is called on the running
+        event loop's thread when it ends. The returned job's ``cancel()`` stops it."""
+        job = Job(task, options, report, asyncio.get_running_loop(), plugin)
+        self.submit(job)
+        return job
+
     def submit(self, job: Job) -> None:
+        job.pool = self
         with self._cond:
             if self._closed:
                 job.settle(Outcome.failure("The worker pool is shut down."))
@@ -117,8 +143,17 @@ class WorkerPool:
             return [self._jobs.popleft() for _ in range(min(size, len(self._jobs)))]
 
     def cancel(self, job: Job) -> None:
-        """Stop ``job``: drop it if queued, kill its worker process if running."""
+        """Stop ``job``: drop it if queued (it is reported cancelled at once), kill its
+        worker process if running (it is reported cancelled when the process is gone)."""
         job.cancelled = True
+        with self._cond:
+            try:
+                self._jobs.remove(job)
+            except ValueError:
+                pass
+            else:
+                job.settle(_cancelled())
+                return
         worker = job.worker
         if worker is not None:
             worker.kill_for(job)
@@ -188,17 +223,21 @@ class _WorkerThread(threading.Thread):
         try:
             self._send(batch)
         except (OSError, ValueError, WorkerDied) as e:
-            for job in batch:
-                job.settle(Outcome.failure(f"Could not start a worker process: {e}"))
+            _fail_all(batch, f"Could not start a worker process: {e}")
             return
-        done: list[tuple[Job, Outcome]] = []
-        for position, job in enumerate(batch):
-            self.current, job.worker = job, self
+        except Exception as e:  # a blob could not be read: fail these, keep the thread
+            _fail_all(batch, f"The task could not be sent to a worker process: {e}")
+            return
+        position = 0
+        for job in batch:
+            job.worker = self
+        while position < len(batch):
+            self.current = batch[position]
             try:
-                reply = self._receive()
+                replies = self._receive()
             except WorkerDied as e:
-                done.append((job, _cancelled() if job.cancelled else Outcome.failure(str(e))))
-                _settle_all(done)
+                job = batch[position]
+                _settle_all([(job, _cancelled() if job.cancelled else Outcome.failure(str(e)))])
                 rest = batch[position + 1 :]
                 for job in rest:
                     job.worker = None
@@ -206,11 +245,12 @@ class _WorkerThread(threading.Thread):
                 return
             finally:
                 self.current = None
-            done.append((job, _cancelled() if job.cancelled else outcome_from_reply(reply)))
-            if not self._more_replies_waiting():  # else hand them to the loop together
-                _settle_all(done)
-                done = []
-        _settle_all(done)
+            done = []
+            for reply in replies:
+                job = batch[position]
+                done.append((job, _cancelled() if job.cancelled else outcome_from_reply(reply)))
+                position += 1
+            _settle_all(done)
 
     def _send(self, batch: list[Job]) -> None:
         conn = self._ensure_process()
@@ -238,13 +278,7 @@ class _WorkerThread(threading.Thread):
         conn.send_bytes(pickle.dumps(message, protocol=5))
         self.known.update(functions)
 
-    def _more_replies_waiting(self) -> bool:
-        try:
-            return self.conn is not None and self.conn.poll(0)
-        except (OSError, EOFError):
-            return False
-
-    def _receive(self) -> dict[str, Any]:
+    def _receive(self) -> list[dict[str, Any]]:
         assert self.conn is not None
         try:
             return pickle.loads(self.conn.recv_bytes())
@@ -321,12 +355,18 @@ def _settle_all(done: list[tuple[Job, Outcome]]) -> None:
         return
     pairs = list(done)
 
-    def _set() -> None:
+    def _report() -> None:
         for job, outcome in pairs:
-            if not job.future.done():
-                job.future.set_result(outcome)
+            if not job.settled:
+                job.settled = True
+                job.report(outcome)
 
-    pairs[0][0].loop.call_soon_threadsafe(_set)
+    with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting
+        pairs[0][0].loop.call_soon_threadsafe(_report)
+
+
+def _fail_all(jobs: list[Job], error: str) -> None:
+    _settle_all([(job, Outcome.failure(error)) for job in jobs])
 
 
 def _cancelled() -> Outcome:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from covalent.executor._pool import WorkerPool
-from covalent.executor.task import Outcome, Task
+from covalent.executor.task import Cancellable, Outcome, Task
 
 __all__ = ["AsyncBaseExecutor", "BaseExecutor", "Outcome", "Task"]
 
@@ -71,10 +71,23 @@ class BaseExecutor:
         The default calls this executor's :meth:`run` in a local worker process, which
         rebuilds the executor from its settings; built-in executors override it.
         """
+        plugin = {"name": self.short_name(), "attributes": self.to_dict()}
+        return await self._plugin_pool().run(task, {}, plugin=plugin)
+
+    def _plugin_pool(self) -> WorkerPool:
         if self._host_pool is None:
             self._host_pool = WorkerPool(HOST_WORKERS)
+        return self._host_pool
+
+    def _start(self, task: Task, report: Callable[[Outcome], None]) -> Cancellable | None:
+        """Start ``task`` without a coroutine per task (the dispatcher's fast path):
+        ``report(outcome)`` is called once, on the event loop's thread, when it ends, and
+        the returned handle's ``cancel()`` stops it. None if this executor runs tasks only
+        through :meth:`execute` (as when a subclass overrides it)."""
+        if type(self).execute is not BaseExecutor.execute:
+            return None
         plugin = {"name": self.short_name(), "attributes": self.to_dict()}
-        return await self._host_pool.run(task, {}, plugin=plugin)
+        return self._plugin_pool().start(task, {}, report, plugin)
 
     def __repr__(self) -> str:
         settings = ", ".join(f"{k}={v!r}" for k, v in self.to_dict().items())

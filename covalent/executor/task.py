@@ -8,10 +8,16 @@ import pickle
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from covalent._results.status import Status
 from covalent._wire import blobs
+
+
+class Cancellable(Protocol):
+    """A running task's handle (an asyncio task, or a pool's job)."""
+
+    def cancel(self) -> object: ...
 
 
 @dataclass

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable
 from typing import Any
 
 from covalent.executor._pool import WorkerPool
 from covalent.executor.base import BaseExecutor
-from covalent.executor.task import Outcome, Task, workdir_options
+from covalent.executor.task import Cancellable, Outcome, Task, workdir_options
 
 EXECUTOR_PLUGIN_NAME = "LocalExecutor"
 
@@ -79,6 +80,11 @@ class LocalExecutor(BaseExecutor):
 
     async def execute(self, task: Task) -> Outcome:
         return await self.pool.run(task, self.task_options(task))
+
+    def _start(self, task: Task, report: Callable[[Outcome], None]) -> Cancellable | None:
+        if type(self).execute is not LocalExecutor.execute:
+            return None
+        return self.pool.start(task, self.task_options(task), report)
 
     async def teardown(self) -> None:
         if self._pool is not None:
