@@ -184,7 +184,7 @@ class Dispatcher:
         status = Status.NEW_OBJECT if disable_run else Status.RUNNING
         changes = Changes(blobs=blobs)
         changes.transition(dispatch_id, -1, None, status.value, now, "submitted")
-        node_rows = [self._node_row(dispatch_id, node, now, changes) for node in manifest["nodes"]]
+        node_rows = self._node_rows(dispatch_id, manifest["nodes"], now)
         row = {
             "dispatch_id": dispatch_id,
             "root_dispatch_id": parent[2] if parent else dispatch_id,
@@ -229,25 +229,43 @@ class Dispatcher:
         return {n: (digest, text, f"{source}:{n}") for n, (digest, text) in found.items()}
 
     @staticmethod
-    def _node_row(
-        dispatch_id: str, node: dict[str, Any], now: float, changes: Changes
-    ) -> dict[str, Any]:
-        is_param = node["kind"] == "parameter"
-        status = Status.COMPLETED if is_param else Status.NEW_OBJECT
-        changes.transition(dispatch_id, node["id"], None, status.value, now, "submitted")
-        return {
-            "dispatch_id": dispatch_id,
-            "node_id": node["id"],
-            "name": node["name"],
-            "kind": node["kind"],
-            "status": status.value,
-            "executor": None if is_param else node["executor"]["name"],
-            "start_time": now if is_param else None,
-            "end_time": now if is_param else None,
-            "output_digest": node.get("value"),
-            "output_repr": node.get("value_repr"),
-            "attempts": 0,
-        }
+    def _node_rows(
+        dispatch_id: str, nodes: list[dict[str, Any]], now: float
+    ) -> list[tuple[Any, ...]]:
+        """The nodes' first rows, as ``NODE_COLUMNS`` tuples: parameters are COMPLETED with
+        their value, the rest NEW_OBJECT. (Their first state has no transition row of its
+        own: the dispatch's ``submitted`` row stands for all of them.)"""
+        completed, new = Status.COMPLETED.value, Status.NEW_OBJECT.value
+        return [
+            (
+                dispatch_id,
+                n["id"],
+                n["name"],
+                "parameter",
+                completed,
+                None,
+                now,
+                now,
+                n["value"],
+                n.get("value_repr"),
+                0,
+            )
+            if n["kind"] == "parameter"
+            else (
+                dispatch_id,
+                n["id"],
+                n["name"],
+                n["kind"],
+                new,
+                n["executor"]["name"],
+                None,
+                None,
+                None,
+                None,
+                0,
+            )
+            for n in nodes
+        ]
 
     @staticmethod
     def _new_run(dispatch_id: str, manifest: dict[str, Any], results_dir: str) -> Run:

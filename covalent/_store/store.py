@@ -25,6 +25,21 @@ from covalent._errors import CovalentError
 from covalent._store import migrate, schema
 from covalent._store.schema import attempts, blobs, dispatches, nodes, transitions
 
+NODE_COLUMNS = (
+    "dispatch_id",
+    "node_id",
+    "name",
+    "kind",
+    "status",
+    "executor",
+    "start_time",
+    "end_time",
+    "output_digest",
+    "output_repr",
+    "attempts",
+)
+"""The columns of the node rows :meth:`Store.create_dispatch` takes, in order."""
+
 INLINE_LIMIT = 256 * 1024
 CACHE_BYTES = 64 * 1024 * 1024
 DISPATCH_NODE = -1
@@ -199,6 +214,17 @@ class Store:
         sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({marks})"
         conn.exec_driver_sql(sql, [tuple(row[c] for c in columns) for row in rows])
 
+    def _insert_tuples(
+        self, conn: Any, table: Any, columns: tuple[str, ...], rows: list[tuple[Any, ...]]
+    ) -> None:
+        """Insert rows given as tuples in ``columns`` order."""
+        if not self.url.startswith("sqlite"):
+            conn.execute(insert(table), [dict(zip(columns, row, strict=True)) for row in rows])
+            return
+        marks = ", ".join("?" for _ in columns)
+        sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({marks})"
+        conn.exec_driver_sql(sql, rows)
+
     def _update_many(self, conn: Any, table: Any, updates: list[dict[str, Any]]) -> None:
         """Apply row updates: ``_d`` (and ``_n`` for nodes) select the row, the other keys
         are new column values; rows with the same columns go in one executemany."""
@@ -261,15 +287,16 @@ class Store:
     # writes
 
     def create_dispatch(
-        self, row: dict[str, Any], node_rows: list[dict[str, Any]], changes: Changes
+        self, row: dict[str, Any], node_rows: list[tuple[Any, ...]], changes: Changes
     ) -> None:
-        """Store a new dispatch, its nodes, its blobs and first transitions in one transaction."""
+        """Store a new dispatch, its nodes (``NODE_COLUMNS`` tuples), its blobs and first
+        transitions in one transaction."""
         try:
             with self.engine.begin() as conn:
                 self._insert_blobs(conn, changes.blobs)
                 conn.execute(insert(dispatches), [row])
                 if node_rows:
-                    self._bulk_insert(conn, nodes, node_rows)
+                    self._insert_tuples(conn, nodes, NODE_COLUMNS, node_rows)
                 if changes.transitions:
                     self._bulk_insert(conn, transitions, changes.transitions)
         except IntegrityError as e:

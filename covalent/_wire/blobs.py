@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import pickle
 import re
 import reprlib
 import sys
@@ -76,8 +77,13 @@ def _pickle_module_by_value(module: ModuleType) -> None:
         cloudpickle.register_pickle_by_value(module)
 
 
+_PLAIN = (int, float, str, bytes, bool, type(None))
+
+
 def dumps(value: Any) -> bytes:
     """Pickle ``value``; functions and classes of the user's own modules go by value."""
+    if type(value) in _PLAIN:  # nothing for cloudpickle to do (a fan-out's parameters)
+        return pickle.dumps(value, protocol=5)
     for candidate in (value, type(value)):
         module = sys.modules.get(getattr(candidate, "__module__", None) or "")
         if module is not None:

@@ -97,7 +97,11 @@ def describe_use(graph: Graph, node_id: int) -> str:
 
 
 def _node_entry(
-    node: Node, blobset: BlobSet, sources: dict[str, dict[str, str]], graph: Graph
+    node: Node,
+    blobset: BlobSet,
+    sources: dict[str, dict[str, str]],
+    graph: Graph,
+    specs: dict[int, dict[str, Any]],
 ) -> dict[str, Any]:
     where = f"node {node.name}({node.id})"
     entry: dict[str, Any] = {"id": node.id, "name": node.name, "kind": node.kind}
@@ -110,7 +114,13 @@ def _node_entry(
     if node.kind in (NodeKind.ELECTRON, NodeKind.SUBLATTICE) and digest not in sources:
         sources[digest] = {"name": node.name, "source": _source(node.function)}
     executor = node.executor if node.kind == NodeKind.ELECTRON else None
-    entry["executor"] = executor_spec(executor, where)
+    if isinstance(executor, (str, type(None))):
+        entry["executor"] = executor_spec(executor, where)
+    else:  # an instance: its settings are read (and checked to be JSON) once per dispatch
+        spec = specs.get(id(executor))
+        if spec is None:
+            spec = specs[id(executor)] = executor_spec(executor, where)
+        entry["executor"] = spec
     metadata = {k: node.metadata[k] for k in JSON_METADATA if node.metadata.get(k)}
     extras = {k: node.metadata[k] for k in PICKLED_METADATA if node.metadata.get(k)}
     if extras:
@@ -131,7 +141,8 @@ def from_graph(
     """
     blobset = BlobSet()
     sources: dict[str, dict[str, str]] = {}
-    nodes = [_node_entry(node, blobset, sources, graph) for node in graph.nodes]
+    specs: dict[int, dict[str, Any]] = {}
+    nodes = [_node_entry(node, blobset, sources, graph, specs) for node in graph.nodes]
     where = f"lattice '{graph.lattice_name}'"
     result: dict[str, Any] = (
         {"node": graph.result_node}
@@ -320,7 +331,13 @@ def _validate_slots(edges: list[list[Any]]) -> None:
 
 
 def topological_order(count: int, edges: list[list[Any]]) -> list[int]:
-    """Node ids with every node after its inputs (Kahn); shorter than ``count`` on a cycle."""
+    """Node ids with every node after its inputs (Kahn); shorter than ``count`` on a cycle.
+
+    A traced graph's edges usually all go from a lower id to a higher one (a node is made
+    after its inputs); then the ids in order are already such an order.
+    """
+    if all(source < target for source, target, *_ in edges):
+        return list(range(count))
     children: list[list[int]] = [[] for _ in range(count)]
     waiting = [0] * count
     for edge in edges:

@@ -62,8 +62,8 @@ def test_replaced_electron_and_reused_results(server: Home, tmp_path) -> None:
     assert nodes["record0"]["reused_from"] == f"{first.dispatch_id}:0"
     assert nodes["triple3"]["reused_from"] is None
     transitions = httpx.get(f"{server.url}/api/v1/dispatches/{new_id}/transitions").json()
-    reused = [t["new"] for t in transitions if t["node_id"] == 0]
-    assert reused == ["NEW_OBJECT", "PENDING_REUSE", "COMPLETED"]
+    reused = [(t["old"], t["new"]) for t in transitions if t["node_id"] == 0]
+    assert reused == [("NEW_OBJECT", "PENDING_REUSE"), ("PENDING_REUSE", "COMPLETED")]
 
 
 def test_redispatch_with_new_arguments_reuses_only_what_did_not_change(
