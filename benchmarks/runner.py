@@ -140,16 +140,22 @@ class BenchServer:
         return self.root / "data" / "dispatcher.sqlite"
 
     def db_bytes(self) -> int:
-        """Bytes of the SQLite file and its write-ahead log."""
+        """Bytes of the database file once its write-ahead log is folded in.
+
+        The WAL file grows in steps and is reused after each checkpoint, so its size says
+        little about what is stored; a TRUNCATE checkpoint (from this reader: the server
+        keeps writing meanwhile, and SQLite runs it without blocking the writer for long)
+        moves every committed page into the database file and empties the log.
+        """
+        with contextlib.closing(sqlite3.connect(self.db_path, timeout=60)) as db:
+            busy, _log, _moved = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
         wal = self.db_path.with_name(self.db_path.name + "-wal")
-        return sum(p.stat().st_size for p in (self.db_path, wal) if p.exists())
+        size = self.db_path.stat().st_size
+        return size + (wal.stat().st_size if busy and wal.exists() else 0)
 
     def db_used_bytes(self) -> int:
-        """Bytes of the database's pages in use, as a reader sees them (the WAL included).
-
-        The files alone over- or under-count: the WAL grows in steps and is reused after
-        each checkpoint.
-        """
+        """Bytes of the database's pages in use, as a reader sees them (the WAL included):
+        the file less its free pages."""
         with contextlib.closing(sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True)) as db:
             pages, free, size = (
                 db.execute(f"PRAGMA {name}").fetchone()[0]

@@ -18,6 +18,7 @@ import logging
 import time
 import traceback
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -336,8 +337,7 @@ class Dispatcher:
         self.events.publish(changes.transitions)
         if log.isEnabledFor(logging.DEBUG):
             _log_transitions(changes.transitions)
-        for run, node_id in launches:
-            self._launch(run, node_id)
+        self._launch(launches)
         for run in finished:
             info = _fields(run.dispatch_id, "dispatch.finished")
             log.info("%s", run.dispatch_status.value, extra=info)
@@ -635,28 +635,40 @@ class Dispatcher:
             {"_d": run.dispatch_id, "_n": node_id, "sub_dispatch_id": child}
         )
 
-    def _launch(self, run: Run, node_id: int) -> None:
-        """Hand a node to its executor. A task with no timeout or retries, on an executor
-        already set up that can take it so, starts at once and reports straight to the
-        queue; the others are supervised by a coroutine of their own (:meth:`_execute`)."""
-        node = run.node(node_id)
-        task = self._task(run, node_id, node)
-        executor = self.executors.cached(node["executor"])
-        if executor is not None and not _supervised(executor._task_policy, task.metadata):
-            dispatch_id = run.dispatch_id
-
-            def report(outcome: Outcome) -> None:
-                self.queue.put_nowait(_Finished(dispatch_id, node_id, outcome))
-
+    def _launch(self, launches: list[tuple[Run, int]]) -> None:
+        """Hand nodes to their executors. Tasks with no timeout or retries, on executors
+        already set up that can take them so, start at once, many per call, and report
+        straight to the queue; the others are supervised by a coroutine each
+        (:meth:`_execute`)."""
+        fast: dict[int, tuple[BaseExecutor, list[tuple[Run, int, Task]]]] = {}
+        for run, node_id in launches:
+            node = run.node(node_id)
+            task = self._task(run, node_id, node)
+            executor = self.executors.cached(node["executor"])
+            if executor is not None and not _supervised(executor._task_policy, task.metadata):
+                fast.setdefault(id(executor), (executor, []))[1].append((run, node_id, task))
+            else:
+                run.running[node_id] = asyncio.create_task(self._execute(run, node_id, task))
+        for executor, group in fast.values():
             try:
-                handle = executor._start(task, report)
+                handles = executor._start_many([(t, self._reporter(r, n)) for r, n, t in group])
             except Exception:
-                handle = None
-                log.exception("fast start of %s failed", type(executor).__name__)
-            if handle is not None:
-                run.running[node_id] = handle
-                return
-        run.running[node_id] = asyncio.create_task(self._execute(run, node_id, task))
+                handles = None
+                log.exception("starting tasks on %s failed", type(executor).__name__)
+            for position, (run, node_id, task) in enumerate(group):
+                run.running[node_id] = (
+                    handles[position]
+                    if handles is not None
+                    else asyncio.create_task(self._execute(run, node_id, task))
+                )
+
+    def _reporter(self, run: Run, node_id: int) -> Callable[[Outcome], None]:
+        dispatch_id, put = run.dispatch_id, self.queue.put_nowait
+
+        def report(outcome: Outcome) -> None:
+            put(_Finished(dispatch_id, node_id, outcome))
+
+        return report
 
     def _task(self, run: Run, node_id: int, node: dict[str, Any]) -> Task:
         args, kwargs = run.arguments(node_id)

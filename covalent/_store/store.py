@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import tempfile
 import threading
 from collections import OrderedDict
@@ -41,6 +42,7 @@ NODE_COLUMNS = (
 """The columns of the node rows :meth:`Store.create_dispatch` takes, in order."""
 
 INLINE_LIMIT = 256 * 1024
+WAL_LIMIT = 64 * 1024 * 1024
 CACHE_BYTES = 64 * 1024 * 1024
 DISPATCH_NODE = -1
 
@@ -88,6 +90,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=60000")
+    # After a checkpoint the write-ahead log is cut back to this size: one large
+    # dispatch must not leave a WAL file of its size behind for good.
+    cursor.execute(f"PRAGMA journal_size_limit={WAL_LIMIT}")
     cursor.close()
 
 
@@ -128,12 +133,33 @@ class BlobCache:
                 self.size -= len(old)
 
 
+class _RawWriter:
+    """A SQLite connection of its own for :meth:`Store.commit`, the dispatcher's hot
+    path: one transaction per turn of its loop, through the driver directly (SQLAlchemy's
+    connection and statement layers cost more than SQLite itself for a small batch)."""
+
+    def __init__(self, path: str) -> None:
+        self.db = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
+        _sqlite_pragmas(self.db, None)
+        self.lock = threading.Lock()
+
+    def exec_driver_sql(self, sql: str, params: list[tuple[Any, ...]]) -> None:
+        self.db.executemany(sql, params)
+
+    def close(self) -> None:
+        self.db.close()
+
+
 class Store:
     def __init__(self, url: str, blobs_dir: str | Path) -> None:
         self.url = url
         self.engine = make_engine(url)
         self.blobs_dir = Path(blobs_dir)
         self.cache = BlobCache()
+        path = url.removeprefix("sqlite:///")
+        file_db = url.startswith("sqlite:///") and path not in ("", ":memory:")
+        self._raw_path = path if file_db else None
+        self._raw: _RawWriter | None = None
 
     @classmethod
     def sqlite(cls, db_path: str | Path, blobs_dir: str | Path) -> Store:
@@ -152,6 +178,9 @@ class Store:
         return migrate.upgrade(self.engine)
 
     def close(self) -> None:
+        if self._raw is not None:
+            self._raw.close()
+            self._raw = None
         self.engine.dispose()
 
     # blobs
@@ -306,18 +335,34 @@ class Store:
         """Write a batch of changes in one transaction."""
         if not changes:
             return
-        with self.engine.begin() as conn:
-            self._insert_blobs(conn, changes.blobs)
-            if changes.blob_files:
-                self._insert_ignoring(conn, blobs, changes.blob_files)
-            self._update_many(conn, nodes, changes.node_updates)
-            self._update_many(conn, dispatches, changes.dispatch_updates)
-            if changes.transitions:
-                self._bulk_insert(conn, transitions, changes.transitions)
-            if changes.cache_rows:
-                self._insert_ignoring(conn, schema.cache, changes.cache_rows)
-            if changes.attempts:
-                conn.execute(insert(attempts), changes.attempts)
+        if self._raw_path is None:
+            with self.engine.begin() as conn:
+                self._write(conn, changes)
+            return
+        if self._raw is None:
+            self._raw = _RawWriter(self._raw_path)
+        raw = self._raw
+        with raw.lock:
+            raw.db.execute("BEGIN IMMEDIATE")
+            try:
+                self._write(raw, changes)
+            except BaseException:
+                raw.db.execute("ROLLBACK")
+                raise
+            raw.db.execute("COMMIT")
+
+    def _write(self, conn: Any, changes: Changes) -> None:
+        self._insert_blobs(conn, changes.blobs)
+        if changes.blob_files:
+            self._insert_ignoring(conn, blobs, changes.blob_files)
+        self._update_many(conn, nodes, changes.node_updates)
+        self._update_many(conn, dispatches, changes.dispatch_updates)
+        if changes.transitions:
+            self._bulk_insert(conn, transitions, changes.transitions)
+        if changes.cache_rows:
+            self._insert_ignoring(conn, schema.cache, changes.cache_rows)
+        if changes.attempts:
+            self._bulk_insert(conn, attempts, changes.attempts)
 
     def delete_dispatch(self, dispatch_id: str) -> bool:
         with self.engine.begin() as conn:

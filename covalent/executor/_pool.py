@@ -102,23 +102,36 @@ class WorkerPool:
     ) -> Job:
         """Queue ``task`` without waiting: ``report(outcome)`` is called on the running
         event loop's thread when it ends. The returned job's ``cancel()`` stops it."""
-        job = Job(task, options, report, asyncio.get_running_loop(), plugin)
-        self.submit(job)
-        return job
+        return self.start_many([(task, options, report)], plugin)[0]
 
-    def submit(self, job: Job) -> None:
-        job.pool = self
+    def start_many(
+        self,
+        items: list[tuple[Task, dict[str, Any], Callable[[Outcome], None]]],
+        plugin: dict[str, Any] | None = None,
+    ) -> list[Job]:
+        """:meth:`start` for many ``(task, options, report)`` at once: one hand-over to
+        the worker threads instead of one each."""
+        loop = asyncio.get_running_loop()
+        jobs = [
+            Job(task, options, report, loop, plugin, pool=self) for task, options, report in items
+        ]
+        self.submit(*jobs)
+        return jobs
+
+    def submit(self, *jobs: Job) -> None:
         with self._cond:
             if self._closed:
-                job.settle(Outcome.failure("The worker pool is shut down."))
+                _fail_all(list(jobs), "The worker pool is shut down.")
                 return
-            self._jobs.append(job)
-            if self._idle < len(self._jobs) and len(self._threads) < self.max_workers:
+            self._jobs.extend(jobs)
+            started = 0
+            while self._idle + started < len(self._jobs) and len(self._threads) < self.max_workers:
                 thread = _WorkerThread(self)
                 self._threads.add(thread)
                 thread.start()
+                started += 1
             if self._idle:
-                self._cond.notify()
+                self._cond.notify(min(self._idle, len(jobs)))
 
     def requeue(self, jobs: list[Job]) -> None:
         with self._cond:

@@ -23,6 +23,8 @@ from covalent.executor.task import Cancellable, Outcome, Task
 
 __all__ = ["AsyncBaseExecutor", "BaseExecutor", "Outcome", "Task"]
 
+Report = Callable[[Outcome], None]
+
 HOST_WORKERS = 8
 """Worker processes that run plugins' ``run`` methods, per executor instance."""
 
@@ -79,15 +81,15 @@ class BaseExecutor:
             self._host_pool = WorkerPool(HOST_WORKERS)
         return self._host_pool
 
-    def _start(self, task: Task, report: Callable[[Outcome], None]) -> Cancellable | None:
-        """Start ``task`` without a coroutine per task (the dispatcher's fast path):
-        ``report(outcome)`` is called once, on the event loop's thread, when it ends, and
-        the returned handle's ``cancel()`` stops it. None if this executor runs tasks only
-        through :meth:`execute` (as when a subclass overrides it)."""
+    def _start_many(self, tasks: list[tuple[Task, Report]]) -> list[Cancellable] | None:
+        """Start tasks without a coroutine each (the dispatcher's fast path): each
+        ``(task, report)`` gets ``report(outcome)`` once, on the event loop's thread, when
+        it ends; the returned handles' ``cancel()`` stops them. None if this executor runs
+        tasks only through :meth:`execute` (as when a subclass overrides it)."""
         if type(self).execute is not BaseExecutor.execute:
             return None
         plugin = {"name": self.short_name(), "attributes": self.to_dict()}
-        return self._plugin_pool().start(task, {}, report, plugin)
+        return list(self._plugin_pool().start_many([(t, {}, r) for t, r in tasks], plugin))
 
     def __repr__(self) -> str:
         settings = ", ".join(f"{k}={v!r}" for k, v in self.to_dict().items())

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable
 from typing import Any
 
 from covalent.executor._pool import WorkerPool
-from covalent.executor.base import BaseExecutor
+from covalent.executor.base import BaseExecutor, Report
 from covalent.executor.task import Cancellable, Outcome, Task, workdir_options
 
 EXECUTOR_PLUGIN_NAME = "LocalExecutor"
@@ -81,10 +80,10 @@ class LocalExecutor(BaseExecutor):
     async def execute(self, task: Task) -> Outcome:
         return await self.pool.run(task, self.task_options(task))
 
-    def _start(self, task: Task, report: Callable[[Outcome], None]) -> Cancellable | None:
+    def _start_many(self, tasks: list[tuple[Task, Report]]) -> list[Cancellable] | None:
         if type(self).execute is not LocalExecutor.execute:
             return None
-        return self.pool.start(task, self.task_options(task), report)
+        return list(self.pool.start_many([(t, self.task_options(t), r) for t, r in tasks]))
 
     async def teardown(self) -> None:
         if self._pool is not None:
