@@ -365,20 +365,15 @@ class Dispatcher:
 
     def _record(self, run: Run, node_id: int, outcome: Outcome, changes: Changes) -> None:
         run.running.pop(node_id, None)
-        times = {
-            "start_time": outcome.start_time,
-            "end_time": outcome.end_time,
-            "stdout": outcome.stdout,
-            "stderr": outcome.stderr,
-        }
         digest = None
-        if outcome.status == Status.COMPLETED and outcome.output_file is not None:
+        completed = outcome.status == Status.COMPLETED
+        if completed and outcome.output_file is not None:
             written = outcome.output_file
             digest = written.digest
             changes.blob_files.append(
                 {"digest": digest, "size": written.size, "data": None, "path": written.path}
             )
-        elif outcome.status == Status.COMPLETED and outcome.output is not None:
+        elif completed and outcome.output is not None:
             digest = blobmod.digest(outcome.output)
             changes.blobs[digest] = outcome.output
         if (
@@ -388,7 +383,7 @@ class Dispatcher:
         ):
             self._start_subdispatch(run, node_id, outcome, changes)
             return
-        if outcome.status == Status.COMPLETED and outcome.output_ref:
+        if completed and outcome.output_ref:
             run.subdispatches.pop(node_id, None)
             digest = outcome.output_ref
         if digest is not None:
@@ -411,7 +406,10 @@ class Dispatcher:
                 "completed",
                 output_digest=digest,
                 output_repr=outcome.output_repr,
-                **times,
+                start_time=outcome.start_time,
+                end_time=outcome.end_time,
+                stdout=outcome.stdout,
+                stderr=outcome.stderr,
             )
             run.complete(changes, node_id, digest)
             return
@@ -425,7 +423,10 @@ class Dispatcher:
             outcome.end_time,
             status.value.lower(),
             error=outcome.error,
-            **times,
+            start_time=outcome.start_time,
+            end_time=outcome.end_time,
+            stdout=outcome.stdout,
+            stderr=outcome.stderr,
         )
         after = Status.CANCELLED if status == Status.CANCELLED else Status.NOT_RUN
         run.stop_descendants(changes, node_id, after, outcome.end_time)

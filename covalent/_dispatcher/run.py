@@ -72,11 +72,11 @@ class Run:
     ) -> None:
         """The only place a node's status changes: check, apply, and record it."""
         old = self.status[node_id]
-        states.check_node(old, new, f"Node {self.label(node_id)}")
+        if new not in states.NODE_TRANSITIONS.get(old, ()):
+            states.check_node(old, new, f"Node {self.label(node_id)}")  # raises, naming it
         self.status[node_id] = new
-        changes.node_updates.append(
-            {"_d": self.dispatch_id, "_n": node_id, "status": new.value, **fields}
-        )
+        fields["_d"], fields["_n"], fields["status"] = self.dispatch_id, node_id, new.value
+        changes.node_updates.append(fields)
         changes.transition(self.dispatch_id, node_id, old.value, new.value, at, cause)
 
     def set_dispatch_status(
@@ -90,6 +90,11 @@ class Run:
 
     def arguments(self, node_id: int) -> tuple[list[str], dict[str, str]]:
         """The output digests to pass to a node, positional and by keyword."""
+        edges = self.inputs[node_id]
+        if len(edges) == 1 and edges[0][2] == 0 and edges[0][3] is None:  # one argument
+            digest = self.outputs[edges[0][0]]
+            assert digest is not None, f"input {edges[0][0]} of {node_id} has no output"
+            return [digest], {}
         positional: dict[int, str] = {}
         keywords: dict[str, str] = {}
         for source, _target, index, name in self.inputs[node_id]:

@@ -12,7 +12,6 @@ import os
 import sqlite3
 import tempfile
 import threading
-from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,23 +104,23 @@ def make_engine(url: str) -> Engine:
 
 
 class BlobCache:
-    """Recently used small blobs in memory, bounded in bytes; safe across threads."""
+    """Recently stored or read small blobs in memory, bounded in bytes, oldest out first.
+
+    Safe across threads: a read is one dict lookup (atomic under the GIL, no lock to
+    contend for with the pool's threads); writers take a lock.
+    """
 
     def __init__(self, limit: int = CACHE_BYTES) -> None:
         self.limit = limit
         self.size = 0
-        self._items: OrderedDict[str, bytes] = OrderedDict()
+        self._items: dict[str, bytes] = {}
         self._lock = threading.Lock()
 
     def get(self, name: str) -> bytes | None:
-        with self._lock:
-            data = self._items.get(name)
-            if data is not None:
-                self._items.move_to_end(name)
-            return data
+        return self._items.get(name)
 
     def put(self, name: str, data: bytes) -> None:
-        if len(data) > INLINE_LIMIT:
+        if len(data) > INLINE_LIMIT or name in self._items:
             return
         with self._lock:
             if name in self._items:
@@ -129,8 +128,7 @@ class BlobCache:
             self._items[name] = data
             self.size += len(data)
             while self.size > self.limit:
-                _, old = self._items.popitem(last=False)
-                self.size -= len(old)
+                self.size -= len(self._items.pop(next(iter(self._items))))
 
 
 class _RawWriter:
@@ -446,15 +444,29 @@ class Store:
 
 
 def _group_by_keys(
-    rows: list[dict[str, Any]],
+    updates: list[dict[str, Any]],
 ) -> list[tuple[tuple[str, ...], list[dict[str, Any]]]]:
-    """Rows grouped by their set of columns (keys not starting with ``_``), so that
-    each group is one executemany."""
+    """Row updates merged per row (``_d``, ``_n``; later values win) and grouped by their
+    columns (keys not starting with ``_``), so that each group is one executemany and no
+    group can undo another's newer value for the same row."""
+    merged: dict[tuple[Any, Any], dict[str, Any]] = {}
+    copied: set[tuple[Any, Any]] = set()
+    for change in updates:
+        key = (change["_d"], change.get("_n"))
+        row = merged.get(key)
+        if row is None:
+            merged[key] = change
+            continue
+        if key not in copied:
+            row = merged[key] = dict(row)
+            copied.add(key)
+        row.update(change)
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    for row in rows:
-        columns = tuple(sorted(k for k in row if not k.startswith("_")))
-        groups.setdefault(columns, []).append(row)
-    return list(groups.items())
+    for row in merged.values():
+        groups.setdefault(tuple(row), []).append(row)
+    return [
+        (tuple(k for k in keys if not k.startswith("_")), rows) for keys, rows in groups.items()
+    ]
 
 
 def _renamed(row: dict[str, Any]) -> dict[str, Any]:
