@@ -128,6 +128,18 @@ class _Cancel:
     node_ids: list[int] | None
 
 
+@dataclass
+class _More:
+    """A run has more ready nodes than one turn starts: come back for them."""
+
+    dispatch_id: str
+
+
+LAUNCH_CHUNK = 1024
+"""The most nodes of one run a turn of the loop starts: the first tasks of a wide
+fan-out run while the loop commits and hands over the rest, instead of after."""
+
+
 class Dispatcher:
     def __init__(
         self, store: Store, results_root: str | Path, executors: ExecutorRegistry | None = None
@@ -471,8 +483,11 @@ class Dispatcher:
             run.ready = type(run.ready)(n for n in run.ready if run.status[n] == Status.NEW_OBJECT)
 
     def _take_ready(self, run: Run, changes: Changes, now: float) -> list[tuple[Run, int]]:
-        launches = []
+        launches: list[tuple[Run, int]] = []
         while run.ready and not run.cancel_requested:
+            if len(launches) == LAUNCH_CHUNK:
+                self.queue.put_nowait(_More(run.dispatch_id))
+                return launches
             node_id = run.ready.popleft()
             if run.status[node_id] != Status.NEW_OBJECT:
                 continue

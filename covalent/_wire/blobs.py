@@ -78,6 +78,7 @@ def _pickle_module_by_value(module: ModuleType) -> None:
 
 
 _PLAIN = (int, float, str, bytes, bool, type(None))
+_SCALARS = (float, bool, type(None))  # short reprs; an int's may be long
 
 
 def dumps(value: Any) -> bytes:
@@ -146,6 +147,8 @@ def load_value(name: str, get: Callable[[str], bytes]) -> Any:
 
 def short_repr(value: Any) -> str:
     """A repr of ``value`` shortened for listings and the UI; never raises."""
+    if type(value) in _SCALARS or (type(value) is int and -(10**30) < value < 10**30):
+        return repr(value)
     try:
         text = _repr.repr(value)
     except Exception as e:  # a broken __repr__ must not fail the task

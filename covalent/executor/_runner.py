@@ -56,12 +56,14 @@ def run_task(
         extras = blobs.loads(values[task["extras"]]) if task.get("extras") else {}
         executor = _plugin_executor(task.get("plugin"))  # outside the capture: its warnings
         with _task_environment(task, out, err):
-            deps.install(extras)
-            kwargs.update(transfer.apply_before(extras))
-            kwargs.update(deps.apply_before(extras))
+            if extras:
+                deps.install(extras)
+                kwargs.update(transfer.apply_before(extras))
+                kwargs.update(deps.apply_before(extras))
             result = _call(task, executor, function, args, kwargs)
-            deps.apply_after(extras)
-            transfer.apply_after(extras)
+            if extras:
+                deps.apply_after(extras)
+                transfer.apply_after(extras)
         if task.get("sublattice"):
             reply.update(status="COMPLETED", output=_build_sublattice(function, args, kwargs))
         else:
@@ -171,18 +173,20 @@ def _task_environment(task: dict[str, Any], out: io.StringIO, err: io.StringIO) 
     """Context, working directory, environment and captured output for one task."""
     options = task.get("options", {})
     token = set_context(TaskContext(**task["context"]))
-    old_cwd = os.getcwd()
+    workdir = options.get("workdir")
+    old_cwd = os.getcwd() if workdir else None
     env = {k: str(v) for k, v in (options.get("env") or {}).items()}
     old_env = {k: os.environ.get(k) for k in env}
     try:
         os.environ.update(env)
-        if options.get("workdir"):
-            os.makedirs(options["workdir"], exist_ok=True)
-            os.chdir(options["workdir"])
+        if workdir:
+            os.makedirs(workdir, exist_ok=True)
+            os.chdir(workdir)
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             yield
     finally:
-        os.chdir(old_cwd)
+        if old_cwd is not None:
+            os.chdir(old_cwd)
         for key, value in old_env.items():
             if value is None:
                 os.environ.pop(key, None)
