@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import covalent as ct
+from covalent._dispatcher.dispatcher import LAUNCH_CHUNK
 from covalent._errors import DispatchNotFoundError, ExecutorError, WorkflowError
 from tests.conftest import Home
 
@@ -369,7 +370,10 @@ def test_large_collections_are_assembled_from_their_items(server: Home) -> None:
     def fan(n):
         return total([add(i, 1) for i in range(n)]), [[add(0, 0)], {"k": add(1, 1)}]
 
-    n = 4000  # the list's digests make a composite blob larger than the inline limit
+    # The list's digests make a composite blob larger than the inline limit, and the
+    # fan-out is wider than the dispatcher starts in one turn (LAUNCH_CHUNK).
+    n = 4000
+    assert n > LAUNCH_CHUNK
     result = ct.dispatch_sync(fan)(n)
     assert result.status == ct.status.COMPLETED, result.error
     assert result.result == (n * (n + 1) // 2, [[0], {"k": 2}])
