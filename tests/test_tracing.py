@@ -574,3 +574,28 @@ def test_nested_collections_evaluate_to_the_same_structure(value):
     result = evaluate(graph)
     assert result == value
     assert type(result) is type(value)
+
+
+def test_dispatch_restores_the_callers_gc_thresholds() -> None:
+    """Tracing runs with fewer young collections; the caller's settings come back after,
+    even when the lattice fails to build."""
+    import gc
+
+    from covalent._client import dispatch as dispatchmod
+
+    seen = []
+
+    @ct.lattice
+    def broken(x):
+        seen.append(gc.get_threshold()[0])
+        raise RuntimeError("no")
+
+    old = gc.get_threshold()
+    try:
+        gc.set_threshold(700, 10, 10)
+        with pytest.raises(WorkflowError, match="no"):
+            dispatchmod.dispatch(broken)(1)
+        assert gc.get_threshold() == (700, 10, 10)
+        assert seen == [50_000]
+    finally:
+        gc.set_threshold(*old)
