@@ -14,7 +14,6 @@ from typing import Any
 from covalent._dispatcher import states
 from covalent._results.status import Status
 from covalent._store.store import DISPATCH_NODE, Changes
-from covalent._wire.manifest import topological_order
 from covalent.executor.task import Cancellable
 
 
@@ -55,10 +54,8 @@ class Run:
             for n in range(count)
         ]
         self.ready.clear()
-        self.ready.extend(
-            n
-            for n in topological_order(count, self.manifest["edges"])
-            if self.status[n] == Status.NEW_OBJECT and self.waiting[n] == 0
+        self.ready.extend(  # any order will do: none of them waits for another
+            n for n in range(count) if self.status[n] == Status.NEW_OBJECT and self.waiting[n] == 0
         )
 
     def node(self, node_id: int) -> dict[str, Any]:
