@@ -135,3 +135,34 @@ def test_a_task_whose_blob_cannot_be_read_fails_and_the_pool_goes_on() -> None:
     assert failed.status == Status.FAILED
     assert "could not be sent" in failed.error and "no blob" in failed.error
     assert tasks.output(outcome) == "fine"
+
+
+def test_cancelling_many_queued_tasks_reports_each_once() -> None:
+    """As when a whole dispatch is cancelled: the queued tasks (some already in the
+    running task's batch) and the running one; each is reported CANCELLED once."""
+    tasks = TaskFactory()
+    slow = tasks.task(_nap, 600)
+    queued = [tasks.task(_say, str(n)) for n in range(2000)]
+
+    async def work(ex: LocalExecutor) -> list[Outcome]:
+        reports: list[Outcome] = []
+        everything = asyncio.get_running_loop().create_future()
+
+        def report(outcome: Outcome) -> None:
+            reports.append(outcome)
+            if len(reports) == len(queued) and not everything.done():
+                everything.set_result(None)
+
+        running = ex.pool.start(slow, ex.task_options(slow), lambda _o: None)
+        jobs = ex.pool.start_many([(t, ex.task_options(t), report) for t in queued])
+        for job in jobs:
+            job.cancel()
+        running.cancel()
+        await everything
+        await asyncio.to_thread(ex.pool.close)  # its threads are done reporting
+        await asyncio.sleep(0)  # run what they scheduled: a second report would be there
+        return reports
+
+    reports = drive(LocalExecutor(workers=1), work)
+    assert len(reports) == len(queued)
+    assert {o.status for o in reports} == {Status.CANCELLED}

@@ -43,6 +43,7 @@ class Job:
     loop: asyncio.AbstractEventLoop
     plugin: dict[str, Any] | None = None
     cancelled: bool = False
+    taken: bool = False  # by a worker thread, from the pool's queue
     settled: bool = False  # only touched on the loop's thread
     worker: _WorkerThread | None = field(default=None, repr=False)
     pool: WorkerPool | None = field(default=None, repr=False)
@@ -134,9 +135,15 @@ class WorkerPool:
                 self._cond.notify(min(self._idle, len(jobs)))
 
     def requeue(self, jobs: list[Job]) -> None:
+        """Put the rest of a dead worker's batch back at the front of the queue."""
         with self._cond:
-            self._jobs.extendleft(reversed(jobs))
-            self._cond.notify(len(jobs))
+            cancelled = [job for job in jobs if job.cancelled]
+            kept = [job for job in jobs if not job.cancelled]
+            for job in kept:
+                job.taken = False
+            self._jobs.extendleft(reversed(kept))
+            self._cond.notify(len(kept))
+        _settle_all([(job, _cancelled()) for job in cancelled])
 
     def take(self) -> list[Job] | None:
         """The next batch for a worker thread; None when it should exit (idle or closed)."""
@@ -153,20 +160,23 @@ class WorkerPool:
             # Batch only what the other workers could not take anyway: with 8 sleeps and
             # 8 workers, each worker takes one.
             size = 1 + min(MAX_BATCH - 1, (len(self._jobs) - 1) // self.max_workers)
-            return [self._jobs.popleft() for _ in range(min(size, len(self._jobs)))]
+            batch: list[Job] = []
+            while self._jobs and len(batch) < size:
+                job = self._jobs.popleft()
+                if not job.cancelled:  # a cancelled one was reported when cancelled
+                    job.taken = True
+                    batch.append(job)
+            return batch
 
     def cancel(self, job: Job) -> None:
         """Stop ``job``: drop it if queued (it is reported cancelled at once), kill its
         worker process if running (it is reported cancelled when the process is gone)."""
-        job.cancelled = True
         with self._cond:
-            try:
-                self._jobs.remove(job)
-            except ValueError:
-                pass
-            else:
-                job.settle(_cancelled())
-                return
+            job.cancelled = True
+            queued = not job.taken  # take() skips it: no O(n) removal from the queue
+        if queued:
+            job.settle(_cancelled())
+            return
         worker = job.worker
         if worker is not None:
             worker.kill_for(job)
