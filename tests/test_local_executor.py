@@ -166,3 +166,20 @@ def test_cancelling_many_queued_tasks_reports_each_once() -> None:
     reports = drive(LocalExecutor(workers=1), work)
     assert len(reports) == len(queued)
     assert {o.status for o in reports} == {Status.CANCELLED}
+
+
+def test_a_large_output_is_written_to_the_blob_store_as_it_is_pickled(tmp_path: Path) -> None:
+    from covalent._wire import blobs
+    from covalent.executor._runner import FILE_THRESHOLD, _dump_output
+
+    value = os.urandom(16) + bytes(2 * FILE_THRESHOLD)
+    written = _dump_output(value, str(tmp_path))
+    assert written["output"] is None
+    record = written["output_file"]
+    data = Path(record["path"]).read_bytes()
+    assert data == blobs.dumps(value)
+    assert record["digest"] == blobs.digest(data) and record["size"] == len(data)
+    assert [p.name for p in tmp_path.rglob(".tmp*")] == []
+    assert _dump_output(value, str(tmp_path))["output_file"] == record  # stored once
+    assert _dump_output(b"small", str(tmp_path)) == {"output": blobs.dumps(b"small")}
+    assert _dump_output(value, "")["output"] == blobs.dumps(value)  # no store: in memory

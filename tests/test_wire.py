@@ -495,3 +495,16 @@ def test_topological_order_puts_inputs_first():
     edges = [[2, 0, 0, None], [1, 2, 0, None], [1, 0, 1, None]]
     assert manifest.topological_order(3, edges) == [1, 2, 0]
     assert len(manifest.topological_order(2, [[0, 1, 0, None], [1, 0, 0, None]])) < 2
+
+
+def test_dump_into_a_file_is_byte_for_byte_dumps() -> None:
+    """The worker streams large outputs through ``blobs.dump``: their digests must be the
+    ones ``dumps`` gives, so equal values share one blob whoever stored them."""
+    import io
+    import os
+
+    values = [12, "abc", os.urandom(16) + bytes(600_000), {"a": [os.urandom(300_000), 1]}]
+    for value in values:
+        buffer = io.BytesIO()
+        blobs.dump(value, buffer)
+        assert buffer.getvalue() == blobs.dumps(value)

@@ -85,13 +85,25 @@ def dumps(value: Any) -> bytes:
     """Pickle ``value``; functions and classes of the user's own modules go by value."""
     if type(value) in _PLAIN:  # nothing for cloudpickle to do (a fan-out's parameters)
         return pickle.dumps(value, protocol=5)
+    buffer = io.BytesIO()
+    dump(value, buffer)
+    return buffer.getvalue()
+
+
+def dump(value: Any, file: Any) -> None:
+    """:func:`dumps` into ``file`` (anything with ``write``), byte for byte the same.
+
+    Large buffers inside ``value`` (a 50 MB bytes object) reach ``file.write`` as they
+    are, not copied into the pickle first.
+    """
+    if type(value) in _PLAIN:
+        pickle.Pickler(file, protocol=5).dump(value)
+        return
     for candidate in (value, type(value)):
         module = sys.modules.get(getattr(candidate, "__module__", None) or "")
         if module is not None:
             _pickle_module_by_value(module)
-    buffer = io.BytesIO()
-    _Pickler(buffer, protocol=5).dump(value)
-    return buffer.getvalue()
+    _Pickler(file, protocol=5).dump(value)
 
 
 def _reduce_code(code: types.CodeType) -> Any:
@@ -132,10 +144,10 @@ def composite_items(data: bytes) -> list[str]:
     return list(json.loads(data[len(COMPOSITE) :])["items"])
 
 
-def load_value(name: str, get: Callable[[str], bytes]) -> Any:
+def load_value(name: str, get: Callable[[str], Any]) -> Any:
     """The value of blob ``name``, assembling composites from their items."""
-    data = get(name)
-    if not data.startswith(COMPOSITE):
+    data = get(name)  # bytes, or any buffer (a worker maps large blob files)
+    if data[: len(COMPOSITE)] != COMPOSITE:
         return loads(data)
     shape = json.loads(data[len(COMPOSITE) :])
     items = [load_value(item, get) for item in shape["items"]]

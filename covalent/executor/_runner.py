@@ -17,11 +17,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import hashlib
 import inspect
 import io
 import os
 import pickle
 import sys
+import tempfile
 import time
 import traceback
 from collections.abc import Callable
@@ -64,11 +66,12 @@ def run_task(
             if extras:
                 deps.apply_after(extras)
                 transfer.apply_after(extras)
+        blobs_dir = task.get("options", {}).get("blobs_dir")
         if task.get("sublattice"):
             reply.update(status="COMPLETED", output=_build_sublattice(function, args, kwargs))
+            _write_large_output(blobs_dir, reply)
         else:
-            reply.update(status="COMPLETED", output=_dump_output(result))
-        _write_large_output(task.get("options", {}).get("blobs_dir"), reply)
+            reply.update(status="COMPLETED", **_dump_output(result, blobs_dir))
         reply["output_repr"] = blobs.short_repr(result)
     except (Exception, SystemExit) as e:  # the electron's failure is a value, not the worker's
         reply.update(status="FAILED", error=_format_error(e))
@@ -124,13 +127,83 @@ def run_packed(request: bytes) -> bytes:
     return pickle.dumps(reply, protocol=5)
 
 
-def _dump_output(result: Any) -> bytes:
+def _dump_output(result: Any, blobs_dir: str | None) -> dict[str, Any]:
+    """The reply's ``output`` (pickled bytes), or for a large one with a blob store at
+    hand its ``output_file``: written there as it is pickled, never whole in memory."""
+    output = _Output(blobs_dir)
     try:
-        return blobs.dumps(result)
+        blobs.dump(result, output)
+    except OutputNotStored:
+        output.discard()
+        raise
     except Exception as e:
+        output.discard()
         raise OutputNotPicklable(
             f"The electron returned a {type(result).__name__}, which cannot be pickled: {e}"
         ) from None
+    return output.finish()
+
+
+class _Output:
+    """A pickled output as it is written: in memory up to ``FILE_THRESHOLD`` bytes, then
+    in a temporary file in the blob store; hashed on the way. ``finish`` names the file
+    by its digest (temp file, then rename), so no reader ever sees half a blob."""
+
+    def __init__(self, blobs_dir: str | None) -> None:
+        self.blobs_dir = blobs_dir
+        self.hash = hashlib.sha256()
+        self.parts: list[bytes] = []
+        self.size = 0
+        self.file: Any = None
+        self.tmp = ""
+
+    def write(self, data: Any) -> int:
+        self.hash.update(data)
+        self.size += len(data)
+        try:
+            if self.file is None and self.blobs_dir and self.size > FILE_THRESHOLD:
+                os.makedirs(self.blobs_dir, exist_ok=True)
+                fd, self.tmp = tempfile.mkstemp(dir=self.blobs_dir, prefix=".tmp-output-")
+                self.file = os.fdopen(fd, "wb")
+                for part in self.parts:
+                    self.file.write(part)
+                self.parts = []
+            if self.file is not None:
+                self.file.write(data)
+            else:
+                self.parts.append(bytes(data))
+        except OSError as e:
+            raise OutputNotStored(
+                f"The electron's output (over {self.size} bytes) could not be stored: {e}"
+            ) from None
+        return len(data)
+
+    def finish(self) -> dict[str, Any]:
+        if self.file is None:
+            return {"output": b"".join(self.parts)}
+        name = self.hash.hexdigest()
+        assert self.blobs_dir
+        path = os.path.join(self.blobs_dir, name[:2], name)
+        try:
+            self.file.close()
+            if os.path.exists(path):  # the same bytes are stored already
+                os.unlink(self.tmp)
+            else:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                os.replace(self.tmp, path)
+        except OSError as e:
+            self.discard()
+            raise OutputNotStored(
+                f"The electron's output ({self.size} bytes) could not be stored: {e}"
+            ) from None
+        return {"output": None, "output_file": {"digest": name, "size": self.size, "path": path}}
+
+    def discard(self) -> None:
+        if self.file is not None:
+            with contextlib.suppress(OSError):
+                self.file.close()
+            with contextlib.suppress(OSError):
+                os.unlink(self.tmp)
 
 
 def _write_large_output(blobs_dir: str | None, reply: dict[str, Any]) -> None:
