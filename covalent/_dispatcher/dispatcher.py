@@ -87,13 +87,14 @@ def _log_transitions(transitions: list[dict[str, Any]]) -> None:
         log.debug("%s -> %s: %s", t["old"], t["new"], t["cause"], extra=extra)
 
 
-def _supervised(policy: dict[str, Any], metadata: dict[str, Any]) -> bool:
+def _policy(executor: BaseExecutor, task: Task) -> dict[str, Any]:
+    """A task's timeout, retries and retry delay: its electron's, over the executor's."""
+    return {**executor._task_policy, **task.metadata}
+
+
+def _supervised(policy: dict[str, Any]) -> bool:
     """Whether a task needs a coroutine watching it: a timeout, or retries."""
-    return bool(
-        metadata.get("timeout")
-        or metadata.get("retries")
-        or (policy and (policy.get("timeout") or policy.get("retries")))
-    )
+    return bool(policy.get("timeout") or policy.get("retries"))
 
 
 def _replace_with_lag_marker(queue: asyncio.Queue[dict[str, Any]]) -> None:
@@ -661,7 +662,7 @@ class Dispatcher:
             node = run.node(node_id)
             task = self._task(run, node_id, node)
             executor = self.executors.cached(node["executor"])
-            if executor is not None and not _supervised(executor._task_policy, task.metadata):
+            if executor is not None and not _supervised(_policy(executor, task)):
                 fast.setdefault(id(executor), (executor, []))[1].append((run, node_id, task))
             else:
                 run.running[node_id] = asyncio.create_task(self._execute(run, node_id, task))
@@ -711,7 +712,7 @@ class Dispatcher:
             executor = self.executors.cached(node["executor"]) or await self.executors.get(
                 node["executor"]
             )
-            policy = {**executor._task_policy, **task.metadata}
+            policy = _policy(executor, task)
             while True:
                 outcome = await self._attempt(executor, task, policy.get("timeout"))
                 if outcome.status != Status.FAILED or attempt > int(policy.get("retries") or 0):

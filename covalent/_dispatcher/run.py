@@ -94,7 +94,7 @@ class Run:
             return [digest], {}
         positional: dict[int, str] = {}
         keywords: dict[str, str] = {}
-        for source, _target, index, name in self.inputs[node_id]:
+        for source, _target, index, name in edges:
             if index is None and name is None:  # a wait edge: order only
                 continue
             digest = self.outputs[source]

@@ -236,20 +236,24 @@ class Store:
         if not self.url.startswith("sqlite"):
             conn.execute(insert(table), rows)
             return
-        columns = list(rows[0])
-        marks = ", ".join("?" for _ in columns)
-        sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({marks})"
-        conn.exec_driver_sql(sql, [tuple(row[c] for c in columns) for row in rows])
+        columns = tuple(rows[0])
+        self._insert_tuples(conn, table, columns, [tuple(row[c] for c in columns) for row in rows])
 
     def _insert_tuples(
-        self, conn: Any, table: Any, columns: tuple[str, ...], rows: list[tuple[Any, ...]]
+        self,
+        conn: Any,
+        table: Any,
+        columns: tuple[str, ...],
+        rows: list[tuple[Any, ...]],
+        verb: str = "INSERT",
     ) -> None:
-        """Insert rows given as tuples in ``columns`` order."""
+        """Insert rows given as tuples in ``columns`` order (``verb``: ``INSERT OR
+        IGNORE`` on SQLite to skip rows whose key exists)."""
         if not self.url.startswith("sqlite"):
             conn.execute(insert(table), [dict(zip(columns, row, strict=True)) for row in rows])
             return
         marks = ", ".join("?" for _ in columns)
-        sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({marks})"
+        sql = f"{verb} INTO {table.name} ({', '.join(columns)}) VALUES ({marks})"
         conn.exec_driver_sql(sql, rows)
 
     def _update_many(self, conn: Any, table: Any, updates: list[dict[str, Any]]) -> None:
@@ -278,10 +282,9 @@ class Store:
         if not self.url.startswith("sqlite"):
             conn.execute(self._insert_ignore(table), rows)
             return
-        columns = list(rows[0])
-        marks = ", ".join("?" for _ in columns)
-        sql = f"INSERT OR IGNORE INTO {table.name} ({', '.join(columns)}) VALUES ({marks})"
-        conn.exec_driver_sql(sql, [tuple(row[c] for c in columns) for row in rows])
+        columns = tuple(rows[0])
+        params = [tuple(row[c] for c in columns) for row in rows]
+        self._insert_tuples(conn, table, columns, params, verb="INSERT OR IGNORE")
 
     def _insert_ignore(self, table: Any) -> Any:
         """INSERT that skips rows whose key exists (blobs are content-addressed)."""

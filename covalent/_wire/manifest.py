@@ -331,13 +331,7 @@ def _validate_slots(edges: list[list[Any]]) -> None:
 
 
 def topological_order(count: int, edges: list[list[Any]]) -> list[int]:
-    """Node ids with every node after its inputs (Kahn); shorter than ``count`` on a cycle.
-
-    A traced graph's edges usually all go from a lower id to a higher one (a node is made
-    after its inputs); then the ids in order are already such an order.
-    """
-    if all(source < target for source, target, *_ in edges):
-        return list(range(count))
+    """Node ids with every node after its inputs (Kahn); shorter than ``count`` on a cycle."""
     children: list[list[int]] = [[] for _ in range(count)]
     waiting = [0] * count
     for edge in edges:

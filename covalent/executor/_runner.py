@@ -68,10 +68,10 @@ def run_task(
                 transfer.apply_after(extras)
         blobs_dir = task.get("options", {}).get("blobs_dir")
         if task.get("sublattice"):
-            reply.update(status="COMPLETED", output=_build_sublattice(function, args, kwargs))
-            _write_large_output(blobs_dir, reply)
+            bundle_ = _build_sublattice(function, args, kwargs)
+            reply.update(status="COMPLETED", **_store_output(bundle_, blobs_dir, _write_bytes))
         else:
-            reply.update(status="COMPLETED", **_dump_output(result, blobs_dir))
+            reply.update(status="COMPLETED", **_store_output(result, blobs_dir, blobs.dump))
         reply["output_repr"] = blobs.short_repr(result)
     except (Exception, SystemExit) as e:  # the electron's failure is a value, not the worker's
         reply.update(status="FAILED", error=_format_error(e))
@@ -127,12 +127,15 @@ def run_packed(request: bytes) -> bytes:
     return pickle.dumps(reply, protocol=5)
 
 
-def _dump_output(result: Any, blobs_dir: str | None) -> dict[str, Any]:
-    """The reply's ``output`` (pickled bytes), or for a large one with a blob store at
-    hand its ``output_file``: written there as it is pickled, never whole in memory."""
+def _store_output(
+    result: Any, blobs_dir: str | None, write: Callable[[Any, _Output], object]
+) -> dict[str, Any]:
+    """The reply's ``output`` (the bytes ``write`` gives), or for a large one with a blob
+    store at hand its ``output_file``: written there as it is made, never whole in memory.
+    ``write`` is ``blobs.dump`` for a value, ``_write_bytes`` for bytes made already."""
     output = _Output(blobs_dir)
     try:
-        blobs.dump(result, output)
+        write(result, output)
     except OutputNotStored:
         output.discard()
         raise
@@ -142,6 +145,10 @@ def _dump_output(result: Any, blobs_dir: str | None) -> dict[str, Any]:
             f"The electron returned a {type(result).__name__}, which cannot be pickled: {e}"
         ) from None
     return output.finish()
+
+
+def _write_bytes(data: bytes, output: _Output) -> None:
+    output.write(data)
 
 
 class _Output:
@@ -204,29 +211,6 @@ class _Output:
                 self.file.close()
             with contextlib.suppress(OSError):
                 os.unlink(self.tmp)
-
-
-def _write_large_output(blobs_dir: str | None, reply: dict[str, Any]) -> None:
-    """Store a large output as a blob file here, so it never passes through the server."""
-    data = reply["output"]
-    if not blobs_dir or len(data) <= FILE_THRESHOLD:
-        return
-    name = blobs.digest(data)
-    path = os.path.join(blobs_dir, name[:2], name)
-    if not os.path.exists(path):
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = f"{path}.tmp-{os.getpid()}"
-        try:
-            with open(tmp, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
-        except OSError as e:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise OutputNotStored(
-                f"The electron's output ({len(data)} bytes) could not be stored: {e}"
-            ) from None
-    reply.update(output=None, output_file={"digest": name, "size": len(data), "path": path})
 
 
 class OutputNotStored(Exception):

@@ -73,8 +73,11 @@ class BaseExecutor:
         The default calls this executor's :meth:`run` in a local worker process, which
         rebuilds the executor from its settings; built-in executors override it.
         """
-        plugin = {"name": self.short_name(), "attributes": self.to_dict()}
-        return await self._plugin_pool().run(task, {}, plugin=plugin)
+        return await self._plugin_pool().run(task, {}, plugin=self._plugin_spec())
+
+    def _plugin_spec(self) -> dict[str, Any]:
+        """What a worker process rebuilds this executor from."""
+        return {"name": self.short_name(), "attributes": self.to_dict()}
 
     def _plugin_pool(self) -> WorkerPool:
         if self._host_pool is None:
@@ -88,8 +91,8 @@ class BaseExecutor:
         tasks only through :meth:`execute` (as when a subclass overrides it)."""
         if type(self).execute is not BaseExecutor.execute:
             return None
-        plugin = {"name": self.short_name(), "attributes": self.to_dict()}
-        return list(self._plugin_pool().start_many([(t, {}, r) for t, r in tasks], plugin))
+        items: list[tuple[Task, dict[str, Any], Report]] = [(t, {}, r) for t, r in tasks]
+        return list(self._plugin_pool().start_many(items, self._plugin_spec()))
 
     def __repr__(self) -> str:
         settings = ", ".join(f"{k}={v!r}" for k, v in self.to_dict().items())
