@@ -27,7 +27,7 @@ install_chromium() {
         apt-get update -qq
         apt-get install -y --no-install-recommends chromium >/dev/null
     fi
-    "$CHROMIUM" --version 2>/dev/null | head -n 1 || true
+    "$CHROMIUM" --version 2>/dev/null | sed -n 1p
 }
 
 case "${1:-install}" in

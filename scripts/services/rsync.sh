@@ -25,7 +25,7 @@ install_rsync() {
         apt-get update -qq
         apt-get install -y --no-install-recommends rsync >/dev/null
     fi
-    rsync --version | head -n 1
+    rsync --version | sed -n 1p   # sed reads it all: no SIGPIPE under pipefail
 }
 
 case "${1:-install}" in

@@ -30,7 +30,7 @@ install_sshd() {
     fi
     # Without systemd nobody creates sshd's privilege-separation folder.
     install -d -m 755 /run/sshd
-    "$SSHD" -V 2>&1 | head -n 1 || true
+    "$SSHD" -V 2>&1 | sed -n 1p
 }
 
 case "${1:-install}" in
