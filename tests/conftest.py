@@ -35,6 +35,9 @@ def home_env(root: Path, port: int) -> dict[str, str]:
         # Servers and workers started from the tests run this checkout, whatever else
         # happens to be installed.
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+        # Every server a test starts checks each dispatch's invariants after every turn
+        # (Run.validate); a broken one fails that dispatch with the reason.
+        "COVALENT_VALIDATE": "1",
     }
     (root / "config").mkdir(parents=True, exist_ok=True)
     (root / "config" / "covalent.conf").write_text(f"[dispatcher]\nport = {port}\n")

@@ -1,7 +1,9 @@
-"""The state machine (states.py) and the in-memory Run of one dispatch (run.py).
+"""The state machine: the transition tables (states.py) and one dispatch's Run (run.py).
 
-The tests drive a Run the way the dispatcher loop does (take the ready nodes, mark
-them RUNNING, then COMPLETED or FAILED) and check the invariants after every step.
+The tests drive a Run only through its public methods, the way the dispatcher loop does
+(take the ready nodes, hand it outcomes, cancel), and check its invariants with
+``Run.validate`` after every step. The tables are checked against lists written out
+here, not generated from the tables themselves.
 """
 
 import random
@@ -12,12 +14,13 @@ from hypothesis import strategies as st
 
 import covalent as ct
 from covalent._dispatcher import states
-from covalent._dispatcher.run import Run
+from covalent._dispatcher.run import Effects, Reuse, Run
 from covalent._dispatcher.states import InvalidTransition
 from covalent._errors import CovalentError
 from covalent._results.status import FINAL_STATUSES, Status
-from covalent._store.store import DISPATCH_NODE, Changes
+from covalent._store.changes import DISPATCH_NODE, Changes, DispatchUpdate, NodeUpdate
 from covalent._wire import blobs, manifest
+from covalent.executor.task import Outcome
 
 S = Status
 AT = 1_700_000_000.0
@@ -31,39 +34,47 @@ def manifest_of(lattice, *args, **kwargs):
     return manifest.from_graph(graph, args, kwargs, lattice)[0]
 
 
-def new_run(man, status=None):
-    """A Run as the dispatcher makes it: parameters are born COMPLETED with their value."""
-    if status is None:
-        status = [S.COMPLETED if n["kind"] == "parameter" else S.NEW_OBJECT for n in man["nodes"]]
-    outputs = [n.get("value") for n in man["nodes"]]
-    return Run("dispatch-1", man, "/results/dispatch-1", list(status), outputs)
+def new_run(man):
+    return Run("dispatch-1", man, "/results/dispatch-1")
 
 
-def take_ready(run, changes):
-    """Start every ready node, as the dispatcher's _take_ready does."""
-    started = []
-    while run.ready:
-        node_id = run.ready.popleft()
-        if run.status[node_id] == S.NEW_OBJECT:
-            run.set_status(changes, node_id, S.RUNNING, AT, "inputs ready")
-            started.append(node_id)
-    return started
+def fx():
+    return Effects(Changes())
 
 
-def finish(run, changes, node_id):
-    digest = blobs.digest(f"output of {node_id}".encode())
-    run.set_status(changes, node_id, S.COMPLETED, AT, "completed", output_digest=digest)
-    run.complete(changes, node_id, digest)
+def take_ready(run, effects=None, limit=10_000):
+    """Start every ready node; return the node ids to launch."""
+    effects = effects or fx()
+    run.take_ready(effects, AT, limit)
+    run.validate()
+    return effects.launch
 
 
-def fail(run, changes, node_id, error="boom"):
-    run.errors[node_id] = error
-    run.set_status(changes, node_id, S.FAILED, AT, "failed", error=error)
-    run.stop_descendants(changes, node_id, S.NOT_RUN, AT)
+def completed(node_id):
+    data = f"output of {node_id}".encode()
+    return Outcome(S.COMPLETED, output=data, output_repr=repr(node_id), start_time=AT, end_time=AT)
+
+
+def failed(error="boom"):
+    return Outcome(S.FAILED, error=error, start_time=AT, end_time=AT)
+
+
+def finish(run, node_id, effects=None):
+    effects = effects or fx()
+    run.task_finished(node_id, completed(node_id), effects)
+    run.validate()
+    return effects
+
+
+def fail(run, node_id, error="boom", effects=None):
+    effects = effects or fx()
+    run.task_finished(node_id, failed(error), effects)
+    run.validate()
+    return effects
 
 
 def parents_of(run, node_id):
-    return {edge[0] for edge in run.inputs[node_id]}
+    return {edge.source for edge in run.inputs[node_id]}
 
 
 def descendants(children, node_id):
@@ -77,19 +88,13 @@ def descendants(children, node_id):
 
 
 def check_invariants(run):
-    """What must hold after every step, whatever the order of events."""
+    """What must hold after every step, whatever the order of events (besides
+    Run.validate, which every helper above calls)."""
     for node_id, status in enumerate(run.status):
         parents = parents_of(run, node_id)
         ran = status in (S.RUNNING, S.COMPLETED, S.FAILED)
         if ran and run.node(node_id)["kind"] != "parameter":
             assert all(run.status[p] == S.COMPLETED for p in parents), f"{node_id} ran too early"
-        if status == S.NOT_RUN:
-            assert any(run.status[p] in (S.FAILED, S.NOT_RUN) for p in parents)
-        if status == S.COMPLETED:
-            assert run.outputs[node_id] is not None
-    for node_id in run.ready:
-        assert run.status[node_id] == S.NEW_OBJECT
-        assert all(run.status[p] == S.COMPLETED for p in parents_of(run, node_id))
 
 
 # lattices
@@ -146,36 +151,49 @@ def dag_lattice(parents):
     return ct.lattice(body)
 
 
-# the transition tables
+# the transition tables, written out
+
+NODE_ALLOWED = [
+    (None, S.NEW_OBJECT),
+    (None, S.COMPLETED),
+    (None, S.PENDING_REUSE),
+    (S.NEW_OBJECT, S.RUNNING),
+    (S.NEW_OBJECT, S.NOT_RUN),
+    (S.NEW_OBJECT, S.CANCELLED),
+    (S.NEW_OBJECT, S.PENDING_REUSE),
+    (S.PENDING_REUSE, S.COMPLETED),
+    (S.RUNNING, S.COMPLETED),
+    (S.RUNNING, S.FAILED),
+    (S.RUNNING, S.CANCELLED),
+    (S.RUNNING, S.NEW_OBJECT),
+]
+DISPATCH_ALLOWED = [
+    (None, S.NEW_OBJECT),
+    (None, S.RUNNING),
+    (S.NEW_OBJECT, S.RUNNING),
+    (S.NEW_OBJECT, S.CANCELLED),
+    (S.RUNNING, S.COMPLETED),
+    (S.RUNNING, S.FAILED),
+    (S.RUNNING, S.CANCELLED),
+]
 
 
-@pytest.mark.parametrize(
-    ("old", "new"),
-    [(old, new) for old, targets in states.NODE_TRANSITIONS.items() for new in targets],
-)
-def test_allowed_node_transitions(old, new):
-    states.check_node(old, new)
+@pytest.mark.parametrize(("old", "new"), [(o, n) for o in [None, *ALL] for n in ALL])
+def test_node_transitions_are_exactly_the_documented_ones(old, new):
+    if (old, new) in NODE_ALLOWED:
+        states.check_node(old, new)
+    else:
+        with pytest.raises(InvalidTransition):
+            states.check_node(old, new)
 
 
-@pytest.mark.parametrize(
-    ("old", "new"),
-    [
-        (None, S.RUNNING),
-        (None, S.FAILED),
-        (S.NEW_OBJECT, S.COMPLETED),
-        (S.NEW_OBJECT, S.NEW_OBJECT),
-        (S.RUNNING, S.RUNNING),
-        (S.RUNNING, S.NOT_RUN),
-        (S.COMPLETED, S.RUNNING),
-        (S.FAILED, S.NEW_OBJECT),
-        (S.NOT_RUN, S.RUNNING),
-        (S.CANCELLED, S.RUNNING),
-    ],
-)
-def test_forbidden_node_transitions(old, new):
-    with pytest.raises(InvalidTransition) as info:
-        states.check_node(old, new, "Node square(2)")
-    assert str(info.value) == f"Node square(2) cannot go from {old} to {new}."
+@pytest.mark.parametrize(("old", "new"), [(o, n) for o in [None, *ALL] for n in ALL])
+def test_dispatch_transitions_are_exactly_the_documented_ones(old, new):
+    if (old, new) in DISPATCH_ALLOWED:
+        states.check_dispatch(old, new)
+    else:
+        with pytest.raises(InvalidTransition):
+            states.check_dispatch(old, new)
 
 
 @pytest.mark.parametrize("old", sorted(FINAL_STATUSES))
@@ -187,44 +205,29 @@ def test_final_statuses_never_change(old):
             states.check_dispatch(old, new)
 
 
-@pytest.mark.parametrize(
-    ("old", "new"),
-    [(old, new) for old, targets in states.DISPATCH_TRANSITIONS.items() for new in targets],
-)
-def test_allowed_dispatch_transitions(old, new):
-    states.check_dispatch(old, new)
+def test_invalid_transition_names_the_node_both_states_and_its_story():
+    error = InvalidTransition(
+        "Node square(2)", S.COMPLETED, S.RUNNING, [("NEW_OBJECT", "RUNNING", "inputs ready")]
+    )
+    assert isinstance(error, CovalentError)
+    assert (error.what, error.old, error.new) == ("Node square(2)", S.COMPLETED, S.RUNNING)
+    assert str(error) == (
+        "Node square(2) cannot go from COMPLETED to RUNNING. "
+        "Its recent transitions: NEW_OBJECT -> RUNNING (inputs ready)."
+    )
 
 
-@pytest.mark.parametrize(
-    ("old", "new"),
-    [
-        (None, S.COMPLETED),
-        (S.NEW_OBJECT, S.COMPLETED),
-        (S.NEW_OBJECT, S.FAILED),
-        (S.RUNNING, S.NEW_OBJECT),
-        (S.RUNNING, S.NOT_RUN),
-    ],
-)
-def test_forbidden_dispatch_transitions(old, new):
-    with pytest.raises(InvalidTransition, match="A dispatch cannot go"):
-        states.check_dispatch(old, new)
+# starting nodes
 
 
-def test_invalid_transition_is_a_covalent_error():
-    assert issubclass(InvalidTransition, CovalentError)
-
-
-# set_status
-
-
-def test_set_status_records_the_update_and_the_transition():
-    run, changes = new_run(manifest_of(workflow, a=2)), Changes()
-    run.set_status(changes, 0, S.RUNNING, AT, "inputs ready", start_time=AT)
-    assert run.status[0] == S.RUNNING
-    assert changes.node_updates == [
-        {"_d": "dispatch-1", "_n": 0, "status": "RUNNING", "start_time": AT}
+def test_take_ready_starts_a_node_and_records_the_update_and_transition():
+    run, effects = new_run(manifest_of(workflow, a=2)), fx()
+    assert take_ready(run, effects) == [0]
+    assert run.status[0] == S.RUNNING and run.running == {0}
+    assert effects.changes.node_updates == [
+        NodeUpdate("dispatch-1", 0, {"start_time": AT, "attempts": 1, "status": "RUNNING"})
     ]
-    assert changes.transitions == [
+    assert effects.changes.transitions == [
         {
             "dispatch_id": "dispatch-1",
             "node_id": 0,
@@ -234,32 +237,14 @@ def test_set_status_records_the_update_and_the_transition():
             "cause": "inputs ready",
         }
     ]
-    assert changes
 
 
-def test_set_status_refuses_a_forbidden_transition_and_records_nothing():
-    run, changes = new_run(manifest_of(workflow, a=2)), Changes()
-    with pytest.raises(InvalidTransition, match=r"Node identity\(0\) cannot go"):
-        run.set_status(changes, 0, S.COMPLETED, AT)
-    with pytest.raises(InvalidTransition, match=r":parameter:2\(1\)"):
-        run.set_status(changes, 1, S.RUNNING, AT)
-    assert run.status == [S.NEW_OBJECT, S.COMPLETED, S.NEW_OBJECT]
-    assert not changes
-
-
-def test_set_dispatch_status_records_a_dispatch_transition():
-    run, changes = new_run(manifest_of(workflow, a=2)), Changes()
-    run.set_dispatch_status(changes, S.COMPLETED, AT, "all nodes finished", end_time=AT)
-    assert run.dispatch_status == S.COMPLETED
-    assert changes.dispatch_updates == [{"_d": "dispatch-1", "status": "COMPLETED", "end_time": AT}]
-    assert changes.transitions[0]["node_id"] == DISPATCH_NODE
-    transition = changes.transitions[0]
-    assert (transition["old"], transition["new"]) == ("RUNNING", "COMPLETED")
-    with pytest.raises(InvalidTransition):
-        run.set_dispatch_status(changes, S.RUNNING, AT)
-
-
-# readiness and completion
+def test_take_ready_starts_at_most_the_limit_and_asks_to_come_back():
+    run = new_run(manifest_of(dag_lattice([[], [], [], [], [0, 1, 2, 3]])))
+    effects = fx()
+    assert take_ready(run, effects, limit=3) == [0, 1, 2]
+    assert effects.more_ready
+    assert take_ready(run, fx(), limit=3) == [3]
 
 
 def test_seed_readiness():
@@ -269,28 +254,29 @@ def test_seed_readiness():
     assert run.outputs[1] is not None and run.outputs[0] is None
 
 
-def test_complete_releases_the_child():
-    run, changes = new_run(manifest_of(workflow, a=2)), Changes()
-    assert take_ready(run, changes) == [0]
+def test_a_finished_node_releases_its_child():
+    run = new_run(manifest_of(workflow, a=2))
+    assert take_ready(run) == [0]
     assert not run.ready
-    finish(run, changes, 0)
+    effects = finish(run, 0)
+    digest = blobs.digest(b"output of 0")
+    assert effects.changes.blobs == {digest: b"output of 0"}
+    assert run.outputs[0] == digest and run.reprs[0] == "0"
     assert list(run.ready) == [2]
-    assert run.waiting[2] == 0
-    check_invariants(run)
+    assert take_ready(run) == [2]
 
 
 def test_a_child_waits_for_every_input():
-    run, changes = new_run(manifest_of(diamond)), Changes()
+    run = new_run(manifest_of(diamond))
     names = [n["name"] for n in run.manifest["nodes"]]
     assert names == ["identity", ":parameter:1", "square", "identity", "add"]
-    take_ready(run, changes)
-    finish(run, changes, 0)
-    assert sorted(take_ready(run, changes)) == [2, 3]
-    finish(run, changes, 2)
+    take_ready(run)
+    finish(run, 0)
+    assert sorted(take_ready(run)) == [2, 3]
+    finish(run, 2)
     assert not run.ready
-    finish(run, changes, 3)
+    finish(run, 3)
     assert list(run.ready) == [4]
-    check_invariants(run)
 
 
 def test_one_output_passed_twice_releases_the_child_once_it_completes():
@@ -299,59 +285,48 @@ def test_one_output_passed_twice_releases_the_child_once_it_completes():
         x = identity(3)
         return add(x, x)
 
-    run, changes = new_run(manifest_of(twice)), Changes()
+    run = new_run(manifest_of(twice))
     assert run.waiting[2] == 2
-    take_ready(run, changes)
-    finish(run, changes, 0)
+    take_ready(run)
+    finish(run, 0)
     assert list(run.ready) == [2]
 
 
-def test_complete_does_not_release_a_cancelled_child():
-    run, changes = new_run(manifest_of(workflow, a=2)), Changes()
-    run.set_status(changes, 2, S.CANCELLED, AT, "cancel requested")
-    take_ready(run, changes)
-    finish(run, changes, 0)
-    assert not run.ready
+def test_an_outcome_for_a_node_that_no_longer_runs_changes_nothing():
+    run = new_run(manifest_of(workflow, a=2))
+    take_ready(run)
+    finish(run, 0)
+    effects = finish(run, 0)  # the same outcome twice
+    assert not effects.changes
+    assert run.status[0] == S.COMPLETED
 
 
-def test_a_resumed_run_is_ready_where_it_stopped():
-    man = manifest_of(workflow, a=2)
-    run = Run(
-        "dispatch-1",
-        man,
-        "",
-        [S.COMPLETED, S.COMPLETED, S.NEW_OBJECT],
-        ["d" * 64, man["nodes"][1]["value"], None],
-    )
-    assert list(run.ready) == [2]
-    assert run.waiting == [0, 0, 0]
+def test_a_resumed_run_runs_again_what_was_running():
+    man = manifest_of(diamond)
+    run, effects = new_run(man), fx()
+    rows = [
+        {"node_id": 0, "status": "COMPLETED", "output_digest": "d" * 64},
+        {"node_id": 2, "status": "RUNNING"},
+        {"node_id": 3, "status": "NEW_OBJECT"},
+        {"node_id": 4, "status": "NEW_OBJECT"},
+    ]
+    for row in rows:
+        row.setdefault("output_digest", None)
+        row.update(error=None, output_repr=None, sub_dispatch_id=None)
+    run.resume(rows, effects, AT)
+    run.validate()
+    assert run.status == [S.COMPLETED, S.COMPLETED, S.NEW_OBJECT, S.NEW_OBJECT, S.NEW_OBJECT]
+    assert [(t["node_id"], t["old"], t["new"]) for t in effects.changes.transitions] == [
+        (2, "RUNNING", "NEW_OBJECT")
+    ]
+    assert sorted(run.ready) == [2, 3]
 
 
-def test_finished_when_nothing_runs_or_waits():
-    run, changes = new_run(manifest_of(workflow, a=2)), Changes()
-    assert not run.finished
-    take_ready(run, changes)
-    assert run.finished  # nothing ready; `running` is the dispatcher's to fill
-    run.running[0] = object()
-    assert not run.finished
+# failures and cancels
 
 
-# failures
-
-
-def test_stop_descendants_marks_not_run_transitively():
-    run, changes = new_run(manifest_of(diamond)), Changes()
-    take_ready(run, changes)
-    fail(run, changes, 0)
-    assert run.status == [S.FAILED, S.COMPLETED, S.NOT_RUN, S.NOT_RUN, S.NOT_RUN]
-    not_run = [t for t in changes.transitions if t["new"] == "NOT_RUN"]
-    assert sorted(t["node_id"] for t in not_run) == [2, 3, 4]
-    assert all(t["cause"] == "input identity(0) is FAILED" for t in not_run)
-    check_invariants(run)
-
-
-def test_stop_descendants_leaves_other_branches_alone():
-    run, changes = new_run(manifest_of(two_branches)), Changes()
+def test_a_failure_marks_its_descendants_not_run_and_leaves_other_branches_alone():
+    run = new_run(manifest_of(two_branches))
     names = [n["name"] for n in run.manifest["nodes"]]
     assert names == [
         "identity",
@@ -362,47 +337,94 @@ def test_stop_descendants_leaves_other_branches_alone():
         "square",
         ":electron_list:",
     ]
-    assert sorted(take_ready(run, changes)) == [0, 3]
-    fail(run, changes, 0)
-    finish(run, changes, 3)
-    assert take_ready(run, changes) == [5]
-    finish(run, changes, 5)
+    assert sorted(take_ready(run)) == [0, 3]
+    effects = fail(run, 0)
+    not_run = [t for t in effects.changes.transitions if t["new"] == "NOT_RUN"]
+    assert sorted(t["node_id"] for t in not_run) == [2, 6]
+    assert all(t["cause"] == "input identity(0) is FAILED" for t in not_run)
+    finish(run, 3)
+    assert take_ready(run) == [5]
+    finish(run, 5)
     assert run.status[2] == S.NOT_RUN and run.status[6] == S.NOT_RUN
     assert run.status[5] == S.COMPLETED
-    assert not run.ready
-    check_invariants(run)
+    assert run.error_text() == "Node identity(0) failed:\nboom"
 
 
-def test_stop_descendants_with_cancelled():
-    run, changes = new_run(manifest_of(workflow, a=2)), Changes()
-    take_ready(run, changes)
-    run.set_status(changes, 0, S.CANCELLED, AT)
-    run.stop_descendants(changes, 0, S.CANCELLED, AT)
-    assert run.status == [S.CANCELLED, S.COMPLETED, S.CANCELLED]
-    assert run.final_status() == S.CANCELLED
+def test_cancelling_the_dispatch_stops_running_nodes_and_cancels_waiting_ones():
+    run = new_run(manifest_of(diamond))
+    take_ready(run)
+    effects = fx()
+    run.cancel(None, effects, AT)
+    run.validate()
+    assert effects.stop == [0]  # running: its task is stopped; it ends when that reports
+    assert run.status == [S.RUNNING, S.COMPLETED, S.CANCELLED, S.CANCELLED, S.CANCELLED]
+    assert not run.finished
+    cancelled = Outcome(S.CANCELLED, error="Cancelled while running.")
+    run.task_finished(0, cancelled, fx())
+    run.validate()
+    assert run.finished
+    effects = fx()
+    run.conclude(effects, AT)
+    assert effects.finished and run.dispatch_status == S.CANCELLED
+    assert effects.changes.dispatch_updates[0].fields["status"] == "CANCELLED"
+    assert effects.changes.transitions[0]["node_id"] == DISPATCH_NODE
+
+
+def test_cancelling_one_waiting_node_cancels_its_descendants_only():
+    run = new_run(manifest_of(two_branches))
+    take_ready(run)
+    run.cancel([2], fx(), AT)
+    run.validate()
+    assert run.status[2] == S.CANCELLED and run.status[6] == S.CANCELLED
+    finish(run, 0)
+    finish(run, 3)
+    assert take_ready(run) == [5]  # the other branch goes on
+
+
+def test_a_cancel_that_crossed_a_completion_changes_nothing():
+    run = new_run(manifest_of(workflow, a=2))
+    take_ready(run)
+    finish(run, 0)
+    effects = fx()
+    run.cancel([0], effects, AT)
+    assert not effects.stop and not effects.changes
+    assert run.status[0] == S.COMPLETED
 
 
 # final status, arguments, result
 
 
 @pytest.mark.parametrize(
-    ("statuses", "cancel_requested", "expected"),
+    ("outcomes", "cancel", "expected"),
     [
-        ([S.COMPLETED, S.COMPLETED, S.COMPLETED], False, S.COMPLETED),
-        ([S.FAILED, S.COMPLETED, S.NOT_RUN], False, S.FAILED),
-        ([S.COMPLETED, S.COMPLETED, S.NOT_RUN], False, S.FAILED),
-        ([S.CANCELLED, S.COMPLETED, S.CANCELLED], False, S.CANCELLED),
-        ([S.FAILED, S.COMPLETED, S.CANCELLED], False, S.CANCELLED),
-        ([S.COMPLETED, S.COMPLETED, S.COMPLETED], True, S.CANCELLED),
+        (["ok", "ok"], False, S.COMPLETED),
+        (["fail"], False, S.FAILED),
+        (["ok", "fail"], False, S.FAILED),
+        (["cancel"], False, S.CANCELLED),
+        (["ok", "ok"], True, S.CANCELLED),
     ],
 )
-def test_final_status(statuses, cancel_requested, expected):
-    run = new_run(manifest_of(workflow, a=2), status=statuses)
-    run.cancel_requested = cancel_requested
-    assert run.final_status() == expected
+def test_final_status(outcomes, cancel, expected):
+    run = new_run(manifest_of(workflow, a=2))
+    for what in outcomes:
+        (node,) = take_ready(run)
+        outcome = {
+            "ok": completed(node),
+            "fail": failed(),
+            "cancel": Outcome(S.CANCELLED, start_time=AT, end_time=AT),
+        }[what]
+        run.task_finished(node, outcome, fx())
+        run.validate()
+    if cancel:
+        run.cancel(None, fx(), AT)
+    effects = fx()
+    run.conclude(effects, AT)
+    assert run.dispatch_status == expected == run.final_status()
+    update = effects.changes.dispatch_updates[0]
+    assert update == DispatchUpdate("dispatch-1", {**update.fields, "status": expected.value})
 
 
-def test_arguments_are_ordered_by_index_whatever_the_edge_order():
+def test_arguments_are_ordered_by_position_whatever_the_edge_order():
     @ct.lattice
     def many_args():
         return combine(identity(1), identity(2), identity(3), k=identity(4))
@@ -424,33 +446,162 @@ def test_arguments_are_ordered_by_index_whatever_the_edge_order():
 
 
 def test_seed_arguments_are_keywords():
-    run, changes = new_run(manifest_of(workflow, a=2)), Changes()
+    run = new_run(manifest_of(workflow, a=2))
     assert run.arguments(0) == ([], {"x": run.manifest["nodes"][1]["value"]})
-    take_ready(run, changes)
-    finish(run, changes, 0)
+    take_ready(run)
+    finish(run, 0)
     assert run.arguments(2) == ([], {"x": run.outputs[0]})
 
 
 def test_result_digest_and_error_text():
-    run, changes = new_run(manifest_of(workflow, a=2)), Changes()
+    run = new_run(manifest_of(workflow, a=2))
     assert run.error_text() is None
-    take_ready(run, changes)
-    finish(run, changes, 0)
-    take_ready(run, changes)
-    finish(run, changes, 2)
+    take_ready(run)
+    finish(run, 0)
+    take_ready(run)
+    finish(run, 2)
     assert run.result_digest() == run.outputs[2]
     assert run.final_status() == S.COMPLETED
 
-    failed = new_run(manifest_of(workflow, a=2))
-    take_ready(failed, changes)
-    fail(failed, changes, 0, "Traceback: ZeroDivisionError")
-    assert failed.error_text() == "Node identity(0) failed:\nTraceback: ZeroDivisionError"
+    failing = new_run(manifest_of(workflow, a=2))
+    take_ready(failing)
+    fail(failing, 0, "Traceback: ZeroDivisionError")
+    assert failing.error_text() == "Node identity(0) failed:\nTraceback: ZeroDivisionError"
 
 
 def test_result_digest_of_a_plain_result_value():
     run = new_run(manifest_of(ct.lattice(lambda: 5)))
     assert run.result_digest() == run.manifest["result"]["value"]
     assert run.finished and run.final_status() == S.COMPLETED
+
+
+# reuse, cache, sublattices
+
+
+def test_a_redispatch_reuses_stored_outputs_before_anything_runs():
+    man = manifest_of(workflow, a=2)
+    reused = Reuse("e" * 64, "2", "old-dispatch:0")
+    run, effects = Run("dispatch-1", man, "", pending_reuse={0: reused}), fx()
+    run.begin(effects, AT)
+    run.validate()
+    assert [(t["node_id"], t["old"], t["new"]) for t in effects.changes.transitions] == [
+        (0, "NEW_OBJECT", "PENDING_REUSE"),
+        (0, "PENDING_REUSE", "COMPLETED"),
+    ]
+    assert run.outputs[0] == "e" * 64
+    assert effects.changes.node_updates[-1].fields["reused_from"] == "old-dispatch:0"
+    assert take_ready(run) == [2]
+
+
+@ct.electron(cache=True)
+def cached_square(x):
+    return x * x
+
+
+@ct.lattice
+def cached_flow(a):
+    return cached_square(a)
+
+
+def test_a_cache_node_is_looked_up_before_it_runs():
+    run, effects = new_run(manifest_of(cached_flow, 3)), fx()
+    run.take_ready(effects, AT, 100)
+    run.validate()
+    assert effects.launch == [] and [n for n, _ in effects.cache_lookups] == [0]
+    assert run.status[0] == S.NEW_OBJECT and not run.finished  # waiting for the answer
+    run.cache_checked(0, None, effects := fx(), AT)  # a miss: it runs
+    run.validate()
+    assert effects.launch == [0]
+    effects = finish(run, 0)
+    assert effects.changes.cache_rows[0]["output_digest"] == run.outputs[0]
+
+
+def test_a_cache_hit_completes_the_node_without_running_it():
+    run, effects = new_run(manifest_of(cached_flow, 3)), fx()
+    run.take_ready(effects, AT, 100)
+    run.cache_checked(0, Reuse("f" * 64, "9", "other:0"), effects := fx(), AT)
+    run.validate()
+    assert effects.launch == [] and run.status[0] == S.COMPLETED and run.outputs[0] == "f" * 64
+
+
+@ct.electron
+@ct.lattice
+def inner(x):
+    return square(x)
+
+
+@ct.lattice
+def outer(x):
+    return inner(x)
+
+
+def test_a_sublattice_node_runs_as_a_child_dispatch_and_ends_with_it():
+    run = new_run(manifest_of(outer, 2))
+    (node,) = take_ready(run)
+    effects = finish(run, node)  # the build returned a bundle
+    assert [n for n, _ in effects.children] == [node]
+    assert run.status[node] == S.RUNNING and run.children == {node: None}
+    run.child_started(node, "child-1", effects := fx())
+    run.validate()
+    assert effects.changes.node_updates == [
+        NodeUpdate("dispatch-1", node, {"sub_dispatch_id": "child-1"})
+    ]
+    done = Outcome(S.COMPLETED, output_ref="a" * 64, output_repr="4", end_time=AT)
+    run.task_finished(node, done, fx())
+    run.validate()
+    assert run.status[node] == S.COMPLETED and run.outputs[node] == "a" * 64 and run.finished
+
+
+def test_cancelling_a_sublattice_node_while_its_child_is_submitted_cancels_the_child():
+    run = new_run(manifest_of(outer, 2))
+    (node,) = take_ready(run)
+    finish(run, node)
+    effects = fx()
+    run.cancel(None, effects, AT)
+    assert effects.stop_children == []  # not stored yet
+    run.child_started(node, "child-1", effects := fx())
+    assert effects.stop_children == ["child-1"]
+
+
+def test_a_finished_child_tells_its_parent():
+    run = Run("child-1", manifest_of(workflow, a=2), "", parent=("dispatch-1", 4))
+    take_ready(run)
+    finish(run, 0)
+    take_ready(run)
+    finish(run, 2)
+    effects = fx()
+    run.conclude(effects, AT)
+    assert effects.parent is not None
+    parent_id, node, outcome = effects.parent
+    assert (parent_id, node, outcome.status) == ("dispatch-1", 4, S.COMPLETED)
+    assert outcome.output_ref == run.outputs[2]
+
+
+# abort
+
+
+def test_abort_fails_the_dispatch_stops_its_tasks_and_closes_its_nodes_in_the_store():
+    run = new_run(manifest_of(diamond))
+    take_ready(run)
+    effects = fx()
+    effects.launch.append(0)
+    run.abort("boom\nand more", effects, AT)
+    assert effects.launch == [] and effects.stop == [0] and effects.finished
+    assert run.dispatch_status == S.FAILED
+    assert effects.changes.closed == [("dispatch-1", "the dispatch failed: boom")]
+    assert effects.changes.dispatch_updates == [
+        DispatchUpdate(
+            "dispatch-1", {"status": "FAILED", "end_time": AT, "error": "boom\nand more"}
+        )
+    ]
+
+
+def test_validate_catches_a_broken_invariant():
+    run = new_run(manifest_of(workflow, a=2))
+    run.validate()
+    run.status[2] = S.RUNNING  # behind the state machine's back
+    with pytest.raises(AssertionError, match="invariant broken"):
+        run.validate()
 
 
 # properties
@@ -474,16 +625,29 @@ def children_of(parents):
 
 
 def drive(run, pick, on_finish):
-    """Run the dispatch loop to the end; ``pick`` chooses which running node finishes next."""
-    changes, running = Changes(), []
+    """Run the dispatch loop to the end; ``pick`` chooses which running node finishes next.
+    Returns every transition made, in order."""
+    transitions, running = [], []
     while True:
-        running += take_ready(run, changes)
+        effects = fx()
+        run.take_ready(effects, AT, 10_000)
+        run.validate()
+        transitions += effects.changes.transitions
+        running += effects.launch
         check_invariants(run)
         if not running:
-            return changes
+            effects = fx()
+            run.conclude(effects, AT)
+            return transitions + effects.changes.transitions
         node_id = running.pop(pick(len(running)))
-        on_finish(run, changes, node_id)
+        effects = fx()
+        on_finish(run, node_id, effects)
+        transitions += effects.changes.transitions
         check_invariants(run)
+
+
+def finish_it(run, node_id, effects):
+    finish(run, node_id, effects)
 
 
 @settings(max_examples=80, deadline=None, derandomize=True, database=None)
@@ -491,11 +655,11 @@ def drive(run, pick, on_finish):
 def test_random_dags_complete_in_any_valid_order(parents, rng):
     run = new_run(manifest_of(dag_lattice(parents)))
     assert [n["name"] for n in run.manifest["nodes"]] == ["combine"] * len(parents)
-    changes = drive(run, rng.randrange, finish)
+    transitions = drive(run, rng.randrange, finish_it)
     assert run.status == [S.COMPLETED] * len(parents)
-    assert run.final_status() == S.COMPLETED
+    assert run.dispatch_status == S.COMPLETED
     assert run.result_digest() == run.outputs[-1] is not None
-    started = [t["node_id"] for t in changes.transitions if t["new"] == "RUNNING"]
+    started = [t["node_id"] for t in transitions if t["new"] == "RUNNING"]
     assert sorted(started) == list(range(len(parents)))
 
 
@@ -506,17 +670,20 @@ def test_failing_a_node_marks_exactly_its_descendants_not_run(parents, data):
     rng = data.draw(st.randoms(use_true_random=False), label="order")
     run = new_run(manifest_of(dag_lattice(parents)))
 
-    def on_finish(run, changes, node_id):
-        (fail if node_id == failing else finish)(run, changes, node_id)
+    def on_finish(run, node_id, effects):
+        if node_id == failing:
+            fail(run, node_id, effects=effects)
+        else:
+            finish(run, node_id, effects)
 
-    changes = drive(run, rng.randrange, on_finish)
+    transitions = drive(run, rng.randrange, on_finish)
     below = descendants(children_of(parents), failing)
     assert {n for n, s in enumerate(run.status) if s == S.NOT_RUN} == below
     assert run.status[failing] == S.FAILED
     others = set(range(len(parents))) - below - {failing}
     assert all(run.status[n] == S.COMPLETED for n in others)
-    assert run.final_status() == S.FAILED
-    not_run = [t["node_id"] for t in changes.transitions if t["new"] == "NOT_RUN"]
+    assert run.dispatch_status == S.FAILED
+    not_run = [t["node_id"] for t in transitions if t["new"] == "NOT_RUN"]
     assert sorted(not_run) == sorted(below)
     assert f"combine({failing})" in run.error_text()
 
@@ -528,6 +695,6 @@ def test_drive_helper_really_explores_orders():
     for seed in range(30):
         rng = random.Random(seed)
         run = new_run(manifest_of(dag_lattice(parents)))
-        changes = drive(run, rng.randrange, finish)
-        seen.add(tuple(t["node_id"] for t in changes.transitions if t["new"] == "COMPLETED"))
+        transitions = drive(run, rng.randrange, finish_it)
+        seen.add(tuple(t["node_id"] for t in transitions if t["new"] == "COMPLETED"))
     assert len(seen) > 1

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from covalent._store.store import NODE_COLUMNS, BlobCache, Changes, Store
+from covalent._store.changes import NODE_COLUMNS, Changes, NodeRow, NodeUpdate
+from covalent._store.store import BlobCache, Store
 
 
 def _store(tmp_path: Path) -> Store:
@@ -36,7 +37,7 @@ def _dispatch(store: Store, dispatch_id: str, count: int) -> None:
         | {"status": "NEW_OBJECT", "attempts": 0}
         for n in range(count)
     ]
-    store.create_dispatch(row, [tuple(n[c] for c in NODE_COLUMNS) for n in nodes], Changes())
+    store.create_dispatch(row, [NodeRow(**n) for n in nodes], Changes())
 
 
 def test_later_updates_of_a_row_win_whatever_columns_they_set(tmp_path: Path) -> None:
@@ -46,10 +47,10 @@ def test_later_updates_of_a_row_win_whatever_columns_they_set(tmp_path: Path) ->
     _dispatch(store, "d", 3)
     changes = Changes()
     changes.node_updates += [
-        {"_d": "d", "_n": 0, "status": "COMPLETED", "output_repr": "0", "end_time": 1.0},
-        {"_d": "d", "_n": 1, "status": "RUNNING", "start_time": 1.0},
-        {"_d": "d", "_n": 1, "status": "COMPLETED", "output_repr": "1", "end_time": 2.0},
-        {"_d": "d", "_n": 2, "attempts": 2},
+        NodeUpdate("d", 0, {"status": "COMPLETED", "output_repr": "0", "end_time": 1.0}),
+        NodeUpdate("d", 1, {"status": "RUNNING", "start_time": 1.0}),
+        NodeUpdate("d", 1, {"status": "COMPLETED", "output_repr": "1", "end_time": 2.0}),
+        NodeUpdate("d", 2, {"attempts": 2}),
     ]
     store.commit(changes)
     rows = {r["node_id"]: r for r in store.get_nodes("d")}
@@ -57,23 +58,60 @@ def test_later_updates_of_a_row_win_whatever_columns_they_set(tmp_path: Path) ->
     assert (rows[1]["start_time"], rows[1]["end_time"], rows[1]["output_repr"]) == (1.0, 2.0, "1")
     assert rows[0]["status"] == "COMPLETED" and rows[0]["start_time"] is None
     assert (rows[2]["status"], rows[2]["attempts"]) == ("NEW_OBJECT", 2)
-    assert changes.node_updates[1] == {"_d": "d", "_n": 1, "status": "RUNNING", "start_time": 1.0}
+    assert changes.node_updates[1] == NodeUpdate("d", 1, {"status": "RUNNING", "start_time": 1.0})
 
 
 def test_a_failed_batch_stores_none_of_it(tmp_path: Path) -> None:
     store = _store(tmp_path)
     _dispatch(store, "d", 1)
     changes = Changes()
-    changes.node_updates.append({"_d": "d", "_n": 0, "status": "RUNNING"})
+    changes.node_updates.append(NodeUpdate("d", 0, {"status": "RUNNING"}))
     changes.transitions.append({"dispatch_id": "d", "node_id": 0, "old": "NEW_OBJECT"})
     with pytest.raises(sqlite3.IntegrityError):  # the transition misses NOT NULL columns
         store.commit(changes)
     assert store.get_nodes("d")[0]["status"] == "NEW_OBJECT"
     assert store.get_transitions("d") == []
     changes = Changes()
-    changes.node_updates.append({"_d": "d", "_n": 0, "status": "RUNNING"})
+    changes.node_updates.append(NodeUpdate("d", 0, {"status": "RUNNING"}))
     store.commit(changes)  # the writer is usable after a rollback
     assert store.get_nodes("d")[0]["status"] == "RUNNING"
+
+
+def test_a_closed_dispatch_has_no_unfinished_node_left(tmp_path: Path) -> None:
+    """An aborted dispatch: the store itself closes whatever was not finished."""
+    store = _store(tmp_path)
+    _dispatch(store, "d", 3)
+    _dispatch(store, "other", 1)
+    changes = Changes()
+    changes.node_updates += [
+        NodeUpdate("d", 0, {"status": "COMPLETED", "output_repr": "0"}),
+        NodeUpdate("d", 1, {"status": "RUNNING"}),
+    ]
+    changes.closed.append(("d", "the dispatch failed: boom"))
+    store.commit(changes)
+    rows = {r["node_id"]: r for r in store.get_nodes("d")}
+    assert [rows[n]["status"] for n in range(3)] == ["COMPLETED", "CANCELLED", "CANCELLED"]
+    assert rows[1]["error"] == "the dispatch failed: boom" and rows[0]["error"] is None
+    assert store.get_nodes("other")[0]["status"] == "NEW_OBJECT"
+
+
+def test_rollback_drops_what_came_after_the_mark_and_split_keeps_dispatches_apart() -> None:
+    changes = Changes()
+    changes.blobs["a"] = b"1"
+    changes.node_updates.append(NodeUpdate("d", 0, {"status": "RUNNING"}))
+    changes.transition("d", 0, "NEW_OBJECT", "RUNNING", 1.0)
+    mark = changes.mark()
+    changes.blobs["b"] = b"2"
+    changes.node_updates.append(NodeUpdate("e", 0, {"status": "RUNNING"}))
+    changes.transition("e", 0, "NEW_OBJECT", "RUNNING", 1.0)
+    shared, parts = changes.split()
+    assert set(shared.blobs) == {"a", "b"} and set(parts) == {"d", "e"}
+    assert parts["e"].node_updates == [NodeUpdate("e", 0, {"status": "RUNNING"})]
+    assert not parts["d"].blobs and len(parts["d"].transitions) == 1
+    changes.rollback(mark)
+    assert set(changes.blobs) == {"a"}
+    assert [u.dispatch_id for u in changes.node_updates] == ["d"]
+    assert [t["dispatch_id"] for t in changes.transitions] == ["d"]
 
 
 def test_blob_cache_drops_the_oldest_past_its_limit() -> None:

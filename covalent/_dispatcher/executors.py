@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from covalent.executor import plugins
 from covalent.executor.base import BaseExecutor
 
 
-def spec_key(spec: dict[str, Any]) -> Any:
+def spec_key(spec: Mapping[str, Any]) -> Any:
     """A hashable key for an executor spec, cheap for the common settings."""
     return (spec["name"], _hashable(spec.get("attributes") or {}))
 
@@ -34,7 +35,7 @@ class ExecutorRegistry:
         self.instances: dict[Any, BaseExecutor] = {}
         self._setting_up: dict[Any, asyncio.Future[BaseExecutor]] = {}
 
-    async def get(self, spec: dict[str, Any]) -> BaseExecutor:
+    async def get(self, spec: Mapping[str, Any]) -> BaseExecutor:
         """The executor for ``{"name": ..., "attributes": {...}}``, set up once; tasks that
         ask while it is being set up wait for that; a failed setup is tried again next
         time. ExecutorError if the plugin is unknown."""
@@ -51,11 +52,11 @@ class ExecutorRegistry:
         self.instances[key] = executor
         return executor
 
-    def cached(self, spec: dict[str, Any]) -> BaseExecutor | None:
+    def cached(self, spec: Mapping[str, Any]) -> BaseExecutor | None:
         """The executor for ``spec`` if it is already set up (no await on the hot path)."""
         return self.instances.get(spec_key(spec))
 
-    async def _set_up(self, spec: dict[str, Any]) -> BaseExecutor:
+    async def _set_up(self, spec: Mapping[str, Any]) -> BaseExecutor:
         executor = plugins.create(spec["name"], spec.get("attributes", {}), self.plugins)
         await executor.setup()
         return executor

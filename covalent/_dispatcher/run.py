@@ -1,137 +1,160 @@
-"""The in-memory state of one dispatch while it runs: statuses, outputs, readiness.
+"""One dispatch's state while it runs, and every change of it: the state machine.
 
-Only the dispatcher loop touches a :class:`Run`. Its methods change state and append
-the matching writes to a :class:`~covalent._store.store.Changes` batch; they never do
-I/O themselves.
+A :class:`Run` is to a dispatch what distributed's ``WorkerState`` is to a worker. The
+dispatcher loop hands it what happened (a task's outcome, a failed attempt, a cancel
+request, a cache answer, a child dispatch that started) through its public methods; it
+changes its state through the transition table (:mod:`states`) and writes what must
+happen into an :class:`Effects` record: rows to store, nodes to launch, tasks to stop,
+cache keys to look up, child dispatches to submit, a parent to tell. It never does I/O,
+so the loop can decide first, commit, and only then act.
+
+:meth:`Run.validate` checks the invariants; the loop runs it after every turn when
+``COVALENT_VALIDATE`` is set (the tests set it).
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from covalent._dispatcher import states
-from covalent._results.status import Status
-from covalent._store.store import DISPATCH_NODE, Changes
-from covalent.executor.task import Cancellable
+from covalent._dispatcher.sublattices import outcome_for_parent
+from covalent._results.status import FINAL_STATUSES, Status
+from covalent._store.cache import cache_key, remember
+from covalent._store.changes import DISPATCH_NODE, Changes, DispatchUpdate, NodeUpdate
+from covalent._wire import blobs as blobmod
+from covalent._wire.manifest import Edge, Manifest, ManifestNode, edges, topological_order
+from covalent.executor.task import Outcome
+
+S = Status
+STORY_LENGTH = 256
+"""How many recent transitions a run remembers, for the errors that need a node's story."""
+
+
+class Reuse(NamedTuple):
+    """A stored output a node takes instead of running."""
+
+    digest: str
+    text: str
+    source: str  # "dispatch_id:node_id" it comes from
 
 
 @dataclass
+class Effects:
+    """What the decisions about one run ask the loop to do once they are committed."""
+
+    changes: Changes
+    launch: list[int] = field(default_factory=list)
+    stop: list[int] = field(default_factory=list)
+    """Running nodes whose tasks must be cancelled."""
+    stop_children: list[str] = field(default_factory=list)
+    """Child dispatches (sublattices) to cancel."""
+    cache_lookups: list[tuple[int, str]] = field(default_factory=list)
+    """``cache=True`` nodes to look up: (node id, cache key)."""
+    children: list[tuple[int, Outcome]] = field(default_factory=list)
+    """Sublattice nodes whose build finished: submit the bundle as a child dispatch."""
+    more_ready: bool = False
+    """More nodes are ready than one turn starts: come back for them."""
+    parent: tuple[str, int, Outcome] | None = None
+    """This run is a child dispatch that ended: tell its parent node."""
+    finished: bool = False
+
+
 class Run:
-    dispatch_id: str
-    manifest: dict[str, Any]
-    results_dir: str
-    status: list[Status]
-    outputs: list[str | None]
-    errors: dict[int, str] = field(default_factory=dict)
-    dispatch_status: Status = Status.RUNNING
-    running: dict[int, Cancellable] = field(default_factory=dict)  # a task or a pool job
-    ready: deque[int] = field(default_factory=deque)
-    cancel_requested: bool = False
-    parent: tuple[str, int] | None = None  # a sublattice's run: (dispatch id, node id) above it
-    root_dispatch_id: str = ""
-    subdispatches: dict[int, str] = field(default_factory=dict)  # sublattice node -> its run
-    reprs: dict[int, str] = field(default_factory=dict)
-    cache_keys: dict[int, str] = field(default_factory=dict)  # cache=True nodes: their key
-    pending_reuse: dict[int, tuple[str, str, str]] = field(default_factory=dict)  # redispatch
+    """The in-memory state of one running dispatch. Only the dispatcher loop holds it,
+    and only these methods change it."""
 
-    def __post_init__(self) -> None:
-        count = len(self.manifest["nodes"])
-        self.children: list[list[int]] = [[] for _ in range(count)]
-        self.inputs: list[list[list[Any]]] = [[] for _ in range(count)]
-        for edge in self.manifest["edges"]:
-            self.children[edge[0]].append(edge[1])
-            self.inputs[edge[1]].append(edge)
-        self.refresh_readiness()
-
-    def refresh_readiness(self) -> None:
-        """Count each node's unfinished inputs and queue the nodes that can start now
-        (after statuses were set from outside, as on resume)."""
-        count = len(self.status)
-        self.waiting = [
-            sum(1 for e in self.inputs[n] if self.status[e[0]] != Status.COMPLETED)
-            for n in range(count)
+    def __init__(
+        self,
+        dispatch_id: str,
+        manifest: Manifest | dict[str, Any],
+        results_dir: str,
+        parent: tuple[str, int] | None = None,
+        root_dispatch_id: str = "",
+        pending_reuse: dict[int, Reuse] | None = None,
+    ) -> None:
+        self.dispatch_id = dispatch_id
+        self.manifest = manifest
+        self.results_dir = results_dir
+        self.parent = parent  # a child dispatch's (dispatch id, node id) above it
+        self.root_dispatch_id = root_dispatch_id or dispatch_id
+        self.nodes: list[ManifestNode] = manifest["nodes"]
+        self.status = [
+            S.COMPLETED if n["kind"] == "parameter" else S.NEW_OBJECT for n in self.nodes
         ]
-        self.ready.clear()
-        self.ready.extend(  # any order will do: none of them waits for another
-            n for n in range(count) if self.status[n] == Status.NEW_OBJECT and self.waiting[n] == 0
-        )
+        self.outputs: list[str | None] = [n.get("value") for n in self.nodes]
+        self.errors: dict[int, str] = {}
+        self.reprs: dict[int, str] = {}
+        self.dispatch_status = S.RUNNING
+        self.cancel_requested = False
+        self.running: set[int] = set()  # tasks out on executors
+        self.children: dict[int, str | None] = {}  # sublattice node -> child (None: submitting)
+        self.checking: set[int] = set()  # cache=True nodes whose lookup is out
+        self.cache_keys: dict[int, str] = {}
+        self.stop_wanted: set[int] = set()  # cancelled while their child was being submitted
+        self.pending_reuse = dict(pending_reuse or {})
+        self.history: deque[tuple[int, str | None, str, str]] = deque(maxlen=STORY_LENGTH)
+        count = len(self.nodes)
+        self.dependents: list[list[int]] = [[] for _ in range(count)]
+        self.inputs: list[list[Edge]] = [[] for _ in range(count)]
+        for edge in edges(manifest):
+            self.dependents[edge.source].append(edge.target)
+            self.inputs[edge.target].append(edge)
+        self.ready: deque[int] = deque()
+        self.waiting: list[int] = []
+        self._refresh_readiness()
 
-    def node(self, node_id: int) -> dict[str, Any]:
-        return self.manifest["nodes"][node_id]
+    # reading
+
+    def node(self, node_id: int) -> ManifestNode:
+        return self.nodes[node_id]
 
     def label(self, node_id: int) -> str:
-        return f"{self.node(node_id)['name']}({node_id})"
+        return f"{self.nodes[node_id]['name']}({node_id})"
 
-    def set_status(
-        self, changes: Changes, node_id: int, new: Status, at: float, cause: str = "", **fields: Any
-    ) -> None:
-        """The only place a node's status changes: check, apply, and record it."""
-        old = self.status[node_id]
-        if new not in states.NODE_TRANSITIONS.get(old, ()):
-            states.check_node(old, new, f"Node {self.label(node_id)}")  # raises, naming it
-        self.status[node_id] = new
-        fields["_d"], fields["_n"], fields["status"] = self.dispatch_id, node_id, new.value
-        changes.node_updates.append(fields)
-        changes.transition(self.dispatch_id, node_id, old.value, new.value, at, cause)
-
-    def set_dispatch_status(
-        self, changes: Changes, new: Status, at: float, cause: str = "", **fields: Any
-    ) -> None:
-        old = self.dispatch_status
-        states.check_dispatch(old, new, f"Dispatch {self.dispatch_id}")
-        self.dispatch_status = new
-        changes.dispatch_updates.append({"_d": self.dispatch_id, "status": new.value, **fields})
-        changes.transition(self.dispatch_id, DISPATCH_NODE, old.value, new.value, at, cause)
+    def story(self, node_id: int) -> list[tuple[str | None, str, str]]:
+        """The node's recent transitions, oldest first: ``(old, new, cause)``."""
+        return [(old, new, cause) for n, old, new, cause in self.history if n == node_id]
 
     def arguments(self, node_id: int) -> tuple[list[str], dict[str, str]]:
         """The output digests to pass to a node, positional and by keyword."""
-        edges = self.inputs[node_id]
-        if len(edges) == 1 and edges[0][2] == 0 and edges[0][3] is None:  # one argument
-            digest = self.outputs[edges[0][0]]
-            assert digest is not None, f"input {edges[0][0]} of {node_id} has no output"
-            return [digest], {}
         positional: dict[int, str] = {}
         keywords: dict[str, str] = {}
-        for source, _target, index, name in edges:
-            if index is None and name is None:  # a wait edge: order only
+        for edge in self.inputs[node_id]:
+            if edge.is_wait:
                 continue
-            digest = self.outputs[source]
-            assert digest is not None, f"input {source} of {node_id} has no output"
-            if name is not None:
-                keywords[name] = digest
+            digest = self.outputs[edge.source]
+            if digest is None:
+                raise states.InvalidTransition(
+                    f"Node {self.label(node_id)} (input {edge.source} has no output)",
+                    self.status[node_id],
+                    S.RUNNING,
+                    self.story(edge.source),
+                )
+            if edge.name is not None:
+                keywords[edge.name] = digest
             else:
-                positional[index] = digest
+                positional[edge.position or 0] = digest
         return [positional[i] for i in sorted(positional)], keywords
 
-    def complete(self, changes: Changes, node_id: int, digest: str) -> None:
-        self.outputs[node_id] = digest
-        for child in self.children[node_id]:
-            self.waiting[child] -= 1
-            if self.waiting[child] == 0 and self.status[child] == Status.NEW_OBJECT:
-                self.ready.append(child)
-
-    def stop_descendants(self, changes: Changes, node_id: int, new: Status, at: float) -> None:
-        """Mark every not-yet-started node downstream of ``node_id`` as ``new``."""
-        cause = f"input {self.label(node_id)} is {self.status[node_id].value}"
-        stack = list(self.children[node_id])
-        while stack:
-            child = stack.pop()
-            if self.status[child] == Status.NEW_OBJECT:
-                self.set_status(changes, child, new, at, cause)
-                stack.extend(self.children[child])
+    def positional_inputs(self, node_id: int) -> list[Edge]:
+        """A node's positional input edges in argument order."""
+        found = [e for e in self.inputs[node_id] if e.position is not None]
+        return sorted(found, key=lambda e: e.position or 0)
 
     @property
     def finished(self) -> bool:
-        return not self.running and not self.ready and not self.subdispatches
+        """Nothing runs, waits to start, or waits for a cache answer or a child."""
+        return not (self.running or self.ready or self.children or self.checking)
 
     def final_status(self) -> Status:
-        if self.cancel_requested or Status.CANCELLED in self.status:
-            return Status.CANCELLED
-        if Status.FAILED in self.status or Status.NOT_RUN in self.status:
-            return Status.FAILED
-        return Status.COMPLETED
+        if self.cancel_requested or S.CANCELLED in self.status:
+            return S.CANCELLED
+        if S.FAILED in self.status or S.NOT_RUN in self.status:
+            return S.FAILED
+        return S.COMPLETED
 
     def result_repr(self) -> str:
         result = self.manifest["result"]
@@ -139,12 +162,386 @@ class Run:
 
     def result_digest(self) -> str | None:
         result = self.manifest["result"]
-        if "node" in result:
-            return self.outputs[result["node"]]
-        return result["value"]
+        return self.outputs[result["node"]] if "node" in result else result["value"]
 
     def error_text(self) -> str | None:
-        failed = [n for n, s in enumerate(self.status) if s == Status.FAILED]
+        failed = [n for n, s in enumerate(self.status) if s == S.FAILED]
         if not failed:
             return None
         return "\n".join(f"Node {self.label(n)} failed:\n{self.errors.get(n, '')}" for n in failed)
+
+    # events
+
+    def begin(self, fx: Effects, now: float) -> None:
+        """The run joins the loop: nodes a redispatch reuses complete first."""
+        order = topological_order(len(self.status), self.manifest["edges"])
+        for node_id in (n for n in order if n in self.pending_reuse):
+            if self.status[node_id] == S.NEW_OBJECT:
+                self._reuse(node_id, self.pending_reuse[node_id], fx, now, "unchanged")
+        self.pending_reuse = {}
+
+    def resume(self, rows: Iterable[dict[str, Any]], fx: Effects, now: float) -> None:
+        """Take the states the store kept (a restart): nodes that were running run again,
+        except sublattice nodes, whose child dispatch resumes on its own."""
+        for row in rows:
+            node_id, status = row["node_id"], Status(row["status"])
+            self.status[node_id] = status
+            self.outputs[node_id] = row["output_digest"]
+            self.errors[node_id] = row["error"] or ""
+            self.reprs[node_id] = row["output_repr"] or ""
+            if status == S.RUNNING and row["sub_dispatch_id"]:
+                self.children[node_id] = row["sub_dispatch_id"]
+            elif status == S.RUNNING:
+                self._set(node_id, S.NEW_OBJECT, fx, now, "server restarted while it ran")
+        self._refresh_readiness()
+
+    def take_ready(self, fx: Effects, now: float, limit: int) -> None:
+        """Start up to ``limit`` ready nodes: collections are assembled here, ``cache=True``
+        nodes are looked up first, the rest go RUNNING and into ``fx.launch``."""
+        started = 0
+        while self.ready and not self.cancel_requested:
+            if started == limit:
+                fx.more_ready = True
+                return
+            node_id = self.ready.popleft()
+            if self.status[node_id] != S.NEW_OBJECT:
+                continue
+            node = self.nodes[node_id]
+            metadata = node.get("metadata") or {}
+            if node["kind"] == "collection" and metadata.get("collection"):
+                self._assemble(node_id, metadata["collection"], fx, now)
+            elif metadata.get("cache"):
+                self._look_up(node_id, metadata, fx)
+            else:
+                self._launch(node_id, fx, now)
+                started += 1
+        self.ready.clear()
+
+    def task_finished(self, node_id: int, outcome: Outcome, fx: Effects) -> None:
+        """A task ended (or a child dispatch did, for a sublattice node)."""
+        self.running.discard(node_id)
+        if self.status[node_id] != S.RUNNING:
+            return  # stopped already (a cancel that crossed the outcome)
+        digest = self._stored_output(outcome, fx.changes)
+        built = digest is not None and not outcome.output_ref
+        if built and self.nodes[node_id]["kind"] == "sublattice":
+            # the lattice was built: it runs as a child dispatch
+            self.children[node_id] = None
+            fx.children.append((node_id, outcome))
+            return
+        self.children.pop(node_id, None)
+        self.stop_wanted.discard(node_id)
+        if digest is None:
+            self._end_unsuccessfully(node_id, outcome, fx)
+            return
+        if node_id in self.cache_keys:
+            key = self.cache_keys[node_id]
+            row = remember(key, self.dispatch_id, node_id, digest, outcome.output_repr)
+            fx.changes.cache_rows.append(row)
+        self.reprs[node_id] = outcome.output_repr
+        self._set(
+            node_id,
+            S.COMPLETED,
+            fx,
+            outcome.end_time,
+            "completed",
+            output_digest=digest,
+            output_repr=outcome.output_repr,
+            start_time=outcome.start_time,
+            end_time=outcome.end_time,
+            stdout=outcome.stdout,
+            stderr=outcome.stderr,
+        )
+        self._complete(node_id, digest)
+
+    def attempt_failed(self, node_id: int, attempt: int, outcome: Outcome, fx: Effects) -> None:
+        """A failed attempt that will be retried: kept in ``attempts``."""
+        if self.status[node_id] != S.RUNNING:
+            return
+        fx.changes.attempts.append(
+            {
+                "dispatch_id": self.dispatch_id,
+                "node_id": node_id,
+                "attempt": attempt,
+                "status": outcome.status.value,
+                "start_time": outcome.start_time,
+                "end_time": outcome.end_time,
+                "error": outcome.error,
+                "stdout": outcome.stdout,
+                "stderr": outcome.stderr,
+            }
+        )
+        fx.changes.node_updates.append(
+            NodeUpdate(self.dispatch_id, node_id, {"attempts": attempt + 1})
+        )
+
+    def cancel(self, node_ids: list[int] | None, fx: Effects, now: float) -> None:
+        """Cancel the whole run (``None``) or some nodes: waiting ones end CANCELLED with
+        their descendants at once; running ones are stopped and end when their outcome
+        comes back; a sublattice node's child dispatch is cancelled."""
+        if node_ids is None:
+            self.cancel_requested = True
+            targets: Iterable[int] = range(len(self.status))
+        else:
+            targets = [n for n in node_ids if 0 <= n < len(self.status)]
+        for node_id in targets:
+            if node_id in self.children:
+                child = self.children[node_id]
+                if child is None:
+                    self.stop_wanted.add(node_id)
+                else:
+                    fx.stop_children.append(child)
+            elif node_id in self.running:
+                fx.stop.append(node_id)
+            elif self.status[node_id] == S.NEW_OBJECT:
+                self._set(node_id, S.CANCELLED, fx, now, "cancel requested")
+                self._stop_descendants(node_id, S.CANCELLED, fx, now)
+        if self.ready:
+            self.ready = deque(n for n in self.ready if self.status[n] == S.NEW_OBJECT)
+
+    def cache_checked(self, node_id: int, hit: Reuse | None, fx: Effects, now: float) -> None:
+        """The answer to a cache lookup: reuse the stored output, or run the node."""
+        self.checking.discard(node_id)
+        if self.status[node_id] != S.NEW_OBJECT or self.cancel_requested:
+            return
+        if hit is not None:
+            self._reuse(node_id, hit, fx, now, "cached output of an equal call")
+        else:
+            self._launch(node_id, fx, now)
+
+    def child_started(self, node_id: int, child: str, fx: Effects) -> None:
+        """A sublattice node's child dispatch is stored and running."""
+        if self.children.get(node_id, "") is not None:
+            fx.stop_children.append(child)  # the node ended meanwhile: the child must not run
+            return
+        self.children[node_id] = child
+        fx.changes.node_updates.append(
+            NodeUpdate(self.dispatch_id, node_id, {"sub_dispatch_id": child})
+        )
+        if node_id in self.stop_wanted or self.cancel_requested:
+            fx.stop_children.append(child)
+
+    def conclude(self, fx: Effects, now: float) -> None:
+        """End the dispatch if nothing is left to run; a child tells its parent node."""
+        if fx.launch or not self.finished or self.dispatch_status in FINAL_STATUSES:
+            return
+        status = self.final_status()
+        fields: dict[str, Any] = {"end_time": now, "error": self.error_text()}
+        if status == S.COMPLETED:
+            fields["result_digest"] = self.result_digest()
+        self._set_dispatch(status, fx, now, "all nodes finished", **fields)
+        fx.finished = True
+        if self.parent is not None:
+            outcome = outcome_for_parent(self.dispatch_id, status, fields, self.result_repr(), now)
+            fx.parent = (*self.parent, outcome)
+
+    def abort(self, error: str, fx: Effects, now: float) -> None:
+        """A fault while deciding about this run (a bug, or data nothing checked): the
+        dispatch ends FAILED with ``error``, its tasks and children are stopped, and the
+        store closes its unfinished nodes (their states in memory cannot be trusted)."""
+        fx.launch.clear()
+        fx.stop = sorted(self.running)
+        fx.stop_children = [c for c in self.children.values() if c is not None]
+        fx.cache_lookups.clear()
+        fx.children.clear()
+        fx.more_ready = False
+        cause = f"the dispatch failed: {error.splitlines()[0] if error else ''}"
+        fx.changes.closed.append((self.dispatch_id, cause))
+        old = self.dispatch_status
+        self.dispatch_status = S.FAILED
+        fx.changes.dispatch_updates.append(
+            _dispatch_update(self.dispatch_id, S.FAILED, end_time=now, error=error)
+        )
+        fx.changes.transition(
+            self.dispatch_id, DISPATCH_NODE, old.value, S.FAILED.value, now, cause
+        )
+        fx.finished = True
+        if self.parent is not None:
+            fields = {"error": error}
+            outcome = outcome_for_parent(self.dispatch_id, S.FAILED, fields, "", now)
+            fx.parent = (*self.parent, outcome)
+
+    # checks
+
+    def validate(self) -> None:
+        """Raise AssertionError if an invariant does not hold (run after every turn in
+        tests, and when ``COVALENT_VALIDATE`` is set)."""
+        count = len(self.nodes)
+        _require(len(self.status) == len(self.outputs) == len(self.waiting) == count, "sizes")
+        _require(self.running.isdisjoint(self.children), "a node both runs and has a child")
+        for node_id in self.running | set(self.children):
+            _require(self.status[node_id] == S.RUNNING, f"{self.label(node_id)} is not RUNNING")
+        for node_id, status in enumerate(self.status):
+            self._validate_node(node_id, status)
+        for node_id in self.ready:  # nodes that started meanwhile are skipped when taken
+            _require(self.waiting[node_id] == 0, f"{self.label(node_id)} ready too early")
+        if self.dispatch_status in FINAL_STATUSES:
+            _require(not (self.running or self.children), "a finished dispatch still runs")
+
+    def _validate_node(self, node_id: int, status: Status) -> None:
+        label = self.label(node_id)
+        sources = [self.status[e.source] for e in self.inputs[node_id]]
+        _require(self.waiting[node_id] == sum(s != S.COMPLETED for s in sources), f"{label} count")
+        if status == S.COMPLETED:
+            _require(self.outputs[node_id] is not None, f"{label} has no output")
+        if status == S.RUNNING:
+            _require(self.waiting[node_id] == 0, f"{label} ran before its inputs")
+            _require(node_id in self.running or node_id in self.children, f"{label} runs untracked")
+        if status == S.NOT_RUN:
+            _require(any(s in (S.FAILED, S.NOT_RUN) for s in sources), f"{label} NOT_RUN")
+        waits = status == S.NEW_OBJECT and self.waiting[node_id] == 0
+        if waits and not self.cancel_requested and self.dispatch_status == S.RUNNING:
+            found = node_id in self.ready or node_id in self.checking
+            _require(found, f"{label} is ready but not queued")
+
+    # the only places state changes
+
+    def _set(
+        self, node_id: int, new: Status, fx: Effects, at: float, cause: str, **fields: Any
+    ) -> None:
+        """The only place a node's status changes: check, apply, and record it."""
+        old = self.status[node_id]
+        if new not in states.NODE_TRANSITIONS.get(old, ()):
+            states.check_node(old, new, f"Node {self.label(node_id)}", self.story(node_id))
+        self.status[node_id] = new
+        fields["status"] = new.value
+        fx.changes.node_updates.append(NodeUpdate(self.dispatch_id, node_id, fields))
+        fx.changes.transition(self.dispatch_id, node_id, old.value, new.value, at, cause)
+        self.history.append((node_id, old.value, new.value, cause))
+
+    def _set_dispatch(self, new: Status, fx: Effects, at: float, cause: str, **fields: Any) -> None:
+        old = self.dispatch_status
+        states.check_dispatch(old, new, f"Dispatch {self.dispatch_id}")
+        self.dispatch_status = new
+        fx.changes.dispatch_updates.append(_dispatch_update(self.dispatch_id, new, **fields))
+        fx.changes.transition(self.dispatch_id, DISPATCH_NODE, old.value, new.value, at, cause)
+
+    # steps
+
+    def _refresh_readiness(self) -> None:
+        """Count each node's unfinished inputs and queue the nodes that can start now."""
+        done = S.COMPLETED
+        self.waiting = [sum(self.status[e.source] != done for e in edges) for edges in self.inputs]
+        self.ready = deque(  # any order will do: none of them waits for another
+            n
+            for n, status in enumerate(self.status)
+            if status == S.NEW_OBJECT and self.waiting[n] == 0
+        )
+
+    def _launch(self, node_id: int, fx: Effects, now: float) -> None:
+        self._set(node_id, S.RUNNING, fx, now, "inputs ready", start_time=now, attempts=1)
+        self.running.add(node_id)
+        fx.launch.append(node_id)
+
+    def _look_up(self, node_id: int, metadata: dict[str, Any], fx: Effects) -> None:
+        args, kwargs = self.arguments(node_id)
+        key = cache_key(self.nodes[node_id]["function"], args, kwargs, metadata.get("extras"))
+        self.cache_keys[node_id] = key
+        self.checking.add(node_id)
+        fx.cache_lookups.append((node_id, key))
+
+    def _complete(self, node_id: int, digest: str) -> None:
+        self.outputs[node_id] = digest
+        for child in self.dependents[node_id]:
+            self.waiting[child] -= 1
+            if self.waiting[child] == 0 and self.status[child] == S.NEW_OBJECT:
+                self.ready.append(child)
+
+    def _stop_descendants(self, node_id: int, new: Status, fx: Effects, at: float) -> None:
+        """Mark every not-yet-started node downstream of ``node_id`` as ``new``."""
+        cause = f"input {self.label(node_id)} is {self.status[node_id].value}"
+        stack = list(self.dependents[node_id])
+        while stack:
+            child = stack.pop()
+            if self.status[child] == S.NEW_OBJECT:
+                self._set(child, new, fx, at, cause)
+                stack.extend(self.dependents[child])
+
+    def _end_unsuccessfully(self, node_id: int, outcome: Outcome, fx: Effects) -> None:
+        status = S.CANCELLED if outcome.status == S.CANCELLED else S.FAILED
+        self.errors[node_id] = outcome.error
+        self._set(
+            node_id,
+            status,
+            fx,
+            outcome.end_time,
+            status.value.lower(),
+            error=outcome.error,
+            start_time=outcome.start_time,
+            end_time=outcome.end_time,
+            stdout=outcome.stdout,
+            stderr=outcome.stderr,
+        )
+        after = S.CANCELLED if status == S.CANCELLED else S.NOT_RUN
+        self._stop_descendants(node_id, after, fx, outcome.end_time)
+
+    def _stored_output(self, outcome: Outcome, changes: Changes) -> str | None:
+        """The digest of a completed task's output, its blob added to ``changes``."""
+        if outcome.status != S.COMPLETED:
+            return None
+        if outcome.output_ref:  # already stored (a child dispatch's result)
+            return outcome.output_ref
+        if outcome.output_file is not None:
+            written = outcome.output_file
+            changes.blob_files.append(
+                {"digest": written.digest, "size": written.size, "data": None, "path": written.path}
+            )
+            return written.digest
+        if outcome.output is not None:
+            digest = blobmod.digest(outcome.output)
+            changes.blobs[digest] = outcome.output
+            return digest
+        return None
+
+    def _assemble(self, node_id: int, shape: dict[str, Any], fx: Effects, now: float) -> None:
+        """Complete a collection node with a composite blob of its items' digests: the
+        items' bytes are not copied; whoever loads the value assembles it."""
+        args, _ = self.arguments(node_id)
+        data = blobmod.composite(shape, args)
+        digest = blobmod.digest(data)
+        fx.changes.blobs[digest] = data
+        text = ", ".join(self.reprs.get(e.source, "...") for e in self.positional_inputs(node_id))
+        brackets = {"list": "[]", "tuple": "()", "set": "{}"}.get(shape["type"], "{}")
+        text = f"{brackets[0]}{text}{brackets[1]}"
+        if len(text) > blobmod.REPR_LIMIT:
+            text = text[: blobmod.REPR_LIMIT - 3] + "..."
+        self._set(node_id, S.RUNNING, fx, now, "inputs ready", start_time=now)
+        self._set(
+            node_id,
+            S.COMPLETED,
+            fx,
+            now,
+            "assembled from its items",
+            output_digest=digest,
+            output_repr=text,
+            end_time=now,
+        )
+        self.reprs[node_id] = text
+        self._complete(node_id, digest)
+
+    def _reuse(self, node_id: int, found: Reuse, fx: Effects, now: float, cause: str) -> None:
+        """A node completes with a stored output instead of running (PENDING_REUSE first)."""
+        self._set(node_id, S.PENDING_REUSE, fx, now, cause)
+        self.reprs[node_id] = found.text
+        self._set(
+            node_id,
+            S.COMPLETED,
+            fx,
+            now,
+            f"reused {found.source}",
+            output_digest=found.digest,
+            output_repr=found.text,
+            reused_from=found.source,
+            start_time=now,
+            end_time=now,
+        )
+        self._complete(node_id, found.digest)
+
+
+def _dispatch_update(dispatch_id: str, status: Status, **fields: Any) -> DispatchUpdate:
+    return DispatchUpdate(dispatch_id, {"status": status.value, **fields})
+
+
+def _require(condition: bool, what: str) -> None:
+    if not condition:
+        raise AssertionError(f"invariant broken: {what}")

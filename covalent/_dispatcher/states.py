@@ -15,6 +15,8 @@ Dispatches: ``NEW_OBJECT -> RUNNING -> COMPLETED | FAILED | CANCELLED``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from covalent._errors import CovalentError
 from covalent._results.status import Status
 
@@ -22,7 +24,7 @@ S = Status
 
 NODE_TRANSITIONS: dict[Status | None, frozenset[Status]] = {
     None: frozenset({S.NEW_OBJECT, S.COMPLETED, S.PENDING_REUSE}),
-    S.NEW_OBJECT: frozenset({S.RUNNING, S.NOT_RUN, S.CANCELLED, S.FAILED, S.PENDING_REUSE}),
+    S.NEW_OBJECT: frozenset({S.RUNNING, S.NOT_RUN, S.CANCELLED, S.PENDING_REUSE}),
     S.PENDING_REUSE: frozenset({S.COMPLETED}),
     S.RUNNING: frozenset({S.COMPLETED, S.FAILED, S.CANCELLED, S.NEW_OBJECT}),
 }
@@ -35,18 +37,46 @@ DISPATCH_TRANSITIONS: dict[Status | None, frozenset[Status]] = {
 
 
 class InvalidTransition(CovalentError):
-    """A status change the state machine does not allow (a bug in covalent)."""
+    """A status change the state machine does not allow (a bug in covalent).
+
+    Carries what is needed to find the bug: ``what`` changed (a node's label, or a
+    dispatch), the ``old`` and ``new`` status, and ``story``: the node's recent
+    transitions, oldest first, as ``(old, new, cause)``.
+    """
+
+    def __init__(
+        self,
+        what: str,
+        old: Status | None,
+        new: Status,
+        story: Sequence[tuple[str | None, str, str]] = (),
+    ) -> None:
+        message = f"{what} cannot go from {old} to {new}."
+        if story:
+            steps = "; ".join(f"{o} -> {n} ({c})" for o, n, c in story)
+            message += f" Its recent transitions: {steps}."
+        super().__init__(message)
+        self.what, self.old, self.new, self.story = what, old, new, list(story)
 
 
 def check(
-    table: dict[Status | None, frozenset[Status]], old: Status | None, new: Status, what: str
+    table: dict[Status | None, frozenset[Status]],
+    old: Status | None,
+    new: Status,
+    what: str,
+    story: Sequence[tuple[str | None, str, str]] = (),
 ) -> None:
     if new not in table.get(old, frozenset()):
-        raise InvalidTransition(f"{what} cannot go from {old} to {new}.")
+        raise InvalidTransition(what, old, new, story)
 
 
-def check_node(old: Status | None, new: Status, what: str = "A node") -> None:
-    check(NODE_TRANSITIONS, old, new, what)
+def check_node(
+    old: Status | None,
+    new: Status,
+    what: str = "A node",
+    story: Sequence[tuple[str | None, str, str]] = (),
+) -> None:
+    check(NODE_TRANSITIONS, old, new, what, story)
 
 
 def check_dispatch(old: Status | None, new: Status, what: str = "A dispatch") -> None:

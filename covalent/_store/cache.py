@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import delete, func, select
 
+from covalent._store.changes import CacheRow
 from covalent._store.schema import cache
 from covalent._store.store import Store
 
@@ -28,7 +29,17 @@ def lookup(store: Store, key: str) -> dict[str, Any] | None:
     return dict(row._mapping) if row is not None else None
 
 
-def remember(key: str, dispatch_id: str, node_id: int, digest: str, text: str) -> dict[str, Any]:
+def find(store: Store, key: str) -> tuple[str, str, str] | None:
+    """A reusable output for ``key`` whose blob is still stored: ``(digest, repr,
+    "dispatch_id:node_id")``, or None."""
+    hit = lookup(store, key)
+    if hit is None or store.missing_blobs([hit["output_digest"]]):
+        return None
+    source = f"{hit['dispatch_id']}:{hit['node_id']}"
+    return hit["output_digest"], hit["output_repr"] or "", source
+
+
+def remember(key: str, dispatch_id: str, node_id: int, digest: str, text: str) -> CacheRow:
     """A cache row to insert with the node's completion (see ``Changes.cache_rows``)."""
     return {
         "key": key,

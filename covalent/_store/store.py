@@ -12,8 +12,8 @@ import os
 import sqlite3
 import tempfile
 import threading
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,65 +23,21 @@ from sqlalchemy.exc import IntegrityError
 
 from covalent._errors import CovalentError
 from covalent._store import migrate, schema
-from covalent._store.schema import attempts, blobs, dispatches, nodes, transitions
-
-NODE_COLUMNS = (
-    "dispatch_id",
-    "node_id",
-    "name",
-    "kind",
-    "status",
-    "executor",
-    "start_time",
-    "end_time",
-    "output_digest",
-    "output_repr",
-    "attempts",
+from covalent._store.changes import (
+    NODE_COLUMNS,
+    Changes,
+    DispatchUpdate,
+    NodeRow,
+    NodeUpdate,
 )
-"""The columns of the node rows :meth:`Store.create_dispatch` takes, in order."""
+from covalent._store.schema import attempts, blobs, dispatches, nodes, transitions
 
 INLINE_LIMIT = 256 * 1024
 WAL_LIMIT = 64 * 1024 * 1024
 CACHE_BYTES = 64 * 1024 * 1024
-DISPATCH_NODE = -1
-
-
-@dataclass
-class Changes:
-    """A batch of writes to commit together."""
-
-    blobs: dict[str, bytes] = field(default_factory=dict)
-    node_updates: list[dict[str, Any]] = field(default_factory=list)
-    dispatch_updates: list[dict[str, Any]] = field(default_factory=list)
-    transitions: list[dict[str, Any]] = field(default_factory=list)
-    attempts: list[dict[str, Any]] = field(default_factory=list)
-    blob_files: list[dict[str, Any]] = field(default_factory=list)  # already on disk
-    cache_rows: list[dict[str, Any]] = field(default_factory=list)
-
-    def __bool__(self) -> bool:
-        return bool(
-            self.blobs
-            or self.blob_files
-            or self.cache_rows
-            or self.node_updates
-            or self.dispatch_updates
-            or self.transitions
-            or self.attempts
-        )
-
-    def transition(
-        self, dispatch_id: str, node_id: int, old: str | None, new: str, at: float, cause: str = ""
-    ) -> None:
-        self.transitions.append(
-            {
-                "dispatch_id": dispatch_id,
-                "node_id": node_id,
-                "old": old,
-                "new": new,
-                "at": at,
-                "cause": cause,
-            }
-        )
+BLOB_COLUMNS = ("digest", "size", "data", "path")
+UNFINISHED = ("NEW_OBJECT", "PENDING_REUSE", "RUNNING")
+"""Node statuses an aborted dispatch's nodes may be left in, closed as CANCELLED."""
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -148,6 +104,96 @@ class _RawWriter:
         self.db.close()
 
 
+Key = tuple[Any, ...]
+
+
+class _Statements:
+    """How batches of rows are written: through SQLAlchemy Core, on any database.
+
+    The store picks this or :class:`_SqliteStatements` once, from its URL.
+    """
+
+    def insert(
+        self,
+        conn: Any,
+        table: Any,
+        columns: tuple[str, ...],
+        rows: Sequence[tuple[Any, ...]],
+        ignore: bool = False,
+    ) -> None:
+        """Insert rows given as tuples in ``columns`` order; with ``ignore``, skip those
+        whose key exists (blobs and cache rows are content-addressed)."""
+        stmt = postgresql.insert(table).on_conflict_do_nothing() if ignore else insert(table)
+        conn.execute(stmt, [dict(zip(columns, row, strict=True)) for row in rows])
+
+    def update(
+        self,
+        conn: Any,
+        table: Any,
+        keys: tuple[str, ...],
+        columns: tuple[str, ...],
+        rows: list[tuple[Any, ...]],
+    ) -> None:
+        """Set ``columns`` of the rows selected by ``keys``: each row is the new values
+        followed by the key values."""
+        stmt = (
+            update(table)
+            .where(*(table.c[k] == bindparam(f"k_{k}") for k in keys))
+            .values({c: bindparam(f"v_{c}") for c in columns})
+        )
+        names = [f"v_{c}" for c in columns] + [f"k_{k}" for k in keys]
+        conn.execute(stmt, [dict(zip(names, row, strict=True)) for row in rows])
+
+    def close_unfinished(self, conn: Any, closed: list[tuple[str, str]], at: float) -> None:
+        """Mark every unfinished node of each ``(dispatch id, cause)`` CANCELLED."""
+        for dispatch_id, cause in closed:
+            conn.execute(
+                update(nodes)
+                .where(nodes.c.dispatch_id == dispatch_id, nodes.c.status.in_(UNFINISHED))
+                .values(status="CANCELLED", end_time=at, error=cause)
+            )
+
+
+class _SqliteStatements(_Statements):
+    """The same statements straight through the SQLite driver: several times faster than
+    compiling parameters row by row, on the dispatcher's hot path."""
+
+    def insert(
+        self,
+        conn: Any,
+        table: Any,
+        columns: tuple[str, ...],
+        rows: Sequence[tuple[Any, ...]],
+        ignore: bool = False,
+    ) -> None:
+        marks = ", ".join("?" for _ in columns)
+        verb = "INSERT OR IGNORE" if ignore else "INSERT"
+        sql = f"{verb} INTO {table.name} ({', '.join(columns)}) VALUES ({marks})"
+        conn.exec_driver_sql(sql, rows)
+
+    def update(
+        self,
+        conn: Any,
+        table: Any,
+        keys: tuple[str, ...],
+        columns: tuple[str, ...],
+        rows: list[tuple[Any, ...]],
+    ) -> None:
+        sql = (
+            f"UPDATE {table.name} SET {', '.join(f'{c} = ?' for c in columns)} "
+            f"WHERE {' AND '.join(f'{k} = ?' for k in keys)}"
+        )
+        conn.exec_driver_sql(sql, rows)
+
+    def close_unfinished(self, conn: Any, closed: list[tuple[str, str]], at: float) -> None:
+        marks = ", ".join("?" for _ in UNFINISHED)
+        sql = (
+            "UPDATE nodes SET status = 'CANCELLED', end_time = ?, error = ? "
+            f"WHERE dispatch_id = ? AND status IN ({marks})"
+        )
+        conn.exec_driver_sql(sql, [(at, cause, d, *UNFINISHED) for d, cause in closed])
+
+
 class Store:
     def __init__(self, url: str, blobs_dir: str | Path) -> None:
         self.url = url
@@ -158,6 +204,7 @@ class Store:
         file_db = url.startswith("sqlite:///") and path not in ("", ":memory:")
         self._raw_path = path if file_db else None
         self._raw: _RawWriter | None = None
+        self._sql = _SqliteStatements() if url.startswith("sqlite") else _Statements()
 
     @classmethod
     def sqlite(cls, db_path: str | Path, blobs_dir: str | Path) -> Store:
@@ -212,85 +259,30 @@ class Store:
     def _insert_blobs(self, conn: Any, items: dict[str, bytes]) -> None:
         if not items:
             return
-        rows = []
-        for name, data in items.items():
-            if len(data) > INLINE_LIMIT:
-                rows.append(
-                    {
-                        "digest": name,
-                        "size": len(data),
-                        "data": None,
-                        "path": self._write_file(name, data),
-                    }
-                )
-            else:
-                rows.append({"digest": name, "size": len(data), "data": data, "path": None})
-        if rows:
-            self._insert_ignoring(conn, blobs, rows)
+        rows = [
+            (name, len(data), None, self._write_file(name, data))
+            if len(data) > INLINE_LIMIT
+            else (name, len(data), data, None)
+            for name, data in items.items()
+        ]
+        self._sql.insert(conn, blobs, BLOB_COLUMNS, rows, ignore=True)
         for name, data in items.items():
             self.cache.put(name, data)
 
-    def _bulk_insert(self, conn: Any, table: Any, rows: list[dict[str, Any]]) -> None:
-        """Insert many rows with the same keys; on SQLite straight through the driver,
-        which is several times faster than compiling parameters row by row."""
-        if not self.url.startswith("sqlite"):
-            conn.execute(insert(table), rows)
-            return
-        columns = tuple(rows[0])
-        self._insert_tuples(conn, table, columns, [tuple(row[c] for c in columns) for row in rows])
+    def _insert_rows(self, conn: Any, table: Any, rows: list[Any], ignore: bool = False) -> None:
+        """Insert rows given as dicts (TypedDicts) with the same keys."""
+        if rows:
+            columns = tuple(rows[0])
+            params = [tuple(row[c] for c in columns) for row in rows]
+            self._sql.insert(conn, table, columns, params, ignore)
 
-    def _insert_tuples(
-        self,
-        conn: Any,
-        table: Any,
-        columns: tuple[str, ...],
-        rows: list[tuple[Any, ...]],
-        verb: str = "INSERT",
+    def _update_rows(
+        self, conn: Any, table: Any, keys: tuple[str, ...], updates: list[Any]
     ) -> None:
-        """Insert rows given as tuples in ``columns`` order (``verb``: ``INSERT OR
-        IGNORE`` on SQLite to skip rows whose key exists)."""
-        if not self.url.startswith("sqlite"):
-            conn.execute(insert(table), [dict(zip(columns, row, strict=True)) for row in rows])
-            return
-        marks = ", ".join("?" for _ in columns)
-        sql = f"{verb} INTO {table.name} ({', '.join(columns)}) VALUES ({marks})"
-        conn.exec_driver_sql(sql, rows)
-
-    def _update_many(self, conn: Any, table: Any, updates: list[dict[str, Any]]) -> None:
-        """Apply row updates: ``_d`` (and ``_n`` for nodes) select the row, the other keys
-        are new column values; rows with the same columns go in one executemany."""
-        keys = {"_d": "dispatch_id", "_n": "node_id"}
-        for columns, rows in _group_by_keys(updates):
-            where = [k for k in ("_d", "_n") if k in rows[0]]
-            if self.url.startswith("sqlite"):
-                sql = (
-                    f"UPDATE {table.name} SET {', '.join(f'{c} = ?' for c in columns)} "
-                    f"WHERE {' AND '.join(f'{keys[k]} = ?' for k in where)}"
-                )
-                params = [tuple(row[c] for c in (*columns, *where)) for row in rows]
-                conn.exec_driver_sql(sql, params)
-                continue
-            stmt = (
-                update(table)
-                .where(*(table.c[keys[k]] == bindparam(k) for k in where))
-                .values({c: bindparam(f"v_{c}") for c in columns})
-            )
-            conn.execute(stmt, [_renamed(row) for row in rows])
-
-    def _insert_ignoring(self, conn: Any, table: Any, rows: list[dict[str, Any]]) -> None:
-        """Insert rows, skipping those whose key exists; on SQLite through the driver."""
-        if not self.url.startswith("sqlite"):
-            conn.execute(self._insert_ignore(table), rows)
-            return
-        columns = tuple(rows[0])
-        params = [tuple(row[c] for c in columns) for row in rows]
-        self._insert_tuples(conn, table, columns, params, verb="INSERT OR IGNORE")
-
-    def _insert_ignore(self, table: Any) -> Any:
-        """INSERT that skips rows whose key exists (blobs are content-addressed)."""
-        if self.url.startswith("sqlite"):
-            return insert(table).prefix_with("OR IGNORE")
-        return postgresql.insert(table).on_conflict_do_nothing()
+        """Apply row updates (:class:`NodeUpdate` or :class:`DispatchUpdate`): merged per
+        row, then one executemany per set of columns."""
+        for columns, rows in _grouped(updates):
+            self._sql.update(conn, table, keys, columns, rows)
 
     def blob_file(self, name: str) -> str | None:
         """The path of a blob stored as a file, or None (inline, or unknown)."""
@@ -317,18 +309,17 @@ class Store:
     # writes
 
     def create_dispatch(
-        self, row: dict[str, Any], node_rows: list[tuple[Any, ...]], changes: Changes
+        self, row: dict[str, Any], node_rows: list[NodeRow], changes: Changes
     ) -> None:
-        """Store a new dispatch, its nodes (``NODE_COLUMNS`` tuples), its blobs and first
-        transitions in one transaction."""
+        """Store a new dispatch, its nodes, its blobs and first transitions in one
+        transaction."""
         try:
             with self.engine.begin() as conn:
                 self._insert_blobs(conn, changes.blobs)
                 conn.execute(insert(dispatches), [row])
                 if node_rows:
-                    self._insert_tuples(conn, nodes, NODE_COLUMNS, node_rows)
-                if changes.transitions:
-                    self._bulk_insert(conn, transitions, changes.transitions)
+                    self._sql.insert(conn, nodes, NODE_COLUMNS, node_rows)
+                self._insert_rows(conn, transitions, changes.transitions)
         except IntegrityError as e:
             raise CovalentError(f"Dispatch {row['dispatch_id']} already exists.") from e
 
@@ -354,16 +345,14 @@ class Store:
 
     def _write(self, conn: Any, changes: Changes) -> None:
         self._insert_blobs(conn, changes.blobs)
-        if changes.blob_files:
-            self._insert_ignoring(conn, blobs, changes.blob_files)
-        self._update_many(conn, nodes, changes.node_updates)
-        self._update_many(conn, dispatches, changes.dispatch_updates)
-        if changes.transitions:
-            self._bulk_insert(conn, transitions, changes.transitions)
-        if changes.cache_rows:
-            self._insert_ignoring(conn, schema.cache, changes.cache_rows)
-        if changes.attempts:
-            self._bulk_insert(conn, attempts, changes.attempts)
+        self._insert_rows(conn, blobs, changes.blob_files, ignore=True)
+        self._update_rows(conn, nodes, ("dispatch_id", "node_id"), changes.node_updates)
+        self._update_rows(conn, dispatches, ("dispatch_id",), changes.dispatch_updates)
+        if changes.closed:
+            self._sql.close_unfinished(conn, changes.closed, time.time())
+        self._insert_rows(conn, transitions, changes.transitions)
+        self._insert_rows(conn, schema.cache, changes.cache_rows, ignore=True)
+        self._insert_rows(conn, attempts, changes.attempts)
 
     def delete_dispatch(self, dispatch_id: str) -> bool:
         with self.engine.begin() as conn:
@@ -446,33 +435,25 @@ class Store:
             return [r[0] for r in conn.execute(query)]
 
 
-def _group_by_keys(
-    updates: list[dict[str, Any]],
-) -> list[tuple[tuple[str, ...], list[dict[str, Any]]]]:
-    """Row updates merged per row (``_d``, ``_n``; later values win) and grouped by their
-    columns (keys not starting with ``_``), so that each group is one executemany and no
-    group can undo another's newer value for the same row."""
-    merged: dict[tuple[Any, Any], dict[str, Any]] = {}
-    copied: set[tuple[Any, Any]] = set()
-    for change in updates:
-        key = (change["_d"], change.get("_n"))
+def _grouped(
+    updates: list[NodeUpdate] | list[DispatchUpdate],
+) -> list[tuple[tuple[str, ...], list[tuple[Any, ...]]]]:
+    """Row updates merged per row (later values win) and grouped by their columns, so
+    that each group is one executemany and no group can undo another's newer value for
+    the same row. Each row comes out as its values followed by its key."""
+    merged: dict[Key, dict[str, Any]] = {}
+    copied: set[Key] = set()
+    for update_ in updates:
+        key, fields = tuple(update_[:-1]), update_[-1]
         row = merged.get(key)
         if row is None:
-            merged[key] = change
+            merged[key] = fields
             continue
         if key not in copied:
             row = merged[key] = dict(row)
             copied.add(key)
-        row.update(change)
-    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    for row in merged.values():
-        groups.setdefault(tuple(row), []).append(row)
-    return [
-        (tuple(k for k in keys if not k.startswith("_")), rows) for keys, rows in groups.items()
-    ]
-
-
-def _renamed(row: dict[str, Any]) -> dict[str, Any]:
-    """Column values as ``v_<column>``: a bind parameter may not share its column's name
-    in an UPDATE."""
-    return {(k if k.startswith("_") else f"v_{k}"): v for k, v in row.items()}
+        row.update(fields)
+    groups: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
+    for key, fields in merged.items():
+        groups.setdefault(tuple(fields), []).append((*fields.values(), *key))
+    return list(groups.items())

@@ -10,7 +10,7 @@ import contextlib
 import inspect
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple, TypedDict
 
 from covalent._errors import BadRequestError, WorkflowError
 from covalent._wire import blobs as blobmod
@@ -21,6 +21,63 @@ FORMAT = 1
 DEFAULT_EXECUTOR = "local"
 JSON_METADATA = ("retries", "retry_delay", "timeout", "cache", "collection")
 PICKLED_METADATA = ("files", "deps_bash", "deps_pip", "call_before", "call_after")
+
+
+class ExecutorSpec(TypedDict):
+    """An executor as it travels: a plugin's short name and its settings (JSON)."""
+
+    name: str
+    attributes: dict[str, Any]
+
+
+class ManifestNode(TypedDict, total=False):
+    """One node of a manifest. Parameters have ``value`` (and ``value_repr``); the other
+    kinds have ``function``, ``executor`` and ``metadata`` (JSON settings such as
+    ``timeout``, and ``extras``: the digest of the pickled deps and hooks)."""
+
+    id: int
+    name: str
+    kind: str
+    value: str
+    value_repr: str
+    function: str
+    executor: ExecutorSpec
+    metadata: dict[str, Any]
+
+
+class Manifest(TypedDict, total=False):
+    """A dispatch as it travels (see docs/architecture.md, "The wire"). ``edges`` are
+    ``[source, target, index, name]`` lists; :class:`Edge` reads one."""
+
+    format: int
+    lattice: dict[str, Any]
+    inputs: dict[str, Any]
+    nodes: list[ManifestNode]
+    edges: list[list[Any]]
+    result: dict[str, Any]
+    functions: dict[str, dict[str, str]]
+    triggers: list[dict[str, Any]]
+    reuse: dict[str, Any]
+
+
+class Edge(NamedTuple):
+    """An edge of the transport graph: ``source``'s output goes to ``target`` as
+    positional argument ``position`` or keyword argument ``name``; with neither it is a
+    wait edge (``ct.wait``), which orders the two nodes and passes no data."""
+
+    source: int
+    target: int
+    position: int | None
+    name: str | None
+
+    @property
+    def is_wait(self) -> bool:
+        return self.position is None and self.name is None
+
+
+def edges(manifest: Manifest | dict[str, Any]) -> list[Edge]:
+    """A (validated) manifest's edges as :class:`Edge` records."""
+    return [Edge(*edge) for edge in manifest["edges"]]
 
 
 class BlobSet:
@@ -295,8 +352,7 @@ def _validate_edges(edges: Any, count: int) -> None:
     for edge in edges:
         ok = isinstance(edge, list) and len(edge) == 4
         ok = ok and all(isinstance(v, int) and 0 <= v < count for v in edge[:2])
-        wait = ok and edge[2] is None and edge[3] is None  # orders nodes, passes no data
-        ok = ok and (wait or isinstance(edge[2], int) or isinstance(edge[3], str))
+        ok = ok and (Edge(*edge).is_wait or isinstance(edge[2], int) or isinstance(edge[3], str))
         ok = ok and (edge[2] is None or isinstance(edge[2], int))
         if not ok:
             raise BadRequestError(
@@ -311,8 +367,9 @@ def _validate_slots(edges: list[list[Any]]) -> None:
     """Each node's inputs fill positions 0..n-1 once each, and each keyword once."""
     positions: dict[int, list[int]] = {}
     names: dict[int, set[str]] = {}
-    for _source, target, index, name in edges:
-        if index is None and name is None:
+    for edge in edges:
+        _source, target, index, name = edge
+        if Edge(*edge).is_wait:
             continue
         if name is not None:
             if name in names.setdefault(target, set()):

@@ -255,7 +255,7 @@ class _WorkerThread(threading.Thread):
         for job in batch:
             job.worker = self
         while position < len(batch):
-            self.current = batch[position]
+            self._make_current(batch[position])
             try:
                 replies = self._receive()
             except WorkerDied as e:
@@ -339,6 +339,15 @@ class _WorkerThread(threading.Thread):
         with contextlib.suppress(subprocess.TimeoutExpired):
             return process.wait(timeout=10)
         return None
+
+    def _make_current(self, job: Job) -> None:
+        """``job`` is the one the worker runs now; if it was cancelled before (even
+        before this thread knew it had it), its process is killed at once."""
+        with self._kill_lock:
+            self.current = job
+            if job.cancelled and self.process is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    self.process.kill()
 
     def kill_for(self, job: Job) -> None:
         """Kill the worker process if it is running ``job`` (cancellation)."""

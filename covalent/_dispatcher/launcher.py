@@ -1,0 +1,192 @@
+"""Handing nodes to executors, and their outcomes back to the loop's queue.
+
+Tasks with no timeout or retries, on an executor already set up that takes them so,
+start at once, many per call (the executor's fast path, ``_start_many``), and report
+straight to the queue: no coroutine or future per task. Every other task gets a
+supervising coroutine (:meth:`Launcher._supervise`) that sets the executor up if needed,
+applies the timeout, retries failed attempts, and on cancellation calls the executor's
+``cancel`` hook.
+
+The launcher keeps each running task's handle (an asyncio task or a pool's job), so
+that the loop can stop a node by its id; the run itself only knows which nodes run.
+
+Cancel sequence (docs/executors.md): the handle is cancelled; a pool job is dropped if
+queued or its worker process killed if running; a supervised task's coroutine gets
+CancelledError, awaits ``executor.cancel(task)`` (at most 30 s) and reports CANCELLED.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from covalent._dispatcher.events import AttemptFailed, Event, TaskFinished
+from covalent._dispatcher.executors import ExecutorRegistry
+from covalent._dispatcher.run import Run
+from covalent._errors import CovalentError
+from covalent._results.status import Status
+from covalent._store.store import Store
+from covalent.executor.base import BaseExecutor, Outcome, Task
+from covalent.executor.task import Cancellable
+
+log = logging.getLogger("covalent.dispatcher")
+
+CANCEL_HOOK_TIMEOUT = 30.0
+"""Seconds an executor's ``cancel`` hook may take before the node is reported anyway."""
+
+
+def policy(executor: BaseExecutor, task: Task) -> dict[str, Any]:
+    """A task's timeout, retries and retry delay: its electron's, over the executor's."""
+    return {**executor._task_policy, **task.metadata}
+
+
+def supervised(task_policy: dict[str, Any]) -> bool:
+    """Whether a task needs a coroutine watching it: a timeout, or retries."""
+    return bool(task_policy.get("timeout") or task_policy.get("retries"))
+
+
+class Launcher:
+    """Starts nodes on their executors and stops them on request."""
+
+    def __init__(
+        self, store: Store, executors: ExecutorRegistry, report: Callable[[Event], None]
+    ) -> None:
+        self.store = store
+        self.executors = executors
+        self.report = report
+        self.handles: dict[tuple[str, int], Cancellable] = {}
+        self._blobs_dir = str(store.blobs_dir)
+
+    def start(self, run: Run, node_ids: list[int]) -> None:
+        """Hand ``node_ids`` of ``run`` (already RUNNING) to their executors."""
+        fast: dict[int, tuple[BaseExecutor, list[tuple[int, Task]]]] = {}
+        for node_id in node_ids:
+            node = run.node(node_id)
+            task = self.task(run, node_id)
+            executor = self.executors.cached(node["executor"])
+            if executor is not None and not supervised(policy(executor, task)):
+                fast.setdefault(id(executor), (executor, []))[1].append((node_id, task))
+            else:
+                self._supervise_soon(run, node_id, task)
+        for executor, group in fast.values():
+            self._start_fast(run, executor, group)
+
+    def _start_fast(self, run: Run, executor: BaseExecutor, group: list[tuple[int, Task]]) -> None:
+        try:
+            handles = executor._start_many([(t, self._reporter(run, n)) for n, t in group])
+        except Exception:
+            handles = None
+            log.exception("starting tasks on %s failed", type(executor).__name__)
+        if handles is None:
+            for node_id, task in group:
+                self._supervise_soon(run, node_id, task)
+            return
+        for (node_id, _task), handle in zip(group, handles, strict=True):
+            self.handles[(run.dispatch_id, node_id)] = handle
+
+    def _supervise_soon(self, run: Run, node_id: int, task: Task) -> None:
+        spec = run.node(node_id)["executor"]
+        coroutine = self._supervise(run.dispatch_id, node_id, spec, task)
+        self.handles[(run.dispatch_id, node_id)] = asyncio.create_task(coroutine)
+
+    def stop(self, dispatch_id: str, node_id: int) -> None:
+        """Cancel a running node's task; its outcome (CANCELLED) comes back as usual."""
+        handle = self.handles.get((dispatch_id, node_id))
+        if handle is not None:
+            handle.cancel()
+
+    def forget(self, dispatch_id: str, node_id: int) -> None:
+        """The node's outcome arrived: its handle is no longer needed."""
+        self.handles.pop((dispatch_id, node_id), None)
+
+    def stop_all(self) -> None:
+        for handle in list(self.handles.values()):
+            handle.cancel()
+
+    def _reporter(self, run: Run, node_id: int) -> Callable[[Outcome], None]:
+        dispatch_id, put = run.dispatch_id, self.report
+
+        def report(outcome: Outcome) -> None:
+            put(TaskFinished(dispatch_id, node_id, outcome))
+
+        return report
+
+    def task(self, run: Run, node_id: int) -> Task:
+        """The Task an executor gets for a node: its function and inputs as digests."""
+        node = run.node(node_id)
+        args, kwargs = run.arguments(node_id)
+        return Task(
+            dispatch_id=run.dispatch_id,
+            node_id=node_id,
+            name=node["name"],
+            function=node["function"],
+            args=args,
+            kwargs=kwargs,
+            load_blob=self.load_blob,
+            blob_file=self.store.blob_file,
+            blobs_dir=self._blobs_dir,
+            results_dir=run.results_dir,
+            metadata={**node.get("metadata", {}), "sublattice": node["kind"] == "sublattice"},
+        )
+
+    def load_blob(self, name: str) -> bytes:
+        data = self.store.read_blob(name)
+        if data is None:
+            raise CovalentError(f"Blob {name} is missing from the store.")
+        return data
+
+    async def _supervise(
+        self, dispatch_id: str, node_id: int, spec: Mapping[str, Any], task: Task
+    ) -> None:
+        """Run one node on its executor, with its retries and timeout; report the outcome."""
+        attempt = 1
+        executor: BaseExecutor | None = None
+        try:
+            executor = self.executors.cached(spec) or await self.executors.get(spec)
+            task_policy = policy(executor, task)
+            while True:
+                outcome = await _attempt(executor, task, task_policy.get("timeout"))
+                if outcome.status != Status.FAILED or attempt > int(
+                    task_policy.get("retries") or 0
+                ):
+                    break
+                self.report(AttemptFailed(dispatch_id, node_id, attempt, outcome))
+                await asyncio.sleep(float(task_policy.get("retry_delay") or 0))
+                attempt += 1
+        except asyncio.CancelledError:
+            outcome = Outcome(Status.CANCELLED, error="Cancelled while running.")
+            if executor is not None:
+                await _tell_cancel(executor, task)
+        except CovalentError as e:
+            outcome = Outcome.failure(str(e))
+        except Exception:
+            outcome = Outcome.failure(
+                f"The executor {spec['name']!r} failed:\n{traceback.format_exc()}"
+            )
+        self.report(TaskFinished(dispatch_id, node_id, outcome))
+
+
+async def _tell_cancel(executor: BaseExecutor, task: Task) -> None:
+    """Let the executor know too (its ``cancel`` hook); its execute was cancelled."""
+    try:
+        await asyncio.wait_for(executor.cancel(task), CANCEL_HOOK_TIMEOUT)
+    except Exception:
+        log.exception("cancel hook of %s failed", type(executor).__name__)
+
+
+async def _attempt(executor: BaseExecutor, task: Task, timeout: float | None) -> Outcome:
+    if not timeout:
+        return await executor.execute(task)
+    started = time.time()
+    try:
+        return await asyncio.wait_for(executor.execute(task), float(timeout))
+    except asyncio.TimeoutError:
+        return Outcome.failure(
+            f"Electron {task.name}({task.node_id}) timed out: it ran longer than its "
+            f"timeout of {float(timeout):g} s and was stopped.",
+            start_time=started,
+        )

@@ -1,0 +1,144 @@
+"""A new dispatch: checked, stored in one transaction, and made into a :class:`Run`.
+
+Nothing is unpickled: the manifest's structure and digests are checked, the blobs are
+stored as bytes. A redispatch with ``reuse`` finds here, once, which nodes take the
+earlier dispatch's outputs (:mod:`reuse`); the run applies them when it joins the loop.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from covalent._dispatcher import reuse as reusemod
+from covalent._dispatcher.run import Reuse, Run
+from covalent._errors import DispatchNotFoundError
+from covalent._results.status import Status
+from covalent._store.changes import DISPATCH_NODE, Changes, NodeRow
+from covalent._store.store import Store
+from covalent._wire import manifest as manifestmod
+
+
+class Parent(NamedTuple):
+    """Where a sublattice's child dispatch belongs."""
+
+    dispatch_id: str
+    node_id: int
+    root_dispatch_id: str
+
+
+class Submitted(NamedTuple):
+    dispatch_id: str
+    row: dict[str, Any]
+    run: Run | None  # None with disable_run
+    transitions: list[Any]
+
+
+def submit(
+    store: Store,
+    results_root: Path,
+    manifest: dict[str, Any],
+    blobs: dict[str, bytes],
+    disable_run: bool = False,
+    parent: Parent | None = None,
+) -> Submitted:
+    """Check and store a dispatch; return its id, row and Run once it is committed.
+
+    Raises BadRequestError naming what is wrong with the manifest, and
+    DispatchNotFoundError when a redispatch reuses a dispatch that is not stored.
+    """
+    manifestmod.validate(manifest, _available(store, manifest, blobs).__contains__)
+    reused = _reusable(store, manifest)
+    dispatch_id = str(uuid.uuid4())
+    now = time.time()
+    results_dir = results_root / dispatch_id
+    results_dir.mkdir(parents=True, exist_ok=True)
+    status = Status.NEW_OBJECT if disable_run else Status.RUNNING
+    changes = Changes(blobs=blobs)
+    changes.transition(dispatch_id, DISPATCH_NODE, None, status.value, now, "submitted")
+    node_rows = _node_rows(dispatch_id, manifest["nodes"], now)
+    row = {
+        "dispatch_id": dispatch_id,
+        "root_dispatch_id": parent.root_dispatch_id if parent else dispatch_id,
+        "parent_dispatch_id": parent.dispatch_id if parent else None,
+        "parent_node_id": parent.node_id if parent else None,
+        "lattice_name": manifest["lattice"]["name"],
+        "status": status.value,
+        "created_at": now,
+        "start_time": None if disable_run else now,
+        "node_count": len(node_rows),
+        "manifest": manifestmod.dumps({k: v for k, v in manifest.items() if k != "blobs"}),
+        "summary": json.dumps(manifestmod.summary(manifest)),
+        "results_dir": str(results_dir),
+    }
+    store.create_dispatch(row, node_rows, changes)
+    run = None
+    if not disable_run:
+        run = Run(
+            dispatch_id,
+            manifest,
+            str(results_dir),
+            parent=(parent.dispatch_id, parent.node_id) if parent else None,
+            root_dispatch_id=row["root_dispatch_id"],
+            pending_reuse=reused,
+        )
+    return Submitted(dispatch_id, row, run, changes.transitions)
+
+
+def _available(store: Store, manifest: dict[str, Any], blobs: dict[str, bytes]) -> set[str]:
+    """The blobs a manifest names that are in the request or already stored, found with
+    one query (a re-submitted manifest sends none and may name thousands)."""
+    named = manifestmod.named_blobs(manifest) - blobs.keys()
+    return set(blobs) | (named - store.missing_blobs(named))
+
+
+def _reusable(store: Store, manifest: dict[str, Any]) -> dict[int, Reuse]:
+    """For a redispatch with reuse: the nodes that take the earlier dispatch's outputs."""
+    source = (manifest.get("reuse") or {}).get("dispatch_id")
+    if not source:
+        return {}
+    old = store.get_dispatch(str(source), with_manifest=True)
+    if old is None:
+        raise DispatchNotFoundError(str(source))
+    found = reusemod.reusable(manifest, old["manifest"], store.get_nodes(str(source)))
+    return {n: Reuse(digest, text, f"{source}:{n}") for n, (digest, text) in found.items()}
+
+
+def _node_rows(dispatch_id: str, nodes: list[dict[str, Any]], now: float) -> list[NodeRow]:
+    """The nodes' first rows: parameters are COMPLETED with their value, the rest
+    NEW_OBJECT. (Their first state has no transition row of its own: the dispatch's
+    ``submitted`` row stands for all of them.)"""
+    completed, new = Status.COMPLETED.value, Status.NEW_OBJECT.value
+    return [
+        NodeRow(
+            dispatch_id,
+            n["id"],
+            n["name"],
+            "parameter",
+            completed,
+            None,
+            now,
+            now,
+            n["value"],
+            n.get("value_repr"),
+            0,
+        )  # fmt: skip
+        if n["kind"] == "parameter"
+        else NodeRow(
+            dispatch_id,
+            n["id"],
+            n["name"],
+            n["kind"],
+            new,
+            n["executor"]["name"],
+            None,
+            None,
+            None,
+            None,
+            0,
+        )  # fmt: skip
+        for n in nodes
+    ]

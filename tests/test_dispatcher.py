@@ -1,0 +1,519 @@
+"""The dispatcher loop in-process: a real Dispatcher on a real SQLite store, with an
+executor the test controls. No server, no worker processes; each test takes seconds.
+
+The controlled executor (``ControlledExecutor``) hands every task it gets to the test,
+which decides its end: an outcome of its choosing, or running it for real in-process
+with covalent's own runner (``run_for_real``). ``validate`` is on: every touched run's
+invariants are checked after every turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import covalent as ct
+from covalent._dispatcher import states
+from covalent._dispatcher.dispatcher import LAUNCH_CHUNK, Dispatcher
+from covalent._dispatcher.executors import ExecutorRegistry
+from covalent._results.status import FINAL_STATUSES, Status
+from covalent._store.store import Store
+from covalent._wire import blobs, manifest
+from covalent.executor import _runner, plugins
+from covalent.executor.base import BaseExecutor
+from covalent.executor.task import BlobFile, Outcome, Task, outcome_from_reply
+
+S = Status
+DEADLINE = 60.0
+
+
+class ControlledExecutor(BaseExecutor):
+    """Hands each task to the test through ``Control`` and returns what the test says."""
+
+    control: Control  # set by the fixture on the class (one test at a time)
+
+    def __init__(self, **_settings: Any) -> None:
+        pass
+
+    async def execute(self, task: Task) -> Outcome:
+        decided: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self.control.started.put_nowait((task, decided))
+        try:
+            return await decided
+        except asyncio.CancelledError:
+            self.control.cancel_hooks_due.append(task.key)
+            raise
+
+    async def cancel(self, task: Task) -> bool:
+        self.control.cancelled.append(task.key)
+        return True
+
+
+class Control:
+    def __init__(self) -> None:
+        self.started: asyncio.Queue[tuple[Task, asyncio.Future[Outcome]]] = asyncio.Queue()
+        self.cancelled: list[tuple[str, int]] = []
+        self.cancel_hooks_due: list[tuple[str, int]] = []
+
+    async def next(self) -> tuple[Task, asyncio.Future[Outcome]]:
+        return await asyncio.wait_for(self.started.get(), DEADLINE)
+
+
+def value_outcome(value: Any) -> Outcome:
+    return Outcome(S.COMPLETED, output=blobs.dumps(value), output_repr=repr(value))
+
+
+async def run_for_real(task: Task) -> Outcome:
+    """The task run by covalent's runner in this process (in a thread)."""
+    values = {name: task.load_blob(name) for name in task.value_names()}
+    function_of = lambda digest: blobs.loads(task.load_blob(digest))  # noqa: E731
+    reply = await asyncio.to_thread(_runner.run_task, task.payload(), function_of, values)
+    return outcome_from_reply(reply)
+
+
+@pytest.fixture
+async def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Env]:
+    monkeypatch.setenv("COVALENT_CONFIG_DIR", str(tmp_path / "config"))
+    control = Control()
+    ControlledExecutor.control = control
+    store = Store.sqlite(tmp_path / "db.sqlite", tmp_path / "blobs")
+    store.create_schema()
+    found = Env(tmp_path, store, control)
+    await found.start()
+    try:
+        yield found
+    finally:
+        await found.stop()
+        store.close()
+
+
+class Env:
+    def __init__(self, root: Path, store: Store, control: Control) -> None:
+        self.root, self.store, self.control = root, store, control
+        self.dispatcher: Dispatcher | None = None
+
+    async def start(self) -> Dispatcher:
+        registry = ExecutorRegistry()
+        registry.plugins["controlled"] = plugins.Plugin("controlled", ControlledExecutor)
+        self.dispatcher = Dispatcher(self.store, self.root / "results", registry, validate=True)
+        await self.dispatcher.start()
+        return self.dispatcher
+
+    async def stop(self) -> None:
+        if self.dispatcher is not None:
+            await self.dispatcher.stop()
+            self.dispatcher = None
+
+    @property
+    def d(self) -> Dispatcher:
+        assert self.dispatcher is not None
+        return self.dispatcher
+
+    def submit(self, lattice: Any, *args: Any, **kwargs: Any) -> str:
+        man, blob_map = build(lattice, *args, **kwargs)
+        return self.d.submit(man, blob_map)
+
+    async def finished(self, dispatch_id: str) -> dict[str, Any]:
+        deadline = time.monotonic() + DEADLINE
+        while time.monotonic() < deadline:
+            row = self.store.get_dispatch(dispatch_id)
+            assert row is not None
+            if Status(row["status"]) in FINAL_STATUSES and dispatch_id not in self.d.runs:
+                return row
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"dispatch {dispatch_id} did not finish in {DEADLINE} s")
+
+    def nodes(self, dispatch_id: str) -> dict[int, dict[str, Any]]:
+        return {row["node_id"]: row for row in self.store.get_nodes(dispatch_id)}
+
+    def statuses(self, dispatch_id: str) -> list[str]:
+        return [row["status"] for row in self.store.get_nodes(dispatch_id)]
+
+    def transitions(self, dispatch_id: str) -> list[tuple[int, str | None, str]]:
+        rows = self.store.get_transitions(dispatch_id)
+        return [(t["node_id"], t["old"], t["new"]) for t in rows]
+
+
+def build(lattice: Any, *args: Any, **kwargs: Any) -> tuple[dict[str, Any], dict[str, bytes]]:
+    graph = lattice.build_graph(*args, **kwargs)
+    return manifest.from_graph(graph, args, kwargs, lattice)
+
+
+# workflows
+
+fake = "controlled"
+
+
+@ct.electron(executor=fake)
+def identity(x):
+    return x
+
+
+@ct.electron(executor=fake)
+def square(x):
+    return x * x
+
+
+@ct.lattice
+def seed(a):
+    return square(x=identity(x=a))
+
+
+@ct.lattice
+def fan(n):
+    return [identity(i) for i in range(n)]
+
+
+@ct.lattice
+def two_branches():
+    return [square(identity(1)), square(identity(2))]
+
+
+@ct.electron(executor=fake, retries=1)
+def flaky(x):
+    return x
+
+
+@ct.lattice
+def retried(a):
+    return flaky(a)
+
+
+@ct.electron(executor=fake, timeout=0.3)
+def stuck(x):
+    return x
+
+
+@ct.lattice
+def timed(a):
+    return stuck(a)
+
+
+@ct.electron(executor=fake)
+@ct.lattice
+def inner(x):
+    return square(x)
+
+
+@ct.lattice
+def outer(x):
+    return identity(inner(x))
+
+
+@ct.electron(executor=fake, cache=True)
+def cached(x):
+    return x + 1
+
+
+@ct.lattice
+def cached_flow(a):
+    return cached(a)
+
+
+# the happy path and failures
+
+
+async def test_the_seed_runs_to_completed_through_every_step(env: Env) -> None:
+    dispatch_id = env.submit(seed, a=2)
+    task, done = await env.control.next()
+    assert (task.name, task.node_id, task.args) == ("identity", 0, [])
+    done.set_result(value_outcome(2))
+    task, done = await env.control.next()
+    assert task.name == "square" and task.kwargs["x"] == blobs.digest(blobs.dumps(2))
+    done.set_result(value_outcome(4))
+    row = await env.finished(dispatch_id)
+    assert row["status"] == "COMPLETED"
+    assert row["result_digest"] == blobs.digest(blobs.dumps(4))
+    assert env.statuses(dispatch_id) == ["COMPLETED"] * 3
+    assert env.transitions(dispatch_id) == [
+        (-1, None, "RUNNING"),
+        (0, "NEW_OBJECT", "RUNNING"),
+        (0, "RUNNING", "COMPLETED"),
+        (2, "NEW_OBJECT", "RUNNING"),
+        (2, "RUNNING", "COMPLETED"),
+        (-1, "RUNNING", "COMPLETED"),
+    ]
+
+
+async def test_a_failure_stops_its_branch_and_fails_the_dispatch(env: Env) -> None:
+    dispatch_id = env.submit(two_branches)
+    started = {}
+    for _ in range(2):
+        task, done = await env.control.next()
+        started[task.node_id] = done
+    started[0].set_result(Outcome.failure("Traceback: ValueError: no"))
+    started[3].set_result(value_outcome(2))
+    task, done = await env.control.next()
+    assert task.node_id == 5
+    done.set_result(value_outcome(4))
+    row = await env.finished(dispatch_id)
+    assert row["status"] == "FAILED"
+    assert "Node identity(0) failed:\nTraceback: ValueError: no" in row["error"]
+    statuses = env.statuses(dispatch_id)
+    assert statuses[0] == "FAILED" and statuses[2] == statuses[6] == "NOT_RUN"
+    assert statuses[5] == "COMPLETED"
+
+
+async def test_a_real_task_run_in_process(env: Env) -> None:
+    dispatch_id = env.submit(seed, a=3)
+    for _ in range(2):
+        task, done = await env.control.next()
+        done.set_result(await run_for_real(task))
+    row = await env.finished(dispatch_id)
+    assert row["status"] == "COMPLETED"
+    assert blobs.loads(env.store.read_blob(row["result_digest"])) == 9
+
+
+async def test_a_wide_fan_out_starts_in_chunks(env: Env) -> None:
+    count = LAUNCH_CHUNK + 10
+    dispatch_id = env.submit(fan, count)
+    for _ in range(count):
+        task, done = await env.control.next()
+        done.set_result(value_outcome(task.node_id))
+    row = await env.finished(dispatch_id)
+    assert row["status"] == "COMPLETED"
+
+
+# cancel, retries, timeouts
+
+
+async def test_cancel_stops_the_running_task_calls_the_hook_and_cancels_the_rest(
+    env: Env,
+) -> None:
+    dispatch_id = env.submit(seed, a=2)
+    task, _done = await env.control.next()
+    env.d.cancel(dispatch_id)
+    row = await env.finished(dispatch_id)
+    assert row["status"] == "CANCELLED"
+    assert env.statuses(dispatch_id) == ["CANCELLED", "COMPLETED", "CANCELLED"]
+    assert env.control.cancelled == [task.key]  # the executor's cancel hook ran
+
+
+async def test_a_cancel_that_crosses_a_completion_keeps_the_completion(env: Env) -> None:
+    dispatch_id = env.submit(seed, a=2)
+    _task, done = await env.control.next()
+    done.set_result(value_outcome(2))  # its outcome and the cancel meet in one turn
+    env.d.cancel(dispatch_id, [0])
+    task, done = await env.control.next()
+    assert task.node_id == 2
+    done.set_result(value_outcome(4))
+    row = await env.finished(dispatch_id)
+    assert row["status"] == "COMPLETED"
+
+
+async def test_a_failed_attempt_is_retried_and_kept(env: Env) -> None:
+    dispatch_id = env.submit(retried, 5)
+    _task, done = await env.control.next()
+    done.set_result(Outcome.failure("first try failed"))
+    _task, done = await env.control.next()
+    done.set_result(value_outcome(5))
+    row = await env.finished(dispatch_id)
+    assert row["status"] == "COMPLETED"
+    attempts = env.store.get_attempts(dispatch_id)
+    assert [(a["attempt"], a["status"], a["error"]) for a in attempts] == [
+        (1, "FAILED", "first try failed")
+    ]
+    assert env.nodes(dispatch_id)[0]["attempts"] == 2
+
+
+async def test_a_task_past_its_timeout_fails_and_is_stopped(env: Env) -> None:
+    dispatch_id = env.submit(timed, 1)
+    task, _done = await env.control.next()
+    row = await env.finished(dispatch_id)
+    assert row["status"] == "FAILED"
+    assert "timed out" in env.nodes(dispatch_id)[0]["error"]
+    assert env.control.cancel_hooks_due == [task.key]
+
+
+# reuse, cache, sublattices
+
+
+async def test_a_cache_node_runs_once_then_is_reused(env: Env) -> None:
+    first = env.submit(cached_flow, 1)
+    _task, done = await env.control.next()
+    done.set_result(value_outcome(2))
+    assert (await env.finished(first))["status"] == "COMPLETED"
+    second = env.submit(cached_flow, 1)
+    row = await env.finished(second)
+    assert row["status"] == "COMPLETED" and env.control.started.empty()
+    assert env.nodes(second)[0]["reused_from"] == f"{first}:0"
+    assert (0, "NEW_OBJECT", "PENDING_REUSE") in env.transitions(second)
+
+
+async def test_a_redispatch_reuses_what_did_not_change(env: Env) -> None:
+    first = env.submit(seed, a=2)
+    for value in (2, 4):
+        _task, done = await env.control.next()
+        done.set_result(value_outcome(value))
+    await env.finished(first)
+    man, blob_map = build(seed, a=2)
+    man["reuse"] = {"dispatch_id": first}
+    second = env.d.submit(man, blob_map)
+    row = await env.finished(second)
+    assert row["status"] == "COMPLETED" and env.control.started.empty()
+    assert [n["reused_from"] for n in env.store.get_nodes(second)] == [
+        f"{first}:0",
+        None,
+        f"{first}:2",
+    ]
+
+
+async def test_a_sublattice_runs_as_a_child_dispatch(env: Env) -> None:
+    dispatch_id = env.submit(outer, 3)
+    for _ in range(2):  # square in the child, then identity (the build runs on "local")
+        task, done = await env.control.next()
+        done.set_result(await run_for_real(task))
+    row = await env.finished(dispatch_id)
+    assert row["status"] == "COMPLETED"
+    assert blobs.loads(env.store.read_blob(row["result_digest"])) == 9
+    node = next(n for n in env.store.get_nodes(dispatch_id) if n["kind"] == "sublattice")
+    child = env.store.get_dispatch(node["sub_dispatch_id"])
+    assert child is not None and child["parent_dispatch_id"] == dispatch_id
+    assert child["status"] == "COMPLETED"
+
+
+async def test_cancelling_a_dispatch_cancels_its_child(env: Env) -> None:
+    dispatch_id = env.submit(outer, 3)
+    task, done = await env.control.next()
+    done.set_result(await run_for_real(task))  # the child is submitted
+    task, _done = await env.control.next()  # square, in the child
+    env.d.cancel(dispatch_id)
+    row = await env.finished(dispatch_id)
+    assert row["status"] == "CANCELLED"
+    child = env.store.get_dispatch(task.dispatch_id)
+    assert child is not None and child["status"] == "CANCELLED"
+
+
+# faults stay in their dispatch
+
+
+def poison_manifest() -> tuple[dict[str, Any], dict[str, bytes]]:
+    """A manifest the door lets through whose collection node has a shape nothing can
+    assemble: deciding about it raises."""
+    man, blob_map = build(fan, 2)
+    for node in man["nodes"]:
+        if node["kind"] == "collection":
+            node["metadata"]["collection"] = "not-a-shape"
+    return man, blob_map
+
+
+async def test_a_decision_that_raises_fails_its_dispatch_alone(env: Env) -> None:
+    good = env.submit(seed, a=2)
+    bad = env.d.submit(*poison_manifest())
+    started = [await env.control.next() for _ in range(3)]  # seed's first, fan's two
+    for task, done in started:
+        done.set_result(value_outcome(2 if task.dispatch_id == good else task.node_id))
+    row = await env.finished(bad)  # it fails when its collection is assembled
+    assert row["status"] == "FAILED"
+    assert "covalent failed while running this dispatch" in row["error"]
+    assert "not-a-shape" in row["error"] or "TypeError" in row["error"]
+    assert env.statuses(bad) == ["COMPLETED", "COMPLETED", "COMPLETED", "COMPLETED", "CANCELLED"]
+    task, done = await env.control.next()  # the seed goes on
+    assert task.dispatch_id == good
+    done.set_result(value_outcome(4))
+    assert (await env.finished(good))["status"] == "COMPLETED"
+
+
+async def test_an_outcome_the_store_cannot_take_fails_only_its_dispatch(env: Env) -> None:
+    good = env.submit(seed, a=2)
+    bad = env.submit(seed, a=5)
+    tasks = {}
+    for _ in range(2):
+        task, done = await env.control.next()
+        tasks[task.dispatch_id] = done
+    huge = BlobFile("b" * 64, 2**70, str(env.root / "nowhere"))  # no SQLite INTEGER holds it
+    tasks[bad].set_result(Outcome(S.COMPLETED, output_file=huge))
+    tasks[good].set_result(value_outcome(2))
+    task, done = await env.control.next()
+    assert task.dispatch_id == good
+    done.set_result(value_outcome(4))
+    assert (await env.finished(good))["status"] == "COMPLETED"
+    row = await env.finished(bad)
+    assert row["status"] == "FAILED" and "could not store" in row["error"]
+
+
+# resume
+
+
+async def test_a_restart_runs_again_what_was_running_and_keeps_what_completed(env: Env) -> None:
+    dispatch_id = env.submit(seed, a=2)
+    _task, done = await env.control.next()
+    done.set_result(value_outcome(2))
+    task, _done = await env.control.next()
+    assert task.node_id == 2
+    await env.stop()  # as if killed: node 2 is RUNNING in the store
+    assert env.statuses(dispatch_id) == ["COMPLETED", "COMPLETED", "RUNNING"]
+    await env.start()
+    task, done = await env.control.next()
+    assert task.node_id == 2  # only the running node runs again
+    done.set_result(value_outcome(4))
+    assert (await env.finished(dispatch_id))["status"] == "COMPLETED"
+    assert (2, "RUNNING", "NEW_OBJECT") in env.transitions(dispatch_id)
+
+
+async def test_a_dispatch_that_cannot_be_resumed_fails_and_the_rest_resume(env: Env) -> None:
+    broken = env.submit(seed, a=1)
+    fine = env.submit(seed, a=2)
+    for _ in range(2):
+        await env.control.next()
+    await env.stop()
+    with env.store.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "UPDATE dispatches SET manifest = ? WHERE dispatch_id = ?",
+            (json.dumps({"nodes": "not a list"}).encode(), broken),
+        )
+    await env.start()
+    row = await env.finished(broken)
+    assert row["status"] == "FAILED" and "could not resume" in row["error"]
+    assert set(env.statuses(broken)) <= {"COMPLETED", "CANCELLED"}
+    task, done = await env.control.next()
+    assert task.dispatch_id == fine
+    done.set_result(value_outcome(2))
+    task, done = await env.control.next()
+    done.set_result(value_outcome(4))
+    assert (await env.finished(fine))["status"] == "COMPLETED"
+
+
+# the transition table, through the loop
+
+
+async def test_the_loop_makes_every_node_transition_of_the_table(env: Env) -> None:
+    """The scenarios above, together, walk every allowed node transition; this test
+    walks them again in one place and checks none is missing."""
+    seen: set[tuple[str | None, str]] = set()
+
+    def note(dispatch_id: str) -> None:
+        seen.update((old, new) for node, old, new in env.transitions(dispatch_id) if node >= 0)
+
+    for test in (
+        test_the_seed_runs_to_completed_through_every_step,
+        test_a_failure_stops_its_branch_and_fails_the_dispatch,
+        test_cancel_stops_the_running_task_calls_the_hook_and_cancels_the_rest,
+        test_a_cache_node_runs_once_then_is_reused,
+        test_a_restart_runs_again_what_was_running_and_keeps_what_completed,
+    ):
+        before = {row["dispatch_id"] for row in env.store.list_dispatches(limit=1000)}
+        await test(env)
+        for row in env.store.list_dispatches(limit=1000):
+            if row["dispatch_id"] not in before:
+                note(row["dispatch_id"])
+    two = env.submit(two_branches)
+    await env.control.next()
+    await env.control.next()
+    env.d.cancel(two, [2])  # a waiting node cancelled alone
+    env.d.cancel(two)
+    await env.finished(two)
+    note(two)
+    expected = {
+        (old.value, new.value)
+        for old, targets in states.NODE_TRANSITIONS.items()
+        if old is not None
+        for new in targets
+    }
+    assert expected - seen == set(), f"never made: {sorted(expected - seen)}"
