@@ -21,6 +21,7 @@ from covalent._errors import (
     ExecutorError,
     ServerError,
     ServerUnavailableError,
+    StorageFullError,
     WorkflowError,
 )
 from covalent._wire import bundle
@@ -29,6 +30,8 @@ API = "/api/v1"
 _ERRORS: dict[str, type[CovalentError]] = {
     "BadRequestError": BadRequestError,
     "TooLargeError": BadRequestError,
+    "InvalidFieldError": BadRequestError,
+    "StorageFullError": StorageFullError,
     "WorkflowError": WorkflowError,
     "ExecutorError": ExecutorError,
 }

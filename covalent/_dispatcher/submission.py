@@ -20,6 +20,7 @@ from covalent._results.status import Status
 from covalent._store.changes import DISPATCH_NODE, Changes, NodeRow
 from covalent._store.store import Store
 from covalent._wire import manifest as manifestmod
+from covalent._wire import schema
 
 
 class Parent(NamedTuple):
@@ -47,10 +48,13 @@ def submit(
 ) -> Submitted:
     """Check and store a dispatch; return its id, row and Run once it is committed.
 
-    Raises BadRequestError naming what is wrong with the manifest, and
+    ``manifest`` fits the schema (:func:`schema.read_bundle` read it, or it was stored);
+    its structure is checked here. Raises BadRequestError naming what is wrong with it,
+    InvalidFieldError for a number in it that is not finite, StorageFullError when the
+    store has no room, and
     DispatchNotFoundError when a redispatch reuses a dispatch that is not stored.
     """
-    manifestmod.validate(manifest, _available(store, manifest, blobs).__contains__)
+    schema.check_structure(manifest, _available(store, manifest, blobs).__contains__)
     reused = _reusable(store, manifest)
     dispatch_id = str(uuid.uuid4())
     now = time.time()
@@ -70,7 +74,7 @@ def submit(
         "created_at": now,
         "start_time": None if disable_run else now,
         "node_count": len(node_rows),
-        "manifest": manifestmod.dumps({k: v for k, v in manifest.items() if k != "blobs"}),
+        "manifest": schema.dumps({k: v for k, v in manifest.items() if k != "blobs"}),
         "summary": json.dumps(manifestmod.summary(manifest)),
         "results_dir": str(results_dir),
     }

@@ -24,6 +24,7 @@ from covalent import __version__, _config
 from covalent._dispatcher.dispatcher import Dispatcher
 from covalent._errors import BadRequestError, DispatchNotFoundError
 from covalent._results.status import FINAL_STATUSES, Status
+from covalent._server.params import BeatSeconds, Limit, Lines, NodeId, Offset
 from covalent._store import queries
 from covalent._store.store import Store
 
@@ -94,7 +95,7 @@ async def events(
     request: Request,
     dispatch_id: str | None = None,
     summary: bool = False,
-    heartbeat: float = HEARTBEAT,
+    heartbeat: BeatSeconds = HEARTBEAT,
 ) -> StreamingResponse:
     """Committed transitions as server-sent events, for one dispatch or for all.
 
@@ -177,8 +178,8 @@ def dispatch_list(
     request: Request,
     status: str | None = None,
     q: str | None = None,
-    limit: int = 50,
-    offset: int = 0,
+    limit: Limit = 50,
+    offset: Offset = 0,
 ) -> dict[str, Any]:
     """A page of dispatches (newest first) with node counts, the total, and status counts."""
     if status and status not in Status.__members__:
@@ -231,7 +232,7 @@ def _edge_label(target_kind: str, index: int | None, name: str | None) -> str:
 
 
 @router.get("/api/v1/ui/dispatches/{dispatch_id}/nodes/{node_id}")
-def node_detail(request: Request, dispatch_id: str, node_id: int) -> dict[str, Any]:
+def node_detail(request: Request, dispatch_id: str, node_id: NodeId) -> dict[str, Any]:
     """Everything about one node: its row, inputs, executor, source and attempts."""
     store = _store(request)
     manifest = queries.manifest(store, dispatch_id)
@@ -332,7 +333,7 @@ def _masked(tree: Any, key: str = "") -> Any:
 
 
 @router.get("/api/v1/ui/logs")
-def server_log(request: Request, lines: int = 2000) -> dict[str, Any]:
+def server_log(request: Request, lines: Lines = 2000) -> dict[str, Any]:
     """The last ``lines`` lines of the server's log file."""
     path = Path(_config.get_value("dispatcher.log_file"))
     count = max(1, min(lines, MAX_LOG_LINES))
