@@ -7,6 +7,7 @@ earlier dispatch's outputs (:mod:`reuse`); the run applies them when it joins th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import uuid
@@ -19,8 +20,8 @@ from covalent._errors import DispatchNotFoundError
 from covalent._results.status import Status
 from covalent._store.changes import DISPATCH_NODE, Changes, NodeRow
 from covalent._store.store import Store
+from covalent._wire import blobfiles, schema
 from covalent._wire import manifest as manifestmod
-from covalent._wire import schema
 
 
 class Parent(NamedTuple):
@@ -59,7 +60,10 @@ def submit(
     dispatch_id = str(uuid.uuid4())
     now = time.time()
     results_dir = results_root / dispatch_id
-    results_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        results_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise blobfiles.storage_error(e, f"dispatch {dispatch_id}", results_root) from e
     status = Status.NEW_OBJECT if disable_run else Status.RUNNING
     changes = Changes(blobs=blobs)
     changes.transition(dispatch_id, DISPATCH_NODE, None, status.value, now, "submitted")
@@ -78,7 +82,12 @@ def submit(
         "summary": json.dumps(manifestmod.summary(manifest)),
         "results_dir": str(results_dir),
     }
-    store.create_dispatch(row, node_rows, changes)
+    try:
+        store.create_dispatch(row, node_rows, changes)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            results_dir.rmdir()  # empty yet: nothing of this dispatch stays
+        raise
     run = None
     if not disable_run:
         run = Run(

@@ -71,6 +71,7 @@ def create_app(store: Store, results_root: str, settings: dict[str, Any] | None 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store.create_schema()
+        store.sweep_partial_files()
         dispatcher = Dispatcher(store, results_root)
         trigger_manager = TriggerManager(store, dispatcher)
         app.state.covalent = ServerState(store, dispatcher, settings or {}, trigger_manager)
