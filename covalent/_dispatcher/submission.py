@@ -55,7 +55,7 @@ def submit(
     dispatch_id = str(uuid.uuid4())
     now = time.time()
     results_dir = results_root / dispatch_id
-    results_dir.mkdir(parents=True, exist_ok=True)
+    results_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # its owner's only
     status = Status.NEW_OBJECT if disable_run else Status.RUNNING
     changes = Changes(blobs=blobs)
     changes.transition(dispatch_id, DISPATCH_NODE, None, status.value, now, "submitted")

@@ -31,6 +31,7 @@ from covalent._store import queries
 from covalent._store.store import Store
 from covalent._wire import bundle
 from covalent._wire.blobs import is_digest
+from covalent._wire.secrets import mask_manifest
 
 log = logging.getLogger("covalent.server")
 
@@ -235,7 +236,7 @@ def _routes(app: FastAPI) -> None:
         row = _state(request).store.get_dispatch(dispatch_id, with_manifest=True)
         if row is None:
             raise DispatchNotFoundError(dispatch_id)
-        return JSONResponse(row["manifest"])
+        return JSONResponse(mask_manifest(row["manifest"]))  # no executor secrets shown
 
     @app.get(f"{API}/dispatches/{{dispatch_id}}/transitions")
     async def get_transitions(request: Request, dispatch_id: str) -> Response:

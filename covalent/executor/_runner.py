@@ -210,7 +210,7 @@ class _Output:
             if os.path.exists(path):  # the same bytes are stored already
                 os.unlink(self.tmp)
             else:
-                os.makedirs(os.path.dirname(path), exist_ok=True)
+                os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
                 os.replace(self.tmp, path)
         except OSError as e:
             self.discard()
