@@ -39,3 +39,16 @@ def test_a_manifest_is_masked_node_by_node():
     assert shown["nodes"][1]["executor"]["attributes"]["env"] == {"K": MASK}
     assert manifest["nodes"][1]["executor"]["attributes"]["env"] == {"K": "v"}
     assert shown["nodes"][0] == manifest["nodes"][0]
+
+
+def test_a_plugin_declares_its_own_secrets():
+    from covalent._wire.secrets import declared_secrets, mask_spec
+
+    class Plugin:
+        class cls:  # noqa: N801  (a stand-in for an executor class)
+            SECRET_SETTINGS = ("license",)
+
+    declared = declared_secrets({"vendor": Plugin})
+    spec = {"name": "vendor", "attributes": {"license": "L-1", "nodes": 4}}
+    assert mask_spec(spec, declared)["attributes"] == {"license": MASK, "nodes": 4}
+    assert mask_spec({**spec, "name": "other"}, declared)["attributes"]["license"] == "L-1"

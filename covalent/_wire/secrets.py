@@ -11,7 +11,7 @@ secret (:data:`SECRET_WORDS`), and of the names a plugin lists in its class attr
 from __future__ import annotations
 
 import copy
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from typing import Any
 
 MASK = "********"
@@ -55,22 +55,38 @@ def mask_settings(attributes: dict[str, Any], declared: Collection[str] = ()) ->
     return masked
 
 
-def mask_spec(spec: Any) -> Any:
+Declared = Mapping[str, Collection[str]]
+"""Each plugin's short name to the settings its class lists in ``SECRET_SETTINGS``."""
+
+
+def mask_spec(spec: Any, declared: Declared | None = None) -> Any:
     """An executor spec (``{"name", "attributes"}``) with its settings masked."""
     if not isinstance(spec, dict) or not isinstance(spec.get("attributes"), dict):
         return spec
-    return {**spec, "attributes": mask_settings(spec["attributes"])}
+    names = (declared or {}).get(str(spec.get("name")), ())
+    return {**spec, "attributes": mask_settings(spec["attributes"], names)}
 
 
-def mask_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
+def mask_manifest(manifest: dict[str, Any], declared: Declared | None = None) -> dict[str, Any]:
     """A copy of a manifest whose nodes' executor settings are masked."""
     shown = copy.copy(manifest)
     nodes = manifest.get("nodes")
     if isinstance(nodes, list):
         shown["nodes"] = [
-            {**node, "executor": mask_spec(node["executor"])}
+            {**node, "executor": mask_spec(node["executor"], declared)}
             if isinstance(node, dict) and "executor" in node
             else node
             for node in nodes
         ]
     return shown
+
+
+def declared_secrets(plugins: Mapping[str, Any]) -> dict[str, Collection[str]]:
+    """``SECRET_SETTINGS`` of each plugin class (a mapping of short name to an object
+    with a ``cls``, as executor discovery gives)."""
+    found: dict[str, Collection[str]] = {}
+    for name, plugin in plugins.items():
+        names = getattr(getattr(plugin, "cls", None), "SECRET_SETTINGS", ())
+        if isinstance(names, (list, tuple, set, frozenset)):
+            found[name] = frozenset(str(n) for n in names)
+    return found
