@@ -220,12 +220,17 @@ def test_invalid_transition_names_the_node_both_states_and_its_story():
 # starting nodes
 
 
-def test_take_ready_starts_a_node_and_records_the_update_and_transition():
+def test_take_ready_queues_a_node_and_its_start_makes_it_running():
     run, effects = new_run(manifest_of(workflow, a=2)), fx()
     assert take_ready(run, effects) == [0]
-    assert run.status[0] == S.RUNNING and run.running == {0}
+    assert run.status[0] == S.NEW_OBJECT and run.running == {0}  # queued: nothing stored
+    assert not effects.changes
+    effects = fx()
+    run.task_started(0, AT + 1, effects)
+    run.validate()
+    assert run.status[0] == S.RUNNING
     assert effects.changes.node_updates == [
-        NodeUpdate("dispatch-1", 0, {"start_time": AT, "attempts": 1, "status": "RUNNING"})
+        NodeUpdate("dispatch-1", 0, {"start_time": AT + 1, "attempts": 1, "status": "RUNNING"})
     ]
     assert effects.changes.transitions == [
         {
@@ -233,10 +238,66 @@ def test_take_ready_starts_a_node_and_records_the_update_and_transition():
             "node_id": 0,
             "old": "NEW_OBJECT",
             "new": "RUNNING",
-            "at": AT,
-            "cause": "inputs ready",
+            "at": AT + 1,
+            "cause": "started",
         }
     ]
+
+
+def test_an_outcome_without_a_start_records_the_start_it_carries():
+    run = new_run(manifest_of(workflow, a=2))
+    take_ready(run)
+    outcome = Outcome(S.COMPLETED, output=b"2", output_repr="2", start_time=AT, end_time=AT + 2)
+    effects = fx()
+    run.task_finished(0, outcome, effects)
+    run.validate()
+    assert [(t["old"], t["new"]) for t in effects.changes.transitions] == [
+        ("NEW_OBJECT", "RUNNING"),
+        ("RUNNING", "COMPLETED"),
+    ]
+    assert effects.changes.node_updates[-1].fields["start_time"] == AT
+    assert effects.changes.node_updates[-1].fields["end_time"] == AT + 2
+
+
+def test_output_while_running_is_stored_and_the_outcome_adds_the_rest():
+    run = new_run(manifest_of(workflow, a=2))
+    take_ready(run)
+    run.task_started(0, AT, fx())
+    effects = fx()
+    run.task_output(0, "stdout", "first line\n", effects)
+    assert effects.changes.node_updates == [NodeUpdate("dispatch-1", 0, {"stdout": "first line\n"})]
+    outcome = Outcome(
+        S.CANCELLED, stdout="second\n", stderr="err", start_time=AT + 9, end_time=AT + 5
+    )
+    effects = fx()
+    run.task_finished(0, outcome, effects)
+    fields = effects.changes.node_updates[0].fields
+    assert fields["status"] == "CANCELLED"
+    assert fields["stdout"] == "first line\nsecond\n" and fields["stderr"] == "err"
+    assert (fields["start_time"], fields["end_time"]) == (AT, AT + 5)  # its true start
+
+
+def test_a_stream_past_the_limit_keeps_head_and_tail_and_spills_the_whole_text():
+    from covalent._dispatcher.streams import STREAM_LIMIT
+
+    run = new_run(manifest_of(workflow, a=2))
+    take_ready(run)
+    run.task_started(0, AT, fx())
+    chunks = [f"{i:09d}\n" * 1000 for i in range(60)]  # 600,000 characters
+    spilled = []
+    for chunk in chunks:
+        effects = fx()
+        run.task_output(0, "stdout", chunk, effects)
+        spilled += [text for _path, text in effects.spill]
+    whole = "".join(chunks)
+    assert "".join(spilled) == whole
+    shown = effects.changes.node_updates[-1].fields["stdout"]
+    assert shown.startswith(whole[: STREAM_LIMIT // 2]) and shown.endswith(
+        whole[-STREAM_LIMIT // 2 :]
+    )
+    dropped = len(whole) - STREAM_LIMIT
+    assert f"[... {dropped} characters not shown; the whole text is in " in shown
+    assert effects.spill[0][0].endswith("node_0.stdout.log")
 
 
 def test_take_ready_starts_at_most_the_limit_and_asks_to_come_back():
@@ -353,6 +414,7 @@ def test_a_failure_marks_its_descendants_not_run_and_leaves_other_branches_alone
 def test_cancelling_the_dispatch_stops_running_nodes_and_cancels_waiting_ones():
     run = new_run(manifest_of(diamond))
     take_ready(run)
+    run.task_started(0, AT, fx())
     effects = fx()
     run.cancel(None, effects, AT)
     run.validate()
@@ -368,6 +430,21 @@ def test_cancelling_the_dispatch_stops_running_nodes_and_cancels_waiting_ones():
     assert effects.finished and run.dispatch_status == S.CANCELLED
     assert effects.changes.dispatch_updates[0].fields["status"] == "CANCELLED"
     assert effects.changes.transitions[0]["node_id"] == DISPATCH_NODE
+
+
+def test_a_node_cancelled_while_queued_ends_cancelled_without_having_run():
+    run = new_run(manifest_of(workflow, a=2))
+    take_ready(run)
+    effects = fx()
+    run.cancel(None, effects, AT)
+    assert effects.stop == [0] and run.status[0] == S.NEW_OBJECT
+    effects = fx()
+    run.task_finished(0, Outcome(S.CANCELLED, start_time=AT, end_time=AT), effects)
+    run.validate()
+    assert [(t["node_id"], t["old"], t["new"]) for t in effects.changes.transitions] == [
+        (0, "NEW_OBJECT", "CANCELLED")  # node 2 was cancelled with the request
+    ]
+    assert "start_time" not in effects.changes.node_updates[0].fields
 
 
 def test_cancelling_one_waiting_node_cancels_its_descendants_only():

@@ -104,7 +104,9 @@ def start(port: int | None = None, develop: bool = False) -> tuple[str, bool]:
 
 def _spawn(host: str, port: int, develop: bool) -> subprocess.Popen[bytes]:
     log_file = Path(_config.get_value("dispatcher.log_file"))
-    log_file.parent.mkdir(parents=True, exist_ok=True)
+    log_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # the log names dispatches
+    if not log_file.exists():
+        os.close(os.open(log_file, os.O_CREAT | os.O_WRONLY, 0o600))
     command = [
         sys.executable,
         "-m",

@@ -45,6 +45,8 @@ from covalent._dispatcher.events import (
     Joined,
     MoreReady,
     TaskFinished,
+    TaskOutput,
+    TaskStarted,
 )
 from covalent._dispatcher.executors import ExecutorRegistry
 from covalent._dispatcher.launcher import Launcher
@@ -187,6 +189,8 @@ class Dispatcher:
             run = self.runs.get(dispatch_id)
             if run is not None and not fx.finished:
                 self._guarded(run, fx, changes, lambda r, f: _advance(r, f, now), now)
+            if run is not None and self.validate and not run.aborted:
+                self._guarded(run, fx, changes, lambda r, f: r.validate(), now)
         await self._commit(changes, effects)
         self.events.publish(changes.transitions)
         if log.isEnabledFor(logging.DEBUG):
@@ -222,8 +226,6 @@ class Dispatcher:
         mark = changes.mark()
         try:
             step(run, fx)
-            if self.validate:
-                run.validate()
         except Exception:
             changes.rollback(mark)
             error = (
@@ -317,6 +319,8 @@ class Dispatcher:
             self.queue.put_nowait(Faulted(dispatch_id, error))
 
     def _do(self, run: Run, fx: Effects) -> None:
+        for path, text in fx.spill:
+            _append(path, text)
         for node_id in fx.stop:
             self.launcher.stop(run.dispatch_id, node_id)
         for child in fx.stop_children:
@@ -371,10 +375,23 @@ class Dispatcher:
             self.queue.put_nowait(TaskFinished(dispatch_id, node_id, outcome))
 
 
+def _append(path: str, text: str) -> None:
+    """Append to a stream's log file (a stream past the store's limit)."""
+    try:
+        with open(path, "a", encoding="utf-8", errors="replace") as f:
+            f.write(text)
+    except OSError:
+        log.exception("cannot write the log file %s", path)
+
+
 def _apply(run: Run, event: Event, fx: Effects, now: float) -> None:
     """Hand one event to its run."""
     if isinstance(event, Joined):
         run.begin(fx, now)
+    elif isinstance(event, TaskStarted):
+        run.task_started(event.node_id, event.at, fx)
+    elif isinstance(event, TaskOutput):
+        run.task_output(event.node_id, event.stream, event.text, fx)
     elif isinstance(event, TaskFinished):
         run.task_finished(event.node_id, event.outcome, fx)
     elif isinstance(event, AttemptFailed):

@@ -36,6 +36,25 @@ class TaskFinished:
 
 
 @dataclass(frozen=True, slots=True)
+class TaskStarted:
+    """A node's task started on its executor at ``at`` (before: queued, not running)."""
+
+    dispatch_id: str
+    node_id: int
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class TaskOutput:
+    """Text a running node's task wrote to ``stream`` (``stdout`` or ``stderr``)."""
+
+    dispatch_id: str
+    node_id: int
+    stream: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class AttemptFailed:
     """A node's attempt failed and will be retried."""
 
@@ -88,6 +107,8 @@ class Faulted:
 
 Event = (
     Joined
+    | TaskStarted
+    | TaskOutput
     | TaskFinished
     | AttemptFailed
     | CancelRequested

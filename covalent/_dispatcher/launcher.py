@@ -24,7 +24,13 @@ import traceback
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from covalent._dispatcher.events import AttemptFailed, Event, TaskFinished
+from covalent._dispatcher.events import (
+    AttemptFailed,
+    Event,
+    TaskFinished,
+    TaskOutput,
+    TaskStarted,
+)
 from covalent._dispatcher.executors import ExecutorRegistry
 from covalent._dispatcher.run import Run
 from covalent._errors import CovalentError
@@ -74,6 +80,15 @@ class Launcher:
                 self._supervise_soon(run, node_id, task)
         for executor, group in fast.values():
             self._start_fast(run, executor, group)
+            if not executor.reports_start():
+                self._started_now(run.dispatch_id, [node_id for node_id, _ in group])
+
+    def _started_now(self, dispatch_id: str, node_ids: list[int]) -> None:
+        """For an executor that does not say when a task starts, the hand-off is the
+        start (as far as anyone here can tell)."""
+        now = time.time()
+        for node_id in node_ids:
+            self.report(TaskStarted(dispatch_id, node_id, now))
 
     def _start_fast(self, run: Run, executor: BaseExecutor, group: list[tuple[int, Task]]) -> None:
         try:
@@ -119,6 +134,14 @@ class Launcher:
         """The Task an executor gets for a node: its function and inputs as digests."""
         node = run.node(node_id)
         args, kwargs = run.arguments(node_id)
+        dispatch_id, report = run.dispatch_id, self.report
+
+        def on_start(at: float) -> None:
+            report(TaskStarted(dispatch_id, node_id, at))
+
+        def on_output(stream: str, text: str) -> None:
+            report(TaskOutput(dispatch_id, node_id, stream, text))
+
         return Task(
             dispatch_id=run.dispatch_id,
             node_id=node_id,
@@ -131,6 +154,8 @@ class Launcher:
             blobs_dir=self._blobs_dir,
             results_dir=run.results_dir,
             metadata={**node.get("metadata", {}), "sublattice": node["kind"] == "sublattice"},
+            on_start=on_start,
+            on_output=on_output,
         )
 
     def load_blob(self, name: str) -> bytes:
@@ -147,6 +172,8 @@ class Launcher:
         executor: BaseExecutor | None = None
         try:
             executor = self.executors.cached(spec) or await self.executors.get(spec)
+            if not executor.reports_start():
+                self.report(TaskStarted(dispatch_id, node_id, time.time()))
             task_policy = policy(executor, task)
             while True:
                 outcome = await _attempt(executor, task, task_policy.get("timeout"))
@@ -189,4 +216,5 @@ async def _attempt(executor: BaseExecutor, task: Task, timeout: float | None) ->
             f"Electron {task.name}({task.node_id}) timed out: it ran longer than its "
             f"timeout of {float(timeout):g} s and was stopped.",
             start_time=started,
+            timed_out=True,
         )

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple, cast
 
 from covalent._dispatcher import states
+from covalent._dispatcher.streams import NodeStream, log_path
 from covalent._dispatcher.sublattices import outcome_for_parent
 from covalent._results.status import FINAL_STATUSES, Status
 from covalent._store.cache import cache_key, remember
@@ -56,6 +57,8 @@ class Effects:
     """``cache=True`` nodes to look up: (node id, cache key)."""
     children: list[tuple[int, Outcome]] = field(default_factory=list)
     """Sublattice nodes whose build finished: submit the bundle as a child dispatch."""
+    spill: list[tuple[str, str]] = field(default_factory=list)
+    """Text to append to log files: (path, text) of streams past the store's limit."""
     more_ready: bool = False
     """More nodes are ready than one turn starts: come back for them."""
     parent: tuple[str, int, Outcome] | None = None
@@ -90,7 +93,10 @@ class Run:
         self.reprs: dict[int, str] = {}
         self.dispatch_status = S.RUNNING
         self.cancel_requested = False
-        self.running: set[int] = set()  # tasks out on executors
+        self.aborted = False
+        self.running: set[int] = set()  # handed to executors: queued (NEW_OBJECT) or RUNNING
+        self.started_at: dict[int, float] = {}  # when a running node's task really started
+        self.streams: dict[tuple[int, str], NodeStream] = {}  # output while it runs
         self.children: dict[int, str | None] = {}  # sublattice node -> child (None: submitting)
         self.checking: set[int] = set()  # cache=True nodes whose lookup is out
         self.cache_keys: dict[int, str] = {}
@@ -218,9 +224,30 @@ class Run:
                 started += 1
         self.ready.clear()
 
+    def task_started(self, node_id: int, at: float, fx: Effects) -> None:
+        """A queued node's task started on its executor: now it is RUNNING."""
+        if node_id not in self.running or self.status[node_id] != S.NEW_OBJECT:
+            return  # a later attempt's start, or a node stopped meanwhile
+        self.started_at[node_id] = at
+        self._set(node_id, S.RUNNING, fx, at, "started", start_time=at, attempts=1)
+
+    def task_output(self, node_id: int, stream: str, text: str, fx: Effects) -> None:
+        """Output of a running node's task, stored as it arrives."""
+        if node_id in self.running and stream in ("stdout", "stderr"):
+            fields = self._add_output(node_id, stream, text, fx)
+            fx.changes.node_updates.append(NodeUpdate(self.dispatch_id, node_id, fields))
+
     def task_finished(self, node_id: int, outcome: Outcome, fx: Effects) -> None:
         """A task ended (or a child dispatch did, for a sublattice node)."""
+        handed = node_id in self.running
         self.running.discard(node_id)
+        if handed and self.status[node_id] == S.NEW_OBJECT:  # it never reported a start
+            if outcome.status == S.CANCELLED:
+                self._end_unsuccessfully(node_id, outcome, fx)
+                return
+            at = min(outcome.start_time, outcome.end_time)
+            self._set(node_id, S.RUNNING, fx, at, "started", start_time=at, attempts=1)
+            self.started_at[node_id] = at
         if self.status[node_id] != S.RUNNING:
             return  # stopped already (a cancel that crossed the outcome)
         digest = self._stored_output(outcome, fx.changes)
@@ -248,10 +275,7 @@ class Run:
             "completed",
             output_digest=digest,
             output_repr=outcome.output_repr,
-            start_time=outcome.start_time,
-            end_time=outcome.end_time,
-            stdout=outcome.stdout,
-            stderr=outcome.stderr,
+            **self._ending(node_id, outcome, fx),
         )
         self._complete(node_id, digest)
 
@@ -340,11 +364,13 @@ class Run:
         """A fault while deciding about this run (a bug, or data nothing checked): the
         dispatch ends FAILED with ``error``, its tasks and children are stopped, and the
         store closes its unfinished nodes (their states in memory cannot be trusted)."""
+        self.aborted = True
         fx.launch.clear()
         fx.stop = sorted(self.running)
         fx.stop_children = [c for c in self.children.values() if c is not None]
         fx.cache_lookups.clear()
         fx.children.clear()
+        fx.spill.clear()
         fx.more_ready = False
         cause = f"the dispatch failed: {error.splitlines()[0] if error else ''}"
         fx.changes.closed.append((self.dispatch_id, cause))
@@ -370,8 +396,11 @@ class Run:
         count = len(self.nodes)
         _require(len(self.status) == len(self.outputs) == len(self.waiting) == count, "sizes")
         _require(self.running.isdisjoint(self.children), "a node both runs and has a child")
-        for node_id in self.running | set(self.children):
+        for node_id in self.children:
             _require(self.status[node_id] == S.RUNNING, f"{self.label(node_id)} is not RUNNING")
+        for node_id in self.running:  # queued or running
+            status = self.status[node_id]
+            _require(status in (S.NEW_OBJECT, S.RUNNING), f"{self.label(node_id)} is {status}")
         for node_id, status in enumerate(self.status):
             self._validate_node(node_id, status)
         for node_id in self.ready:  # nodes that started meanwhile are skipped when taken
@@ -392,7 +421,7 @@ class Run:
             _require(any(s in (S.FAILED, S.NOT_RUN) for s in sources), f"{label} NOT_RUN")
         waits = status == S.NEW_OBJECT and self.waiting[node_id] == 0
         if waits and not self.cancel_requested and self.dispatch_status == S.RUNNING:
-            found = node_id in self.ready or node_id in self.checking
+            found = node_id in self.ready or node_id in self.checking or node_id in self.running
             _require(found, f"{label} is ready but not queued")
 
     # the only places state changes
@@ -430,7 +459,8 @@ class Run:
         )
 
     def _launch(self, node_id: int, fx: Effects, now: float) -> None:
-        self._set(node_id, S.RUNNING, fx, now, "inputs ready", start_time=now, attempts=1)
+        """Hand the node to its executor: queued until its task starts (it stays
+        NEW_OBJECT, in the store too, so a restart meanwhile does not count it as run)."""
         self.running.add(node_id)
         fx.launch.append(node_id)
 
@@ -460,21 +490,45 @@ class Run:
 
     def _end_unsuccessfully(self, node_id: int, outcome: Outcome, fx: Effects) -> None:
         status = S.CANCELLED if outcome.status == S.CANCELLED else S.FAILED
-        self.errors[node_id] = outcome.error
+        fields = self._ending(node_id, outcome, fx)
+        error = outcome.error
+        if outcome.timed_out:
+            error += where_it_was(fields.get("stdout", ""), fields.get("stderr", ""))
+        self.errors[node_id] = error
         self._set(
-            node_id,
-            status,
-            fx,
-            outcome.end_time,
-            status.value.lower(),
-            error=outcome.error,
-            start_time=outcome.start_time,
-            end_time=outcome.end_time,
-            stdout=outcome.stdout,
-            stderr=outcome.stderr,
+            node_id, status, fx, outcome.end_time, status.value.lower(), error=error, **fields
         )
         after = S.CANCELLED if status == S.CANCELLED else S.NOT_RUN
         self._stop_descendants(node_id, after, fx, outcome.end_time)
+
+    def _ending(self, node_id: int, outcome: Outcome, fx: Effects) -> dict[str, Any]:
+        """The times and output of a node that ends: its start as reported when it
+        started (the outcome's own otherwise), and its whole stdout and stderr."""
+        start = self.started_at.pop(node_id, None)
+        fields: dict[str, Any] = {"end_time": outcome.end_time}
+        if self.status[node_id] != S.NEW_OBJECT:  # it ran (a node cancelled while queued did not)
+            if start is None:
+                start = min(outcome.start_time, outcome.end_time)
+            fields.update(start_time=start, end_time=max(start, outcome.end_time))
+        fields.update(self._add_output(node_id, "stdout", outcome.stdout, fx))
+        fields.update(self._add_output(node_id, "stderr", outcome.stderr, fx))
+        self.streams.pop((node_id, "stdout"), None)
+        self.streams.pop((node_id, "stderr"), None)
+        return fields
+
+    def _add_output(self, node_id: int, stream: str, text: str, fx: Effects) -> dict[str, str]:
+        """Append ``text`` to a node's stream; the column to write, if it changed."""
+        found = self.streams.get((node_id, stream))
+        if found is None:
+            if not text:
+                return {}
+            found = self.streams[(node_id, stream)] = NodeStream(
+                log_path(self.results_dir, node_id, stream)
+            )
+        spill = found.add(text)
+        if spill:
+            fx.spill.append((found.path, spill))
+        return {stream: found.render()}
 
     def _stored_output(self, outcome: Outcome, changes: Changes) -> str | None:
         """The digest of a completed task's output, its blob added to ``changes``."""
@@ -537,6 +591,22 @@ class Run:
             end_time=now,
         )
         self._complete(node_id, found.digest)
+
+
+def where_it_was(stdout: str, stderr: str) -> str:
+    """For a timed-out node's error: its last output line, and the Python stack of its
+    main thread when it was stopped (faulthandler's dump at the end of its stderr)."""
+    text = ""
+    lines = [line for line in stdout.splitlines() if line.strip()]
+    if lines:
+        text += f"\nIts last line of output: {lines[-1]}"
+    start = stderr.rfind("Current thread 0x")
+    if start >= 0:
+        frames = stderr[start:].split("\n\n", 1)[0].splitlines()[1:]
+        ours = next((i for i, f in enumerate(frames) if "covalent/executor/" in f), len(frames))
+        stack = "\n".join(frames[:ours])  # the electron's frames, not the worker's below them
+        text += f"\nWhere it was when stopped (most recent call first):\n{stack}"
+    return text
 
 
 def _dispatch_update(dispatch_id: str, status: Status, **fields: Any) -> DispatchUpdate:

@@ -61,7 +61,7 @@ def submit(
     now = time.time()
     results_dir = results_root / dispatch_id
     try:
-        results_dir.mkdir(parents=True, exist_ok=True)
+        results_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # its owner's only
     except OSError as e:
         raise blobfiles.storage_error(e, f"dispatch {dispatch_id}", results_root) from e
     status = Status.NEW_OBJECT if disable_run else Status.RUNNING

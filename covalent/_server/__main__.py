@@ -43,6 +43,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--log-level", default=_config.get_value("sdk.log_level"))
     args = parser.parse_args(argv)
     token = config.get("token") or ""
+    if token and not token.strip():
+        parser.exit(
+            2,
+            "dispatcher.token (or COVALENT_TOKEN) is blank: a token of only whitespace is no "
+            "token. Set a real one (for instance: python -c 'import secrets; "
+            "print(secrets.token_urlsafe())'), or unset it.\n",
+        )
     if not token and not is_loopback(args.host):
         parser.exit(
             2,

@@ -39,6 +39,7 @@ from covalent._store.store import Store
 from covalent._wire import bundle, schema
 from covalent._wire.blobs import is_digest
 from covalent._wire.schema import Count, Digest
+from covalent._wire.secrets import declared_secrets, mask_manifest
 
 log = logging.getLogger("covalent.server")
 
@@ -257,7 +258,8 @@ def _routes(app: FastAPI) -> None:
         row = _state(request).store.get_dispatch(dispatch_id, with_manifest=True)
         if row is None:
             raise DispatchNotFoundError(dispatch_id)
-        return JSONResponse(row["manifest"])
+        declared = declared_secrets(_state(request).dispatcher.executors.plugins)
+        return JSONResponse(mask_manifest(row["manifest"], declared))  # no secrets shown
 
     @app.get(f"{API}/dispatches/{{dispatch_id}}/transitions")
     async def get_transitions(request: Request, dispatch_id: str) -> Response:

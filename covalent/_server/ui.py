@@ -27,6 +27,7 @@ from covalent._results.status import FINAL_STATUSES, Status
 from covalent._server.params import BeatSeconds, Limit, Lines, NodeId, Offset
 from covalent._store import queries
 from covalent._store.store import Store
+from covalent._wire.secrets import declared_secrets, mask_spec
 
 STATIC = Path(__file__).resolve().parent / "static"
 HEARTBEAT = 15.0
@@ -249,7 +250,9 @@ def node_detail(request: Request, dispatch_id: str, node_id: NodeId) -> dict[str
         metadata["more"] = "files, deps or call_before/after (pickled; not shown)"
     function = manifest.get("functions", {}).get(entry.get("function") or "", {})
     row.update(
-        executor_spec=entry.get("executor"),
+        executor_spec=mask_spec(
+            entry.get("executor"), declared_secrets(_dispatcher(request).executors.plugins)
+        ),
         metadata=metadata,
         source=function.get("source", ""),
         inputs=_inputs(store, dispatch_id, manifest, node_id),

@@ -36,6 +36,8 @@ INLINE_LIMIT = 256 * 1024
 WAL_LIMIT = 64 * 1024 * 1024
 CACHE_BYTES = 64 * 1024 * 1024
 BLOB_COLUMNS = ("digest", "size", "data", "path")
+PRIVATE_DIR = 0o700
+PRIVATE_FILE = 0o600
 UNFINISHED = ("NEW_OBJECT", "PENDING_REUSE", "RUNNING")
 """Node statuses an aborted dispatch's nodes may be left in, closed as CANCELLED."""
 
@@ -199,6 +201,8 @@ class Store:
         self.url = url
         self.engine = make_engine(url)
         self.blobs_dir = Path(blobs_dir)
+        if not self.blobs_dir.exists():
+            self.blobs_dir.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)
         self.cache = BlobCache()
         path = url.removeprefix("sqlite:///")
         file_db = url.startswith("sqlite:///") and path not in ("", ":memory:")
@@ -208,7 +212,12 @@ class Store:
 
     @classmethod
     def sqlite(cls, db_path: str | Path, blobs_dir: str | Path) -> Store:
-        Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+        """A store in the SQLite file ``db_path``, made readable by its owner only (as are
+        its write-ahead log and the blob folders), since it holds every input, output
+        and executor setting."""
+        Path(db_path).parent.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)
+        if not Path(db_path).exists():
+            os.close(os.open(db_path, os.O_CREAT | os.O_WRONLY, PRIVATE_FILE))
         return cls(f"sqlite:///{db_path}", blobs_dir)
 
     def create_schema(self) -> tuple[str | None, str | None]:

@@ -27,6 +27,8 @@ from typing import Any
 from covalent._errors import StorageFullError
 
 TMP_PREFIX = ".tmp-"
+PRIVATE_DIR = 0o700
+"""Blob folders are their owner's only (blob files are 0600: O_TMPFILE and mkstemp)."""
 FULL = (errno.ENOSPC, errno.EDQUOT)
 _PROC_FD = "/proc/self/fd"
 
@@ -41,7 +43,7 @@ class PartialFile:
     :meth:`publish`, complete; :meth:`discard` (or any failure) leaves nothing."""
 
     def __init__(self, folder: str | Path) -> None:
-        os.makedirs(folder, exist_ok=True)
+        os.makedirs(folder, mode=PRIVATE_DIR, exist_ok=True)
         self.tmp: str | None = None
         fd = _unnamed(str(folder))
         if fd is None:
@@ -61,7 +63,7 @@ class PartialFile:
         files are named by their content)."""
         try:
             self.file.flush()
-            os.makedirs(os.path.dirname(path), exist_ok=True)
+            os.makedirs(os.path.dirname(path), mode=PRIVATE_DIR, exist_ok=True)
             if self.tmp is None:
                 with contextlib.suppress(FileExistsError):
                     _name_unnamed(self.fd, path)

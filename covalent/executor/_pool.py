@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import pickle
+import os
 import signal
 import socket
 import subprocess
@@ -28,9 +28,12 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from covalent._results.status import Status
+from covalent.executor import messages
 from covalent.executor.task import Outcome, Task, outcome_from_reply
 
 MAX_BATCH = 64
+STOP_GRACE = 0.5
+"""Seconds a stopped task with a timeout has to write its stacks before it is killed."""
 
 
 @dataclass(eq=False)
@@ -89,9 +92,13 @@ class WorkerPool:
 
         job = self.start(task, options, report, plugin)
         try:
-            return await future
+            return await asyncio.shield(future)  # a cancel must not cancel the future itself
         except asyncio.CancelledError:
             self.cancel(job)
+            # Its end (and the output it wrote up to then) reaches the task's callbacks
+            # before the caller hears of the cancellation.
+            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(future), STOP_GRACE + 5)
             raise
 
     def start(
@@ -254,10 +261,11 @@ class _WorkerThread(threading.Thread):
         position = 0
         for job in batch:
             job.worker = self
+        by_key = {job.task.key: job for job in batch}
         while position < len(batch):
             self._make_current(batch[position])
             try:
-                replies = self._receive()
+                events = self._receive()
             except WorkerDied as e:
                 job = batch[position]
                 _settle_all([(job, _cancelled() if job.cancelled else Outcome.failure(str(e)))])
@@ -268,12 +276,7 @@ class _WorkerThread(threading.Thread):
                 return
             finally:
                 self.current = None
-            done = []
-            for reply in replies:
-                job = batch[position]
-                done.append((job, _cancelled() if job.cancelled else outcome_from_reply(reply)))
-                position += 1
-            _settle_all(done)
+            position += _deliver(events, by_key)
 
     def _send(self, batch: list[Job]) -> None:
         conn = self._ensure_process()
@@ -298,16 +301,27 @@ class _WorkerThread(threading.Thread):
             "values": values,
             "files": files,
         }
-        conn.send_bytes(pickle.dumps(message, protocol=5))
+        conn.send_bytes(messages.encode(message))
         self.known.update(functions)
 
-    def _receive(self) -> list[dict[str, Any]]:
-        assert self.conn is not None
+    def _receive(self) -> list[messages.Event]:
+        """The next message's events; WorkerDied if the worker is gone or wrote what is
+        not a message (an electron may write on the socket: it is killed then)."""
+        conn = self.conn
+        if conn is None:  # the pool is closing: stop_process took it
+            raise WorkerDied("The worker pool was shut down while this electron ran.")
         try:
-            return pickle.loads(self.conn.recv_bytes())
+            return messages.decode_events(conn.recv_bytes())
         except (EOFError, OSError):
             code = self._reap()
             raise WorkerDied(_death_message(code)) from None
+        except messages.MessageError as e:
+            self._kill_group()
+            self._reap()
+            raise WorkerDied(
+                f"The worker process running this electron sent a malformed message ({e}); "
+                "it was stopped. (Did the electron write to the worker's socket?)"
+            ) from None
 
     def _ensure_process(self) -> Connection:
         if self.process is not None and self.process.poll() is None and self.conn is not None:
@@ -325,6 +339,7 @@ class _WorkerThread(threading.Thread):
                 ],
                 pass_fds=[theirs.fileno()],
                 stdin=subprocess.DEVNULL,
+                start_new_session=True,  # it leads a process group: its tasks' children
             )
         finally:
             theirs.close()
@@ -333,28 +348,50 @@ class _WorkerThread(threading.Thread):
         return self.conn
 
     def _reap(self) -> int | None:
+        """The dead worker's exit code; whatever its tasks started is killed with it."""
         process = self.process
         if process is None:
             return None
+        code = None
         with contextlib.suppress(subprocess.TimeoutExpired):
-            return process.wait(timeout=10)
-        return None
+            code = process.wait(timeout=10)
+        self._kill_group()
+        return code
+
+    def _kill_group(self) -> None:
+        """Kill the worker's process group: the worker and every process its tasks
+        started that did not leave the group."""
+        if self.process is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.process.pid, signal.SIGKILL)
 
     def _make_current(self, job: Job) -> None:
         """``job`` is the one the worker runs now; if it was cancelled before (even
         before this thread knew it had it), its process is killed at once."""
         with self._kill_lock:
             self.current = job
-            if job.cancelled and self.process is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    self.process.kill()
+            if job.cancelled:
+                self._kill_group()
 
     def kill_for(self, job: Job) -> None:
-        """Kill the worker process if it is running ``job`` (cancellation)."""
+        """Kill the worker process if it is running ``job`` (cancellation). A task with a
+        timeout first writes its threads' Python stacks to its stderr (faulthandler, on
+        SIGUSR1), so that its error can say where it was; it is killed
+        :data:`STOP_GRACE` seconds later."""
         with self._kill_lock:
-            if self.current is job and self.process is not None:
+            if self.current is not job:
+                return
+            if job.task.metadata.get("timeout") and self.process is not None:
                 with contextlib.suppress(ProcessLookupError):
-                    self.process.kill()
+                    self.process.send_signal(signal.SIGUSR1)
+                threading.Timer(STOP_GRACE, self._kill_if_current, [job]).start()
+                return
+            self._kill_group()
+
+    def _kill_if_current(self, job: Job) -> None:
+        with self._kill_lock:
+            if self.current is job:
+                self._kill_group()
 
     def stop_process(self) -> None:
         process, conn = self.process, self.conn
@@ -368,6 +405,9 @@ class _WorkerThread(threading.Thread):
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+        if process is not None:  # what its tasks left running goes too
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)
 
 
 def _death_message(code: int | None) -> str:
@@ -383,18 +423,49 @@ def _death_message(code: int | None) -> str:
 
 def _settle_all(done: list[tuple[Job, Outcome]]) -> None:
     """Hand several outcomes to the event loop in one wake-up."""
-    if not done:
-        return
-    pairs = list(done)
+    if done:
+        actions: list[tuple[Job, Any]] = list(done)
+        _call_soon(actions[0][0].loop, lambda: _apply_events(actions))
 
-    def _report() -> None:
-        for job, outcome in pairs:
-            if not job.settled:
-                job.settled = True
-                job.report(outcome)
 
+def _deliver(events: list[messages.Event], by_key: dict[tuple[str, int], Job]) -> int:
+    """Hand one message's events to the event loop in one wake-up: starts and output go
+    to the task's ``on_start``/``on_output``, replies settle their jobs. Returns how many
+    of the batch's jobs got their reply (each job is taken out of ``by_key`` then)."""
+    actions: list[tuple[Job, Any]] = []
+    replies = 0
+    for event in events:
+        job = by_key.get(event.key)
+        if job is None:
+            continue
+        if isinstance(event, messages.Reply):
+            replies += 1
+            del by_key[event.key]
+            actions.append((job, _cancelled() if job.cancelled else outcome_from_reply(event)))
+        else:  # a cancelled job's output up to its end is kept too
+            actions.append((job, event))
+    if actions:
+        _call_soon(actions[0][0].loop, lambda: _apply_events(actions))
+    return replies
+
+
+def _apply_events(actions: list[tuple[Job, Any]]) -> None:
+    """On the loop's thread: report each event to its job's task, once settled no more."""
+    for job, item in actions:
+        if job.settled:
+            continue
+        if isinstance(item, Outcome):
+            job.settled = True
+            job.report(item)
+        elif isinstance(item, messages.Started) and job.task.on_start is not None:
+            job.task.on_start(item.at)
+        elif isinstance(item, messages.Output) and job.task.on_output is not None:
+            job.task.on_output(item.stream, item.text)
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
     with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting
-        pairs[0][0].loop.call_soon_threadsafe(_report)
+        loop.call_soon_threadsafe(callback)
 
 
 def _fail_all(jobs: list[Job], error: str) -> None:

@@ -32,7 +32,7 @@ from covalent._wire import blobfiles, blobs, bundle
 from covalent._wire import manifest as manifestmod
 from covalent._workflow import deps, transfer
 from covalent._workflow.context import TaskContext, reset_context, set_context
-from covalent.executor import plugins
+from covalent.executor import messages, plugins
 
 FILE_THRESHOLD = 256 * 1024
 """Outputs larger than this are written to the blob store by the worker (as the store
@@ -44,11 +44,20 @@ class OutputNotPicklable(Exception):
 
 
 def run_task(
-    task: dict[str, Any], function_of: Callable[[str], Any], values: dict[str, bytes]
+    task: dict[str, Any],
+    function_of: Callable[[str], Any],
+    values: dict[str, bytes],
+    capture: bool = True,
 ) -> dict[str, Any]:
-    """Run one task; never raises for the electron's own failures."""
+    """Run one task; never raises for the electron's own failures.
+
+    With ``capture``, what the electron prints through ``sys.stdout``/``sys.stderr`` is
+    caught here and returned in the reply (and appended to ``log_stdout``/``log_stderr``);
+    without, the caller captures the process's file descriptors itself (the local pool's
+    workers do, so that C extensions and subprocesses count too).
+    """
     start = time.time()
-    out, err = io.StringIO(), io.StringIO()
+    out, err = (io.StringIO(), io.StringIO()) if capture else (None, None)
     reply: dict[str, Any] = {"key": task["key"], "start_time": start}
     try:
         function = function_of(task["function"])
@@ -76,8 +85,11 @@ def run_task(
         reply.update(status="FAILED", error=_format_error(e))
         if isinstance(e, MemoryError):
             reply["error"] = "The electron ran out of memory.\n" + reply["error"]
-    reply.update(stdout=out.getvalue(), stderr=err.getvalue(), end_time=time.time())
-    _append_logs(task.get("options", {}), reply)
+    reply.update(end_time=time.time())
+    if out is not None and err is not None:
+        reply.update(stdout=out.getvalue(), stderr=err.getvalue())
+        for stream in ("stdout", "stderr"):
+            append_log(task.get("options", {}), stream, reply[stream])
     return reply
 
 
@@ -119,11 +131,13 @@ async def _await(awaitable: Any) -> Any:
 
 
 def run_packed(request: bytes) -> bytes:
-    """Run ``pickle({"task", "functions", "values"})``; return the pickled reply."""
+    """Run ``pickle({"task", "functions", "values"})``; return the reply as MessagePack
+    (:class:`~covalent.executor.messages.Reply`), which the server reads without
+    unpickling."""
     message = pickle.loads(request)
     functions = message["functions"]
     reply = run_task(message["task"], lambda d: blobs.loads(functions[d]), message["values"])
-    return pickle.dumps(reply, protocol=5)
+    return messages.encode(messages.reply(reply))
 
 
 def _store_output(
@@ -214,7 +228,9 @@ def _format_error(error: BaseException) -> str:
 
 
 @contextlib.contextmanager
-def _task_environment(task: dict[str, Any], out: io.StringIO, err: io.StringIO) -> Any:
+def _task_environment(
+    task: dict[str, Any], out: io.StringIO | None, err: io.StringIO | None
+) -> Any:
     """Context, working directory, environment and captured output for one task."""
     options = task.get("options", {})
     token = set_context(TaskContext(**task["context"]))
@@ -227,8 +243,11 @@ def _task_environment(task: dict[str, Any], out: io.StringIO, err: io.StringIO) 
         if workdir:
             os.makedirs(workdir, exist_ok=True)
             os.chdir(workdir)
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        if out is None or err is None:
             yield
+        else:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                yield
     finally:
         if old_cwd is not None:
             os.chdir(old_cwd)
@@ -240,12 +259,12 @@ def _task_environment(task: dict[str, Any], out: io.StringIO, err: io.StringIO) 
         reset_context(token)
 
 
-def _append_logs(options: dict[str, Any], reply: dict[str, Any]) -> None:
-    for option, stream in (("log_stdout", "stdout"), ("log_stderr", "stderr")):
-        path = options.get(option)
-        if path and reply[stream]:
-            with contextlib.suppress(OSError), open(path, "a") as f:
-                f.write(reply[stream])
+def append_log(options: dict[str, Any], stream: str, text: str) -> None:
+    """Append a task's ``stream`` text to its ``log_stdout``/``log_stderr`` file, if set."""
+    path = options.get(f"log_{stream}")
+    if path and text:
+        with contextlib.suppress(OSError), open(path, "a") as f:
+            f.write(text)
 
 
 def main(argv: list[str] | None = None) -> int:

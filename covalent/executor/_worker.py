@@ -1,31 +1,52 @@
-"""The worker process of the local pool: receives task batches, runs them, replies.
+"""The worker process of the local pool: receives task batches, runs them, reports.
 
-Started as ``python -m covalent.executor._worker FD`` with one end of a socket pair.
-Messages are pickled in ``multiprocessing.connection`` frames. A request is a dict of
-``tasks`` and the blobs they need (``functions`` are kept for the life of the worker,
-``values`` only for the batch). A reply message is a list of task replies: every task
-gets one, in order.
+Started as ``python -m covalent.executor._worker FD MEMORY_LIMIT`` with one end of a
+socket pair, in a session of its own: it leads a process group, so that killing the
+group ends every process an electron started (a fork, ``os.system("... &")``, a
+multiprocessing child), and the socket is closed in every child (not inherited by an
+``exec``, closed after a ``fork``), so a child never keeps the server waiting. A
+watchdog thread kills the whole group if the server dies.
 
-Replies go out as soon as the socket is free: a sending thread takes every reply that
-finished meanwhile, so a batch of quick tasks costs a few messages, not one each, and a
-reply never waits for the next task to end (the sender runs whenever the task thread
-waits or its GIL turn ends). The batch's last reply is sent by the task thread itself,
-without a hand-off, so a chain of tasks pays no thread switch.
+Messages are MessagePack in ``multiprocessing.connection`` frames. A request is a dict
+of ``tasks`` (runner payloads) and the blobs they need (``functions`` are kept for the
+life of the worker, ``values`` only for the batch, large ones named by their ``files``).
+The worker answers with lists of events (covalent.executor.messages): ``Started`` when
+a task starts, ``Output`` for what it writes meanwhile, ``Reply`` when it ends; the
+server decodes them without unpickling anything.
+
+Events go out as soon as the socket is free: a sending thread takes every event made
+meanwhile, so a batch of quick tasks costs a few messages, not one each, and an event
+never waits for the next task to end (the sender runs whenever the task thread waits or
+its GIL turn ends). The batch's last reply is sent by the task thread itself, without a
+hand-off, so a chain of tasks pays no thread switch.
 """
 
 from __future__ import annotations
 
+import codecs
 import contextlib
+import faulthandler
+import io
 import mmap
-import pickle
+import os
 import resource
+import select
+import signal
 import sys
 import threading
+import time
 from multiprocessing.connection import Connection
 from typing import Any
 
 from covalent._wire import blobs
-from covalent.executor._runner import run_task
+from covalent.executor import messages
+from covalent.executor._runner import append_log, run_task
+
+WATCHDOG_INTERVAL = 0.2
+"""Seconds between the watchdog's looks at whether the server is still there."""
+
+OUTPUT_INTERVAL = 0.25
+"""Seconds between two sends of a running task's output (what it wrote meanwhile)."""
 
 
 class FileValues(dict[str, bytes]):
@@ -45,58 +66,175 @@ class FileValues(dict[str, bytes]):
                 return f.read()
 
 
-class Replies:
-    """Task replies on their way to the server, sent in order, several per message."""
+class Events:
+    """Events on their way to the server, sent in order, several per message; with a
+    :class:`Capture`, also the running task's output, every :data:`OUTPUT_INTERVAL`."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, capture: Capture | None = None) -> None:
         self.conn = conn
-        self._pending: list[dict[str, Any]] = []
+        self.capture = capture
+        self._pending: list[messages.Event] = []
         self._cond = threading.Condition()
         self._send_lock = threading.Lock()
-        threading.Thread(target=self._sender, name="replies", daemon=True).start()
+        threading.Thread(target=self._sender, name="events", daemon=True).start()
 
-    def add(self, reply: dict[str, Any], last: bool) -> None:
+    def add(self, event: messages.Event, last: bool = False) -> None:
         with self._cond:
-            self._pending.append(reply)
+            self._pending.append(event)
             if not last:
                 self._cond.notify()
         if last:
             self._flush()
 
     def _sender(self) -> None:
+        timeout = OUTPUT_INTERVAL if self.capture is not None else None
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: bool(self._pending))
+                self._cond.wait_for(lambda: bool(self._pending), timeout)
             self._flush()
 
     def _flush(self) -> None:
         with self._send_lock:
             with self._cond:
-                replies, self._pending = self._pending, []
-            if replies:  # if the server is gone, the main loop notices and exits
+                events, self._pending = self._pending, []
+            if self.capture is not None:  # output first: a reply is the task's last word
+                output = self.capture.pending()
+                if output:
+                    replies: list[messages.Event] = [
+                        e for e in events if isinstance(e, messages.Reply)
+                    ]
+                    others = [e for e in events if not isinstance(e, messages.Reply)]
+                    events = others + output + replies
+            if events:  # if the server is gone, the main loop notices and exits
                 with contextlib.suppress(OSError):
-                    self.conn.send_bytes(pickle.dumps(replies, protocol=5))
+                    self.conn.send_bytes(messages.encode(events))
+
+
+class Capture:
+    """The process's stdout and stderr (file descriptors 1 and 2) as pipes this worker
+    reads, so that whatever an electron writes (print, a C extension, a subprocess) is
+    the task's output, sent while it runs.
+
+    A reader thread waits on both pipes and reads, under ``lock``, into the current
+    task's buffers; :meth:`pending` turns what has come since into Output events
+    (the sending thread asks every :data:`OUTPUT_INTERVAL` seconds); :meth:`finish`
+    drains what is left in the pipes when the task ends and returns it, so that every
+    byte a task wrote before it ended is its own.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.key: tuple[str, int] | None = None
+        self.options: dict[str, Any] = {}
+        self.buffers: dict[str, list[str]] = {"stdout": [], "stderr": []}
+        self.decoders = {name: _decoder() for name in self.buffers}
+        self.pipes: dict[int, str] = {}
+        for fd, name in ((1, "stdout"), (2, "stderr")):
+            read_end, write_end = os.pipe()
+            os.dup2(write_end, fd)
+            os.close(write_end)
+            os.set_blocking(read_end, False)
+            self.pipes[read_end] = name
+        for stream in (sys.stdout, sys.stderr):
+            if isinstance(stream, io.TextIOWrapper):  # a print reaches the pipe at its newline
+                stream.reconfigure(line_buffering=True)
+        threading.Thread(target=self._reader, name="capture", daemon=True).start()
+
+    def begin(self, key: tuple[str, int], options: dict[str, Any]) -> None:
+        with self.lock:
+            self.key, self.options = key, options
+            for parts in self.buffers.values():  # written between tasks: nobody's
+                parts.clear()
+
+    def pending(self) -> list[messages.Event]:
+        """What the current task wrote since last asked, as Output events."""
+        with self.lock:
+            if self.key is None:
+                return []
+            return [
+                messages.Output(self.key, name, text)
+                for name in self.buffers
+                if (text := self._take(name))
+            ]
+
+    def finish(self) -> dict[str, str]:
+        """The task ended: flush Python's streams, read the pipes dry, and return the
+        rest of its stdout and stderr (what no Output event carried)."""
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        with self.lock:
+            for fd in self.pipes:
+                self._read(fd)
+            rest = {name: self._take(name, final=True) for name in self.buffers}
+            self.key = None
+        return rest
+
+    def _take(self, name: str, final: bool = False) -> str:
+        parts = self.buffers[name]
+        if final:
+            parts.append(self.decoders[name].decode(b"", final=True))
+            self.decoders[name] = _decoder()
+        text = "".join(parts)
+        parts.clear()
+        append_log(self.options, name, text)
+        return text
+
+    def _reader(self) -> None:
+        fds = list(self.pipes)
+        while True:
+            readable, _, _ = select.select(fds, [], [])
+            with self.lock:
+                for fd in readable:
+                    self._read(fd)
+
+    def _read(self, fd: int) -> None:
+        """Read what is in one pipe now (under ``lock``)."""
+        name = self.pipes[fd]
+        while True:
+            try:
+                data = os.read(fd, 65536)
+            except BlockingIOError:
+                return
+            if not data:
+                return
+            self.buffers[name].append(self.decoders[name].decode(data))
+
+
+def _decoder() -> codecs.IncrementalDecoder:
+    return codecs.getincrementaldecoder("utf-8")(errors="replace")
 
 
 class Worker:
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, capture: Capture | None = None) -> None:
         self.conn = conn
         self.functions: dict[str, bytes] = {}
         self.loaded: dict[str, Any] = {}
-        self.replies = Replies(conn)
+        self.capture = capture
+        self.events = Events(conn, capture)
 
     def serve(self) -> None:
         while True:
             try:
-                request = pickle.loads(self.conn.recv_bytes())
+                request = messages.decode_plain(self.conn.recv_bytes())
             except (EOFError, OSError):
                 return
             self.functions.update(request["functions"])
             values = FileValues(request["values"], request.get("files", {}))
             tasks = request["tasks"]
             for position, task in enumerate(tasks):
-                reply = run_task(task, self.function, values)
-                self.replies.add(reply, last=position == len(tasks) - 1)
+                reply = self.run(task, values)
+                self.events.add(reply, last=position == len(tasks) - 1)
+
+    def run(self, task: dict[str, Any], values: FileValues) -> messages.Reply:
+        key = (str(task["key"][0]), int(task["key"][1]))
+        self.events.add(messages.Started(key, time.time()))
+        if self.capture is None:
+            return messages.reply(run_task(task, self.function, values))
+        self.capture.begin(key, task.get("options") or {})
+        fields = run_task(task, self.function, values, capture=False)
+        fields.update(self.capture.finish())
+        return messages.reply(fields)
 
     def function(self, name: str) -> Any:
         if name not in self.loaded:
@@ -111,8 +249,38 @@ def limit_memory(limit: int) -> None:
         resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
 
 
+def keep_channel_private(fd: int) -> None:
+    """No process an electron starts holds the server's socket: it is not inherited
+    across ``exec`` and is closed in the child of every ``fork``."""
+    os.set_inheritable(fd, False)
+
+    def close_in_child() -> None:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+    os.register_at_fork(after_in_child=close_in_child)
+
+
+def watch_server(server_pid: int) -> None:
+    """Kill this worker's whole process group as soon as the server is gone (the worker
+    is reparented), so that no task goes on running for a server that died."""
+
+    def watch() -> None:
+        while os.getppid() == server_pid:
+            time.sleep(WATCHDOG_INTERVAL)
+        os.killpg(os.getpgid(0), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="watchdog", daemon=True).start()
+
+
 def main() -> None:
-    worker = Worker(Connection(int(sys.argv[1])))  # its sender thread's stack is not capped
+    server_pid = os.getppid()
+    fd = int(sys.argv[1])
+    keep_channel_private(fd)
+    watch_server(server_pid)
+    capture = Capture()
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # stacks to stderr, before a stop
+    worker = Worker(Connection(fd), capture)  # its threads' stacks are not capped
     limit_memory(int(sys.argv[2]) if len(sys.argv) > 2 else 0)
     sys.stdin.close()
     worker.serve()

@@ -63,6 +63,12 @@ class BaseExecutor:
             pool, self._host_pool = self._host_pool, None
             await asyncio.to_thread(pool.close)
 
+    def reports_start(self) -> bool:
+        """Whether this executor calls ``task.on_start`` when a task really starts (a
+        worker picked it up); if not, the dispatcher takes the hand-off as the start.
+        The default ``execute`` runs tasks on a worker pool, which does."""
+        return type(self).execute is BaseExecutor.execute
+
     async def cancel(self, task: Task) -> bool:
         """Stop a running task; return whether it was stopped (optional)."""
         return False

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 import pickle
 import time
@@ -12,6 +11,7 @@ from typing import Any, Protocol
 
 from covalent._results.status import Status
 from covalent._wire import blobs
+from covalent.executor import messages
 
 
 class Cancellable(Protocol):
@@ -37,6 +37,14 @@ class Task:
     """The path of a blob stored as a file, for executors that share the store's disk."""
     blobs_dir: str = ""
     """The blob store's folder, where such executors may write large outputs directly."""
+    on_start: Callable[[float], None] | None = None
+    """Where an executor that knows when the task really starts (a worker picked it up,
+    a batch job began) reports it: ``on_start(unix_time)``, on the event loop's thread.
+    Until then the node counts as queued, not running."""
+    on_output: Callable[[str, str], None] | None = None
+    """Where an executor that sees the task's output while it runs reports it:
+    ``on_output("stdout" or "stderr", text)``, on the event loop's thread, in order. What
+    is reported here is not repeated in the Outcome's ``stdout``/``stderr``."""
 
     @property
     def key(self) -> tuple[str, int]:
@@ -131,47 +139,48 @@ class Outcome:
     stderr: str = ""
     start_time: float = field(default_factory=time.time)
     end_time: float = field(default_factory=time.time)
+    timed_out: bool = False  # stopped for outliving its timeout
 
     @classmethod
-    def failure(cls, error: str, start_time: float | None = None) -> Outcome:
+    def failure(
+        cls, error: str, start_time: float | None = None, timed_out: bool = False
+    ) -> Outcome:
         now = time.time()
-        return cls(Status.FAILED, error=error, start_time=start_time or now, end_time=now)
+        return cls(
+            Status.FAILED,
+            error=error,
+            start_time=start_time or now,
+            end_time=now,
+            timed_out=timed_out,
+        )
 
 
-def outcome_from_reply(reply: dict[str, Any]) -> Outcome:
-    """The Outcome of a runner's reply dict (see ``_runner.run_task``)."""
-    written = reply.get("output_file")
+def outcome_from_reply(reply: messages.Reply | dict[str, Any]) -> Outcome:
+    """The Outcome of a runner's reply (a decoded :class:`~covalent.executor.messages.Reply`,
+    or the runner's reply dict in the process that ran it)."""
+    if isinstance(reply, dict):
+        reply = messages.reply(reply)
+    written = reply.output_file
     return Outcome(
-        status=Status(reply["status"]),
-        output=reply.get("output"),
-        output_file=BlobFile(**written) if written else None,
-        output_repr=reply.get("output_repr", ""),
-        error=reply.get("error", ""),
-        stdout=reply.get("stdout", ""),
-        stderr=reply.get("stderr", ""),
-        start_time=reply["start_time"],
-        end_time=reply["end_time"],
+        status=Status(reply.status),
+        output=reply.output,
+        output_file=BlobFile(written.digest, written.size, written.path) if written else None,
+        output_repr=reply.output_repr,
+        error=reply.error,
+        stdout=reply.stdout,
+        stderr=reply.stderr,
+        start_time=reply.start_time,
+        end_time=reply.end_time,
     )
 
 
-class ReplyError(pickle.UnpicklingError):
-    """A reply from a runner that is not a plain dict of plain values."""
+def load_reply(data: bytes) -> messages.Reply:
+    """The reply of a runner elsewhere (a Dask worker, a remote host, a batch job),
+    decoded without running any code: the output inside stays pickled bytes.
 
-
-class _PlainUnpickler(pickle.Unpickler):
-    """Reads a runner's reply: dicts, strings, bytes and numbers, never a class."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        raise ReplyError(f"a task reply holds only plain values, not {module}.{name}")
-
-
-def load_reply(data: bytes) -> dict[str, Any]:
-    """The reply dict of a runner elsewhere (a Dask worker, a remote host, a batch job),
-    read without running any code: the output inside stays pickled bytes."""
-    reply = _PlainUnpickler(io.BytesIO(data)).load()
-    if not isinstance(reply, dict):
-        raise ReplyError(f"a task reply is a dict, not a {type(reply).__name__}")
-    return reply
+    Raises MessageError when ``data`` is not a reply.
+    """
+    return messages.decode_reply(data)
 
 
 def workdir_options(

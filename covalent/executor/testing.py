@@ -170,10 +170,30 @@ class ExecutorConformance:
 
     def test_captures_stdout_and_stderr(self, executor: BaseExecutor) -> None:
         tasks = TaskFactory()
-        outcome = drive(executor, lambda ex: ex.execute(tasks.task(_talk, "hi")))
+        task = tasks.task(_talk, "hi")
+        streamed: dict[str, str] = {"stdout": "", "stderr": ""}
+
+        def on_output(stream: str, text: str) -> None:
+            streamed[stream] += text
+
+        task.on_output = on_output
+        outcome = drive(executor, lambda ex: ex.execute(task))
         assert tasks.output(outcome) == "hi"
-        assert outcome.stdout == "out: hi\n"
-        assert outcome.stderr == "err: hi\n"
+        # what was reported while it ran, then the rest with the outcome
+        assert streamed["stdout"] + outcome.stdout == "out: hi\n"
+        assert streamed["stderr"] + outcome.stderr == "err: hi\n"
+
+    def test_reports_its_start_if_it_says_it_does(self, executor: BaseExecutor) -> None:
+        tasks = TaskFactory()
+        task = tasks.task(_interval, 0.5)
+        starts: list[float] = []
+        task.on_start = starts.append
+        before = time.time()
+        outcome = drive(executor, lambda ex: ex.execute(task))
+        began, _ended = tasks.output(outcome)
+        if executor.reports_start():
+            assert len(starts) == 1, f"on_start was called {len(starts)} times"
+            assert before - 1 <= starts[0] <= began + 1  # clocks of other hosts may differ
 
     def test_sets_the_task_context(self, executor: BaseExecutor) -> None:
         tasks = TaskFactory("ctx-dispatch")

@@ -9,9 +9,9 @@ last of them is torn down, at server stop. ``covalent cluster`` shows and change
 How one task runs: its function and input blobs, still pickled (the server never
 unpickles user data), become one self-contained request (:meth:`Task.packed`) that a
 Dask worker runs with :func:`covalent.executor._runner.run_packed`; the worker answers
-with a pickled reply dict, which becomes the :class:`Outcome`. A request larger than
-``SCATTER_BYTES`` is scattered to a worker first, so that it does not travel inside the
-task graph through the scheduler.
+with a MessagePack reply (covalent.executor.messages), which becomes the
+:class:`Outcome`. A request larger than ``SCATTER_BYTES`` is scattered to a worker
+first, so that it does not travel inside the task graph through the scheduler.
 
 Cancelling :meth:`DaskExecutor.execute` cancels the Dask future. Dask cannot stop a task
 that already runs, so when ``restart_on_cancel`` says so the worker running it is

@@ -77,6 +77,9 @@ class LocalExecutor(BaseExecutor):
             self._pool = WorkerPool(workers, memory_limit=self.memory_limit)
         return self._pool
 
+    def reports_start(self) -> bool:
+        return True  # the pool's workers say when each task starts
+
     async def execute(self, task: Task) -> Outcome:
         return await self.pool.run(task, self.task_options(task))
 

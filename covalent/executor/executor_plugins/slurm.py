@@ -33,6 +33,7 @@ from types import ModuleType
 from typing import Any
 
 from covalent.executor.base import BaseExecutor
+from covalent.executor.messages import Reply
 from covalent.executor.task import Outcome, Task, load_reply, outcome_from_reply
 
 EXECUTOR_PLUGIN_NAME = "SlurmExecutor"
@@ -312,7 +313,7 @@ def _directives(settings: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _load_reply(data: bytes) -> dict[str, Any]:
+def _load_reply(data: bytes) -> Reply:
     try:
         return load_reply(data)
     except Exception as e:

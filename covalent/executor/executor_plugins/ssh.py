@@ -4,8 +4,8 @@ For each electron the server packs the task (function, arguments and context as 
 into one request file, uploads it by SFTP to the host's staging folder, and runs
 ``python -m covalent.executor._runner REQUEST REPLY`` there with the host's Python. The
 reply file (status, pickled output or traceback, stdout, stderr, times) comes back by
-SFTP and both files are removed. The server never unpickles user data: the reply is a
-dict of plain values, read by an unpickler that refuses every class.
+SFTP and both files are removed. The server never unpickles user data: the reply is
+MessagePack (covalent.executor.messages), decoded into a typed record.
 
 One SSH connection per (host, port, user, key) is opened on first use and reused by all
 electrons: each running electron holds one channel on it, file transfers share one SFTP
@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import pickle
 import posixpath
 import re
 import shlex
@@ -31,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from covalent._errors import ExecutorError
 from covalent.executor.base import BaseExecutor
+from covalent.executor.messages import MessageError
 from covalent.executor.task import Outcome, Task, load_reply, outcome_from_reply
 
 if TYPE_CHECKING:
@@ -341,7 +341,7 @@ class SSHExecutor(BaseExecutor):
             return Outcome.failure(self._start_failure(remote), start)
         try:
             return outcome_from_reply(load_reply(data))
-        except (pickle.UnpicklingError, KeyError, ValueError, TypeError, EOFError) as e:
+        except (MessageError, KeyError, ValueError, TypeError) as e:
             return Outcome.failure(f"The reply from {self.target} is not readable: {e}.", start)
 
     def _start_failure(self, remote: _Remote) -> str:

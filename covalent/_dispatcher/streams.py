@@ -1,0 +1,57 @@
+"""A node's stdout or stderr as it arrives: capped in the store, whole in a log file.
+
+The store keeps at most :data:`STREAM_LIMIT` characters of each stream per node. Past
+that, it keeps the first and the last half of the limit with a line between them saying
+how much is left out and where the whole text is: a log file in the dispatch's results
+folder, to which the loop appends every chunk from then on (pure here: this module says
+what to append; the loop writes it).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+STREAM_LIMIT = 256 * 1024
+"""Characters of one stream of one node kept in the store (the rest in a log file)."""
+
+
+def log_path(results_dir: str, node_id: int, stream: str) -> str:
+    """Where the whole text of a node's stream goes once it passes the limit."""
+    return str(Path(results_dir) / f"node_{node_id}.{stream}.log")
+
+
+class NodeStream:
+    """One stream of one node, as much of it as the store keeps."""
+
+    __slots__ = ("text", "tail", "dropped", "path")
+
+    def __init__(self, path: str) -> None:
+        self.text = ""  # all of it, until it passes the limit; then its head
+        self.tail = ""
+        self.dropped = 0
+        self.path = path
+
+    def add(self, chunk: str) -> str:
+        """Take ``chunk``; return what to append to the log file ("" for nothing)."""
+        if not chunk:
+            return ""
+        if not self.dropped and len(self.text) + len(chunk) <= STREAM_LIMIT:
+            self.text += chunk
+            return ""
+        half = STREAM_LIMIT // 2
+        if not self.dropped:  # passing the limit now: the file gets everything so far
+            whole = self.text + chunk
+            self.text, self.tail = whole[:half], whole[-half:]
+            self.dropped = len(whole) - len(self.text) - len(self.tail)
+            return whole
+        joined = self.tail + chunk
+        self.tail = joined[-half:]
+        self.dropped += len(joined) - len(self.tail)
+        return chunk
+
+    def render(self) -> str:
+        """What the store keeps: all of it, or its head and tail around a note."""
+        if not self.dropped:
+            return self.text
+        note = f"[... {self.dropped} characters not shown; the whole text is in {self.path} ...]"
+        return f"{self.text}\n{note}\n{self.tail}"

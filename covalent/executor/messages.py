@@ -1,0 +1,125 @@
+"""What the far side of an executor sends back, and how: MessagePack, never pickle.
+
+A task's reply (:class:`Reply`), and from the local pool's workers also the moment a
+task starts (:class:`Started`) and what it writes while it runs (:class:`Output`), are
+encoded with MessagePack (msgspec). The server decodes them into these typed records:
+decoding runs no code whatever the bytes say, checks every field's type, and a
+malformed message is an error the caller turns into a failed node. The electron's
+output inside a reply stays pickled bytes (``output``), which only the client unpickles.
+
+Text fields are made valid UTF-8 before they are encoded (an electron may print lone
+surrogates or bytes that are not UTF-8): undecodable characters become U+FFFD.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from covalent._errors import CovalentError
+
+FORMAT = 1
+"""The version of these records; a far side writes it in every reply."""
+
+
+class OutputFile(msgspec.Struct, frozen=True):
+    """A large output the far side wrote into the blob store itself."""
+
+    digest: str
+    size: int
+    path: str
+
+
+class Reply(msgspec.Struct, tag="reply"):
+    """How a task ended: its pickled output, or its error with the traceback."""
+
+    key: tuple[str, int]  # dispatch id, node id
+    status: str  # COMPLETED, FAILED or CANCELLED
+    start_time: float
+    end_time: float
+    output: bytes | None = None
+    output_repr: str = ""
+    output_file: OutputFile | None = None
+    error: str = ""
+    stdout: str = ""
+    stderr: str = ""
+    format: int = FORMAT
+
+
+class Started(msgspec.Struct, tag="started"):
+    """A worker started the task at ``at`` (UNIX seconds)."""
+
+    key: tuple[str, int]
+    at: float
+
+
+class Output(msgspec.Struct, tag="output"):
+    """Text the task wrote to ``stream`` (``"stdout"`` or ``"stderr"``) since the last."""
+
+    key: tuple[str, int]
+    stream: str
+    text: str
+
+
+Event = Reply | Started | Output
+
+_encoder = msgspec.msgpack.Encoder()
+_reply_decoder = msgspec.msgpack.Decoder(Reply)
+_events_decoder = msgspec.msgpack.Decoder(list[Event])
+
+
+class MessageError(CovalentError):
+    """Bytes that are not a well-formed message of this module."""
+
+
+def clean(text: str) -> str:
+    """``text`` as valid UTF-8 (lone surrogates and the like become U+FFFD)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace").decode("utf-8")
+    return text
+
+
+def reply(fields: dict[str, Any]) -> Reply:
+    """A Reply from the runner's reply dict (see ``_runner.run_task``), text cleaned."""
+    written = fields.get("output_file")
+    return Reply(
+        key=(str(fields["key"][0]), int(fields["key"][1])),
+        status=fields["status"],
+        start_time=float(fields["start_time"]),
+        end_time=float(fields["end_time"]),
+        output=fields.get("output"),
+        output_repr=clean(fields.get("output_repr", "")),
+        output_file=OutputFile(**written) if written else None,
+        error=clean(fields.get("error", "")),
+        stdout=clean(fields.get("stdout", "")),
+        stderr=clean(fields.get("stderr", "")),
+    )
+
+
+def encode(message: Reply | list[Event] | Any) -> bytes:
+    """MessagePack bytes of a record, a list of records, or plain data."""
+    return _encoder.encode(message)
+
+
+def decode_reply(data: bytes | memoryview) -> Reply:
+    """The Reply in ``data``; MessageError if it is not one."""
+    try:
+        return _reply_decoder.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError) as e:
+        raise MessageError(f"not a task reply: {e}") from None
+
+
+def decode_events(data: bytes | memoryview) -> list[Event]:
+    """The events in one message of a pool worker; MessageError if malformed."""
+    try:
+        return _events_decoder.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError) as e:
+        raise MessageError(f"not a worker message: {e}") from None
+
+
+def decode_plain(data: bytes | memoryview) -> Any:
+    """Plain data (dicts, lists, strings, bytes, numbers) from MessagePack bytes."""
+    return msgspec.msgpack.decode(data)
