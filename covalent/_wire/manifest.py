@@ -121,7 +121,7 @@ def _node_entry(
         if spec is None:
             spec = specs[id(executor)] = executor_spec(executor, where)
         entry["executor"] = spec
-    metadata = {k: node.metadata[k] for k in JSON_METADATA if node.metadata.get(k)}
+    metadata = {k: v for k in JSON_METADATA if (v := node.metadata.get(k)) not in (None, False)}
     extras = {k: node.metadata[k] for k in PICKLED_METADATA if node.metadata.get(k)}
     if extras:
         metadata["extras"] = blobset.add_object(extras, f"the settings of {where}")

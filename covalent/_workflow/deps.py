@@ -148,6 +148,29 @@ def as_calls(value: Any, where: str) -> list[DepsCall]:
     return calls
 
 
+def as_policy(
+    retries: Any, retry_delay: Any, timeout: Any, where: str
+) -> dict[str, int | float | None]:
+    """``retries``, ``retry_delay`` and ``timeout`` checked (None: unset, inherited)."""
+    checks = (
+        ("retries", retries, int, "a whole number of 0 or more"),
+        ("retry_delay", retry_delay, (int, float), "a number of seconds, 0 or more"),
+        ("timeout", timeout, (int, float), "a number of seconds above 0"),
+    )
+    policy: dict[str, int | float | None] = {}
+    for key, value, kinds, expected in checks:
+        wrong = value is not None and (
+            isinstance(value, bool)
+            or not isinstance(value, kinds)
+            or value < 0
+            or (key == "timeout" and value == 0)
+        )
+        if wrong:
+            raise WorkflowError(f"{key} of {where} must be {expected}, got {value!r}.")
+        policy[key] = value if value is None or key == "retries" else float(value)
+    return policy
+
+
 def install(extras: dict[str, Any]) -> None:
     """Run deps_bash, then deps_pip."""
     for key in ("deps_bash", "deps_pip"):

@@ -7,19 +7,17 @@ record nodes; the lattice's return value tells where its result comes from.
 
 from __future__ import annotations
 
+import copy
 import functools
 import inspect
 from collections.abc import Callable
 from typing import Any, overload
 
 from covalent._errors import WorkflowError
-from covalent._workflow import deps
+from covalent._workflow import deps, inherit
 from covalent._workflow.graph import Graph
 from covalent._workflow.svg import preview_html
 from covalent._workflow.tracing import Builder, Output, holds_output
-
-INHERITED = ("deps_bash", "deps_pip", "call_before", "call_after")
-"""Lattice settings that electrons without their own take from the lattice."""
 
 
 class Lattice:
@@ -35,6 +33,9 @@ class Lattice:
         deps_pip: Any = None,
         call_before: list[Any] | None = None,
         call_after: list[Any] | None = None,
+        retries: int | None = None,
+        retry_delay: float | None = None,
+        timeout: float | None = None,
         triggers: Any = None,
     ) -> None:
         if not callable(function):
@@ -47,6 +48,7 @@ class Lattice:
             "deps_pip": deps.as_pip(deps_pip),
             "call_before": deps.as_calls(call_before, "call_before"),
             "call_after": deps.as_calls(call_after, "call_after"),
+            **deps.as_policy(retries, retry_delay, timeout, f"lattice '{self.name}'"),
             "triggers": triggers,
         }
         self.transport_graph: Graph | None = None
@@ -68,6 +70,21 @@ class Lattice:
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "transport_graph": None}
+
+    def settings(self) -> dict[str, Any]:
+        """The settings its electrons inherit (see covalent/_workflow/inherit.py)."""
+        return {"executor": self.executor, **self.metadata}
+
+    def inheriting(self, settings: dict[str, Any]) -> Lattice:
+        """A copy of this lattice whose unset settings are ``settings`` (those of the
+        sublattice node that runs it)."""
+        child = copy.copy(self)
+        child.metadata = dict(self.metadata)
+        resolved = inherit.resolve(self.settings(), settings)
+        child.executor = resolved.pop("executor")
+        child.metadata.update(resolved)
+        child.transport_graph = None
+        return child
 
     def check_arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         """Raise a WorkflowError if ``args``/``kwargs`` do not fit the lattice's signature."""
@@ -95,13 +112,7 @@ class Lattice:
         """Trace the body, calling ``replacements[name]`` wherever the electron ``name``
         is called (``ct.redispatch(..., replace_electrons=...)``)."""
         self.check_arguments(args, kwargs)
-        defaults = {k: v for k, v in self.metadata.items() if k in INHERITED and v}
-        with Builder(
-            self.name,
-            default_executor=self.executor,
-            defaults=defaults,
-            replacements=replacements,
-        ) as builder:
+        with Builder(self.name, defaults=self.settings(), replacements=replacements) as builder:
             try:
                 returned = self.workflow_function(*args, **kwargs)
             except Exception as e:
