@@ -22,6 +22,7 @@ from covalent._client.redispatch import redispatch
 from covalent._errors import CovalentError
 from covalent._results.result import Result
 from covalent._results.status import Status
+from covalent._wire.transportable import TransportableObject
 from covalent._workflow.context import get_context
 from covalent._workflow.deps import DepsBash, DepsCall, DepsPip
 from covalent._workflow.electron import Electron, electron
@@ -42,6 +43,7 @@ __all__ = [
     "Lepton",
     "Result",
     "Status",
+    "TransportableObject",
     "__version__",
     "cancel",
     "covalent_start",

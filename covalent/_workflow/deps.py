@@ -133,18 +133,25 @@ def as_pip(value: Any) -> DepsPip | None:
     raise WorkflowError(f"deps_pip must be a DepsPip or a list of packages, got {value!r}.")
 
 
-def as_calls(value: Any, where: str) -> list[DepsCall]:
+Hook = DepsCall | DepsBash | DepsPip
+"""What ``call_before``/``call_after`` hold: calls, and bash or pip set-up run in place."""
+
+
+def as_calls(value: Any, where: str) -> list[Hook]:
     if value is None:
         return []
     items = value if isinstance(value, (list, tuple)) else [value]
-    calls = []
+    calls: list[Hook] = []
     for item in items:
-        if isinstance(item, DepsCall):
+        if isinstance(item, (DepsCall, DepsBash, DepsPip)):
             calls.append(item)
         elif callable(item):
             calls.append(DepsCall(item))
         else:
-            raise WorkflowError(f"{where} must hold DepsCall objects or functions, got {item!r}.")
+            raise WorkflowError(
+                f"{where} must hold DepsCall, DepsBash or DepsPip objects or functions, "
+                f"got {item!r}."
+            )
     return calls
 
 
@@ -179,13 +186,18 @@ def install(extras: dict[str, Any]) -> None:
 
 
 def apply_before(extras: dict[str, Any]) -> dict[str, Any]:
-    """Run the call_before hooks; return the keyword arguments they provide."""
-    extra_kwargs: dict[str, Any] = {}
+    """Run the call_before hooks; return the keyword arguments they provide.
+
+    A keyword that one DepsCall provides is its value; one that several provide is the
+    list of their values, in order.
+    """
+    values: dict[str, list[Any]] = {}
     for call in extras.get("call_before") or []:
         value = call.apply()
-        if call.retval_keyword:
-            extra_kwargs[call.retval_keyword] = value
-    return extra_kwargs
+        keyword = getattr(call, "retval_keyword", "")
+        if keyword:
+            values.setdefault(keyword, []).append(value)
+    return {k: v[0] if len(v) == 1 else v for k, v in values.items()}
 
 
 def apply_after(extras: dict[str, Any]) -> None:

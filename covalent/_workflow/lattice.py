@@ -51,7 +51,8 @@ class Lattice:
             **deps.as_policy(retries, retry_delay, timeout, f"lattice '{self.name}'"),
             "triggers": triggers,
         }
-        self.transport_graph: Graph | None = None
+        self._transport_graph: Graph | None = None
+        self._load_graph: Callable[[], Graph] | None = None
         functools.update_wrapper(self, function)
 
     @property
@@ -68,8 +69,30 @@ class Lattice:
         """The graph as a picture in a notebook, before dispatch (see svg.py)."""
         return preview_html(self.name, self.transport_graph, self.build_graph)
 
+    @property
+    def transport_graph(self) -> Graph | None:
+        """The graph of the last build (``build_graph``), or for ``result.lattice`` the
+        graph of that dispatch as it ran (fetched from the server on first use)."""
+        if self._transport_graph is None and self._load_graph is not None:
+            self._transport_graph = self._load_graph()
+        return self._transport_graph
+
+    @transport_graph.setter
+    def transport_graph(self, graph: Graph | None) -> None:
+        self._transport_graph = graph
+
+    def graph_from(self, load: Callable[[], Graph]) -> None:
+        """Have ``transport_graph`` be ``load()``, called when first read."""
+        self._transport_graph, self._load_graph = None, load
+
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "transport_graph": None}
+        return {**self.__dict__, "_transport_graph": None, "_load_graph": None}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        state.setdefault("_transport_graph", state.pop("transport_graph", None))
+        state.setdefault("_load_graph", None)
+        self.__dict__.update(state)
 
     def settings(self) -> dict[str, Any]:
         """The settings its electrons inherit (see covalent/_workflow/inherit.py)."""
@@ -83,7 +106,7 @@ class Lattice:
         resolved = inherit.resolve(self.settings(), settings)
         child.executor = resolved.pop("executor")
         child.metadata.update(resolved)
-        child.transport_graph = None
+        child._transport_graph, child._load_graph = None, None
         return child
 
     def check_arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
