@@ -167,4 +167,3 @@ class Graph:
 def _edge_data(edge: Edge) -> dict[str, Any]:
     kind = "wait" if edge.is_wait else ("kwarg" if edge.name is not None else "arg")
     return {"edge_name": edge.label, "param_type": kind, "arg_index": edge.index}
-
