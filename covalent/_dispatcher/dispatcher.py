@@ -540,7 +540,8 @@ class Dispatcher:
         """Complete a ``cache=True`` node from the cache if an equal call ran before."""
         node = run.node(node_id)
         args, kwargs = run.arguments(node_id)
-        key = cachemod.cache_key(node["function"], args, kwargs, node["metadata"].get("extras"))
+        identity, extras = reusemod.cache_identity(node)  # the fingerprint (see reuse.py)
+        key = cachemod.cache_key(identity, args, kwargs, extras)
         run.cache_keys[node_id] = key
         hit = cachemod.lookup(self.store, key)
         if hit is None or not self._load_blob_exists(hit["output_digest"]):

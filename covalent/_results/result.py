@@ -102,7 +102,21 @@ class Result:
                 if item not in self._raw
             ]
         for name in needed:
-            self._values[name] = blobmod.load_value(name, self._raw.__getitem__)
+            self._values[name] = self._unpickle(name)
+
+    def _unpickle(self, name: str) -> Any:
+        """A value; if it needs a module of the user's that this process cannot import,
+        that module's source as the dispatch shipped it (in the lattice's blob)."""
+        try:
+            return blobmod.load_value(name, self._raw.__getitem__)
+        except ImportError:
+            lattice = self._manifest["lattice"].get("function")
+            if not lattice or lattice in self._raw:  # no sources to add, or added already
+                raise
+            self._raw.update(self._fetch([lattice]))
+            if not blobmod.provide_sources(self._raw[lattice]):
+                raise
+            return blobmod.load_value(name, self._raw.__getitem__)
 
     def _value(self, digest: str | None) -> Any:
         if not digest:

@@ -12,10 +12,12 @@ transfers gets ``files=[(from_path, to_path), ...]``.
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from covalent._errors import WorkflowError
@@ -115,6 +117,33 @@ class DepsCall:
 
     def __repr__(self) -> str:
         return f"DepsCall({getattr(self.func, '__name__', self.func)!r})"
+
+
+class DepsModule(DepsCall):
+    """A module the electron needs on the executor: its source travels with the dispatch
+    (with the user's modules it imports) and it is imported there before the electron.
+
+    The user's own modules that an electron's code refers to travel anyway; name a module
+    here when nothing in the code names it (imported by name at run time, by a plugin
+    system), or when it is installed here but not on the executor. Put it in
+    ``call_before``: ``@ct.electron(call_before=[ct.DepsModule("pkg.mod")])``.
+    """
+
+    def __init__(self, module: str | ModuleType) -> None:
+        name = module if isinstance(module, str) else module.__name__
+        try:
+            importlib.import_module(name)  # here, to find its source
+        except ImportError as e:
+            raise WorkflowError(f"DepsModule cannot import {name!r} here: {e}.") from e
+        super().__init__(importlib.import_module, args=[name])
+        self.module_name = name
+
+    def covalent_modules(self) -> list[str]:
+        """The modules whose source must travel (read by covalent/_wire/blobs.py)."""
+        return [self.module_name]
+
+    def __repr__(self) -> str:
+        return f"DepsModule({self.module_name!r})"
 
 
 def as_bash(value: Any) -> DepsBash | None:

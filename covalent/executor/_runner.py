@@ -29,7 +29,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from covalent._wire import blobs, bundle
+from covalent._wire import blobs, bundle, modules
 from covalent._wire import manifest as manifestmod
 from covalent._workflow import deps, transfer
 from covalent._workflow.context import TaskContext, reset_context, set_context
@@ -48,6 +48,7 @@ def run_task(
     task: dict[str, Any], function_of: Callable[[str], Any], values: dict[str, bytes]
 ) -> dict[str, Any]:
     """Run one task; never raises for the electron's own failures."""
+    modules.prefer_shipped()  # this is a worker: the dispatch's module sources win
     start = time.time()
     out, err = io.StringIO(), io.StringIO()
     reply: dict[str, Any] = {"key": task["key"], "start_time": start}
