@@ -67,6 +67,7 @@ class Source(NamedTuple):
 
 _lock = threading.RLock()
 _shipped: dict[str, Source] = {}  # the process's finder table: import system state is global
+_versions: dict[str, Source] = {}  # every source provided, by digest (a module keeps its own)
 _files: dict[str, tuple[tuple[int, int], Source]] = {}
 _imports: dict[str, set[str]] = {}  # source digest -> names its import statements name
 _found: dict[tuple[str, tuple[str, ...]], tuple[str, bool] | None] = {}  # not imported yet
@@ -92,7 +93,7 @@ def is_users(module: ModuleType) -> bool:
     name = getattr(module, "__name__", "")
     if name == "__main__" or name.split(".")[0] == "covalent" or not isinstance(name, str):
         return False
-    if name in _shipped and getattr(module, "__covalent_digest__", None):
+    if getattr(module, "__covalent_digest__", None) in _versions:
         return True
     path = getattr(module, "__file__", None)
     if path:
@@ -104,8 +105,8 @@ def is_users(module: ModuleType) -> bool:
 def source_of(module: ModuleType) -> Source | None:
     """The source ``module`` travels as, or None if it has none to send."""
     name = module.__name__
-    shipped = _shipped.get(name)
-    if shipped is not None and getattr(module, "__covalent_digest__", None) == shipped.digest:
+    shipped = _versions.get(getattr(module, "__covalent_digest__", None) or "")
+    if shipped is not None and shipped.name == name:  # imported from a shipped source
         return shipped
     path = getattr(module, "__file__", None)
     if not path:
@@ -295,6 +296,7 @@ def provide(sources: Sequence[Source]) -> None:
             if known is not None and known.digest == source.digest:
                 continue
             _shipped[source.name] = source
+            _versions[source.digest] = source
             if _prefer_shipped:
                 _evict_other_version(source)
         _install_finder()

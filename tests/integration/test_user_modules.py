@@ -59,6 +59,8 @@ def test_the_helper_modules_example_and_its_results_elsewhere(home: Home, tmp_pa
 
 
 def test_a_changed_module_reaches_workers_that_ran_the_old_one(home: Home, tmp_path: Path) -> None:
+    config = home.root / "config" / "covalent.conf"
+    config.write_text(config.read_text() + "\n[executors.local]\nworkers = 1\n")  # one worker
     project = tmp_path / "project"
     shutil.copytree(EXAMPLE, project)
     assert lines(run(home, str(project / "flow.py")))["total"] == "60"
