@@ -119,10 +119,9 @@ def compile_library(folder: Path) -> Path:
     return library
 
 
-@pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
-def test_a_c_lepton_calls_the_library_and_returns_its_outputs(tmp_path: Path) -> None:
-    library = compile_library(tmp_path)
-    entry = ct.Lepton(
+def entry_lepton(library: Path) -> ct.Lepton:
+    """The C lepton of ``test_entry`` (``*y += x; *z = 5``) in ``library``."""
+    return ct.Lepton(
         language="C",
         library_name=str(library),
         function_name="test_entry",
@@ -132,6 +131,12 @@ def test_a_c_lepton_calls_the_library_and_returns_its_outputs(tmp_path: Path) ->
             (POINTER(c_int32), ct.Lepton.OUTPUT),
         ],
     )
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
+def test_a_c_lepton_calls_the_library_and_returns_its_outputs(tmp_path: Path) -> None:
+    library = compile_library(tmp_path)
+    entry = entry_lepton(library)
     assert entry(1, 2) == (3, 5)
     assert entry.name == "test_entry"
     scale = ct.Lepton(

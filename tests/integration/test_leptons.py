@@ -4,14 +4,13 @@ named outputs, the decorator form with file transfers, and python leptons."""
 from __future__ import annotations
 
 import shutil
-from ctypes import POINTER, c_int32
 from pathlib import Path
 
 import pytest
 
 import covalent as ct
 from tests.conftest import Home
-from tests.test_lepton import compile_library
+from tests.test_lepton import compile_library, entry_lepton
 
 
 @ct.electron
@@ -155,17 +154,7 @@ def test_bash_argtypes_through_a_dispatch(server: Home) -> None:
 
 @pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
 def test_a_c_lepton_through_a_dispatch(server: Home, tmp_path: Path) -> None:
-    library = compile_library(tmp_path)
-    entry = ct.Lepton(
-        language="C",
-        library_name=str(library),
-        function_name="test_entry",
-        argtypes=[
-            (c_int32, ct.Lepton.INPUT),
-            (POINTER(c_int32), ct.Lepton.INPUT_OUTPUT),
-            (POINTER(c_int32), ct.Lepton.OUTPUT),
-        ],
-    )
+    entry = entry_lepton(compile_library(tmp_path))
 
     @ct.lattice
     def flow(x, y):
