@@ -37,13 +37,15 @@ import struct
 import sys
 import sysconfig
 import threading
+import zlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any, NamedTuple
 
 TRAILER_MAGIC = b"CVM1"
-"""Ends a blob that carries module sources: ``pickle, sources, 8-byte length, magic``.
+"""Ends a blob that carries module sources: ``pickle, zlib(pickle(sources)), 8-byte
+length, magic``.
 
 A pickle ends with its STOP opcode, and ``pickle.loads`` ignores what follows, so a
 blob with a trailer is still an ordinary pickle to any reader that needs no sources.
@@ -71,6 +73,7 @@ _versions: dict[str, Source] = {}  # every source provided, by digest (a module 
 _files: dict[str, tuple[tuple[int, int], Source]] = {}
 _imports: dict[str, set[str]] = {}  # source digest -> names its import statements name
 _found: dict[tuple[str, tuple[str, ...]], tuple[str, bool] | None] = {}  # not imported yet
+_trailers: dict[tuple[str, ...], bytes] = {}  # closure digests -> its trailer
 _prefer_shipped = False
 
 
@@ -258,11 +261,19 @@ def _absolute(name: str, level: int, package: str) -> str:
 
 
 def trailer(sources: Sequence[Source]) -> bytes:
-    """What a blob ends with to carry ``sources`` (empty for none)."""
+    """What a blob ends with to carry ``sources`` (empty for none); compressed, as
+    source text shrinks to about a third and every function blob of a dispatch has it."""
     if not sources:
         return b""
-    data = pickle.dumps([tuple(s) for s in sources], protocol=5)
-    return data + struct.pack(">Q", len(data)) + TRAILER_MAGIC
+    key = tuple(s.digest for s in sources)
+    made = _trailers.get(key)
+    if made is None:
+        data = zlib.compress(pickle.dumps([tuple(s) for s in sources], protocol=5))
+        made = data + struct.pack(">Q", len(data)) + TRAILER_MAGIC
+        if len(_trailers) > 64:
+            _trailers.clear()
+        _trailers[key] = made
+    return made
 
 
 def read_trailer(data: Any) -> list[Source]:
@@ -271,7 +282,8 @@ def read_trailer(data: Any) -> list[Source]:
     if end < 12 or bytes(data[end - 4 : end]) != TRAILER_MAGIC:
         return []
     (size,) = struct.unpack(">Q", bytes(data[end - 12 : end - 4]))
-    return [Source(*entry) for entry in pickle.loads(bytes(data[end - 12 - size : end - 12]))]
+    packed = zlib.decompress(bytes(data[end - 12 - size : end - 12]))
+    return [Source(*entry) for entry in pickle.loads(packed)]
 
 
 # the receiving side
