@@ -185,6 +185,9 @@ def _package_of(source: Source) -> str:
 def _unimported(name: str) -> Source | None:
     """The source of a user module ``name`` not imported yet, found the way ``import``
     would find it (for a submodule, only once its package is imported)."""
+    shipped = _shipped.get(name)
+    if shipped is not None:  # a worker building a sublattice: what it was sent
+        return shipped
     parent, _, _ = name.rpartition(".")
     if parent and parent not in sys.modules:
         return None

@@ -17,12 +17,13 @@ from covalent._wire import blobs
 class TransportableObject:
     """A value and its pickle (cloudpickle, with the user's own modules' code).
 
-    ``TransportableObject(value)`` pickles ``value`` at once (an error if it cannot be);
+    ``TransportableObject(value)`` pickles ``value`` at once (an error if it cannot be),
+    with the source of the user's modules it needs (so any process can read it back);
     ``get_deserialized()`` gives a new copy of it each time.
     """
 
     def __init__(self, obj: Any) -> None:
-        self._data = blobs.dumps(obj)
+        self._data = blobs.dumps_shipping(obj)
         self.object_string = blobs.short_repr(obj)
         self.python_version = platform.python_version()
         self.type_name = type(obj).__name__

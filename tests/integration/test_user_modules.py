@@ -106,3 +106,38 @@ def test_deps_module_sends_a_module_the_code_does_not_name(home: Home, tmp_path:
     out = lines(run(home, str(script)))
     assert out["with"] == "plugin ran"
     assert out["without"] == "FAILED True"
+
+
+SUBLATTICE_SCRIPT = """
+import sys
+sys.path.insert(0, {lib!r})
+import covalent as ct
+import helpers
+
+@ct.electron
+def weighted(values):
+    return helpers.total(values)
+
+@ct.lattice
+def inner(values):
+    return weighted(values), helpers.scaled(helpers.make_point(1, 2), 3)
+
+@ct.lattice
+def outer(values):
+    return ct.electron(inner)(values)
+
+result = ct.dispatch_sync(outer)([1, 2])
+total, point = result.result
+print("status:", result.status)
+print("total:", total)
+print("point:", repr(point), type(point).__module__)
+"""
+
+
+def test_modules_reach_the_electrons_of_a_sublattice(home: Home, tmp_path: Path) -> None:
+    script = tmp_path / "with_sublattice.py"
+    script.write_text(SUBLATTICE_SCRIPT.format(lib=str(EXAMPLE / "lib")))
+    out = lines(run(home, str(script)))
+    assert out["status"] == "COMPLETED"
+    assert out["total"] == "30"  # helpers.total imports weights on the worker, at run time
+    assert out["point"] == "Point(3, 6) geometry.shapes"
