@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import pickle
 import sys
 import types
 from collections.abc import Iterable
@@ -32,6 +33,7 @@ from typing import Any
 from covalent._wire import blobs, modules
 
 _ATOMS = (bool, int, float, complex, str, bytes, type(None))
+_CONTAINERS = (tuple, list, dict, set, frozenset)
 _CLASS_SKIP = ("__dict__", "__weakref__", "__module__", "__qualname__", "__doc__")
 _BUILTIN = (
     types.BuiltinFunctionType,
@@ -65,14 +67,21 @@ class Fingerprints:
         return _hash("values", *(self._of(v) for v in values)).hex()
 
     def _of(self, value: Any) -> bytes:
-        if type(value) in _ATOMS:
-            return _hash(type(value).__name__, repr(value).encode())
+        kind = type(value)
+        if kind in _ATOMS:
+            return _hash(kind.__name__, repr(value).encode())
         key = id(value)
+        if key in self._active:  # a cycle (a recursive function): named, not followed
+            return _hash("cycle", _name(value).encode())
+        if kind in _CONTAINERS:  # not remembered: cheaper to hash again than to keep
+            self._active.add(key)
+            try:
+                return self._container(value)
+            finally:
+                self._active.discard(key)
         known = self._memo.get(key)
         if known is not None:
             return known
-        if key in self._active:  # a cycle (a recursive function): named, not followed
-            return _hash("cycle", _name(value).encode())
         self._active.add(key)
         try:
             digest = self._compute(value)
@@ -85,14 +94,22 @@ class Fingerprints:
     def _all(self, values: Iterable[Any]) -> list[bytes]:
         return [self._of(v) for v in values]
 
-    def _compute(self, value: Any) -> bytes:
+    def _container(self, value: Any) -> bytes:
+        """Lists, tuples, dicts and sets by content; sets and dicts in sorted order.
+        Those holding only numbers, strings and bytes are hashed from one pickle."""
         kind = type(value)
-        if kind in (tuple, list):
-            return _hash(kind.__name__, *self._all(value))
+        name = kind.__name__
         if kind is dict:
-            return _hash("dict", *sorted(self._of(k) + self._of(v) for k, v in value.items()))
+            if all(type(k) is str for k in value) and _atoms(value.values()):
+                return _hash(name, pickle.dumps(sorted(value.items()), protocol=5))
+            return _hash(name, *sorted(self._of(k) + self._of(v) for k, v in value.items()))
         if kind in (set, frozenset):
-            return _hash(kind.__name__, *sorted(self._all(value)))
+            return _hash(name, *sorted(self._all(value)))
+        if _atoms(value):
+            return _hash(name, pickle.dumps(value, protocol=5))
+        return _hash(name, *self._all(value))
+
+    def _compute(self, value: Any) -> bytes:
         if isinstance(value, types.CodeType):
             return self._code(value)
         if isinstance(value, types.FunctionType):
@@ -172,6 +189,30 @@ class Fingerprints:
             return _hash("pickle", blobs.dumps(value))
         except Exception:
             return _hash("repr", repr(value).encode())
+
+
+def pickle_may_vary(value: Any, budget: int = 10_000) -> bool:
+    """Whether equal copies of ``value`` may pickle to different bytes: it holds a set,
+    or an object other than numbers, strings, bytes, lists, tuples and dicts (a class
+    sent by value gets a random id). Looks at ``budget`` items at most and answers False
+    beyond them: a digest that differs only costs a reuse, never gives a wrong one."""
+    waiting = [value]
+    while waiting and budget > 0:
+        item = waiting.pop()
+        budget -= 1
+        kind = type(item)
+        if kind in (list, tuple):
+            waiting.extend(item)
+        elif kind is dict:
+            waiting.extend(item.keys())
+            waiting.extend(item.values())
+        elif kind not in _ATOMS:
+            return True
+    return False
+
+
+def _atoms(values: Iterable[Any]) -> bool:
+    return all(type(v) in _ATOMS for v in values)
 
 
 def _name(value: Any) -> str:

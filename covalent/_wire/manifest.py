@@ -16,13 +16,12 @@ from covalent._errors import BadRequestError, WorkflowError
 from covalent._wire import blobs as blobmod
 from covalent._wire import modules
 from covalent._wire import triggers as triggermod
-from covalent._wire.fingerprint import Fingerprints
+from covalent._wire.fingerprint import Fingerprints, pickle_may_vary
 from covalent._workflow.graph import Graph, Node, NodeKind
 
 FORMAT = 1
 DEFAULT_EXECUTOR = "local"
 JSON_METADATA = ("retries", "retry_delay", "timeout", "cache", "collection")
-_PLAIN = (int, float, str, bytes, bool, type(None))
 PICKLED_METADATA = ("files", "deps_bash", "deps_pip", "call_before", "call_after")
 
 
@@ -140,7 +139,7 @@ def _node_entry(
     if node.kind == NodeKind.PARAMETER:
         entry["value"] = blobset.add_object(node.value, lambda: describe_use(graph, node.id))
         entry["value_repr"] = blobmod.short_repr(node.value)
-        if type(node.value) not in _PLAIN:  # its pickle may differ between equal values
+        if pickle_may_vary(node.value):  # equal values, other bytes: compare fingerprints
             entry["fingerprint"] = blobset.fingerprints.of(node.value)
         return entry
     assert node.function is not None

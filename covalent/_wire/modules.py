@@ -27,6 +27,7 @@ A module of the user's without source (only ``.pyc``) is pickled by value instea
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import importlib.abc
 import importlib.machinery
@@ -86,6 +87,7 @@ def _never(name: str) -> bool:
     return top == "covalent" or top in sys.stdlib_module_names
 
 
+@functools.lru_cache(maxsize=4096)
 def _installed(path: str) -> bool:
     return str(Path(path).resolve()).startswith(_INSTALLED)
 
@@ -94,7 +96,7 @@ def is_users(module: ModuleType) -> bool:
     """Whether ``module`` is the user's own: not ``__main__``, covalent, built in, or
     installed (under the standard library or site-packages)."""
     name = getattr(module, "__name__", "")
-    if name == "__main__" or name.split(".")[0] == "covalent" or not isinstance(name, str):
+    if not isinstance(name, str) or name == "__main__" or name.split(".")[0] == "covalent":
         return False
     if getattr(module, "__covalent_digest__", None) in _versions:
         return True
