@@ -22,6 +22,7 @@ A fingerprint is a SHA-256 computed from what a value *is*, the same in every pr
 
 from __future__ import annotations
 
+import collections
 import functools
 import hashlib
 import pickle
@@ -196,9 +197,9 @@ def pickle_may_vary(value: Any, budget: int = 10_000) -> bool:
     or an object other than numbers, strings, bytes, lists, tuples and dicts (a class
     sent by value gets a random id). Looks at ``budget`` items at most and answers False
     beyond them: a digest that differs only costs a reuse, never gives a wrong one."""
-    waiting = [value]
+    waiting = collections.deque([value])
     while waiting and budget > 0:
-        item = waiting.pop()
+        item = waiting.popleft()  # in order, so that the budget is the first items
         budget -= 1
         kind = type(item)
         if kind in (list, tuple):
