@@ -22,8 +22,9 @@ from covalent._client.redispatch import redispatch
 from covalent._errors import CovalentError
 from covalent._results.result import Result
 from covalent._results.status import Status
+from covalent._wire.transportable import TransportableObject
 from covalent._workflow.context import get_context
-from covalent._workflow.deps import DepsBash, DepsCall, DepsPip
+from covalent._workflow.deps import DepsBash, DepsCall, DepsModule, DepsPip
 from covalent._workflow.electron import Electron, electron
 from covalent._workflow.lattice import Lattice, lattice
 from covalent._workflow.lepton import Lepton
@@ -36,12 +37,14 @@ __all__ = [
     "CovalentError",
     "DepsBash",
     "DepsCall",
+    "DepsModule",
     "DepsPip",
     "Electron",
     "Lattice",
     "Lepton",
     "Result",
     "Status",
+    "TransportableObject",
     "__version__",
     "cancel",
     "covalent_start",

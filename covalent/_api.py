@@ -34,8 +34,11 @@ def is_covalent_running() -> bool:
     return service.running() is not None
 
 
-def get_config(entry: str | None = None) -> Any:
-    """A config value by dotted key (``"dispatcher.port"``), a section, or everything."""
+def get_config(entry: str | list[str] | None = None) -> Any:
+    """A config value by dotted key (``"dispatcher.port"``), a section, or everything;
+    for a list of keys, a dict of each key's value. An unknown key raises ConfigError."""
+    if isinstance(entry, (list, tuple)):
+        return {key: _config.get_value(key) for key in entry}
     return _config.get_value(entry)
 
 

@@ -180,14 +180,24 @@ def get_result(
     if status_only:
         return client.status(dispatch_id)
 
+    def manifest_of(of_id: str) -> Callable[[], dict[str, Any]]:
+        return lambda: client.request("GET", f"/dispatches/{of_id}/manifest").json()
+
     def load(child_id: str) -> Result:
-        return Result(client.dispatch(child_id), client.fetch_blobs, load)
+        detail = client.dispatch(child_id)
+        return Result(detail, client.fetch_blobs, load, fetch_manifest=manifest_of(child_id))
 
     if not wait:
         return load(dispatch_id)
     with progressmod.showing(dispatch_id, progress) as update:
         detail = _wait_detail(client, dispatch_id, update)
-    return Result(detail, client.fetch_blobs, load, lambda: client.dispatch(dispatch_id))
+    return Result(
+        detail,
+        client.fetch_blobs,
+        load,
+        lambda: client.dispatch(dispatch_id),
+        manifest_of(dispatch_id),
+    )
 
 
 def cancel(

@@ -14,7 +14,9 @@ from typing import Any, NamedTuple, TypedDict
 
 from covalent._errors import BadRequestError, WorkflowError
 from covalent._wire import blobs as blobmod
+from covalent._wire import modules
 from covalent._wire import triggers as triggermod
+from covalent._wire.fingerprint import Fingerprints, pickle_may_vary
 from covalent._workflow.graph import Graph, Node, NodeKind
 
 FORMAT = 1
@@ -43,6 +45,7 @@ class ManifestNode(TypedDict, total=False):
     function: str
     executor: ExecutorSpec
     metadata: dict[str, Any]
+    fingerprint: str
 
 
 class Manifest(TypedDict, total=False):
@@ -81,31 +84,60 @@ def edges(manifest: Manifest | dict[str, Any]) -> list[Edge]:
 
 
 class BlobSet:
-    """Blobs gathered while writing a manifest, deduplicated by digest."""
+    """Blobs gathered while writing a manifest, deduplicated by digest.
+
+    Value blobs are plain pickles. Function blobs (and the lattice's) also carry the
+    sources of every user module the dispatch refers to (covalent/_wire/modules.py), so
+    that whichever worker runs a node can import them; as those are known only once
+    everything is pickled, function blobs are finished by :meth:`seal`, which writes
+    their digests where :meth:`add_function` was asked to.
+    """
 
     def __init__(self) -> None:
         self.blobs: dict[str, bytes] = {}
-        self._by_object: dict[int, str] = {}
+        self._bodies: dict[int, bytes] = {}
+        self._sites: list[tuple[dict[str, Any], str, int]] = []
+        self._keep: list[Any] = []  # functions pickled, alive until sealed (ids stay theirs)
+        self.modules: set[str] = set()
+        self.forced: set[str] = set()
+        self.fingerprints = Fingerprints()
 
     def add_bytes(self, data: bytes) -> str:
         name = blobmod.digest(data)
         self.blobs.setdefault(name, data)
         return name
 
-    def add_object(self, value: Any, what: str | Callable[[], str]) -> str:
-        """Pickle ``value`` (once per object for functions) and return its digest."""
-        key = id(value)
-        if callable(value) and key in self._by_object:
-            return self._by_object[key]
+    def _pickle(self, value: Any, what: str | Callable[[], str]) -> bytes:
         try:
-            data = blobmod.dumps(value)
+            done = blobmod.pickled(value)
         except Exception as e:
             where = what if isinstance(what, str) else what()
             raise WorkflowError(f"Cannot pickle {where}: {type(e).__name__}: {e}.") from e
-        name = self.add_bytes(data)
-        if callable(value):
-            self._by_object[key] = name
-        return name
+        self.modules |= done.modules
+        self.forced |= done.forced
+        return done.data
+
+    def add_object(self, value: Any, what: str | Callable[[], str]) -> str:
+        """Pickle a value and return its digest."""
+        return self.add_bytes(self._pickle(value, what))
+
+    def add_function(
+        self, value: Any, what: str | Callable[[], str], into: dict[str, Any], key: str
+    ) -> None:
+        """Pickle a function (once per object); :meth:`seal` sets ``into[key]`` to the
+        digest of its blob."""
+        if id(value) not in self._bodies:
+            self._bodies[id(value)] = self._pickle(value, what)
+            self._keep.append(value)
+        self._sites.append((into, key, id(value)))
+
+    def seal(self) -> None:
+        """Finish the function blobs: each carries the sources the dispatch needs."""
+        tail = modules.trailer(modules.closure(self.modules, self.forced))
+        names = {key: self.add_bytes(body + tail) for key, body in self._bodies.items()}
+        for into, key, function in self._sites:
+            into[key] = names[function]
+        self._sites, self._bodies, self._keep = [], {}, []
 
 
 def executor_spec(executor: Any, where: str) -> dict[str, Any]:
@@ -156,7 +188,7 @@ def describe_use(graph: Graph, node_id: int) -> str:
 def _node_entry(
     node: Node,
     blobset: BlobSet,
-    sources: dict[str, dict[str, str]],
+    sources: dict[int, tuple[str, Any, dict[str, Any]]],
     graph: Graph,
     specs: dict[int, dict[str, Any]],
 ) -> dict[str, Any]:
@@ -165,11 +197,13 @@ def _node_entry(
     if node.kind == NodeKind.PARAMETER:
         entry["value"] = blobset.add_object(node.value, lambda: describe_use(graph, node.id))
         entry["value_repr"] = blobmod.short_repr(node.value)
+        if pickle_may_vary(node.value):  # equal values, other bytes: compare fingerprints
+            entry["fingerprint"] = blobset.fingerprints.of(node.value)
         return entry
     assert node.function is not None
-    entry["function"] = digest = blobset.add_object(node.function, f"the function of {where}")
-    if node.kind in (NodeKind.ELECTRON, NodeKind.SUBLATTICE) and digest not in sources:
-        sources[digest] = {"name": node.name, "source": _source(node.function)}
+    blobset.add_function(node.function, f"the function of {where}", entry, "function")
+    if node.kind in (NodeKind.ELECTRON, NodeKind.SUBLATTICE):
+        sources.setdefault(id(node.function), (node.name, node.function, entry))
     executor = node.executor if node.kind == NodeKind.ELECTRON else None
     if isinstance(executor, (str, type(None))):
         entry["executor"] = executor_spec(executor, where)
@@ -178,11 +212,12 @@ def _node_entry(
         if spec is None:
             spec = specs[id(executor)] = executor_spec(executor, where)
         entry["executor"] = spec
-    metadata = {k: node.metadata[k] for k in JSON_METADATA if node.metadata.get(k)}
+    metadata = {k: v for k in JSON_METADATA if (v := node.metadata.get(k)) not in (None, False)}
     extras = {k: node.metadata[k] for k in PICKLED_METADATA if node.metadata.get(k)}
     if extras:
         metadata["extras"] = blobset.add_object(extras, f"the settings of {where}")
     entry["metadata"] = metadata
+    entry["fingerprint"] = blobset.fingerprints.of(node.function, extras)
     return entry
 
 
@@ -197,7 +232,7 @@ def from_graph(
     ``lattice`` (the Lattice object) travels too, so that a Result can give it back.
     """
     blobset = BlobSet()
-    sources: dict[str, dict[str, str]] = {}
+    sources: dict[int, tuple[str, Any, dict[str, Any]]] = {}
     specs: dict[int, dict[str, Any]] = {}
     nodes = [_node_entry(node, blobset, sources, graph, specs) for node in graph.nodes]
     where = f"lattice '{graph.lattice_name}'"
@@ -220,7 +255,11 @@ def from_graph(
         "nodes": nodes,
         "edges": [[e.source, e.target, e.index, e.name] for e in graph.edges],
         "result": result,
-        "functions": sources,
+    }
+    blobset.seal()
+    manifest["functions"] = {
+        entry["function"]: {"name": name, "source": _source(function)}
+        for name, function, entry in sources.values()
     }
     trigger_specs = triggermod.specs_of((getattr(lattice, "metadata", None) or {}).get("triggers"))
     if trigger_specs:  # plain JSON: the server arms them without unpickling anything
@@ -236,7 +275,7 @@ def _lattice_entry(graph: Graph, lattice: Any, blobset: BlobSet) -> dict[str, An
         entry["source"] = _source(function)
         # The lattice is kept only for Result.lattice; the run does not need it.
         with contextlib.suppress(Exception):
-            entry["function"] = blobset.add_bytes(blobmod.dumps(lattice))
+            blobset.add_function(lattice, "the lattice", entry, "function")
     return entry
 
 
@@ -325,6 +364,11 @@ def _validate_node(node: Any, position: int, available: Callable[[str], bool]) -
     if not isinstance(node.get("name"), str):
         raise BadRequestError(f"Node {position} of the manifest has no name.")
     kind = node.get("kind")
+    fingerprint = node.get("fingerprint")
+    if fingerprint is not None and not (
+        isinstance(fingerprint, str) and blobmod.is_digest(fingerprint)
+    ):
+        raise BadRequestError(f"Node {position}'s fingerprint must be 64 hexadecimal digits.")
     if kind == NodeKind.PARAMETER:
         _need_blob(node.get("value"), f"node {position}'s value", available)
         return

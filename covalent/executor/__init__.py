@@ -20,3 +20,8 @@ def __getattr__(name: str) -> Any:
         if plugin.cls.__name__ == name:
             return plugin.cls
     raise AttributeError(f"module 'covalent.executor' has no attribute '{name}'")
+
+
+def __dir__() -> list[str]:
+    """Every executor class found, for tab completion (``ct.executor.<TAB>``)."""
+    return sorted({*globals(), *(plugin.cls.__name__ for plugin in plugins.discover().values())})

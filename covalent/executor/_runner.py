@@ -29,7 +29,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from covalent._wire import blobs, bundle
+from covalent._wire import blobs, bundle, modules
 from covalent._wire import manifest as manifestmod
 from covalent._workflow import deps, transfer
 from covalent._workflow.context import TaskContext, reset_context, set_context
@@ -57,6 +57,7 @@ def run_task(
     without, the caller captures the process's file descriptors itself (the local pool's
     workers do, so that C extensions and subprocesses count too).
     """
+    modules.prefer_shipped()  # this is a worker: the dispatch's module sources win
     start = time.time()
     out, err = (io.StringIO(), io.StringIO()) if capture else (None, None)
     reply: dict[str, Any] = {"key": task["key"], "start_time": start}
