@@ -6,8 +6,9 @@ it runs, dispatch, and query the result. This module only re-exports the public 
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+__version__ = "0.300.0"
 
+from covalent import _compat as _compat  # the original's module paths (see _compat)
 from covalent import executor, fs, fs_strategies, leptons, triggers
 from covalent._api import (
     covalent_start,

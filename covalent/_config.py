@@ -99,6 +99,7 @@ def defaults(where: Paths | None = None) -> dict[str, Any]:
             "port": DEFAULT_PORT,
             "db_path": str(where.data_dir / "dispatcher.sqlite"),
             "results_dir": str(where.cache_dir / "results"),
+            "cache_dir": str(where.cache_dir),
             "blobs_dir": str(where.data_dir / "blobs"),
             "log_file": str(where.log_file),
             "max_upload_bytes": 4 * 1024**3,
@@ -175,9 +176,10 @@ def _merged() -> dict[str, Any]:
 _loaded: dict[tuple[Any, ...], dict[str, Any]] = {}
 
 
-def get_value(key: str | None = None) -> Any:
-    """A value by dotted key (``"dispatcher.port"``), a section, or everything."""
-    config = _merged()
+def get_value(key: str | None = None, base: dict[str, Any] | None = None) -> Any:
+    """A value by dotted key (``"dispatcher.port"``), a section, or everything; with
+    ``base``, over those defaults (a key in the configuration wins)."""
+    config = _merged() if base is None else _merge(base, _merged())
     if not key:
         return copy.deepcopy(config)
     node: Any = config

@@ -87,9 +87,9 @@ def _log_transitions(transitions: list[dict[str, Any]]) -> None:
         log.debug("%s -> %s: %s", t["old"], t["new"], t["cause"], extra=extra)
 
 
-def _policy(executor: BaseExecutor, task: Task) -> dict[str, Any]:
+def _policy(executor_policy: dict[str, Any], task: Task) -> dict[str, Any]:
     """A task's timeout, retries and retry delay: its electron's, over the executor's."""
-    return {**executor._task_policy, **task.metadata}
+    return {**executor_policy, **task.metadata}
 
 
 def _supervised(policy: dict[str, Any]) -> bool:
@@ -662,13 +662,14 @@ class Dispatcher:
             node = run.node(node_id)
             task = self._task(run, node_id, node)
             executor = self.executors.cached(node["executor"])
-            if executor is not None and not _supervised(_policy(executor, task)):
+            policy = self.executors.task_policy(executor) if executor is not None else {}
+            if executor is not None and not _supervised(_policy(policy, task)):
                 fast.setdefault(id(executor), (executor, []))[1].append((run, node_id, task))
             else:
                 run.running[node_id] = asyncio.create_task(self._execute(run, node_id, task))
         for executor, group in fast.values():
             try:
-                handles = executor._start_many([(t, self._reporter(r, n)) for r, n, t in group])
+                handles = executor.start_many([(t, self._reporter(r, n)) for r, n, t in group])
             except Exception:
                 handles = None
                 log.exception("starting tasks on %s failed", type(executor).__name__)
@@ -712,7 +713,7 @@ class Dispatcher:
             executor = self.executors.cached(node["executor"]) or await self.executors.get(
                 node["executor"]
             )
-            policy = _policy(executor, task)
+            policy = _policy(self.executors.task_policy(executor), task)
             while True:
                 outcome = await self._attempt(executor, task, policy.get("timeout"))
                 if outcome.status != Status.FAILED or attempt > int(policy.get("retries") or 0):

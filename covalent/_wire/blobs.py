@@ -70,11 +70,22 @@ def _pickle_module_by_value(module: ModuleType) -> None:
     if name in _by_value_checked:
         return
     _by_value_checked.add(name)
-    path = getattr(module, "__file__", None)
-    if name == "__main__" or name.split(".")[0] == "covalent" or not path:
-        return
-    if not str(Path(path).resolve()).startswith(_INSTALLED):
+    if name != "__main__" and is_users_own(module):
         cloudpickle.register_pickle_by_value(module)
+
+
+def is_users_own(module: ModuleType | None) -> bool:
+    """Whether ``module`` is the user's own code (``__main__``, a script's helper, a
+    notebook), not part of covalent nor installed: what a worker may not be able to import."""
+    if module is None:
+        return False
+    name = module.__name__
+    if name == "__main__":
+        return True
+    path = getattr(module, "__file__", None)
+    if name.split(".")[0] == "covalent" or not path:
+        return False
+    return not str(Path(path).resolve()).startswith(_INSTALLED)
 
 
 _PLAIN = (int, float, str, bytes, bool, type(None))

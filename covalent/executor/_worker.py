@@ -25,7 +25,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from covalent._wire import blobs
-from covalent.executor._runner import run_task
+from covalent.executor.runner import run_task
 
 
 class FileValues(dict[str, bytes]):
@@ -95,7 +95,7 @@ class Worker:
             values = FileValues(request["values"], request.get("files", {}))
             tasks = request["tasks"]
             for position, task in enumerate(tasks):
-                reply = run_task(task, self.function, values)
+                reply = run_task(task, self.function, values, self.functions.__getitem__)
                 self.replies.add(reply, last=position == len(tasks) - 1)
 
     def function(self, name: str) -> Any:

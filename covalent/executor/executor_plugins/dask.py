@@ -8,7 +8,7 @@ last of them is torn down, at server stop. ``covalent cluster`` shows and change
 
 How one task runs: its function and input blobs, still pickled (the server never
 unpickles user data), become one self-contained request (:meth:`Task.packed`) that a
-Dask worker runs with :func:`covalent.executor._runner.run_packed`; the worker answers
+Dask worker runs with :func:`covalent.executor.runner.run_packed`; the worker answers
 with a pickled reply dict, which becomes the :class:`Outcome`. A request larger than
 ``SCATTER_BYTES`` is scattered to a worker first, so that it does not travel inside the
 task graph through the scheduler.
@@ -35,8 +35,8 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from covalent._errors import ExecutorError
-from covalent.executor._runner import run_packed
 from covalent.executor.base import BaseExecutor
+from covalent.executor.runner import run_packed
 from covalent.executor.task import Outcome, Task, load_reply, outcome_from_reply, workdir_options
 
 if TYPE_CHECKING:

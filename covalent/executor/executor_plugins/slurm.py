@@ -6,7 +6,7 @@ How one task runs:
    are packed into one request file (:meth:`Task.packed`) in a folder of its own under
    ``remote_workdir``, beside a job script.
 2. ``sbatch`` submits the script. The job runs the ``prerun_commands``, then
-   ``python -m covalent.executor._runner REQUEST REPLY``, then the ``postrun_commands``.
+   ``python -m covalent.executor.runner REQUEST REPLY``, then the ``postrun_commands``.
 3. One poller per executor asks ``squeue`` about all of its jobs at once, every
    ``poll_freq`` seconds, until each job reaches a final state.
 4. The reply file becomes the :class:`Outcome`. A job that ended without one (killed,
@@ -226,7 +226,7 @@ class SlurmExecutor(BaseExecutor):
         python = self.python_path or (sys.executable if not self.address else "python3")
         runner = [
             _shell_path(python),
-            "-m covalent.executor._runner",
+            "-m covalent.executor.runner",
             shlex.quote(job.request),
             shlex.quote(job.reply),
         ]

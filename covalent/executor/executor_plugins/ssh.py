@@ -2,7 +2,7 @@
 
 For each electron the server packs the task (function, arguments and context as blobs)
 into one request file, uploads it by SFTP to the host's staging folder, and runs
-``python -m covalent.executor._runner REQUEST REPLY`` there with the host's Python. The
+``python -m covalent.executor.runner REQUEST REPLY`` there with the host's Python. The
 reply file (status, pickled output or traceback, stdout, stderr, times) comes back by
 SFTP and both files are removed. The server never unpickles user data: the reply is a
 dict of plain values, read by an unpickler that refuses every class.
@@ -323,7 +323,7 @@ class SSHExecutor(BaseExecutor):
         steps = [f"cd {shlex.quote(staging)}", f"echo {PID_MARKER}$$"]
         if self.conda_env:
             steps.append(_conda_activation(self.conda_env))
-        run = f"{python} -m covalent.executor._runner"
+        run = f"{python} -m covalent.executor.runner"
         steps.append(f"exec {run} {shlex.quote(request_path)} {shlex.quote(reply_path)}")
         return _sh(" && ".join(steps))
 
