@@ -19,6 +19,7 @@ from covalent._cli import dispatches
 from covalent._cli.cache import cache_app
 from covalent._cli.cluster import cluster
 from covalent._client import service
+from covalent._client.http import client_for
 from covalent._errors import CovalentError
 from covalent._store.store import Store
 
@@ -88,6 +89,20 @@ def status() -> None:
     typer.echo(f"Covalent server is running at {record['url']}.")
     section = _config.get_value("dispatcher")
     typer.echo(f"Database: {section.get('db_url') or section['db_path']}")
+    executors = _served_executors(record["url"])
+    if executors:
+        typer.echo("Executors:")
+        for name, text in executors.items():
+            typer.echo(f"  {name}: {text}")
+
+
+def _served_executors(url: str) -> dict[str, str]:
+    """The server's executors by short name (what its health answer says), or none."""
+    try:
+        answer = client_for(url).health().get("executors")
+    except CovalentError:
+        return {}
+    return dict(answer) if isinstance(answer, dict) else {}
 
 
 @app.command()
