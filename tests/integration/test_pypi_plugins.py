@@ -142,7 +142,8 @@ def test_the_ssh_plugin_runs_an_electron_on_the_sshd(
         @ct.electron(executor=executor)
         def where(x):
             print("hello from the far side")
-            return {"double": 2 * x, "ssh": os.environ.get("SSH_CONNECTION", ""), "cwd": os.getcwd()}
+            ssh = os.environ.get("SSH_CONNECTION", "")
+            return {"double": 2 * x, "ssh": ssh, "cwd": os.getcwd()}
 
         @ct.lattice
         def flow(x):
