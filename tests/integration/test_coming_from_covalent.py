@@ -179,3 +179,28 @@ def test_an_executor_class_in_a_folder_next_to_the_script_runs_by_instance(
     server = home.server_pid()  # ...never in the server
     assert server is not None and all(n["pid"] != server for n in notes)
     assert {n["node_id"] for n in notes} == {0, 2}  # node 1 is the parameter 5
+
+
+def test_the_original_command_line_flags_are_accepted(home: Home) -> None:
+    port = str(home.port)
+    started = home.run(
+        "covalent", "start", "-p", port, "-n", "2", "-t", "1", "-m", "2GB", "--no-cluster",
+        "--ignore-migrations", "--no-triggers",
+    )  # fmt: skip
+    assert started.returncode == 0, started.stderr
+    out = started.stdout
+    assert f"Covalent server has started at http://localhost:{port}" in out
+    for flag in ("--mem-per-worker", "--no-cluster", "--ignore-migrations", "--no-triggers"):
+        assert f"{flag}" in out and "has no effect here" in out
+    shown = home.run("covalent", "config").stdout
+    assert "n_workers = 2" in shown and "threads_per_worker = 1" in shown  # [executors.dask]
+    restarted = home.run("covalent", "restart", "-p", port, "-d", "--no-cluster")
+    assert restarted.returncode == 0 and "has started" in restarted.stdout, restarted.stderr
+    assert home.run("covalent", "cluster", "--logs").returncode == 0
+    current = home.run("covalent", "db", "alembic", "current")
+    assert current.returncode == 0 and "(head)" in current.stdout, current.stderr
+    deploy = home.run("covalent", "deploy", "up", "awsbatch")
+    assert deploy.returncode == 2 and "not part of this covalent" in deploy.stderr
+    purged = home.run("covalent", "purge", "-H", "-y")
+    assert purged.returncode == 0, purged.stderr
+    assert not (home.root / "data").exists() and not (home.root / "config").exists()
