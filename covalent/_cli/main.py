@@ -198,10 +198,7 @@ def db_alembic(context: typer.Context) -> None:
     original.alembic(list(context.args))
 
 
-@app.command(
-    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
-    add_help_option=False,
-)
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def deploy(context: typer.Context) -> None:
     """(the original's) Provisioning cloud resources is not part of this covalent."""
     typer.echo(f"Error: {original.DEPLOY_MESSAGE}", err=True)
