@@ -232,6 +232,50 @@ def test_the_slurm_plugin_runs_an_electron_on_slurm_through_a_login_node(
     assert not list(workdir.glob("*.pkl"))  # the plugin's teardown(task_metadata) cleaned up
 
 
+def test_the_hpc_plugin_submits_through_psij_on_the_login_node(
+    venv: tuple[Path, dict[str, str]], home: Home, sshd: Sshd, tmp_path: Path
+) -> None:
+    if shutil.which("sbatch") is None:
+        pytest.skip("Slurm is not installed; run `bash scripts/services/slurm.sh install`")
+    python, _ = venv
+    login_node(home, sshd)
+    workdir = tmp_path / "hpc-work"
+    answer = run_script(
+        python,
+        home,
+        """
+        import json
+        import covalent as ct
+
+        executor = ct.executor.HPCExecutor(
+            address=HOST, username=USER, ssh_key_file=KEY, instance="slurm",
+            launcher="single", remote_python_exe=PYTHON, remote_workdir=WORKDIR,
+            job_attributes_kwargs={"queue_name": PARTITION, "duration": 10},
+        )
+
+        @ct.electron(executor=executor)
+        def cube(x):
+            return x ** 3
+
+        @ct.lattice
+        def flow(x):
+            return cube(x)
+
+        result = ct.dispatch_sync(flow)(3)
+        print(json.dumps({"status": str(result.status), "error": result.error,
+                          "result": result.result}))
+        """,
+        USER=sshd.username,
+        HOST=HOST_ALIAS,
+        KEY=str(sshd.client_key),
+        PYTHON=str(python),
+        WORKDIR=str(workdir),
+        PARTITION=PARTITION,
+    )
+    assert answer["status"] == "COMPLETED", answer["error"]
+    assert answer["result"] == 27
+
+
 def test_the_cloud_plugins_import_and_appear_in_ct_executor(
     venv: tuple[Path, dict[str, str]], home: Home
 ) -> None:
