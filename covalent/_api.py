@@ -7,7 +7,6 @@ from typing import Any
 
 from covalent import _config
 from covalent._client import service
-from covalent._errors import ConfigError
 from covalent.executor import plugins
 
 
@@ -44,13 +43,8 @@ def get_config(entry: str | None = None) -> Any:
     part of it, under ``executors.<short name>``, below what the config file says.
     ConfigError for a key that is not there.
     """
-    if entry and not entry.startswith("executors"):
-        return _config.get_value(entry)
-    try:
-        return _config.get_value(entry)
-    except ConfigError:
-        if _discovering.get():  # a plugin asked while being imported: no defaults yet
-            raise
+    if (entry and not entry.startswith("executors")) or _discovering.get():
+        return _config.get_value(entry)  # (a plugin asking while imported: no defaults yet)
     return _config.get_value(entry, base={"executors": _plugin_defaults()})
 
 

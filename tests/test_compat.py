@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+from pathlib import Path
 
 import pytest
 
@@ -90,3 +91,18 @@ def test_paths_that_are_not_aliases_stay_unknown() -> None:
         importlib.import_module("covalent._shared_files.no_such_module")
     with pytest.raises(ModuleNotFoundError):
         importlib.import_module("covalent._no_such_package")
+
+
+def test_plugin_defaults_are_part_of_the_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from covalent._shared_files.config import get_config
+
+    monkeypatch.setenv("COVALENT_CONFIG_DIR", str(tmp_path))
+    ct.reload_config()
+    assert get_config("executors.local.workers") == 0  # LocalExecutor's default, no file
+    assert get_config()["executors"]["ssh"]["python_path"] == "python3"
+    (tmp_path / "covalent.conf").write_text("[executors.local]\nworkers = 3\n")
+    ct.reload_config()
+    assert get_config("executors.local")["workers"] == 3
+    assert get_config("executors.local.memory_limit") == 0  # the rest: still the defaults
