@@ -2,9 +2,9 @@
 
 ``pip install covalent-ssh-plugin covalent-slurm-plugin`` keeps this covalent, and an
 electron runs on each: the SSH plugin through the real sshd fixture, the Slurm plugin
-through it too (as its login node) onto the real Slurm. The HPC plugin loads and
-submits; the cloud plugins import and appear in ``ct.executor`` (their clouds cannot be
-reached from here). Everything runs in a venv of its own (see pypi_venv.py), in scripts
+through it too (as its login node) onto the real Slurm, and so does the HPC plugin
+(PSI/J's Slurm backend). The cloud plugins import and appear in ``ct.executor`` (their
+clouds cannot be reached from here). Everything runs in a venv of its own (see pypi_venv.py), in scripts
 with a covalent home of their own, so the rest of the suite keeps the built-in ``ssh``
 and ``slurm``.
 """
