@@ -17,7 +17,7 @@ BAD: list[tuple[type[BaseExecutor], str, Any, str]] = [
     (LocalExecutor, "workdir", 23, "a path (a string)"),
     (LocalExecutor, "workdir", ["a"], "a path (a string)"),
     (LocalExecutor, "workers", -1, "a whole number, 0 or more"),
-    (LocalExecutor, "workers", "8", "a whole number, 0 or more"),
+    (LocalExecutor, "workers", "eight", "a whole number, 0 or more"),
     (LocalExecutor, "env", ["A=1"], "a dict of environment variables"),
     (LocalExecutor, "create_unique_workdir", "yes", "True or False"),
     (LocalExecutor, "memory_limit", 1.5, "a whole number, 0 or more"),
@@ -61,3 +61,6 @@ def test_good_settings_in_their_plain_forms_are_kept() -> None:
     assert attributes["cache_dir"] == "c" and attributes["retries"] == 1
     assert LocalExecutor(create_unique_workdir="true").create_unique_workdir is True  # TOML
     assert SSHExecutor(conda_env=None).conda_env == ""
+    assert SSHExecutor(port="2222").port == 2222  # from an environment variable
+    with pytest.raises(ExecutorSettingError, match="not '-1'"):
+        SSHExecutor(port="-1")

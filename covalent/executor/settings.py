@@ -52,25 +52,41 @@ def flag(owner: str, name: str, value: Any) -> bool:
     return value
 
 
+def _from_text(value: Any) -> Any:
+    """A number written as text (an environment variable, a config file) as that number."""
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            try:
+                return float(value.strip())
+            except ValueError:
+                return value
+    return value
+
+
 def integer(owner: str, name: str, value: Any, minimum: int | None = 0) -> int:
-    """A whole number, at least ``minimum`` (None: any)."""
+    """A whole number, at least ``minimum`` (None: any); ``"22"`` counts as 22."""
+    given, value = value, _from_text(value)
     if isinstance(value, bool) or not isinstance(value, int):
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         else:
-            raise _fail(owner, name, value, _at_least("a whole number", minimum))
+            raise _fail(owner, name, given, _at_least("a whole number", minimum))
     if minimum is not None and value < minimum:
-        raise _fail(owner, name, value, _at_least("a whole number", minimum))
+        raise _fail(owner, name, given, _at_least("a whole number", minimum))
     return int(value)
 
 
 def number(owner: str, name: str, value: Any, minimum: float | None = 0.0) -> float:
-    """A finite number of (usually) seconds, at least ``minimum`` (None: any)."""
+    """A finite number of (usually) seconds, at least ``minimum`` (None: any); ``"1.5"``
+    counts as 1.5."""
     expected = _at_least("a number", minimum)
+    given, value = value, _from_text(value)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _fail(owner, name, value, expected)
+        raise _fail(owner, name, given, expected)
     if not math.isfinite(value) or (minimum is not None and value < minimum):
-        raise _fail(owner, name, value, expected)
+        raise _fail(owner, name, given, expected)
     return float(value)
 
 

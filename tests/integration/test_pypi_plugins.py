@@ -4,9 +4,9 @@
 electron runs on each: the SSH plugin through the real sshd fixture, the Slurm plugin
 through it too (as its login node) onto the real Slurm, and so does the HPC plugin
 (PSI/J's Slurm backend). The cloud plugins import and appear in ``ct.executor`` (their
-clouds cannot be reached from here). Everything runs in a venv of its own (see pypi_venv.py), in scripts
-with a covalent home of their own, so the rest of the suite keeps the built-in ``ssh``
-and ``slurm``.
+clouds cannot be reached from here). Everything runs in a venv of its own (see
+pypi_venv.py), in scripts with a covalent home of their own, so the rest of the suite
+keeps the built-in ``ssh`` and ``slurm``.
 """
 
 from __future__ import annotations
