@@ -6,8 +6,9 @@ it runs, dispatch, and query the result. This module only re-exports the public 
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+__version__ = "0.300.0"
 
+from covalent import _compat as _compat  # the original's module paths (see _compat)
 from covalent import executor, fs, fs_strategies, leptons, triggers
 from covalent._api import (
     covalent_start,
@@ -22,7 +23,7 @@ from covalent._client.redispatch import redispatch
 from covalent._errors import CovalentError
 from covalent._results.result import Result
 from covalent._results.status import Status
-from covalent._wire.transportable import TransportableObject
+from covalent._wire.transport import TransportableObject
 from covalent._workflow.context import get_context
 from covalent._workflow.deps import DepsBash, DepsCall, DepsModule, DepsPip
 from covalent._workflow.electron import Electron, electron

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 import covalent as ct
-from covalent._wire.transportable import TransportableObject
+from covalent._wire.transport import TransportableObject
 
 
 @ct.electron

@@ -1,7 +1,7 @@
 """Handing nodes to executors, and their outcomes back to the loop's queue.
 
 Tasks with no timeout or retries, on an executor already set up that takes them so,
-start at once, many per call (the executor's fast path, ``_start_many``), and report
+start at once, many per call (the executor's fast path, ``start_many``), and report
 straight to the queue: no coroutine or future per task. Every other task gets a
 supervising coroutine (:meth:`Launcher._supervise`) that sets the executor up if needed,
 applies the timeout, retries failed attempts, and on cancellation calls the executor's
@@ -45,9 +45,10 @@ CANCEL_HOOK_TIMEOUT = 30.0
 """Seconds an executor's ``cancel`` hook may take before the node is reported anyway."""
 
 
-def policy(executor: BaseExecutor, task: Task) -> dict[str, Any]:
-    """A task's timeout, retries and retry delay: its electron's, over the executor's."""
-    return {**executor._task_policy, **task.metadata}
+def policy(executor_policy: dict[str, Any], task: Task) -> dict[str, Any]:
+    """A task's timeout, retries and retry delay: its electron's, over its executor's
+    config section's (``ExecutorRegistry.task_policy``)."""
+    return {**executor_policy, **task.metadata}
 
 
 def supervised(task_policy: dict[str, Any]) -> bool:
@@ -74,7 +75,8 @@ class Launcher:
             node = run.node(node_id)
             task = self.task(run, node_id)
             executor = self.executors.cached(node["executor"])
-            if executor is not None and not supervised(policy(executor, task)):
+            defaults = self.executors.task_policy(executor) if executor is not None else {}
+            if executor is not None and not supervised(policy(defaults, task)):
                 fast.setdefault(id(executor), (executor, []))[1].append((node_id, task))
             else:
                 self._supervise_soon(run, node_id, task)
@@ -92,7 +94,7 @@ class Launcher:
 
     def _start_fast(self, run: Run, executor: BaseExecutor, group: list[tuple[int, Task]]) -> None:
         try:
-            handles = executor._start_many([(t, self._reporter(run, n)) for n, t in group])
+            handles = executor.start_many([(t, self._reporter(run, n)) for n, t in group])
         except Exception:
             handles = None
             log.exception("starting tasks on %s failed", type(executor).__name__)
@@ -174,7 +176,7 @@ class Launcher:
             executor = self.executors.cached(spec) or await self.executors.get(spec)
             if not executor.reports_start():
                 self.report(TaskStarted(dispatch_id, node_id, time.time()))
-            task_policy = policy(executor, task)
+            task_policy = policy(self.executors.task_policy(executor), task)
             while True:
                 outcome = await _attempt(executor, task, task_policy.get("timeout"))
                 if outcome.status != Status.FAILED or attempt > int(

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from covalent._results.status import Status
-from covalent._wire.transportable import TransportableObject
+from covalent._wire.transport import TransportableObject
 from covalent._workflow.graph import Edge, Graph, Node, NodeValues
 
 if TYPE_CHECKING:

@@ -32,6 +32,7 @@ class Result:
     """The state and outputs of one dispatch."""
 
     NEW_OBJECT = Status.NEW_OBJECT
+    NEW_OBJ = Status.NEW_OBJECT  # Covalent's other name for it (plugins use it)
     PENDING_REUSE = Status.PENDING_REUSE
     RUNNING = Status.RUNNING
     POSTPROCESSING = Status.POSTPROCESSING

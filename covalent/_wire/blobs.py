@@ -53,6 +53,16 @@ def digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def is_users_own(module: ModuleType | None) -> bool:
+    """Whether ``module`` is the user's own code (``__main__``, a script's helper module,
+    a notebook), not covalent nor installed: what a worker may not be able to import, so
+    what is defined there travels with the dispatch (``__main__`` by value, a module as
+    its source: see :mod:`covalent._wire.modules`)."""
+    if module is None:
+        return False
+    return module.__name__ == "__main__" or modules.is_users(module)
+
+
 _PLAIN = (int, float, str, bytes, bool, type(None))
 _SCALARS = (float, bool, type(None))  # short reprs; an int's may be long
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import json
+import sys
 from collections.abc import Callable
 from typing import Any, NamedTuple, TypedDict
 
@@ -140,8 +141,11 @@ class BlobSet:
         self._sites, self._bodies, self._keep = [], {}, []
 
 
-def executor_spec(executor: Any, where: str) -> dict[str, Any]:
-    """``{"name": short name, "attributes": {...}}`` for an executor instance or name."""
+def executor_spec(executor: Any, where: str, blobset: BlobSet | None = None) -> dict[str, Any]:
+    """``{"name", "attributes"}`` for an executor instance or short name; an instance's
+    spec also names its class (``class``: ``module:qualname``), and a class of the
+    user's own code travels with it, pickled by value (``class_blob``, added to
+    ``blobset``), to run in a worker process where it is not installed."""
     if executor is None:
         return {"name": DEFAULT_EXECUTOR, "attributes": {}}
     if isinstance(executor, str):
@@ -153,12 +157,18 @@ def executor_spec(executor: Any, where: str) -> dict[str, Any]:
             f"The executor of {where} is {executor!r}; use an executor instance "
             "(ct.executor.LocalExecutor()) or a short name such as 'local'."
         )
-    attributes = to_dict()
+    described = to_dict()
+    attributes = described.get("attributes", described) if isinstance(described, dict) else {}
     try:
         json.dumps(attributes)
     except TypeError as e:
         raise WorkflowError(f"The executor of {where} has settings that are not JSON: {e}.") from e
-    return {"name": short_name(), "attributes": attributes}
+    cls = type(executor)
+    spec = {"name": short_name(), "class": f"{cls.__module__}:{cls.__qualname__}"}
+    if blobset is not None and blobmod.is_users_own(sys.modules.get(cls.__module__)):
+        spec["class_blob"] = blobset.add_object(cls, f"the executor class of {where}")
+    spec["attributes"] = attributes
+    return spec
 
 
 def _source(function: Callable[..., Any]) -> str:
@@ -210,7 +220,7 @@ def _node_entry(
     else:  # an instance: its settings are read (and checked to be JSON) once per dispatch
         spec = specs.get(id(executor))
         if spec is None:
-            spec = specs[id(executor)] = executor_spec(executor, where)
+            spec = specs[id(executor)] = executor_spec(executor, where, blobset)
         entry["executor"] = spec
     metadata = {k: v for k in JSON_METADATA if (v := node.metadata.get(k)) not in (None, False)}
     extras = {k: node.metadata[k] for k in PICKLED_METADATA if node.metadata.get(k)}
@@ -335,7 +345,9 @@ def named_blobs(manifest: Any) -> set[str]:
         if isinstance(node, dict):
             metadata = node.get("metadata")
             extras = metadata.get("extras") if isinstance(metadata, dict) else None
-            found += [node.get("function"), node.get("value"), extras]
+            executor = node.get("executor")
+            by_value = executor.get("class_blob") if isinstance(executor, dict) else None
+            found += [node.get("function"), node.get("value"), extras, by_value]
     inputs = manifest.get("inputs")
     if isinstance(inputs, dict):
         found += _items(inputs.get("args"))
@@ -385,6 +397,10 @@ def _validate_node(node: Any, position: int, available: Callable[[str], bool]) -
         raise BadRequestError(f"Node {position} of the manifest has no executor name.")
     if not isinstance(executor.get("attributes", {}), dict):
         raise BadRequestError(f"Node {position}'s executor attributes must be an object.")
+    if not isinstance(executor.get("class", ""), str):
+        raise BadRequestError(f"Node {position}'s executor class must be a string.")
+    if "class_blob" in executor:
+        _need_blob(executor["class_blob"], f"node {position}'s executor class", available)
     extras = (node.get("metadata") or {}).get("extras")
     if extras is not None:
         _need_blob(extras, f"node {position}'s settings", available)

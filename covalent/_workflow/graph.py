@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from covalent._wire.transportable import TransportableObject
+from covalent._wire.transport import TransportableObject
 
 NodeValues = dict[str, Callable[[], Any]]
 
