@@ -18,6 +18,7 @@ CancelledError, awaits ``executor.cancel(task)`` (at most 30 s) and reports CANC
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import traceback
@@ -208,15 +209,50 @@ async def _tell_cancel(executor: BaseExecutor, task: Task) -> None:
 
 
 async def _attempt(executor: BaseExecutor, task: Task, timeout: float | None) -> Outcome:
+    """One attempt of a task. Its ``timeout`` counts from when it starts running (as its
+    executor reports it; from the hand-off for one that cannot tell), not from when it
+    was queued: a task waiting for a free worker is not late."""
     if not timeout:
         return await executor.execute(task)
-    started = time.time()
+    running = asyncio.ensure_future(executor.execute(task))
     try:
-        return await asyncio.wait_for(executor.execute(task), float(timeout))
-    except asyncio.TimeoutError:
-        return Outcome.failure(
-            f"Electron {task.name}({task.node_id}) timed out: it ran longer than its "
-            f"timeout of {float(timeout):g} s and was stopped.",
-            start_time=started,
-            timed_out=True,
-        )
+        if executor.reports_start():
+            await _started_or_done(task, running)
+        started = time.time()
+        done, _ = await asyncio.wait({running}, timeout=float(timeout))
+        if running in done:
+            return running.result()
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await running
+    except asyncio.CancelledError:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await running
+        raise
+    return Outcome.failure(
+        f"Electron {task.name}({task.node_id}) timed out: it ran longer than its "
+        f"timeout of {float(timeout):g} s and was stopped.",
+        start_time=started,
+        timed_out=True,
+    )
+
+
+async def _started_or_done(task: Task, running: asyncio.Future[Outcome]) -> None:
+    """Wait until ``task`` reports its start (``on_start``) or ends."""
+    started = asyncio.Event()
+    report = task.on_start
+
+    def on_start(at: float) -> None:
+        started.set()
+        if report is not None:
+            report(at)
+
+    task.on_start = on_start
+    waiting: asyncio.Future[Any] = asyncio.ensure_future(started.wait())
+    pending: set[asyncio.Future[Any]] = {running, waiting}
+    try:
+        await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiting.cancel()
+        task.on_start = report
