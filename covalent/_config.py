@@ -13,6 +13,7 @@ import functools
 import os
 import sys
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,7 @@ def defaults(where: Paths | None = None) -> dict[str, Any]:
             "port": DEFAULT_PORT,
             "db_path": str(where.data_dir / "dispatcher.sqlite"),
             "results_dir": str(where.cache_dir / "results"),
+            "cache_dir": str(where.cache_dir),
             "blobs_dir": str(where.data_dir / "blobs"),
             "log_file": str(where.log_file),
             "max_upload_bytes": 4 * 1024**3,
@@ -126,6 +128,42 @@ def _read_file(path: Path) -> dict[str, Any]:
         ) from e
     _cache[path] = (mtime, data)
     return data
+
+
+OPTIONAL_KEYS = {"dispatcher": {"token", "db_url"}}
+"""Keys this covalent reads that have no default."""
+ORIGINAL_SECTIONS = ("user_interface", "dask", "workflow_data")
+"""Sections only a config file written by the original Covalent has."""
+
+
+def _adopt(data: dict[str, Any], where: Paths, path: Path) -> dict[str, Any]:
+    """The file's settings, as this covalent takes them. A file the original Covalent
+    wrote (it has sections only that one writes) holds many settings this covalent does
+    not use: they stay readable (``get_config``) but do nothing, and one warning names
+    them. Its ``dispatcher.db_path`` is dropped: a database of another schema, which this
+    covalent must not open.
+    """
+    if not any(section in data for section in ORIGINAL_SECTIONS):
+        return data
+    known = defaults(where)
+    unused: list[str] = []
+    for section, values in data.items():
+        if section not in known or not isinstance(values, dict):
+            unused.append(section)
+        elif section != "executors":
+            allowed = set(known[section]) | OPTIONAL_KEYS.get(section, set())
+            unused += [f"{section}.{k}" for k in values if k not in allowed]
+    kept = copy.deepcopy(data)
+    if "db_path" in kept.get("dispatcher", {}):
+        del kept["dispatcher"]["db_path"]
+        unused.append("dispatcher.db_path (the original Covalent's database)")
+    if unused:
+        warnings.warn(
+            f"{path} was written by the original Covalent; these settings are not used "
+            f"here and are ignored: {', '.join(unused)}.",
+            stacklevel=4,
+        )
+    return kept
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -166,7 +204,8 @@ def _merged() -> dict[str, Any]:
     key = (environment, version)
     merged = _loaded.get(key)
     if merged is None:
-        merged = _merge(_merge(defaults(where), _read_file(where.config_file)), _env_overrides())
+        from_file = _adopt(_read_file(where.config_file), where, where.config_file)
+        merged = _merge(_merge(defaults(where), from_file), _env_overrides())
         _loaded.clear()
         _loaded[key] = merged
     return merged
@@ -175,9 +214,10 @@ def _merged() -> dict[str, Any]:
 _loaded: dict[tuple[Any, ...], dict[str, Any]] = {}
 
 
-def get_value(key: str | None = None) -> Any:
-    """A value by dotted key (``"dispatcher.port"``), a section, or everything."""
-    config = _merged()
+def get_value(key: str | None = None, base: dict[str, Any] | None = None) -> Any:
+    """A value by dotted key (``"dispatcher.port"``), a section, or everything; with
+    ``base``, over those defaults (a key in the configuration wins)."""
+    config = _merged() if base is None else _merge(base, _merged())
     if not key:
         return copy.deepcopy(config)
     node: Any = config

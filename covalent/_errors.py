@@ -35,6 +35,10 @@ class ExecutorError(CovalentError):
     http_status = 422
 
 
+class ExecutorSettingError(ExecutorError, ValueError):
+    """An executor was given a setting of the wrong kind or out of range."""
+
+
 class DispatchNotFoundError(CovalentError):
     """No dispatch with the given id exists on the server."""
 

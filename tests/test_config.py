@@ -253,3 +253,15 @@ def test_server_url(cfg, addr, expected):
 def test_server_url_from_the_environment(cfg, monkeypatch):
     monkeypatch.setenv("COVALENT_SERVER_URL", "http://elsewhere:1234")
     assert _config.server_url() == "http://elsewhere:1234"
+
+
+def test_get_config_with_a_list_of_keys_gives_a_dict(cfg):
+    ct.set_config({"dispatcher.port": 48100, "sdk.log_level": "debug"})
+    got = ct.get_config(["dispatcher.address", "dispatcher.port", "sdk.log_level"])
+    assert got == {
+        "dispatcher.address": "localhost",
+        "dispatcher.port": 48100,
+        "sdk.log_level": "debug",
+    }
+    with pytest.raises(ConfigError, match="dispatcher.nope"):
+        ct.get_config(["dispatcher.port", "dispatcher.nope"])

@@ -8,6 +8,7 @@ DispatchNotFoundError, other errors carry the server's one-line explanation.
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 import httpx
@@ -83,7 +84,10 @@ class Client:
         except ValueError:
             detail, kind = response.text[:500], ""
         if response.status_code == 404 and kind == "DispatchNotFoundError":
-            return DispatchNotFoundError(path.split("/")[2], self.url)
+            parts = path.split("/")  # /dispatches/<id>/...; other routes say it in the detail
+            named = parts[2] if len(parts) > 2 and parts[1] == "dispatches" else ""
+            match = re.search(r"id '([^']*)'", detail)
+            return DispatchNotFoundError(named or (match[1] if match else "?"), self.url)
         if response.status_code == 401:
             return AuthenticationError(detail)
         known = _ERRORS.get(kind)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import gc
 import ipaddress
+import logging
 import sys
 from types import FrameType
 
@@ -16,6 +17,9 @@ from covalent._errors import ConfigError
 from covalent._server import logs
 from covalent._server.app import create_app
 from covalent._store.store import Store
+from covalent.executor import plugins
+
+log = logging.getLogger("covalent.server")
 
 
 def is_loopback(host: str) -> bool:
@@ -70,6 +74,7 @@ def main(argv: list[str] | None = None) -> None:
         "results_dir": config["results_dir"],
         "max_upload_bytes": int(config["max_upload_bytes"]),
         "token": token,
+        "executors": _executors(),
     }
     app = create_app(store, config["results_dir"], settings)
     server = Server(
@@ -84,6 +89,16 @@ def main(argv: list[str] | None = None) -> None:
         ),
     )
     server.run()
+
+
+def _executors() -> dict[str, str]:
+    """Which class serves each executor short name (logged, and shown by ``covalent status``)."""
+    found = plugins.discover()
+    served = plugins.describe(found)
+    for name, text in served.items():  # a replaced built-in is worth a line at any level
+        level = logging.WARNING if found[name].replaced else logging.INFO
+        log.log(level, "Executor '%s' is %s", name, text)
+    return served
 
 
 class Server(uvicorn.Server):

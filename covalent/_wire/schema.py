@@ -64,9 +64,16 @@ class TaskPolicy(TypedDict, total=False):
     timeout: Seconds
 
 
+_ExecutorClass = TypedDict(
+    "_ExecutorClass", {"class": str, "class_blob": Digest}, total=False
+)  # "class" is a keyword: these two keys need the functional form
+
+
 @with_config(_CONFIG)
-class ExecutorSpec(TypedDict):
-    """An executor as it travels: a plugin's short name and its settings (JSON)."""
+class ExecutorSpec(_ExecutorClass):
+    """An executor as it travels: a plugin's short name and its settings (JSON); an
+    executor class the worker imports as ``class`` (``module:qualname``), or unpickles
+    from ``class_blob`` when it is the user's own."""
 
     name: str
     attributes: NotRequired[TaskPolicy]
@@ -102,6 +109,7 @@ class ManifestNode(TypedDict, total=False):
     function: Digest
     executor: ExecutorSpec
     metadata: NodeMetadata
+    fingerprint: Digest  # what the node is and calls, for reuse and the cache
 
 
 @with_config(_CONFIG)
@@ -334,6 +342,8 @@ def _check_node(node: ManifestNode, position: int, available: Callable[[str], bo
     _need_blob(node.get("function"), f"node {position}'s function", available)
     if "executor" not in node:
         raise BadRequestError(f"Node {position} of the manifest has no executor.")
+    if "class_blob" in node["executor"]:
+        _need_blob(node["executor"]["class_blob"], f"node {position}'s executor class", available)
     extras = node.get("metadata", {}).get("extras")
     if extras is not None:
         _need_blob(extras, f"node {position}'s settings", available)
