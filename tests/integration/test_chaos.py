@@ -59,8 +59,8 @@ def _children(pid: int) -> list[int]:
 
 def _poisons(kind: str) -> bytes:
     """A bundle of ``layered`` with one thing wrong: ``shape`` and ``metadata`` break the
-    schema (the door refuses them); ``executor`` names settings its executor refuses,
-    which only running it can tell (the dispatcher must fail that dispatch alone)."""
+    schema (the door refuses them); ``executor`` gives a setting a value its executor
+    refuses, which only making the executor can tell (the dispatcher must fail that dispatch alone)."""
     manifest, blobs = manifestmod.from_graph(layered.build_graph(0), (0,), {}, layered)
     electron = next(n for n in manifest["nodes"] if n["kind"] == "electron")
     if kind == "shape":  # issue 15's: it once stopped every other dispatch
@@ -69,7 +69,7 @@ def _poisons(kind: str) -> bytes:
     elif kind == "metadata":
         electron["metadata"] = ["retries", 5]
     else:
-        electron["executor"] = {"name": "local", "attributes": {"no_such_setting": 1}}
+        electron["executor"] = {"name": "local", "attributes": {"workers": "many"}}
     return bundle.pack(manifest, blobs)
 
 
@@ -134,4 +134,4 @@ def test_dispatches_survive_server_kills_and_worker_deaths(home: Home) -> None:
     assert killed_workers > 0
     failed = ct.get_result(poisoned.json()["dispatch_id"], wait=True)
     assert failed.status == ct.status.FAILED
-    assert "does not accept these settings" in str(failed.get_all_node_results())
+    assert "workers must be a whole number" in str(failed.get_all_node_results())
