@@ -60,7 +60,8 @@ def _children(pid: int) -> list[int]:
 def _poisons(kind: str) -> bytes:
     """A bundle of ``layered`` with one thing wrong: ``shape`` and ``metadata`` break the
     schema (the door refuses them); ``executor`` gives a setting a value its executor
-    refuses, which only making the executor can tell (the dispatcher must fail that dispatch alone)."""
+    refuses, which only making the executor can tell (the dispatcher must fail that
+    dispatch alone)."""
     manifest, blobs = manifestmod.from_graph(layered.build_graph(0), (0,), {}, layered)
     electron = next(n for n in manifest["nodes"] if n["kind"] == "electron")
     if kind == "shape":  # issue 15's: it once stopped every other dispatch
