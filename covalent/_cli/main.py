@@ -10,7 +10,6 @@ from __future__ import annotations
 import shutil
 import sys
 
-import tomli_w
 import typer
 
 from covalent import __version__, _config
@@ -18,6 +17,8 @@ from covalent._api import start_message
 from covalent._cli import dispatches
 from covalent._cli.cache import cache_app
 from covalent._cli.cluster import cluster
+from covalent._cli.config import config_app
+from covalent._cli.status import status
 from covalent._client import service
 from covalent._errors import CovalentError
 from covalent._store.store import Store
@@ -32,6 +33,7 @@ app = typer.Typer(
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(cache_app, name="cache")
+app.add_typer(config_app, name="config")
 
 
 def _version(value: bool) -> None:
@@ -49,13 +51,25 @@ def _root(
     """covalent: run workflows of electrons on the executors you choose."""
 
 
+DATABASE_URL_OPTION = typer.Option(
+    None,
+    "--database-url",
+    help="The database to use, e.g. postgresql://user:password@host/db (saved to the "
+    "config once the server answers).",
+)
+
+
 @app.command()
 def start(
     port: int = typer.Option(None, "--port", help="Port to serve on (saved to the config)."),
     develop: bool = typer.Option(False, "-d", "--develop", help="Debug logging."),
+    database_url: str = DATABASE_URL_OPTION,
 ) -> None:
-    """Start the server in the background; return once it answers."""
-    url, started = service.start(port=port, develop=develop)
+    """Start the server in the background; return once it answers.
+
+    `--port` and `--database-url` are saved to the config only once the server answers.
+    """
+    url, started = service.start(port=port, develop=develop, database_url=database_url)
     typer.echo(start_message(url, started))
 
 
@@ -73,21 +87,18 @@ def restart(
     port: int = typer.Option(None, "--port", help="Port to serve on (saved to the config)."),
     develop: bool = typer.Option(False, "-d", "--develop", help="Debug logging."),
 ) -> None:
-    """Stop the server, then start it."""
+    """Stop the server, then start it again.
+
+    It comes back on the database it ran on, even one given only by COVALENT_DATABASE_URL
+    in another shell, unless the configuration now names a database.
+    """
+    kept = service.database_url_to_keep()
     stop()
-    start(port=port, develop=develop)
+    url, started = service.start(port=port, develop=develop, database_url=kept, save_database=False)
+    typer.echo(start_message(url, started))
 
 
-@app.command()
-def status() -> None:
-    """Say whether the server runs, where, and its database."""
-    record = service.running()
-    if record is None:
-        typer.echo("Covalent server is stopped.")
-        return
-    typer.echo(f"Covalent server is running at {record['url']}.")
-    section = _config.get_value("dispatcher")
-    typer.echo(f"Database: {section.get('db_url') or section['db_path']}")
+app.command()(status)
 
 
 @app.command()
@@ -106,13 +117,6 @@ def purge(
     typer.echo("Covalent server files have been purged.")
 
 
-@app.command()
-def config() -> None:
-    """Print the configuration (defaults, file and environment together)."""
-    typer.echo(f"# {_config.paths().config_file}")
-    typer.echo(tomli_w.dumps(_config.load()), nl=False)
-
-
 @db_app.command("migrate")
 def db_migrate() -> None:
     """Bring the database schema up to date."""
@@ -128,7 +132,7 @@ def db_migrate() -> None:
     change = f"revision {after}"
     if before != after:
         change = f"migrated from revision {before} to {after}"
-    typer.echo(f"The database is up to date ({store.url}, {change}).")
+    typer.echo(f"The database is up to date ({store.shown_url}, {change}).")
 
 
 app.command()(cluster)

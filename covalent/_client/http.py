@@ -21,6 +21,8 @@ from covalent._errors import (
     ExecutorError,
     ServerError,
     ServerUnavailableError,
+    StoreLockedError,
+    StoreUnavailableError,
     WorkflowError,
 )
 from covalent._wire import bundle
@@ -31,6 +33,8 @@ _ERRORS: dict[str, type[CovalentError]] = {
     "TooLargeError": BadRequestError,
     "WorkflowError": WorkflowError,
     "ExecutorError": ExecutorError,
+    "StoreUnavailableError": StoreUnavailableError,
+    "StoreLockedError": StoreLockedError,
 }
 
 
@@ -96,6 +100,10 @@ class Client:
 
     def health(self) -> dict[str, Any]:
         return self.request("GET", "/health", timeout=5.0).json()
+
+    def database(self) -> dict[str, Any]:
+        """The server's database: URL (password masked), whether it answers, and why not."""
+        return self.request("GET", "/database", timeout=15.0).json()
 
     def submit(
         self, manifest: dict[str, Any], blobs: dict[str, bytes], disable_run: bool = False

@@ -26,7 +26,7 @@ from typing import Any
 from covalent._dispatcher import reuse as reusemod
 from covalent._dispatcher.executors import ExecutorRegistry
 from covalent._dispatcher.run import Run
-from covalent._errors import CovalentError, DispatchNotFoundError
+from covalent._errors import CovalentError, DispatchNotFoundError, StoreUnavailableError
 from covalent._results.status import FINAL_STATUSES, Status
 from covalent._store import cache as cachemod
 from covalent._store.store import Changes, Store
@@ -135,6 +135,10 @@ class _More:
 
     dispatch_id: str
 
+
+OUTAGE_RETRY = 0.5
+OUTAGE_RETRY_MAX = 5.0
+"""Seconds between attempts to commit while the database is unreachable (doubling)."""
 
 LAUNCH_CHUNK = 1024
 """The most nodes of one run a turn of the loop starts: the first tasks of a wide
@@ -326,11 +330,11 @@ class Dispatcher:
             while not self.queue.empty():
                 events.append(self.queue.get_nowait())
             try:
-                self._step(events)
+                await self._step(events)
             except Exception:  # a bug must not stop every other dispatch
                 log.exception("dispatcher step failed")
 
-    def _step(self, events: list[Any]) -> None:
+    async def _step(self, events: list[Any]) -> None:
         changes = Changes()
         touched: dict[str, Run] = {}
         now = time.time()
@@ -346,7 +350,7 @@ class Dispatcher:
             if not ready and run.finished:
                 self._finish(run, changes, now)
                 finished.append(run)
-        self.store.commit(changes)
+        await self._commit(changes)
         self.events.publish(changes.transitions)
         if log.isEnabledFor(logging.DEBUG):
             _log_transitions(changes.transitions)
@@ -358,6 +362,22 @@ class Dispatcher:
             event = self._finished.pop(run.dispatch_id, None)
             if event is not None:
                 event.set()
+
+    async def _commit(self, changes: Changes) -> None:
+        """Commit a turn's changes; while the database is unreachable, wait and try again
+        (nothing is launched or reported before it is stored; events queue meanwhile)."""
+        delay = OUTAGE_RETRY
+        while True:
+            try:
+                self.store.commit(changes)
+            except StoreUnavailableError as e:
+                log.warning("waiting for the database: %s", e)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, OUTAGE_RETRY_MAX)
+                continue
+            if delay > OUTAGE_RETRY:
+                log.warning("the database is back; the dispatcher goes on")
+            return
 
     def _apply(self, event: Any, changes: Changes, now: float) -> Run | None:
         if isinstance(event, _Start):

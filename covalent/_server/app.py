@@ -20,12 +20,12 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
-from covalent import __version__
+from covalent import __version__, _config
 from covalent._dispatcher.dispatcher import Dispatcher
 from covalent._dispatcher.triggers import TriggerManager
 from covalent._errors import BadRequestError, CovalentError, DispatchNotFoundError
 from covalent._results.status import FINAL_STATUSES, Status
-from covalent._server import cluster, triggers, ui
+from covalent._server import cluster, database, triggers, ui
 from covalent._store import cache as cachemod
 from covalent._store import queries
 from covalent._store.store import Store
@@ -59,10 +59,19 @@ class FetchRequest(BaseModel):
     digests: list[str]
 
 
-def create_app(store: Store, results_root: str, settings: dict[str, Any] | None = None) -> FastAPI:
+def create_app(
+    store: Store,
+    results_root: str,
+    settings: dict[str, Any] | None = None,
+    guard: database.Guard | None = None,
+) -> FastAPI:
+    """The app; ``guard`` holds the database's dispatch lock (one is made if None)."""
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store.create_schema()
+        app.state.database = guard or database.Guard(store)
+        await app.state.database.start()
         dispatcher = Dispatcher(store, results_root)
         trigger_manager = TriggerManager(store, dispatcher)
         app.state.covalent = ServerState(store, dispatcher, settings or {}, trigger_manager)
@@ -73,6 +82,7 @@ def create_app(store: Store, results_root: str, settings: dict[str, Any] | None 
         finally:
             await trigger_manager.stop()
             await dispatcher.stop()
+            await app.state.database.stop()
             store.close()
 
     app = FastAPI(title="covalent", version=__version__, lifespan=lifespan)
@@ -84,6 +94,7 @@ def create_app(store: Store, results_root: str, settings: dict[str, Any] | None 
     app.include_router(cluster.router)
     app.include_router(ui.router)
     app.include_router(triggers.router)
+    app.include_router(database.router)
     return app
 
 
@@ -176,8 +187,8 @@ def _routes(app: FastAPI) -> None:
         return {
             "status": "ok",
             "version": __version__,
-            "database": state.store.url,
-            **{k: v for k, v in state.settings.items() if k != "token"},
+            "database": state.store.shown_url,
+            **_config.masked({k: v for k, v in state.settings.items() if k != "token"}),
         }
 
     @app.post(f"{API}/dispatches")

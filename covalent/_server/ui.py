@@ -18,7 +18,6 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
-from sqlalchemy.engine import make_url
 
 from covalent import __version__, _config
 from covalent._dispatcher.dispatcher import Dispatcher
@@ -31,7 +30,6 @@ STATIC = Path(__file__).resolve().parent / "static"
 HEARTBEAT = 15.0
 TEXT_LIMIT = 256 * 1024
 MAX_LOG_LINES = 20_000
-SECRET_WORDS = ("token", "password", "secret")
 
 router = APIRouter()
 
@@ -310,25 +308,12 @@ def server_config(request: Request) -> dict[str, Any]:
     where = _config.paths()
     return {
         "version": __version__,
-        "database": make_url(store.url).render_as_string(hide_password=True),
+        "database": _config.mask_secrets(store.url),
         "config_file": str(where.config_file),
-        "settings": _masked(settings),
-        "config": _masked(_config.load()),
+        "settings": _config.masked(settings),
+        "config": _config.masked(_config.load()),
         "pid": os.getpid(),
     }
-
-
-def _masked(tree: Any, key: str = "") -> Any:
-    if isinstance(tree, dict):
-        return {k: _masked(v, k) for k, v in tree.items()}
-    if any(word in key.lower() for word in SECRET_WORDS):
-        return "(set, hidden)" if tree else ""
-    if isinstance(tree, str) and "://" in tree and "@" in tree:
-        try:
-            return make_url(tree).render_as_string(hide_password=True)
-        except Exception:
-            return tree
-    return tree
 
 
 @router.get("/api/v1/ui/logs")

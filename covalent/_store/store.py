@@ -17,12 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, create_engine, event, func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from covalent._config import mask_secrets
 from covalent._errors import CovalentError
 from covalent._store import migrate, schema
+from covalent._store.engine import make_engine, normalized, sqlite_pragmas
 from covalent._store.schema import attempts, blobs, dispatches, nodes, transitions
 
 NODE_COLUMNS = (
@@ -41,7 +43,6 @@ NODE_COLUMNS = (
 """The columns of the node rows :meth:`Store.create_dispatch` takes, in order."""
 
 INLINE_LIMIT = 256 * 1024
-WAL_LIMIT = 64 * 1024 * 1024
 CACHE_BYTES = 64 * 1024 * 1024
 DISPATCH_NODE = -1
 
@@ -84,25 +85,6 @@ class Changes:
         )
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=60000")
-    # After a checkpoint the write-ahead log is cut back to this size: one large
-    # dispatch must not leave a WAL file of its size behind for good.
-    cursor.execute(f"PRAGMA journal_size_limit={WAL_LIMIT}")
-    cursor.close()
-
-
-def make_engine(url: str) -> Engine:
-    if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 60})
-        event.listen(engine, "connect", _sqlite_pragmas)
-        return engine
-    return create_engine(url, pool_pre_ping=True)
-
-
 class BlobCache:
     """Recently stored or read small blobs in memory, bounded in bytes, oldest out first.
 
@@ -138,7 +120,7 @@ class _RawWriter:
 
     def __init__(self, path: str) -> None:
         self.db = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
-        _sqlite_pragmas(self.db, None)
+        sqlite_pragmas(self.db, None)
         self.lock = threading.Lock()
 
     def exec_driver_sql(self, sql: str, params: list[tuple[Any, ...]]) -> None:
@@ -150,8 +132,8 @@ class _RawWriter:
 
 class Store:
     def __init__(self, url: str, blobs_dir: str | Path) -> None:
-        self.url = url
-        self.engine = make_engine(url)
+        self.url = normalized(url)
+        self.engine = make_engine(self.url)
         self.blobs_dir = Path(blobs_dir)
         self.cache = BlobCache()
         path = url.removeprefix("sqlite:///")
@@ -170,10 +152,26 @@ class Store:
         found = migrate.current(self.engine)
         if found is not None and found not in migrate.revisions():
             raise CovalentError(
-                f"The database {self.url} has schema revision {found}, which this covalent "
+                f"The database {self.shown_url} has schema revision {found}, which this covalent "
                 f"does not know (its newest is {migrate.head()}); upgrade covalent."
             )
-        return migrate.upgrade(self.engine)
+        try:
+            return migrate.upgrade(self.engine)
+        except DBAPIError as e:
+            cause = " ".join(str(e.orig).split())[:300]
+            raise CovalentError(
+                f"Cannot bring the schema of the database {self.shown_url} up to date: {cause}. "
+                "The database user needs the right to create tables there."
+            ) from None
+
+    @property
+    def shown_url(self) -> str:
+        """The database URL fit to show: its password masked."""
+        return mask_secrets(self.url)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.url.startswith("sqlite")
 
     def close(self) -> None:
         if self._raw is not None:
