@@ -13,6 +13,8 @@ from covalent._dispatcher.dispatcher import LAUNCH_CHUNK
 from covalent._errors import DispatchNotFoundError, ExecutorError, WorkflowError
 from tests.conftest import Home
 
+pytestmark = pytest.mark.both_stores  # and on PostgreSQL (tests/conftest.py)
+
 
 @ct.electron
 def add(x, y):

@@ -79,6 +79,7 @@ def test_start_with_port_saves_it(home: Home, tmp_path: Path) -> None:
     home.run("covalent", "stop")
 
 
+@pytest.mark.both_stores
 def test_restart_keeps_finished_dispatches_readable(home: Home) -> None:
     _start(home)
 
@@ -99,6 +100,7 @@ def test_restart_keeps_finished_dispatches_readable(home: Home) -> None:
     assert result.get_node_result(0)["output"] == 10
 
 
+@pytest.mark.both_stores
 def test_server_restart_between_dispatch_and_get_result(home: Home) -> None:
     _start(home)
 
@@ -112,6 +114,7 @@ def test_server_restart_between_dispatch_and_get_result(home: Home) -> None:
     assert ct.get_result(dispatch_id, wait=True).result == 42
 
 
+@pytest.mark.both_stores
 def test_killed_server_resumes_without_rerunning_completed_nodes(
     home: Home, tmp_path: Path
 ) -> None:
@@ -160,6 +163,7 @@ def test_killed_server_resumes_without_rerunning_completed_nodes(
     assert lines.count("third") == 1
 
 
+@pytest.mark.both_stores
 def test_cancel_stops_a_running_dispatch(home: Home) -> None:
     _start(home)
 
