@@ -19,6 +19,7 @@ from covalent._cli.cache import cache_app
 from covalent._cli.cluster import cluster
 from covalent._cli.config import config_app
 from covalent._cli.status import status
+from covalent._cli.triggers import triggers_app
 from covalent._client import service
 from covalent._errors import CovalentError
 from covalent._store.store import Store
@@ -34,6 +35,7 @@ db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(cache_app, name="cache")
 app.add_typer(config_app, name="config")
+app.add_typer(triggers_app, name="triggers")
 
 
 def _version(value: bool) -> None:
@@ -136,7 +138,7 @@ def db_migrate() -> None:
 
 
 app.command()(cluster)
-dispatches.register(app)  # ls, show, logs, cancel, rm
+dispatches.register(app)  # ls, show, logs, cancel, rm, redispatch
 
 
 def main() -> None:

@@ -28,7 +28,7 @@ from covalent._results.status import FINAL_STATUSES, Status
 from covalent._server import cluster, database, triggers, ui
 from covalent._store import cache as cachemod
 from covalent._store import queries
-from covalent._store.store import Store
+from covalent._store.store import DispatchFilter, Store
 from covalent._wire import bundle
 from covalent._wire.blobs import is_digest
 
@@ -207,17 +207,24 @@ def _routes(app: FastAPI) -> None:
 
     @app.get(f"{API}/dispatches")
     async def list_dispatches(
-        request: Request, status: str | None = None, limit: int = 50, offset: int = 0
+        request: Request,
+        status: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        name: str | None = None,
+        since: float | None = None,
+        id_prefix: str | None = None,
     ) -> Response:
+        """A page of dispatches, newest first; ``total`` counts all that match."""
         store = _state(request).store
         if status is not None and status not in Status.__members__:
             raise BadRequestError(
                 f"Unknown status '{status}'; use one of {', '.join(Status.__members__)}."
             )
-        rows = store.list_dispatches(
-            status=status, limit=max(1, min(limit, 1000)), offset=max(0, offset)
-        )
-        return json_response({"dispatches": rows, "total": store.count_dispatches()})
+        chosen = DispatchFilter(name=name, since=since, id_prefix=id_prefix)
+        rows = store.list_dispatches(status, max(1, min(limit, 1000)), max(0, offset), chosen)
+        total = store.count_dispatches(status, chosen)
+        return json_response({"dispatches": rows, "total": total, "offset": max(0, offset)})
 
     @app.get(f"{API}/dispatches/{{dispatch_id}}")
     async def get_dispatch(
@@ -229,7 +236,7 @@ def _routes(app: FastAPI) -> None:
         row = _dispatch_or_404(state, dispatch_id)
         if nodes:
             row["nodes"] = state.store.get_nodes(dispatch_id)
-            row["attempts"] = state.store.get_attempts(dispatch_id)
+            row["retried"] = state.store.get_attempts(dispatch_id)
         else:  # what a progress bar needs, in one GROUP BY
             counts = queries.node_counts(state.store, [dispatch_id])
             row["node_counts"] = counts.get(dispatch_id, {})

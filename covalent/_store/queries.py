@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select
 
 from covalent._store.schema import attempts, blobs, dispatches, nodes
-from covalent._store.store import Store
+from covalent._store.store import Store, like_escaped
 
 LIST_COLUMNS = (
     "dispatch_id",
@@ -30,8 +30,7 @@ GRAPH_COLUMNS = ("node_id", "name", "kind", "status", "executor", "start_time", 
 
 def _like(text: str) -> str:
     """``text`` as a LIKE pattern that matches it literally anywhere."""
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
+    return f"%{like_escaped(text)}%"
 
 
 def _filters(status: str | None, search: str | None) -> list[Any]:

@@ -416,23 +416,32 @@ class Store:
             return [dict(r._mapping) for r in conn.execute(query)]
 
     def list_dispatches(
-        self, status: str | None = None, limit: int = 50, offset: int = 0
+        self,
+        status: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        filters: DispatchFilter | None = None,
     ) -> list[dict[str, Any]]:
         columns = [c for c in dispatches.c if c.name != "manifest"]
         query = (
             select(*columns).order_by(dispatches.c.created_at.desc()).limit(limit).offset(offset)
         )
-        if status:
-            query = query.where(dispatches.c.status == status)
+        for condition in _conditions(status, filters):
+            query = query.where(condition)
         with self.engine.connect() as conn:
             rows = [dict(r._mapping) for r in conn.execute(query)]
         for row in rows:
             row["summary"] = json.loads(row["summary"])
         return rows
 
-    def count_dispatches(self) -> int:
+    def count_dispatches(
+        self, status: str | None = None, filters: DispatchFilter | None = None
+    ) -> int:
+        query = select(func.count()).select_from(dispatches)
+        for condition in _conditions(status, filters):
+            query = query.where(condition)
         with self.engine.connect() as conn:
-            return int(conn.execute(select(func.count()).select_from(dispatches)).scalar_one())
+            return int(conn.execute(query).scalar_one())
 
     def unfinished_dispatches(self, final: Iterable[str]) -> list[str]:
         query = (
@@ -442,6 +451,38 @@ class Store:
         )
         with self.engine.connect() as conn:
             return [r[0] for r in conn.execute(query)]
+
+
+@dataclass(frozen=True)
+class DispatchFilter:
+    """Which dispatches a listing keeps: lattice name containing ``name`` (any case),
+    created at or after ``since`` (UNIX seconds), id starting with ``id_prefix``."""
+
+    name: str | None = None
+    since: float | None = None
+    id_prefix: str | None = None
+
+
+def like_escaped(text: str) -> str:
+    """``text`` with LIKE's wildcards escaped (escape character ``\\``)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _conditions(status: str | None, filters: DispatchFilter | None) -> list[Any]:
+    where: list[Any] = []
+    if status:
+        where.append(dispatches.c.status == status)
+    if filters is None:
+        return where
+    if filters.name:
+        pattern = f"%{like_escaped(filters.name)}%"
+        where.append(dispatches.c.lattice_name.ilike(pattern, escape="\\"))
+    if filters.since is not None:
+        where.append(dispatches.c.created_at >= filters.since)
+    if filters.id_prefix:
+        pattern = f"{like_escaped(filters.id_prefix.lower())}%"
+        where.append(dispatches.c.dispatch_id.like(pattern, escape="\\"))
+    return where
 
 
 def _group_by_keys(

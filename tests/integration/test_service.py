@@ -69,6 +69,16 @@ def test_start_fails_clearly_when_the_port_is_taken(home: Home) -> None:
     assert "Traceback" not in done.stderr
 
 
+def test_a_failed_start_with_port_does_not_save_it(home: Home) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = home.run("covalent", "start", "--port", str(port))
+    assert done.returncode == 7 and f"Port {port} is in use" in done.stderr
+    assert ct.get_config("dispatcher.port") == home.port  # unchanged
+
+
 def test_start_with_port_saves_it(home: Home, tmp_path: Path) -> None:
     from tests.conftest import free_port
 
