@@ -63,8 +63,13 @@ def setup(level: str, stream: TextIO | None = None) -> int:
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
-    root.setLevel(number)
-    for name in LIFECYCLE_LOGGERS:
-        logging.getLogger(name).setLevel(min(number, logging.INFO))
+    set_level(number)
     logging.captureWarnings(True)
     return number
+
+
+def set_level(number: int) -> None:
+    """Log records at ``number`` or above (the lifecycle lines at INFO whatever it is)."""
+    logging.getLogger().setLevel(number)
+    for name in LIFECYCLE_LOGGERS:
+        logging.getLogger(name).setLevel(min(number, logging.INFO))

@@ -23,6 +23,7 @@ from covalent import __version__, _config
 from covalent._dispatcher.dispatcher import Dispatcher
 from covalent._errors import BadRequestError, DispatchNotFoundError
 from covalent._results.status import FINAL_STATUSES, Status
+from covalent._server import settings
 from covalent._store import queries
 from covalent._store.store import Store
 
@@ -32,6 +33,7 @@ TEXT_LIMIT = 256 * 1024
 MAX_LOG_LINES = 20_000
 
 router = APIRouter()
+router.include_router(settings.router)
 
 
 class NodeNotFoundError(BadRequestError):
@@ -68,6 +70,11 @@ def dispatch_page(dispatch_id: str) -> FileResponse:
 @router.get("/settings", include_in_schema=False)
 def settings_page() -> FileResponse:
     return _page("settings.html")
+
+
+@router.get("/triggers", include_in_schema=False)
+def triggers_page() -> FileResponse:
+    return _page("triggers.html")
 
 
 @router.get("/logs", include_in_schema=False)
@@ -177,15 +184,18 @@ def dispatch_list(
     q: str | None = None,
     limit: int = 50,
     offset: int = 0,
+    parent: str | None = None,
 ) -> dict[str, Any]:
-    """A page of dispatches (newest first) with node counts, the total, and status counts."""
+    """A page of top-level dispatches (newest first; with ``parent``, the sublattice
+    dispatches of that one; with ``q``, every match) with node counts, sublattice counts,
+    the total, and status counts."""
     if status and status not in Status.__members__:
         raise BadRequestError(
             f"Unknown status '{status}'; use one of {', '.join(Status.__members__)}."
         )
     store = _store(request)
     page = queries.list_page(
-        store, status or None, q or None, max(1, min(limit, 500)), max(0, offset)
+        store, status or None, q or None, max(1, min(limit, 500)), max(0, offset), parent
     )
     page["status_counts"] = queries.status_counts(store)
     return page
@@ -312,6 +322,7 @@ def server_config(request: Request) -> dict[str, Any]:
         "config_file": str(where.config_file),
         "settings": _config.masked(settings),
         "config": _config.masked(_config.load()),
+        "live": sorted(_config.LIVE_KEYS),
         "pid": os.getpid(),
     }
 
