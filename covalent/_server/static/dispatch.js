@@ -180,7 +180,8 @@ function renderHead() {
 
 function liveStatus() {
   const d = dispatch;
-  let text = `${nodes.length.toLocaleString()} nodes`;
+  const work = nodes.filter((n) => n.kind !== "parameter").length; // electrons, as everywhere
+  let text = `${work.toLocaleString()} nodes`;
   if (d.preview) text += " · preview";
   else if (d.finished) text += " · finished";
   else if (events && events.readyState === EventSource.OPEN) text += " · live";

@@ -261,7 +261,7 @@ export class GraphView {
 
   groupText(group) {
     const done = group.members.filter((v) => this.nodes[v].status === "COMPLETED").length;
-    return { title: `${this.nodes[group.members[0]].name} ×${group.members.length}`, sub: `group · ${done} of ${group.members.length} done` };
+    return { title: `${this.nodes[group.members[0]].name} ×${group.members.length}`, sub: `group · ${done}/${group.members.length} done` };
   }
 
   /** Draw group `index`'s members one by one (the graph is laid out again). */
