@@ -118,6 +118,14 @@ def _complete_ids(incomplete: str) -> list[str]:
     return [r["dispatch_id"] for r in rows if r["dispatch_id"].startswith(incomplete)]
 
 
+ID_ARGUMENT = typer.Argument(
+    ...,
+    metavar="ID",
+    help="The dispatch's id, or a unique prefix of it.",
+    autocompletion=_complete_ids,
+)
+
+
 def _complete_statuses(incomplete: str) -> list[str]:
     return [s.value for s in Status if s.value.startswith(incomplete.upper())]
 
@@ -231,12 +239,7 @@ def _shown_of(count: int, offset: int, total: int) -> str:
 
 
 def show(
-    dispatch_id: str = typer.Argument(
-        ...,
-        metavar="ID",
-        help="The dispatch's id, or a unique prefix of it.",
-        autocompletion=_complete_ids,
-    ),
+    dispatch_id: str = ID_ARGUMENT,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Show a dispatch: its Result block, then its nodes.
@@ -361,12 +364,7 @@ def _server_log() -> None:
 
 
 def cancel(
-    dispatch_id: str = typer.Argument(
-        ...,
-        metavar="ID",
-        help="The dispatch's id, or a unique prefix of it.",
-        autocompletion=_complete_ids,
-    ),
+    dispatch_id: str = ID_ARGUMENT,
     nodes: list[int] = typer.Argument(
         None, metavar="NODE", help="Only these nodes (and what depends on them)."
     ),
@@ -428,12 +426,7 @@ def rm(
 
 
 def redispatch(
-    dispatch_id: str = typer.Argument(
-        ...,
-        metavar="ID",
-        help="The dispatch's id, or a unique prefix of it.",
-        autocompletion=_complete_ids,
-    ),
+    dispatch_id: str = ID_ARGUMENT,
     reuse: bool = typer.Option(
         False, "--reuse", help="Completed nodes keep their outputs instead of running again."
     ),

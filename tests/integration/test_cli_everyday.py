@@ -14,6 +14,7 @@ import pytest
 import covalent as ct
 from covalent._errors import BadRequestError, ConfigError, DispatchNotFoundError
 from tests.conftest import Home
+from tests.integration.test_dispatch import flaky  # fails twice, then completes
 
 
 @ct.electron
@@ -25,18 +26,6 @@ def inc(x):
 def needs_file(path, x):
     with open(path) as f:
         return int(f.read()) + x
-
-
-@ct.electron(retries=2)
-def flaky(counter_path):
-    from pathlib import Path
-
-    path = Path(counter_path)
-    tries = int(path.read_text()) + 1 if path.exists() else 1
-    path.write_text(str(tries))
-    if tries < 3:
-        raise RuntimeError(f"attempt {tries} failed")
-    return tries
 
 
 @ct.lattice
