@@ -11,7 +11,8 @@
 // the same consumers and the same non-parameter inputs) is drawn as one group node,
 // "inc ×1000", coloured by its members' progress, that expands when clicked; "fit"
 // never zooms out below READABLE (it shows the top of the graph instead; "all" fits it
-// whole), and a minimap shows the whole graph with the part in view.
+// whole), and a minimap (shown while the graph does not fit in view) shows the whole
+// graph with the part in view.
 
 import { esc } from "./common.js";
 
@@ -406,6 +407,8 @@ export class GraphView {
     }
     const { w, h } = this.size();
     const { k, x, y } = this.view;
+    // Only a graph that does not fit in view needs a map of where the view is.
+    canvas.hidden = b.x0 * k + x >= 0 && b.x1 * k + x <= w && b.y0 * k + y >= 0 && b.y1 * k + y <= h;
     ctx.strokeStyle = "#1f5fbf";
     ctx.lineWidth = 1.5;
     ctx.strokeRect(ox + (-x / k) * s, oy + (-y / k) * s, (w / k) * s, (h / k) * s);
