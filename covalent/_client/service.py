@@ -105,6 +105,12 @@ def start(
     """
     record = running()
     if record:
+        if database_url and record.get("db_url") != database_url:
+            sys.stderr.write(
+                "Warning: the server is already running on another database "
+                f"({_config.mask_secrets(record.get('db_url') or 'SQLite')}); --database-url "
+                "was not used. `covalent stop` first to start it on that database.\n"
+            )
         return str(record["url"]), False
     section = _config.get_value("dispatcher")
     host, port = section["address"], int(port or section["port"])

@@ -183,6 +183,10 @@ def test_start_saves_the_database_url_only_once_the_server_answers(
     assert "db_url" not in (home.root / "config" / "covalent.conf").read_text()
 
     start(home, "--database-url", postgres_url)
+    again = home.run("covalent", "start", "--database-url", unreachable)
+    assert "already running on another database (postgresql+psycopg://covalent:***@" in (
+        again.stderr
+    )
     saved = (home.root / "config" / "covalent.conf").read_text()
     assert f'db_url = "{postgres_url}"' in saved
     assert home.run("covalent", "config", "get", "dispatcher.db_url").stdout.strip() == (
