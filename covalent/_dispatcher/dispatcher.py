@@ -53,7 +53,7 @@ from covalent._dispatcher.launcher import Launcher
 from covalent._dispatcher.run import Effects, Reuse, Run
 from covalent._dispatcher.stream import EventHub
 from covalent._dispatcher.submission import Parent
-from covalent._errors import CovalentError, DispatchNotFoundError
+from covalent._errors import CovalentError, DispatchNotFoundError, StoreUnavailableError
 from covalent._results.status import FINAL_STATUSES, Status
 from covalent._store import cache as cachemod
 from covalent._store.changes import Changes
@@ -251,14 +251,18 @@ class Dispatcher:
         while True:
             try:
                 self.store.commit(changes)
+                if pause > COMMIT_RETRY[0]:
+                    log.warning("the store is back; the dispatcher goes on")
                 return
             except Exception as e:
                 if not _transient(e):
                     log.exception("a commit failed; committing each dispatch's part alone")
                     break
-                log.error("the store refused a commit; trying again in %.1f s: %s", pause, e)
+                log.warning("waiting for the store; trying again in %.1f s: %s", pause, e)
             await asyncio.sleep(pause)
             pause = min(pause * 2, COMMIT_RETRY[1])
+            if pause == COMMIT_RETRY[1]:
+                log.warning("the store still refuses the commit")
         self._commit_apart(changes, effects)
 
     def _commit_apart(self, changes: Changes, effects: dict[str, Effects]) -> None:
@@ -418,7 +422,7 @@ database), unlike those of a statement that can never work."""
 def _transient(error: Exception) -> bool:
     """Whether the store may take the same write later: it is unreachable, locked or
     out of space, rather than refusing the data."""
-    if isinstance(error, OSError):  # a blob file on a full or failing disk
+    if isinstance(error, (OSError, StoreUnavailableError)):  # a full disk; a database away
         return True
     if isinstance(error, sqlite3.OperationalError):
         return any(word in str(error).lower() for word in SQLITE_TRANSIENT)
