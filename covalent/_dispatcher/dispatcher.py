@@ -332,9 +332,7 @@ class Dispatcher:
         if fx.launch:
             self.launcher.start(run, fx.launch)
         for node_id, key in fx.cache_lookups:
-            found = cachemod.find(self.store, key)
-            hit = Reuse(*found) if found is not None else None
-            self.queue.put_nowait(CacheChecked(run.dispatch_id, node_id, hit))
+            self.queue.put_nowait(CacheChecked(run.dispatch_id, node_id, self._cached(key)))
         for node_id, outcome in fx.children:
             self._submit_child(run, node_id, outcome)
         if fx.more_ready:
@@ -352,17 +350,40 @@ class Dispatcher:
         if event is not None:
             event.set()
 
+    def _cached(self, key: str) -> Reuse | None:
+        """A stored output for a ``cache=True`` node's key; with the store unreachable,
+        none (the node runs: a cache is never worth waiting for)."""
+        try:
+            found = cachemod.find(self.store, key)
+        except StoreUnavailableError:
+            return None
+        return Reuse(*found) if found is not None else None
+
     def _submit_child(self, run: Run, node_id: int, outcome: Outcome) -> None:
-        """A sublattice node's build finished: run the lattice it built as a child."""
+        """A sublattice node's build finished: run the lattice it built as a child. While
+        the store is unreachable, try again every few seconds."""
         parent = Parent(run.dispatch_id, node_id, run.root_dispatch_id)
         try:
             manifest, blobs = sublattices.child_bundle(outcome)
             child = self.submit(manifest, blobs, parent=parent)
+        except StoreUnavailableError:
+            asyncio.get_running_loop().call_later(
+                COMMIT_RETRY[1], self._submit_child_if_running, run, node_id, outcome
+            )
+            return
         except CovalentError as e:
             failed = Outcome.failure(f"The sublattice could not be started: {e}")
             self.queue.put_nowait(TaskFinished(run.dispatch_id, node_id, failed))
             return
         self.queue.put_nowait(ChildStarted(run.dispatch_id, node_id, child))
+
+    def _submit_child_if_running(self, run: Run, node_id: int, outcome: Outcome) -> None:
+        if self.runs.get(run.dispatch_id) is run and run.children.get(node_id, "") is None:
+            try:
+                self._submit_child(run, node_id, outcome)
+            except Exception:
+                error = f"covalent failed while starting a sublattice:\n{traceback.format_exc()}"
+                self.queue.put_nowait(Faulted(run.dispatch_id, error))
 
     # resume
 
