@@ -61,6 +61,20 @@ class ServerUnavailableError(CovalentError):
     http_status = 503
 
 
+class StoreUnavailableError(ServerUnavailableError):
+    """The server runs but cannot reach its database (an outage); it retries by itself."""
+
+    exit_code = 7
+    http_status = 503
+
+
+class StoreLockedError(CovalentError):
+    """Another server already runs the dispatches of this database."""
+
+    exit_code = 7
+    http_status = 503
+
+
 class ServerError(CovalentError):
     """The server answered with an error."""
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import shutil
 import sys
 
-import tomli_w
 import typer
 
 from covalent import __version__, _config
@@ -18,8 +17,10 @@ from covalent._api import start_message
 from covalent._cli import dispatches, original
 from covalent._cli.cache import cache_app
 from covalent._cli.cluster import cluster
+from covalent._cli.config import config_app
+from covalent._cli.status import status
+from covalent._cli.triggers import triggers_app
 from covalent._client import service
-from covalent._client.http import client_for
 from covalent._errors import CovalentError
 from covalent._store.store import Store
 
@@ -33,6 +34,8 @@ app = typer.Typer(
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(cache_app, name="cache")
+app.add_typer(config_app, name="config")
+app.add_typer(triggers_app, name="triggers")
 
 
 def _version(value: bool) -> None:
@@ -68,11 +71,19 @@ IGNORE_MIGRATIONS = typer.Option(
 NO_TRIGGERS = typer.Option(False, "--no-triggers", help="(the original's; no effect here)")
 TRIGGERS_ONLY = typer.Option(False, "--triggers-only", help="(the original's; no effect here)")
 
+DATABASE_URL_OPTION = typer.Option(
+    None,
+    "--database-url",
+    help="The database to use, e.g. postgresql://user:password@host/db (saved to the "
+    "config once the server answers).",
+)
+
 
 @app.command()
 def start(
     port: int = PORT,
     develop: bool = DEVELOP,
+    database_url: str = DATABASE_URL_OPTION,
     workers: int = WORKERS,
     threads_per_worker: int = THREADS,
     mem_per_worker: str = MEMORY,
@@ -81,7 +92,10 @@ def start(
     no_triggers: bool = NO_TRIGGERS,
     triggers_only: bool = TRIGGERS_ONLY,
 ) -> None:
-    """Start the server in the background; return once it answers."""
+    """Start the server in the background; return once it answers.
+
+    `--port` and `--database-url` are saved to the config only once the server answers.
+    """
     original.apply_start_flags(
         workers,
         threads_per_worker,
@@ -91,7 +105,7 @@ def start(
         no_triggers,
         triggers_only,
     )
-    url, started = service.start(port=port, develop=develop)
+    url, started = service.start(port=port, develop=develop, database_url=database_url)
     typer.echo(start_message(url, started))
 
 
@@ -110,37 +124,19 @@ def restart(
     develop: bool = DEVELOP,
     cluster: bool = CLUSTER,
 ) -> None:
-    """Stop the server, then start it."""
+    """Stop the server, then start it again.
+
+    It comes back on the database it ran on, even one given only by COVALENT_DATABASE_URL
+    in another shell, unless the configuration now names a database.
+    """
+    kept = service.database_url_to_keep()
     stop()
     original.apply_start_flags(None, None, None, cluster, False, False, False)
-    url, started = service.start(port=port, develop=develop)
+    url, started = service.start(port=port, develop=develop, database_url=kept, save_database=False)
     typer.echo(start_message(url, started))
 
 
-@app.command()
-def status() -> None:
-    """Say whether the server runs, where, and its database."""
-    record = service.running()
-    if record is None:
-        typer.echo("Covalent server is stopped.")
-        return
-    typer.echo(f"Covalent server is running at {record['url']}.")
-    section = _config.get_value("dispatcher")
-    typer.echo(f"Database: {section.get('db_url') or section['db_path']}")
-    executors = _served_executors(record["url"])
-    if executors:
-        typer.echo("Executors:")
-        for name, text in executors.items():
-            typer.echo(f"  {name}: {text}")
-
-
-def _served_executors(url: str) -> dict[str, str]:
-    """The server's executors by short name (what its health answer says), or none."""
-    try:
-        answer = client_for(url).health().get("executors")
-    except CovalentError:
-        return {}
-    return dict(answer) if isinstance(answer, dict) else {}
+app.command()(status)
 
 
 @app.command()
@@ -164,13 +160,6 @@ def purge(
     typer.echo("Covalent server files have been purged.")
 
 
-@app.command()
-def config() -> None:
-    """Print the configuration (defaults, file and environment together)."""
-    typer.echo(f"# {_config.paths().config_file}")
-    typer.echo(tomli_w.dumps(_config.load()), nl=False)
-
-
 @db_app.command("migrate")
 def db_migrate() -> None:
     """Bring the database schema up to date."""
@@ -186,7 +175,7 @@ def db_migrate() -> None:
     change = f"revision {after}"
     if before != after:
         change = f"migrated from revision {before} to {after}"
-    typer.echo(f"The database is up to date ({store.url}, {change}).")
+    typer.echo(f"The database is up to date ({store.shown_url}, {change}).")
 
 
 @db_app.command(
@@ -206,7 +195,7 @@ def deploy(context: typer.Context) -> None:
 
 
 app.command()(cluster)
-dispatches.register(app)  # ls, show, logs, cancel, rm
+dispatches.register(app)  # ls, show, logs, cancel, rm, redispatch
 
 
 def main() -> None:

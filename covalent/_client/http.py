@@ -23,11 +23,15 @@ from covalent._errors import (
     ServerError,
     ServerUnavailableError,
     StorageFullError,
+    StoreLockedError,
+    StoreUnavailableError,
     WorkflowError,
 )
 from covalent._wire import bundle
 
 API = "/api/v1"
+FULL_ID = 36
+"""Characters in a dispatch id (a UUID); anything shorter is taken as a prefix."""
 _ERRORS: dict[str, type[CovalentError]] = {
     "BadRequestError": BadRequestError,
     "TooLargeError": BadRequestError,
@@ -35,6 +39,8 @@ _ERRORS: dict[str, type[CovalentError]] = {
     "StorageFullError": StorageFullError,
     "WorkflowError": WorkflowError,
     "ExecutorError": ExecutorError,
+    "StoreUnavailableError": StoreUnavailableError,
+    "StoreLockedError": StoreLockedError,
 }
 
 
@@ -104,6 +110,10 @@ class Client:
     def health(self) -> dict[str, Any]:
         return self.request("GET", "/health", timeout=5.0).json()
 
+    def database(self) -> dict[str, Any]:
+        """The server's database: URL (password masked), whether it answers, and why not."""
+        return self.request("GET", "/database", timeout=15.0).json()
+
     def submit(
         self, manifest: dict[str, Any], blobs: dict[str, bytes], disable_run: bool = False
     ) -> str:
@@ -128,12 +138,58 @@ class Client:
         return self.request("GET", f"/dispatches/{dispatch_id}/status").json()
 
     def list_dispatches(
-        self, status: str | None = None, limit: int = 50, offset: int = 0
+        self,
+        status: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        name: str | None = None,
+        since: float | None = None,
+        id_prefix: str | None = None,
     ) -> dict[str, Any]:
+        """A page of dispatches, newest first, and ``total``: how many match."""
         params: dict[str, Any] = {"limit": limit, "offset": offset}
-        if status:
-            params["status"] = status
+        chosen = {"status": status, "name": name, "since": since, "id_prefix": id_prefix}
+        params.update({k: v for k, v in chosen.items() if v is not None})
         return self.request("GET", "/dispatches", params=params).json()
+
+    def resolve(self, dispatch_id: str) -> str:
+        """The full id of a dispatch given by its id or a unique prefix of it.
+
+        DispatchNotFoundError if none matches, BadRequestError if several do.
+        """
+        if len(dispatch_id) == FULL_ID:
+            return dispatch_id
+        found = self.list_dispatches(limit=5, id_prefix=dispatch_id)
+        ids = [row["dispatch_id"] for row in found["dispatches"]]
+        if not ids:
+            raise DispatchNotFoundError(dispatch_id, self.url)
+        if len(ids) > 1:
+            more = f" and {found['total'] - len(ids)} more" if found["total"] > len(ids) else ""
+            raise BadRequestError(
+                f"The id prefix '{dispatch_id}' matches {found['total']} dispatches "
+                f"({', '.join(ids)}{more}); give more of the id."
+            )
+        return str(ids[0])
+
+    def redispatch(self, dispatch_id: str, reuse: bool = False) -> str:
+        """Run a stored dispatch again with its inputs; with ``reuse``, its completed
+        nodes keep their outputs. The new dispatch's id."""
+        body = {"reuse_previous_results": reuse}
+        answer = self.request("POST", f"/dispatches/{dispatch_id}/redispatch", json=body)
+        return str(answer.json()["dispatch_id"])
+
+    def triggers(self, dispatch_id: str | None = None, active: bool | None = None) -> list[Any]:
+        params: dict[str, Any] = {}
+        if dispatch_id is not None:
+            params["dispatch_id"] = dispatch_id
+        if active is not None:
+            params["active"] = "true" if active else "false"
+        triggers: list[Any] = self.request("GET", "/triggers", params=params).json()["triggers"]
+        return triggers
+
+    def stop_triggers(self, dispatch_ids: list[str]) -> list[int]:
+        answer = self.request("POST", "/triggers/stop", json={"dispatch_ids": dispatch_ids})
+        return [int(t) for t in answer.json()["stopped"]]
 
     def cancel(self, dispatch_id: str, task_ids: list[int] | None = None) -> None:
         self.request("POST", f"/dispatches/{dispatch_id}/cancel", json={"task_ids": task_ids})

@@ -77,7 +77,7 @@ def submit(
         "status": status.value,
         "created_at": now,
         "start_time": None if disable_run else now,
-        "node_count": len(node_rows),
+        "node_count": sum(r.kind != "parameter" for r in node_rows),  # electrons
         "manifest": schema.dumps({k: v for k, v in manifest.items() if k != "blobs"}),
         "summary": json.dumps(manifestmod.summary(manifest)),
         "results_dir": str(results_dir),

@@ -75,7 +75,7 @@ class Result:
 
     def _take_nodes(self, detail: dict[str, Any]) -> None:
         self._node_rows = detail.get("nodes", [])
-        for attempt in detail.get("attempts", []):
+        for attempt in detail.get("retried", []):
             self._attempts.setdefault(attempt["node_id"], []).append(attempt)
 
     @property
@@ -169,7 +169,8 @@ class Result:
             "sublattice_result": self._sublattice(row.get("sub_dispatch_id")),
             "reused_from": row.get("reused_from"),
             "executor": row.get("executor"),
-            "attempts": [
+            "attempts": int(row.get("attempts") or 0),
+            "retried": [
                 {**a, "start_time": _time(a["start_time"]), "end_time": _time(a["end_time"])}
                 for a in self._attempts.get(row["node_id"], [])
             ],

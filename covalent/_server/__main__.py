@@ -8,14 +8,16 @@ import ipaddress
 import logging
 import sys
 from types import FrameType
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
 
 from covalent import _config
-from covalent._errors import ConfigError
+from covalent._errors import ConfigError, CovalentError
 from covalent._server import logs
 from covalent._server.app import create_app
+from covalent._server.database import Guard
 from covalent._store.store import Store
 from covalent.executor import plugins
 
@@ -65,10 +67,10 @@ def main(argv: list[str] | None = None) -> None:
         logs.setup(args.log_level)
     except ConfigError as e:
         parser.exit(2, f"{e}\n")
-    if config.get("db_url"):
-        store = Store(config["db_url"], config["blobs_dir"])
-    else:
-        store = Store.sqlite(config["db_path"], config["blobs_dir"])
+    try:
+        store, guard = open_store(config)
+    except CovalentError as e:
+        parser.exit(3, f"covalent server: {e}\n")
     settings = {
         "db_path": config.get("db_url") or config["db_path"],
         "results_dir": config["results_dir"],
@@ -76,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
         "token": token,
         "executors": _executors(),
     }
-    app = create_app(store, config["results_dir"], settings)
+    app = create_app(store, config["results_dir"], settings, guard)
     server = Server(
         app,
         uvicorn.Config(
@@ -99,6 +101,24 @@ def _executors() -> dict[str, str]:
         level = logging.WARNING if found[name].replaced else logging.INFO
         log.log(level, "Executor '%s' is %s", name, text)
     return served
+
+
+def open_store(config: dict[str, Any]) -> tuple[Store, Guard]:
+    """The configured store, its schema up to date, with its dispatch lock held; a
+    CovalentError (password masked) if the driver is missing, the database does not
+    answer, or another server already runs its dispatches."""
+    if config.get("db_url"):
+        store = Store(config["db_url"], config["blobs_dir"])
+    else:
+        store = Store.sqlite(config["db_path"], config["blobs_dir"])
+    guard = Guard(store)
+    try:
+        store.create_schema()
+        guard.acquire()
+    except BaseException:
+        store.close()
+        raise
+    return store, guard
 
 
 class Server(uvicorn.Server):

@@ -3,7 +3,8 @@
 Each line reads ``<time> <LEVEL> <logger> dispatch=<id> node=<id> event=<name> <message>``
 (UTC time; ``-`` for a field the record does not have), so one dispatch's or one node's
 history is a ``grep`` away. Records carry the fields as ``extra={"dispatch_id": ...,
-"node_id": ..., "event": ...}``.
+"node_id": ..., "event": ...}``. Passwords in URLs (a database URL) are masked in
+every line.
 
 The level is ``sdk.log_level`` (``COVALENT_LOG_LEVEL``), ``warning`` by default;
 ``covalent start -d`` gives ``debug``. The server's own start and stop lines (uvicorn's)
@@ -17,6 +18,7 @@ import sys
 import time
 from typing import TextIO
 
+from covalent._config import mask_secrets
 from covalent._errors import ConfigError
 
 LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -38,7 +40,7 @@ class StructuredFormatter(logging.Formatter):
         )
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
-        return line
+        return mask_secrets(line)  # a database URL's password never reaches the log
 
 
 def parse_level(name: str) -> int:
@@ -61,8 +63,13 @@ def setup(level: str, stream: TextIO | None = None) -> int:
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
-    root.setLevel(number)
-    for name in LIFECYCLE_LOGGERS:
-        logging.getLogger(name).setLevel(min(number, logging.INFO))
+    set_level(number)
     logging.captureWarnings(True)
     return number
+
+
+def set_level(number: int) -> None:
+    """Log records at ``number`` or above (the lifecycle lines at INFO whatever it is)."""
+    logging.getLogger().setLevel(number)
+    for name in LIFECYCLE_LOGGERS:
+        logging.getLogger(name).setLevel(min(number, logging.INFO))

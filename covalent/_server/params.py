@@ -26,6 +26,7 @@ WaitSeconds = Annotated[
 BeatSeconds = Annotated[
     float, Query(gt=0, allow_inf_nan=False, description="seconds between heartbeats (capped)")
 ]
+Timestamp = Annotated[float | None, Query(allow_inf_nan=False, description="UNIX seconds")]
 NodeId = Annotated[int, Path(ge=0, le=MAX_INT)]
 MAX_DASK_WORKERS = 1024
 

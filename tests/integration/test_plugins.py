@@ -139,8 +139,9 @@ def test_config_section_sets_the_plugins_settings_and_task_policy(
     assert result.status == ct.status.COMPLETED, result.error
     assert result.result == ("second try", "explicit")
     flaky_node = next(n for n in result.get_all_node_results() if n["node_name"] == "flaky")
-    assert len(flaky_node["attempts"]) == 1  # the failed first try; `retries` came from config
-    assert "first try fails" in flaky_node["attempts"][0]["error"]
+    assert flaky_node["attempts"] == 2  # two tries: `retries` came from the config
+    assert len(flaky_node["retried"]) == 1  # the failed first try
+    assert "first try fails" in flaky_node["retried"][0]["error"]
     labels = {n["function"]: n["label"] for n in notes(record).values()}
     assert labels == {"flaky": "from config", "explicit": "instance"}
 

@@ -6,9 +6,12 @@ import json
 from pathlib import Path
 
 import httpx
+import pytest
 
 import covalent as ct
 from tests.conftest import Home
+
+pytestmark = pytest.mark.both_stores  # and on PostgreSQL (tests/conftest.py)
 
 
 @ct.electron

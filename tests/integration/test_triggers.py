@@ -22,6 +22,8 @@ from covalent._errors import DispatchNotFoundError, WorkflowError
 from covalent._wire import manifest as manifestmod
 from tests.conftest import REPO, Home, wait_for
 
+pytestmark = pytest.mark.both_stores  # and on PostgreSQL (tests/conftest.py)
+
 GAP = 0.5
 DEADLINE = 120.0  # a loaded, shared machine
 
