@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import importlib
 import json
 import logging
@@ -56,6 +57,7 @@ REMOTES = 1000
 NODES_EVERY = 1.0
 """Seconds between two looks at the cluster's nodes, while tasks run."""
 
+MODULE = "covalent.executor._ray_driver"
 _HEADER = struct.Struct("!Q")
 log = logging.getLogger("covalent.executor.ray")
 
@@ -95,8 +97,15 @@ def run_on_ray(packed: bytes, names: list[str], *large: bytes) -> bytes:
     """
     message = pickle.loads(packed)
     found: dict[str, bytes] = {**message["blobs"], **dict(zip(names, large, strict=True))}
-    reply = run_task(message["task"], lambda name: blobs.loads(found[name]), found)
+    reply = run_task(message["task"], lambda name: _function(name, found[name]), found)
     return pickle.dumps(reply, protocol=5)
+
+
+@functools.lru_cache(maxsize=64)
+def _function(digest: str, data: bytes) -> Any:
+    """An electron's function, unpickled once per worker process (a fan-out's tasks
+    share it; the digest names the bytes, which only join the key for correctness)."""
+    return blobs.loads(data)
 
 
 # in the driver process
@@ -195,7 +204,9 @@ class Driver:
         self.ray = ray
         self.writer = writer
         self.loop = asyncio.get_running_loop()
-        self.remote = ray.remote(run_on_ray)
+        # Through its module's name: run as ``python -m``, this module is ``__main__``,
+        # whose functions cloudpickle would send by value, not by reference.
+        self.remote = ray.remote(importlib.import_module(MODULE).run_on_ray)
         self.remotes: dict[str, tuple[Any, dict[str, float]]] = {}
         self.running: dict[int, Running] = {}
         self.open: set[int] = set()  # request ids not answered yet
@@ -384,13 +395,15 @@ class Driver:
         try:
             while self.running:
                 await asyncio.sleep(NODES_EVERY)
-                waiting = {i: r for i, r in self.running.items() if r.request}
-                if not waiting:
+                if not any(r.request for r in self.running.values()):
                     continue
                 nodes = await asyncio.to_thread(_alive_nodes, self.ray)
-                now = time.monotonic()
-                for request_id, running in waiting.items():
-                    if feasible(running.request, nodes):
+                now, fits = time.monotonic(), {}
+                for request_id, running in list(self.running.items()):
+                    key = tuple(sorted(running.request.items()))
+                    if key not in fits:  # once per distinct request, not per task
+                        fits[key] = feasible(running.request, nodes)
+                    if fits[key]:
                         running.since = now
                     elif now - running.since >= running.infeasible_timeout:
                         self._infeasible(request_id, running, nodes)

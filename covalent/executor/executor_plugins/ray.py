@@ -34,13 +34,23 @@ import signal
 import socket
 import sys
 import tempfile
+import time
+from dataclasses import dataclass
 from numbers import Real
 from typing import Any
 
 from covalent._errors import ExecutorError
+from covalent._results.status import Status
 from covalent.executor._ray_driver import PUT_BYTES, read_frame, write_frame
-from covalent.executor.base import BaseExecutor
-from covalent.executor.task import Outcome, Task, load_reply, outcome_from_reply, workdir_options
+from covalent.executor.base import BaseExecutor, Report
+from covalent.executor.task import (
+    Cancellable,
+    Outcome,
+    Task,
+    load_reply,
+    outcome_from_reply,
+    workdir_options,
+)
 
 EXECUTOR_PLUGIN_NAME = "RayExecutor"
 
@@ -66,6 +76,8 @@ START_TIMEOUT = 180.0
 alone takes 4-8 s on two cores)."""
 STOP_TIMEOUT = 60.0
 """Seconds a driver may take to stop (``ray.shutdown``) before it is killed."""
+START_CHUNK = 128
+"""Tasks whose requests are made (in a thread) and sent together on the fast path."""
 RESERVED_RESOURCES = ("CPU", "GPU", "memory")
 """Ray's own resource names, which go in ``num_cpus``, ``num_gpus`` and ``memory``."""
 
@@ -137,15 +149,21 @@ class RayDriver:
 
     # tasks
 
-    async def submit(self, message: dict[str, Any]) -> tuple[int, asyncio.Future[dict[str, Any]]]:
-        """Send one ``run`` request; its answer (``{"reply"}`` or ``{"error"}``) comes in
-        the returned future."""
+    async def submit(
+        self, messages: list[dict[str, Any]]
+    ) -> list[tuple[int, asyncio.Future[dict[str, Any]]]]:
+        """Send ``run`` requests (in one frame); each one's answer (``{"reply"}`` or
+        ``{"error"}``) comes in its future."""
         await self._started()
-        request_id = next(self._ids)
-        answer: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._waiting[request_id] = answer
-        self._send({"op": "run", "id": request_id, **message})
-        return request_id, answer
+        loop = asyncio.get_running_loop()
+        sent = []
+        for message in messages:
+            request_id = next(self._ids)
+            answer: asyncio.Future[dict[str, Any]] = loop.create_future()
+            self._waiting[request_id] = answer
+            self._send({"op": "run", "id": request_id, **message})
+            sent.append((request_id, answer))
+        return sent
 
     def cancel(self, request_id: int) -> None:
         """Ask the driver to stop a task (``ray.cancel(force=True)``); no answer is awaited."""
@@ -405,6 +423,7 @@ class RayExecutor(BaseExecutor):
         self.log_stderr = str(log_stderr)
         self.env = dict(env or {})
         self._driver: RayDriver | None = None
+        self._starting: set[asyncio.Future[None]] = set()
 
     def driver(self) -> RayDriver:
         """The driver of this executor's cluster, shared with the other executors of
@@ -416,6 +435,8 @@ class RayExecutor(BaseExecutor):
         return self._driver
 
     async def teardown(self) -> None:
+        if self._starting:  # fast-path tasks whose requests are being made
+            await asyncio.wait(list(self._starting))
         driver, self._driver = self._driver, None
         if driver is not None:
             await driver.release()
@@ -478,18 +499,86 @@ class RayExecutor(BaseExecutor):
     async def execute(self, task: Task) -> Outcome:
         driver = self.driver()
         request = await asyncio.to_thread(self.request, task)
-        request_id, answer = await driver.submit(request)
+        [(request_id, answer)] = await driver.submit([request])
         del request
         try:
-            done = await answer
+            return _outcome(task, await answer)
         except asyncio.CancelledError:
             driver.cancel(request_id)
             raise
-        if "error" in done:
-            return Outcome.failure(
-                f"Ray did not run electron {task.name}({task.node_id}) to the end: {done['error']}."
-            )
-        try:
-            return outcome_from_reply(load_reply(done["reply"]))
-        except Exception as e:
-            return Outcome.failure(f"The Ray worker's reply to this electron is unreadable ({e}).")
+
+    def _start_many(self, tasks: list[tuple[Task, Report]]) -> list[Cancellable] | None:
+        """The dispatcher's fast path: the tasks' requests are made in one thread and
+        sent in one frame; each reports its outcome when its answer comes."""
+        if type(self).execute is not RayExecutor.execute:
+            return None
+        jobs = [RayJob(task, report) for task, report in tasks]
+        starting = asyncio.ensure_future(self._start_jobs(jobs))
+        self._starting.add(starting)
+        starting.add_done_callback(self._starting.discard)
+        return list(jobs)
+
+    async def _start_jobs(self, jobs: list[RayJob]) -> None:
+        """Make and send the jobs' requests, ``START_CHUNK`` at a time, so that the
+        first run on Ray while the next are made."""
+        driver = self.driver()
+        for first in range(0, len(jobs), START_CHUNK):
+            chunk = jobs[first : first + START_CHUNK]
+            try:
+                requests = await asyncio.to_thread(self._requests, chunk)
+                sent = await driver.submit(requests)
+            except Exception as e:
+                error = str(e) if isinstance(e, ExecutorError) else f"{type(e).__name__}: {e}"
+                for job in jobs[first:]:
+                    job.finish(Outcome.failure(error))
+                return
+            del requests
+            for job, (request_id, answer) in zip(chunk, sent, strict=True):
+                job.started(driver, request_id, answer)
+
+    def _requests(self, jobs: list[RayJob]) -> list[dict[str, Any]]:
+        return [self.request(job.task) for job in jobs]
+
+
+@dataclass(eq=False)
+class RayJob:
+    """A task started on the fast path: its handle for the dispatcher (``cancel``)."""
+
+    task: Task
+    report: Report
+    driver: RayDriver | None = None
+    request_id: int = 0
+    done: bool = False
+
+    def started(
+        self, driver: RayDriver, request_id: int, answer: asyncio.Future[dict[str, Any]]
+    ) -> None:
+        self.driver, self.request_id = driver, request_id
+        if self.done:  # cancelled while its request was made
+            driver.cancel(request_id)
+            return
+        answer.add_done_callback(lambda done: self.finish(_outcome(self.task, done.result())))
+
+    def cancel(self) -> None:
+        """Stop it (``ray.cancel(force=True)`` if it was sent) and report it cancelled."""
+        if self.driver is not None and not self.done:
+            self.driver.cancel(self.request_id)
+        now = time.time()
+        self.finish(Outcome(Status.CANCELLED, error="Cancelled.", start_time=now, end_time=now))
+
+    def finish(self, outcome: Outcome) -> None:
+        if not self.done:
+            self.done = True
+            self.report(outcome)
+
+
+def _outcome(task: Task, answer: dict[str, Any]) -> Outcome:
+    """The Outcome of the driver's answer to one task."""
+    if "error" in answer:
+        return Outcome.failure(
+            f"Ray did not run electron {task.name}({task.node_id}) to the end: {answer['error']}."
+        )
+    try:
+        return outcome_from_reply(load_reply(answer["reply"]))
+    except Exception as e:
+        return Outcome.failure(f"The Ray worker's reply to this electron is unreadable ({e}).")
