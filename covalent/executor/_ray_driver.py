@@ -18,12 +18,12 @@ the server reads with ``task.load_reply`` (an unpickler that refuses every class
 unread) or ``{"id": n, "error": text}`` (Ray's own failure: the worker died, the runtime
 env could not be set up, no node can ever run it, ...).
 
-On Ray, an electron is one task of :func:`run_on_ray`, with the function's blob and its
-input values' blobs as arguments. Blobs of ``PUT_BYTES`` or more go to Ray's object store
-once (``ray.put``) and are shared by the tasks that run with them meanwhile; smaller ones
-travel inside the task. ``ray`` is imported only here and only in the driver (and on Ray's
-own workers): discovery imports the plugin at every server start, and the plugin reads
-this module's wire functions.
+On Ray, an electron is one task of :func:`run_on_ray`, whose arguments are the runner's
+task with the small blobs (function and inputs) packed in one pickle, then the large
+ones: blobs of ``PUT_BYTES`` or more go to Ray's object store once (``ray.put``) and are
+shared by the tasks that run with them meanwhile. ``ray`` is imported only in the driver
+(and on Ray's own workers), never at module level: the plugin, which discovery imports at
+every server start, reads this module's wire functions.
 """
 
 from __future__ import annotations
@@ -275,8 +275,8 @@ class Driver:
             return
         options = message["options"]
         if self._to_upload(options):
-            try:
-                await asyncio.to_thread(self._remote, options)
+            try:  # Ray's uploader in a thread; only the loop's thread keeps its result
+                runtime_env = await asyncio.to_thread(upload, options["runtime_env"])
             except Exception as e:
                 self._release(held)
                 self.answer(
@@ -285,6 +285,7 @@ class Driver:
                     f"({type(e).__name__}: {e})",
                 )
                 return
+            message = {**message, "uploaded": runtime_env}
         self._submit(message, data, held)
 
     def _submit(self, message: dict[str, Any], large: list[Any], held: list[str]) -> None:
@@ -294,7 +295,7 @@ class Driver:
             return
         names = [digest for digest, _data, _path in message["large"]]
         try:
-            remote, request = self._remote(message["options"])
+            remote, request = self._remote(message["options"], message.get("uploaded"))
             ref = remote.remote(message["packed"], names, *large)
         except Exception as e:
             self._release(held)
@@ -305,16 +306,18 @@ class Driver:
         if self._watching is None:
             self._watching = asyncio.ensure_future(self._watch())
 
-    def _remote(self, options: dict[str, Any]) -> tuple[Any, dict[str, float]]:
+    def _remote(
+        self, options: dict[str, Any], runtime_env: dict[str, Any] | None = None
+    ) -> tuple[Any, dict[str, float]]:
         """``run_on_ray`` with these Ray options, and the resources they ask for (made
-        once per options: a fan-out's tasks share them)."""
+        once per options: a fan-out's tasks share them); ``runtime_env``, if given, is
+        the options' own with its local folders uploaded."""
         key = json.dumps(options, sort_keys=True)
         made = self.remotes.get(key)
         if made is None:
             if len(self.remotes) >= REMOTES:
                 self.remotes.clear()
-            runtime_env = options.get("runtime_env")
-            ready = {**options, "runtime_env": upload(runtime_env)} if runtime_env else options
+            ready = {**options, "runtime_env": runtime_env} if runtime_env else options
             made = (self.remote.options(**ready), request_of(options))
             self.remotes[key] = made
         return made

@@ -111,6 +111,7 @@ class RayDriver:
         self._process: asyncio.subprocess.Process | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._reading: asyncio.Future[None] | None = None
+        self._ending: asyncio.Future[None] | None = None  # what is left of a lost driver
         self._outbox: list[dict[str, Any]] = []
         self._flushing: asyncio.Future[None] | None = None
         self._waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
@@ -141,7 +142,10 @@ class RayDriver:
 
     @property
     def running(self) -> bool:
-        return self._process is not None and self._process.returncode is None
+        """Whether the driver process runs and its answers are being read (once the
+        reader has seen it go, a task must start a new one, not wait on this one)."""
+        reading = self._reading
+        return self._process is not None and reading is not None and not reading.done()
 
     @property
     def where(self) -> str:
@@ -189,10 +193,10 @@ class RayDriver:
     # the process
 
     async def _started(self) -> None:
-        if self.running and self._writer is not None:
+        if self.running:
             return
         async with self._lock:
-            if not self.running or self._writer is None:
+            if not self.running:
                 await self._start()
 
     async def _start(self) -> None:
@@ -284,7 +288,7 @@ class RayDriver:
                 future.set_result(lost)
         if self._writer is not None:
             self._writer.close()
-        await _end_group(process, STOP_TIMEOUT)
+        self._ending = asyncio.ensure_future(_end_group(process, STOP_TIMEOUT))
 
     async def close(self) -> None:
         async with self._lock:
@@ -293,19 +297,21 @@ class RayDriver:
     async def _stop_process(self, kill: bool = False) -> None:
         """Stop the driver: ``stop``, then its socket closes; killed if it lingers (or
         at once with ``kill``)."""
-        if self._flushing is not None:
-            await self._flushing
         process, writer, reading = self._process, self._writer, self._reading
         self._process, self._writer, self._reading = None, None, None
         self._outbox = []
-        if writer is not None:
-            with contextlib.suppress(ConnectionError, RuntimeError):
-                await write_frame(writer, pickle.dumps([{"op": "stop"}]))
+        if writer is not None:  # (a frame is written whole before any await: no mix-up)
+            with contextlib.suppress(ConnectionError, RuntimeError, asyncio.TimeoutError):
+                stop = pickle.dumps([{"op": "stop"}])
+                await asyncio.wait_for(write_frame(writer, stop), 0 if kill else STOP_TIMEOUT)
             writer.close()
         if process is not None:
             await _end_group(process, 0 if kill else STOP_TIMEOUT)
         if reading is not None:
             await reading
+        if self._ending is not None:
+            ending, self._ending = self._ending, None
+            await ending
         if self._temp_dir:
             shutil.rmtree(self._temp_dir, ignore_errors=True)
             self._temp_dir = ""
