@@ -7,7 +7,8 @@ resource naming it (``node_a``, ``node_b``), so that a test can send electrons t
 Token authentication is on, with a token file of the fixture's own; the nodes' workers
 get ``PYTHONPATH`` set to this checkout. ``--block`` keeps each ``ray start`` in the
 foreground as the parent of its node's processes, so stopping it (SIGTERM) stops them;
-whatever is left of either process tree is killed by process id at the end.
+whatever is left of either process tree is killed by process id at the end. Each node's
+Ray logs are kept in the fixture's temporary folder (``logs-cvray-*``).
 
 Binding to loopback: the head gets ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` (without it Ray
 swaps 127.0.0.1 for the machine's network address and listens on every interface). That
@@ -233,5 +234,8 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RayCluster
         yield cluster
     finally:
         stop(cluster)
-        for folder in _session_dirs(head) + _session_dirs(node):
+        for folder in _session_dirs(head) + _session_dirs(node):  # keep the logs only
+            logs = Path(folder) / "session_latest" / "logs"
+            if logs.is_dir():
+                shutil.copytree(logs, root / f"logs-{Path(folder).name}", dirs_exist_ok=True)
             shutil.rmtree(folder, ignore_errors=True)

@@ -106,9 +106,13 @@ def _both(tasks: TaskFactory, first: RayExecutor, second: RayExecutor) -> list[o
     return asyncio.run(main())
 
 
-def test_electrons_run_on_the_nodes_their_resources_name(ray_env: RayCluster) -> None:
+def test_electrons_run_on_the_nodes_their_resources_name(
+    ray_env: RayCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """node_a is the head, node_b the second node; one executor joins as a driver
-    ("host:port"), the other through Ray Client ("ray://host:port")."""
+    ("host:port"), the other through Ray Client ("ray://host:port"), whose first
+    connection starts a server process on the head (slow on a loaded machine)."""
+    monkeypatch.setattr(ray_plugin, "CONNECT_TIMEOUT", DEADLINE)
     tasks = TaskFactory()
     on_a = RayExecutor(address=ray_env.address, resources={"node_a": 1})
     on_b = RayExecutor(address=ray_env.client_address, resources={"node_b": 1})
