@@ -131,7 +131,8 @@ def executor_spec(executor: Any, where: str, blobset: BlobSet | None = None) -> 
     cls = type(executor)
     spec = {"name": short_name(), "class": f"{cls.__module__}:{cls.__qualname__}"}
     if blobset is not None and blobmod.is_users_own(sys.modules.get(cls.__module__)):
-        spec["class_blob"] = blobset.add_object(cls, f"the executor class of {where}")
+        # pickled as a function is, with the sources of the user's modules it needs
+        blobset.add_function(cls, f"the executor class of {where}", spec, "class_blob")
     spec["attributes"] = attributes
     return spec
 
