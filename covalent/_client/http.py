@@ -22,6 +22,7 @@ from covalent._errors import (
     ExecutorError,
     ServerError,
     ServerUnavailableError,
+    StorageFullError,
     StoreLockedError,
     StoreUnavailableError,
     WorkflowError,
@@ -34,6 +35,8 @@ FULL_ID = 36
 _ERRORS: dict[str, type[CovalentError]] = {
     "BadRequestError": BadRequestError,
     "TooLargeError": BadRequestError,
+    "InvalidFieldError": BadRequestError,
+    "StorageFullError": StorageFullError,
     "WorkflowError": WorkflowError,
     "ExecutorError": ExecutorError,
     "StoreUnavailableError": StoreUnavailableError,
