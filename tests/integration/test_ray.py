@@ -266,7 +266,7 @@ def test_module_does_not_import_ray() -> None:
 def test_short_name_defaults_and_options() -> None:
     executor = RayExecutor(num_cpus=2, memory=10**9, resources={"gpu_box": 0.5})
     assert executor.short_name() == "ray"
-    assert set(ray_plugin._EXECUTOR_PLUGIN_DEFAULTS) <= set(executor.to_dict())
+    assert set(ray_plugin._EXECUTOR_PLUGIN_DEFAULTS) <= set(executor.to_dict()["attributes"])
     task = TaskFactory().task(_where)
     assert executor.ray_options(task) == {
         "name": "_where",

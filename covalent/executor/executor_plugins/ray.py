@@ -71,6 +71,8 @@ _EXECUTOR_PLUGIN_DEFAULTS: dict[str, Any] = {
 }
 
 CONNECT_TIMEOUT = 60.0
+CONNECT_ATTEMPTS = 3
+"""Tries of a Ray Client connection whose proxy fails to start its server."""
 """Seconds a driver may take to connect to an existing cluster (Ray itself retries an
 address that does not answer for much longer)."""
 START_TIMEOUT = 180.0
@@ -198,8 +200,18 @@ class RayDriver:
         if self.running:
             return
         async with self._lock:
-            if not self.running:
-                await self._start()
+            for attempt in range(1, CONNECT_ATTEMPTS + 1):
+                if self.running:
+                    return
+                try:
+                    await self._start()
+                    return
+                except ExecutorError as e:
+                    # Ray Client's proxy sometimes fails to start the server of a new
+                    # client ("Initialization failure from server"); a second try works.
+                    if attempt == CONNECT_ATTEMPTS or "Initialization failure" not in str(e):
+                        raise
+                    log.warning("Connecting to %s failed once, trying again: %s", self.where, e)
 
     async def _start(self) -> None:
         await self._stop_process()
