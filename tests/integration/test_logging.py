@@ -110,7 +110,8 @@ def test_the_default_level_names_a_failed_dispatch_and_its_failing_node(home: Ho
     assert failed["level"] == "INFO" and failed["node"] == "2"
     assert failed["message"] == "breaks(2) failed: ValueError: no good: 3"
     finished = lines[3]["message"]
-    assert re.fullmatch(r"FAILED in \d+\.\d\d s: 3 nodes, 1 completed, 1 failed, 1 not_run", finished)
+    counts = "3 nodes, 1 completed, 1 failed, 1 not_run"
+    assert re.fullmatch(r"FAILED in \d+\.\d\d s: " + counts, finished)
     assert any("Uvicorn running" in x["message"] for x in log_lines(home))
 
 
