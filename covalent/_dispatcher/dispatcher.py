@@ -192,6 +192,8 @@ class Dispatcher:
             if run is not None and self.validate and not run.aborted:
                 self._guarded(run, fx, changes, lambda r, f: r.validate(), now)
         await self._commit(changes, effects)
+        if self.events.subscribers:  # output first: a node's last words before its end
+            self.events.publish(_output_events(effects))
         self.events.publish(changes.transitions)
         if log.isEnabledFor(logging.DEBUG):
             _log_transitions(changes.transitions)
@@ -389,6 +391,22 @@ class Dispatcher:
         self.queue.put_nowait(Joined(run, resumed=True))
         for node_id, outcome in sublattices.finished_children(self.store, run.children):
             self.queue.put_nowait(TaskFinished(dispatch_id, node_id, outcome))
+
+
+def _output_events(effects: dict[str, Effects]) -> list[dict[str, Any]]:
+    """What nodes wrote this turn, as the live stream's ``output`` events."""
+    return [
+        {
+            "type": "output",
+            "dispatch_id": dispatch_id,
+            "node_id": node_id,
+            "stream": stream,
+            "offset": offset,
+            "text": text,
+        }
+        for dispatch_id, fx in effects.items()
+        for node_id, stream, offset, text in fx.output
+    ]
 
 
 def _first_line(text: str) -> str:

@@ -58,6 +58,9 @@ class Effects:
     """Sublattice nodes whose build finished: submit the bundle as a child dispatch."""
     spill: list[tuple[str, str]] = field(default_factory=list)
     """Text to append to log files: (path, text) of streams past the store's limit."""
+    output: list[tuple[int, str, int, str]] = field(default_factory=list)
+    """Output that nodes wrote, for the live stream: (node id, stream, offset, text),
+    ``offset`` being how many characters of that stream came before."""
     more_ready: bool = False
     """More nodes are ready than one turn starts: come back for them."""
     parent: tuple[str, int, Outcome] | None = None
@@ -370,6 +373,7 @@ class Run:
         fx.cache_lookups.clear()
         fx.children.clear()
         fx.spill.clear()
+        fx.output.clear()
         fx.more_ready = False
         cause = f"the dispatch failed: {error.splitlines()[0] if error else ''}"
         fx.changes.closed.append((self.dispatch_id, cause))
@@ -524,9 +528,12 @@ class Run:
             found = self.streams[(node_id, stream)] = NodeStream(
                 log_path(self.results_dir, node_id, stream)
             )
+        offset = found.length
         spill = found.add(text)
         if spill:
             fx.spill.append((found.path, spill))
+        if text:
+            fx.output.append((node_id, stream, offset, text))
         return {stream: found.render()}
 
     def _stored_output(self, outcome: Outcome, changes: Changes) -> str | None:
