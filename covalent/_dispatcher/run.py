@@ -200,6 +200,8 @@ class Run:
             self.reprs[node_id] = row["output_repr"] or ""
             if status == S.RUNNING and row["sub_dispatch_id"]:
                 self.children[node_id] = row["sub_dispatch_id"]
+                if row.get("start_time") is not None:  # it spans its child: keep its start
+                    self.started_at[node_id] = row["start_time"]
             elif status == S.RUNNING:
                 self._set(node_id, S.NEW_OBJECT, fx, now, "server restarted while it ran")
         self._refresh_readiness()
