@@ -207,7 +207,8 @@ class Dispatcher:
     ) -> None:
         if isinstance(event, Joined):
             self.runs[event.dispatch_id] = event.run
-            log.info("running", extra=_fields(event.dispatch_id, "dispatch.started"))
+            how = "running (resumed after a restart)" if event.resumed else "running"
+            log.info(how, extra=_fields(event.dispatch_id, "dispatch.started"))
         run = self.runs.get(event.dispatch_id)
         if run is None:
             self._stray(event)
