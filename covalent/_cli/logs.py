@@ -146,6 +146,9 @@ class Printer:
     def _stored(self, node_id: int, stream: str, stored: str) -> None:
         total = stored_length(stored)
         done = self.printed.get((node_id, stream), 0)
+        if total < done:  # the node runs again (a server restart): its output anew
+            self._write(node_id, stream, f"\n[covalent: {stream} of a new run of this node]\n")
+            done = 0
         if total <= done:
             return
         if total == len(stored):  # all of it is in the store

@@ -416,8 +416,10 @@ def _first_line(text: str) -> str:
     if not lines:
         return "(no error text)"
     if lines[0].startswith("Traceback (most recent call last)"):
-        frames = [i for i, line in enumerate(lines) if line.startswith(" ")]
+        frames = [i for i, line in enumerate(lines) if line.startswith("  File ")]
         after = frames[-1] + 1 if frames else 1
+        while after < len(lines) and lines[after].startswith("    "):  # the frame's source
+            after += 1
         lines = lines[after:] or lines
     return lines[0].strip()
 
