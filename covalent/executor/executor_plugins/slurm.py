@@ -222,7 +222,8 @@ class SlurmExecutor(BaseExecutor):
             output.started = True
             if job.task.on_start is not None:
                 now = time.time()
-                job.task.on_start(at if at is not None and submitted <= at <= now else now)
+                plausible = at is not None and submitted - 1.0 <= at <= now  # whole seconds
+                job.task.on_start(max(at, submitted) if plausible and at is not None else now)
 
         reading = asyncio.create_task(output.follow())
         try:
