@@ -126,3 +126,18 @@ def test_live_output_without_a_follower_goes_into_the_outcome() -> None:
 
     outcome = asyncio.run(main())
     assert (outcome.stdout, outcome.stderr) == ("arest", "b")
+
+
+def test_a_resumed_stream_goes_on_after_what_the_store_kept() -> None:
+    note = "[again]\n"
+    short = NodeStream.resumed("/tmp/log", "first\n", note)
+    short.add("second\n")
+    assert short.render() == "first\n[again]\nsecond\n"
+    assert short.length == stored_length(short.render())
+    whole = NodeStream("/tmp/log")
+    whole.add("y" * (STREAM_LIMIT + 100))
+    capped = NodeStream.resumed("/tmp/log", whole.render(), note)
+    assert capped.length == STREAM_LIMIT + 100 + len(note)
+    capped.add("end\n")
+    assert capped.render().endswith("y[again]\nend\n")
+    assert stored_length(capped.render()) == capped.length

@@ -21,9 +21,11 @@ from typing import Any, TextIO
 import typer
 
 from covalent import _config
+from covalent._client.dispatch import RECONNECT_TIMEOUT
 from covalent._client.http import Client, client_for
+from covalent._client.waiting import AbsenceNotes
 from covalent._dispatcher.streams import STREAM_LIMIT, stored_length
-from covalent._errors import BadRequestError
+from covalent._errors import BadRequestError, ServerError, ServerUnavailableError
 from covalent._results.status import FINAL_STATUSES
 
 FINAL = {s.value for s in FINAL_STATUSES}
@@ -200,12 +202,14 @@ class Follower:
         self.node = node
         self.printer = Printer(node is not None)
         self.wrote = False
+        self.notes = AbsenceNotes(client.url, dispatch_id)
 
     def run(self) -> None:
         """Print the output so far, then what comes, until the end; reconnects when the
-        stream closes before it (a server that stops and comes back)."""
+        stream closes before it (a server that stops and comes back), for up to
+        RECONNECT_TIMEOUT seconds of the server not answering, saying so on stderr."""
         try:
-            while not self._follow_stream():
+            while not self._follow_once():
                 time.sleep(1.0)
         finally:
             self.printer.finish()
@@ -215,9 +219,21 @@ class Follower:
             )
             _say_nothing(self.dispatch_id, nodes, self.node)
 
+    def _follow_once(self) -> bool:
+        """One connection; True once the end was seen. A server that does not answer
+        is noted and tried again later, until RECONNECT_TIMEOUT."""
+        try:
+            return self._follow_stream()
+        except (ServerUnavailableError, ServerError):
+            if self.notes.lost(RECONNECT_TIMEOUT) > RECONNECT_TIMEOUT:
+                raise
+            return False
+
     def _follow_stream(self) -> bool:
         """Follow one connection of the event stream; True once the end was seen."""
         for event, data in self.client.events(self.dispatch_id):
+            if event == "ready":
+                self.notes.back()
             if event in ("ready", "lagged"):
                 if self._snapshot():
                     return True

@@ -204,7 +204,19 @@ class Run:
                     self.started_at[node_id] = row["start_time"]
             elif status == S.RUNNING:
                 self._set(node_id, S.NEW_OBJECT, fx, now, "server restarted while it ran")
+                self._keep_output(node_id, row)
         self._refresh_readiness()
+
+    def _keep_output(self, node_id: int, row: dict[str, Any]) -> None:
+        """A node that runs again after a restart: its next output follows what its
+        interrupted run wrote, after a line that says so."""
+        for stream in ("stdout", "stderr"):
+            stored = row.get(stream) or ""
+            if stored:
+                path = log_path(self.results_dir, node_id, stream)
+                note = "" if stored.endswith("\n") else "\n"
+                note += "[covalent: the server restarted while this ran; it runs again]\n"
+                self.streams[(node_id, stream)] = NodeStream.resumed(path, stored, note)
 
     def take_ready(self, fx: Effects, now: float, limit: int) -> None:
         """Start up to ``limit`` ready nodes: collections are assembled here, ``cache=True``

@@ -36,6 +36,22 @@ class NodeStream:
         self.path = path
         self.length = 0  # characters taken so far, kept or not
 
+    @classmethod
+    def resumed(cls, path: str, stored: str, note: str) -> NodeStream:
+        """A stream that goes on from what the store kept (``stored``, as
+        :meth:`render` gave it) after ``note``: a node that runs again after a restart
+        keeps what its first run wrote, and offsets keep growing."""
+        stream = cls(path)
+        total = stored_length(stored)
+        if total == len(stored):
+            stream.text, stream.length = stored, total
+        else:
+            half = STREAM_LIMIT // 2
+            stream.text, stream.tail = stored[:half], stored[-half:]
+            stream.dropped, stream.length = total - 2 * half, total
+        stream.add(note)
+        return stream
+
     def add(self, chunk: str) -> str:
         """Take ``chunk``; return what to append to the log file ("" for nothing)."""
         if not chunk:

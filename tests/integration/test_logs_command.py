@@ -166,3 +166,30 @@ def test_json_does_not_go_with_follow(server: Home) -> None:
     done = server.run("covalent", "logs", "-f", "--json", result.dispatch_id)
     assert done.returncode == BadRequestError.exit_code
     assert done.stderr.strip().startswith("Error: --json and --follow do not go together")
+
+
+def test_follow_rides_out_a_server_restart(home: Home, tmp_path: Path) -> None:
+    assert home.run("covalent", "start").returncode == 0
+    go = tmp_path / "go"
+    dispatch_id = ct.dispatch(two_parts)(str(go))
+    follow = Running(home, "logs", "-f", dispatch_id, "0")
+    try:
+        wait_for(lambda: "first part" in follow.lines, 120, "the first line, live")
+        assert home.run("covalent", "stop").returncode == 0
+        assert home.run("covalent", "start").returncode == 0  # the node runs again
+        wait_for(lambda: follow.lines.count("first part") == 2, 120, "the second run's line")
+        go.touch()
+        code, lines, err = follow.finish()
+    finally:
+        follow.kill()
+    assert code == 0, err
+    assert lines == [
+        "first part",
+        "[covalent: the server restarted while this ran; it runs again]",
+        "first part",
+        "second part from a subprocess",
+    ]
+    if "covalent: no server answers at" in err:  # it saw the server away (most often)
+        assert "answers again" in err
+    node = ct.get_result(dispatch_id, wait=True).get_node_result(0)
+    assert node["stdout"] == "\n".join(lines) + "\n"  # the store keeps both runs
