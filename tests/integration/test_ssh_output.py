@@ -19,6 +19,9 @@ def test_ssh_output_reaches_the_node_while_it_runs(
 ) -> None:
     remote = ct.executor.SSHExecutor(**sshd.executor_settings(remote_workdir=str(tmp_path)))
     check_live_output(talker(remote), tmp_path, 120)
+    log = (server.root / "cache" / "server.log").read_text()
+    assert "dispatch.finished" in log  # the default level, info, shows dispatches
+    assert " INFO asyncssh " not in log  # but holds asyncssh's INFO lines back
 
 
 def test_a_timed_out_ssh_electron_says_where_it_was(server: Home, sshd: Sshd) -> None:
