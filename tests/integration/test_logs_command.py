@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 
 import covalent as ct
-from covalent._errors import BadRequestError
+from covalent._errors import BadRequestError, DispatchNotFoundError
 from tests.conftest import Home, wait_for
 
 
@@ -193,3 +193,11 @@ def test_follow_rides_out_a_server_restart(home: Home, tmp_path: Path) -> None:
         assert "answers again" in err
     node = ct.get_result(dispatch_id, wait=True).get_node_result(0)
     assert node["stdout"] == "\n".join(lines) + "\n"  # the store keeps both runs
+
+
+def test_following_an_unknown_dispatch_is_one_line(server: Home) -> None:
+    unknown = "00000000-0000-4000-8000-000000000000"
+    done = server.run("covalent", "logs", "-f", unknown)
+    assert done.returncode == DispatchNotFoundError.exit_code
+    assert done.stderr.count("\n") == 1 and unknown in done.stderr
+    assert "Traceback" not in done.stderr
