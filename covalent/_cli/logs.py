@@ -83,7 +83,9 @@ def logs(
             )
         )
         return
-    Printer(node is not None).snapshot(nodes)
+    printer = Printer(node is not None)
+    printer.snapshot(nodes)
+    printer.finish()
     if not any(n.get("stdout") or n.get("stderr") for n in nodes):
         _say_nothing(dispatch_id, nodes, node)
 
