@@ -6,8 +6,9 @@ it runs, dispatch, and query the result. This module only re-exports the public 
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+__version__ = "0.300.0"
 
+from covalent import _compat as _compat  # the original's module paths (see _compat)
 from covalent import executor, fs, fs_strategies, leptons, triggers
 from covalent._api import (
     covalent_start,
@@ -22,8 +23,9 @@ from covalent._client.redispatch import redispatch
 from covalent._errors import CovalentError
 from covalent._results.result import Result
 from covalent._results.status import Status
+from covalent._wire.transport import TransportableObject
 from covalent._workflow.context import get_context
-from covalent._workflow.deps import DepsBash, DepsCall, DepsPip
+from covalent._workflow.deps import DepsBash, DepsCall, DepsModule, DepsPip
 from covalent._workflow.electron import Electron, electron
 from covalent._workflow.lattice import Lattice, lattice
 from covalent._workflow.lepton import Lepton
@@ -36,12 +38,14 @@ __all__ = [
     "CovalentError",
     "DepsBash",
     "DepsCall",
+    "DepsModule",
     "DepsPip",
     "Electron",
     "Lattice",
     "Lepton",
     "Result",
     "Status",
+    "TransportableObject",
     "__version__",
     "cancel",
     "covalent_start",

@@ -35,6 +35,10 @@ class ExecutorError(CovalentError):
     http_status = 422
 
 
+class ExecutorSettingError(ExecutorError, ValueError):
+    """An executor was given a setting of the wrong kind or out of range."""
+
+
 class DispatchNotFoundError(CovalentError):
     """No dispatch with the given id exists on the server."""
 
@@ -52,6 +56,20 @@ class DispatchNotFoundError(CovalentError):
 
 class ServerUnavailableError(CovalentError):
     """The dispatcher server does not answer."""
+
+    exit_code = 7
+    http_status = 503
+
+
+class StoreUnavailableError(ServerUnavailableError):
+    """The server runs but cannot reach its database (an outage); it retries by itself."""
+
+    exit_code = 7
+    http_status = 503
+
+
+class StoreLockedError(CovalentError):
+    """Another server already runs the dispatches of this database."""
 
     exit_code = 7
     http_status = 503

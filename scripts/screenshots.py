@@ -159,6 +159,8 @@ def shoot(url: str, ids: dict[str, str], out: Path) -> None:
         page.screenshot(path=out / "ui-list.png")
 
         page.goto(f"{url}/dispatches/{ids['seed']}")
+        expect(page.locator("#graph g.node")).to_have_count(2)
+        page.get_by_label("Parameters").check()  # hidden at first; the seed's is worth seeing
         expect(page.locator("#graph g.node")).to_have_count(3)
         settle(page)
         page.screenshot(path=out / "ui-graph.png")

@@ -10,8 +10,13 @@ bash scripts/services/sshd.sh install     # OpenSSH server for the SSH executor'
 bash scripts/services/rsync.sh install     # rsync for the Rsync file-transfer strategy's tests
 bash scripts/services/chromium.sh install  # Debian's Chromium for the web UI's browser tests (tests/ui)
 bash scripts/services/slurm.sh install    # single-node Slurm for the Slurm executor's tests
+bash scripts/services/postgres.sh install # PostgreSQL for the store's tests on PostgreSQL
+export COVALENT_PG_DIR=${COVALENT_PG_DIR:-$(mktemp -u /tmp/covalent-pg-ci.XXXXXX)}
+trap 'bash scripts/services/slurm.sh down; bash scripts/services/postgres.sh destroy' EXIT
 bash scripts/services/slurm.sh up
-trap 'bash scripts/services/slurm.sh down' EXIT
+# The tests make a database of their own on it for each server (tests/conftest.py).
+COVALENT_TEST_POSTGRES_URL=$(bash scripts/services/postgres.sh up)
+export COVALENT_TEST_POSTGRES_URL
 python -m ruff check covalent tests
 python -m mypy
 python -m pytest "$@"

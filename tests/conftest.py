@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -11,9 +12,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+POSTGRES_SH = REPO / "scripts" / "services" / "postgres.sh"
+STORES = ("sqlite", "postgres")
+"""The stores a test marked ``both_stores`` runs on (one test id each)."""
 
 
 def free_port() -> int:
@@ -100,9 +105,144 @@ class Home:
             return None
 
 
+# PostgreSQL
+
+
+@dataclass
+class Postgres:
+    """A real PostgreSQL server (scripts/services/postgres.sh) and a URL of its role."""
+
+    url: str
+    folder: Path | None  # None: started by someone else (COVALENT_TEST_POSTGRES_URL)
+
+    def _script(self, command: str) -> subprocess.CompletedProcess[str]:
+        assert self.folder is not None, "this PostgreSQL was started outside the tests"
+        return subprocess.run(
+            ["bash", str(POSTGRES_SH), command],
+            env={**os.environ, "COVALENT_PG_DIR": str(self.folder)},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    def stop(self) -> None:
+        done = self._script("down")
+        assert done.returncode == 0, done.stderr
+
+    def start(self) -> None:
+        done = self._script("up")
+        assert done.returncode == 0, done.stderr
+
+    def database_url(self, name: str) -> str:
+        return self.url.rsplit("/", 1)[0] + "/" + name
+
+    def create_database(self) -> str:
+        """A new, empty database owned by the role; its URL."""
+        name = f"covalent_test_{secrets.token_hex(6)}"
+        self._admin(f'CREATE DATABASE "{name}"')
+        return self.database_url(name)
+
+    def drop_database(self, url: str) -> None:
+        self._admin(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+
+    def _admin(self, sql: str) -> None:
+        dsn = self.url.replace("postgresql+psycopg://", "postgresql://")
+        with psycopg.connect(dsn, autocommit=True, connect_timeout=10) as conn:
+            conn.execute(sql)
+
+
+def start_postgres(folder: Path) -> Postgres:
+    """Start a throw-away PostgreSQL in ``folder``; fail the test run loudly if it cannot
+    start (set COVALENT_SKIP_POSTGRES=1 to skip the PostgreSQL variants instead)."""
+    done = subprocess.run(
+        ["bash", str(POSTGRES_SH), "up"],
+        env={**os.environ, "COVALENT_PG_DIR": str(folder)},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    if done.returncode != 0 or not done.stdout.strip():
+        message = (
+            f"PostgreSQL could not be started by {POSTGRES_SH} up (rc {done.returncode}):\n"
+            f"{done.stderr.strip()}\nInstall it with `bash {POSTGRES_SH} install`, or set "
+            "COVALENT_SKIP_POSTGRES=1 to skip the PostgreSQL variants of the tests."
+        )
+        if os.environ.get("COVALENT_SKIP_POSTGRES") == "1":
+            pytest.skip(message)
+        pytest.fail(message, pytrace=False)
+    return Postgres(done.stdout.strip().splitlines()[-1], folder)
+
+
+def stop_postgres(pg: Postgres) -> None:
+    if pg.folder is not None:
+        subprocess.run(
+            ["bash", str(POSTGRES_SH), "destroy"],
+            env={**os.environ, "COVALENT_PG_DIR": str(pg.folder)},
+            capture_output=True,
+            timeout=120,
+        )
+
+
+def pg_folder() -> Path:
+    """A folder for a PostgreSQL server of the tests' own (the postgres user must reach
+    it, so not under pytest's private tmp folder)."""
+    return Path("/tmp") / f"covalent-pg-test-{os.getpid()}-{secrets.token_hex(4)}"
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Postgres]:
+    """A real PostgreSQL for the whole run: the one in COVALENT_TEST_POSTGRES_URL (started
+    by scripts/test.sh), else one started here and destroyed at the end."""
+    external = os.environ.get("COVALENT_TEST_POSTGRES_URL")
+    if external:
+        yield Postgres(external, None)
+        return
+    pg = start_postgres(pg_folder())
+    try:
+        yield pg
+    finally:
+        stop_postgres(pg)
+
+
 @pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Home]:
-    """A fresh covalent home for this test, selected in this process's environment too.
+def postgres_url(postgres_server: Postgres) -> Iterator[str]:
+    """The URL (with its password) of a fresh database for this test, dropped after it."""
+    url = postgres_server.create_database()
+    yield url
+    postgres_server.drop_database(url)
+
+
+# which store a test runs on
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests marked ``both_stores`` run once on SQLite and once on PostgreSQL."""
+    if metafunc.definition.get_closest_marker("both_stores") and "store" in metafunc.fixturenames:
+        metafunc.parametrize("store", STORES)
+
+
+@pytest.fixture
+def store() -> str:
+    """The store of this test's servers: "sqlite", or "postgres" for the PostgreSQL variant
+    of a test marked ``both_stores``."""
+    return "sqlite"
+
+
+def use_database(home: Home, url: str) -> None:
+    """Save ``url`` as the home's database, as `covalent config set dispatcher.db_url`."""
+    config = home.root / "config" / "covalent.conf"
+    config.write_text(config.read_text() + f'db_url = "{url}"\n')
+
+
+# covalent homes and servers
+
+
+@pytest.fixture
+def home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store: str, request: pytest.FixtureRequest
+) -> Iterator[Home]:
+    """A fresh covalent home for this test, selected in this process's environment too,
+    on a fresh PostgreSQL database for the ``postgres`` variant of a ``both_stores`` test.
 
     Any server started in it is stopped at the end.
     """
@@ -111,7 +251,21 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Home]:
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("COVALENT_SERVER_URL", raising=False)
+    monkeypatch.delenv("COVALENT_DATABASE_URL", raising=False)
     h = Home(tmp_path / "home", port, env)
+    if store == "postgres":
+        use_database(h, request.getfixturevalue("postgres_url"))
+    yield h
+    h.run("covalent", "stop")
+
+
+def _shared_home(root: Path, database_url: str | None = None) -> Iterator[Home]:
+    port = free_port()
+    h = Home(root, port, home_env(root, port))
+    if database_url:
+        use_database(h, database_url)
+    started = h.run("covalent", "start")
+    assert started.returncode == 0, started.stderr
     yield h
     h.run("covalent", "stop")
 
@@ -119,19 +273,27 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Home]:
 @pytest.fixture(scope="session")
 def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Home]:
     """One real server for tests that only dispatch and read results (each its own dispatch)."""
-    root = tmp_path_factory.mktemp("shared") / "home"
-    port = free_port()
-    h = Home(root, port, home_env(root, port))
-    started = h.run("covalent", "start")
-    assert started.returncode == 0, started.stderr
-    yield h
-    h.run("covalent", "stop")
+    yield from _shared_home(tmp_path_factory.mktemp("shared") / "home")
+
+
+@pytest.fixture(scope="session")
+def shared_postgres_server(
+    tmp_path_factory: pytest.TempPathFactory, postgres_server: Postgres
+) -> Iterator[Home]:
+    """The shared server's twin on a PostgreSQL database of its own."""
+    url = postgres_server.create_database()
+    yield from _shared_home(tmp_path_factory.mktemp("shared-pg") / "home", url)
+    postgres_server.drop_database(url)
 
 
 @pytest.fixture
-def server(shared_server: Home, monkeypatch: pytest.MonkeyPatch) -> Home:
-    """The shared server, with this process's SDK pointed at it (no auto-start)."""
-    for key, value in shared_server.env.items():
+def server(store: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Home:
+    """The shared server of this test's store, with this process's SDK pointed at it (no
+    auto-start)."""
+    name = "shared_postgres_server" if store == "postgres" else "shared_server"
+    shared: Home = request.getfixturevalue(name)
+    for key, value in shared.env.items():
         monkeypatch.setenv(key, value)
-    monkeypatch.setenv("COVALENT_SERVER_URL", shared_server.url)
-    return shared_server
+    monkeypatch.setenv("COVALENT_SERVER_URL", shared.url)
+    monkeypatch.delenv("COVALENT_DATABASE_URL", raising=False)
+    return shared

@@ -253,3 +253,81 @@ def test_server_url(cfg, addr, expected):
 def test_server_url_from_the_environment(cfg, monkeypatch):
     monkeypatch.setenv("COVALENT_SERVER_URL", "http://elsewhere:1234")
     assert _config.server_url() == "http://elsewhere:1234"
+
+
+def test_get_config_with_a_list_of_keys_gives_a_dict(cfg):
+    ct.set_config({"dispatcher.port": 48100, "sdk.log_level": "debug"})
+    got = ct.get_config(["dispatcher.address", "dispatcher.port", "sdk.log_level"])
+    assert got == {
+        "dispatcher.address": "localhost",
+        "dispatcher.port": 48100,
+        "sdk.log_level": "debug",
+    }
+    with pytest.raises(ConfigError, match="dispatcher.nope"):
+        ct.get_config(["dispatcher.port", "dispatcher.nope"])
+
+
+# unsetting, checking and masking
+
+
+def test_setting_none_removes_the_key_and_its_default_applies(cfg):
+    ct.set_config("dispatcher.db_url", "postgresql://u:pw@127.0.0.1/db")
+    ct.set_config("dispatcher.port", 1234)
+    ct.set_config("dispatcher.db_url", None)
+    assert "db_url" not in ct.get_config("dispatcher")
+    assert ct.get_config("dispatcher.port") == 1234  # the rest of the section stays
+    assert _config.unset_value("dispatcher.port") is True
+    assert _config.unset_value("dispatcher.port") is False
+    assert ct.get_config("dispatcher.port") == _config.DEFAULT_PORT
+    assert "dispatcher" not in _config.file_values()  # an emptied section goes too
+
+
+@pytest.mark.parametrize(
+    ("key", "text", "expected"),
+    [
+        ("dispatcher.port", "8080", 8080),
+        ("sdk.auto_start", "false", False),
+        ("sdk.log_level", "debug", "debug"),
+        ("dispatcher.db_url", "postgresql://u:p@h/d", "postgresql://u:p@h/d"),
+        ("executors.dask.scheduler_address", '"tcp://127.0.0.1:8786"', "tcp://127.0.0.1:8786"),
+        ("executors.local.workers", "4", 4),
+    ],
+)
+def test_values_typed_on_a_command_line_are_parsed_and_checked(cfg, key, text, expected):
+    assert _config.check_value(key, _config.parse_value(text)) == expected
+
+
+@pytest.mark.parametrize(
+    ("key", "text", "message"),
+    [
+        ("dispatcher.port", "lots", "dispatcher.port takes a whole number, not 'lots'"),
+        ("sdk.auto_start", "maybe", "sdk.auto_start takes true or false"),
+        ("dispatcher.prot", "1", "There is no config key 'dispatcher.prot'; the [dispatcher] keys"),
+        ("server.port", "1", "keys start with sdk., dispatcher. or executors."),
+    ],
+)
+def test_bad_values_and_unknown_keys_are_config_errors(cfg, key, text, message):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace(".", r"\.")):
+        _config.check_value(key, _config.parse_value(text))
+
+
+def test_secrets_are_masked_for_showing():
+    url = "postgresql+psycopg://team:s3cret@db.example:5432/covalent"
+    assert _config.mask_secrets(f"db={url} ok") == (
+        "db=postgresql+psycopg://team:***@db.example:5432/covalent ok"
+    )
+    assert _config.mask_secrets("sqlite:////home/a/b.sqlite") == "sqlite:////home/a/b.sqlite"
+    shown = _config.masked({"dispatcher": {"db_url": url, "token": "t0k", "port": 1}})
+    assert shown == {
+        "dispatcher": {
+            "db_url": "postgresql+psycopg://team:***@db.example:5432/covalent",
+            "token": "(set, hidden)",
+            "port": 1,
+        }
+    }
+
+
+def test_only_client_side_keys_take_effect_without_a_restart():
+    assert not _config.needs_restart("sdk.log_level")
+    assert _config.needs_restart("dispatcher.port")
+    assert _config.needs_restart("executors.local.workers")

@@ -25,7 +25,7 @@ from covalent._dispatcher.executors import ExecutorRegistry
 from covalent._results.status import FINAL_STATUSES, Status
 from covalent._store.store import Store
 from covalent._wire import blobs, manifest
-from covalent.executor import _runner, plugins
+from covalent.executor import plugins, runner
 from covalent.executor.base import BaseExecutor
 from covalent.executor.task import BlobFile, Outcome, Task, outcome_from_reply
 
@@ -73,7 +73,7 @@ async def run_for_real(task: Task) -> Outcome:
     """The task run by covalent's runner in this process (in a thread)."""
     values = {name: task.load_blob(name) for name in task.value_names()}
     function_of = lambda digest: blobs.loads(task.load_blob(digest))  # noqa: E731
-    reply = await asyncio.to_thread(_runner.run_task, task.payload(), function_of, values)
+    reply = await asyncio.to_thread(runner.run_task, task.payload(), function_of, values)
     return outcome_from_reply(reply)
 
 

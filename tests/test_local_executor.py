@@ -170,7 +170,7 @@ def test_cancelling_many_queued_tasks_reports_each_once() -> None:
 
 def test_a_large_output_is_written_to_the_blob_store_as_it_is_pickled(tmp_path: Path) -> None:
     from covalent._wire import blobs
-    from covalent.executor._runner import FILE_THRESHOLD, _store_output
+    from covalent.executor.runner import FILE_THRESHOLD, _store_output
 
     value = os.urandom(16) + bytes(2 * FILE_THRESHOLD)
 

@@ -337,3 +337,9 @@ def test_nodes_are_fetched_only_when_asked_for():
     assert result.get_node_result(0)["stdout"] == "hello\n"
     assert str(result) == SEED_BLOCK
     assert calls == [1]
+
+
+def test_a_status_shows_as_its_name_printed_or_echoed():
+    assert str(Status.COMPLETED) == repr(Status.COMPLETED) == "COMPLETED"
+    assert repr([Status.FAILED]) == "[FAILED]"
+    assert Status.COMPLETED == "COMPLETED"

@@ -599,3 +599,107 @@ def test_dispatch_restores_the_callers_gc_thresholds() -> None:
         assert seen == [50_000]
     finally:
         gc.set_threshold(*old)
+
+
+# methods on outputs (as Dask's delayed objects)
+
+
+@ct.electron
+def make_list(n):
+    return list(range(n))
+
+
+@ct.electron
+def make_text(text):
+    return text
+
+
+def test_a_method_call_on_an_output_is_one_node_and_its_receiver_changes():
+    def body(x):
+        y = make_list(2)
+        y.append(x)
+        y.extend([x, x])
+        return total(y)
+
+    graph = build(body, 10)
+    names = [n.name for n in graph.nodes]
+    assert names.count(":method:append") == 1 and names.count(":method:extend") == 1
+    assert ":getattr:" not in names  # the bound method is not a node of its own
+    assert evaluate(graph) == 0 + 1 + 10 + 10 + 10
+
+
+def test_method_return_values_are_outputs():
+    def body(text):
+        words = make_text(text).split(",")
+        mapping = make_mapping(1)
+        return gather(words, mapping.keys(), mapping.get("k"), make_text(text).upper())
+
+    graph = build(body, "a,b")
+    assert evaluate(graph) == ((["a", "b"], {"k": 1, "items": [1, 2]}.keys(), 1, "A,B"), {})
+
+
+def test_a_method_taken_once_and_called_twice_and_an_unused_attribute():
+    def body():
+        y = make_list(1)
+        append = y.append
+        append(5)
+        append(6)
+        y.missing_attribute  # noqa: B018 (never used: no node, so nothing fails at run time)
+        return identity(y)
+
+    graph = build(body)
+    assert [n.name for n in graph.nodes].count(":method:append") == 2
+    assert ":getattr:" not in [n.name for n in graph.nodes]
+    assert evaluate(graph) == [0, 5, 6]
+
+
+def test_an_output_that_is_a_function_can_be_called():
+    @ct.electron
+    def make_adder(n):
+        return lambda x: x + n
+
+    graph = build(lambda: identity(make_adder(3)(4)))
+    assert ":call:" in [n.name for n in graph.nodes]
+    assert evaluate(graph) == 7
+
+
+def test_unary_and_bitwise_operators():
+    graph = build(lambda: gather(-square(3), abs(-square(2)), ~square(1), square(3) & 1))
+    assert evaluate(graph) == ((-9, 4, -2, 1), {})
+
+
+def _dict_conversion():
+    return identity(dict(make_mapping(1)))
+
+
+def _list_conversion():
+    return identity(list(make_list(3)))
+
+
+def _int_conversion():
+    return identity(int(square(2)))
+
+
+def _float_conversion():
+    return identity(float(square(2)))
+
+
+def _double_star():
+    return gather(**make_mapping(1))
+
+
+@pytest.mark.parametrize(
+    ("body", "named"),
+    [
+        (_dict_conversion, "make_mapping(0).keys("),
+        (_list_conversion, "make_list(0)"),
+        (_int_conversion, "square(0)"),
+        (_float_conversion, "square(0)"),
+        (_double_star, "make_mapping(0).keys("),
+    ],
+)
+def test_conversions_that_need_the_value_are_refused_like_control_flow(body, named):
+    with pytest.raises(WorkflowError) as info:
+        build(body)
+    message = str(info.value)
+    assert named in message and body.__name__ in message and "sublattice" in message

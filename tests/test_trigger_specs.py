@@ -10,7 +10,7 @@ import pytest
 import covalent as ct
 from covalent._errors import WorkflowError
 from covalent._wire import manifest
-from covalent._wire.triggers import check, specs_of
+from covalent._wire.triggers import check, shown, specs_of
 
 
 @ct.electron
@@ -64,8 +64,22 @@ def test_relative_folder_is_taken_from_the_current_directory(tmp_path, monkeypat
         ({"kind": "dir", "dir_path": "/x", "event_names": []}, "needs event_names"),
         ({"kind": "dir", "dir_path": "/x", "event_names": ["touched"]}, "'touched'"),
         ({"kind": "dir", "dir_path": "/x", "event_names": "created", "batch_size": 0}, "batch"),
-        ({"kind": "cron"}, "kind is 'dir' or 'time'"),
-        ("time", "kind is 'dir' or 'time'"),
+        ({"kind": "database", "db_url": "not a url", "table_name": "t"}, "SQLAlchemy database"),
+        ({"kind": "database", "db_url": "sqlite://", "table_name": ""}, "needs a table_name"),
+        (
+            {"kind": "database", "db_url": "sqlite://", "table_name": "t", "where_clauses": [1]},
+            "SQL",
+        ),
+        (
+            {"kind": "database", "db_url": "sqlite://", "table_name": "t", "poll_interval": 0},
+            "poll",
+        ),
+        (
+            {"kind": "database", "db_url": "sqlite://", "table_name": "t", "trigger_after_n": 0},
+            "1 or",
+        ),
+        ({"kind": "cron"}, "kind is 'dir', 'time' or 'database'"),
+        ("time", "kind is 'dir', 'time' or 'database'"),
     ],
 )
 def test_bad_specs_get_one_sentence(spec, message):
@@ -79,3 +93,29 @@ def test_triggers_must_be_trigger_objects():
         specs_of("every minute")
     with pytest.raises(WorkflowError, match="unknown event name 'touched'"):
         manifest_of(ct.triggers.DirTrigger("/tmp", ["touched"]))
+
+
+def test_database_triggers_become_json_specs(tmp_path):
+    sqlite = ct.triggers.SQLiteTrigger(tmp_path / "jobs.db", "jobs", poll_interval=0.5)
+    assert manifest_of(sqlite)["triggers"] == [
+        {
+            "kind": "database",
+            "db_url": f"sqlite:///{tmp_path / 'jobs.db'}",
+            "table_name": "jobs",
+            "where_clauses": [],
+            "poll_interval": 0.5,
+            "trigger_after_n": 1,
+        }
+    ]
+    url = "postgresql+psycopg://ada:secret@db.example/covalent"
+    database = ct.triggers.DatabaseTrigger(url, "public.jobs", where_clauses=["state = 'new'"])
+    spec = database.to_spec()
+    assert spec["db_url"] == url and spec["where_clauses"] == ["state = 'new'"]
+    assert "secret" not in shown(spec)["db_url"] and "ada" in shown(spec)["db_url"]
+
+
+def test_register_needs_a_dispatch_id():
+    with pytest.raises(WorkflowError, match="lattice_dispatch_id"):
+        ct.triggers.TimeTrigger(1).register()
+    trigger = ct.triggers.TimeTrigger(1, lattice_dispatch_id="abc")
+    assert trigger.lattice_dispatch_id == "abc" and "abc" in repr(trigger)

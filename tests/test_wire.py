@@ -240,7 +240,8 @@ def test_executor_specs():
     man, _ = manifest_of(workflow, a=2)
     identity_spec, square_spec = man["nodes"][0]["executor"], man["nodes"][2]["executor"]
     assert identity_spec["name"] == "local"
-    assert identity_spec["attributes"] == executor1.to_dict()
+    assert identity_spec["attributes"] == executor1.to_dict()["attributes"]
+    assert identity_spec["class"] == "covalent.executor.executor_plugins.local:LocalExecutor"
     assert square_spec == {"name": "local", "attributes": {}}
 
 

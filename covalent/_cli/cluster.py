@@ -13,6 +13,7 @@ from typing import Any
 import typer
 
 from covalent import _config
+from covalent._cli.original import dask_log_lines
 from covalent._client.http import client_for
 
 CLUSTER_TIMEOUT = 600.0
@@ -50,17 +51,21 @@ def cluster(
     restart: bool = typer.Option(
         False, "--restart", help="Restart its workers (electrons running there fail)."
     ),
+    logs: bool = typer.Option(False, "--logs", help="Print the server log's lines about it."),
 ) -> None:
     """Show or change the server's local Dask cluster (DaskExecutor without an address).
 
     Every option but --status starts the cluster if it is not running yet.
     """
-    chosen = [status, info, address, size, scale is not None, restart]
+    chosen = [status, info, address, size, scale is not None, restart, logs]
     if sum(chosen) > 1:
         raise typer.BadParameter(
-            "Give only one of --status, --info, --address, --size, --scale, --restart."
+            "Give only one of --status, --info, --address, --size, --scale, --restart, --logs."
         )
-    if info or address or size:
+    if logs:
+        for line in dask_log_lines():
+            typer.echo(line)
+    elif info or address or size:
         described = _request("POST", "/start")
         if info:
             typer.echo(json.dumps(described, indent=2))

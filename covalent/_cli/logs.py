@@ -21,6 +21,7 @@ from typing import Any, TextIO
 import typer
 
 from covalent import _config
+from covalent._cli.dispatches import _complete_ids
 from covalent._client.dispatch import RECONNECT_TIMEOUT
 from covalent._client.http import Client, client_for
 from covalent._client.waiting import AbsenceNotes
@@ -36,7 +37,10 @@ LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\S+ [A-Z]+ \S+ dispatch=(\S+) ")
 
 def logs(
     dispatch_id: str = typer.Argument(
-        None, metavar="ID", help="A dispatch's id; without it, the server log."
+        None,
+        metavar="ID",
+        help="A dispatch's id (or its start); without it, the server log.",
+        autocompletion=_complete_ids,
     ),
     node: int = typer.Argument(None, metavar="NODE", help="A node's id; without it, every node."),
     follow: bool = typer.Option(
@@ -68,6 +72,7 @@ def logs(
     if dispatch is not None:
         raise BadRequestError("--dispatch filters the server log; give it without an ID.")
     client = client_for(_config.server_url())
+    dispatch_id = client.resolve(dispatch_id)
     if follow:
         try:
             Follower(client, dispatch_id, node).run()

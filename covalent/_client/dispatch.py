@@ -59,19 +59,35 @@ def _may_auto_start(dispatcher_addr: str | None) -> bool:
 
 
 def _check_executors(manifest: dict[str, Any], lattice_name: str) -> None:
-    names = {n["executor"]["name"] for n in manifest["nodes"] if "executor" in n}
+    """Every executor a node names must be an installed plugin (by class, or by short
+    name) or a class of the user's own code that travels with the dispatch."""
+    specs = [(n, n["executor"]) for n in manifest["nodes"] if "executor" in n]
     builtin = plugins.builtin_names()
-    if names <= builtin:
+    if all(spec["name"] in builtin and "class_blob" not in spec for _, spec in specs):
         return
     installed = plugins.discover()
-    for node in manifest["nodes"]:
-        name = node.get("executor", {}).get("name")
-        if name is not None and name not in installed:
-            listed = ", ".join(sorted(installed))
+    for node, spec in specs:
+        if "class_blob" in spec or _installed(spec, installed):
+            continue
+        where = f"Electron {node['name']}({node['id']}) in lattice '{lattice_name}'"
+        listed = ", ".join(sorted(installed))
+        if spec.get("class"):
             raise ExecutorError(
-                f"Electron {node['name']}({node['id']}) in lattice '{lattice_name}' uses executor "
-                f"'{name}', which is not installed; the installed executors are: {listed}."
+                f"{where} uses executor class {spec['class']}, which is not an installed "
+                "plugin: register its module under the entry-point group "
+                f"'{plugins.ENTRY_POINT_GROUP}', or put it in the plugin folder; the "
+                f"installed executors are: {listed}."
             )
+        raise ExecutorError(
+            f"{where} uses executor '{spec['name']}', which is not installed; the installed "
+            f"executors are: {listed}."
+        )
+
+
+def _installed(spec: dict[str, Any], installed: dict[str, plugins.Plugin]) -> bool:
+    if spec.get("class"):
+        return plugins.by_class(spec["class"], installed) is not None
+    return spec["name"] in installed
 
 
 def _submit(
@@ -198,8 +214,12 @@ def get_result(
     if status_only:
         return client.status(dispatch_id)
 
+    def manifest_of(of_id: str) -> Callable[[], dict[str, Any]]:
+        return lambda: client.request("GET", f"/dispatches/{of_id}/manifest").json()
+
     def load(child_id: str) -> Result:
-        return Result(client.dispatch(child_id), client.fetch_blobs, load)
+        detail = client.dispatch(child_id)
+        return Result(detail, client.fetch_blobs, load, fetch_manifest=manifest_of(child_id))
 
     if not wait:
         return load(dispatch_id)
@@ -208,7 +228,13 @@ def get_result(
         progressmod.showing(dispatch_id, progress) as update,
     ):
         detail = _wait_detail(client, dispatch_id, update)
-    return Result(detail, client.fetch_blobs, load, lambda: client.dispatch(dispatch_id))
+    return Result(
+        detail,
+        client.fetch_blobs,
+        load,
+        lambda: client.dispatch(dispatch_id),
+        manifest_of(dispatch_id),
+    )
 
 
 def cancel(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,6 +26,8 @@ from covalent._errors import (
     ExecutorError,
     ServerError,
     ServerUnavailableError,
+    StoreLockedError,
+    StoreUnavailableError,
     WorkflowError,
 )
 from covalent._wire import bundle
@@ -32,11 +35,15 @@ from covalent._wire import bundle
 API = "/api/v1"
 EVENTS_READ_TIMEOUT = 60.0
 """Seconds the live event stream may be silent (the server sends a ping every 15 s)."""
+FULL_ID = 36
+"""Characters in a dispatch id (a UUID); anything shorter is taken as a prefix."""
 _ERRORS: dict[str, type[CovalentError]] = {
     "BadRequestError": BadRequestError,
     "TooLargeError": BadRequestError,
     "WorkflowError": WorkflowError,
     "ExecutorError": ExecutorError,
+    "StoreUnavailableError": StoreUnavailableError,
+    "StoreLockedError": StoreLockedError,
 }
 
 
@@ -92,7 +99,10 @@ class Client:
         except ValueError:
             detail, kind = response.text[:500], ""
         if response.status_code == 404 and kind == "DispatchNotFoundError":
-            return DispatchNotFoundError(path.split("/")[2], self.url)
+            parts = path.split("/")  # /dispatches/<id>/...; other routes say it in the detail
+            named = parts[2] if len(parts) > 2 and parts[1] == "dispatches" else ""
+            match = re.search(r"id '([^']*)'", detail)
+            return DispatchNotFoundError(named or (match[1] if match else "?"), self.url)
         if response.status_code == 401:
             return AuthenticationError(detail)
         known = _ERRORS.get(kind)
@@ -108,6 +118,10 @@ class Client:
 
     def health(self) -> dict[str, Any]:
         return self.request("GET", "/health", timeout=5.0).json()
+
+    def database(self) -> dict[str, Any]:
+        """The server's database: URL (password masked), whether it answers, and why not."""
+        return self.request("GET", "/database", timeout=15.0).json()
 
     def submit(
         self, manifest: dict[str, Any], blobs: dict[str, bytes], disable_run: bool = False
@@ -146,12 +160,58 @@ class Client:
         return self.request("GET", f"/dispatches/{dispatch_id}/status").json()
 
     def list_dispatches(
-        self, status: str | None = None, limit: int = 50, offset: int = 0
+        self,
+        status: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        name: str | None = None,
+        since: float | None = None,
+        id_prefix: str | None = None,
     ) -> dict[str, Any]:
+        """A page of dispatches, newest first, and ``total``: how many match."""
         params: dict[str, Any] = {"limit": limit, "offset": offset}
-        if status:
-            params["status"] = status
+        chosen = {"status": status, "name": name, "since": since, "id_prefix": id_prefix}
+        params.update({k: v for k, v in chosen.items() if v is not None})
         return self.request("GET", "/dispatches", params=params).json()
+
+    def resolve(self, dispatch_id: str) -> str:
+        """The full id of a dispatch given by its id or a unique prefix of it.
+
+        DispatchNotFoundError if none matches, BadRequestError if several do.
+        """
+        if len(dispatch_id) == FULL_ID:
+            return dispatch_id
+        found = self.list_dispatches(limit=5, id_prefix=dispatch_id)
+        ids = [row["dispatch_id"] for row in found["dispatches"]]
+        if not ids:
+            raise DispatchNotFoundError(dispatch_id, self.url)
+        if len(ids) > 1:
+            more = f" and {found['total'] - len(ids)} more" if found["total"] > len(ids) else ""
+            raise BadRequestError(
+                f"The id prefix '{dispatch_id}' matches {found['total']} dispatches "
+                f"({', '.join(ids)}{more}); give more of the id."
+            )
+        return str(ids[0])
+
+    def redispatch(self, dispatch_id: str, reuse: bool = False) -> str:
+        """Run a stored dispatch again with its inputs; with ``reuse``, its completed
+        nodes keep their outputs. The new dispatch's id."""
+        body = {"reuse_previous_results": reuse}
+        answer = self.request("POST", f"/dispatches/{dispatch_id}/redispatch", json=body)
+        return str(answer.json()["dispatch_id"])
+
+    def triggers(self, dispatch_id: str | None = None, active: bool | None = None) -> list[Any]:
+        params: dict[str, Any] = {}
+        if dispatch_id is not None:
+            params["dispatch_id"] = dispatch_id
+        if active is not None:
+            params["active"] = "true" if active else "false"
+        triggers: list[Any] = self.request("GET", "/triggers", params=params).json()["triggers"]
+        return triggers
+
+    def stop_triggers(self, dispatch_ids: list[str]) -> list[int]:
+        answer = self.request("POST", "/triggers/stop", json={"dispatch_ids": dispatch_ids})
+        return [int(t) for t in answer.json()["stopped"]]
 
     def cancel(self, dispatch_id: str, task_ids: list[int] | None = None) -> None:
         self.request("POST", f"/dispatches/{dispatch_id}/cancel", json={"task_ids": task_ids})

@@ -1,13 +1,22 @@
 """Starting, stopping and finding the local dispatcher server.
 
 The server runs detached (its own session), logs to ``server.log`` and is recorded in
-``server.pid`` (JSON: pid, url, port) in the cache dir. ``start`` returns only once the
-server answers its health check.
+``server.pid`` (JSON: pid, url, port, and the database URL it uses; readable by its owner
+only) in the cache dir. ``start`` returns only once the server answers its health check,
+and only then saves a ``--port`` or ``--database-url`` it was given to the config: a
+start that fails changes nothing. A database URL travels to the server in its
+environment, never on its command line (where ``ps`` would show the password).
+
+Every start compares its store with the one the last start used (``store.json`` in the
+data dir keeps a digest of it and its URL with the password masked) and says so on
+stderr when it changed: the dispatches of the other store are not listed any more.
+``restart`` starts the server again on the store it was running on.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import signal
@@ -80,31 +89,98 @@ def local_url(port: int | None = None) -> str:
     return f"http://{section['address']}:{port or section['port']}"
 
 
-def start(port: int | None = None, develop: bool = False) -> tuple[str, bool]:
+def start(
+    port: int | None = None,
+    develop: bool = False,
+    database_url: str | None = None,
+    save_database: bool = True,
+) -> tuple[str, bool]:
     """Start the server in the background; return its URL once it answers, and whether
-    this call started it (False: it was running already)."""
+    this call started it (False: it was running already).
+
+    ``port`` and ``database_url`` override the config for this start and are saved to it
+    once the server answers (``database_url`` only with ``save_database``). Raises
+    ServerUnavailableError if the port is taken or the server exits while starting (its
+    last log line says why).
+    """
     record = running()
     if record:
+        if database_url and record.get("db_url") != database_url:
+            sys.stderr.write(
+                "Warning: the server is already running on another database "
+                f"({_config.mask_secrets(record.get('db_url') or 'SQLite')}); --database-url "
+                "was not used. `covalent stop` first to start it on that database.\n"
+            )
         return str(record["url"]), False
-    if port is not None and port != _config.get_value("dispatcher.port"):
-        _config.set_values("dispatcher.port", int(port))
     section = _config.get_value("dispatcher")
-    host, port = section["address"], int(section["port"])
+    host, port = section["address"], int(port or section["port"])
     url = local_url(port)
     if _port_in_use(host, port):
         raise ServerUnavailableError(
             f"Port {port} is in use by another program, so the covalent server cannot start "
             "there; choose another port with `covalent start --port N`."
         )
-    process = _spawn(host, port, develop)
-    _write_pid_file({"pid": process.pid, "url": url, "port": port, "started_at": time.time()})
+    db_url = database_url or section.get("db_url") or None
+    process = _spawn(host, port, develop, database_url)
+    _write_pid_file(
+        {"pid": process.pid, "url": url, "port": port, "started_at": time.time(), "db_url": db_url}
+    )
     _wait_until_up(process, url)
+    _save_choices(port, database_url if save_database else None)
+    _say_if_store_changed(db_url or f"sqlite:///{section['db_path']}")
     return url, True
 
 
-def _spawn(host: str, port: int, develop: bool) -> subprocess.Popen[bytes]:
+def _save_choices(port: int, database_url: str | None) -> None:
+    """Save what this start was told, now that the server answers."""
+    updates: dict[str, Any] = {}
+    if port != _config.get_value("dispatcher.port"):
+        updates["dispatcher.port"] = port
+    if database_url and database_url != _config.file_values().get("dispatcher", {}).get("db_url"):
+        updates["dispatcher.db_url"] = database_url
+    if updates:
+        _config.set_values(updates)
+
+
+def _say_if_store_changed(db_url: str) -> None:
+    """Warn on stderr when this start's store is not the one the last start used."""
+    path = _config.paths().data_dir / "store.json"
+    digest = hashlib.sha256(db_url.encode()).hexdigest()
+    shown = _config.mask_secrets(db_url)
+    try:
+        last = json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        last = None
+    if last and last.get("digest") != digest:
+        sys.stderr.write(
+            f"Warning: the server now uses the database {shown}, not {last.get('shown')} as "
+            "before: dispatches stored there are not listed. To go back, `covalent stop` then "
+            "`covalent start --database-url URL` (saved for every start), or `covalent config "
+            "unset dispatcher.db_url` for SQLite.\n"
+        )
+    if not last or last.get("digest") != digest:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"digest": digest, "shown": shown}))
+
+
+def database_url_to_keep() -> str | None:
+    """For a restart: the running server's database URL, if the configuration (file and
+    environment) names none now; else None (the configuration decides)."""
+    if _config.get_value("dispatcher").get("db_url"):
+        return None
+    record = _read_pid_file()
+    if record and _alive(int(record["pid"])):
+        return record.get("db_url") or None
+    return None
+
+
+def _spawn(
+    host: str, port: int, develop: bool, database_url: str | None
+) -> subprocess.Popen[bytes]:
     log_file = Path(_config.get_value("dispatcher.log_file"))
-    log_file.parent.mkdir(parents=True, exist_ok=True)
+    log_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # the log names dispatches
+    if not log_file.exists():
+        os.close(os.open(log_file, os.O_CREAT | os.O_WRONLY, 0o600))
     command = [
         sys.executable,
         "-m",
@@ -115,6 +191,9 @@ def _spawn(host: str, port: int, develop: bool) -> subprocess.Popen[bytes]:
         str(port),
         *(["--log-level", "debug"] if develop else []),  # else sdk.log_level
     ]
+    env = dict(os.environ)
+    if database_url:
+        env["COVALENT_DATABASE_URL"] = database_url
     with open(log_file, "ab") as log:
         return subprocess.Popen(
             command,
@@ -123,6 +202,7 @@ def _spawn(host: str, port: int, develop: bool) -> subprocess.Popen[bytes]:
             stderr=subprocess.STDOUT,
             start_new_session=True,
             cwd=os.getcwd(),
+            env=env,
         )
 
 
@@ -130,7 +210,10 @@ def _write_pid_file(record: dict[str, Any]) -> None:
     path = _config.paths().pid_file
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record))
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # it may hold a password
+    with os.fdopen(fd, "w") as f:
+        f.write(json.dumps(record))
     os.replace(tmp, path)
 
 
@@ -142,7 +225,8 @@ def _wait_until_up(process: subprocess.Popen[bytes], url: str) -> None:
             _config.paths().pid_file.unlink(missing_ok=True)
             raise ServerUnavailableError(
                 f"The covalent server exited with code {process.returncode} while starting "
-                f"({_last_log_line() or 'no log'}); see `covalent logs` for its whole log."
+                f"({_config.mask_secrets(_last_log_line()) or 'no log'}); see `covalent logs` "
+                "for its whole log."
             )
         if _answers(url):
             return

@@ -53,7 +53,7 @@ from covalent._dispatcher.launcher import Launcher
 from covalent._dispatcher.run import Effects, Reuse, Run
 from covalent._dispatcher.stream import EventHub
 from covalent._dispatcher.submission import Parent
-from covalent._errors import CovalentError, DispatchNotFoundError
+from covalent._errors import CovalentError, DispatchNotFoundError, StoreUnavailableError
 from covalent._results.status import FINAL_STATUSES, Status
 from covalent._store import cache as cachemod
 from covalent._store.changes import Changes
@@ -256,14 +256,18 @@ class Dispatcher:
         while True:
             try:
                 self.store.commit(changes)
+                if pause > COMMIT_RETRY[0]:
+                    log.warning("the store is back; the dispatcher goes on")
                 return
             except Exception as e:
                 if not _transient(e):
                     log.exception("a commit failed; committing each dispatch's part alone")
                     break
-                log.error("the store refused a commit; trying again in %.1f s: %s", pause, e)
+                log.warning("waiting for the store; trying again in %.1f s: %s", pause, e)
             await asyncio.sleep(pause)
             pause = min(pause * 2, COMMIT_RETRY[1])
+            if pause == COMMIT_RETRY[1]:
+                log.warning("the store still refuses the commit")
         self._commit_apart(changes, effects)
 
     def _commit_apart(self, changes: Changes, effects: dict[str, Effects]) -> None:
@@ -333,9 +337,7 @@ class Dispatcher:
         if fx.launch:
             self.launcher.start(run, fx.launch)
         for node_id, key in fx.cache_lookups:
-            found = cachemod.find(self.store, key)
-            hit = Reuse(*found) if found is not None else None
-            self.queue.put_nowait(CacheChecked(run.dispatch_id, node_id, hit))
+            self.queue.put_nowait(CacheChecked(run.dispatch_id, node_id, self._cached(key)))
         for node_id, outcome in fx.children:
             self._submit_child(run, node_id, outcome)
         if fx.more_ready:
@@ -367,17 +369,40 @@ class Dispatcher:
         if event is not None:
             event.set()
 
+    def _cached(self, key: str) -> Reuse | None:
+        """A stored output for a ``cache=True`` node's key; with the store unreachable,
+        none (the node runs: a cache is never worth waiting for)."""
+        try:
+            found = cachemod.find(self.store, key)
+        except StoreUnavailableError:
+            return None
+        return Reuse(*found) if found is not None else None
+
     def _submit_child(self, run: Run, node_id: int, outcome: Outcome) -> None:
-        """A sublattice node's build finished: run the lattice it built as a child."""
+        """A sublattice node's build finished: run the lattice it built as a child. While
+        the store is unreachable, try again every few seconds."""
         parent = Parent(run.dispatch_id, node_id, run.root_dispatch_id)
         try:
             manifest, blobs = sublattices.child_bundle(outcome)
             child = self.submit(manifest, blobs, parent=parent)
+        except StoreUnavailableError:
+            asyncio.get_running_loop().call_later(
+                COMMIT_RETRY[1], self._submit_child_if_running, run, node_id, outcome
+            )
+            return
         except CovalentError as e:
             failed = Outcome.failure(f"The sublattice could not be started: {e}")
             self.queue.put_nowait(TaskFinished(run.dispatch_id, node_id, failed))
             return
         self.queue.put_nowait(ChildStarted(run.dispatch_id, node_id, child))
+
+    def _submit_child_if_running(self, run: Run, node_id: int, outcome: Outcome) -> None:
+        if self.runs.get(run.dispatch_id) is run and run.children.get(node_id, "") is None:
+            try:
+                self._submit_child(run, node_id, outcome)
+            except Exception:
+                error = f"covalent failed while starting a sublattice:\n{traceback.format_exc()}"
+                self.queue.put_nowait(Faulted(run.dispatch_id, error))
 
     # resume
 
@@ -482,7 +507,7 @@ database), unlike those of a statement that can never work."""
 def _transient(error: Exception) -> bool:
     """Whether the store may take the same write later: it is unreachable, locked or
     out of space, rather than refusing the data."""
-    if isinstance(error, OSError):  # a blob file on a full or failing disk
+    if isinstance(error, (OSError, StoreUnavailableError)):  # a full disk; a database away
         return True
     if isinstance(error, sqlite3.OperationalError):
         return any(word in str(error).lower() for word in SQLITE_TRANSIENT)

@@ -1,4 +1,8 @@
-"""The server's executor instances, one per (plugin, settings), made on first use."""
+"""The server's executor instances, one per (class, settings), made on first use.
+
+A run executor (one that implements ``run``) is served by a
+:class:`~covalent.executor.stand_in.WorkerExecutor`: the server never makes it itself.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,12 @@ from covalent.executor.base import BaseExecutor
 
 def spec_key(spec: Mapping[str, Any]) -> Any:
     """A hashable key for an executor spec, cheap for the common settings."""
-    return (spec["name"], _hashable(spec.get("attributes") or {}))
+    return (
+        spec["name"],
+        spec.get("class"),
+        spec.get("class_blob"),
+        _hashable(spec.get("attributes") or {}),
+    )
 
 
 def _hashable(value: Any) -> Any:
@@ -33,6 +42,7 @@ class ExecutorRegistry:
     def __init__(self) -> None:
         self.plugins = plugins.discover()
         self.instances: dict[Any, BaseExecutor] = {}
+        self._policies: dict[int, dict[str, Any]] = {}
         self._setting_up: dict[Any, asyncio.Future[BaseExecutor]] = {}
 
     async def get(self, spec: Mapping[str, Any]) -> BaseExecutor:
@@ -56,8 +66,17 @@ class ExecutorRegistry:
         """The executor for ``spec`` if it is already set up (no await on the hot path)."""
         return self.instances.get(spec_key(spec))
 
+    def task_policy(self, executor: BaseExecutor) -> dict[str, Any]:
+        """The task policy (retries, retry_delay, timeout) of the config section of an
+        executor this registry made; an electron's own settings go over it."""
+        return self._policies.get(id(executor), {})
+
     async def _set_up(self, spec: Mapping[str, Any]) -> BaseExecutor:
-        executor = plugins.create(spec["name"], spec.get("attributes", {}), self.plugins)
+        executor = plugins.for_server(spec, self.plugins)
+        plugin = plugins.find(spec, self.plugins)
+        self._policies[id(executor)] = plugins.task_policy(
+            plugin.short_name if plugin is not None else str(spec.get("name", ""))
+        )
         await executor.setup()
         return executor
 

@@ -1,7 +1,7 @@
 """Handing nodes to executors, and their outcomes back to the loop's queue.
 
 Tasks with no timeout or retries, on an executor already set up that takes them so,
-start at once, many per call (the executor's fast path, ``_start_many``), and report
+start at once, many per call (the executor's fast path, ``start_many``), and report
 straight to the queue: no coroutine or future per task. Every other task gets a
 supervising coroutine (:meth:`Launcher._supervise`) that sets the executor up if needed,
 applies the timeout, retries failed attempts, and on cancellation calls the executor's
@@ -18,6 +18,7 @@ CancelledError, awaits ``executor.cancel(task)`` (at most 30 s) and reports CANC
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import traceback
@@ -45,9 +46,10 @@ CANCEL_HOOK_TIMEOUT = 30.0
 """Seconds an executor's ``cancel`` hook may take before the node is reported anyway."""
 
 
-def policy(executor: BaseExecutor, task: Task) -> dict[str, Any]:
-    """A task's timeout, retries and retry delay: its electron's, over the executor's."""
-    return {**executor._task_policy, **task.metadata}
+def policy(executor_policy: dict[str, Any], task: Task) -> dict[str, Any]:
+    """A task's timeout, retries and retry delay: its electron's, over its executor's
+    config section's (``ExecutorRegistry.task_policy``)."""
+    return {**executor_policy, **task.metadata}
 
 
 def supervised(task_policy: dict[str, Any]) -> bool:
@@ -74,7 +76,8 @@ class Launcher:
             node = run.node(node_id)
             task = self.task(run, node_id)
             executor = self.executors.cached(node["executor"])
-            if executor is not None and not supervised(policy(executor, task)):
+            defaults = self.executors.task_policy(executor) if executor is not None else {}
+            if executor is not None and not supervised(policy(defaults, task)):
                 fast.setdefault(id(executor), (executor, []))[1].append((node_id, task))
             else:
                 self._supervise_soon(run, node_id, task)
@@ -92,7 +95,7 @@ class Launcher:
 
     def _start_fast(self, run: Run, executor: BaseExecutor, group: list[tuple[int, Task]]) -> None:
         try:
-            handles = executor._start_many([(t, self._reporter(run, n)) for n, t in group])
+            handles = executor.start_many([(t, self._reporter(run, n)) for n, t in group])
         except Exception:
             handles = None
             log.exception("starting tasks on %s failed", type(executor).__name__)
@@ -174,7 +177,7 @@ class Launcher:
             executor = self.executors.cached(spec) or await self.executors.get(spec)
             if not executor.reports_start():
                 self.report(TaskStarted(dispatch_id, node_id, time.time()))
-            task_policy = policy(executor, task)
+            task_policy = policy(self.executors.task_policy(executor), task)
             while True:
                 outcome = await _attempt(executor, task, task_policy.get("timeout"))
                 if outcome.status != Status.FAILED or attempt > int(
@@ -206,15 +209,50 @@ async def _tell_cancel(executor: BaseExecutor, task: Task) -> None:
 
 
 async def _attempt(executor: BaseExecutor, task: Task, timeout: float | None) -> Outcome:
+    """One attempt of a task. Its ``timeout`` counts from when it starts running (as its
+    executor reports it; from the hand-off for one that cannot tell), not from when it
+    was queued: a task waiting for a free worker is not late."""
     if not timeout:
         return await executor.execute(task)
-    started = time.time()
+    running = asyncio.ensure_future(executor.execute(task))
     try:
-        return await asyncio.wait_for(executor.execute(task), float(timeout))
-    except asyncio.TimeoutError:
-        return Outcome.failure(
-            f"Electron {task.name}({task.node_id}) timed out: it ran longer than its "
-            f"timeout of {float(timeout):g} s and was stopped.",
-            start_time=started,
-            timed_out=True,
-        )
+        if executor.reports_start():
+            await _started_or_done(task, running)
+        started = time.time()
+        done, _ = await asyncio.wait({running}, timeout=float(timeout))
+        if running in done:
+            return running.result()
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await running
+    except asyncio.CancelledError:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await running
+        raise
+    return Outcome.failure(
+        f"Electron {task.name}({task.node_id}) timed out: it ran longer than its "
+        f"timeout of {float(timeout):g} s and was stopped.",
+        start_time=started,
+        timed_out=True,
+    )
+
+
+async def _started_or_done(task: Task, running: asyncio.Future[Outcome]) -> None:
+    """Wait until ``task`` reports its start (``on_start``) or ends."""
+    started = asyncio.Event()
+    report = task.on_start
+
+    def on_start(at: float) -> None:
+        started.set()
+        if report is not None:
+            report(at)
+
+    task.on_start = on_start
+    waiting: asyncio.Future[Any] = asyncio.ensure_future(started.wait())
+    pending: set[asyncio.Future[Any]] = {running, waiting}
+    try:
+        await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiting.cancel()
+        task.on_start = report

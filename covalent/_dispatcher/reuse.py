@@ -1,13 +1,18 @@
 """Which nodes of a redispatch can reuse the outputs of the dispatch it repeats.
 
 A node is reusable when the earlier dispatch has a node with the same id, name, kind,
-function, settings and input edges, COMPLETED with a stored output, and every input of
-it is itself reusable or a parameter with the same value. A replaced electron has a new
-function, so it and everything downstream of it run again. Pure: no I/O, no unpickling.
+fingerprint and input edges, COMPLETED with a stored output, and every input of it is
+itself reusable or a parameter with the same value. The fingerprint
+(covalent/_wire/fingerprint.py) covers the function, everything it calls and its
+settings; the same cache key of a ``cache=True`` node is made from it. A replaced
+electron has a new function, so it and everything downstream of it run again. Nodes of
+a manifest made before fingerprints compare their function, value and settings digests.
+Pure: no I/O, no unpickling.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from covalent._wire.manifest import topological_order
@@ -23,10 +28,26 @@ def _inputs(manifest: dict[str, Any]) -> list[list[tuple[Any, ...]]]:
 
 
 def _same_node(new: dict[str, Any], old: dict[str, Any]) -> bool:
-    keys = ("name", "kind", "function", "value")
-    if any(new.get(k) != old.get(k) for k in keys):
+    if new.get("name") != old.get("name") or new.get("kind") != old.get("kind"):
         return False
-    return (new.get("metadata") or {}).get("extras") == (old.get("metadata") or {}).get("extras")
+    if "fingerprint" in new or "fingerprint" in old:
+        return new.get("fingerprint") == old.get("fingerprint")
+    if new.get("function") != old.get("function") or new.get("value") != old.get("value"):
+        return False
+    return _extras(new) == _extras(old)
+
+
+def _extras(node: Mapping[str, Any]) -> Any:
+    return (node.get("metadata") or {}).get("extras")
+
+
+def cache_identity(node: Mapping[str, Any]) -> tuple[str, str | None]:
+    """What a ``cache=True`` node is keyed by besides its inputs: its fingerprint, which
+    covers its settings (or, in a manifest made before fingerprints, the digests of its
+    function and settings)."""
+    if node.get("fingerprint"):
+        return str(node["fingerprint"]), None
+    return str(node["function"]), _extras(node)
 
 
 def reusable(new: dict[str, Any], old: dict[str, Any], old_rows: list[dict[str, Any]]) -> Reused:

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from covalent._dispatcher import reuse as reusemod
 from covalent._dispatcher import states
 from covalent._dispatcher.streams import NodeStream, log_path
 from covalent._dispatcher.sublattices import outcome_for_parent
@@ -483,7 +484,8 @@ class Run:
 
     def _look_up(self, node_id: int, metadata: dict[str, Any], fx: Effects) -> None:
         args, kwargs = self.arguments(node_id)
-        key = cache_key(self.nodes[node_id]["function"], args, kwargs, metadata.get("extras"))
+        identity, extras = reusemod.cache_identity(self.nodes[node_id])  # its fingerprint
+        key = cache_key(identity, args, kwargs, extras)
         self.cache_keys[node_id] = key
         self.checking.add(node_id)
         fx.cache_lookups.append((node_id, key))

@@ -55,7 +55,7 @@ def submit(
     dispatch_id = str(uuid.uuid4())
     now = time.time()
     results_dir = results_root / dispatch_id
-    results_dir.mkdir(parents=True, exist_ok=True)
+    results_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # its owner's only
     status = Status.NEW_OBJECT if disable_run else Status.RUNNING
     changes = Changes(blobs=blobs)
     changes.transition(dispatch_id, DISPATCH_NODE, None, status.value, now, "submitted")
@@ -69,7 +69,7 @@ def submit(
         "status": status.value,
         "created_at": now,
         "start_time": None if disable_run else now,
-        "node_count": len(node_rows),
+        "node_count": sum(r.kind != "parameter" for r in node_rows),  # electrons
         "manifest": manifestmod.dumps({k: v for k, v in manifest.items() if k != "blobs"}),
         "summary": json.dumps(manifestmod.summary(manifest)),
         "results_dir": str(results_dir),

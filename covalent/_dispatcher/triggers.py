@@ -7,7 +7,10 @@ stores one row per trigger (``covalent/_store/triggers.py``) and arms it:
 - a ``time`` trigger is an asyncio task on the dispatcher's loop that fires every
   ``time_gap`` seconds, the first time ``time_gap`` after it was added;
 - a ``dir`` trigger is a watchdog observer on the folder; its thread hands each event
-  whose type was asked for to the loop, which fires once per ``batch_size`` of them.
+  whose type was asked for to the loop, which fires once per ``batch_size`` of them;
+- a ``database`` trigger is an asyncio task that reads the matching rows every
+  ``poll_interval`` seconds (in a thread: the driver blocks) and fires when they differ
+  from the previous read (the first read, when armed, is the baseline).
 
 Firing re-submits the original dispatch's stored manifest, whose blobs are all stored
 already, as a new top-level dispatch, and records the firing. Everything but the
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 import time
@@ -27,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import Engine, and_, create_engine, literal_column, select, table, text
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
@@ -57,6 +62,7 @@ class Armed:
     observer: Any = None  # a watchdog Observer
     pending: int = 0
     problem: str = ""
+    polls: int = 0  # a database trigger's reads so far (the first is its baseline)
 
 
 class _Forward(FileSystemEventHandler):
@@ -120,14 +126,16 @@ class TriggerManager:
                 )
         return checked
 
-    def add(self, dispatch_id: str, checked: list[dict[str, Any]]) -> None:
-        """Store and arm the triggers of a dispatch just submitted."""
+    def add(self, dispatch_id: str, checked: list[dict[str, Any]]) -> list[int]:
+        """Store and arm the triggers of a dispatch (just submitted, or registered to it
+        later); return their ids."""
         if not checked:
-            return
+            return []
         now = time.time()
         ids = stored.add(self.store, dispatch_id, checked, now)
         for trigger_id, spec in zip(ids, checked, strict=True):
             self._arm(Armed(trigger_id, dispatch_id, spec), {"created_at": now})
+        return ids
 
     def stop_dispatches(self, dispatch_ids: list[str]) -> list[int]:
         """Stop every trigger of these dispatches; return the ids of those stopped."""
@@ -150,6 +158,8 @@ class TriggerManager:
             armed = self.armed.get(row["trigger_id"])
             row["armed"] = armed is not None and not armed.problem
             row["problem"] = armed.problem if armed is not None else ""
+            row["polls"] = armed.polls if armed is not None else 0
+            row["spec"] = specs.shown(row["spec"])
         return rows
 
     # arming
@@ -160,6 +170,8 @@ class TriggerManager:
             if armed.spec["kind"] == "time":
                 last = row.get("last_fired_at") or row["created_at"]
                 armed.task = asyncio.create_task(self._tick(armed, last))
+            elif armed.spec["kind"] == "database":
+                armed.task = asyncio.create_task(self._poll(armed))
             else:
                 armed.observer = self._observe(armed)
         except Exception as e:  # a folder gone since, no inotify watches left, ...
@@ -168,7 +180,7 @@ class TriggerManager:
             log.warning("trigger %d not armed: %s", armed.trigger_id, armed.problem, extra=info)
             return
         info = _fields(armed.dispatch_id, "trigger.armed")
-        log.info("trigger %d armed: %s", armed.trigger_id, armed.spec, extra=info)
+        log.info("trigger %d armed: %s", armed.trigger_id, specs.shown(armed.spec), extra=info)
 
     def _observe(self, armed: Armed) -> Any:
         spec = armed.spec
@@ -199,6 +211,38 @@ class TriggerManager:
             next_at += gap
             if next_at < time.time():  # the loop was held up: skip, do not catch up
                 next_at = time.time() + gap
+
+    async def _poll(self, armed: Armed) -> None:
+        """Read the rows every ``poll_interval`` seconds; fire when they changed."""
+        spec = armed.spec
+        engine = create_engine(spec["db_url"])
+        last: tuple[int, str] | None = None
+        try:
+            while True:
+                now = await self._read(armed, engine)
+                if now is not None:
+                    changed = last is not None and now != last
+                    if changed and now[0] >= int(spec["trigger_after_n"]):
+                        self._fire_safely(armed.trigger_id)
+                    last = now
+                armed.polls += 1
+                await asyncio.sleep(float(spec["poll_interval"]))
+        finally:
+            await asyncio.to_thread(engine.dispose)
+
+    async def _read(self, armed: Armed, engine: Engine) -> tuple[int, str] | None:
+        """The rows' count and digest, or None (with the trigger's problem set) on error."""
+        try:
+            now = await asyncio.to_thread(_rows_state, engine, armed.spec)
+        except Exception as e:  # a table gone, a database down: report, keep polling
+            problem = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            if problem != armed.problem:
+                info = _fields(armed.dispatch_id, "trigger.unarmed")
+                log.warning("trigger %d cannot read: %s", armed.trigger_id, problem, extra=info)
+            armed.problem = problem
+            return None
+        armed.problem = ""
+        return now
 
     def notify(self, trigger_id: int, handle: Callable[[int], None]) -> None:
         """From watchdog's thread: have ``handle(trigger_id)`` run on the loop."""
@@ -259,6 +303,19 @@ class TriggerManager:
             observer.stop()
         info = _fields(armed.dispatch_id, "triggers.stopped")
         log.warning("dispatch deleted: its triggers are stopped", extra=info)
+
+
+def _rows_state(engine: Engine, spec: dict[str, Any]) -> tuple[int, str]:
+    """How many rows match a database trigger's spec, and a digest of them (in a stable
+    order, whatever order the database returns them in)."""
+    schema, _, name = spec["table_name"].rpartition(".")
+    query: Any = select(literal_column("*")).select_from(table(name, schema=schema or None))
+    if spec["where_clauses"]:
+        query = query.where(and_(*(text(c) for c in spec["where_clauses"])))
+    with engine.connect() as conn:
+        rows = sorted(repr(tuple(row)) for row in conn.execute(query))
+    digest = hashlib.sha256("\n".join(rows).encode()).hexdigest()
+    return len(rows), digest
 
 
 def _join(observers: list[Any]) -> None:

@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from covalent._results import html
+from covalent._results.graph import DispatchGraph
 from covalent._results.status import Status
 from covalent._wire import blobs as blobmod
 
@@ -31,6 +32,7 @@ class Result:
     """The state and outputs of one dispatch."""
 
     NEW_OBJECT = Status.NEW_OBJECT
+    NEW_OBJ = Status.NEW_OBJECT  # Covalent's other name for it (plugins use it)
     PENDING_REUSE = Status.PENDING_REUSE
     RUNNING = Status.RUNNING
     POSTPROCESSING = Status.POSTPROCESSING
@@ -45,10 +47,13 @@ class Result:
         fetch: Fetch,
         load: Callable[[str], Result] | None = None,
         fetch_nodes: Callable[[], dict[str, Any]] | None = None,
+        fetch_manifest: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         """``detail`` is the server's description of the dispatch. Without its ``nodes``,
         ``fetch_nodes`` returns the description with them, on first use (a dispatch of
-        10,000 nodes is megabytes that printing the result alone does not need)."""
+        10,000 nodes is megabytes that printing the result alone does not need);
+        ``fetch_manifest`` gives the stored manifest, for ``lattice.transport_graph``."""
+        self._fetch_manifest = fetch_manifest
         self._load_dispatch = load
         self._fetch_nodes = fetch_nodes
         self._detail = detail
@@ -70,7 +75,7 @@ class Result:
 
     def _take_nodes(self, detail: dict[str, Any]) -> None:
         self._node_rows = detail.get("nodes", [])
-        for attempt in detail.get("attempts", []):
+        for attempt in detail.get("retried", []):
             self._attempts.setdefault(attempt["node_id"], []).append(attempt)
 
     @property
@@ -98,7 +103,21 @@ class Result:
                 if item not in self._raw
             ]
         for name in needed:
-            self._values[name] = blobmod.load_value(name, self._raw.__getitem__)
+            self._values[name] = self._unpickle(name)
+
+    def _unpickle(self, name: str) -> Any:
+        """A value; if it needs a module of the user's that this process cannot import,
+        that module's source as the dispatch shipped it (in the lattice's blob)."""
+        try:
+            return blobmod.load_value(name, self._raw.__getitem__)
+        except ImportError:
+            lattice = self._manifest["lattice"].get("function")
+            if not lattice or lattice in self._raw:  # no sources to add, or added already
+                raise
+            self._raw.update(self._fetch([lattice]))
+            if not blobmod.provide_sources(self._raw[lattice]):
+                raise
+            return blobmod.load_value(name, self._raw.__getitem__)
 
     def _value(self, digest: str | None) -> Any:
         if not digest:
@@ -125,8 +144,14 @@ class Result:
 
     @property
     def lattice(self) -> Any:
-        """The dispatched lattice (unpickled on first use), or None if it was not sent."""
-        return self._value(self._manifest["lattice"].get("function"))
+        """The dispatched lattice (unpickled on first use), or None if it was not sent.
+        Its ``transport_graph`` is this dispatch's graph, with each node's values."""
+        lattice = self._value(self._manifest["lattice"].get("function"))
+        fetch = self._fetch_manifest
+        fresh = getattr(lattice, "_load_graph", True) is None  # a Lattice not given one yet
+        if fetch is not None and fresh:
+            lattice.graph_from(lambda: DispatchGraph(fetch(), self))
+        return lattice
 
     # nodes
 
@@ -144,7 +169,8 @@ class Result:
             "sublattice_result": self._sublattice(row.get("sub_dispatch_id")),
             "reused_from": row.get("reused_from"),
             "executor": row.get("executor"),
-            "attempts": [
+            "attempts": int(row.get("attempts") or 0),
+            "retried": [
                 {**a, "start_time": _time(a["start_time"]), "end_time": _time(a["end_time"])}
                 for a in self._attempts.get(row["node_id"], [])
             ],
@@ -156,12 +182,15 @@ class Result:
             return None
         return self._load_dispatch(dispatch_id)
 
-    def get_node_result(self, node_id: int) -> dict[str, Any]:
-        """Everything about one node: status, times, output, error, stdout, stderr."""
+    def _row(self, node_id: int) -> dict[str, Any]:
         for row in self._nodes:
             if row["node_id"] == node_id:
-                return self._node_dict(row)
+                return row
         raise KeyError(f"Dispatch {self.dispatch_id} has no node {node_id}.")
+
+    def get_node_result(self, node_id: int) -> dict[str, Any]:
+        """Everything about one node: status, times, output, error, stdout, stderr."""
+        return self._node_dict(self._row(node_id))
 
     def get_all_node_results(self) -> list[dict[str, Any]]:
         self._load(row.get("output_digest") for row in self._nodes)

@@ -1,7 +1,8 @@
 """Statuses of dispatches and nodes.
 
 A status is a ``str`` enum member: it compares equal to its own name
-(``Status.COMPLETED == "COMPLETED"``) and prints as its name.
+(``Status.COMPLETED == "COMPLETED"``) and shows as its name, printed or echoed in a
+REPL (``result.status`` shows ``COMPLETED``, as in the Result block).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ class Status(str, Enum):
         return self.value
 
     def __repr__(self) -> str:
-        return f"Status.{self.value}"
+        return self.value
 
     @property
     def is_final(self) -> bool:

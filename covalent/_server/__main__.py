@@ -5,17 +5,23 @@ from __future__ import annotations
 import argparse
 import gc
 import ipaddress
+import logging
 import sys
 from types import FrameType
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
 
 from covalent import _config
-from covalent._errors import ConfigError
+from covalent._errors import ConfigError, CovalentError
 from covalent._server import logs
 from covalent._server.app import create_app
+from covalent._server.database import Guard
 from covalent._store.store import Store
+from covalent.executor import plugins
+
+log = logging.getLogger("covalent.server")
 
 
 def is_loopback(host: str) -> bool:
@@ -43,6 +49,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--log-level", default=_config.get_value("sdk.log_level"))
     args = parser.parse_args(argv)
     token = config.get("token") or ""
+    if token and not token.strip():
+        parser.exit(
+            2,
+            "dispatcher.token (or COVALENT_TOKEN) is blank: a token of only whitespace is no "
+            "token. Set a real one (for instance: python -c 'import secrets; "
+            "print(secrets.token_urlsafe())'), or unset it.\n",
+        )
     if not token and not is_loopback(args.host):
         parser.exit(
             2,
@@ -54,17 +67,18 @@ def main(argv: list[str] | None = None) -> None:
         logs.setup(args.log_level)
     except ConfigError as e:
         parser.exit(2, f"{e}\n")
-    if config.get("db_url"):
-        store = Store(config["db_url"], config["blobs_dir"])
-    else:
-        store = Store.sqlite(config["db_path"], config["blobs_dir"])
+    try:
+        store, guard = open_store(config)
+    except CovalentError as e:
+        parser.exit(3, f"covalent server: {e}\n")
     settings = {
         "db_path": config.get("db_url") or config["db_path"],
         "results_dir": config["results_dir"],
         "max_upload_bytes": int(config["max_upload_bytes"]),
         "token": token,
+        "executors": _executors(),
     }
-    app = create_app(store, config["results_dir"], settings)
+    app = create_app(store, config["results_dir"], settings, guard)
     server = Server(
         app,
         uvicorn.Config(
@@ -77,6 +91,34 @@ def main(argv: list[str] | None = None) -> None:
         ),
     )
     server.run()
+
+
+def _executors() -> dict[str, str]:
+    """Which class serves each executor short name (logged, and shown by ``covalent status``)."""
+    found = plugins.discover()
+    served = plugins.describe(found)
+    for name, text in served.items():  # a replaced built-in is worth a line at any level
+        level = logging.WARNING if found[name].replaced else logging.INFO
+        log.log(level, "Executor '%s' is %s", name, text)
+    return served
+
+
+def open_store(config: dict[str, Any]) -> tuple[Store, Guard]:
+    """The configured store, its schema up to date, with its dispatch lock held; a
+    CovalentError (password masked) if the driver is missing, the database does not
+    answer, or another server already runs its dispatches."""
+    if config.get("db_url"):
+        store = Store(config["db_url"], config["blobs_dir"])
+    else:
+        store = Store.sqlite(config["db_path"], config["blobs_dir"])
+    guard = Guard(store)
+    try:
+        store.create_schema()
+        guard.acquire()
+    except BaseException:
+        store.close()
+        raise
+    return store, guard
 
 
 class Server(uvicorn.Server):

@@ -20,17 +20,18 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
-from covalent import __version__
+from covalent import __version__, _config
 from covalent._dispatcher.dispatcher import Dispatcher
 from covalent._dispatcher.triggers import TriggerManager
 from covalent._errors import BadRequestError, CovalentError, DispatchNotFoundError
 from covalent._results.status import FINAL_STATUSES, Status
-from covalent._server import cluster, triggers, ui
+from covalent._server import cluster, database, triggers, ui
 from covalent._store import cache as cachemod
 from covalent._store import queries
-from covalent._store.store import Store
+from covalent._store.store import DispatchFilter, Store
 from covalent._wire import bundle
 from covalent._wire.blobs import is_digest
+from covalent._wire.secrets import declared_secrets, mask_manifest
 
 log = logging.getLogger("covalent.server")
 
@@ -59,10 +60,19 @@ class FetchRequest(BaseModel):
     digests: list[str]
 
 
-def create_app(store: Store, results_root: str, settings: dict[str, Any] | None = None) -> FastAPI:
+def create_app(
+    store: Store,
+    results_root: str,
+    settings: dict[str, Any] | None = None,
+    guard: database.Guard | None = None,
+) -> FastAPI:
+    """The app; ``guard`` holds the database's dispatch lock (one is made if None)."""
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store.create_schema()
+        app.state.database = guard or database.Guard(store)
+        await app.state.database.start()
         dispatcher = Dispatcher(store, results_root)
         trigger_manager = TriggerManager(store, dispatcher)
         app.state.covalent = ServerState(store, dispatcher, settings or {}, trigger_manager)
@@ -73,6 +83,7 @@ def create_app(store: Store, results_root: str, settings: dict[str, Any] | None 
         finally:
             await trigger_manager.stop()
             await dispatcher.stop()
+            await app.state.database.stop()
             store.close()
 
     app = FastAPI(title="covalent", version=__version__, lifespan=lifespan)
@@ -84,6 +95,7 @@ def create_app(store: Store, results_root: str, settings: dict[str, Any] | None 
     app.include_router(cluster.router)
     app.include_router(ui.router)
     app.include_router(triggers.router)
+    app.include_router(database.router)
     return app
 
 
@@ -176,8 +188,8 @@ def _routes(app: FastAPI) -> None:
         return {
             "status": "ok",
             "version": __version__,
-            "database": state.store.url,
-            **{k: v for k, v in state.settings.items() if k != "token"},
+            "database": state.store.shown_url,
+            **_config.masked({k: v for k, v in state.settings.items() if k != "token"}),
         }
 
     @app.post(f"{API}/dispatches")
@@ -196,17 +208,24 @@ def _routes(app: FastAPI) -> None:
 
     @app.get(f"{API}/dispatches")
     async def list_dispatches(
-        request: Request, status: str | None = None, limit: int = 50, offset: int = 0
+        request: Request,
+        status: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        name: str | None = None,
+        since: float | None = None,
+        id_prefix: str | None = None,
     ) -> Response:
+        """A page of dispatches, newest first; ``total`` counts all that match."""
         store = _state(request).store
         if status is not None and status not in Status.__members__:
             raise BadRequestError(
                 f"Unknown status '{status}'; use one of {', '.join(Status.__members__)}."
             )
-        rows = store.list_dispatches(
-            status=status, limit=max(1, min(limit, 1000)), offset=max(0, offset)
-        )
-        return json_response({"dispatches": rows, "total": store.count_dispatches()})
+        chosen = DispatchFilter(name=name, since=since, id_prefix=id_prefix)
+        rows = store.list_dispatches(status, max(1, min(limit, 1000)), max(0, offset), chosen)
+        total = store.count_dispatches(status, chosen)
+        return json_response({"dispatches": rows, "total": total, "offset": max(0, offset)})
 
     @app.get(f"{API}/dispatches/{{dispatch_id}}")
     async def get_dispatch(
@@ -218,7 +237,7 @@ def _routes(app: FastAPI) -> None:
         row = _dispatch_or_404(state, dispatch_id)
         if nodes:
             row["nodes"] = state.store.get_nodes(dispatch_id)
-            row["attempts"] = state.store.get_attempts(dispatch_id)
+            row["retried"] = state.store.get_attempts(dispatch_id)
         else:  # what a progress bar needs, in one GROUP BY
             counts = queries.node_counts(state.store, [dispatch_id])
             row["node_counts"] = counts.get(dispatch_id, {})
@@ -235,7 +254,8 @@ def _routes(app: FastAPI) -> None:
         row = _state(request).store.get_dispatch(dispatch_id, with_manifest=True)
         if row is None:
             raise DispatchNotFoundError(dispatch_id)
-        return JSONResponse(row["manifest"])
+        declared = declared_secrets(_state(request).dispatcher.executors.plugins)
+        return JSONResponse(mask_manifest(row["manifest"], declared))  # no secrets shown
 
     @app.get(f"{API}/dispatches/{{dispatch_id}}/transitions")
     async def get_transitions(request: Request, dispatch_id: str) -> Response:

@@ -3,7 +3,8 @@
 Each line reads ``<time> <LEVEL> <logger> dispatch=<id> node=<id> event=<name> <message>``
 (UTC time; ``-`` for a field the record does not have), so one dispatch's or one node's
 history is a ``grep`` away. Records carry the fields as ``extra={"dispatch_id": ...,
-"node_id": ..., "event": ...}``.
+"node_id": ..., "event": ...}``. Passwords in URLs (a database URL) are masked in
+every line.
 
 The level is ``sdk.log_level`` (``COVALENT_LOG_LEVEL``), ``info`` by default, which
 shows each dispatch's start and end and each failed node; ``covalent start -d`` gives
@@ -24,6 +25,7 @@ import sys
 import time
 from typing import TextIO
 
+from covalent._config import mask_secrets
 from covalent._errors import ConfigError
 
 LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -60,7 +62,7 @@ class StructuredFormatter(logging.Formatter):
         )
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
-        return line
+        return mask_secrets(line)  # a database URL's password never reaches the log
 
 
 def parse_level(name: str) -> int:
@@ -83,12 +85,18 @@ def setup(level: str, stream: TextIO | None = None) -> int:
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
-    root.setLevel(number)
+    set_level(number)
+    logging.captureWarnings(True)
+    return number
+
+
+def set_level(number: int) -> None:
+    """Log records at ``number`` or above (the lifecycle lines at INFO whatever it is),
+    libraries' at ``warning`` or ``number`` if higher."""
+    logging.getLogger().setLevel(number)
     for name in LIFECYCLE_LOGGERS:
         logging.getLogger(name).setLevel(min(number, logging.INFO))
     hold_libraries(number)
-    logging.captureWarnings(True)
-    return number
 
 
 def hold_libraries(level: int) -> None:

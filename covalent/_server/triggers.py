@@ -1,7 +1,8 @@
-"""``/api/v1/triggers``: the triggers the server has armed, and stopping them.
+"""``/api/v1/triggers``: the triggers the server has armed, adding and stopping them.
 
 Triggers are added with their dispatch (``POST /api/v1/dispatches`` with a manifest that
-has a ``"triggers"`` list); see covalent/_dispatcher/triggers.py and docs/triggers.md.
+has a ``"triggers"`` list), or to a stored dispatch later (``POST /api/v1/triggers``,
+``trigger.register()``); see covalent/_dispatcher/triggers.py and docs/triggers.md.
 """
 
 from __future__ import annotations
@@ -22,6 +23,11 @@ class StopRequest(BaseModel):
     dispatch_ids: list[str]
 
 
+class AddRequest(BaseModel):
+    dispatch_id: str
+    triggers: list[dict[str, Any]]
+
+
 def _manager(request: Request) -> TriggerManager:
     manager: TriggerManager = request.app.state.covalent.triggers
     return manager
@@ -33,6 +39,18 @@ async def list_triggers(
 ) -> dict[str, Any]:
     """Every stored trigger (or those of one dispatch, or only active or stopped ones)."""
     return {"triggers": _manager(request).listing(dispatch_id, active)}
+
+
+@router.post("")
+async def add_triggers(request: Request, body: AddRequest) -> dict[str, Any]:
+    """Attach triggers to a stored dispatch: each event dispatches its lattice again."""
+    manager = _manager(request)
+    if manager.store.get_dispatch(body.dispatch_id) is None:
+        raise DispatchNotFoundError(body.dispatch_id)
+    if not body.triggers:
+        raise BadRequestError("Name at least one trigger to add.")
+    checked = manager.check({"triggers": body.triggers})
+    return {"trigger_ids": manager.add(body.dispatch_id, checked)}
 
 
 @router.post("/stop")

@@ -18,23 +18,24 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
-from sqlalchemy.engine import make_url
 
 from covalent import __version__, _config
 from covalent._dispatcher.dispatcher import Dispatcher
 from covalent._dispatcher.streams import stored_length
 from covalent._errors import BadRequestError, DispatchNotFoundError
 from covalent._results.status import FINAL_STATUSES, Status
+from covalent._server import settings
 from covalent._store import queries
 from covalent._store.store import Store
+from covalent._wire.secrets import declared_secrets, mask_spec
 
 STATIC = Path(__file__).resolve().parent / "static"
 HEARTBEAT = 15.0
 TEXT_LIMIT = 256 * 1024
 MAX_LOG_LINES = 20_000
-SECRET_WORDS = ("token", "password", "secret")
 
 router = APIRouter()
+router.include_router(settings.router)
 
 
 class NodeNotFoundError(BadRequestError):
@@ -71,6 +72,11 @@ def dispatch_page(dispatch_id: str) -> FileResponse:
 @router.get("/settings", include_in_schema=False)
 def settings_page() -> FileResponse:
     return _page("settings.html")
+
+
+@router.get("/triggers", include_in_schema=False)
+def triggers_page() -> FileResponse:
+    return _page("triggers.html")
 
 
 @router.get("/logs", include_in_schema=False)
@@ -192,15 +198,18 @@ def dispatch_list(
     q: str | None = None,
     limit: int = 50,
     offset: int = 0,
+    parent: str | None = None,
 ) -> dict[str, Any]:
-    """A page of dispatches (newest first) with node counts, the total, and status counts."""
+    """A page of top-level dispatches (newest first; with ``parent``, the sublattice
+    dispatches of that one; with ``q``, every match) with node counts, sublattice counts,
+    the total, and status counts."""
     if status and status not in Status.__members__:
         raise BadRequestError(
             f"Unknown status '{status}'; use one of {', '.join(Status.__members__)}."
         )
     store = _store(request)
     page = queries.list_page(
-        store, status or None, q or None, max(1, min(limit, 500)), max(0, offset)
+        store, status or None, q or None, max(1, min(limit, 500)), max(0, offset), parent
     )
     page["status_counts"] = queries.status_counts(store)
     return page
@@ -263,7 +272,9 @@ def node_detail(request: Request, dispatch_id: str, node_id: int) -> dict[str, A
         metadata["more"] = "files, deps or call_before/after (pickled; not shown)"
     function = manifest.get("functions", {}).get(entry.get("function") or "", {})
     row.update(
-        executor_spec=entry.get("executor"),
+        executor_spec=mask_spec(
+            entry.get("executor"), declared_secrets(_dispatcher(request).executors.plugins)
+        ),
         metadata=metadata,
         source=function.get("source", ""),
         inputs=_inputs(store, dispatch_id, manifest, node_id),
@@ -325,25 +336,13 @@ def server_config(request: Request) -> dict[str, Any]:
     where = _config.paths()
     return {
         "version": __version__,
-        "database": make_url(store.url).render_as_string(hide_password=True),
+        "database": _config.mask_secrets(store.url),
         "config_file": str(where.config_file),
-        "settings": _masked(settings),
-        "config": _masked(_config.load()),
+        "settings": _config.masked(settings),
+        "config": _config.masked(_config.load()),
+        "live": sorted(_config.LIVE_KEYS),
         "pid": os.getpid(),
     }
-
-
-def _masked(tree: Any, key: str = "") -> Any:
-    if isinstance(tree, dict):
-        return {k: _masked(v, k) for k, v in tree.items()}
-    if any(word in key.lower() for word in SECRET_WORDS):
-        return "(set, hidden)" if tree else ""
-    if isinstance(tree, str) and "://" in tree and "@" in tree:
-        try:
-            return make_url(tree).render_as_string(hide_password=True)
-        except Exception:
-            return tree
-    return tree
 
 
 @router.get("/api/v1/ui/logs")

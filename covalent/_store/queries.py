@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select
 
 from covalent._store.schema import attempts, blobs, dispatches, nodes
-from covalent._store.store import Store
+from covalent._store.store import Store, like_escaped
 
 LIST_COLUMNS = (
     "dispatch_id",
@@ -24,14 +24,15 @@ LIST_COLUMNS = (
     "start_time",
     "end_time",
     "node_count",
+    "parent_dispatch_id",
+    "parent_node_id",
 )
 GRAPH_COLUMNS = ("node_id", "name", "kind", "status", "executor", "start_time", "end_time")
 
 
 def _like(text: str) -> str:
     """``text`` as a LIKE pattern that matches it literally anywhere."""
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
+    return f"%{like_escaped(text)}%"
 
 
 def _filters(status: str | None, search: str | None) -> list[Any]:
@@ -55,12 +56,20 @@ def list_page(
     search: str | None = None,
     limit: int = 50,
     offset: int = 0,
+    parent: str | None = None,
 ) -> dict[str, Any]:
-    """One page of dispatches, newest first, with node counts by status and the total.
+    """One page of dispatches, newest first, with node counts by status, how many
+    sublattice dispatches each has (``children``), and the total.
 
-    Parameter nodes are left out of the node counts: they are values, not work.
+    Sublattice dispatches are listed under their parent (``parent``: the children of
+    that dispatch), not at the top, unless a search names them. Parameter nodes are left
+    out of the node counts: they are values, not work.
     """
     where = _filters(status, search)
+    if parent is not None:
+        where.append(dispatches.c.parent_dispatch_id == parent)
+    elif not search:
+        where.append(dispatches.c.parent_dispatch_id.is_(None))
     columns = [dispatches.c[name] for name in LIST_COLUMNS]
     page = select(*columns).order_by(dispatches.c.created_at.desc()).limit(limit).offset(offset)
     total = select(func.count()).select_from(dispatches)
@@ -70,9 +79,24 @@ def list_page(
         rows = [dict(r._mapping) for r in conn.execute(page)]
         count = int(conn.execute(total).scalar_one())
     counts = node_counts(store, [row["dispatch_id"] for row in rows])
+    children = child_counts(store, [row["dispatch_id"] for row in rows])
     for row in rows:
         row["node_counts"] = counts.get(row["dispatch_id"], {})
+        row["children"] = children.get(row["dispatch_id"], 0)
     return {"dispatches": rows, "total": count, "limit": limit, "offset": offset}
+
+
+def child_counts(store: Store, dispatch_ids: list[str]) -> dict[str, int]:
+    """``{dispatch_id: how many sublattice dispatches it started}``, in one GROUP BY."""
+    if not dispatch_ids:
+        return {}
+    query = (
+        select(dispatches.c.parent_dispatch_id, func.count())
+        .where(dispatches.c.parent_dispatch_id.in_(dispatch_ids))
+        .group_by(dispatches.c.parent_dispatch_id)
+    )
+    with store.engine.connect() as conn:
+        return {parent: int(count) for parent, count in conn.execute(query)}
 
 
 def node_counts(store: Store, dispatch_ids: list[str]) -> dict[str, dict[str, int]]:

@@ -14,13 +14,15 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, create_engine, event, func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from covalent._config import mask_secrets
 from covalent._errors import CovalentError
 from covalent._store import migrate, schema
 from covalent._store.changes import (
@@ -30,33 +32,16 @@ from covalent._store.changes import (
     NodeRow,
     NodeUpdate,
 )
+from covalent._store.engine import make_engine, normalized, sqlite_pragmas
 from covalent._store.schema import attempts, blobs, dispatches, nodes, transitions
 
 INLINE_LIMIT = 256 * 1024
-WAL_LIMIT = 64 * 1024 * 1024
 CACHE_BYTES = 64 * 1024 * 1024
 BLOB_COLUMNS = ("digest", "size", "data", "path")
+PRIVATE_DIR = 0o700
+PRIVATE_FILE = 0o600
 UNFINISHED = ("NEW_OBJECT", "PENDING_REUSE", "RUNNING")
 """Node statuses an aborted dispatch's nodes may be left in, closed as CANCELLED."""
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=60000")
-    # After a checkpoint the write-ahead log is cut back to this size: one large
-    # dispatch must not leave a WAL file of its size behind for good.
-    cursor.execute(f"PRAGMA journal_size_limit={WAL_LIMIT}")
-    cursor.close()
-
-
-def make_engine(url: str) -> Engine:
-    if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 60})
-        event.listen(engine, "connect", _sqlite_pragmas)
-        return engine
-    return create_engine(url, pool_pre_ping=True)
 
 
 class BlobCache:
@@ -94,7 +79,7 @@ class _RawWriter:
 
     def __init__(self, path: str) -> None:
         self.db = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
-        _sqlite_pragmas(self.db, None)
+        sqlite_pragmas(self.db, None)
         self.lock = threading.Lock()
 
     def exec_driver_sql(self, sql: str, params: list[tuple[Any, ...]]) -> None:
@@ -196,9 +181,11 @@ class _SqliteStatements(_Statements):
 
 class Store:
     def __init__(self, url: str, blobs_dir: str | Path) -> None:
-        self.url = url
-        self.engine = make_engine(url)
+        self.url = normalized(url)
+        self.engine = make_engine(self.url)
         self.blobs_dir = Path(blobs_dir)
+        if not self.blobs_dir.exists():
+            self.blobs_dir.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)
         self.cache = BlobCache()
         path = url.removeprefix("sqlite:///")
         file_db = url.startswith("sqlite:///") and path not in ("", ":memory:")
@@ -208,7 +195,12 @@ class Store:
 
     @classmethod
     def sqlite(cls, db_path: str | Path, blobs_dir: str | Path) -> Store:
-        Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+        """A store in the SQLite file ``db_path``, made readable by its owner only (as are
+        its write-ahead log and the blob folders), since it holds every input, output
+        and executor setting."""
+        Path(db_path).parent.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)
+        if not Path(db_path).exists():
+            os.close(os.open(db_path, os.O_CREAT | os.O_WRONLY, PRIVATE_FILE))
         return cls(f"sqlite:///{db_path}", blobs_dir)
 
     def create_schema(self) -> tuple[str | None, str | None]:
@@ -217,10 +209,26 @@ class Store:
         found = migrate.current(self.engine)
         if found is not None and found not in migrate.revisions():
             raise CovalentError(
-                f"The database {self.url} has schema revision {found}, which this covalent "
+                f"The database {self.shown_url} has schema revision {found}, which this covalent "
                 f"does not know (its newest is {migrate.head()}); upgrade covalent."
             )
-        return migrate.upgrade(self.engine)
+        try:
+            return migrate.upgrade(self.engine)
+        except DBAPIError as e:
+            cause = " ".join(str(e.orig).split())[:300]
+            raise CovalentError(
+                f"Cannot bring the schema of the database {self.shown_url} up to date: {cause}. "
+                "The database user needs the right to create tables there."
+            ) from None
+
+    @property
+    def shown_url(self) -> str:
+        """The database URL fit to show: its password masked."""
+        return mask_secrets(self.url)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.url.startswith("sqlite")
 
     def close(self) -> None:
         if self._raw is not None:
@@ -236,7 +244,7 @@ class Store:
     def _write_file(self, name: str, data: bytes) -> str:
         path = self._blob_path(name)
         if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
@@ -407,23 +415,32 @@ class Store:
             return [dict(r._mapping) for r in conn.execute(query)]
 
     def list_dispatches(
-        self, status: str | None = None, limit: int = 50, offset: int = 0
+        self,
+        status: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        filters: DispatchFilter | None = None,
     ) -> list[dict[str, Any]]:
         columns = [c for c in dispatches.c if c.name != "manifest"]
         query = (
             select(*columns).order_by(dispatches.c.created_at.desc()).limit(limit).offset(offset)
         )
-        if status:
-            query = query.where(dispatches.c.status == status)
+        for condition in _conditions(status, filters):
+            query = query.where(condition)
         with self.engine.connect() as conn:
             rows = [dict(r._mapping) for r in conn.execute(query)]
         for row in rows:
             row["summary"] = json.loads(row["summary"])
         return rows
 
-    def count_dispatches(self) -> int:
+    def count_dispatches(
+        self, status: str | None = None, filters: DispatchFilter | None = None
+    ) -> int:
+        query = select(func.count()).select_from(dispatches)
+        for condition in _conditions(status, filters):
+            query = query.where(condition)
         with self.engine.connect() as conn:
-            return int(conn.execute(select(func.count()).select_from(dispatches)).scalar_one())
+            return int(conn.execute(query).scalar_one())
 
     def unfinished_dispatches(self, final: Iterable[str]) -> list[str]:
         query = (
@@ -433,6 +450,38 @@ class Store:
         )
         with self.engine.connect() as conn:
             return [r[0] for r in conn.execute(query)]
+
+
+@dataclass(frozen=True)
+class DispatchFilter:
+    """Which dispatches a listing keeps: lattice name containing ``name`` (any case),
+    created at or after ``since`` (UNIX seconds), id starting with ``id_prefix``."""
+
+    name: str | None = None
+    since: float | None = None
+    id_prefix: str | None = None
+
+
+def like_escaped(text: str) -> str:
+    """``text`` with LIKE's wildcards escaped (escape character ``\\``)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _conditions(status: str | None, filters: DispatchFilter | None) -> list[Any]:
+    where: list[Any] = []
+    if status:
+        where.append(dispatches.c.status == status)
+    if filters is None:
+        return where
+    if filters.name:
+        pattern = f"%{like_escaped(filters.name)}%"
+        where.append(dispatches.c.lattice_name.ilike(pattern, escape="\\"))
+    if filters.since is not None:
+        where.append(dispatches.c.created_at >= filters.since)
+    if filters.id_prefix:
+        pattern = f"{like_escaped(filters.id_prefix.lower())}%"
+        where.append(dispatches.c.dispatch_id.like(pattern, escape="\\"))
+    return where
 
 
 def _grouped(

@@ -13,15 +13,15 @@ import pickle
 import re
 import reprlib
 import sys
-import sysconfig
 import types
 from collections import ChainMap
 from collections.abc import Callable
-from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, NamedTuple
 
 import cloudpickle
+
+from covalent._wire import modules
 
 REPR_LIMIT = 1000
 
@@ -53,41 +53,50 @@ def digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-_INSTALLED = tuple(
-    str(Path(p).resolve())
-    for p in {sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}
-)
-_by_value_checked: set[str] = set()
-
-
-def _pickle_module_by_value(module: ModuleType) -> None:
-    """Send ``module``'s code with the pickle when it is the user's own (not installed).
-
-    A worker may not be able to import a module that lives only in the user's project
-    (a test file, a script's helper module), so its functions and classes travel by value.
-    """
-    name = module.__name__
-    if name in _by_value_checked:
-        return
-    _by_value_checked.add(name)
-    path = getattr(module, "__file__", None)
-    if name == "__main__" or name.split(".")[0] == "covalent" or not path:
-        return
-    if not str(Path(path).resolve()).startswith(_INSTALLED):
-        cloudpickle.register_pickle_by_value(module)
+def is_users_own(module: ModuleType | None) -> bool:
+    """Whether ``module`` is the user's own code (``__main__``, a script's helper module,
+    a notebook), not covalent nor installed: what a worker may not be able to import, so
+    what is defined there travels with the dispatch (``__main__`` by value, a module as
+    its source: see :mod:`covalent._wire.modules`)."""
+    if module is None:
+        return False
+    return module.__name__ == "__main__" or modules.is_users(module)
 
 
 _PLAIN = (int, float, str, bytes, bool, type(None))
 _SCALARS = (float, bool, type(None))  # short reprs; an int's may be long
 
 
-def dumps(value: Any) -> bytes:
-    """Pickle ``value``; functions and classes of the user's own modules go by value."""
+class Pickled(NamedTuple):
+    """A pickle, and the user's modules it refers to (see covalent/_wire/modules.py)."""
+
+    data: bytes
+    modules: frozenset[str] = frozenset()
+    forced: frozenset[str] = frozenset()  # modules sent even if installed (DepsModule)
+
+
+def pickled(value: Any) -> Pickled:
+    """Pickle ``value``; note the user's own modules it refers to."""
     if type(value) in _PLAIN:  # nothing for cloudpickle to do (a fan-out's parameters)
-        return pickle.dumps(value, protocol=5)
+        return Pickled(pickle.dumps(value, protocol=5))
     buffer = io.BytesIO()
-    dump(value, buffer)
-    return buffer.getvalue()
+    pickler = _Pickler(buffer, protocol=5)
+    pickler.dump(value)
+    return Pickled(buffer.getvalue(), frozenset(pickler.modules), frozenset(pickler.forced))
+
+
+def dumps(value: Any) -> bytes:
+    """Pickle ``value``. Functions and classes of the user's own modules are referred to
+    by name; the sources of those modules are not in these bytes (see
+    :func:`dumps_shipping` and covalent/_wire/modules.py)."""
+    return pickled(value).data
+
+
+def dumps_shipping(value: Any) -> bytes:
+    """Pickle ``value`` with the sources of the user's modules it needs, so that any
+    process can load it (a function blob, a lattice)."""
+    done = pickled(value)
+    return done.data + modules.trailer(modules.closure(done.modules, done.forced))
 
 
 def dump(value: Any, file: Any) -> None:
@@ -99,10 +108,6 @@ def dump(value: Any, file: Any) -> None:
     if type(value) in _PLAIN:
         pickle.Pickler(file, protocol=5).dump(value)
         return
-    for candidate in (value, type(value)):
-        module = sys.modules.get(getattr(candidate, "__module__", None) or "")
-        if module is not None:
-            _pickle_module_by_value(module)
     _Pickler(file, protocol=5).dump(value)
 
 
@@ -118,11 +123,62 @@ def _reduce_code(code: types.CodeType) -> Any:
 
 
 class _Pickler(cloudpickle.Pickler):
+    """cloudpickle's pickler, noting the user's modules that what it pickles refers to."""
+
     dispatch_table = ChainMap({types.CodeType: _reduce_code}, cloudpickle.Pickler.dispatch_table)
 
+    def __init__(self, file: Any, protocol: int) -> None:
+        super().__init__(file, protocol=protocol)
+        self.modules: set[str] = set()
+        self.forced: set[str] = set()
+        self._seen: dict[str, bool] = {}
 
-def loads(data: bytes) -> Any:
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, ModuleType):
+            self._note(obj)
+        elif isinstance(obj, (type, types.FunctionType)):
+            module = sys.modules.get(getattr(obj, "__module__", None) or "")
+            if module is not None and self._note(module) and isinstance(obj, types.FunctionType):
+                path = modules.wrapper_path(obj, module)
+                if path is not None:  # an electron's function: by name, through the electron
+                    return modules.wrapped_function, path
+        elif hasattr(type(obj), "covalent_modules"):
+            self.forced.update(obj.covalent_modules())
+        return super().reducer_override(obj)
+
+    def _note(self, module: ModuleType) -> bool:
+        """Note ``module`` if it travels as source; whether it does."""
+        name = module.__name__
+        known = self._seen.get(name)
+        if known is None:
+            known = self._seen[name] = _travels_as_source(module)
+            if known:
+                self.modules.add(name)
+        return known
+
+
+def _travels_as_source(module: ModuleType) -> bool:
+    if not modules.is_users(module):
+        return False
+    if modules.source_of(module) is not None:
+        return True
+    if (getattr(module, "__file__", None) or "").endswith(".pyc"):  # no source: by value
+        cloudpickle.register_pickle_by_value(module)
+    return False
+
+
+def loads(data: Any) -> Any:
+    """Unpickle a blob, first making the module sources it carries importable."""
+    provide_sources(data)
     return cloudpickle.loads(data)
+
+
+def provide_sources(data: Any) -> bool:
+    """Make the module sources a blob carries importable; whether it carries any."""
+    sources = modules.read_trailer(data)
+    if sources:
+        modules.provide(sources)
+    return bool(sources)
 
 
 COMPOSITE = b"CVC1"

@@ -9,12 +9,15 @@ from __future__ import annotations
 import contextlib
 import inspect
 import json
+import sys
 from collections.abc import Callable
 from typing import Any, NamedTuple, TypedDict
 
 from covalent._errors import BadRequestError, WorkflowError
 from covalent._wire import blobs as blobmod
+from covalent._wire import modules
 from covalent._wire import triggers as triggermod
+from covalent._wire.fingerprint import Fingerprints, pickle_may_vary
 from covalent._workflow.graph import Graph, Node, NodeKind
 
 FORMAT = 1
@@ -43,6 +46,7 @@ class ManifestNode(TypedDict, total=False):
     function: str
     executor: ExecutorSpec
     metadata: dict[str, Any]
+    fingerprint: str
 
 
 class Manifest(TypedDict, total=False):
@@ -81,35 +85,67 @@ def edges(manifest: Manifest | dict[str, Any]) -> list[Edge]:
 
 
 class BlobSet:
-    """Blobs gathered while writing a manifest, deduplicated by digest."""
+    """Blobs gathered while writing a manifest, deduplicated by digest.
+
+    Value blobs are plain pickles. Function blobs (and the lattice's) also carry the
+    sources of every user module the dispatch refers to (covalent/_wire/modules.py), so
+    that whichever worker runs a node can import them; as those are known only once
+    everything is pickled, function blobs are finished by :meth:`seal`, which writes
+    their digests where :meth:`add_function` was asked to.
+    """
 
     def __init__(self) -> None:
         self.blobs: dict[str, bytes] = {}
-        self._by_object: dict[int, str] = {}
+        self._bodies: dict[int, bytes] = {}
+        self._sites: list[tuple[dict[str, Any], str, int]] = []
+        self._keep: list[Any] = []  # functions pickled, alive until sealed (ids stay theirs)
+        self.modules: set[str] = set()
+        self.forced: set[str] = set()
+        self.fingerprints = Fingerprints()
 
     def add_bytes(self, data: bytes) -> str:
         name = blobmod.digest(data)
         self.blobs.setdefault(name, data)
         return name
 
-    def add_object(self, value: Any, what: str | Callable[[], str]) -> str:
-        """Pickle ``value`` (once per object for functions) and return its digest."""
-        key = id(value)
-        if callable(value) and key in self._by_object:
-            return self._by_object[key]
+    def _pickle(self, value: Any, what: str | Callable[[], str]) -> bytes:
         try:
-            data = blobmod.dumps(value)
+            done = blobmod.pickled(value)
         except Exception as e:
             where = what if isinstance(what, str) else what()
             raise WorkflowError(f"Cannot pickle {where}: {type(e).__name__}: {e}.") from e
-        name = self.add_bytes(data)
-        if callable(value):
-            self._by_object[key] = name
-        return name
+        self.modules |= done.modules
+        self.forced |= done.forced
+        return done.data
+
+    def add_object(self, value: Any, what: str | Callable[[], str]) -> str:
+        """Pickle a value and return its digest."""
+        return self.add_bytes(self._pickle(value, what))
+
+    def add_function(
+        self, value: Any, what: str | Callable[[], str], into: dict[str, Any], key: str
+    ) -> None:
+        """Pickle a function (once per object); :meth:`seal` sets ``into[key]`` to the
+        digest of its blob."""
+        if id(value) not in self._bodies:
+            self._bodies[id(value)] = self._pickle(value, what)
+            self._keep.append(value)
+        self._sites.append((into, key, id(value)))
+
+    def seal(self) -> None:
+        """Finish the function blobs: each carries the sources the dispatch needs."""
+        tail = modules.trailer(modules.closure(self.modules, self.forced))
+        names = {key: self.add_bytes(body + tail) for key, body in self._bodies.items()}
+        for into, key, function in self._sites:
+            into[key] = names[function]
+        self._sites, self._bodies, self._keep = [], {}, []
 
 
-def executor_spec(executor: Any, where: str) -> dict[str, Any]:
-    """``{"name": short name, "attributes": {...}}`` for an executor instance or name."""
+def executor_spec(executor: Any, where: str, blobset: BlobSet | None = None) -> dict[str, Any]:
+    """``{"name", "attributes"}`` for an executor instance or short name; an instance's
+    spec also names its class (``class``: ``module:qualname``), and a class of the
+    user's own code travels with it, pickled by value (``class_blob``, added to
+    ``blobset``), to run in a worker process where it is not installed."""
     if executor is None:
         return {"name": DEFAULT_EXECUTOR, "attributes": {}}
     if isinstance(executor, str):
@@ -121,12 +157,18 @@ def executor_spec(executor: Any, where: str) -> dict[str, Any]:
             f"The executor of {where} is {executor!r}; use an executor instance "
             "(ct.executor.LocalExecutor()) or a short name such as 'local'."
         )
-    attributes = to_dict()
+    described = to_dict()
+    attributes = described.get("attributes", described) if isinstance(described, dict) else {}
     try:
         json.dumps(attributes)
     except TypeError as e:
         raise WorkflowError(f"The executor of {where} has settings that are not JSON: {e}.") from e
-    return {"name": short_name(), "attributes": attributes}
+    cls = type(executor)
+    spec = {"name": short_name(), "class": f"{cls.__module__}:{cls.__qualname__}"}
+    if blobset is not None and blobmod.is_users_own(sys.modules.get(cls.__module__)):
+        spec["class_blob"] = blobset.add_object(cls, f"the executor class of {where}")
+    spec["attributes"] = attributes
+    return spec
 
 
 def _source(function: Callable[..., Any]) -> str:
@@ -156,7 +198,7 @@ def describe_use(graph: Graph, node_id: int) -> str:
 def _node_entry(
     node: Node,
     blobset: BlobSet,
-    sources: dict[str, dict[str, str]],
+    sources: dict[int, tuple[str, Any, dict[str, Any]]],
     graph: Graph,
     specs: dict[int, dict[str, Any]],
 ) -> dict[str, Any]:
@@ -165,24 +207,27 @@ def _node_entry(
     if node.kind == NodeKind.PARAMETER:
         entry["value"] = blobset.add_object(node.value, lambda: describe_use(graph, node.id))
         entry["value_repr"] = blobmod.short_repr(node.value)
+        if pickle_may_vary(node.value):  # equal values, other bytes: compare fingerprints
+            entry["fingerprint"] = blobset.fingerprints.of(node.value)
         return entry
     assert node.function is not None
-    entry["function"] = digest = blobset.add_object(node.function, f"the function of {where}")
-    if node.kind in (NodeKind.ELECTRON, NodeKind.SUBLATTICE) and digest not in sources:
-        sources[digest] = {"name": node.name, "source": _source(node.function)}
+    blobset.add_function(node.function, f"the function of {where}", entry, "function")
+    if node.kind in (NodeKind.ELECTRON, NodeKind.SUBLATTICE):
+        sources.setdefault(id(node.function), (node.name, node.function, entry))
     executor = node.executor if node.kind == NodeKind.ELECTRON else None
     if isinstance(executor, (str, type(None))):
         entry["executor"] = executor_spec(executor, where)
     else:  # an instance: its settings are read (and checked to be JSON) once per dispatch
         spec = specs.get(id(executor))
         if spec is None:
-            spec = specs[id(executor)] = executor_spec(executor, where)
+            spec = specs[id(executor)] = executor_spec(executor, where, blobset)
         entry["executor"] = spec
-    metadata = {k: node.metadata[k] for k in JSON_METADATA if node.metadata.get(k)}
+    metadata = {k: v for k in JSON_METADATA if (v := node.metadata.get(k)) not in (None, False)}
     extras = {k: node.metadata[k] for k in PICKLED_METADATA if node.metadata.get(k)}
     if extras:
         metadata["extras"] = blobset.add_object(extras, f"the settings of {where}")
     entry["metadata"] = metadata
+    entry["fingerprint"] = blobset.fingerprints.of(node.function, extras)
     return entry
 
 
@@ -197,7 +242,7 @@ def from_graph(
     ``lattice`` (the Lattice object) travels too, so that a Result can give it back.
     """
     blobset = BlobSet()
-    sources: dict[str, dict[str, str]] = {}
+    sources: dict[int, tuple[str, Any, dict[str, Any]]] = {}
     specs: dict[int, dict[str, Any]] = {}
     nodes = [_node_entry(node, blobset, sources, graph, specs) for node in graph.nodes]
     where = f"lattice '{graph.lattice_name}'"
@@ -220,7 +265,11 @@ def from_graph(
         "nodes": nodes,
         "edges": [[e.source, e.target, e.index, e.name] for e in graph.edges],
         "result": result,
-        "functions": sources,
+    }
+    blobset.seal()
+    manifest["functions"] = {
+        entry["function"]: {"name": name, "source": _source(function)}
+        for name, function, entry in sources.values()
     }
     trigger_specs = triggermod.specs_of((getattr(lattice, "metadata", None) or {}).get("triggers"))
     if trigger_specs:  # plain JSON: the server arms them without unpickling anything
@@ -236,7 +285,7 @@ def _lattice_entry(graph: Graph, lattice: Any, blobset: BlobSet) -> dict[str, An
         entry["source"] = _source(function)
         # The lattice is kept only for Result.lattice; the run does not need it.
         with contextlib.suppress(Exception):
-            entry["function"] = blobset.add_bytes(blobmod.dumps(lattice))
+            blobset.add_function(lattice, "the lattice", entry, "function")
     return entry
 
 
@@ -296,7 +345,9 @@ def named_blobs(manifest: Any) -> set[str]:
         if isinstance(node, dict):
             metadata = node.get("metadata")
             extras = metadata.get("extras") if isinstance(metadata, dict) else None
-            found += [node.get("function"), node.get("value"), extras]
+            executor = node.get("executor")
+            by_value = executor.get("class_blob") if isinstance(executor, dict) else None
+            found += [node.get("function"), node.get("value"), extras, by_value]
     inputs = manifest.get("inputs")
     if isinstance(inputs, dict):
         found += _items(inputs.get("args"))
@@ -325,6 +376,11 @@ def _validate_node(node: Any, position: int, available: Callable[[str], bool]) -
     if not isinstance(node.get("name"), str):
         raise BadRequestError(f"Node {position} of the manifest has no name.")
     kind = node.get("kind")
+    fingerprint = node.get("fingerprint")
+    if fingerprint is not None and not (
+        isinstance(fingerprint, str) and blobmod.is_digest(fingerprint)
+    ):
+        raise BadRequestError(f"Node {position}'s fingerprint must be 64 hexadecimal digits.")
     if kind == NodeKind.PARAMETER:
         _need_blob(node.get("value"), f"node {position}'s value", available)
         return
@@ -341,6 +397,10 @@ def _validate_node(node: Any, position: int, available: Callable[[str], bool]) -
         raise BadRequestError(f"Node {position} of the manifest has no executor name.")
     if not isinstance(executor.get("attributes", {}), dict):
         raise BadRequestError(f"Node {position}'s executor attributes must be an object.")
+    if not isinstance(executor.get("class", ""), str):
+        raise BadRequestError(f"Node {position}'s executor class must be a string.")
+    if "class_blob" in executor:
+        _need_blob(executor["class_blob"], f"node {position}'s executor class", available)
     extras = (node.get("metadata") or {}).get("extras")
     if extras is not None:
         _need_blob(extras, f"node {position}'s settings", available)

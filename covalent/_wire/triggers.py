@@ -6,6 +6,8 @@ server never unpickles anything to arm it::
     {"kind": "time", "time_gap": 5.0}
     {"kind": "dir", "dir_path": "/abs/folder", "event_names": ["created"],
      "recursive": false, "batch_size": 1}
+    {"kind": "database", "db_url": "sqlite:////abs/file.db", "table_name": "jobs",
+     "where_clauses": ["state = 'new'"], "poll_interval": 1.0, "trigger_after_n": 1}
 
 :func:`check` is the one place a spec is judged; the client runs it before submitting
 and the server again before storing (it alone can tell whether the folder exists there).
@@ -17,9 +19,12 @@ import math
 import os
 from typing import Any
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
 from covalent._errors import WorkflowError
 
-KINDS = ("dir", "time")
+KINDS = ("dir", "time", "database")
 EVENT_NAMES = ("created", "modified", "deleted", "moved", "closed")
 """watchdog's event types a DirTrigger may listen to ("closed": Linux only)."""
 
@@ -39,8 +44,8 @@ def _spec_of(trigger: Any) -> Any:
     if isinstance(trigger, dict):
         return trigger
     raise WorkflowError(
-        "triggers= takes ct.triggers.DirTrigger or ct.triggers.TimeTrigger objects (one or a "
-        f"list), got {trigger!r}."
+        "triggers= takes ct.triggers objects (DirTrigger, TimeTrigger, SQLiteTrigger, "
+        f"DatabaseTrigger; one or a list), got {trigger!r}."
     )
 
 
@@ -48,17 +53,62 @@ def check(spec: Any) -> dict[str, Any]:
     """``spec`` with defaults filled in, or a WorkflowError saying what is wrong with it."""
     if not isinstance(spec, dict) or spec.get("kind") not in KINDS:
         raise WorkflowError(
-            f"A trigger spec must be an object whose kind is 'dir' or 'time', got {spec!r}."
+            "A trigger spec must be an object whose kind is 'dir', 'time' or 'database', "
+            f"got {spec!r}."
         )
-    return _check_time(spec) if spec["kind"] == "time" else _check_dir(spec)
+    checks = {"time": _check_time, "dir": _check_dir, "database": _check_database}
+    return checks[spec["kind"]](spec)
+
+
+def _seconds(value: Any) -> bool:
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return number and math.isfinite(value) and value > 0
 
 
 def _check_time(spec: dict[str, Any]) -> dict[str, Any]:
     gap: Any = spec.get("time_gap")
-    number = isinstance(gap, (int, float)) and not isinstance(gap, bool)
-    if not number or not math.isfinite(gap) or gap <= 0:
+    if not _seconds(gap):
         raise WorkflowError(f"TimeTrigger needs a time_gap of more than 0 seconds, got {gap!r}.")
     return {"kind": "time", "time_gap": float(gap)}
+
+
+def _check_database(spec: dict[str, Any]) -> dict[str, Any]:
+    url, table = spec.get("db_url"), spec.get("table_name")
+    try:
+        make_url(url if isinstance(url, str) else "")
+    except ArgumentError:
+        raise WorkflowError(
+            f"DatabaseTrigger needs db_path as a SQLAlchemy database URL "
+            f"(such as 'sqlite:////path/file.db'), got {url!r}."
+        ) from None
+    if not isinstance(table, str) or not table.strip():
+        raise WorkflowError(f"DatabaseTrigger on {url} needs a table_name, got {table!r}.")
+    clauses = spec.get("where_clauses") or []
+    if isinstance(clauses, str):
+        clauses = [clauses]
+    if not isinstance(clauses, list) or not all(isinstance(c, str) for c in clauses):
+        raise WorkflowError(
+            f"DatabaseTrigger on table {table} needs where_clauses as a list of SQL "
+            f"conditions, got {clauses!r}."
+        )
+    interval, after = spec.get("poll_interval", 1.0), spec.get("trigger_after_n", 1)
+    if not _seconds(interval):
+        raise WorkflowError(
+            f"DatabaseTrigger on table {table} needs a poll_interval of more than 0 seconds, "
+            f"got {interval!r}."
+        )
+    if not isinstance(after, int) or isinstance(after, bool) or after < 1:
+        raise WorkflowError(
+            f"DatabaseTrigger on table {table} needs trigger_after_n of 1 or more, got {after!r}."
+        )
+    return {
+        "kind": "database",
+        "db_url": url,
+        "table_name": table,
+        "where_clauses": list(clauses),
+        "poll_interval": float(interval),
+        "trigger_after_n": after,
+    }
 
 
 def _check_dir(spec: dict[str, Any]) -> dict[str, Any]:
@@ -88,6 +138,17 @@ def _check_dir(spec: dict[str, Any]) -> dict[str, Any]:
         "recursive": bool(spec.get("recursive", False)),
         "batch_size": batch,
     }
+
+
+def shown(spec: dict[str, Any]) -> dict[str, Any]:
+    """``spec`` as listings and logs show it: a database URL without its password."""
+    if spec.get("kind") != "database":
+        return spec
+    try:
+        url = make_url(spec["db_url"]).render_as_string(hide_password=True)
+    except (ArgumentError, KeyError, TypeError):
+        url = "?"
+    return {**spec, "db_url": url}
 
 
 def _choices() -> str:

@@ -12,10 +12,12 @@ transfers gets ``files=[(from_path, to_path), ...]``.
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from covalent._errors import WorkflowError
@@ -117,6 +119,33 @@ class DepsCall:
         return f"DepsCall({getattr(self.func, '__name__', self.func)!r})"
 
 
+class DepsModule(DepsCall):
+    """A module the electron needs on the executor: its source travels with the dispatch
+    (with the user's modules it imports) and it is imported there before the electron.
+
+    The user's own modules that an electron's code refers to travel anyway; name a module
+    here when nothing in the code names it (imported by name at run time, by a plugin
+    system), or when it is installed here but not on the executor. Put it in
+    ``call_before``: ``@ct.electron(call_before=[ct.DepsModule("pkg.mod")])``.
+    """
+
+    def __init__(self, module: str | ModuleType) -> None:
+        name = module if isinstance(module, str) else module.__name__
+        try:
+            importlib.import_module(name)  # here, to find its source
+        except ImportError as e:
+            raise WorkflowError(f"DepsModule cannot import {name!r} here: {e}.") from e
+        super().__init__(importlib.import_module, args=[name])
+        self.module_name = name
+
+    def covalent_modules(self) -> list[str]:
+        """The modules whose source must travel (read by covalent/_wire/blobs.py)."""
+        return [self.module_name]
+
+    def __repr__(self) -> str:
+        return f"DepsModule({self.module_name!r})"
+
+
 def as_bash(value: Any) -> DepsBash | None:
     if value is None or isinstance(value, DepsBash):
         return value
@@ -133,19 +162,49 @@ def as_pip(value: Any) -> DepsPip | None:
     raise WorkflowError(f"deps_pip must be a DepsPip or a list of packages, got {value!r}.")
 
 
-def as_calls(value: Any, where: str) -> list[DepsCall]:
+Hook = DepsCall | DepsBash | DepsPip
+"""What ``call_before``/``call_after`` hold: calls, and bash or pip set-up run in place."""
+
+
+def as_calls(value: Any, where: str) -> list[Hook]:
     if value is None:
         return []
     items = value if isinstance(value, (list, tuple)) else [value]
-    calls = []
+    calls: list[Hook] = []
     for item in items:
-        if isinstance(item, DepsCall):
+        if isinstance(item, (DepsCall, DepsBash, DepsPip)):
             calls.append(item)
         elif callable(item):
             calls.append(DepsCall(item))
         else:
-            raise WorkflowError(f"{where} must hold DepsCall objects or functions, got {item!r}.")
+            raise WorkflowError(
+                f"{where} must hold DepsCall, DepsBash or DepsPip objects or functions, "
+                f"got {item!r}."
+            )
     return calls
+
+
+def as_policy(
+    retries: Any, retry_delay: Any, timeout: Any, where: str
+) -> dict[str, int | float | None]:
+    """``retries``, ``retry_delay`` and ``timeout`` checked (None: unset, inherited)."""
+    checks = (
+        ("retries", retries, int, "a whole number of 0 or more"),
+        ("retry_delay", retry_delay, (int, float), "a number of seconds, 0 or more"),
+        ("timeout", timeout, (int, float), "a number of seconds above 0"),
+    )
+    policy: dict[str, int | float | None] = {}
+    for key, value, kinds, expected in checks:
+        wrong = value is not None and (
+            isinstance(value, bool)
+            or not isinstance(value, kinds)
+            or value < 0
+            or (key == "timeout" and value == 0)
+        )
+        if wrong:
+            raise WorkflowError(f"{key} of {where} must be {expected}, got {value!r}.")
+        policy[key] = value if value is None or key == "retries" else float(value)
+    return policy
 
 
 def install(extras: dict[str, Any]) -> None:
@@ -156,13 +215,18 @@ def install(extras: dict[str, Any]) -> None:
 
 
 def apply_before(extras: dict[str, Any]) -> dict[str, Any]:
-    """Run the call_before hooks; return the keyword arguments they provide."""
-    extra_kwargs: dict[str, Any] = {}
+    """Run the call_before hooks; return the keyword arguments they provide.
+
+    A keyword that one DepsCall provides is its value; one that several provide is the
+    list of their values, in order.
+    """
+    values: dict[str, list[Any]] = {}
     for call in extras.get("call_before") or []:
         value = call.apply()
-        if call.retval_keyword:
-            extra_kwargs[call.retval_keyword] = value
-    return extra_kwargs
+        keyword = getattr(call, "retval_keyword", "")
+        if keyword:
+            values.setdefault(keyword, []).append(value)
+    return {k: v[0] if len(v) == 1 else v for k, v in values.items()}
 
 
 def apply_after(extras: dict[str, Any]) -> None:

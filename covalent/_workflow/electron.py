@@ -30,8 +30,8 @@ class Electron:
         deps_pip: Any = None,
         call_before: list[Any] | None = None,
         call_after: list[Any] | None = None,
-        retries: int = 0,
-        retry_delay: float = 0.0,
+        retries: int | None = None,
+        retry_delay: float | None = None,
         timeout: float | None = None,
         cache: bool = False,
     ) -> None:
@@ -45,12 +45,10 @@ class Electron:
             "deps_pip": deps.as_pip(deps_pip),
             "call_before": deps.as_calls(call_before, "call_before"),
             "call_after": deps.as_calls(call_after, "call_after"),
-            "retries": int(retries),
-            "retry_delay": float(retry_delay),
-            "timeout": timeout,
+            **deps.as_policy(retries, retry_delay, timeout, f"electron '{self.name}'"),
             "cache": bool(cache),
         }
-        functools.update_wrapper(self, function)
+        functools.update_wrapper(self, function, updated=())  # not a lattice's settings
 
     @property
     def name(self) -> str:
@@ -66,13 +64,19 @@ class Electron:
         return self._record(builder, args, kwargs)
 
     def _record(self, builder: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        """Add this electron's node to ``builder``'s graph."""
-        name, kind = self.name, NodeKind.ELECTRON
+        """Add this electron's node to ``builder``'s graph.
+
+        A sublattice node's function is its lattice with the node's inherited settings
+        filled in, so that the lattice's electrons inherit them when it is built.
+        """
         if isinstance(self.function, Lattice):
-            name, kind = f":sublattice:{self.function.name}", NodeKind.SUBLATTICE
+            settings = builder.inherited({"executor": self.executor, **self.metadata})
+            lattice = self.function.inheriting(settings)
+            name = f":sublattice:{self.function.name}"
+            return builder.add_call(name, NodeKind.SUBLATTICE, lattice, args, kwargs)
         return builder.add_call(
-            name,
-            kind,
+            self.name,
+            NodeKind.ELECTRON,
             self.function,
             args,
             kwargs,

@@ -7,19 +7,17 @@ record nodes; the lattice's return value tells where its result comes from.
 
 from __future__ import annotations
 
+import copy
 import functools
 import inspect
 from collections.abc import Callable
 from typing import Any, overload
 
 from covalent._errors import WorkflowError
-from covalent._workflow import deps
+from covalent._workflow import deps, inherit
 from covalent._workflow.graph import Graph
 from covalent._workflow.svg import preview_html
 from covalent._workflow.tracing import Builder, Output, holds_output
-
-INHERITED = ("deps_bash", "deps_pip", "call_before", "call_after")
-"""Lattice settings that electrons without their own take from the lattice."""
 
 
 class Lattice:
@@ -35,6 +33,9 @@ class Lattice:
         deps_pip: Any = None,
         call_before: list[Any] | None = None,
         call_after: list[Any] | None = None,
+        retries: int | None = None,
+        retry_delay: float | None = None,
+        timeout: float | None = None,
         triggers: Any = None,
     ) -> None:
         if not callable(function):
@@ -47,9 +48,11 @@ class Lattice:
             "deps_pip": deps.as_pip(deps_pip),
             "call_before": deps.as_calls(call_before, "call_before"),
             "call_after": deps.as_calls(call_after, "call_after"),
+            **deps.as_policy(retries, retry_delay, timeout, f"lattice '{self.name}'"),
             "triggers": triggers,
         }
-        self.transport_graph: Graph | None = None
+        self._transport_graph: Graph | None = None
+        self._load_graph: Callable[[], Graph] | None = None
         functools.update_wrapper(self, function)
 
     @property
@@ -66,8 +69,45 @@ class Lattice:
         """The graph as a picture in a notebook, before dispatch (see svg.py)."""
         return preview_html(self.name, self.transport_graph, self.build_graph)
 
+    @property
+    def transport_graph(self) -> Graph | None:
+        """The graph of the last build (``build_graph``), or for ``result.lattice`` the
+        graph of that dispatch as it ran (fetched from the server on first use)."""
+        if self._transport_graph is None and self._load_graph is not None:
+            self._transport_graph = self._load_graph()
+        return self._transport_graph
+
+    @transport_graph.setter
+    def transport_graph(self, graph: Graph | None) -> None:
+        self._transport_graph = graph
+
+    def graph_from(self, load: Callable[[], Graph]) -> None:
+        """Have ``transport_graph`` be ``load()``, called when first read."""
+        self._transport_graph, self._load_graph = None, load
+
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "transport_graph": None}
+        return {**self.__dict__, "_transport_graph": None, "_load_graph": None}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        state.setdefault("_transport_graph", state.pop("transport_graph", None))
+        state.setdefault("_load_graph", None)
+        self.__dict__.update(state)
+
+    def settings(self) -> dict[str, Any]:
+        """The settings its electrons inherit (see covalent/_workflow/inherit.py)."""
+        return {"executor": self.executor, **self.metadata}
+
+    def inheriting(self, settings: dict[str, Any]) -> Lattice:
+        """A copy of this lattice whose unset settings are ``settings`` (those of the
+        sublattice node that runs it)."""
+        child = copy.copy(self)
+        child.metadata = dict(self.metadata)
+        resolved = inherit.resolve(self.settings(), settings)
+        child.executor = resolved.pop("executor")
+        child.metadata.update(resolved)
+        child._transport_graph, child._load_graph = None, None
+        return child
 
     def check_arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         """Raise a WorkflowError if ``args``/``kwargs`` do not fit the lattice's signature."""
@@ -95,13 +135,7 @@ class Lattice:
         """Trace the body, calling ``replacements[name]`` wherever the electron ``name``
         is called (``ct.redispatch(..., replace_electrons=...)``)."""
         self.check_arguments(args, kwargs)
-        defaults = {k: v for k, v in self.metadata.items() if k in INHERITED and v}
-        with Builder(
-            self.name,
-            default_executor=self.executor,
-            defaults=defaults,
-            replacements=replacements,
-        ) as builder:
+        with Builder(self.name, defaults=self.settings(), replacements=replacements) as builder:
             try:
                 returned = self.workflow_function(*args, **kwargs)
             except Exception as e:

@@ -8,8 +8,14 @@ return value is its stdout without trailing newlines (as ``$(command)`` gives it
 with ``named_outputs``, the values the command left in those shell variables (one value,
 or a tuple of several). A non-zero exit status fails the node with the command's stderr.
 
+With ``argtypes``, the named outputs come back typed: a named output that is also a
+keyword argument is set as a shell variable before the command runs (so an
+INPUT_OUTPUT value can be read back) and comes back as that argument's type; the other
+named outputs take the types of the OUTPUT entries of ``argtypes``, in order.
+
 ``ct.Lepton(language="python", library_name="pkg.mod" or "path/to/file.py",
-function_name="f")`` calls that function on the executor instead.
+function_name="f")`` calls that function on the executor instead, and
+``language="C"`` a function of a shared library (:mod:`covalent._workflow.clepton`).
 
 ``ct.leptons.bash`` makes bash leptons: ``ct.leptons.bash("make -C {dir}")``, or over a
 function that returns the command, ``@ct.leptons.bash`` / ``@ct.leptons.bash(named_outputs=[...])``.
@@ -31,10 +37,13 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from covalent._errors import WorkflowError
+from covalent._workflow import clepton
 from covalent._workflow.electron import Electron
 
 BASH_LANGUAGES = ("bash", "shell")
-LANGUAGES = (*BASH_LANGUAGES, "python")
+C_LANGUAGES = ("c",)
+LANGUAGES = (*BASH_LANGUAGES, "python", "C")
+_READ_BACK = (int, float, str)  # an untyped INPUT_OUTPUT comes back as its value's type
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 _SHELL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 STDERR_TAIL = 4000
@@ -115,10 +124,15 @@ class BashCommand:
     """The function of a bash lepton (a command, or a function that returns one)."""
 
     def __init__(
-        self, command: str | Callable[..., str], named_outputs: Sequence[str], name: str
+        self,
+        command: str | Callable[..., str],
+        named_outputs: Sequence[str],
+        name: str,
+        argtypes: Sequence[tuple[Any, str]] = (),
     ) -> None:
         self.command = command
         self.named_outputs = list(named_outputs)
+        self.argtypes = list(argtypes)
         self.__name__ = name
         if callable(command):
             self.__module__ = command.__module__  # so a user's module travels with it
@@ -144,7 +158,46 @@ class BashCommand:
                 )
         else:
             command = fill(self.command, args, kwargs)
-        return run_bash(command, self.named_outputs, self.__name__)
+        shared = {k: v for k, v in kwargs.items() if k in self.named_outputs}
+        preamble = "".join(f"{k}={shlex.quote(str(v))}\n" for k, v in shared.items())
+        values = run_bash(preamble + command, self.named_outputs, self.__name__)
+        if not self.named_outputs:
+            return values
+        texts = [values] if len(self.named_outputs) == 1 else list(values)
+        types = self._output_types(args, kwargs)
+        typed = [
+            self._typed(n, t, types[n]) for n, t in zip(self.named_outputs, texts, strict=True)
+        ]
+        return typed[0] if len(typed) == 1 else tuple(typed)
+
+    def _typed(self, name: str, text: str, kind: Any) -> Any:
+        """A named output's text as its type (see the module doc); untyped: the text."""
+        if kind is None or kind is str:
+            return text
+        try:
+            if kind is bool:
+                return text.strip().lower() in ("1", "true", "yes", "on")
+            return kind(text.strip())
+        except (TypeError, ValueError) as e:
+            raise LeptonError(
+                f"Lepton {self.__name__}'s output {name}={text!r} cannot be read as "
+                f"{getattr(kind, '__name__', kind)}: {e}"
+            ) from None
+
+    def _output_types(self, args: Sequence[Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+        inputs = [t for t, d in self.argtypes if d != clepton.OUTPUT]
+        outputs = iter(t for t, d in self.argtypes if d == clepton.OUTPUT)
+        given = [*[None] * len(args), *kwargs]  # the arguments in order; keywords by name
+        types: dict[str, Any] = {}
+        for position, key in enumerate(given):
+            if key is not None and key in self.named_outputs:
+                value = kwargs[key]
+                fallback = type(value) if type(value) in _READ_BACK else None
+                types[key] = inputs[position] if position < len(inputs) else fallback
+        for name in self.named_outputs:
+            if name not in types:
+                types[name] = next(outputs, None)
+        return types
 
 
 class PythonFunction:
@@ -171,13 +224,20 @@ class PythonFunction:
 
 
 class Lepton(Electron):
-    """An electron that runs a bash command or a named Python function (see the module doc).
+    """An electron that runs a bash command, a named Python function or a function of a
+    C library (see the module doc).
 
-    ``argtypes`` is accepted for compatibility with Covalent's C leptons and otherwise
-    unused; ``display_name`` names the node (default: ``bash``, the command function's
-    name, or ``function_name``). Other keyword options are the electron's (``retries``,
+    ``argtypes`` is a list of ``(type, direction)`` with direction ``Lepton.INPUT``,
+    ``Lepton.OUTPUT`` or ``Lepton.INPUT_OUTPUT`` (a bare type is an INPUT): the C
+    function's parameters, or for bash the types of the named outputs.
+    ``display_name`` names the node (default: ``bash``, the command function's name, or
+    ``function_name``). Other keyword options are the electron's (``retries``,
     ``timeout``, ...).
     """
+
+    INPUT = clepton.INPUT
+    OUTPUT = clepton.OUTPUT
+    INPUT_OUTPUT = clepton.INPUT_OUTPUT
 
     def __init__(
         self,
@@ -199,7 +259,7 @@ class Lepton(Electron):
         self.language = language.lower()
         self.library_name = library_name
         self.function_name = function_name
-        self.argtypes = list(argtypes or [])
+        self.argtypes = clepton.directions(argtypes, function_name or "bash")
         self.named_outputs = _check_names(named_outputs or [])
         function = self._function(command, display_name)
         super().__init__(
@@ -220,7 +280,15 @@ class Lepton(Electron):
                     "A bash lepton needs command='...' (or a function returning one)."
                 )
             default = getattr(command, "__name__", "bash") if callable(command) else "bash"
-            return BashCommand(command, self.named_outputs, display_name or default)
+            return BashCommand(command, self.named_outputs, display_name or default, self.argtypes)
+        if self.language in C_LANGUAGES:
+            if not (self.library_name and self.function_name):
+                raise WorkflowError(
+                    "A C lepton needs library_name (the shared library's path) and function_name."
+                )
+            cfunction = clepton.CFunction(self.library_name, self.function_name, self.argtypes)
+            cfunction.__name__ = display_name or self.function_name
+            return cfunction
         if self.language == "python":
             if not (self.library_name and self.function_name):
                 raise WorkflowError(

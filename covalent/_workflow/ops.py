@@ -30,3 +30,14 @@ def getitem(key: Any, obj: Any) -> Any:
 
 def getattribute(name: str, obj: Any) -> Any:
     return getattr(obj, name)
+
+
+def call(function: Any, *args: Any, **kwargs: Any) -> Any:
+    """An output that is a function, called (``out(1)`` in a lattice)."""
+    return function(*args, **kwargs)
+
+
+def call_method(name: str, receiver: Any, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
+    """``receiver.name(*args, **kwargs)``: its return value, and the receiver as the call
+    left it (so that ``y.append(x)`` in a lattice changes what ``y`` is afterwards)."""
+    return getattr(receiver, name)(*args, **kwargs), receiver

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from covalent._errors import WorkflowError
-from covalent._workflow import ops
+from covalent._workflow import inherit, ops
 from covalent._workflow.graph import Edge, Graph, Node, NodeKind
 
 _current: contextvars.ContextVar[Builder | None] = contextvars.ContextVar(
@@ -48,12 +48,11 @@ class Builder:
     def __init__(
         self,
         lattice_name: str,
-        default_executor: Any = None,
         defaults: dict[str, Any] | None = None,
         replacements: dict[str, Any] | None = None,
     ) -> None:
+        """``defaults``: the lattice's settings that its electrons inherit."""
         self.graph = Graph(lattice_name=lattice_name)
-        self.default_executor = default_executor
         self.defaults = defaults or {}
         self.replacements = replacements or {}
 
@@ -74,11 +73,14 @@ class Builder:
         executor: Any = None,
         metadata: dict[str, Any] | None = None,
     ) -> Output:
-        """Add a node that calls ``function`` with ``args``/``kwargs``; return its output."""
-        if kind in (NodeKind.ELECTRON, NodeKind.SUBLATTICE):
-            executor = self.default_executor if executor is None else executor
-            given = metadata or {}
-            metadata = {**given, **{k: v for k, v in self.defaults.items() if not given.get(k)}}
+        """Add a node that calls ``function`` with ``args``/``kwargs``; return its output.
+
+        An electron's unset settings are the lattice's (covalent/_workflow/inherit.py).
+        """
+        if kind == NodeKind.ELECTRON:
+            settings = self.inherited({"executor": executor, **(metadata or {})})
+            executor = settings.pop("executor")
+            metadata = {**(metadata or {}), **settings}
         node = self.graph.add_node(
             name, kind, function=function, executor=executor, metadata=metadata or {}
         )
@@ -87,6 +89,10 @@ class Builder:
         for key, value in kwargs.items():
             self._connect(value, node.id, name=key)
         return Output(self, node)
+
+    def inherited(self, own: dict[str, Any]) -> dict[str, Any]:
+        """The inherited settings of an electron (or sublattice node) whose own are ``own``."""
+        return inherit.resolve(own, self.defaults)
 
     def _connect(
         self, value: Any, target: int, index: int | None = None, name: str | None = None
@@ -98,7 +104,7 @@ class Builder:
         if isinstance(value, Output):
             if value._cv_builder is not self:
                 raise WorkflowError(
-                    f"The output of {value._cv_node.name} belongs to another lattice's build; "
+                    f"The output of {value._cv_label} belongs to another lattice's build; "
                     "pass values between lattices as arguments."
                 )
             return value._cv_node.id
@@ -167,7 +173,8 @@ def holds_output(value: Any) -> bool:
 
 def _unpack_count(output: Output) -> int:
     """How many values ``a, b = out`` wants: from the return annotation, else the bytecode."""
-    count = _annotated_length(output._cv_node)
+    node = output._cv_target  # a pending output is no electron's: no annotation to read
+    count = _annotated_length(node) if node is not None else None
     if count is not None:
         return count
     frame = sys._getframe(2)
@@ -177,9 +184,11 @@ def _unpack_count(output: Output) -> int:
                 return int(instruction.argval)
             break
     raise WorkflowError(
-        f"Cannot iterate over the output of {output._cv_node.name}: {CONTROL_FLOW_HINT}. "
-        "To unpack a fixed number of values, write `a, b = out` or annotate the electron's "
-        "return type as tuple[...]."
+        f"The output of {output._cv_label} was iterated (a for loop, list(), tuple(), dict(), "
+        f"set() or unpacking of unknown length) inside the lattice "
+        f"'{output._cv_builder.graph.lattice_name}': {CONTROL_FLOW_HINT}. To unpack a fixed "
+        "number of values, write `a, b = out` or annotate the electron's return type as "
+        "tuple[...]."
     )
 
 
@@ -207,10 +216,18 @@ def _binary(op: Callable[[Any, Any], Any], name: str, reflected: bool = False) -
     return method
 
 
+def _unary(op: Callable[[Any], Any], name: str) -> Any:
+    def method(self: Output) -> Output:
+        return self._cv_builder.add_call(f":{name}:", NodeKind.OPERATION, op, (self,), {})
+
+    method.__name__ = f"__{name}__"
+    return method
+
+
 def _refuse(what: str) -> Any:
     def method(self: Output, *args: Any) -> Any:
         raise WorkflowError(
-            f"The output of {self._cv_node.name} was used {what} inside the lattice "
+            f"The output of {self._cv_label} was used {what} inside the lattice "
             f"'{self._cv_builder.graph.lattice_name}': {CONTROL_FLOW_HINT}."
         )
 
@@ -218,29 +235,67 @@ def _refuse(what: str) -> Any:
 
 
 class Output:
-    """The future output of a node, returned by an electron called during a build."""
+    """The future output of a node, returned by an electron called during a build.
 
-    __slots__ = ("_cv_builder", "_cv_node")
+    Some outputs are *pending*: ``out.attr`` and the values a method call gives back
+    (``out.keys()``) add their node only when first used, so that calling a method adds
+    one node (``:method:keys``), not also one that fetches the bound method.
+    """
+
+    __slots__ = ("_cv_builder", "_cv_target", "_cv_make", "_cv_attribute", "_cv_text")
     _cv_builder: Builder
-    _cv_node: Node
+    _cv_target: Node | None
+    _cv_make: Callable[[], Node] | None
+    _cv_attribute: tuple[Output, str] | None
+    _cv_text: str
 
-    def __init__(self, builder: Builder, node: Node) -> None:
+    def __init__(
+        self,
+        builder: Builder,
+        node: Node | None,
+        make: Callable[[], Node] | None = None,
+        attribute: tuple[Output, str] | None = None,
+        text: str = "",
+    ) -> None:
         object.__setattr__(self, "_cv_builder", builder)
-        object.__setattr__(self, "_cv_node", node)
+        object.__setattr__(self, "_cv_target", node)
+        object.__setattr__(self, "_cv_make", make)
+        object.__setattr__(self, "_cv_attribute", attribute)
+        object.__setattr__(self, "_cv_text", text)
+
+    @property
+    def _cv_node(self) -> Node:
+        """The node whose output this is (added now if this output is pending)."""
+        node = self._cv_target
+        if node is None:
+            assert self._cv_make is not None
+            node = self._cv_make()
+            self._cv_bind(node)
+        return node
+
+    def _cv_bind(self, node: Node | None, make: Callable[[], Node] | None = None) -> None:
+        object.__setattr__(self, "_cv_target", node)
+        object.__setattr__(self, "_cv_make", make)
+
+    @property
+    def _cv_label(self) -> str:
+        """How errors name this output: ``make_dict(0)``, ``make_dict(0).keys()``."""
+        node = self._cv_target
+        return self._cv_text or (f"{node.name}({node.id})" if node is not None else "")
 
     @property
     def node_id(self) -> int:
         return self._cv_node.id
 
     def __repr__(self) -> str:
-        return f"<output of {self._cv_node.name}({self._cv_node.id})>"
+        return f"<output of {self._cv_label}>"
 
     def wait_for(self, parents: Output | list[Output] | tuple[Output, ...]) -> Output:
         """Run this node only after ``parents`` finish, without taking their outputs."""
         for parent in parents if isinstance(parents, (list, tuple)) else [parents]:
             if not isinstance(parent, Output) or parent._cv_builder is not self._cv_builder:
                 raise WorkflowError(
-                    f"{self._cv_node.name} can only wait for outputs of electrons in the same "
+                    f"{self._cv_label} can only wait for outputs of electrons in the same "
                     f"lattice, not {parent!r}."
                 )
             self._cv_builder.graph.edges.append(Edge(parent._cv_node.id, self._cv_node.id))
@@ -253,12 +308,35 @@ class Output:
     def __getattr__(self, name: str) -> Output:
         if name.startswith("__"):
             raise AttributeError(name)
+        builder = self._cv_builder
         function = functools.partial(ops.getattribute, name)
-        return self._cv_builder.add_call(":getattr:", NodeKind.OPERATION, function, (self,), {})
+
+        def make() -> Node:
+            return builder.add_call(":getattr:", NodeKind.OPERATION, function, (self,), {})._cv_node
+
+        return Output(builder, None, make, (self, name), f"{self._cv_label}.{name}")
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Output:
+        """``out.method(...)`` becomes a ``:method:<name>`` node that calls it at run time;
+        later uses of ``out`` see the object as the method left it (``y.append(x)``).
+        Calling an output that is itself callable becomes a ``:call:`` node."""
+        builder = self._cv_builder
+        if self._cv_attribute is None:
+            return builder.add_call(":call:", NodeKind.OPERATION, ops.call, (self, *args), kwargs)
+        receiver, name = self._cv_attribute
+        function = functools.partial(ops.call_method, name)
+        call = builder.add_call(
+            f":method:{name}", NodeKind.OPERATION, function, (receiver, *args), kwargs
+        )
+        node = call._cv_node
+        receiver._cv_bind(None, _picking(builder, node, 1))
+        object.__setattr__(receiver, "_cv_attribute", None)
+        object.__setattr__(receiver, "_cv_text", f"{self._cv_text}(...) (its receiver)")
+        return Output(builder, None, _picking(builder, node, 0), text=f"{self._cv_text}(...)")
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise WorkflowError(
-            f"Cannot set attribute '{name}' on the output of {self._cv_node.name} while "
+            f"Cannot set attribute '{name}' on the output of {self._cv_label} while "
             "building; change it inside an electron."
         )
 
@@ -267,7 +345,7 @@ class Output:
 
     def __reduce__(self) -> Any:
         raise WorkflowError(
-            f"The output of {self._cv_node.name} is held inside an object covalent cannot "
+            f"The output of {self._cv_label} is held inside an object covalent cannot "
             "look into; pass it to electrons directly or in a list, tuple or dict."
         )
 
@@ -281,8 +359,9 @@ class Output:
         return count  # type: ignore[return-value]
 
     __index__ = _refuse("as an integer (as in range())")
-    __int__ = _refuse("as an int")
-    __float__ = _refuse("as a float")
+    __int__ = _refuse("as an int (int())")
+    __float__ = _refuse("as a float (float())")
+    __complex__ = _refuse("as a complex number (complex())")
     __contains__ = _refuse("with `in`")
 
     __add__ = _binary(operator.add, "add")
@@ -301,9 +380,31 @@ class Output:
     __rpow__ = _binary(operator.pow, "pow", reflected=True)
     __matmul__ = _binary(operator.matmul, "matmul")
     __rmatmul__ = _binary(operator.matmul, "matmul", reflected=True)
+    __and__ = _binary(operator.and_, "and")
+    __rand__ = _binary(operator.and_, "and", reflected=True)
+    __or__ = _binary(operator.or_, "or")
+    __ror__ = _binary(operator.or_, "or", reflected=True)
+    __xor__ = _binary(operator.xor, "xor")
+    __rxor__ = _binary(operator.xor, "xor", reflected=True)
     __eq__ = _binary(operator.eq, "eq")
     __ne__ = _binary(operator.ne, "ne")
     __lt__ = _binary(operator.lt, "lt")
     __le__ = _binary(operator.le, "le")
     __gt__ = _binary(operator.gt, "gt")
     __ge__ = _binary(operator.ge, "ge")
+    __neg__ = _unary(operator.neg, "neg")
+    __pos__ = _unary(operator.pos, "pos")
+    __abs__ = _unary(operator.abs, "abs")
+    __invert__ = _unary(operator.invert, "invert")
+
+
+def _picking(builder: Builder, node: Node, index: int) -> Callable[[], Node]:
+    """Adds, when first needed, the ``:getitem:`` node taking item ``index`` of ``node``'s
+    output (a method node gives back its return value and its receiver)."""
+
+    def make() -> Node:
+        source = Output(builder, node)
+        function = functools.partial(ops.getitem, index)
+        return builder.add_call(":getitem:", NodeKind.OPERATION, function, (source,), {})._cv_node
+
+    return make

@@ -62,7 +62,19 @@ class Job:
 
     def payload(self) -> dict[str, Any]:
         options = {**self.options, "blobs_dir": self.task.blobs_dir}
-        return self.task.payload(options, self.plugin)
+        plugin = None
+        if self.plugin is not None:  # its "blobs" travel as functions, not in the payload
+            plugin = {k: v for k, v in self.plugin.items() if k != "blobs"}
+        return dict(self.task.payload(options, plugin))
+
+    def class_blob(self) -> str | None:
+        """The digest of the executor's class pickled by value, which the worker may need."""
+        return self.plugin.get("class_blob") if self.plugin is not None else None
+
+    def class_bytes(self) -> bytes:
+        digest = self.plugin["class_blob"] if self.plugin is not None else ""
+        carried = (self.plugin or {}).get("blobs") or {}
+        return carried[digest] if digest in carried else self.task.load_blob(digest)
 
 
 class WorkerPool:
@@ -287,6 +299,9 @@ class _WorkerThread(threading.Thread):
             task = job.task
             if task.function not in self.known and task.function not in functions:
                 functions[task.function] = task.load_blob(task.function)
+            digest = job.class_blob()
+            if digest and digest not in self.known and digest not in functions:
+                functions[digest] = job.class_bytes()
             for name in task.value_names():
                 if name in values or name in files:
                     continue

@@ -40,7 +40,7 @@ from typing import Any
 
 from covalent._wire import blobs
 from covalent.executor import messages
-from covalent.executor._runner import append_log, run_task
+from covalent.executor.runner import append_log, run_task
 
 WATCHDOG_INTERVAL = 0.2
 """Seconds between the watchdog's looks at whether the server is still there."""
@@ -229,11 +229,13 @@ class Worker:
     def run(self, task: dict[str, Any], values: FileValues) -> messages.Reply:
         key = (str(task["key"][0]), int(task["key"][1]))
         self.events.add(messages.Started(key, time.time()))
+        function_bytes = self.functions.__getitem__
         if self.capture is None:
-            return messages.reply(run_task(task, self.function, values))
+            return messages.reply(run_task(task, self.function, values, function_bytes))
         self.capture.begin(key, task.get("options") or {})
-        fields = run_task(task, self.function, values, capture=False)
-        fields.update(self.capture.finish())
+        fields = run_task(task, self.function, values, function_bytes, capture=False)
+        for stream, rest in self.capture.finish().items():  # what the descriptors got
+            fields[stream] = fields.get(stream, "") + rest
         return messages.reply(fields)
 
     def function(self, name: str) -> Any:

@@ -83,7 +83,7 @@ def clean(text: str) -> str:
 
 
 def reply(fields: dict[str, Any]) -> Reply:
-    """A Reply from the runner's reply dict (see ``_runner.run_task``), text cleaned."""
+    """A Reply from the runner's reply dict (see ``runner.run_task``), text cleaned."""
     written = fields.get("output_file")
     return Reply(
         key=(str(fields["key"][0]), int(fields["key"][1])),

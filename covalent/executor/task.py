@@ -12,6 +12,7 @@ from typing import Any, Protocol
 from covalent._results.status import Status
 from covalent._wire import blobs
 from covalent.executor import messages
+from covalent.executor.payload import PAYLOAD_VERSION, TaskPayload
 
 
 class Cancellable(Protocol):
@@ -81,10 +82,11 @@ class Task:
 
     def payload(
         self, options: dict[str, Any] | None = None, plugin: dict[str, Any] | None = None
-    ) -> dict[str, Any]:
-        """The plain dict the far side's runner (``_runner.run_task``) takes."""
+    ) -> TaskPayload:
+        """The plain dict the far side's runner (``runner.run_task``) takes."""
         return {
-            "plugin": plugin,
+            "version": PAYLOAD_VERSION,
+            "plugin": plugin,  # type: ignore[typeddict-item]
             "key": list(self.key),
             "function": self.function,
             "args": self.args,
@@ -101,7 +103,7 @@ class Task:
         }
 
     def packed(self, options: dict[str, Any] | None = None) -> bytes:
-        """One self-contained request (payload, function and values) for ``_runner.run_packed``."""
+        """One self-contained request (payload, function and values) for ``runner.run_packed``."""
         functions = {self.function: self.load_blob(self.function)}
         values = {name: self.load_blob(name) for name in self.value_names()}
         return pickle.dumps(
@@ -191,7 +193,10 @@ def workdir_options(
     log_stderr: str,
     env: dict[str, str],
 ) -> dict[str, Any]:
-    """The runner options of executors with LocalExecutor's settings (local, dask)."""
+    """The runner options of executors with LocalExecutor's settings (local, dask).
+
+    A relative ``log_stdout``/``log_stderr`` lands in the dispatch's results folder (as
+    in Covalent, whose config file names ``stdout.log`` and ``stderr.log``)."""
     folder = os.path.expanduser(workdir) if workdir else ""
     if create_unique_workdir:
         base = folder or task.results_dir or os.getcwd()
@@ -199,6 +204,13 @@ def workdir_options(
     return {
         "workdir": folder,
         "env": env,
-        "log_stdout": os.path.expanduser(log_stdout) if log_stdout else "",
-        "log_stderr": os.path.expanduser(log_stderr) if log_stderr else "",
+        "log_stdout": _log_path(log_stdout, task.results_dir),
+        "log_stderr": _log_path(log_stderr, task.results_dir),
     }
+
+
+def _log_path(path: str, results_dir: str) -> str:
+    if not path:
+        return ""
+    path = os.path.expanduser(path)
+    return path if os.path.isabs(path) or not results_dir else os.path.join(results_dir, path)

@@ -12,7 +12,10 @@ Subclass :class:`ExecutorConformance` in a pytest test module and give it an
 
 Every check drives the executor the way the dispatcher does: ``setup()``, then
 ``execute(task)`` with a :class:`~covalent.executor.task.Task` whose function and
-arguments are blobs, then ``teardown()``, in one event loop. Set ``shared_dir`` (a
+arguments are blobs, then ``teardown()``, in one event loop. A run executor (one that
+implements ``run``) is driven as the server drives it: through a stand-in that runs
+each task in a worker process, where the executor is rebuilt from its settings and its
+``setup(task_metadata)``, ``run`` and ``teardown(task_metadata)`` are called. Set ``shared_dir`` (a
 folder both this process and the executor's tasks can see, for instance a shared file
 system) to let the cancellation check see that the task really stopped.
 """
@@ -31,6 +34,7 @@ import pytest
 from covalent._results.status import Status
 from covalent._wire import blobs
 from covalent.executor.base import BaseExecutor
+from covalent.executor.stand_in import WorkerExecutor
 from covalent.executor.task import Outcome, Task
 
 LARGE = 100 * 1024 * 1024
@@ -72,15 +76,25 @@ class TaskFactory:
         return blobs.loads(outcome.output)
 
 
+def served(executor: BaseExecutor) -> BaseExecutor:
+    """What the server runs ``executor``'s tasks with: itself for an execute executor,
+    else a stand-in that runs its ``run`` in worker processes."""
+    if type(executor).execute is not BaseExecutor.execute:
+        return executor
+    return WorkerExecutor(executor.worker_plugin())
+
+
 def drive(executor: BaseExecutor, work: Callable[[BaseExecutor], Awaitable[Any]]) -> Any:
-    """Run ``work(executor)`` between the executor's setup and teardown, in one loop."""
+    """Run ``work(executor)`` as the server would, between ``setup()`` and ``teardown()``
+    of what serves it (:func:`served`), in one loop."""
+    server_side = served(executor)
 
     async def main() -> Any:
-        await executor.setup()
+        await server_side.setup()
         try:
-            return await asyncio.wait_for(work(executor), DEADLINE)
+            return await asyncio.wait_for(work(server_side), DEADLINE)
         finally:
-            await executor.teardown()
+            await server_side.teardown()
 
     return asyncio.run(main())
 

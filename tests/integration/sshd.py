@@ -87,8 +87,14 @@ KbdInteractiveAuthentication no
 UsePAM no
 Subsystem sftp internal-sftp
 LogLevel VERBOSE
-SetEnv PYTHONPATH={REPO} CONDA_EXE={folder / "conda"}
+SetEnv PYTHONPATH={REPO} CONDA_EXE={folder / "conda"}{_slurm_conf()}
 """
+
+
+def _slurm_conf() -> str:
+    """`` SLURM_CONF=...`` when a Slurm runs here: the sshd serves as its login node too."""
+    conf = os.environ.get("SLURM_CONF") or "/tmp/covalent-slurm/slurm.conf"
+    return f" SLURM_CONF={conf}" if os.path.exists(conf) else ""
 
 
 def _fake_conda(path: Path) -> None:

@@ -197,8 +197,9 @@ def test_module_does_not_import_distributed() -> None:
 
 def test_short_name_and_defaults() -> None:
     assert DaskExecutor().short_name() == "dask"
-    assert DaskExecutor(scheduler_address="tcp://h:1").to_dict()["scheduler_address"] == "tcp://h:1"
-    assert set(dask_plugin._EXECUTOR_PLUGIN_DEFAULTS) <= set(DaskExecutor().to_dict())
+    made = DaskExecutor(scheduler_address="tcp://h:1").to_dict()["attributes"]
+    assert made["scheduler_address"] == "tcp://h:1"
+    assert set(dask_plugin._EXECUTOR_PLUGIN_DEFAULTS) <= set(DaskExecutor().to_dict()["attributes"])
 
 
 # through a real server

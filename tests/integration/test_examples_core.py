@@ -11,6 +11,15 @@ EXPECTED = {
     "redispatch.py": ["first: 45", "second: 9", "load reused from: "],
     "caching.py": ["results: 144 144", "second reused: "],
     "waiting.py": ["lines: ['a', 'b']"],
+    "dependencies.py": ["result: hello world (prepared by bash)", "marker after: cleaned up"],
+    "retries.py": [
+        "status: FAILED",
+        "flaky: 'answered on try 3' after 3 attempts",
+        "  attempt 1 failed: ConnectionError: try 1: the service did not answer",
+        "  attempt 2 failed: ConnectionError: try 2: the service did not answer",
+        "too_slow: FAILED - ",
+        "timed out: it ran longer than its timeout of 1 s",
+    ],
 }
 
 

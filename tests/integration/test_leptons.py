@@ -3,10 +3,14 @@ named outputs, the decorator form with file transfers, and python leptons."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
+
+import pytest
 
 import covalent as ct
 from tests.conftest import Home
+from tests.test_lepton import compile_library, entry_lepton
 
 
 @ct.electron
@@ -129,3 +133,34 @@ def test_python_leptons_call_a_module_or_file_function(server: Home, tmp_path: P
     nodes = {n["node_name"]: n for n in result.get_all_node_results()}
     assert nodes["triple"]["stdout"] == "tripling 5\n"
     assert "to_json" in nodes
+
+
+def test_bash_argtypes_through_a_dispatch(server: Home) -> None:
+    multiply = ct.Lepton(
+        language="bash",
+        command="product=$(({num_1} * {num_2}))",
+        argtypes=[(int, ct.Lepton.INPUT_OUTPUT), (int, ct.Lepton.OUTPUT)],
+        named_outputs=["num_1", "num_2", "product"],
+    )
+
+    @ct.lattice
+    def flow(a, b):
+        return multiply(num_1=a, num_2=b)
+
+    result = ct.dispatch_sync(flow)(7, 8)
+    assert result.status == ct.status.COMPLETED, result.error
+    assert result.result == (7, 8, 56)
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
+def test_a_c_lepton_through_a_dispatch(server: Home, tmp_path: Path) -> None:
+    entry = entry_lepton(compile_library(tmp_path))
+
+    @ct.lattice
+    def flow(x, y):
+        return entry(x, y)
+
+    result = ct.dispatch_sync(flow)(1, 2)
+    assert result.status == ct.status.COMPLETED, result.error
+    assert result.result == (3, 5)
+    assert result.get_node_result(0)["node_name"] == "test_entry"

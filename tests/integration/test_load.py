@@ -6,6 +6,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import pytest
 
 import covalent as ct
 from tests.conftest import Home, wait_for
@@ -21,6 +22,7 @@ def small_flow(x):
     return plus(plus(x, 1), plus(x, 2))
 
 
+@pytest.mark.both_stores
 def test_twenty_clients_dispatch_two_hundred_workflows(server: Home) -> None:
     before = httpx.get(f"{server.url}/api/v1/dispatches").json()["total"]
     start = threading.Barrier(20)
@@ -41,6 +43,7 @@ def test_twenty_clients_dispatch_two_hundred_workflows(server: Home) -> None:
     assert "database is locked" not in log
 
 
+@pytest.mark.both_stores
 def test_a_waiting_client_rides_out_a_server_restart(home: Home, tmp_path) -> None:
     assert home.run("covalent", "start").returncode == 0
     release = tmp_path / "release"

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import httpx
+import pytest
 
 import covalent as ct
 from tests.conftest import Home
+
+pytestmark = pytest.mark.both_stores  # and on PostgreSQL (tests/conftest.py)
 
 
 @ct.electron
@@ -105,3 +109,57 @@ def test_cache_reuses_an_equal_call_across_dispatches(server: Home, tmp_path) ->
     assert cleared.returncode == 0 and "Cleared" in cleared.stdout
     assert ct.dispatch_sync(squares)(str(log), 7).result == 49
     assert _runs(log) == ["7", "8", "7"]
+
+
+SCRIPT = """
+import json, sys
+import covalent as ct
+
+def helper(v):
+    return v + {step}
+
+@ct.electron(cache={cache})
+def calls_helper(x):
+    with open({log!r}, "a") as f:
+        f.write("ran\\n")
+    return helper(x)
+
+@ct.lattice
+def flow(x):
+    return calls_helper(x)
+
+first = ct.dispatch_sync(flow)(1)
+out = {{"first": first.result, "reused_from": first.get_node_result(0)["reused_from"]}}
+if sys.argv[1] == "redispatch":
+    again_id = ct.redispatch(first.dispatch_id, reuse_previous_results=True)()
+    again = ct.get_result(again_id, wait=True)
+    out.update(again=again.result, again_reused_from=again.get_node_result(0)["reused_from"],
+               first_id=first.dispatch_id)
+print(json.dumps(out))
+"""
+
+
+def run_script(server: Home, tmp_path: Path, step: int, cache: bool, mode: str) -> dict:
+    log = tmp_path / "runs.log"
+    script = tmp_path / f"flow_{step}_{cache}.py"
+    script.write_text(SCRIPT.format(step=step, cache=cache, log=str(log)))
+    done = server.run("python", str(script), mode, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_redispatch_reuses_an_electron_that_calls_a_helper(server: Home, tmp_path: Path) -> None:
+    out = run_script(server, tmp_path, 1, False, "redispatch")
+    assert (out["first"], out["again"]) == (2, 2)
+    assert out["again_reused_from"] == f"{out['first_id']}:0"  # calls_helper did not run again
+    assert _runs(tmp_path / "runs.log") == ["ran"]
+
+
+def test_cache_covers_what_an_electron_calls_across_processes(server: Home, tmp_path: Path) -> None:
+    first = run_script(server, tmp_path, 1, True, "once")
+    again = run_script(server, tmp_path, 1, True, "once")  # the same script, a new process
+    assert (first["first"], again["first"]) == (2, 2)
+    assert first["reused_from"] is None and again["reused_from"] is not None
+    changed = run_script(server, tmp_path, 5, True, "once")  # helper changed: runs again
+    assert changed == {"first": 6, "reused_from": None}
+    assert _runs(tmp_path / "runs.log") == ["ran", "ran"]

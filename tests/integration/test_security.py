@@ -75,3 +75,56 @@ def test_blob_routes_take_only_digests(server: Home) -> None:
         assert answer.status_code in (400, 404)
     answer = httpx.post(f"{api}/blobs/fetch", json={"digests": ["../../etc/passwd"]})
     assert answer.status_code == 400
+
+
+def test_a_blank_token_is_refused(home: Home) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "covalent._server", "--host", "0.0.0.0", "--port", str(free_port())],
+        env={**home.env, "PATH": "/usr/bin:/bin", "COVALENT_TOKEN": " "},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert "blank" in done.stderr
+
+
+KEY = "-".join(["k", "12345", "secret"])  # as if read from a vault: not in any source
+
+
+@ct.electron(executor=ct.executor.LocalExecutor(env={"API_KEY": KEY}))
+def uses_a_key():
+    import os
+
+    return len(os.environ["API_KEY"])
+
+
+@ct.lattice
+def keyed():
+    return uses_a_key()
+
+
+def test_executor_secrets_are_masked_in_every_answer_but_reach_the_electron(
+    server: Home,
+) -> None:
+    result = ct.dispatch_sync(keyed)()
+    assert result.result == len("k-12345-secret")  # the electron had the real value
+    base = f"{server.url}/api/v1"
+    manifest = httpx.get(f"{base}/dispatches/{result.dispatch_id}/manifest").text
+    panel = httpx.get(f"{base}/ui/dispatches/{result.dispatch_id}/nodes/0").text
+    for shown in (manifest, panel):
+        assert "API_KEY" in shown and "********" in shown
+        assert "k-12345-secret" not in shown
+
+
+def test_the_database_blobs_and_results_are_private(server: Home) -> None:
+    result = ct.dispatch_sync(keyed)()
+    data = server.root / "data"
+    databases = list(data.rglob("*.sqlite")) + list(data.rglob("*.db"))
+    assert databases, f"no database under {data}"
+    for database in databases:
+        assert database.stat().st_mode & 0o077 == 0, f"{database} is readable by others"
+    results = server.root / "cache" / "results" / result.dispatch_id
+    assert results.is_dir() and results.stat().st_mode & 0o077 == 0
+    for folder in (p for p in data.rglob("*") if p.is_dir() and "blobs" in p.parts):
+        assert folder.stat().st_mode & 0o077 == 0, f"{folder} is open to others"

@@ -69,6 +69,16 @@ def test_start_fails_clearly_when_the_port_is_taken(home: Home) -> None:
     assert "Traceback" not in done.stderr
 
 
+def test_a_failed_start_with_port_does_not_save_it(home: Home) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = home.run("covalent", "start", "--port", str(port))
+    assert done.returncode == 7 and f"Port {port} is in use" in done.stderr
+    assert ct.get_config("dispatcher.port") == home.port  # unchanged
+
+
 def test_start_with_port_saves_it(home: Home, tmp_path: Path) -> None:
     from tests.conftest import free_port
 
@@ -79,6 +89,7 @@ def test_start_with_port_saves_it(home: Home, tmp_path: Path) -> None:
     home.run("covalent", "stop")
 
 
+@pytest.mark.both_stores
 def test_restart_keeps_finished_dispatches_readable(home: Home) -> None:
     _start(home)
 
@@ -99,6 +110,7 @@ def test_restart_keeps_finished_dispatches_readable(home: Home) -> None:
     assert result.get_node_result(0)["output"] == 10
 
 
+@pytest.mark.both_stores
 def test_server_restart_between_dispatch_and_get_result(home: Home) -> None:
     _start(home)
 
@@ -112,6 +124,7 @@ def test_server_restart_between_dispatch_and_get_result(home: Home) -> None:
     assert ct.get_result(dispatch_id, wait=True).result == 42
 
 
+@pytest.mark.both_stores
 def test_killed_server_resumes_without_rerunning_completed_nodes(
     home: Home, tmp_path: Path
 ) -> None:
@@ -160,6 +173,7 @@ def test_killed_server_resumes_without_rerunning_completed_nodes(
     assert lines.count("third") == 1
 
 
+@pytest.mark.both_stores
 def test_cancel_stops_a_running_dispatch(home: Home) -> None:
     _start(home)
 

@@ -278,11 +278,13 @@ def test_settings_round_trip_and_defaults() -> None:
     from covalent.executor.executor_plugins import ssh
 
     executor = SSHExecutor(username="me", hostname="host", conda_env=None)
-    assert SSHExecutor(**executor.to_dict()).to_dict() == executor.to_dict()
-    assert executor.to_dict() == {
+    settings = executor.to_dict()["attributes"]
+    assert SSHExecutor(**settings).to_dict() == executor.to_dict()
+    assert settings == {
         **ssh._EXECUTOR_PLUGIN_DEFAULTS,
         "username": "me",
         "hostname": "host",
+        **{"log_stdout": "", "log_stderr": "", "cache_dir": "", "time_limit": -1, "retries": 0},
     }
     assert executor.short_name() == "ssh"
     assert plugins.discover()["ssh"].cls is SSHExecutor

@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import contextlib
 import re
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy
 
 import covalent as ct
 from covalent._client.http import client_for
 from covalent._errors import DispatchNotFoundError, WorkflowError
 from covalent._wire import manifest as manifestmod
 from tests.conftest import REPO, Home, wait_for
+
+pytestmark = pytest.mark.both_stores  # and on PostgreSQL (tests/conftest.py)
 
 GAP = 0.5
 DEADLINE = 120.0  # a loaded, shared machine
@@ -188,7 +192,7 @@ def test_bad_triggers_fail_at_dispatch(server: Home, tmp_path: Path) -> None:
         dispatched(ct.triggers.DirTrigger(str(tmp_path), ["created", "touched"]))
     with pytest.raises(WorkflowError, match="time_gap of more than 0 seconds, got 0"):
         dispatched(ct.triggers.TimeTrigger(0))
-    with pytest.raises(WorkflowError, match="triggers= takes ct.triggers.DirTrigger"):
+    with pytest.raises(WorkflowError, match="triggers= takes ct.triggers objects"):
         dispatched(5)
     lattices = {d["lattice_name"] for d in client_for(server.url).list_dispatches()["dispatches"]}
     assert "never_stored" not in lattices
@@ -239,3 +243,178 @@ def test_triggers_example(home: Home) -> None:
     assert "triggers stopped" in done.stdout
     [row] = triggers_of(home.url, match.group(1))
     assert not row["active"] and row["fired"] >= 2
+
+
+def test_register_attaches_a_trigger_to_a_dispatch_made_already(server: Home) -> None:
+    @ct.lattice
+    def plain(x):
+        return add_one(x)
+
+    dispatch_id = ct.dispatch(plain)(4)
+    witness = ct.dispatch(time_flow())(1)
+    try:
+        trigger = ct.triggers.TimeTrigger(time_gap=GAP)
+        trigger.lattice_dispatch_id = dispatch_id
+        [trigger_id] = trigger.register()
+        assert_results(wait_for_firings(server.url, dispatch_id, 2)[:2], 5)
+        [row] = triggers_of(server.url, dispatch_id)
+        assert row["trigger_id"] == trigger_id and row["active"]
+
+        ct.stop_triggers(dispatch_id)
+        after_stop = firings(server.url, dispatch_id)
+        wait_for_firings(server.url, witness, len(firings(server.url, witness)) + 3)
+        assert firings(server.url, dispatch_id) == after_stop
+    finally:
+        ct.stop_triggers([dispatch_id, witness])
+    unknown = ct.triggers.TimeTrigger(1, lattice_dispatch_id="no-such-dispatch")
+    with pytest.raises(DispatchNotFoundError):
+        unknown.register()
+
+
+@ct.electron
+def double_in_file(path: str) -> int:
+    """Doubles the number in the file, appends the new one to a log; returns it."""
+    number = int(Path(path).read_text()) * 2
+    Path(path).write_text(str(number))
+    with open(f"{path}.log", "a") as f:
+        f.write(f"{number}\n")
+    return number
+
+
+def test_a_time_trigger_doubles_a_number_every_two_seconds(server: Home, tmp_path: Path) -> None:
+    state = tmp_path / "number"
+    state.write_text("2")
+
+    @ct.lattice(triggers=ct.triggers.TimeTrigger(time_gap=2))
+    def doubling(path):
+        return double_in_file(path)
+
+    dispatch_id = ct.dispatch(doubling)(str(state))
+    try:
+        wait_for(lambda: int(state.read_text()) >= 32, timeout=DEADLINE, what="32 in the file")
+    finally:
+        ct.stop_triggers(dispatch_id)
+    log = (tmp_path / "number.log").read_text().split()
+    assert log[:4] == ["4", "8", "16", "32"]  # the dispatch, then one per firing
+
+
+def test_a_dir_trigger_on_modified_fires_for_every_modification(
+    server: Home, tmp_path: Path
+) -> None:
+    folder = tmp_path / "watched"
+    folder.mkdir()
+    target = folder / "data.txt"
+    target.write_text("0\n")
+
+    @ct.lattice(triggers=ct.triggers.DirTrigger(str(folder), event_names="modified"))
+    def on_change(x):
+        return add_one(x)
+
+    dispatch_id = ct.dispatch(on_change)(1)
+    try:
+        for round_ in range(1, 4):
+            before = len(firings(server.url, dispatch_id))
+            with open(target, "a") as f:
+                f.write(f"{round_}\n")
+            wait_for_firings(server.url, dispatch_id, before + 1)
+        assert_results(firings(server.url, dispatch_id)[:3], 2)
+        assert triggers_of(server.url, dispatch_id)[0]["spec"]["event_names"] == ["modified"]
+    finally:
+        ct.stop_triggers(dispatch_id)
+
+
+# Database triggers. ``database_url`` gives each test an empty database; to run these
+# tests on PostgreSQL too, add "postgresql" to its params (it then takes the URL of the
+# ``postgres_url`` fixture). Each test makes tables of its own, named uniquely.
+
+
+@pytest.fixture(params=["sqlite"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'triggers.sqlite'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+def make_table(url: str) -> tuple[Any, str]:
+    """An engine on ``url`` and the name of a new table ``(id, state)`` in it."""
+    engine = sqlalchemy.create_engine(url)
+    name = f"jobs_{uuid.uuid4().hex[:12]}"
+    with engine.begin() as conn:
+        conn.execute(sqlalchemy.text(f"CREATE TABLE {name} (id INTEGER PRIMARY KEY, state TEXT)"))
+    return engine, name
+
+
+def execute(engine: Any, statement: str) -> None:
+    with engine.begin() as conn:
+        conn.execute(sqlalchemy.text(statement))
+
+
+def polls(url: str, dispatch_id: str) -> int:
+    return int(triggers_of(url, dispatch_id)[0]["polls"])
+
+
+def wait_for_polls(url: str, dispatch_id: str, count: int) -> None:
+    wait_for(lambda: polls(url, dispatch_id) >= count, timeout=DEADLINE, what=f"{count} polls")
+
+
+def db_flow(trigger: Any) -> ct.Lattice:
+    @ct.lattice(triggers=trigger)
+    def on_rows(x):
+        return add_one(x)
+
+    return on_rows
+
+
+def test_database_trigger_fires_when_matching_rows_change(server: Home, database_url: str) -> None:
+    engine, name = make_table(database_url)
+    trigger = ct.triggers.DatabaseTrigger(
+        database_url, name, poll_interval=0.2, where_clauses=["state = 'new'"]
+    )
+    dispatch_id = ct.dispatch(db_flow(trigger))(7)
+    try:
+        wait_for_polls(server.url, dispatch_id, 1)  # the baseline: an empty table
+        execute(engine, f"INSERT INTO {name} (id, state) VALUES (1, 'old')")  # not matching
+        wait_for_polls(server.url, dispatch_id, polls(server.url, dispatch_id) + 2)
+        assert firings(server.url, dispatch_id) == []
+        execute(engine, f"INSERT INTO {name} (id, state) VALUES (2, 'new')")
+        assert_results(wait_for_firings(server.url, dispatch_id, 1), 8)
+        execute(engine, f"UPDATE {name} SET state = 'new' WHERE id = 1")  # a row changed
+        wait_for_firings(server.url, dispatch_id, 2)
+        wait_for_polls(server.url, dispatch_id, polls(server.url, dispatch_id) + 2)
+        assert len(firings(server.url, dispatch_id)) == 2  # nothing changed since
+        [row] = triggers_of(server.url, dispatch_id)
+        assert row["armed"] and row["problem"] == ""
+    finally:
+        ct.stop_triggers(dispatch_id)
+        engine.dispose()
+
+
+def test_database_trigger_reports_a_missing_table(server: Home, database_url: str) -> None:
+    trigger = ct.triggers.DatabaseTrigger(database_url, "no_such_table", poll_interval=0.2)
+    dispatch_id = ct.dispatch(db_flow(trigger))(1)
+    try:
+        wait_for(
+            lambda: "no_such_table" in triggers_of(server.url, dispatch_id)[0]["problem"],
+            timeout=DEADLINE,
+            what="the problem reported",
+        )
+        assert not triggers_of(server.url, dispatch_id)[0]["armed"]
+    finally:
+        ct.stop_triggers(dispatch_id)
+
+
+def test_sqlite_trigger_on_a_file(server: Home, tmp_path: Path) -> None:
+    path = tmp_path / "inbox.db"
+    engine, name = make_table(f"sqlite:///{path}")
+    trigger = ct.triggers.SQLiteTrigger(str(path), name, poll_interval=0.2, trigger_after_n=2)
+    dispatch_id = ct.dispatch(db_flow(trigger))(10)
+    try:
+        wait_for_polls(server.url, dispatch_id, 1)
+        execute(engine, f"INSERT INTO {name} (id, state) VALUES (1, 'a')")  # one row: below 2
+        wait_for_polls(server.url, dispatch_id, polls(server.url, dispatch_id) + 2)
+        assert firings(server.url, dispatch_id) == []
+        execute(engine, f"INSERT INTO {name} (id, state) VALUES (2, 'b')")
+        assert_results(wait_for_firings(server.url, dispatch_id, 1), 11)
+    finally:
+        ct.stop_triggers(dispatch_id)
+        engine.dispose()

@@ -96,7 +96,7 @@ def children_then_wait(marks: str):
     time.sleep(600)
 
 
-@ct.electron(executor=ct.executor.LocalExecutor(workers=1), timeout=1)
+@ct.electron(executor=ct.executor.LocalExecutor(workers=1), timeout=3)
 def child_then_hang(marks: str):
     import os
     import time

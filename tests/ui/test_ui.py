@@ -29,22 +29,9 @@ from covalent._server.app import create_app
 from covalent._store.schema import dispatches, nodes
 from covalent._store.store import Store
 from tests.conftest import Home, free_port, wait_for
+from tests.ui.conftest import DEADLINE_MS, sync_api
 
-sync_api = pytest.importorskip("playwright.sync_api")
 expect = sync_api.expect
-
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-DEADLINE_MS = 60_000
 expect.set_options(timeout=DEADLINE_MS)
 
 
@@ -178,29 +165,6 @@ def mesh(n: int, rows: int) -> int:
 # fixtures and helpers
 
 
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is not installed; run `bash scripts/services/chromium.sh install`")
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    """A fresh browser tab; any JavaScript error on it fails the test."""
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(DEADLINE_MS)
-    tab = context.new_page()
-    errors: list[str] = []
-    tab.on("pageerror", lambda error: errors.append(str(error)))
-    yield tab
-    context.close()
-    assert not errors, errors
-
-
 def node_ids(home: Home, dispatch_id: str) -> dict[str, int]:
     """``{"name(id)": id}`` of a dispatch's nodes, from the REST API."""
     detail = httpx.get(f"{home.url}/api/v1/dispatches/{dispatch_id}", timeout=30).json()
@@ -252,6 +216,7 @@ def test_nodes_turn_completed_live_without_reload_or_polling(
     assert page.evaluate("window.sameDocument") is True  # no reload
     # The first load, one snapshot when the stream opened, one when the dispatch ended.
     assert len(snapshots) <= 3, snapshots
+    page.get_by_label("Parameters").check()  # hidden by default; their edges too
     labels = page.locator("#graph text.elabel")
     expect(labels.filter(has_text="path")).to_have_count(1)
     expect(labels.filter(has_text=re.compile("^x$"))).to_have_count(2)
@@ -418,6 +383,8 @@ def test_node_list_keyboard_and_a_narrow_window(server: Home, page: Any) -> None
     page.set_viewport_size({"width": 390, "height": 844})
     page.goto(f"{server.url}/dispatches/{result.dispatch_id}")
     listbox = page.get_by_role("listbox", name=re.compile("Nodes"))
+    expect(listbox.get_by_role("option")).to_have_count(2)  # parameters hidden at first
+    page.get_by_label("Parameters").check()
     expect(listbox.get_by_role("option")).to_have_count(4)
     listbox.focus()
     page.keyboard.press("Home")
@@ -460,7 +427,7 @@ def test_a_graph_of_2000_nodes_renders_and_stays_responsive(
     url = re.search(r"http://\S+/dispatches/\S+", capsys.readouterr().out)
     assert url is not None
     page.goto(url.group(0))
-    expect(page.locator("#graph g.node")).to_have_count(2002)
+    expect(page.locator("#graph g.node")).to_have_count(1602)  # the 400 parameters hidden
     draw_ms = page.evaluate("window.covalentGraph.drawMs")
     assert draw_ms < 10_000, f"drawing 2,002 nodes took {draw_ms:.0f} ms"
 
@@ -495,11 +462,11 @@ def test_draw_shows_an_undispatched_lattice_as_a_preview(
     page.goto(found.group(0))
     expect(page.locator("#dispatch-status .badge")).to_have_text("PREVIEW")
     expect(page.locator("#preview-banner")).to_be_visible()
-    expect(page.locator("#graph g.node")).to_have_count(4)
+    expect(page.locator("#graph g.node")).to_have_count(2)
     expect(page.get_by_role("button", name="Cancel dispatch")).to_be_hidden()
     expect(page.locator("#graph-status")).to_contain_text("preview")
-    page.get_by_label("Parameters").uncheck()
-    expect(page.locator("#graph g.node")).to_have_count(2)
+    page.get_by_label("Parameters").check()
+    expect(page.locator("#graph g.node")).to_have_count(4)
 
     page.goto(f"{server.url}/?q={dispatch_id}")
     row = page.locator(f'#rows tr[data-id="{dispatch_id}"]')
@@ -733,14 +700,14 @@ def test_event_stream_beats_and_ends_when_the_server_stops(home: Home) -> None:
 
 def test_static_files_ship_in_the_package() -> None:
     static = Path(ui.__file__).parent / "static"
-    pages = ["list.html", "dispatch.html", "settings.html", "logs.html"]
+    pages = ["list.html", "dispatch.html", "settings.html", "logs.html", "triggers.html"]
     wanted: set[str] = set()
     for name in pages:
         wanted.update(re.findall(r"/static/([\w.-]+)", (static / name).read_text()))
     for script in static.glob("*.js"):
         wanted.update(re.findall(r'from "\./([\w.-]+)"', script.read_text()))
     missing = sorted(name for name in wanted if not (static / name).is_file())
-    assert not missing and "dispatch.js" in wanted and "graph.js" in wanted, missing
+    assert not missing and "dispatch.js" in wanted and "triggers.js" in wanted, missing
 
 
 def test_log_tail_reads_only_the_end(tmp_path: Path) -> None:
@@ -753,7 +720,7 @@ def test_log_tail_reads_only_the_end(tmp_path: Path) -> None:
 
 
 def test_configuration_masks_secrets() -> None:
-    masked = ui._masked(
+    masked = _config.masked(
         {
             "dispatcher": {"token": "s3cret", "port": 1, "db_url": "postgresql://u:pw@h/db"},
             "executors": {"ssh": {"password": ""}},

@@ -21,9 +21,14 @@ export const LEGEND = [
   ["FAILED", "failed"], ["CANCELLED", "cancelled"], ["NOT_RUN", "not run"],
 ];
 
-/** A status in words, for counts: "3 waiting, 2 not run". */
+/** A status in words, for counts: "3 waiting, 2 not run" (the legend's words). */
 export function words(status) {
   return status === "NEW_OBJECT" ? "waiting" : status.toLowerCase().replace(/_/g, " ");
+}
+
+/** A status as a badge shows it: the legend's word in capitals ("WAITING", "NOT RUN"). */
+export function label(status) {
+  return words(status).toUpperCase();
 }
 
 export class ApiError extends Error {
@@ -79,8 +84,8 @@ export function duration(start, end, running = false) {
 }
 
 export function badge(status, extra = "") {
-  const label = status === "NEW_OBJECT" && extra === "preview" ? "PREVIEW" : status;
-  return `<span class="badge st-${esc(status)} ${esc(extra)}">${esc(label)}</span>`;
+  const text = status === "NEW_OBJECT" && extra === "preview" ? "PREVIEW" : label(status);
+  return `<span class="badge st-${esc(status)} ${esc(extra)}" title="${esc(status)}">${esc(text)}</span>`;
 }
 
 export function formatBytes(n) {

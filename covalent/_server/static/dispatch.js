@@ -8,8 +8,8 @@
 // dispatch ends the stream is closed. No timer polls the server. `output` events carry
 // what running nodes write: the open node's panel appends them (see panelOutput).
 import {
-  api, badge, confirmDialog, duration, esc, FINAL, fmtDuration, fmtTime, LEGEND, moves, notify,
-  showVersion, throttle, words,
+  api, badge, confirmDialog, duration, esc, FINAL, fmtDuration, fmtTime, label, LEGEND, moves,
+  notify, showVersion, throttle, words,
 } from "./common.js";
 import { GraphView } from "./graph.js";
 import { appendOutput, renderPanel } from "./panel.js";
@@ -35,6 +35,7 @@ const changed = new Set();
 let frame = 0;
 
 const graph = new GraphView($("graph"), { onSelect: (id) => openPanel(id) });
+graph.attachMinimap($("minimap"));
 
 function showParams() {
   return $("show-params").checked;
@@ -153,7 +154,7 @@ function flush() {
     if (item) {
       const b = item.lastElementChild;
       b.className = `badge st-${nodes[id].status}`;
-      b.textContent = nodes[id].status;
+      b.textContent = label(nodes[id].status);
     }
   }
   const panelStale = openNode != null && changed.has(openNode);
@@ -181,6 +182,7 @@ function renderHead() {
     <dt>Duration</dt><dd>${fmtDuration(duration(d.start_time, d.end_time, running))}</dd>`;
   $("cancel-dispatch").hidden = !running;
   $("rerun-dispatch").hidden = running || !!d.preview;
+  $("retry-failed").hidden = running || !!d.preview || !["FAILED", "CANCELLED"].includes(d.status);
   $("preview-banner").hidden = !d.preview;
   $("dispatch-error").hidden = !d.error;
   $("dispatch-error-text").textContent = d.error || "";
@@ -189,7 +191,8 @@ function renderHead() {
 
 function liveStatus() {
   const d = dispatch;
-  let text = `${nodes.length.toLocaleString()} nodes`;
+  const work = nodes.filter((n) => n.kind !== "parameter").length; // electrons, as everywhere
+  let text = `${work.toLocaleString()} nodes`;
   if (d.preview) text += " · preview";
   else if (d.finished) text += " · finished";
   else if (events && events.readyState === EventSource.OPEN) text += " · live";
@@ -222,10 +225,10 @@ function renderList() {
   listItems.length = 0;
   for (const n of nodes) {
     if (!params && n.kind === "parameter") continue;
-    const label = `${n.name}(${n.node_id})`;
-    if (query && !label.toLowerCase().includes(query)) continue;
+    const name = `${n.name}(${n.node_id})`;
+    if (query && !name.toLowerCase().includes(query)) continue;
     visible.push(n.node_id);
-    html.push(`<li role="option" id="opt-${n.node_id}" data-id="${n.node_id}" aria-selected="${n.node_id === openNode}"><span class="name">${esc(label)}</span><span class="badge st-${esc(n.status)}">${esc(n.status)}</span></li>`);
+    html.push(`<li role="option" id="opt-${n.node_id}" data-id="${n.node_id}" aria-selected="${n.node_id === openNode}"><span class="name">${esc(name)}</span><span class="badge st-${esc(n.status)}">${esc(label(n.status))}</span></li>`);
   }
   const list = $("node-list");
   list.innerHTML = html.join("") || '<li class="muted" role="presentation">No node matches.</li>';
@@ -271,8 +274,9 @@ function wireList() {
   $("zoom-in").addEventListener("click", () => graph.zoomBy(1.25));
   $("zoom-out").addEventListener("click", () => graph.zoomBy(0.8));
   $("zoom-fit").addEventListener("click", () => graph.fit());
+  $("zoom-all").addEventListener("click", () => graph.fit(true));
   $("graph").setAttribute("tabindex", "0");
-  $("legend").innerHTML = LEGEND.map(([s, label]) => `<span><i class="seg-${s}"></i>${label}</span>`).join("");
+  $("legend").innerHTML = LEGEND.map(([s, text]) => `<span><i class="seg-${s}"></i>${text}</span>`).join("");
 }
 
 // node panel
@@ -336,14 +340,17 @@ async function cancelNodes(taskIds, what) {
   }
 }
 
-async function rerun() {
-  const yes = await confirmDialog("Run this dispatch again with the same inputs? It becomes a new dispatch.", { confirm: "Re-run" });
+async function rerun(reuse) {
+  const question = reuse
+    ? "Run the nodes that did not complete again? Completed nodes keep their outputs; it becomes a new dispatch."
+    : "Run this dispatch again with the same inputs? Every node runs again; it becomes a new dispatch.";
+  const yes = await confirmDialog(question, { confirm: reuse ? "Retry failed" : "Re-run" });
   if (!yes) return;
   try {
-    const answer = await api(`/dispatches/${encodeURIComponent(dispatchId)}/redispatch`, { method: "POST", json: {} });
+    const answer = await api(`/dispatches/${encodeURIComponent(dispatchId)}/redispatch`, { method: "POST", json: { reuse_previous_results: reuse } });
     location.assign(`/dispatches/${encodeURIComponent(answer.dispatch_id)}`);
   } catch (error) {
-    notify(`Could not re-run: ${error.message}`);
+    notify(`Could not ${reuse ? "retry" : "re-run"}: ${error.message}`);
   }
 }
 
@@ -378,7 +385,8 @@ document.addEventListener("keydown", (e) => {
   if (e.key === "Escape" && openNode != null && !document.querySelector("dialog[open]")) closePanel();
 });
 $("cancel-dispatch").addEventListener("click", () => cancelNodes(null, "this dispatch"));
-$("rerun-dispatch").addEventListener("click", rerun);
+$("rerun-dispatch").addEventListener("click", () => rerun(false));
+$("retry-failed").addEventListener("click", () => rerun(true));
 wireList();
 wireTabs();
 start();

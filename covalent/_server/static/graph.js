@@ -6,6 +6,13 @@
 // Everything is linear or n log n per sweep, and the SVG is written in one innerHTML,
 // so a graph of thousands of nodes draws in well under a second. Status changes only
 // touch the class of the changed nodes, batched into one animation frame.
+//
+// Large graphs open readable: a wide fan-out (GROUP_MIN or more nodes of one name with
+// the same consumers and the same non-parameter inputs) is drawn as one group node,
+// "inc ×1000", coloured by its members' progress, that expands when clicked; "fit"
+// never zooms out below READABLE (it shows the top of the graph instead; "all" fits it
+// whole), and a minimap (shown while the graph does not fit in view) shows the whole
+// graph with the part in view.
 
 import { esc } from "./common.js";
 
@@ -13,11 +20,13 @@ const WIDTH = { electron: 176, parameter: 124, collection: 136, operation: 124 }
 const HEIGHT = 40;
 const LAYER_GAP = 80;
 const GAP = 22;
+export const GROUP_MIN = 12;
+const READABLE = 0.45;
 
 /** Positions for the nodes shown: `{x, y, w, h}` by node id, plus the bounds. */
-export function layout(nodes, edges, showParams = true) {
+export function layout(nodes, edges, showParams = true, hidden = null) {
   const n = nodes.length;
-  const keep = nodes.map((node) => showParams || node.kind !== "parameter");
+  const keep = nodes.map((node) => (showParams || node.kind !== "parameter") && !(hidden && hidden[node.node_id]));
   const shown = edges.filter((e) => keep[e[0]] && keep[e[1]]);
   const parents = Array.from({ length: n }, () => []);
   const children = Array.from({ length: n }, () => []);
@@ -113,6 +122,52 @@ function place(layers, parents, children, nodes, n) {
   return pos;
 }
 
+/** Wide fan-outs to draw as one node: `{groups: [{key, members}], leader, hidden}`,
+ * where `leader[v]` is the group drawn in member v's place and `hidden[v]` is true for
+ * every other member (and for parameters that feed only hidden members). */
+export function fanOuts(nodes, edges, showParams, expanded = new Set()) {
+  const n = nodes.length;
+  const parents = Array.from({ length: n }, () => []);
+  const children = Array.from({ length: n }, () => []);
+  for (const [s, t] of edges) { children[s].push(t); parents[t].push(s); }
+  const byKey = new Map();
+  for (const node of nodes) {
+    const v = node.node_id;
+    if (node.kind === "parameter") continue;
+    const ins = parents[v].filter((u) => nodes[u].kind !== "parameter").sort((a, b) => a - b);
+    const key = `${node.name}|${ins.join(",")}|${children[v].slice().sort((a, b) => a - b).join(",")}`;
+    if (!byKey.has(key)) byKey.set(key, []);
+    byKey.get(key).push(v);
+  }
+  const groups = [];
+  const leader = new Int32Array(n).fill(-1);
+  const hidden = new Array(n).fill(false);
+  for (const [key, members] of byKey) {
+    if (members.length < GROUP_MIN || expanded.has(key)) continue;
+    const group = { key, members, index: groups.length };
+    groups.push(group);
+    for (const v of members) { leader[v] = group.index; hidden[v] = v !== members[0]; }
+  }
+  if (groups.length) {
+    for (const node of nodes) {
+      const v = node.node_id;
+      if (node.kind === "parameter" && children[v].length && children[v].every((c) => hidden[c])) hidden[v] = true;
+    }
+  }
+  return { groups, leader, hidden };
+}
+
+/** The status a group shows: running if any runs, failed if any failed, completed when
+ * all completed, else the most common status. */
+export function groupStatus(statuses) {
+  const count = {};
+  for (const s of statuses) count[s] = (count[s] || 0) + 1;
+  if (count.RUNNING) return "RUNNING";
+  if (count.FAILED) return "FAILED";
+  if (count.COMPLETED === statuses.length) return "COMPLETED";
+  return Object.entries(count).sort((a, b) => b[1] - a[1])[0][0];
+}
+
 /** What a node shows: a short title and a second line. */
 export function nodeText(node) {
   if (node.kind === "parameter") {
@@ -138,15 +193,21 @@ export class GraphView {
     this.selected = null;
     this.dirty = new Set();
     this.frame = 0;
+    this.expanded = new Set();
     this.wireInput();
     // Until the user zooms or pans, the graph keeps fitting its box (panel opened, resize).
     new ResizeObserver(() => { if (!this.moved && this.pos) this.fit(); }).observe(svg);
   }
 
-  /** Lay out and draw `nodes` (indexed by node id) and `edges` ([source, target, label]). */
-  draw(nodes, edges, showParams) {
+  /** Lay out and draw `nodes` (indexed by node id) and `edges` ([source, target, label]),
+   * wide fan-outs as group nodes unless `grouping` is false. */
+  draw(nodes, edges, showParams, grouping = true) {
     this.nodes = nodes;
-    const { pos, edges: shown } = layout(nodes, edges, showParams);
+    this.args = [edges, showParams, grouping];
+    const fans = grouping ? fanOuts(nodes, edges, showParams, this.expanded) : { groups: [], leader: null, hidden: null };
+    this.groups = fans.groups;
+    this.leader = fans.leader;
+    const { pos, edges: shown } = layout(nodes, edges, showParams, fans.hidden);
     this.pos = pos;
     const parts = [
       `<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerUnits="userSpaceOnUse" markerWidth="10" markerHeight="10" orient="auto"><path d="M0,0 L10,5 L0,10 z" fill="#9aa5b4"/></marker></defs>`,
@@ -169,11 +230,13 @@ export class GraphView {
     for (const node of nodes) {
       const p = pos[node.node_id];
       if (!p) continue;
-      const { title, sub } = nodeText(node);
+      const group = this.groupOf(node.node_id);
+      const { title, sub } = group ? this.groupText(group) : nodeText(node);
       const left = -p.w / 2;
+      const tip = group ? `${node.name} ×${group.members.length}: click to expand` : `${node.name}(${node.node_id})`;
       parts.push(
-        `<g class="${this.nodeClass(node)}" data-id="${node.node_id}" transform="translate(${p.x.toFixed(1)},${p.y})">`,
-        `<title>${esc(node.name)}(${node.node_id})</title>`,
+        `<g class="${this.nodeClass(node)}" data-id="${node.node_id}"${group ? ` data-group="${group.index}"` : ""} transform="translate(${p.x.toFixed(1)},${p.y})">`,
+        `<title>${esc(tip)}</title>`,
         `<rect class="box" x="${left}" y="${-p.h / 2}" width="${p.w}" height="${p.h}" rx="8"/>`,
         `<rect class="tag" x="${left}" y="${-p.h / 2}" width="6" height="${p.h}" rx="3"/>`,
         `<text x="${left + 14}" y="-7">${esc(clip(title, p.w, 7.3))}</text>`,
@@ -191,14 +254,45 @@ export class GraphView {
     this.fit();
   }
 
+  /** The group drawn in node `id`'s place, if `id` leads one. */
+  groupOf(id) {
+    const g = this.leader ? this.leader[id] : -1;
+    return g >= 0 && this.groups[g].members[0] === id ? this.groups[g] : null;
+  }
+
+  groupText(group) {
+    const done = group.members.filter((v) => this.nodes[v].status === "COMPLETED").length;
+    return { title: `${this.nodes[group.members[0]].name} ×${group.members.length}`, sub: `group · ${done}/${group.members.length} done` };
+  }
+
+  /** Draw group `index`'s members one by one (the graph is laid out again). */
+  expand(index) {
+    const group = this.groups[index];
+    if (!group) return;
+    this.expanded.add(group.key);
+    this.draw(this.nodes, ...this.args);
+  }
+
+  /** Expand the group that hides node `id`, if any; whether the graph changed. */
+  showNode(id) {
+    if (this.pos && this.pos[id]) return false;
+    const g = this.leader ? this.leader[id] : -1;
+    if (g < 0) return false;
+    this.expand(g);
+    return true;
+  }
+
   nodeClass(node) {
     const selected = node.node_id === this.selected ? " selected" : "";
-    return `node k-${node.kind} st-${node.status}${selected}`;
+    const group = this.groupOf(node.node_id);
+    const status = group ? groupStatus(group.members.map((v) => this.nodes[v].status)) : node.status;
+    return `node k-${node.kind}${group ? " group" : ""} st-${status}${selected}`;
   }
 
   /** Redraw a node's status at the next frame (many calls, one DOM pass). */
   update(nodeId) {
-    this.dirty.add(nodeId);
+    const g = this.leader ? this.leader[nodeId] : -1;
+    this.dirty.add(g >= 0 ? this.groups[g].members[0] : nodeId);
     if (!this.frame) this.frame = requestAnimationFrame(() => this.flush());
   }
 
@@ -206,12 +300,17 @@ export class GraphView {
     this.frame = 0;
     for (const id of this.dirty) {
       const el = this.nodeEls && this.nodeEls[id];
-      if (el) el.setAttribute("class", this.nodeClass(this.nodes[id]));
+      if (!el) continue;
+      el.setAttribute("class", this.nodeClass(this.nodes[id]));
+      const group = this.groupOf(id);
+      if (group) el.querySelector("text.sub").textContent = this.groupText(group).sub;
     }
     this.dirty.clear();
+    this.drawMinimap();
   }
 
   select(nodeId, reveal = false) {
+    if (nodeId != null) this.showNode(nodeId);
     if (this.selected != null) this.highlight(this.selected, false);
     this.selected = nodeId;
     if (nodeId != null) {
@@ -233,6 +332,7 @@ export class GraphView {
     if (this.viewport) this.viewport.setAttribute("transform", `translate(${x.toFixed(1)},${y.toFixed(1)}) scale(${k.toFixed(4)})`);
     this.svg.classList.toggle("lod-1", k < 0.6 && k >= 0.32);
     this.svg.classList.toggle("lod-2", k < 0.32);
+    this.drawMinimap();
   }
 
   size() {
@@ -250,15 +350,68 @@ export class GraphView {
     return x0 === Infinity ? { x0: 0, y0: 0, x1: 1, y1: 1 } : { x0, y0, x1, y1 };
   }
 
-  fit() {
+  /** Fit the graph in view, but no smaller than readable: a graph too large for that
+   * shows its top, centred, at READABLE (`all` fits it whole however small). */
+  fit(all = false) {
     this.moved = false;
     const { w, h } = this.size();
     const b = this.bounds();
     const pad = 40;
     const k = Math.min(1.2, (w - 2 * pad) / (b.x1 - b.x0), (h - 2 * pad - 30) / (b.y1 - b.y0));
-    const kk = Math.max(0.02, k);
-    this.view = { k: kk, x: w / 2 - ((b.x0 + b.x1) / 2) * kk, y: h / 2 + 15 - ((b.y0 + b.y1) / 2) * kk };
+    const kk = Math.max(all ? 0.02 : READABLE, Math.max(0.02, k));
+    const y = kk > k ? pad + 30 - b.y0 * kk : h / 2 + 15 - ((b.y0 + b.y1) / 2) * kk;
+    this.view = { k: kk, x: w / 2 - ((b.x0 + b.x1) / 2) * kk, y };
+    this.readable = kk > k;
     this.apply();
+  }
+
+  // the minimap: every node as a dot, and the part of the graph in view
+
+  attachMinimap(canvas) {
+    this.minimap = canvas;
+    const go = (e) => {
+      const r = canvas.getBoundingClientRect();
+      const m = this.mapScale;
+      if (!m) return;
+      const gx = (e.clientX - r.left - m.ox) / m.s;
+      const gy = (e.clientY - r.top - m.oy) / m.s;
+      const { w, h } = this.size();
+      this.moved = true;
+      this.view = { ...this.view, x: w / 2 - gx * this.view.k, y: h / 2 - gy * this.view.k };
+      this.schedule();
+    };
+    let dragging = false;
+    canvas.addEventListener("pointerdown", (e) => { dragging = true; canvas.setPointerCapture(e.pointerId); go(e); });
+    canvas.addEventListener("pointermove", (e) => { if (dragging) go(e); });
+    canvas.addEventListener("pointerup", () => { dragging = false; });
+  }
+
+  drawMinimap() {
+    const canvas = this.minimap;
+    if (!canvas || !this.pos) return;
+    const cw = canvas.width, ch = canvas.height;
+    const b = this.bounds();
+    const s = Math.min((cw - 8) / (b.x1 - b.x0), (ch - 8) / (b.y1 - b.y0));
+    const ox = (cw - (b.x1 - b.x0) * s) / 2 - b.x0 * s;
+    const oy = (ch - (b.y1 - b.y0) * s) / 2 - b.y0 * s;
+    this.mapScale = { s, ox, oy };
+    const ctx = canvas.getContext("2d");
+    ctx.clearRect(0, 0, cw, ch);
+    const colours = getComputedStyle(canvas);
+    for (const node of this.nodes) {
+      const p = this.pos[node.node_id];
+      if (!p) continue;
+      const status = this.nodeClass(node).match(/st-(\w+)/)[1];
+      ctx.fillStyle = colours.getPropertyValue(`--mm-${status}`) || "#9aa5b4";
+      ctx.fillRect(ox + (p.x - p.w / 2) * s, oy + (p.y - p.h / 2) * s, Math.max(1.5, p.w * s), Math.max(1.5, p.h * s));
+    }
+    const { w, h } = this.size();
+    const { k, x, y } = this.view;
+    // Only a graph that does not fit in view needs a map of where the view is.
+    canvas.hidden = b.x0 * k + x >= 0 && b.x1 * k + x <= w && b.y0 * k + y >= 0 && b.y1 * k + y <= h;
+    ctx.strokeStyle = "#1f5fbf";
+    ctx.lineWidth = 1.5;
+    ctx.strokeRect(ox + (-x / k) * s, oy + (-y / k) * s, (w / k) * s, (h / k) * s);
   }
 
   zoomBy(factor, cx, cy) {
@@ -333,7 +486,8 @@ export class GraphView {
       svg.classList.remove("panning");
       if (moved || e.type === "pointercancel") return;
       const node = e.target.closest && e.target.closest("g.node");
-      if (node) this.onSelect(Number(node.dataset.id));
+      if (node && node.dataset.group != null) this.expand(Number(node.dataset.group));
+      else if (node) this.onSelect(Number(node.dataset.id));
     };
     svg.addEventListener("pointerup", end);
     svg.addEventListener("pointercancel", end);

@@ -1,12 +1,13 @@
 // The dispatch list: filters, search and pages in the URL; live through server-sent events.
 import {
-  api, badge, confirmDialog, duration, esc, FINAL, fmtDuration, fmtTime, notify, showVersion,
-  throttle, words,
+  api, badge, confirmDialog, duration, esc, FINAL, fmtDuration, fmtTime, label, notify,
+  showVersion, throttle, words,
 } from "./common.js";
 
 const $ = (id) => document.getElementById(id);
 const state = readUrl();
 let total = 0;
+const open = new Set(); // dispatches whose sublattice dispatches are shown
 
 function readUrl() {
   const p = new URLSearchParams(location.search);
@@ -56,7 +57,7 @@ function renderStatusOptions(counts) {
   const all = Object.values(counts).reduce((a, b) => a + b, 0);
   const names = [...new Set([...Object.keys(counts), state.status].filter(Boolean))].sort();
   select.innerHTML = `<option value="">All statuses (${all.toLocaleString()})</option>` +
-    names.map((s) => `<option value="${esc(s)}">${esc(s)} (${(counts[s] || 0).toLocaleString()})</option>`).join("");
+    names.map((s) => `<option value="${esc(s)}">${esc(label(s))} (${(counts[s] || 0).toLocaleString()})</option>`).join("");
   select.value = state.status;
 }
 
@@ -79,24 +80,65 @@ function renderRows(rows) {
       : "No dispatches yet: run <code>ct.dispatch(workflow)(...)</code> and it shows up here."}</td></tr>`;
     return;
   }
-  $("rows").innerHTML = rows.map((d) => {
-    const preview = d.status === "NEW_OBJECT" && d.start_time == null;
-    const running = !FINAL.has(d.status) && !preview;
-    const href = `/dispatches/${encodeURIComponent(d.dispatch_id)}`;
-    const canDelete = FINAL.has(d.status) || preview;
-    return `<tr data-id="${esc(d.dispatch_id)}">
-      <td><a class="id-link" href="${href}" title="${esc(d.dispatch_id)}">${esc(d.dispatch_id.slice(0, 8))}</a></td>
-      <td><a href="${href}">${esc(d.lattice_name)}</a></td>
+  $("rows").innerHTML = rows.map((d) => row(d, 0)).join("");
+  for (const id of open) if (rows.some((d) => d.dispatch_id === id)) showChildren(id);
+}
+
+/** One dispatch's row; `depth` > 0 for a sublattice dispatch under its parent. */
+function row(d, depth) {
+  const preview = d.status === "NEW_OBJECT" && d.start_time == null;
+  const running = !FINAL.has(d.status) && !preview;
+  const href = `/dispatches/${encodeURIComponent(d.dispatch_id)}`;
+  const canDelete = (FINAL.has(d.status) || preview) && !d.parent_dispatch_id;
+  const toggle = d.children
+    ? `<button type="button" class="linkish toggle" data-id="${esc(d.dispatch_id)}" aria-expanded="${open.has(d.dispatch_id)}"
+        title="Show or hide its sublattice dispatches">${open.has(d.dispatch_id) ? "▾" : "▸"} ${d.children} sublattice${d.children === 1 ? "" : "s"}</button>` : "";
+  const sub = d.parent_dispatch_id
+    ? `<span class="sub-mark" title="A sublattice dispatch: node ${esc(d.parent_node_id)} of dispatch ${esc(d.parent_dispatch_id)}">↳ sublattice</span> ` : "";
+  return `<tr data-id="${esc(d.dispatch_id)}" data-depth="${depth}" class="${depth ? "child" : ""}"${d.parent_dispatch_id ? ` data-parent="${esc(d.parent_dispatch_id)}"` : ""}>
+      <td style="padding-left:${0.6 + depth * 1.4}rem"><a class="id-link" href="${href}" title="${esc(d.dispatch_id)}">${esc(d.dispatch_id.slice(0, 8))}</a></td>
+      <td>${sub}<a href="${href}">${esc(d.lattice_name)}</a> ${toggle}</td>
       <td>${badge(d.status, preview ? "preview" : "")}</td>
       <td>${countsCell(d.node_counts)}</td>
       <td class="time">${fmtTime(d.start_time ?? d.created_at)}</td>
       <td class="time hide-narrow">${fmtTime(d.end_time)}</td>
       <td class="num">${fmtDuration(duration(d.start_time, d.end_time, running))}</td>
       <td><button type="button" class="danger delete" data-id="${esc(d.dispatch_id)}" data-preview="${preview}"
-        ${canDelete ? "" : "disabled title=\"Cancel it first: only finished dispatches can be deleted\""}
+        ${canDelete ? "" : `disabled title="${d.parent_dispatch_id ? "Deleted with its parent dispatch" : "Cancel it first: only finished dispatches can be deleted"}"`}
         aria-label="Delete dispatch ${esc(d.dispatch_id)}">Delete</button></td>
     </tr>`;
-  }).join("");
+}
+
+/** Insert the sublattice dispatches of `id` under its row (they may have their own). */
+async function showChildren(id) {
+  const parentRow = $("rows").querySelector(`tr[data-id="${CSS.escape(id)}"]`);
+  if (!parentRow) return;
+  let data;
+  try {
+    data = await api(`/ui/dispatches?${new URLSearchParams({ parent: id, limit: 500 })}`);
+  } catch (error) {
+    notify(`Could not load the sublattice dispatches: ${error.message}`);
+    return;
+  }
+  hideChildren(id);
+  const depth = Number(parentRow.dataset.depth) + 1;
+  parentRow.insertAdjacentHTML("afterend", data.dispatches.slice().reverse().map((d) => row(d, depth)).join(""));
+  for (const d of data.dispatches) if (open.has(d.dispatch_id)) showChildren(d.dispatch_id);
+}
+
+function hideChildren(id) {
+  for (const child of $("rows").querySelectorAll(`tr[data-parent="${CSS.escape(id)}"]`)) {
+    hideChildren(child.dataset.id);
+    child.remove();
+  }
+}
+
+function toggleChildren(button) {
+  const id = button.dataset.id;
+  if (open.has(id)) { open.delete(id); hideChildren(id); } else { open.add(id); showChildren(id); }
+  const on = open.has(id);
+  button.setAttribute("aria-expanded", String(on));
+  button.textContent = button.textContent.replace(/^[▸▾]/, on ? "▾" : "▸");
 }
 
 function renderPager(shown, pages) {
@@ -143,6 +185,8 @@ function wire() {
   $("rows").addEventListener("click", (e) => {
     const button = e.target.closest("button.delete");
     if (button) remove(button.dataset.id, button.dataset.preview === "true");
+    const toggle = e.target.closest("button.toggle");
+    if (toggle) toggleChildren(toggle);
   });
   // Any committed transition may change this page: reload it, at most once a second.
   const events = new EventSource(`/api/v1/events?summary=true`);

@@ -69,6 +69,15 @@ function attemptsTable(node) {
   return `<table><thead><tr><th scope="col" class="num">#</th><th scope="col">Status</th><th scope="col">Started</th><th scope="col" class="num">Took</th><th scope="col"><span class="visually-hidden">Error</span></th></tr></thead><tbody>${body}</tbody></table>`;
 }
 
+const NO_OUTPUT = {
+  FAILED: "No output: it failed (the error is below).",
+  POSTPROCESSING_FAILED: "No output: it failed (the error is below).",
+  CANCELLED: "No output: it was cancelled.",
+  NOT_RUN: "No output: it did not run, because a node it needs did not complete.",
+  RUNNING: "No output yet: it is running.",
+  NEW_OBJECT: "No output yet: it waits for its inputs.",
+};
+
 /** Fill `panel` with node `nodeId` of `dispatchId`; returns the node's detail. */
 export async function renderPanel(panel, dispatchId, nodeId, { canCancel, nameOf }) {
   const node = await api(`/ui/dispatches/${encodeURIComponent(dispatchId)}/nodes/${nodeId}`);
@@ -92,7 +101,7 @@ export async function renderPanel(panel, dispatchId, nodeId, { canCancel, nameOf
     </dl>`,
     node.kind === "parameter" ? "" : section("p-executor", "Executor settings", settingsTable(node.executor_spec, node.metadata)),
     section("p-inputs", "Inputs", inputsTable(node.inputs)),
-    section("p-output", `Output${outputNote}`, node.status === "COMPLETED" ? `${pre(node.output_repr ?? "")}${download ? `<p>${download}</p>` : ""}` : '<p class="muted">No output (yet).</p>'),
+    section("p-output", `Output${outputNote}`, node.status === "COMPLETED" ? `${pre(node.output_repr ?? "")}${download ? `<p>${download}</p>` : ""}` : `<p class="muted">${NO_OUTPUT[node.status] || "No output yet."}</p>`),
     node.error ? section("p-error", "Error", pre(node.error, "error")) : "",
     node.kind === "parameter" ? "" : section("p-stdout", "stdout", streamBlock("stdout", node.stdout)),
     node.kind === "parameter" ? "" : section("p-stderr", "stderr", streamBlock("stderr", node.stderr)),

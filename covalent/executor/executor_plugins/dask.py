@@ -8,7 +8,7 @@ last of them is torn down, at server stop. ``covalent cluster`` shows and change
 
 How one task runs: its function and input blobs, still pickled (the server never
 unpickles user data), become one self-contained request (:meth:`Task.packed`) that a
-Dask worker runs with :func:`covalent.executor._runner.run_packed`; the worker answers
+Dask worker runs with :func:`covalent.executor.runner.run_packed`; the worker answers
 with a MessagePack reply (covalent.executor.messages), which becomes the
 :class:`Outcome`. A request larger than ``SCATTER_BYTES`` is scattered to a worker
 first, so that it does not travel inside the task graph through the scheduler.
@@ -35,8 +35,9 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from covalent._errors import ExecutorError
-from covalent.executor._runner import run_packed
+from covalent.executor import settings as check
 from covalent.executor.base import BaseExecutor
+from covalent.executor.runner import run_packed
 from covalent.executor.task import Outcome, Task, load_reply, outcome_from_reply, workdir_options
 
 if TYPE_CHECKING:
@@ -289,6 +290,10 @@ class DaskExecutor(BaseExecutor):
         env: environment variables set while the electron runs.
         restart_on_cancel: restart the worker process running a cancelled electron, which
             is the only way to stop it (None: on the local cluster only).
+        cache_dir, time_limit, retries: the original's, accepted and kept.
+
+    Every setting is checked here: a wrong one raises ExecutorSettingError (a
+    ValueError) naming it, its value and what is expected.
 
     The local cluster's settings (``n_workers``, ``threads_per_worker``, ``dashboard``)
     are those of the first executor that starts it; ``covalent cluster --scale N``
@@ -307,17 +312,26 @@ class DaskExecutor(BaseExecutor):
         log_stderr: str = "",
         env: dict[str, str] | None = None,
         restart_on_cancel: bool | None = None,
+        cache_dir: str = "",
+        time_limit: float = -1,
+        retries: int = 0,
     ) -> None:
-        self.scheduler_address = str(scheduler_address or "")
-        self.n_workers = int(n_workers)
-        self.threads_per_worker = int(threads_per_worker)
-        self.dashboard = bool(dashboard)
-        self.workdir = str(workdir)
-        self.create_unique_workdir = bool(create_unique_workdir)
-        self.log_stdout = str(log_stdout)
-        self.log_stderr = str(log_stderr)
-        self.env = dict(env or {})
-        self.restart_on_cancel = restart_on_cancel
+        super().__init__(log_stdout, log_stderr, cache_dir, time_limit, retries)
+        owner = type(self).__name__
+        self.scheduler_address = check.text(owner, "scheduler_address", scheduler_address)
+        self.n_workers = check.integer(owner, "n_workers", n_workers)
+        self.threads_per_worker = check.integer(owner, "threads_per_worker", threads_per_worker, 1)
+        self.dashboard = check.flag(owner, "dashboard", dashboard)
+        self.workdir = check.path(owner, "workdir", workdir)
+        self.create_unique_workdir = check.flag(
+            owner, "create_unique_workdir", create_unique_workdir
+        )
+        self.env = check.environment(owner, "env", env)
+        self.restart_on_cancel = (
+            None
+            if restart_on_cancel is None
+            else check.flag(owner, "restart_on_cancel", restart_on_cancel)
+        )
         self._client: Client | None = None
         self._local: LocalDaskCluster | None = None
         self._lock: asyncio.Lock | None = None

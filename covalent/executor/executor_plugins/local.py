@@ -6,6 +6,7 @@ import asyncio
 import os
 from typing import Any
 
+from covalent.executor import settings as check
 from covalent.executor._pool import WorkerPool
 from covalent.executor.base import BaseExecutor, Report
 from covalent.executor.task import Cancellable, Outcome, Task, workdir_options
@@ -39,6 +40,11 @@ class LocalExecutor(BaseExecutor):
         env: environment variables set while the electron runs.
         memory_limit: (ours) bytes of memory each worker process may use (0: no limit);
             an electron that needs more fails with a MemoryError.
+        cache_dir, time_limit, retries: the original's, accepted and kept (see
+            :class:`~covalent.executor.base.BaseExecutor`).
+
+    Every setting is checked here: a wrong one raises ExecutorSettingError (a
+    ValueError) naming it, its value and what is expected.
     """
 
     def __init__(
@@ -50,14 +56,19 @@ class LocalExecutor(BaseExecutor):
         workers: int = 0,
         env: dict[str, str] | None = None,
         memory_limit: int = 0,
+        cache_dir: str = "",
+        time_limit: float = -1,
+        retries: int = 0,
     ) -> None:
-        self.workdir = str(workdir)
-        self.create_unique_workdir = bool(create_unique_workdir)
-        self.log_stdout = str(log_stdout)
-        self.log_stderr = str(log_stderr)
-        self.workers = int(workers)
-        self.env = dict(env or {})
-        self.memory_limit = int(memory_limit)
+        super().__init__(log_stdout, log_stderr, cache_dir, time_limit, retries)
+        owner = type(self).__name__
+        self.workdir = check.path(owner, "workdir", workdir)
+        self.create_unique_workdir = check.flag(
+            owner, "create_unique_workdir", create_unique_workdir
+        )
+        self.workers = check.integer(owner, "workers", workers)
+        self.env = check.environment(owner, "env", env)
+        self.memory_limit = check.integer(owner, "memory_limit", memory_limit)
         self._pool: WorkerPool | None = None
 
     def task_options(self, task: Task) -> dict[str, Any]:
@@ -83,7 +94,7 @@ class LocalExecutor(BaseExecutor):
     async def execute(self, task: Task) -> Outcome:
         return await self.pool.run(task, self.task_options(task))
 
-    def _start_many(self, tasks: list[tuple[Task, Report]]) -> list[Cancellable] | None:
+    def start_many(self, tasks: list[tuple[Task, Report]]) -> list[Cancellable] | None:
         if type(self).execute is not LocalExecutor.execute:
             return None
         return list(self.pool.start_many([(t, self.task_options(t), r) for t, r in tasks]))

@@ -6,7 +6,7 @@ How one task runs:
    are packed into one request file (:meth:`Task.packed`) in a folder of its own under
    ``remote_workdir``, beside a job script.
 2. ``sbatch`` submits the script. The job runs the ``prerun_commands``, then
-   ``python -m covalent.executor._runner --stream REQUEST REPLY``, then the
+   ``python -m covalent.executor.runner --stream REQUEST REPLY``, then the
    ``postrun_commands``. The electron writes to the job's own output files.
 3. One poller per executor asks ``squeue`` about all of its jobs at once, every
    ``poll_freq`` seconds, until each job reaches a final state. A job seen RUNNING
@@ -42,6 +42,8 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
+from covalent._errors import ExecutorSettingError
+from covalent.executor import settings as check
 from covalent.executor.base import BaseExecutor
 from covalent.executor.live import LiveOutput
 from covalent.executor.messages import Reply
@@ -142,6 +144,11 @@ class SlurmExecutor(BaseExecutor):
         known_hosts: file of trusted host keys (default ``~/.ssh/known_hosts``).
         verify_host_key: check the host's key against ``known_hosts``; turn it off only
             on a network you trust.
+        log_stdout, log_stderr, cache_dir, time_limit, retries: the original's, accepted
+            and kept.
+
+    Every setting is checked here: a wrong one raises ExecutorSettingError (a
+    ValueError) naming it, its value and what is expected.
     """
 
     def __init__(
@@ -160,21 +167,28 @@ class SlurmExecutor(BaseExecutor):
         port: int = 22,
         known_hosts: str = "",
         verify_host_key: bool = True,
+        log_stdout: str = "",
+        log_stderr: str = "",
+        cache_dir: str = "",
+        time_limit: float = -1,
+        retries: int = 0,
     ) -> None:
-        self.username = str(username)
-        self.address = str(address)
-        self.ssh_key_file = str(ssh_key_file)
-        self.remote_workdir = str(remote_workdir)
-        self.options = dict(options or {})
-        self.prerun_commands = [str(c) for c in prerun_commands or []]
-        self.postrun_commands = [str(c) for c in postrun_commands or []]
-        self.python_path = str(python_path)
-        self.poll_freq = float(poll_freq)
-        self.cleanup = bool(cleanup)
-        self.env = {str(k): str(v) for k, v in (env or {}).items()}
-        self.port = int(port)
-        self.known_hosts = str(known_hosts)
-        self.verify_host_key = bool(verify_host_key)
+        super().__init__(log_stdout, log_stderr, cache_dir, time_limit, retries)
+        owner = type(self).__name__
+        self.username = check.text(owner, "username", username)
+        self.address = check.text(owner, "address", address)
+        self.ssh_key_file = check.path(owner, "ssh_key_file", ssh_key_file)
+        self.remote_workdir = check.path(owner, "remote_workdir", remote_workdir)
+        self.options = check.mapping(owner, "options", options)
+        self.prerun_commands = check.strings(owner, "prerun_commands", prerun_commands)
+        self.postrun_commands = check.strings(owner, "postrun_commands", postrun_commands)
+        self.python_path = check.path(owner, "python_path", python_path)
+        self.poll_freq = check.number(owner, "poll_freq", poll_freq)
+        self.cleanup = check.flag(owner, "cleanup", cleanup)
+        self.env = check.environment(owner, "env", env)
+        self.port = check.integer(owner, "port", port, 1)
+        self.known_hosts = check.path(owner, "known_hosts", known_hosts)
+        self.verify_host_key = check.flag(owner, "verify_host_key", verify_host_key)
         self._check_options()
         self._host: _Host | None = None
         self._poller: _Poller | None = None
@@ -183,15 +197,18 @@ class SlurmExecutor(BaseExecutor):
         for key in self.options:
             reserved = _RESERVED.get(_option_name(key))
             if reserved:
-                raise ValueError(
+                raise ExecutorSettingError(
                     f"SlurmExecutor sets the job's {reserved} file itself (it reads it back); "
                     f"remove {key!r} from options."
                 )
         bad = [k for k in self.env if not k.isidentifier() or not k.isascii()]
         if bad:
-            raise ValueError(f"env names must be shell variable names, not {bad}.")
+            raise ExecutorSettingError(f"env names must be shell variable names, not {bad}.")
         if self.poll_freq <= 0:
-            raise ValueError(f"poll_freq must be more than 0 seconds, not {self.poll_freq}.")
+            raise ExecutorSettingError(
+                f"SlurmExecutor(poll_freq={self.poll_freq!r}): poll_freq must be more than 0 "
+                "seconds."
+            )
 
     # the dispatcher's side
 
@@ -288,7 +305,7 @@ class SlurmExecutor(BaseExecutor):
         python = self.python_path or (sys.executable if not self.address else "python3")
         runner = [
             _shell_path(python),
-            "-m covalent.executor._runner --stream",
+            "-m covalent.executor.runner --stream",
             shlex.quote(job.request),
             shlex.quote(job.reply),
         ]

@@ -2,7 +2,7 @@
 
 For each electron the server packs the task (function, arguments and context as blobs)
 into one request file, uploads it by SFTP to the host's staging folder, and runs
-``python -m covalent.executor._runner --stream REQUEST REPLY`` there with the host's
+``python -m covalent.executor.runner --stream REQUEST REPLY`` there with the host's
 Python. The reply file (status, pickled output or traceback, times) comes back by SFTP
 and both files are removed. The server never unpickles user data: the reply is
 MessagePack (covalent.executor.messages), decoded into a typed record.
@@ -36,6 +36,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from covalent._errors import ExecutorError
+from covalent.executor import settings as check
 from covalent.executor.base import BaseExecutor
 from covalent.executor.live import LiveOutput
 from covalent.executor.messages import MessageError
@@ -128,6 +129,11 @@ class SSHExecutor(BaseExecutor):
         retry_wait_time: seconds between connection attempts.
         max_tasks: electrons running at once on the connection; each holds an SSH channel,
             so keep it below the host's ``MaxSessions`` (10 by default) less two.
+        log_stdout, log_stderr, cache_dir, time_limit, retries: the original's, accepted
+            and kept.
+
+    Every setting is checked here: a wrong one raises ExecutorSettingError (a
+    ValueError) naming it, its value and what is expected.
     """
 
     def __init__(
@@ -150,25 +156,36 @@ class SSHExecutor(BaseExecutor):
         max_connection_attempts: int = 5,
         retry_wait_time: float = 5.0,
         max_tasks: int = 8,
+        log_stdout: str = "",
+        log_stderr: str = "",
+        cache_dir: str = "",
+        time_limit: float = -1,
+        retries: int = 0,
     ) -> None:
-        self.username = str(username or "")
-        self.hostname = str(hostname or "")
-        self.ssh_key_file = str(ssh_key_file or "")
-        self.python_path = str(python_path or "python3")
-        self.remote_workdir = str(remote_workdir or DEFAULT_WORKDIR)
-        self.port = int(port)
-        self.conda_env = str(conda_env or "")
-        self.create_unique_workdir = bool(create_unique_workdir)
-        self.cert_file = str(cert_file or "")
-        self.remote_cache = str(remote_cache or DEFAULT_CACHE)
-        self.env = {str(k): str(v) for k, v in (env or {}).items()}
-        self.known_hosts = str(known_hosts or "")
-        self.verify_host_key = bool(verify_host_key)
-        self.do_cleanup = bool(do_cleanup)
-        self.retry_connect = bool(retry_connect)
-        self.max_connection_attempts = int(max_connection_attempts)
-        self.retry_wait_time = float(retry_wait_time)
-        self.max_tasks = int(max_tasks)
+        super().__init__(log_stdout, log_stderr, cache_dir, time_limit, retries)
+        owner = type(self).__name__
+        self.username = check.text(owner, "username", username)
+        self.hostname = check.text(owner, "hostname", hostname)
+        self.ssh_key_file = check.path(owner, "ssh_key_file", ssh_key_file)
+        self.python_path = check.path(owner, "python_path", python_path) or "python3"
+        self.remote_workdir = check.path(owner, "remote_workdir", remote_workdir) or DEFAULT_WORKDIR
+        self.port = check.integer(owner, "port", port, 1)
+        self.conda_env = check.text(owner, "conda_env", conda_env)
+        self.create_unique_workdir = check.flag(
+            owner, "create_unique_workdir", bool(create_unique_workdir)
+        )
+        self.cert_file = check.path(owner, "cert_file", cert_file)
+        self.remote_cache = check.path(owner, "remote_cache", remote_cache) or DEFAULT_CACHE
+        self.env = check.environment(owner, "env", env)
+        self.known_hosts = check.path(owner, "known_hosts", known_hosts)
+        self.verify_host_key = check.flag(owner, "verify_host_key", verify_host_key)
+        self.do_cleanup = check.flag(owner, "do_cleanup", do_cleanup)
+        self.retry_connect = check.flag(owner, "retry_connect", retry_connect)
+        self.max_connection_attempts = check.integer(
+            owner, "max_connection_attempts", max_connection_attempts, 1
+        )
+        self.retry_wait_time = check.number(owner, "retry_wait_time", retry_wait_time)
+        self.max_tasks = check.integer(owner, "max_tasks", max_tasks, 1)
         self._links: dict[tuple[str, int, str, str], _Link] = {}
         self._connecting: dict[tuple[str, int, str, str], asyncio.Future[_Link]] = {}
 
@@ -340,7 +357,7 @@ class SSHExecutor(BaseExecutor):
         steps = [f"cd {shlex.quote(staging)}", f"echo {PID_MARKER}$$"]
         if self.conda_env:
             steps.append(_conda_activation(self.conda_env))
-        run = f"{python} -m covalent.executor._runner --stream"
+        run = f"{python} -m covalent.executor.runner --stream"
         steps.append(f"exec {run} {shlex.quote(request_path)} {shlex.quote(reply_path)}")
         return _sh(" && ".join(steps))
 

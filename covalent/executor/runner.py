@@ -1,28 +1,29 @@
-"""Running one task from its blobs: the part every executor's far side shares.
+"""The far side's runner: running one task from its blobs, for every executor.
 
-A task payload (plain dict) names its function and inputs by digest; :func:`run_task`
-unpickles them, runs the electron with its context, working directory, environment and
-captured output, and returns a reply dict (status, pickled output or traceback text,
-stdout, stderr, times). When the payload names an executor plugin, the plugin's own
-``run`` is called with the function instead (so a plugin only implements ``run``).
+A task payload (:class:`~covalent.executor.payload.TaskPayload`, a plain dict with a
+``version``) names its function and inputs by digest; :func:`run_task` unpickles them,
+runs the electron with its context, working directory, environment and captured output,
+and returns a reply dict (:class:`~covalent.executor.payload.TaskReply`: status, pickled
+output or traceback text, stdout, stderr, times). When the payload names an executor
+plugin (a run executor), that executor is rebuilt here and its ``run`` is called with
+the electron instead (see :mod:`covalent.executor._run_executor`).
 
 :func:`run_packed` does the same for one self-contained pickled request, for executors
 that ship a task elsewhere (a Dask worker, a remote host, a batch job); run as
-``python -m covalent.executor._runner [--stream] REQUEST REPLY`` it reads a packed
+``python -m covalent.executor.runner [--stream] REQUEST REPLY`` it reads a packed
 request file and writes the packed reply file (the SSH and Slurm executors run it so).
-With ``--stream`` the electron's output is left on the process's own stdout and stderr
-(file descriptors 1 and 2, line-buffered, so C extensions and subprocesses count too)
-for the executor to read while it runs, instead of being captured into the reply.
+This module is public: a plugin's far side may use it, with the same covalent installed
+there. With ``--stream`` the electron's output is left on the process's own stdout and
+stderr (file descriptors 1 and 2, line-buffered, so C extensions and subprocesses count
+too) for the executor to read while it runs, instead of being captured into the reply.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import faulthandler
 import functools
 import hashlib
-import inspect
 import io
 import os
 import pickle
@@ -34,11 +35,12 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from covalent._wire import blobs, bundle
+from covalent._wire import blobs, bundle, modules
 from covalent._wire import manifest as manifestmod
 from covalent._workflow import deps, transfer
 from covalent._workflow.context import TaskContext, reset_context, set_context
-from covalent.executor import messages, plugins
+from covalent.executor import _run_executor, messages, plugins
+from covalent.executor.payload import PAYLOAD_VERSION
 
 FILE_THRESHOLD = 256 * 1024
 """Outputs larger than this are written to the blob store by the worker (as the store
@@ -49,44 +51,41 @@ class OutputNotPicklable(Exception):
     pass
 
 
+class PayloadVersionError(Exception):
+    pass
+
+
 def run_task(
     task: dict[str, Any],
     function_of: Callable[[str], Any],
     values: dict[str, bytes],
+    function_bytes: Callable[[str], bytes] | None = None,
     capture: bool = True,
 ) -> dict[str, Any]:
     """Run one task; never raises for the electron's own failures.
 
+    ``function_of(digest)`` gives a function blob unpickled, ``function_bytes(digest)``
+    its bytes (needed for a run executor's task), ``values`` the value blobs.
+
     With ``capture``, what the electron prints through ``sys.stdout``/``sys.stderr`` is
     caught here and returned in the reply (and appended to ``log_stdout``/``log_stderr``);
     without, the caller captures the process's file descriptors itself (the local pool's
-    workers do, so that C extensions and subprocesses count too).
+    workers do, so that C extensions and subprocesses count too). A run executor's task
+    is always captured here: its far side's output comes back as text.
     """
+    modules.prefer_shipped()  # this is a worker: the dispatch's module sources win
+    capture = capture or bool(task.get("plugin"))
     start = time.time()
     out, err = (io.StringIO(), io.StringIO()) if capture else (None, None)
     reply: dict[str, Any] = {"key": task["key"], "start_time": start}
     try:
-        function = function_of(task["function"])
-        args = [blobs.load_value(d, values.__getitem__) for d in task["args"]]
-        kwargs = {k: blobs.load_value(d, values.__getitem__) for k, d in task["kwargs"].items()}
-        extras = blobs.loads(values[task["extras"]]) if task.get("extras") else {}
-        executor = _plugin_executor(task.get("plugin"))  # outside the capture: its warnings
-        with _task_environment(task, out, err):
-            if extras:
-                deps.install(extras)
-                kwargs.update(transfer.apply_before(extras))
-                kwargs.update(deps.apply_before(extras))
-            result = _call(task, executor, function, args, kwargs)
-            if extras:
-                deps.apply_after(extras)
-                transfer.apply_after(extras)
-        blobs_dir = task.get("options", {}).get("blobs_dir")
-        if task.get("sublattice"):
-            bundle_ = _build_sublattice(function, args, kwargs)
-            reply.update(status="COMPLETED", **_store_output(bundle_, blobs_dir, _write_bytes))
+        _check_version(task)
+        if task.get("plugin"):
+            assert function_bytes is not None, "a run executor's task needs the function's bytes"
+            assert out is not None and err is not None  # captured here, always
+            reply.update(_run_with_executor(task, function_of, function_bytes, values, out, err))
         else:
-            reply.update(status="COMPLETED", **_store_output(result, blobs_dir, blobs.dump))
-        reply["output_repr"] = blobs.short_repr(result)
+            reply.update(_run_electron(task, function_of, values, out, err))
     except (Exception, SystemExit) as e:  # the electron's failure is a value, not the worker's
         reply.update(status="FAILED", error=_format_error(e))
         if isinstance(e, MemoryError):
@@ -97,6 +96,94 @@ def run_task(
         for stream in ("stdout", "stderr"):
             append_log(task.get("options", {}), stream, reply[stream])
     return reply
+
+
+def _check_version(task: dict[str, Any]) -> None:
+    version = task.get("version", 1)
+    if not isinstance(version, int) or version > PAYLOAD_VERSION:
+        raise PayloadVersionError(
+            f"This task's payload has version {version!r}, newer than this covalent's "
+            f"runner reads (up to {PAYLOAD_VERSION}); install the server's covalent here."
+        )
+
+
+def _run_electron(
+    task: dict[str, Any],
+    function_of: Callable[[str], Any],
+    values: dict[str, bytes],
+    out: io.StringIO | None,
+    err: io.StringIO | None,
+) -> dict[str, Any]:
+    function = function_of(task["function"])
+    args = [blobs.load_value(d, values.__getitem__) for d in task["args"]]
+    kwargs = {k: blobs.load_value(d, values.__getitem__) for k, d in task["kwargs"].items()}
+    extras = blobs.loads(values[task["extras"]]) if task.get("extras") else {}
+    with _task_environment(task, out, err):
+        if extras:
+            deps.install(extras)
+            kwargs.update(transfer.apply_before(extras))
+            kwargs.update(deps.apply_before(extras))
+        result = None if task.get("sublattice") else function(*args, **kwargs)
+        if extras:
+            deps.apply_after(extras)
+            transfer.apply_after(extras)
+    blobs_dir = task.get("options", {}).get("blobs_dir")
+    if task.get("sublattice"):  # built from the inputs, not called
+        stored = _store_output(_build_sublattice(function, args, kwargs), blobs_dir, _write_bytes)
+    else:
+        stored = _store_output(result, blobs_dir, blobs.dump)
+    return {"status": "COMPLETED", **stored, "output_repr": blobs.short_repr(result)}
+
+
+def _run_with_executor(
+    task: dict[str, Any],
+    function_of: Callable[[str], Any],
+    function_bytes: Callable[[str], bytes],
+    values: dict[str, bytes],
+    out: io.StringIO,
+    err: io.StringIO,
+) -> dict[str, Any]:
+    """A run executor's task: its ``setup``/``run``/``teardown`` around the wrapped electron."""
+    executor = plugins.for_worker(task["plugin"], _installed_plugins(), function_of)
+    function = _run_executor.callable_for(task, function_bytes, values)
+    args, kwargs = _run_executor.arguments(task, values)
+    metadata = _run_executor.task_metadata(task)
+    try:
+        with _task_environment(task, out, err):
+            result = _run_executor.call(executor, function, args, kwargs, metadata)
+    except (Exception, SystemExit) as e:
+        far = _run_executor.error_of(e, executor)
+        if far is None:
+            raise
+        out.write(far[1])
+        err.write(far[2])
+        _write_streams(executor, metadata, out, err)
+        return {"status": "FAILED", "error": far[0]}
+    data, value, shown, stdout, stderr = _run_executor.output_of(result)
+    out.write(stdout)
+    err.write(stderr)
+    _write_streams(executor, metadata, out, err)
+    blobs_dir = task.get("options", {}).get("blobs_dir")
+    if data is not None:
+        stored = _store_output(data, blobs_dir, _write_bytes)
+    else:
+        stored = _store_output(value, blobs_dir, blobs.dump)
+    return {"status": "COMPLETED", **stored, "output_repr": shown}
+
+
+def _write_streams(
+    executor: Any, metadata: dict[str, Any], out: io.StringIO, err: io.StringIO
+) -> None:
+    """The executor's own ``log_stdout``/``log_stderr`` files, as Covalent wrote them."""
+    paths = [getattr(executor, "log_stdout", ""), getattr(executor, "log_stderr", "")]
+    if any(paths):
+        with contextlib.suppress(OSError, TypeError):
+            executor.write_streams_to_file(
+                [out.getvalue(), err.getvalue()],
+                paths,
+                metadata["dispatch_id"],
+                metadata["results_dir"],
+            )
 
 
 def _build_sublattice(lattice: Any, args: list[Any], kwargs: dict[str, Any]) -> bytes:
@@ -113,37 +200,19 @@ def _installed_plugins() -> dict[str, plugins.Plugin]:
     return plugins.discover()
 
 
-def _plugin_executor(plugin: dict[str, Any] | None) -> Any:
-    if plugin is None:
-        return None
-    return plugins.create(plugin["name"], plugin["attributes"], _installed_plugins())
-
-
-def _call(
-    task: dict[str, Any], executor: Any, function: Any, args: list[Any], kwargs: dict[str, Any]
-) -> Any:
-    if task.get("sublattice"):
-        return None  # built from the inputs in run_task, not called
-    if executor is None:
-        return function(*args, **kwargs)
-    result = executor.run(function, args, kwargs, dict(task["context"]))
-    if inspect.isawaitable(result):
-        result = asyncio.run(_await(result))
-    return result
-
-
-async def _await(awaitable: Any) -> Any:
-    return await awaitable
-
-
 def run_packed(request: bytes, capture: bool = True) -> bytes:
     """Run ``pickle({"task", "functions", "values"})``; return the reply as MessagePack
     (:class:`~covalent.executor.messages.Reply`), which the server reads without
     unpickling. ``capture`` as in :func:`run_task`."""
     message = pickle.loads(request)
     functions = message["functions"]
-    task, values = message["task"], message["values"]
-    reply = run_task(task, lambda d: blobs.loads(functions[d]), values, capture=capture)
+    reply = run_task(
+        message["task"],
+        lambda d: blobs.loads(functions[d]),
+        message["values"],
+        functions.__getitem__,
+        capture=capture,
+    )
     return messages.encode(messages.reply(reply))
 
 
@@ -216,7 +285,7 @@ class _Output:
             if os.path.exists(path):  # the same bytes are stored already
                 os.unlink(self.tmp)
             else:
-                os.makedirs(os.path.dirname(path), exist_ok=True)
+                os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
                 os.replace(self.tmp, path)
         except OSError as e:
             self.discard()
@@ -297,9 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     stream = bool(args) and args[0] == "--stream"
     paths = args[1:] if stream else args
     if len(paths) != 2:
-        print(
-            "usage: python -m covalent.executor._runner [--stream] REQUEST REPLY", file=sys.stderr
-        )
+        print("usage: python -m covalent.executor.runner [--stream] REQUEST REPLY", file=sys.stderr)
         return 2
     request_path, reply_path = paths
     with open(request_path, "rb") as f:

@@ -1,0 +1,3 @@
+from .shapes import Point
+
+__all__ = ["Point"]
