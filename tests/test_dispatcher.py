@@ -556,3 +556,26 @@ async def test_a_sublattice_node_keeps_its_start_across_a_restart(env: Env) -> N
     assert node["start_time"] == started
     child = env.store.get_dispatch(node["sub_dispatch_id"])
     assert child is not None and child["end_time"] <= node["end_time"]
+
+
+async def test_a_node_run_again_after_a_restart_keeps_its_first_output(env: Env) -> None:
+    dispatch_id = env.submit(seed, a=2)
+    _task, done = await env.control.next()
+    done.set_result(value_outcome(2))
+    task, _done = await env.control.next()
+    assert task.on_output is not None
+    task.on_output("stdout", "first run\n")
+    deadline = time.monotonic() + DEADLINE
+    while env.nodes(dispatch_id)[2]["stdout"] != "first run\n":
+        assert time.monotonic() < deadline, "the output was not stored"
+        await asyncio.sleep(0.01)
+    await env.stop()
+    await env.start()
+    note = "[covalent: the server restarted while this ran; it runs again]\n"
+    assert env.nodes(dispatch_id)[2]["stdout"] == "first run\n" + note  # stored at resume
+    task, done = await env.control.next()
+    assert task.on_output is not None
+    task.on_output("stdout", "second run\n")
+    done.set_result(value_outcome(4))
+    assert (await env.finished(dispatch_id))["status"] == "COMPLETED"
+    assert env.nodes(dispatch_id)[2]["stdout"] == "first run\n" + note + "second run\n"

@@ -205,19 +205,22 @@ class Run:
                     self.started_at[node_id] = row["start_time"]
             elif status == S.RUNNING:
                 self._set(node_id, S.NEW_OBJECT, fx, now, "server restarted while it ran")
-                self._keep_output(node_id, row)
+                self._keep_output(node_id, row, fx)
         self._refresh_readiness()
 
-    def _keep_output(self, node_id: int, row: dict[str, Any]) -> None:
+    def _keep_output(self, node_id: int, row: dict[str, Any], fx: Effects) -> None:
         """A node that runs again after a restart: its next output follows what its
-        interrupted run wrote, after a line that says so."""
+        interrupted run wrote, after a line that says so (stored at once, so that a
+        reader's offsets match from the start)."""
         for stream in ("stdout", "stderr"):
             stored = row.get(stream) or ""
             if stored:
                 path = log_path(self.results_dir, node_id, stream)
                 note = "" if stored.endswith("\n") else "\n"
                 note += "[covalent: the server restarted while this ran; it runs again]\n"
-                self.streams[(node_id, stream)] = NodeStream.resumed(path, stored, note)
+                found = self.streams[(node_id, stream)] = NodeStream.resumed(path, stored, note)
+                update = NodeUpdate(self.dispatch_id, node_id, {stream: found.render()})
+                fx.changes.node_updates.append(update)
 
     def take_ready(self, fx: Effects, now: float, limit: int) -> None:
         """Start up to ``limit`` ready nodes: collections are assembled here, ``cache=True``
