@@ -167,7 +167,8 @@ def test_a_retried_node_spans_its_attempts(server: Home, tmp_path: Path) -> None
     node = result.get_node_result(0)
     assert node["status"] == "COMPLETED"
     assert 2 * SLOW <= took(node) < SANE  # from the first attempt's start to the end
-    (first,) = node["attempts"]  # the retried one
+    assert node["attempts"] == 2
+    (first,) = node["retried"]  # the failed attempt
     assert node["start_time"] <= first["start_time"] <= first["end_time"] <= node["end_time"]
     assert (first["end_time"] - first["start_time"]).total_seconds() >= SLOW
 
