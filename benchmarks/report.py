@@ -77,6 +77,7 @@ TARGETS = [
     Target("W5 10x50MB", "median", 3.0),
     Target("W5 10x50MB", "RSS", 300 * MB),
     Target("*", "DB/node", 2 * KB),
+    Target("W2 N=1000 on Ray", "ratio", 1.2),  # benchmarks.ray_peer: RayExecutor vs Ray alone
 ]
 
 
@@ -95,10 +96,10 @@ def _row(m: Measurement, peers: bool) -> list[str]:
     return [*cells, "; ".join(marks)]
 
 
-def table(measurements: list[Measurement], peers: bool) -> str:
+def table(measurements: list[Measurement], peers: bool, peer: str = "dask") -> str:
     """A Markdown table: it reads as plain text and pastes into docs/performance.md."""
     head = ["workload", "median", "min", "max", "tasks/s", "peak RSS", "DB/node files / used"]
-    head += ["dask median", "covalent/dask"] if peers else []
+    head += [f"{peer} median", f"covalent/{peer}"] if peers else []
     rows = [[*head, "targets"]] + [_row(m, peers) for m in measurements]
     widths = [max(len(row[i]) for row in rows) for i in range(len(head) + 1)]
     lines = [
@@ -161,7 +162,7 @@ def _timings(t: Timings) -> dict[str, Any]:
     }
 
 
-def _measurement(m: Measurement) -> dict[str, Any]:
+def _measurement(m: Measurement, peer: str) -> dict[str, Any]:
     return {
         "workload": m.workload.key,
         "group": m.workload.group,
@@ -173,7 +174,7 @@ def _measurement(m: Measurement) -> dict[str, Any]:
         "db_bytes_per_node": m.db_per_node,
         "db_used_growth_bytes": m.db_used_growth,
         "db_used_bytes_per_node": m.db_used_per_node,
-        "dask": None if m.peer is None else _timings(m.peer),
+        peer: None if m.peer is None else _timings(m.peer),
         "ratio": m.ratio,
         "targets": [
             {"target": t.label(), "value": METRICS[t.metric](m), "passed": ok}
@@ -182,11 +183,13 @@ def _measurement(m: Measurement) -> dict[str, Any]:
     }
 
 
-def write_json(path: Path, measurements: list[Measurement], extra: dict[str, Any]) -> None:
+def write_json(
+    path: Path, measurements: list[Measurement], extra: dict[str, Any], peer: str = "dask"
+) -> None:
     document = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         **extra,
-        "workloads": [_measurement(m) for m in measurements],
+        "workloads": [_measurement(m, peer) for m in measurements],
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(document, indent=2) + "\n")

@@ -94,3 +94,21 @@ class BadRequestError(CovalentError):
 
     exit_code = 9
     http_status = 400
+
+
+class InvalidFieldError(BadRequestError):
+    """A field of a request does not fit the API's schema; ``field`` names it
+    (``nodes[3].metadata``, ``query.offset``)."""
+
+    http_status = 422
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class StorageFullError(CovalentError):
+    """The server's store (blob folder or database) has no space left."""
+
+    exit_code = 11
+    http_status = 507

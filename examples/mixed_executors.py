@@ -1,4 +1,4 @@
-"""One lattice, four executors: local worker processes, Dask, an SSH host and Slurm.
+"""One lattice, five executors: local worker processes, Dask, Ray, an SSH host and Slurm.
 
 Each `square_*` electron runs on its own executor and says where it ran; `total` adds
 their outputs up on the local pool. Where the executors point comes from environment
@@ -6,6 +6,8 @@ variables (each optional; unset ones keep the executor's own default):
 
     COVALENT_DASK_SCHEDULER      an existing Dask scheduler, e.g. tcp://10.0.0.5:8786
                                  (unset: the covalent server's own local Dask cluster)
+    COVALENT_RAY_ADDRESS         an existing Ray cluster, e.g. ray://10.0.0.5:10001
+                                 (unset: the covalent server's own local Ray instance)
     COVALENT_SSH_HOST            the SSH host (unset: localhost)
     COVALENT_SSH_PORT, COVALENT_SSH_USER, COVALENT_SSH_KEY, COVALENT_SSH_KNOWN_HOSTS
     COVALENT_SSH_PYTHON          the host's Python, with covalent installed
@@ -22,6 +24,7 @@ node's executor and output, and the result. See docs/executors-*.md for each exe
 
 import os
 import socket
+import sys
 
 import covalent as ct
 
@@ -34,6 +37,8 @@ def from_env(**variables: str) -> dict:
 local = ct.executor.LocalExecutor()
 
 dask = ct.executor.DaskExecutor(**from_env(scheduler_address="COVALENT_DASK_SCHEDULER"))
+
+ray = ct.executor.RayExecutor(**from_env(address="COVALENT_RAY_ADDRESS"))
 
 ssh = ct.executor.SSHExecutor(
     **{
@@ -65,7 +70,7 @@ slurm = ct.executor.SlurmExecutor(
 
 
 def where() -> str:
-    """The host and process this runs in, and the marks Dask, SSH and Slurm leave."""
+    """The host and process this runs in, and the marks Dask, Ray, SSH and Slurm leave."""
     marks = [f"{socket.gethostname()} pid {os.getpid()}"]
     try:
         from distributed import get_worker
@@ -73,6 +78,9 @@ def where() -> str:
         marks.append(f"Dask worker {get_worker().address}")
     except (ImportError, ValueError):  # not installed there, or not in a Dask worker
         pass
+    ray_module = sys.modules.get("ray")  # imported already in a Ray worker
+    if ray_module is not None and ray_module.is_initialized():
+        marks.append(f"Ray node {ray_module.get_runtime_context().get_node_id()[:12]}")
     if os.environ.get("SSH_CONNECTION"):
         marks.append("over SSH")
     if os.environ.get("SLURM_JOB_ID"):
@@ -87,6 +95,11 @@ def square_local(x):
 
 @ct.electron(executor=dask)
 def square_dask(x):
+    return x * x, where()
+
+
+@ct.electron(executor=ray)
+def square_ray(x):
     return x * x, where()
 
 
@@ -107,7 +120,8 @@ def total(squares):
 
 @ct.lattice
 def mixed(x):
-    return total([square_local(x), square_dask(x + 1), square_ssh(x + 2), square_slurm(x + 3)])
+    squares = [square_local(x), square_dask(x + 1), square_ray(x + 2)]
+    return total([*squares, square_ssh(x + 3), square_slurm(x + 4)])
 
 
 if __name__ == "__main__":

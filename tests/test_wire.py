@@ -7,8 +7,8 @@ import threading
 import pytest
 
 import covalent as ct
-from covalent._errors import BadRequestError, WorkflowError
-from covalent._wire import blobs, bundle, manifest
+from covalent._errors import BadRequestError, InvalidFieldError, WorkflowError
+from covalent._wire import blobs, bundle, manifest, schema
 
 # helpers
 
@@ -351,7 +351,7 @@ def good():
 
 
 def check(man, items):
-    manifest.validate(man, items.__contains__)
+    schema.validate(man, items.__contains__)
 
 
 def test_validate_accepts_a_good_manifest(good):
@@ -366,16 +366,24 @@ def test_validate_accepts_a_result_value():
     check(*manifest_of(constant))
 
 
-@pytest.mark.parametrize("bad", [None, [], {"format": 99}, {"nodes": []}])
-def test_validate_rejects_a_wrong_format(bad):
-    with pytest.raises(BadRequestError, match="format"):
-        manifest.validate(bad, lambda _: True)
+@pytest.mark.parametrize(
+    ("bad", "words"),
+    [
+        (None, "whole manifest.*an object"),
+        ([], "whole manifest.*an object"),
+        ({"format": 99}, "format is not valid: Input should be 1"),
+        ({"nodes": []}, "format is missing"),
+    ],
+)
+def test_validate_rejects_a_wrong_format(bad, words):
+    with pytest.raises(InvalidFieldError, match=words):
+        schema.validate(bad, lambda _: True)
 
 
 def test_validate_rejects_an_unknown_kind(good):
     man, items = good
     man["nodes"][0]["kind"] = "wormhole"
-    with pytest.raises(BadRequestError, match="unknown kind 'wormhole'"):
+    with pytest.raises(InvalidFieldError, match=r"nodes\[0\]\.kind is not valid.*'electron'"):
         check(man, items)
 
 
@@ -389,7 +397,7 @@ def test_validate_rejects_nodes_out_of_order(good):
 def test_validate_rejects_a_node_without_a_name(good):
     man, items = good
     del man["nodes"][2]["name"]
-    with pytest.raises(BadRequestError, match="Node 2 .* no name"):
+    with pytest.raises(InvalidFieldError, match=r"nodes\[2\]\.name is missing"):
         check(man, items)
 
 
@@ -400,9 +408,8 @@ def test_validate_rejects_a_node_without_a_name(good):
 def test_validate_rejects_a_bad_edge(good, edge):
     man, items = good
     man["edges"].append(edge)
-    with pytest.raises(BadRequestError, match="edge") as info:
+    with pytest.raises(BadRequestError, match=r"edge.*\[4\]|edge \[.*\[source, target"):
         check(man, items)
-    assert "[source, target, index, name]" in str(info.value)
 
 
 @pytest.mark.parametrize(("index", "name"), [(0, None), (5, None), (None, "x")])
@@ -443,7 +450,7 @@ def test_validate_rejects_a_missing_parameter_blob(good):
     man, items = good
     param = next(n for n in man["nodes"] if n["kind"] == "parameter")
     with pytest.raises(BadRequestError, match="was not sent"):
-        manifest.validate(man, lambda d: d != param["value"])
+        schema.validate(man, lambda d: d != param["value"])
 
 
 def test_validate_rejects_a_missing_input_blob(good):
@@ -456,14 +463,14 @@ def test_validate_rejects_a_missing_input_blob(good):
 def test_validate_rejects_a_function_that_is_not_a_digest(good):
     man, items = good
     man["nodes"][0]["function"] = "square"
-    with pytest.raises(BadRequestError, match="not a blob digest"):
+    with pytest.raises(InvalidFieldError, match=r"nodes\[0\]\.function is not a blob digest"):
         check(man, items)
 
 
 def test_validate_rejects_a_missing_executor_name(good):
     man, items = good
     man["nodes"][0]["executor"] = {"attributes": {}}
-    with pytest.raises(BadRequestError, match="executor name"):
+    with pytest.raises(InvalidFieldError, match=r"nodes\[0\]\.executor\.name is missing"):
         check(man, items)
 
 
@@ -478,7 +485,7 @@ def test_validate_rejects_a_result_node_that_is_not_there(good):
 def test_validate_rejects_a_missing_lattice_name(good, lattice):
     man, items = good
     man["lattice"] = lattice
-    with pytest.raises(BadRequestError, match="no lattice name"):
+    with pytest.raises(InvalidFieldError, match="field lattice"):
         check(man, items)
 
 

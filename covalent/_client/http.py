@@ -26,6 +26,7 @@ from covalent._errors import (
     ExecutorError,
     ServerError,
     ServerUnavailableError,
+    StorageFullError,
     StoreLockedError,
     StoreUnavailableError,
     WorkflowError,
@@ -40,6 +41,8 @@ FULL_ID = 36
 _ERRORS: dict[str, type[CovalentError]] = {
     "BadRequestError": BadRequestError,
     "TooLargeError": BadRequestError,
+    "InvalidFieldError": BadRequestError,
+    "StorageFullError": StorageFullError,
     "WorkflowError": WorkflowError,
     "ExecutorError": ExecutorError,
     "StoreUnavailableError": StoreUnavailableError,

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from covalent._dispatcher import reuse as reusemod
 from covalent._dispatcher import states
@@ -27,7 +27,8 @@ from covalent._results.status import FINAL_STATUSES, Status
 from covalent._store.cache import cache_key, remember
 from covalent._store.changes import DISPATCH_NODE, Changes, DispatchUpdate, NodeUpdate
 from covalent._wire import blobs as blobmod
-from covalent._wire.manifest import Edge, Manifest, ManifestNode, edges, topological_order
+from covalent._wire.manifest import Edge, edges, topological_order
+from covalent._wire.schema import Manifest, ManifestNode
 from covalent.executor.task import Outcome
 
 S = Status
@@ -234,7 +235,7 @@ class Run:
             if self.status[node_id] != S.NEW_OBJECT:
                 continue
             node = self.nodes[node_id]
-            metadata = node.get("metadata") or {}
+            metadata = cast(dict[str, Any], node.get("metadata") or {})
             if node["kind"] == "collection" and metadata.get("collection"):
                 self._assemble(node_id, metadata["collection"], fx, now)
             elif metadata.get("cache"):

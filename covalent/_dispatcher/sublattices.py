@@ -16,7 +16,7 @@ from typing import Any
 
 from covalent._results.status import FINAL_STATUSES, Status
 from covalent._store.store import Store
-from covalent._wire import bundle
+from covalent._wire import schema
 from covalent.executor.task import Outcome
 
 
@@ -39,14 +39,15 @@ def outcome_for_parent(
 
 
 def child_bundle(outcome: Outcome) -> tuple[dict[str, Any], dict[str, bytes]]:
-    """The manifest and blobs a sublattice node's build returned.
+    """The manifest and blobs a sublattice node's build returned, checked as a bundle
+    from a client is (the build ran user code).
 
-    Raises BadRequestError if they are not a bundle.
+    Raises BadRequestError (or InvalidFieldError) naming what is wrong.
     """
     data = outcome.output
     if data is None and outcome.output_file is not None:
         data = Path(outcome.output_file.path).read_bytes()
-    return bundle.unpack(data or b"")
+    return schema.read_bundle(data or b"")
 
 
 def finished_children(

@@ -7,6 +7,7 @@ earlier dispatch's outputs (:mod:`reuse`); the run applies them when it joins th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import uuid
@@ -19,6 +20,7 @@ from covalent._errors import DispatchNotFoundError
 from covalent._results.status import Status
 from covalent._store.changes import DISPATCH_NODE, Changes, NodeRow
 from covalent._store.store import Store
+from covalent._wire import blobfiles, schema
 from covalent._wire import manifest as manifestmod
 
 
@@ -47,15 +49,21 @@ def submit(
 ) -> Submitted:
     """Check and store a dispatch; return its id, row and Run once it is committed.
 
-    Raises BadRequestError naming what is wrong with the manifest, and
+    ``manifest`` fits the schema (:func:`schema.read_bundle` read it, or it was stored);
+    its structure is checked here. Raises BadRequestError naming what is wrong with it,
+    InvalidFieldError for a number in it that is not finite, StorageFullError when the
+    store has no room, and
     DispatchNotFoundError when a redispatch reuses a dispatch that is not stored.
     """
-    manifestmod.validate(manifest, _available(store, manifest, blobs).__contains__)
+    schema.check_structure(manifest, _available(store, manifest, blobs).__contains__)
     reused = _reusable(store, manifest)
     dispatch_id = str(uuid.uuid4())
     now = time.time()
     results_dir = results_root / dispatch_id
-    results_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # its owner's only
+    try:
+        results_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # its owner's only
+    except OSError as e:
+        raise blobfiles.storage_error(e, f"dispatch {dispatch_id}", results_root) from e
     status = Status.NEW_OBJECT if disable_run else Status.RUNNING
     changes = Changes(blobs=blobs)
     changes.transition(dispatch_id, DISPATCH_NODE, None, status.value, now, "submitted")
@@ -70,11 +78,16 @@ def submit(
         "created_at": now,
         "start_time": None if disable_run else now,
         "node_count": sum(r.kind != "parameter" for r in node_rows),  # electrons
-        "manifest": manifestmod.dumps({k: v for k, v in manifest.items() if k != "blobs"}),
+        "manifest": schema.dumps({k: v for k, v in manifest.items() if k != "blobs"}),
         "summary": json.dumps(manifestmod.summary(manifest)),
         "results_dir": str(results_dir),
     }
-    store.create_dispatch(row, node_rows, changes)
+    try:
+        store.create_dispatch(row, node_rows, changes)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            results_dir.rmdir()  # empty yet: nothing of this dispatch stays
+        raise
     run = None
     if not disable_run:
         run = Run(

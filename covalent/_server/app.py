@@ -17,20 +17,28 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from covalent import __version__, _config
 from covalent._dispatcher.dispatcher import Dispatcher
 from covalent._dispatcher.triggers import TriggerManager
-from covalent._errors import BadRequestError, CovalentError, DispatchNotFoundError
+from covalent._errors import (
+    BadRequestError,
+    CovalentError,
+    DispatchNotFoundError,
+    InvalidFieldError,
+)
 from covalent._results.status import FINAL_STATUSES, Status
-from covalent._server import cluster, database, triggers, ui
+from covalent._server import cluster, database, params, triggers, ui
+from covalent._server.params import Limit, Offset, Timestamp, WaitSeconds
 from covalent._store import cache as cachemod
 from covalent._store import queries
 from covalent._store.store import DispatchFilter, Store
-from covalent._wire import bundle
+from covalent._wire import bundle, schema
 from covalent._wire.blobs import is_digest
+from covalent._wire.schema import Count, Digest
 from covalent._wire.secrets import declared_secrets, mask_manifest
 
 log = logging.getLogger("covalent.server")
@@ -49,7 +57,7 @@ class ServerState:
 
 
 class CancelRequest(BaseModel):
-    task_ids: list[int] | None = None
+    task_ids: list[Count] | None = None
 
 
 class RedispatchRequest(BaseModel):
@@ -57,7 +65,7 @@ class RedispatchRequest(BaseModel):
 
 
 class FetchRequest(BaseModel):
-    digests: list[str]
+    digests: list[Digest] = Field(max_length=100_000)
 
 
 def create_app(
@@ -71,6 +79,7 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store.create_schema()
+        store.sweep_partial_files()
         app.state.database = guard or database.Guard(store)
         await app.state.database.start()
         dispatcher = Dispatcher(store, results_root)
@@ -88,6 +97,7 @@ def create_app(
 
     app = FastAPI(title="covalent", version=__version__, lifespan=lifespan)
     app.add_exception_handler(CovalentError, _covalent_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, params.refuse)  # type: ignore[arg-type]
     token = (settings or {}).get("token")
     if token:
         _require_token(app, str(token))
@@ -98,6 +108,15 @@ def create_app(
     app.include_router(database.router)
     return app
 
+
+BUNDLE_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {bundle.MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
+"""The submit route's body in the OpenAPI document: a bundle, read by hand (its header's
+schema is covalent._wire.schema.json_schema())."""
 
 TOKEN_COOKIE = "covalent_token"
 
@@ -133,9 +152,10 @@ def _require_token(app: FastAPI, token: str) -> None:
 
 
 async def _covalent_error(request: Request, error: CovalentError) -> JSONResponse:
-    return JSONResponse(
-        {"detail": str(error), "error": type(error).__name__}, status_code=error.http_status
-    )
+    answer = {"detail": str(error), "error": type(error).__name__}
+    if isinstance(error, InvalidFieldError):
+        answer["field"] = error.field
+    return JSONResponse(answer, status_code=error.http_status)
 
 
 def json_response(content: Any) -> Response:
@@ -192,13 +212,15 @@ def _routes(app: FastAPI) -> None:
             **_config.masked({k: v for k, v in state.settings.items() if k != "token"}),
         }
 
-    @app.post(f"{API}/dispatches")
+    @app.post(f"{API}/dispatches", openapi_extra=BUNDLE_BODY)
     async def submit(request: Request, disable_run: bool = False) -> dict[str, str]:
+        """Check, store and start a dispatch sent as a bundle (covalent/_wire/bundle.py)
+        whose header is a manifest (covalent/_wire/schema.py)."""
         body = await _read_body(request, int(_state(request).settings.get("max_upload_bytes", 0)))
         if len(body) > THREAD_UNPACK_BYTES:
-            manifest, blobs = await asyncio.to_thread(bundle.unpack, body)
+            manifest, blobs = await asyncio.to_thread(schema.read_bundle, body)
         else:
-            manifest, blobs = bundle.unpack(body)
+            manifest, blobs = schema.read_bundle(body)
         del body
         state = _state(request)
         trigger_specs = state.triggers.check(manifest)  # before anything is stored
@@ -210,10 +232,10 @@ def _routes(app: FastAPI) -> None:
     async def list_dispatches(
         request: Request,
         status: str | None = None,
-        limit: int = 50,
-        offset: int = 0,
+        limit: Limit = 50,
+        offset: Offset = 0,
         name: str | None = None,
-        since: float | None = None,
+        since: Timestamp = None,
         id_prefix: str | None = None,
     ) -> Response:
         """A page of dispatches, newest first; ``total`` counts all that match."""
@@ -229,7 +251,7 @@ def _routes(app: FastAPI) -> None:
 
     @app.get(f"{API}/dispatches/{{dispatch_id}}")
     async def get_dispatch(
-        request: Request, dispatch_id: str, wait: float = 0.0, nodes: bool = True
+        request: Request, dispatch_id: str, wait: WaitSeconds = 0.0, nodes: bool = True
     ) -> Response:
         state = _state(request)
         if wait > 0:
@@ -314,8 +336,6 @@ def _routes(app: FastAPI) -> None:
         store = _state(request).store
         found: dict[str, bytes] = {}
         for digest in dict.fromkeys(body.digests):
-            if not is_digest(digest):
-                raise BadRequestError(f"'{digest}' is not a blob digest (64 hex characters).")
             data = store.read_blob(digest)
             if data is None:
                 return JSONResponse({"detail": f"No blob {digest}."}, status_code=404)

@@ -11,10 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from covalent._dispatcher.executors import ExecutorRegistry
 from covalent._errors import BadRequestError, ExecutorError
+from covalent._server.params import MAX_DASK_WORKERS
 from covalent.executor.executor_plugins.dask import DaskExecutor, LocalDaskCluster
 
 router = APIRouter(prefix="/api/v1/cluster")
@@ -33,7 +34,7 @@ NOT_RUNNING: dict[str, Any] = {
 
 
 class ScaleRequest(BaseModel):
-    n_workers: int
+    n_workers: int = Field(le=MAX_DASK_WORKERS)
 
 
 def _registry(request: Request) -> ExecutorRegistry:

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 from covalent._dispatcher.triggers import TriggerManager
 from covalent._errors import BadRequestError, DispatchNotFoundError
+from covalent._server.params import Limit, Offset
 from covalent._store import triggers as stored
 
 router = APIRouter(prefix="/api/v1/triggers")
@@ -63,7 +64,7 @@ async def stop_triggers(request: Request, body: StopRequest) -> dict[str, Any]:
 
 @router.get("/firings")
 async def list_firings(
-    request: Request, dispatch_id: str, limit: int = 50, offset: int = 0
+    request: Request, dispatch_id: str, limit: Limit = 50, offset: Offset = 0
 ) -> dict[str, Any]:
     """The dispatches that the triggers of ``dispatch_id`` made, newest first."""
     manager = _manager(request)

@@ -25,6 +25,7 @@ from covalent._dispatcher.streams import stored_length
 from covalent._errors import BadRequestError, DispatchNotFoundError
 from covalent._results.status import FINAL_STATUSES, Status
 from covalent._server import settings
+from covalent._server.params import BeatSeconds, Limit, Lines, NodeId, Offset
 from covalent._store import queries
 from covalent._store.store import Store
 from covalent._wire.secrets import declared_secrets, mask_spec
@@ -101,7 +102,7 @@ async def events(
     request: Request,
     dispatch_id: str | None = None,
     summary: bool = False,
-    heartbeat: float = HEARTBEAT,
+    heartbeat: BeatSeconds = HEARTBEAT,
 ) -> StreamingResponse:
     """Committed transitions and nodes' output as server-sent events, for one dispatch
     or for all.
@@ -196,8 +197,8 @@ def dispatch_list(
     request: Request,
     status: str | None = None,
     q: str | None = None,
-    limit: int = 50,
-    offset: int = 0,
+    limit: Limit = 50,
+    offset: Offset = 0,
     parent: str | None = None,
 ) -> dict[str, Any]:
     """A page of top-level dispatches (newest first; with ``parent``, the sublattice
@@ -253,7 +254,7 @@ def _edge_label(target_kind: str, index: int | None, name: str | None) -> str:
 
 
 @router.get("/api/v1/ui/dispatches/{dispatch_id}/nodes/{node_id}")
-def node_detail(request: Request, dispatch_id: str, node_id: int) -> dict[str, Any]:
+def node_detail(request: Request, dispatch_id: str, node_id: NodeId) -> dict[str, Any]:
     """Everything about one node: its row, inputs, executor, source and attempts."""
     store = _store(request)
     manifest = queries.manifest(store, dispatch_id)
@@ -346,7 +347,7 @@ def server_config(request: Request) -> dict[str, Any]:
 
 
 @router.get("/api/v1/ui/logs")
-def server_log(request: Request, lines: int = 2000) -> dict[str, Any]:
+def server_log(request: Request, lines: Lines = 2000) -> dict[str, Any]:
     """The last ``lines`` lines of the server's log file."""
     path = Path(_config.get_value("dispatcher.log_file"))
     count = max(1, min(lines, MAX_LOG_LINES))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import tempfile
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -20,10 +19,10 @@ from typing import Any
 
 from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from covalent._config import mask_secrets
-from covalent._errors import CovalentError
+from covalent._errors import CovalentError, StorageFullError
 from covalent._store import migrate, schema
 from covalent._store.changes import (
     NODE_COLUMNS,
@@ -34,6 +33,7 @@ from covalent._store.changes import (
 )
 from covalent._store.engine import make_engine, normalized, sqlite_pragmas
 from covalent._store.schema import attempts, blobs, dispatches, nodes, transitions
+from covalent._wire import blobfiles
 
 INLINE_LIMIT = 256 * 1024
 CACHE_BYTES = 64 * 1024 * 1024
@@ -238,18 +238,21 @@ class Store:
 
     # blobs
 
-    def _blob_path(self, name: str) -> Path:
-        return self.blobs_dir / name[:2] / name
-
     def _write_file(self, name: str, data: bytes) -> str:
-        path = self._blob_path(name)
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
-        return str(path)
+        """Store blob ``name`` as a file, whole or not at all; StorageFullError (507)
+        when the disk is full."""
+        path = blobfiles.path_of(self.blobs_dir, name)
+        if not os.path.exists(path):
+            try:
+                blobfiles.write(path, data)
+            except OSError as e:
+                what = f"blob {name} ({len(data)} bytes)"
+                raise blobfiles.storage_error(e, what, self.blobs_dir) from e
+        return path
+
+    def sweep_partial_files(self) -> int:
+        """Remove partial blob files left by writers that were killed (at start)."""
+        return blobfiles.sweep(self.blobs_dir)
 
     def missing_blobs(self, names: Iterable[str]) -> set[str]:
         wanted = set(names)
@@ -330,6 +333,13 @@ class Store:
                 self._insert_rows(conn, transitions, changes.transitions)
         except IntegrityError as e:
             raise CovalentError(f"Dispatch {row['dispatch_id']} already exists.") from e
+        except OperationalError as e:
+            if _database_full(e):
+                raise StorageFullError(
+                    f"The server's database is full: dispatch {row['dispatch_id']} could not "
+                    f"be stored ({e.orig}). Nothing was stored; free space and try again."
+                ) from e
+            raise
 
     def commit(self, changes: Changes) -> None:
         """Write a batch of changes in one transaction."""
@@ -450,6 +460,14 @@ class Store:
         )
         with self.engine.connect() as conn:
             return [r[0] for r in conn.execute(query)]
+
+
+def _database_full(error: OperationalError) -> bool:
+    """SQLite's SQLITE_FULL, PostgreSQL's disk_full (53100)."""
+    orig = error.orig
+    if getattr(orig, "sqlstate", None) == "53100":
+        return True
+    return getattr(orig, "sqlite_errorcode", None) == 13 or "disk is full" in str(orig)
 
 
 @dataclass(frozen=True)

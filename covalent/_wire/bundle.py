@@ -25,23 +25,25 @@ def pack(header: dict[str, Any], blobs: dict[str, bytes]) -> bytes:
     return b"".join([MAGIC, len(head).to_bytes(8, "big"), head, *blobs.values()])
 
 
-def unpack(body: bytes, verify: bool = True) -> tuple[dict[str, Any], dict[str, bytes]]:
-    """The header and blobs of a bundle; raise BadRequestError naming what is wrong."""
+def split(body: bytes | memoryview) -> tuple[memoryview, int]:
+    """The header's bytes and where the blobs start; BadRequestError if ``body`` is not
+    framed as a bundle."""
     view = memoryview(body)
-    if bytes(view[:4]) != MAGIC or len(body) < 12:
+    if bytes(view[:4]) != MAGIC or len(view) < 12:
         raise BadRequestError("The body is not a covalent bundle (it does not start with CVB1).")
     size = int.from_bytes(view[4:12], "big")
-    if 12 + size > len(body):
+    if 12 + size > len(view):
         raise BadRequestError("The bundle's header is longer than the body.")
-    try:
-        header = json.loads(bytes(view[12 : 12 + size]))
-        if not isinstance(header, dict):
-            raise TypeError("the header must be a JSON object")
-        listed = [(str(d), int(n)) for d, n in header.get("blobs", [])]
-    except (ValueError, TypeError) as e:
-        raise BadRequestError(f"The bundle's header is not valid: {e}.") from None
+    return view[12 : 12 + size], 12 + size
+
+
+def read_blobs(
+    body: bytes | memoryview, listed: list[tuple[str, int]], offset: int, verify: bool = True
+) -> dict[str, bytes]:
+    """The blobs ``listed`` (digest, size) in ``body`` from ``offset`` on, which they
+    must fill exactly; with ``verify``, each must match its digest."""
+    view = memoryview(body)
     blobs: dict[str, bytes] = {}
-    offset = 12 + size
     for name, length in listed:
         data = bytes(view[offset : offset + length])
         if len(data) != length or length < 0:
@@ -50,6 +52,30 @@ def unpack(body: bytes, verify: bool = True) -> tuple[dict[str, Any], dict[str, 
             raise BadRequestError(f"Blob {name} does not match its digest.")
         blobs[name] = data
         offset += length
-    if offset != len(body):
+    if offset != len(view):
         raise BadRequestError("The bundle has bytes after its last blob.")
-    return header, blobs
+    return blobs
+
+
+def unpack(body: bytes, verify: bool = True) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """The header and blobs of a bundle; raise BadRequestError naming what is wrong.
+
+    The header is read as plain JSON (the server checks a dispatch's header against its
+    schema instead: covalent/_wire/schema.py).
+    """
+    head, offset = split(body)
+    try:
+        header = json.loads(bytes(head))
+        if not isinstance(header, dict):
+            raise TypeError("the header must be a JSON object")
+        listed = [_listed(entry) for entry in header.get("blobs", [])]
+    except (ValueError, TypeError, RecursionError) as e:
+        raise BadRequestError(f"The bundle's header is not valid: {e}.") from None
+    return header, read_blobs(body, listed, offset, verify)
+
+
+def _listed(entry: Any) -> tuple[str, int]:
+    name, size = entry
+    if not isinstance(name, str) or type(size) is not int or size < 0:
+        raise TypeError(f"a blob is listed as {entry!r}, not [digest, size]")
+    return name, size

@@ -1,7 +1,7 @@
 """The manifest: a traced graph as JSON, with every function and value as a blob digest.
 
-:func:`from_graph` runs in the client; :func:`validate` runs in the server, which checks
-the structure (ids, edges, digests, acyclicity) without unpickling anything.
+:func:`from_graph` runs in the client. The manifest's typed records and the server's
+checks of it are in :mod:`covalent._wire.schema`; nothing there unpickles anything.
 """
 
 from __future__ import annotations
@@ -10,58 +10,23 @@ import contextlib
 import inspect
 import json
 import sys
-from collections.abc import Callable
-from typing import Any, NamedTuple, TypedDict
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from covalent._errors import BadRequestError, WorkflowError
+from covalent._errors import WorkflowError
 from covalent._wire import blobs as blobmod
 from covalent._wire import modules
 from covalent._wire import triggers as triggermod
 from covalent._wire.fingerprint import Fingerprints, pickle_may_vary
 from covalent._workflow.graph import Graph, Node, NodeKind
 
+if TYPE_CHECKING:  # the schema (pydantic) is the server's; a client need not import it
+    from covalent._wire.schema import Manifest
+
 FORMAT = 1
 DEFAULT_EXECUTOR = "local"
 JSON_METADATA = ("retries", "retry_delay", "timeout", "cache", "collection")
 PICKLED_METADATA = ("files", "deps_bash", "deps_pip", "call_before", "call_after")
-
-
-class ExecutorSpec(TypedDict):
-    """An executor as it travels: a plugin's short name and its settings (JSON)."""
-
-    name: str
-    attributes: dict[str, Any]
-
-
-class ManifestNode(TypedDict, total=False):
-    """One node of a manifest. Parameters have ``value`` (and ``value_repr``); the other
-    kinds have ``function``, ``executor`` and ``metadata`` (JSON settings such as
-    ``timeout``, and ``extras``: the digest of the pickled deps and hooks)."""
-
-    id: int
-    name: str
-    kind: str
-    value: str
-    value_repr: str
-    function: str
-    executor: ExecutorSpec
-    metadata: dict[str, Any]
-    fingerprint: str
-
-
-class Manifest(TypedDict, total=False):
-    """A dispatch as it travels (see docs/architecture.md, "The wire"). ``edges`` are
-    ``[source, target, index, name]`` lists; :class:`Edge` reads one."""
-
-    format: int
-    lattice: dict[str, Any]
-    inputs: dict[str, Any]
-    nodes: list[ManifestNode]
-    edges: list[list[Any]]
-    result: dict[str, Any]
-    functions: dict[str, dict[str, str]]
-    triggers: list[dict[str, Any]]
-    reuse: dict[str, Any]
 
 
 class Edge(NamedTuple):
@@ -166,7 +131,8 @@ def executor_spec(executor: Any, where: str, blobset: BlobSet | None = None) -> 
     cls = type(executor)
     spec = {"name": short_name(), "class": f"{cls.__module__}:{cls.__qualname__}"}
     if blobset is not None and blobmod.is_users_own(sys.modules.get(cls.__module__)):
-        spec["class_blob"] = blobset.add_object(cls, f"the executor class of {where}")
+        # pickled as a function is, with the sources of the user's modules it needs
+        blobset.add_function(cls, f"the executor class of {where}", spec, "class_blob")
     spec["attributes"] = attributes
     return spec
 
@@ -299,43 +265,6 @@ def summary(manifest: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def validate(manifest: Any, available: Callable[[str], bool]) -> None:
-    """Raise BadRequestError naming the first thing wrong with ``manifest``.
-
-    ``available(digest)`` tells whether a blob is in the request or already stored.
-    """
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise BadRequestError(f"The manifest must be an object with format {FORMAT}.")
-    nodes = manifest.get("nodes")
-    if not isinstance(nodes, list):
-        raise BadRequestError("The manifest has no 'nodes' list.")
-    for position, node in enumerate(nodes):
-        _validate_node(node, position, available)
-    _validate_edges(manifest.get("edges"), len(nodes))
-    result = manifest.get("result")
-    if not isinstance(result, dict):
-        raise BadRequestError("The manifest has no 'result'.")
-    if "node" in result and not (
-        isinstance(result["node"], int) and 0 <= result["node"] < len(nodes)
-    ):
-        raise BadRequestError(
-            f"The manifest's result names node {result['node']!r}, which is not there."
-        )
-    if "node" not in result:
-        _need_blob(result.get("value"), "the result value", available)
-    inputs = manifest.get("inputs") or {}
-    args, kwargs = inputs.get("args"), inputs.get("kwargs")
-    if not isinstance(args, list) or not isinstance(kwargs, dict):
-        raise BadRequestError("The manifest's inputs need an 'args' list and a 'kwargs' object.")
-    for position, name in enumerate(args):
-        _need_blob(name, f"lattice argument {position}", available)
-    for key, name in kwargs.items():
-        _need_blob(name, f"lattice argument '{key}'", available)
-    lattice = manifest.get("lattice")
-    if not isinstance(lattice, dict) or not isinstance(lattice.get("name"), str):
-        raise BadRequestError("The manifest has no lattice name.")
-
-
 def named_blobs(manifest: Any) -> set[str]:
     """Every digest a manifest names, read leniently (before it is validated)."""
     found: list[Any] = []
@@ -356,98 +285,14 @@ def named_blobs(manifest: Any) -> set[str]:
     result = manifest.get("result")
     if isinstance(result, dict):
         found.append(result.get("value"))
-    return {n for n in found if isinstance(n, str)}  # validate() checks their format
+    return {n for n in found if isinstance(n, str)}  # the schema checks their format
 
 
 def _items(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
-def _need_blob(name: Any, what: str, available: Callable[[str], bool]) -> None:
-    if not isinstance(name, str) or not blobmod.is_digest(name):
-        raise BadRequestError(f"The manifest's {what} is not a blob digest.")
-    if not available(name):
-        raise BadRequestError(f"The manifest's {what} refers to blob {name}, which was not sent.")
-
-
-def _validate_node(node: Any, position: int, available: Callable[[str], bool]) -> None:
-    if not isinstance(node, dict) or node.get("id") != position:
-        raise BadRequestError(f"Node {position} of the manifest must have id {position}.")
-    if not isinstance(node.get("name"), str):
-        raise BadRequestError(f"Node {position} of the manifest has no name.")
-    kind = node.get("kind")
-    fingerprint = node.get("fingerprint")
-    if fingerprint is not None and not (
-        isinstance(fingerprint, str) and blobmod.is_digest(fingerprint)
-    ):
-        raise BadRequestError(f"Node {position}'s fingerprint must be 64 hexadecimal digits.")
-    if kind == NodeKind.PARAMETER:
-        _need_blob(node.get("value"), f"node {position}'s value", available)
-        return
-    if kind not in (
-        NodeKind.ELECTRON,
-        NodeKind.COLLECTION,
-        NodeKind.OPERATION,
-        NodeKind.SUBLATTICE,
-    ):
-        raise BadRequestError(f"Node {position} of the manifest has unknown kind {kind!r}.")
-    _need_blob(node.get("function"), f"node {position}'s function", available)
-    executor = node.get("executor")
-    if not isinstance(executor, dict) or not isinstance(executor.get("name"), str):
-        raise BadRequestError(f"Node {position} of the manifest has no executor name.")
-    if not isinstance(executor.get("attributes", {}), dict):
-        raise BadRequestError(f"Node {position}'s executor attributes must be an object.")
-    if not isinstance(executor.get("class", ""), str):
-        raise BadRequestError(f"Node {position}'s executor class must be a string.")
-    if "class_blob" in executor:
-        _need_blob(executor["class_blob"], f"node {position}'s executor class", available)
-    extras = (node.get("metadata") or {}).get("extras")
-    if extras is not None:
-        _need_blob(extras, f"node {position}'s settings", available)
-
-
-def _validate_edges(edges: Any, count: int) -> None:
-    if not isinstance(edges, list):
-        raise BadRequestError("The manifest has no 'edges' list.")
-    for edge in edges:
-        ok = isinstance(edge, list) and len(edge) == 4
-        ok = ok and all(isinstance(v, int) and 0 <= v < count for v in edge[:2])
-        ok = ok and (Edge(*edge).is_wait or isinstance(edge[2], int) or isinstance(edge[3], str))
-        ok = ok and (edge[2] is None or isinstance(edge[2], int))
-        if not ok:
-            raise BadRequestError(
-                f"The manifest's edge {edge!r} is not [source, target, index, name]."
-            )
-    _validate_slots(edges)
-    if len(topological_order(count, edges)) != count:
-        raise BadRequestError("The manifest's edges form a cycle; a workflow must be acyclic.")
-
-
-def _validate_slots(edges: list[list[Any]]) -> None:
-    """Each node's inputs fill positions 0..n-1 once each, and each keyword once."""
-    positions: dict[int, list[int]] = {}
-    names: dict[int, set[str]] = {}
-    for edge in edges:
-        _source, target, index, name = edge
-        if Edge(*edge).is_wait:
-            continue
-        if name is not None:
-            if name in names.setdefault(target, set()):
-                raise BadRequestError(
-                    f"Node {target} of the manifest gets keyword argument '{name}' twice."
-                )
-            names[target].add(name)
-        else:
-            positions.setdefault(target, []).append(index)
-    for target, indices in positions.items():
-        if sorted(indices) != list(range(len(indices))):
-            raise BadRequestError(
-                f"Node {target} of the manifest has positional arguments {sorted(indices)}; "
-                "they must be 0, 1, 2, ... once each."
-            )
-
-
-def topological_order(count: int, edges: list[list[Any]]) -> list[int]:
+def topological_order(count: int, edges: Sequence[Sequence[Any]]) -> list[int]:
     """Node ids with every node after its inputs (Kahn); shorter than ``count`` on a cycle."""
     children: list[list[int]] = [[] for _ in range(count)]
     waiting = [0] * count

@@ -29,13 +29,12 @@ import os
 import pickle
 import signal
 import sys
-import tempfile
 import time
 import traceback
 from collections.abc import Callable
 from typing import Any
 
-from covalent._wire import blobs, bundle, modules
+from covalent._wire import blobfiles, blobs, bundle, modules
 from covalent._wire import manifest as manifestmod
 from covalent._workflow import deps, transfer
 from covalent._workflow.context import TaskContext, reset_context, set_context
@@ -242,25 +241,23 @@ def _write_bytes(data: bytes, output: _Output) -> None:
 
 class _Output:
     """A pickled output as it is written: in memory up to ``FILE_THRESHOLD`` bytes, then
-    in a temporary file in the blob store; hashed on the way. ``finish`` names the file
-    by its digest (temp file, then rename), so no reader ever sees half a blob."""
+    in a partial file in the blob store (:class:`blobfiles.PartialFile`); hashed on the
+    way. ``finish`` names the file by its digest, so no reader ever sees half a blob,
+    and a failed or killed write leaves nothing behind."""
 
     def __init__(self, blobs_dir: str | None) -> None:
         self.blobs_dir = blobs_dir
         self.hash = hashlib.sha256()
         self.parts: list[bytes] = []
         self.size = 0
-        self.file: Any = None
-        self.tmp = ""
+        self.file: blobfiles.PartialFile | None = None
 
     def write(self, data: Any) -> int:
         self.hash.update(data)
         self.size += len(data)
         try:
             if self.file is None and self.blobs_dir and self.size > FILE_THRESHOLD:
-                os.makedirs(self.blobs_dir, exist_ok=True)
-                fd, self.tmp = tempfile.mkstemp(dir=self.blobs_dir, prefix=".tmp-output-")
-                self.file = os.fdopen(fd, "wb")
+                self.file = blobfiles.PartialFile(self.blobs_dir)
                 for part in self.parts:
                     self.file.write(part)
                 self.parts = []
@@ -279,16 +276,10 @@ class _Output:
             return {"output": b"".join(self.parts)}
         name = self.hash.hexdigest()
         assert self.blobs_dir
-        path = os.path.join(self.blobs_dir, name[:2], name)
+        path = blobfiles.path_of(self.blobs_dir, name)
         try:
-            self.file.close()
-            if os.path.exists(path):  # the same bytes are stored already
-                os.unlink(self.tmp)
-            else:
-                os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-                os.replace(self.tmp, path)
+            self.file.publish(path)
         except OSError as e:
-            self.discard()
             raise OutputNotStored(
                 f"The electron's output ({self.size} bytes) could not be stored: {e}"
             ) from None
@@ -296,10 +287,7 @@ class _Output:
 
     def discard(self) -> None:
         if self.file is not None:
-            with contextlib.suppress(OSError):
-                self.file.close()
-            with contextlib.suppress(OSError):
-                os.unlink(self.tmp)
+            self.file.discard()
 
 
 class OutputNotStored(Exception):

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import threading
+from collections.abc import Callable
+from typing import Any
 
 import httpx
 import pytest
 
 import covalent as ct
+from covalent._client.http import Client
 from covalent._errors import BadRequestError, WorkflowError
 from covalent._wire import bundle
+from covalent._wire import manifest as manifestmod
 from tests.conftest import Home
 
 
@@ -51,35 +56,93 @@ def test_control_flow_on_an_output_explains_sublattices(server: Home) -> None:
         ct.dispatch(flow)(1)
 
 
-@pytest.mark.parametrize(
-    ("body", "status", "words"),
-    [
-        (b"not a bundle", 400, "not a covalent bundle"),
-        (bundle.pack({"format": 1, "nodes": "x"}, {}), 400, "'nodes' list"),
-        (bundle.pack({"format": 99}, {}), 400, "format 1"),
-        (
-            bundle.pack(
-                {
-                    "format": 1,
-                    "nodes": [
-                        {
-                            "id": 0,
-                            "name": "a",
-                            "kind": "electron",
-                            "function": "0" * 64,
-                            "executor": {"name": "local"},
-                        }
-                    ],
-                    "edges": [],
-                    "result": {"node": 0},
-                },
-                {},
-            ),
-            400,
-            "was not sent",
-        ),
-    ],
-)
+def _framed(header: bytes, blobs: bytes = b"") -> bytes:
+    """A bundle around header bytes written by hand (json.dumps cannot write 1e999)."""
+    return bundle.MAGIC + len(header).to_bytes(8, "big") + header + blobs
+
+
+def _good() -> tuple[dict[str, Any], dict[str, bytes]]:
+    @ct.lattice
+    def flow(a):
+        return echo([echo(a), echo(a)])
+
+    return manifestmod.from_graph(flow.build_graph(1), (1,), {}, flow)
+
+
+def _changed(change: Callable[[dict[str, Any]], object]) -> bytes:
+    """A good dispatch's bundle with ``change`` made to its manifest."""
+    manifest, blobs = _good()
+    change(manifest)
+    return bundle.pack(manifest, blobs)
+
+
+def _whole(manifest: dict[str, Any]) -> dict[str, Any]:
+    return manifest
+
+
+def _first(kind: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    return lambda manifest: next(n for n in manifest["nodes"] if n["kind"] == kind)
+
+
+def _set(where: Callable[[dict[str, Any]], dict[str, Any]], key: str, value: Any) -> Any:
+    return lambda manifest: where(manifest).__setitem__(key, value)
+
+
+def _with_attributes(attributes: bytes) -> bytes:
+    """The good dispatch's bundle with its first executor's attributes written by hand."""
+    manifest, blobs = _good()
+    header = json.dumps({**manifest, "blobs": [[d, len(b)] for d, b in blobs.items()]}).encode()
+    header = header.replace(b'"attributes": {}', b'"attributes": ' + attributes, 1)
+    return _framed(header, b"".join(blobs.values()))
+
+
+_DIGEST = "0" * 64
+NINE_AND_MORE = [
+    # the nine of issue 15, then others of their kinds
+    pytest.param(_framed(b"[" * 100_000 + b"]" * 100_000), 400, "recursion limit", id="deep-array"),
+    pytest.param(
+        _with_attributes(b'{"a":' * 100_000 + b"1" + b"}" * 100_000),
+        400,
+        "recursion limit",
+        id="deep-object",
+    ),
+    pytest.param(
+        _framed(b'{"format":1,"blobs":[["' + _DIGEST.encode() + b'",1e999]]}'),
+        422,
+        "blobs[0][1]",
+        id="blob-size-1e999",
+    ),
+    pytest.param(
+        _changed(_set(_first("electron"), "metadata", [])), 422, "].metadata", id="metadata-list"
+    ),
+    pytest.param(
+        _changed(_set(_first("electron"), "metadata", "x")), 422, "].metadata", id="metadata-str"
+    ),
+    pytest.param(_changed(_set(_whole, "inputs", [])), 422, "field inputs", id="inputs-list"),
+    pytest.param(_changed(_set(_whole, "reuse", [])), 422, "field reuse", id="reuse-list"),
+    pytest.param(
+        _changed(_set(_first("collection"), "metadata", {"collection": "not-a-shape"})),
+        422,
+        "metadata.collection",
+        id="collection-shape",
+    ),
+    pytest.param(b"not a bundle", 400, "not a covalent bundle", id="not-a-bundle"),
+    pytest.param(bundle.pack({"format": 1, "nodes": "x"}, {}), 422, "field nodes", id="nodes-str"),
+    pytest.param(bundle.pack({"format": 99}, {}), 422, "format is not valid", id="format-99"),
+    pytest.param(
+        _changed(_set(_first("electron"), "function", _DIGEST)), 400, "not sent", id="no-blob"
+    ),
+    pytest.param(
+        _changed(_set(_first("electron"), "metadata", {"timeout": -1})),
+        422,
+        "metadata.timeout",
+        id="negative-timeout",
+    ),
+    pytest.param(_with_attributes(b'{"x": NaN}'), 422, "executor.attributes.x", id="nan"),
+]
+
+
+@pytest.mark.parametrize(("body", "status", "words"), NINE_AND_MORE)
 def test_malformed_manifests_are_refused_and_nothing_is_stored(
     server: Home, body: bytes, status: int, words: str
 ) -> None:
@@ -89,6 +152,19 @@ def test_malformed_manifests_are_refused_and_nothing_is_stored(
     assert words in answer.json()["detail"]
     assert _count(server) == before
     assert httpx.get(f"{server.url}/api/v1/health").json()["status"] == "ok"
+
+
+@pytest.mark.parametrize("route", ["/api/v1/dispatches", "/api/v1/ui/dispatches"])
+def test_an_offset_past_any_integer_column_is_refused_by_name(server: Home, route: str) -> None:
+    answer = httpx.get(f"{server.url}{route}", params={"offset": 2**64})
+    assert answer.status_code == 422
+    assert answer.json()["field"] == "query.offset"
+    assert "query.offset" in answer.json()["detail"]
+
+
+def test_the_client_names_the_field_the_server_refused(server: Home) -> None:
+    with pytest.raises(BadRequestError, match=r"field query\.offset is not valid"):
+        Client(server.url).list_dispatches(offset=2**64)
 
 
 def test_a_request_over_the_size_limit_is_refused(home: Home) -> None:

@@ -8,9 +8,12 @@ import signal
 import threading
 from pathlib import Path
 
+import httpx
 import pytest
 
 import covalent as ct
+from covalent._wire import bundle
+from covalent._wire import manifest as manifestmod
 from tests.conftest import Home, wait_for
 
 pytestmark = pytest.mark.chaos
@@ -54,6 +57,29 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+def _poisons(kind: str) -> bytes:
+    """A bundle of ``layered`` with one thing wrong: ``shape`` and ``metadata`` break the
+    schema (the door refuses them); ``executor`` gives a setting a value its executor
+    refuses, which only making the executor can tell (the dispatcher must fail that
+    dispatch alone)."""
+    manifest, blobs = manifestmod.from_graph(layered.build_graph(0), (0,), {}, layered)
+    electron = next(n for n in manifest["nodes"] if n["kind"] == "electron")
+    if kind == "shape":  # issue 15's: it once stopped every other dispatch
+        collection = next(n for n in manifest["nodes"] if n["kind"] == "collection")
+        collection["metadata"] = {"collection": "not-a-shape"}
+    elif kind == "metadata":
+        electron["metadata"] = ["retries", 5]
+    else:
+        electron["executor"] = {"name": "local", "attributes": {"workers": "many"}}
+    return bundle.pack(manifest, blobs)
+
+
+def _refused_at_the_door(home: Home) -> None:
+    for kind in ("shape", "metadata"):
+        answer = httpx.post(f"{home.url}/api/v1/dispatches", content=_poisons(kind))
+        assert answer.status_code == 422, answer.text
+
+
 def _completed_nodes(dispatch_ids: list[str]) -> int:
     results = [ct.get_result(d) for d in dispatch_ids]
     return sum(n["status"] == "COMPLETED" for r in results for n in r._nodes)
@@ -62,6 +88,9 @@ def _completed_nodes(dispatch_ids: list[str]) -> int:
 def test_dispatches_survive_server_kills_and_worker_deaths(home: Home) -> None:
     assert home.run("covalent", "start").returncode == 0
     dispatch_ids = [ct.dispatch(layered)(seed) for seed in range(DISPATCHES)]
+    _refused_at_the_door(home)
+    poisoned = httpx.post(f"{home.url}/api/v1/dispatches", content=_poisons("executor"))
+    assert poisoned.status_code == 200, poisoned.text
     total = DISPATCHES * (LAYERS * WIDTH + 1)  # electrons plus each seed's parameter node
     chaos = random.Random(1234)
     killed_workers = 0
@@ -87,6 +116,7 @@ def test_dispatches_survive_server_kills_and_worker_deaths(home: Home) -> None:
             )
         )
         assert home.run("covalent", "start").returncode == 0
+        _refused_at_the_door(home)
 
     results: dict[str, object] = {}
 
@@ -103,3 +133,6 @@ def test_dispatches_survive_server_kills_and_worker_deaths(home: Home) -> None:
         assert result.status == ct.status.COMPLETED, result.error
         assert result.result == expected(seed)
     assert killed_workers > 0
+    failed = ct.get_result(poisoned.json()["dispatch_id"], wait=True)
+    assert failed.status == ct.status.FAILED
+    assert "workers must be a whole number" in str(failed.get_all_node_results())

@@ -1,9 +1,9 @@
 """The examples, run as users run them: as scripts, against real services.
 
-``examples/mixed_executors.py`` needs all four executors' services: the loopback sshd
+``examples/mixed_executors.py`` needs all five executors' services: the loopback sshd
 (``tests/integration/sshd.py``), the single-node Slurm that ``scripts/services/slurm.sh
 up`` starts (found as ``test_slurm.py`` finds it), and the server's own local Dask
-cluster, which the server under test starts.
+cluster and local Ray instance, which the server under test starts.
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ def slurm_conf() -> str:
 
 def test_mixed_executors_example(home: Home, sshd: Sshd, tmp_path: Path) -> None:
     pytest.importorskip("distributed")
+    pytest.importorskip("ray")
     home.env.update(
         SLURM_CONF=slurm_conf(),
         COVALENT_SSH_HOST="127.0.0.1",
@@ -64,20 +65,22 @@ def test_mixed_executors_example(home: Home, sshd: Sshd, tmp_path: Path) -> None
         COVALENT_SSH_WORKDIR=str(tmp_path / "ssh-work"),
         COVALENT_SSH_REMOTE_CACHE=str(tmp_path / "ssh-staging"),
         COVALENT_SLURM_WORKDIR=str(tmp_path / "slurm-work"),
+        RAY_DEFAULT_OBJECT_STORE_MAX_MEMORY_BYTES=str(200 * 1024 * 1024),  # a small local Ray
     )
-    for unset in ("COVALENT_DASK_SCHEDULER", "COVALENT_SLURM_ADDRESS"):
-        home.env.pop(unset, None)  # the server's own Dask cluster; sbatch on this machine
+    for unset in ("COVALENT_DASK_SCHEDULER", "COVALENT_RAY_ADDRESS", "COVALENT_SLURM_ADDRESS"):
+        home.env.pop(unset, None)  # the server's own Dask and Ray; sbatch on this machine
     started = home.run("covalent", "start")
     assert started.returncode == 0, started.stderr
 
     done = home.run("python", str(REPO / "examples" / "mixed_executors.py"), timeout=DEADLINE)
     assert done.returncode == 0, f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
 
-    assert "status: COMPLETED" in done.stdout and "result: 30" in done.stdout, done.stdout
+    assert "status: COMPLETED" in done.stdout and "result: 55" in done.stdout, done.stdout
     printed = dict(re.findall(r"^(\w+)\(\d+\) ran on (\w+): ", done.stdout, re.MULTILINE))
     assert printed == {
         "square_local": "local",
         "square_dask": "dask",
+        "square_ray": "ray",
         "square_ssh": "ssh",
         "square_slurm": "slurm",
         "total": "local",
@@ -89,5 +92,6 @@ def test_mixed_executors_example(home: Home, sshd: Sshd, tmp_path: Path) -> None
     assert {name: nodes[name]["executor"] for name in printed} == printed
     assert nodes["square_local"]["output"][0] == 1
     assert "Dask worker tcp://127.0.0.1:" in nodes["square_dask"]["output"][1]
+    assert re.search(r"Ray node [0-9a-f]{12}", nodes["square_ray"]["output"][1])
     assert "over SSH" in nodes["square_ssh"]["output"][1]
     assert re.search(r"Slurm job \d+", nodes["square_slurm"]["output"][1])

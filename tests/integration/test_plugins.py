@@ -250,7 +250,7 @@ def test_an_unknown_executor_fails_at_dispatch_before_anything_is_sent(home: Hom
         ct.dispatch(by_name)(1)
     message = str(by_name_error.value)
     assert "Electron lost(0) in lattice 'by_name' uses executor 'no_such_executor'" in message
-    assert "async_echo, dask, echo, local, slurm, ssh" in message
+    assert "async_echo, dask, echo, local, ray, slurm, ssh" in message
     assert home.server_pid() is None  # nothing was sent: no server was even started
 
 

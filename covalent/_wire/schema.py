@@ -1,0 +1,400 @@
+"""The schema of a dispatch on the wire, and the server's checks of it at the door.
+
+A bundle's header (the manifest with its ``blobs`` list, see :mod:`bundle`) is decoded
+and checked against the typed records below in one pass (pydantic-core's JSON parser and
+validators): a header nested deeper than pydantic's limit (200 levels), a number out of
+range, a string that is not valid UTF-8, a field of the wrong type or out of its bounds
+is refused before any Python object of it is built. :func:`check_structure` then checks
+what a schema cannot say: node ids in order, edges between nodes that exist, argument
+slots, acyclicity, and that every named blob was sent or is stored.
+
+The records are TypedDicts, so a checked manifest is plain dicts and lists (edges are
+tuples) that the dispatcher reads as before. Unknown keys are kept unchecked (the format
+is open to additions; a new field that the server reads must be added here); known keys
+must fit. Nothing is unpickled.
+
+Errors: :class:`BadRequestError` (400) for a body that is not a bundle or whose header
+is not JSON, :class:`InvalidFieldError` (422) naming the first field that does not fit.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterable
+from typing import Annotated, Any, Literal, cast
+
+from pydantic import (
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+    with_config,
+)
+from pydantic_core import ErrorDetails
+from typing_extensions import NotRequired, Required, TypedDict
+
+from covalent._errors import BadRequestError, InvalidFieldError
+from covalent._wire import bundle
+from covalent._wire.manifest import Edge, topological_order
+
+MAX_INT = 2**63 - 1
+"""The largest integer a database column takes (SQLite's and PostgreSQL's BIGINT)."""
+MAX_SECONDS = 1e9
+"""The longest timeout or retry delay (about 31 years): any longer is a mistake."""
+MAX_RETRIES = 10_000
+
+_CONFIG = ConfigDict(extra="allow", strict=True)
+
+Digest = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+"""A blob's name: the SHA-256 of its bytes, 64 lowercase hex digits."""
+Count = Annotated[int, Field(ge=0, le=MAX_INT)]
+Seconds = Annotated[float, Field(ge=0, le=MAX_SECONDS, allow_inf_nan=False)]
+Retries = Annotated[int, Field(ge=0, le=MAX_RETRIES)]
+NodeKindName = Literal["parameter", "electron", "collection", "operation", "sublattice"]
+
+
+@with_config(_CONFIG)
+class TaskPolicy(TypedDict, total=False):
+    """Settings of a task the dispatcher applies (an electron's, or its executor's)."""
+
+    retries: Retries
+    retry_delay: Seconds
+    timeout: Seconds
+
+
+_ExecutorClass = TypedDict(
+    "_ExecutorClass", {"class": str, "class_blob": Digest}, total=False
+)  # "class" is a keyword: these two keys need the functional form
+
+
+@with_config(_CONFIG)
+class ExecutorSpec(_ExecutorClass):
+    """An executor as it travels: a plugin's short name and its settings (JSON); an
+    executor class the worker imports as ``class`` (``module:qualname``), or unpickles
+    from ``class_blob`` when it is the user's own."""
+
+    name: str
+    attributes: NotRequired[TaskPolicy]
+
+
+@with_config(_CONFIG)
+class CollectionShape(TypedDict):
+    """How a collection node's items make its value; a dict's keys in item order."""
+
+    type: Literal["list", "tuple", "set", "dict"]
+    keys: NotRequired[list[str]]
+
+
+@with_config(_CONFIG)
+class NodeMetadata(TaskPolicy, total=False):
+    """A node's JSON settings; ``extras`` is the digest of its pickled deps and hooks."""
+
+    cache: bool
+    collection: CollectionShape
+    extras: Digest
+
+
+@with_config(_CONFIG)
+class ManifestNode(TypedDict, total=False):
+    """One node of a manifest. Parameters have ``value`` (and ``value_repr``); the other
+    kinds have ``function``, ``executor`` and ``metadata``."""
+
+    id: Required[Count]
+    name: Required[str]
+    kind: Required[NodeKindName]
+    value: Digest
+    value_repr: str
+    function: Digest
+    executor: ExecutorSpec
+    metadata: NodeMetadata
+    fingerprint: Digest  # what the node is and calls, for reuse and the cache
+
+
+@with_config(_CONFIG)
+class Inputs(TypedDict):
+    """The lattice's own arguments, as blobs, with short reprs for listings."""
+
+    args: list[Digest]
+    kwargs: dict[str, Digest]
+    args_repr: NotRequired[list[str]]
+    kwargs_repr: NotRequired[dict[str, str]]
+
+
+@with_config(_CONFIG)
+class LatticeEntry(TypedDict):
+    name: str
+    doc: NotRequired[str]
+    source: NotRequired[str]
+    function: NotRequired[Digest]
+
+
+@with_config(_CONFIG)
+class ResultEntry(TypedDict, total=False):
+    """The dispatch's result: a node's output, or a value the lattice returned as is."""
+
+    node: Count
+    value: Digest
+
+
+@with_config(_CONFIG)
+class FunctionSource(TypedDict):
+    name: str
+    source: str
+
+
+@with_config(_CONFIG)
+class ReuseEntry(TypedDict):
+    """A redispatch that takes unchanged nodes' outputs from an earlier dispatch."""
+
+    dispatch_id: str
+
+
+EdgeList = tuple[Count, Count, Count | None, str | None]
+"""``[source, target, position, name]``; :class:`covalent._wire.manifest.Edge` reads one."""
+
+
+@with_config(_CONFIG)
+class Manifest(TypedDict, total=False):
+    """A dispatch as it travels (see docs/architecture.md, "The wire")."""
+
+    format: Required[Literal[1]]
+    lattice: Required[LatticeEntry]
+    inputs: Required[Inputs]
+    nodes: Required[list[ManifestNode]]
+    edges: Required[list[EdgeList]]
+    result: Required[ResultEntry]
+    functions: dict[str, FunctionSource]
+    triggers: list[dict[str, Any]]  # judged by covalent._wire.triggers.check
+    reuse: ReuseEntry
+    blobs: list[tuple[Digest, Count]]  # in a bundle's header: what follows it
+
+
+MANIFEST: TypeAdapter[Manifest] = TypeAdapter(Manifest)
+
+
+def json_schema() -> dict[str, Any]:
+    """The manifest's JSON Schema (for documentation and other clients)."""
+    return MANIFEST.json_schema()
+
+
+# reading
+
+
+def read_bundle(body: bytes | memoryview) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """The checked manifest (plain dicts that fit :class:`Manifest`) and the verified
+    blobs of a dispatch's bundle.
+
+    Raises BadRequestError (400) for a body that is not a bundle, InvalidFieldError
+    (422) naming the first field of the manifest that does not fit the schema.
+    """
+    header, offset = bundle.split(body)
+    manifest = cast(dict[str, Any], parse(header))
+    listed = manifest.pop("blobs", [])
+    return manifest, bundle.read_blobs(body, listed, offset)
+
+
+def parse(header: bytes | memoryview) -> Manifest:
+    """A manifest from its JSON, checked against the schema in the same pass."""
+    try:
+        return MANIFEST.validate_json(bytes(header), strict=True)
+    except ValidationError as e:
+        raise _refusal(e) from None
+
+
+def validate(manifest: Any, available: Callable[[str], bool]) -> Manifest:
+    """``manifest`` (Python objects) checked as if it came over the wire: against the
+    schema and for its structure; the checked copy. Raises BadRequestError or
+    InvalidFieldError naming what is wrong."""
+    try:
+        text = json.dumps(manifest, allow_nan=False).encode()
+    except (TypeError, ValueError) as e:
+        raise BadRequestError(f"The manifest is not JSON: {e}.") from None
+    checked = parse(text)
+    check_structure(checked, available)
+    return checked
+
+
+def dumps(manifest: Manifest | dict[str, Any]) -> bytes:
+    """The manifest as stored: JSON with finite numbers only. A NaN or an infinity in a
+    free-form setting (an executor's attributes) is refused, naming where it is."""
+    try:
+        return json.dumps(manifest, separators=(",", ":"), allow_nan=False).encode()
+    except ValueError:
+        field = _non_finite(manifest, "") or "?"
+        raise InvalidFieldError(
+            field, f"The manifest's field {field} holds a number that is not finite."
+        ) from None
+
+
+def _non_finite(value: Any, path: str) -> str | None:
+    """Where in ``value`` a NaN or infinity is (only called on the error path)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return path
+    if isinstance(value, dict):
+        items: Iterable[tuple[Any, Any]] = value.items()
+    elif isinstance(value, (list, tuple)):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        found = _non_finite(item, _join(path, key))
+        if found is not None:
+            return found
+    return None
+
+
+# errors
+
+_JSON_TYPES = {
+    dict: "an object",
+    list: "an array",
+    str: "a string",
+    bool: "a boolean",
+    int: "a number",
+    float: "a number",
+    type(None): "null",
+}
+
+
+def _refusal(error: ValidationError) -> BadRequestError:
+    problems = error.errors(include_url=False)
+    # a wrong value says more than a missing field (a field of the wrong type is often
+    # why its neighbours seem missing)
+    first = next((p for p in problems if p["type"] != "missing"), problems[0])
+    if first["type"] == "json_invalid":
+        reason = first["msg"].removeprefix("Invalid JSON: ")
+        return BadRequestError(f"The bundle's header is not valid JSON: {reason}.")
+    field = describe(first["loc"])
+    more = error.error_count() - 1
+    return InvalidFieldError(
+        field,
+        f"The manifest's field {field} {_problem(first)}"
+        + (f"; {more} more field(s) are wrong too." if more else "."),
+    )
+
+
+def _problem(error: ErrorDetails) -> str:
+    """What is wrong with one field, in words: "is missing", "is not valid: ..."."""
+    kind = error["type"]
+    if kind == "missing":
+        return "is missing"
+    if kind == "string_pattern_mismatch":  # the one pattern: a digest
+        return "is not a blob digest (64 lowercase hex digits)"
+    got = _JSON_TYPES.get(type(error.get("input")), "")
+    return f"is not valid: {error['msg']}" + (f" (it is {got})" if kind.endswith("_type") else "")
+
+
+def describe(loc: tuple[int | str, ...] | list[int | str]) -> str:
+    """A field's place as a path: ``nodes[3].metadata.timeout``."""
+    path = ""
+    for key in loc:
+        path = _join(path, key)
+    return path or "(the whole manifest)"
+
+
+def _join(path: str, key: Any) -> str:
+    return f"{path}[{key}]" if isinstance(key, int) else f"{path}.{key}" if path else str(key)
+
+
+# structure
+
+
+def check_structure(manifest: Manifest | dict[str, Any], available: Callable[[str], bool]) -> None:
+    """Raise BadRequestError naming the first thing the schema cannot catch: ids out of
+    order, a node without the fields of its kind, an edge to a node that is not there,
+    argument slots given twice or skipped, a cycle, a blob that was not sent."""
+    nodes = manifest["nodes"]
+    for position, node in enumerate(nodes):
+        _check_node(node, position, available)
+    positional = _check_edges(manifest["edges"], len(nodes))
+    for node in nodes:
+        _check_shape(node, len(positional.get(node["id"], ())))
+    result = manifest["result"]
+    if "node" in result:
+        if result["node"] >= len(nodes):
+            raise BadRequestError(
+                f"The manifest's result names node {result['node']}, which is not there."
+            )
+    else:
+        _need_blob(result.get("value"), "the result value", available)
+    inputs = manifest["inputs"]
+    for position, name in enumerate(inputs["args"]):
+        _need_blob(name, f"lattice argument {position}", available)
+    for key, name in inputs["kwargs"].items():
+        _need_blob(name, f"lattice argument '{key}'", available)
+
+
+def _need_blob(name: str | None, what: str, available: Callable[[str], bool]) -> None:
+    if name is None:
+        raise BadRequestError(f"The manifest's {what} is missing (a blob digest).")
+    if not available(name):
+        raise BadRequestError(f"The manifest's {what} refers to blob {name}, which was not sent.")
+
+
+def _check_node(node: ManifestNode, position: int, available: Callable[[str], bool]) -> None:
+    if node["id"] != position:
+        raise BadRequestError(f"Node {position} of the manifest must have id {position}.")
+    if node["kind"] == "parameter":
+        _need_blob(node.get("value"), f"node {position}'s value", available)
+        return
+    _need_blob(node.get("function"), f"node {position}'s function", available)
+    if "executor" not in node:
+        raise BadRequestError(f"Node {position} of the manifest has no executor.")
+    if "class_blob" in node["executor"]:
+        _need_blob(node["executor"]["class_blob"], f"node {position}'s executor class", available)
+    extras = node.get("metadata", {}).get("extras")
+    if extras is not None:
+        _need_blob(extras, f"node {position}'s settings", available)
+
+
+def _check_shape(node: ManifestNode, items: int) -> None:
+    shape = node.get("metadata", {}).get("collection")
+    if shape is None or shape["type"] != "dict":
+        return
+    keys = shape.get("keys")
+    if keys is None or len(keys) != items:
+        raise BadRequestError(
+            f"Node {node['id']} of the manifest is a dict of {items} items whose shape "
+            f"names {'no' if keys is None else len(keys)} keys."
+        )
+
+
+def _check_edges(edges: list[Any], count: int) -> dict[int, list[int]]:
+    """Check the edges; each target's positional argument indices."""
+    for edge in edges:
+        if edge[0] >= count or edge[1] >= count:
+            raise BadRequestError(
+                f"The manifest's edge {list(edge)!r} names a node that is not there "
+                f"(it has {count}); an edge is [source, target, index, name]."
+            )
+    positional = _check_slots(edges)
+    if len(topological_order(count, edges)) != count:
+        raise BadRequestError("The manifest's edges form a cycle; a workflow must be acyclic.")
+    return positional
+
+
+def _check_slots(edges: list[Any]) -> dict[int, list[int]]:
+    """Each node's inputs fill positions 0..n-1 once each, and each keyword once."""
+    positions: dict[int, list[int]] = {}
+    names: dict[int, set[str]] = {}
+    for edge in edges:
+        _source, target, index, name = edge
+        if Edge(*edge).is_wait:
+            continue
+        if name is not None:
+            if name in names.setdefault(target, set()):
+                raise BadRequestError(
+                    f"Node {target} of the manifest gets keyword argument '{name}' twice."
+                )
+            names[target].add(name)
+        else:
+            positions.setdefault(target, []).append(index)
+    for target, indices in positions.items():
+        if sorted(indices) != list(range(len(indices))):
+            raise BadRequestError(
+                f"Node {target} of the manifest has positional arguments {sorted(indices)}; "
+                "they must be 0, 1, 2, ... once each."
+            )
+    return positions

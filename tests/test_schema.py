@@ -1,0 +1,125 @@
+"""The schema at the server's door (covalent/_wire/schema.py), without a server."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+import covalent as ct
+from covalent._errors import BadRequestError, InvalidFieldError
+from covalent._wire import bundle, schema
+from covalent._wire import manifest as manifestmod
+
+
+@ct.electron
+def echo(x):
+    return x
+
+
+@ct.lattice
+def flow(a):
+    return echo({"k": echo(a)})
+
+
+def good() -> tuple[dict[str, Any], dict[str, bytes]]:
+    return manifestmod.from_graph(flow.build_graph(1), (1,), {}, flow)
+
+
+def framed(header: bytes) -> bytes:
+    return bundle.MAGIC + len(header).to_bytes(8, "big") + header
+
+
+def test_a_good_bundle_reads_back_as_plain_dicts() -> None:
+    manifest, blobs = good()
+    checked, got = schema.read_bundle(bundle.pack(manifest, blobs))
+    assert got == blobs
+    assert "blobs" not in checked
+    assert checked["nodes"] == manifest["nodes"]
+    assert [list(e) for e in checked["edges"]] == manifest["edges"]
+    schema.check_structure(checked, got.__contains__)
+
+
+@pytest.mark.parametrize("objects", [False, True])
+def test_a_header_nested_100_000_deep_is_not_json_here(objects: bool) -> None:
+    deep = (
+        b'{"a":' * 100_000 + b"1" + b"}" * 100_000 if objects else b"[" * 100_000 + b"]" * 100_000
+    )
+    with pytest.raises(BadRequestError, match="not valid JSON: recursion limit"):
+        schema.read_bundle(framed(deep))
+
+
+def test_a_blob_size_of_1e999_names_the_field() -> None:
+    header = b'{"format":1,"blobs":[["' + b"0" * 64 + b'",1e999]]}'
+    with pytest.raises(InvalidFieldError) as info:
+        schema.read_bundle(framed(header))
+    assert info.value.field == "blobs[0][1]"
+    assert info.value.http_status == 422
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        (lambda m: m["nodes"][0].__setitem__("metadata", []), "nodes[0].metadata"),
+        (lambda m: m["nodes"][0].__setitem__("metadata", "x"), "nodes[0].metadata"),
+        (lambda m: m.__setitem__("inputs", []), "inputs"),
+        (lambda m: m.__setitem__("reuse", []), "reuse"),
+        (
+            lambda m: m["nodes"][3]["metadata"].__setitem__("collection", "not-a-shape"),
+            "nodes[3].metadata.collection",
+        ),
+        (
+            lambda m: m["nodes"][0]["metadata"].__setitem__("timeout", -1),
+            "nodes[0].metadata.timeout",
+        ),
+        (lambda m: m["nodes"][0]["executor"].__setitem__("class", 5), "nodes[0].executor.class"),
+        (lambda m: m["edges"].append([0, 2**64, 0, None]), "edges[3][1]"),
+    ],
+)
+def test_a_field_of_the_wrong_type_or_bounds_is_named(change: Any, field: str) -> None:
+    manifest, blobs = good()
+    change(manifest)
+    with pytest.raises(InvalidFieldError) as info:
+        schema.read_bundle(bundle.pack(manifest, blobs))
+    assert info.value.field == field
+    assert field in str(info.value)
+
+
+def test_unknown_keys_are_kept() -> None:
+    manifest, blobs = good()
+    manifest["added_later"] = {"x": [1]}
+    manifest["nodes"][0]["executor"]["attributes"]["a_setting"] = "kept"
+    checked, _ = schema.read_bundle(bundle.pack(manifest, blobs))
+    assert checked["added_later"] == {"x": [1]}
+    assert checked["nodes"][0]["executor"]["attributes"]["a_setting"] == "kept"
+
+
+def test_a_nan_in_a_free_form_setting_is_refused_when_stored() -> None:
+    manifest, _ = good()
+    manifest["nodes"][0]["executor"]["attributes"]["x"] = float("nan")
+    with pytest.raises(InvalidFieldError) as info:
+        schema.dumps(manifest)
+    assert info.value.field == "nodes[0].executor.attributes.x"
+
+
+def test_a_dict_collection_needs_as_many_keys_as_items() -> None:
+    manifest, blobs = good()
+    shape = manifest["nodes"][3]["metadata"]["collection"]
+    assert shape["type"] == "dict"
+    shape["keys"] = ["k", "extra"]
+    with pytest.raises(BadRequestError, match="dict of 1 items whose shape names 2 keys"):
+        schema.validate(manifest, blobs.__contains__)
+
+
+def test_an_executor_class_blob_must_be_sent() -> None:
+    manifest, blobs = good()
+    manifest["nodes"][0]["executor"]["class_blob"] = "a" * 64
+    with pytest.raises(BadRequestError, match="executor class refers to blob a{64}"):
+        schema.validate(manifest, blobs.__contains__)
+
+
+def test_the_json_schema_describes_the_manifest() -> None:
+    document = schema.json_schema()
+    assert set(document["required"]) >= {"format", "lattice", "inputs", "nodes", "edges"}
+    json.dumps(document)  # plain JSON, for other clients
