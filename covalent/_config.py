@@ -93,7 +93,7 @@ def defaults(where: Paths | None = None) -> dict[str, Any]:
     where = where or paths()
     return {
         "sdk": {
-            "log_level": "warning",
+            "log_level": "info",
             "auto_start": True,
         },
         "dispatcher": {

@@ -89,7 +89,7 @@ def test_get_value_returns_a_copy(cfg):
 
 def test_public_get_config(cfg):
     assert ct.get_config("dispatcher.port") == 48008
-    assert ct.get_config()["sdk"]["log_level"] == "warning"
+    assert ct.get_config()["sdk"]["log_level"] == "info"
 
 
 @pytest.mark.parametrize(

@@ -518,3 +518,65 @@ async def test_the_loop_makes_every_node_transition_of_the_table(env: Env) -> No
         for new in targets
     }
     assert expected - seen == set(), f"never made: {sorted(expected - seen)}"
+
+
+# true times
+
+
+async def test_a_sublattice_node_spans_its_child_dispatch(env: Env) -> None:
+    dispatch_id = env.submit(outer, 3)  # the build runs on "local"
+    task, done = await env.control.next()  # square, in the child
+    await asyncio.sleep(0.1)
+    done.set_result(await run_for_real(task))
+    task, done = await env.control.next()  # identity, after the sublattice
+    done.set_result(await run_for_real(task))
+    assert (await env.finished(dispatch_id))["status"] == "COMPLETED"
+    node = next(n for n in env.store.get_nodes(dispatch_id) if n["kind"] == "sublattice")
+    child = env.store.get_dispatch(node["sub_dispatch_id"])
+    assert child is not None
+    assert node["start_time"] <= child["start_time"] <= child["end_time"] <= node["end_time"]
+    assert node["end_time"] - node["start_time"] >= 0.1  # the build and the child
+
+
+async def test_a_sublattice_node_keeps_its_start_across_a_restart(env: Env) -> None:
+    dispatch_id = env.submit(outer, 3)  # the build runs on "local"
+    await env.control.next()  # square runs in the child
+    node_id = next(
+        n["node_id"] for n in env.store.get_nodes(dispatch_id) if n["kind"] == "sublattice"
+    )
+    started = env.nodes(dispatch_id)[node_id]["start_time"]
+    assert started is not None
+    await env.stop()
+    await asyncio.sleep(0.05)
+    await env.start()
+    for _ in range(2):  # square again, in the resumed child; then identity
+        task, done = await env.control.next()
+        done.set_result(await run_for_real(task))
+    assert (await env.finished(dispatch_id))["status"] == "COMPLETED"
+    node = env.nodes(dispatch_id)[node_id]
+    assert node["start_time"] == started
+    child = env.store.get_dispatch(node["sub_dispatch_id"])
+    assert child is not None and child["end_time"] <= node["end_time"]
+
+
+async def test_a_node_run_again_after_a_restart_keeps_its_first_output(env: Env) -> None:
+    dispatch_id = env.submit(seed, a=2)
+    _task, done = await env.control.next()
+    done.set_result(value_outcome(2))
+    task, _done = await env.control.next()
+    assert task.on_output is not None
+    task.on_output("stdout", "first run\n")
+    deadline = time.monotonic() + DEADLINE
+    while env.nodes(dispatch_id)[2]["stdout"] != "first run\n":
+        assert time.monotonic() < deadline, "the output was not stored"
+        await asyncio.sleep(0.01)
+    await env.stop()
+    await env.start()
+    note = "[covalent: the server restarted while this ran; it runs again]\n"
+    assert env.nodes(dispatch_id)[2]["stdout"] == "first run\n" + note  # stored at resume
+    task, done = await env.control.next()
+    assert task.on_output is not None
+    task.on_output("stdout", "second run\n")
+    done.set_result(value_outcome(4))
+    assert (await env.finished(dispatch_id))["status"] == "COMPLETED"
+    assert env.nodes(dispatch_id)[2]["stdout"] == "first run\n" + note + "second run\n"

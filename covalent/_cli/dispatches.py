@@ -1,4 +1,5 @@
-"""``covalent ls|show|logs|cancel|rm|redispatch``: dispatches from the command line.
+"""``covalent ls|show|cancel|rm|redispatch``: dispatches from the command line
+(``covalent logs`` is in logs.py).
 
 Each command talks to the server the SDK would use (``COVALENT_SERVER_URL`` or the
 config) and never starts one. Every command that takes a dispatch id takes a unique
@@ -11,11 +12,9 @@ their exit code.
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 import time
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import typer
@@ -48,7 +47,7 @@ JSON_OPTION = typer.Option(False, "--json", help="Print JSON instead of text.")
 
 def register(app: typer.Typer) -> None:
     """Add the dispatch commands to the ``covalent`` app."""
-    for command in (ls, show, logs, cancel, rm, redispatch):
+    for command in (ls, show, cancel, rm, redispatch):
         app.command()(command)
 
 
@@ -301,66 +300,6 @@ def _result_repr(result: Result, detail: dict[str, Any]) -> str | None:
         digest = detail.get("result_digest")
         stored = [n.get("output_repr") for n in detail["nodes"] if n.get("output_digest") == digest]
         return stored[0] if stored else None
-
-
-def logs(
-    dispatch_id: str = typer.Argument(
-        None,
-        metavar="ID",
-        help="A dispatch's id; without it, the server log.",
-        autocompletion=_complete_ids,
-    ),
-    node: int = typer.Argument(None, metavar="NODE", help="A node's id; without it, every node."),
-    as_json: bool = JSON_OPTION,
-) -> None:
-    """Print the server log, or the output of a dispatch's nodes.
-
-    With a NODE, its stdout goes to stdout and its stderr to stderr; without, every
-    node's output is printed under a `==> name(id) stdout <==` header.
-    """
-    if dispatch_id is None:
-        _server_log()
-        return
-    client = _client()
-    dispatch_id = _resolve(client, dispatch_id)
-    nodes = client.dispatch(dispatch_id)["nodes"]
-    if node is not None:
-        nodes = [n for n in nodes if n["node_id"] == node]
-        if not nodes:
-            raise BadRequestError(
-                f"Dispatch {dispatch_id} has no node {node}; `covalent show {dispatch_id}` "
-                "lists its nodes."
-            )
-    if as_json:
-        keys = ("node_id", "name", "status", "stdout", "stderr")
-        _echo_json(
-            {"dispatch_id": dispatch_id, "nodes": [{k: n.get(k) for k in keys} for n in nodes]}
-        )
-    elif node is not None:
-        sys.stdout.write(nodes[0].get("stdout") or "")
-        sys.stderr.write(nodes[0].get("stderr") or "")
-    else:
-        _print_node_logs(nodes)
-
-
-def _print_node_logs(nodes: list[dict[str, Any]]) -> None:
-    """Every node's output under a ``==> name(id) stdout <==`` header, as ``tail`` does."""
-    for n in nodes:
-        for stream in ("stdout", "stderr"):
-            text = n.get(stream) or ""
-            if text:
-                typer.echo(f"==> {n['name']}({n['node_id']}) {stream} <==")
-                typer.echo(text, nl=not text.endswith("\n"))
-
-
-def _server_log() -> None:
-    path = Path(_config.get_value("dispatcher.log_file"))
-    if not path.exists():
-        typer.echo(f"There is no server log yet ({path}).")
-        return
-    with open(path, "rb") as f:
-        shutil.copyfileobj(f, sys.stdout.buffer)
-    sys.stdout.flush()
 
 
 def cancel(

@@ -14,7 +14,7 @@ import typer
 
 from covalent import __version__, _config
 from covalent._api import start_message
-from covalent._cli import dispatches, original
+from covalent._cli import dispatches, logs, original
 from covalent._cli.cache import cache_app
 from covalent._cli.cluster import cluster
 from covalent._cli.config import config_app
@@ -195,7 +195,8 @@ def deploy(context: typer.Context) -> None:
 
 
 app.command()(cluster)
-dispatches.register(app)  # ls, show, logs, cancel, rm, redispatch
+dispatches.register(app)  # ls, show, cancel, rm, redispatch
+app.command()(logs.logs)
 
 
 def main() -> None:

@@ -20,6 +20,7 @@ from typing import Any
 from covalent import _config
 from covalent._client import progress as progressmod
 from covalent._client import service
+from covalent._client import waiting as waitingmod
 from covalent._client.http import Client, client_for
 from covalent._errors import ExecutorError, ServerError, ServerUnavailableError, WorkflowError
 from covalent._results.result import Result
@@ -29,6 +30,9 @@ from covalent.executor import plugins
 
 WAIT_SLICE = 25.0
 RECONNECT_TIMEOUT = 120.0
+"""Seconds a wait rides out a server that stopped answering (a restart)."""
+ABSENT_TIMEOUT = 15.0
+"""Seconds a wait tries a server that has not answered once since it began."""
 
 
 @contextlib.contextmanager
@@ -139,7 +143,12 @@ def submit_manifest(
 def dispatch_sync(
     orig_lattice: Lattice, dispatcher_addr: str | None = None
 ) -> Callable[..., Result]:
-    """``ct.dispatch_sync(lattice)(*args, **kwargs)``: dispatch and wait for the Result."""
+    """``ct.dispatch_sync(lattice)(*args, **kwargs)``: dispatch and wait for the Result.
+
+    Ctrl-C while it waits stops the wait, not the dispatch: the dispatch goes on on the
+    server, and one line on stderr gives its id and the command that cancels it
+    (``covalent cancel ID``); see :func:`get_result`.
+    """
 
     @functools.wraps(orig_lattice.workflow_function)
     def wrapper(*args: Any, **kwargs: Any) -> Result:
@@ -162,19 +171,22 @@ def _poll(client: Client, dispatch_id: str, update: progressmod.Update | None) -
 def _wait_detail(
     client: Client, dispatch_id: str, update: progressmod.Update | None = None
 ) -> dict[str, Any]:
-    """The dispatch once finished; rides out a server restart for a while."""
-    lost_since: float | None = None
+    """The dispatch once finished. Rides out a server restart for a while, saying so on
+    stderr; a server that never answered is given up on sooner."""
+    notes = waitingmod.AbsenceNotes(client.url, dispatch_id)
+    answered = False
     while True:
         try:
             detail = _poll(client, dispatch_id, update)
-            lost_since = None
         except (ServerUnavailableError, ServerError):  # a server stopping or restarting
-            now = time.monotonic()
-            lost_since = lost_since or now
-            if now - lost_since > RECONNECT_TIMEOUT:
+            patience = RECONNECT_TIMEOUT if answered else ABSENT_TIMEOUT
+            if notes.lost(patience) > patience:
                 raise
             time.sleep(0.5)
             continue
+        if answered:
+            notes.back()
+        answered = True
         if detail["finished"]:
             return detail
 
@@ -191,6 +203,12 @@ def get_result(
     With ``status_only=True``, only ``{"id": ..., "status": ...}``. While waiting,
     ``progress`` shows a progress bar: None (auto) on a terminal or in a notebook, True
     even where no terminal is detected, False never.
+
+    While waiting, a server that stops answering is waited for (a restart), with a note
+    on stderr at once and every few seconds: up to two minutes once it had answered, 15
+    seconds if it never did; then ServerUnavailableError. Ctrl-C stops the wait, not the
+    dispatch: one line on stderr gives its id and the command that cancels it, and the
+    KeyboardInterrupt goes on (without a traceback if nothing catches it).
     """
     client = _connect(dispatcher_addr)
     if status_only:
@@ -205,7 +223,10 @@ def get_result(
 
     if not wait:
         return load(dispatch_id)
-    with progressmod.showing(dispatch_id, progress) as update:
+    with (
+        waitingmod.interrupt_note(dispatch_id),
+        progressmod.showing(dispatch_id, progress) as update,
+    ):
         detail = _wait_detail(client, dispatch_id, update)
     return Result(
         detail,

@@ -7,11 +7,15 @@ DispatchNotFoundError, other errors carry the server's one-line explanation.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
+from httpx_sse import connect_sse
 
 from covalent import _config
 from covalent._errors import (
@@ -30,6 +34,8 @@ from covalent._errors import (
 from covalent._wire import bundle
 
 API = "/api/v1"
+EVENTS_READ_TIMEOUT = 60.0
+"""Seconds the live event stream may be silent (the server sends a ping every 15 s)."""
 FULL_ID = 36
 """Characters in a dispatch id (a UUID); anything shorter is taken as a prefix."""
 _ERRORS: dict[str, type[CovalentError]] = {
@@ -62,8 +68,17 @@ class Client:
     ) -> httpx.Response:
         if timeout is not None:
             kwargs["timeout"] = timeout
-        try:
+        with self._transport_errors():
             response = self.http.request(method, path, **kwargs)
+        if response.status_code >= 400:
+            raise self._error(response, path)
+        return response
+
+    @contextlib.contextmanager
+    def _transport_errors(self) -> Iterator[None]:
+        """httpx's connection failures as ServerUnavailableErrors that say what to do."""
+        try:
+            yield
         except httpx.ConnectError as e:
             raise ServerUnavailableError(
                 f"No covalent server answers at {self.url}; start one with `covalent start` "
@@ -79,9 +94,6 @@ class Client:
                 f"The connection to the covalent server at {self.url} failed ({e}); check "
                 "that it is running with `covalent status`."
             ) from e
-        if response.status_code >= 400:
-            raise self._error(response, path)
-        return response
 
     def _error(self, response: httpx.Response, path: str) -> CovalentError:
         try:
@@ -133,6 +145,19 @@ class Client:
         return self.request(
             "GET", f"/dispatches/{dispatch_id}", params=params, timeout=wait + 30.0
         ).json()
+
+    def events(self, dispatch_id: str) -> Iterator[tuple[str, Any]]:
+        """The live event stream of one dispatch (``GET /events``): ``(event, data)``
+        pairs, data decoded from JSON, until the server ends it (see docs/ui.md)."""
+        timeout = httpx.Timeout(30.0, connect=5.0, read=EVENTS_READ_TIMEOUT)
+        params = {"dispatch_id": dispatch_id}
+        stream = connect_sse(self.http, "GET", "/events", params=params, timeout=timeout)
+        with self._transport_errors(), stream as source:
+            if source.response.status_code >= 400:
+                source.response.read()
+                raise self._error(source.response, f"/dispatches/{dispatch_id}/events")
+            for event in source.iter_sse():
+                yield event.event, json.loads(event.data) if event.data else None
 
     def status(self, dispatch_id: str) -> dict[str, str]:
         return self.request("GET", f"/dispatches/{dispatch_id}/status").json()

@@ -192,9 +192,13 @@ class Dispatcher:
             if run is not None and self.validate and not run.aborted:
                 self._guarded(run, fx, changes, lambda r, f: r.validate(), now)
         await self._commit(changes, effects)
+        if self.events.subscribers:  # output first: a node's last words before its end
+            self.events.publish(_output_events(effects))
         self.events.publish(changes.transitions)
         if log.isEnabledFor(logging.DEBUG):
             _log_transitions(changes.transitions)
+        if log.isEnabledFor(logging.INFO):
+            self._log_failures(changes.transitions)
         for dispatch_id, fx in effects.items():
             self._act(dispatch_id, fx)
 
@@ -203,7 +207,8 @@ class Dispatcher:
     ) -> None:
         if isinstance(event, Joined):
             self.runs[event.dispatch_id] = event.run
-            log.info("running", extra=_fields(event.dispatch_id, "dispatch.started"))
+            how = "running (resumed after a restart)" if event.resumed else "running"
+            log.info(how, extra=_fields(event.dispatch_id, "dispatch.started"))
         run = self.runs.get(event.dispatch_id)
         if run is None:
             self._stray(event)
@@ -342,9 +347,23 @@ class Dispatcher:
         if fx.finished:
             self._retire(run)
 
+    def _log_failures(self, transitions: list[Any]) -> None:
+        """One INFO line per node that failed: its name and its error's first line."""
+        for t in transitions:
+            if t["new"] != Status.FAILED.value or t["node_id"] < 0:
+                continue
+            run = self.runs.get(t["dispatch_id"])
+            if run is None:
+                continue
+            node_id = t["node_id"]
+            error = _first_line(run.errors.get(node_id, ""))
+            extra = _fields(run.dispatch_id, "node.failed", node_id)
+            log.info("%s failed: %s", run.label(node_id), error, extra=extra)
+
     def _retire(self, run: Run) -> None:
-        info = _fields(run.dispatch_id, "dispatch.finished")
-        log.info("%s", run.dispatch_status.value, extra=info)
+        if log.isEnabledFor(logging.INFO):
+            info = _fields(run.dispatch_id, "dispatch.finished")
+            log.info("%s", _summary(run, self.store.get_dispatch(run.dispatch_id)), extra=info)
         self.runs.pop(run.dispatch_id, None)
         event = self._finished.pop(run.dispatch_id, None)
         if event is not None:
@@ -398,6 +417,51 @@ class Dispatcher:
         self.queue.put_nowait(Joined(run, resumed=True))
         for node_id, outcome in sublattices.finished_children(self.store, run.children):
             self.queue.put_nowait(TaskFinished(dispatch_id, node_id, outcome))
+
+
+def _output_events(effects: dict[str, Effects]) -> list[dict[str, Any]]:
+    """What nodes wrote this turn, as the live stream's ``output`` events."""
+    return [
+        {
+            "type": "output",
+            "dispatch_id": dispatch_id,
+            "node_id": node_id,
+            "stream": stream,
+            "offset": offset,
+            "text": text,
+        }
+        for dispatch_id, fx in effects.items()
+        for node_id, stream, offset, text in fx.output
+    ]
+
+
+def _first_line(text: str) -> str:
+    """An error's first line; for a traceback, the exception's (after the frames)."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines:
+        return "(no error text)"
+    if lines[0].startswith("Traceback (most recent call last)"):
+        frames = [i for i, line in enumerate(lines) if line.startswith("  File ")]
+        after = frames[-1] + 1 if frames else 1
+        while after < len(lines) and lines[after].startswith("    "):  # the frame's source
+            after += 1
+        lines = lines[after:] or lines
+    return lines[0].strip()
+
+
+def _summary(run: Run, row: dict[str, Any] | None) -> str:
+    """``COMPLETED in 2.31 s: 5 nodes, 4 completed, 1 failed`` (parameters not counted)."""
+    counts: dict[str, int] = {}
+    for node, status in zip(run.nodes, run.status, strict=True):
+        if node["kind"] != "parameter":
+            counts[status.value] = counts.get(status.value, 0) + 1
+    took = ""
+    if row is not None and row.get("start_time") and row.get("end_time"):
+        took = f" in {max(0.0, row['end_time'] - row['start_time']):.2f} s"
+    parts = ", ".join(f"{n} {status.lower()}" for status, n in sorted(counts.items()))
+    return f"{run.dispatch_status.value}{took}: {sum(counts.values())} nodes" + (
+        f", {parts}" if parts else ""
+    )
 
 
 def _append(path: str, text: str) -> None:

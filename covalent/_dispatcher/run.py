@@ -60,6 +60,9 @@ class Effects:
     """Sublattice nodes whose build finished: submit the bundle as a child dispatch."""
     spill: list[tuple[str, str]] = field(default_factory=list)
     """Text to append to log files: (path, text) of streams past the store's limit."""
+    output: list[tuple[int, str, int, str]] = field(default_factory=list)
+    """Output that nodes wrote, for the live stream: (node id, stream, offset, text),
+    ``offset`` being how many characters of that stream came before."""
     more_ready: bool = False
     """More nodes are ready than one turn starts: come back for them."""
     parent: tuple[str, int, Outcome] | None = None
@@ -199,9 +202,26 @@ class Run:
             self.reprs[node_id] = row["output_repr"] or ""
             if status == S.RUNNING and row["sub_dispatch_id"]:
                 self.children[node_id] = row["sub_dispatch_id"]
+                if row.get("start_time") is not None:  # it spans its child: keep its start
+                    self.started_at[node_id] = row["start_time"]
             elif status == S.RUNNING:
                 self._set(node_id, S.NEW_OBJECT, fx, now, "server restarted while it ran")
+                self._keep_output(node_id, row, fx)
         self._refresh_readiness()
+
+    def _keep_output(self, node_id: int, row: dict[str, Any], fx: Effects) -> None:
+        """A node that runs again after a restart: its next output follows what its
+        interrupted run wrote, after a line that says so (stored at once, so that a
+        reader's offsets match from the start)."""
+        for stream in ("stdout", "stderr"):
+            stored = row.get(stream) or ""
+            if stored:
+                path = log_path(self.results_dir, node_id, stream)
+                note = "" if stored.endswith("\n") else "\n"
+                note += "[covalent: the server restarted while this ran; it runs again]\n"
+                found = self.streams[(node_id, stream)] = NodeStream.resumed(path, stored, note)
+                update = NodeUpdate(self.dispatch_id, node_id, {stream: found.render()})
+                fx.changes.node_updates.append(update)
 
     def take_ready(self, fx: Effects, now: float, limit: int) -> None:
         """Start up to ``limit`` ready nodes: collections are assembled here, ``cache=True``
@@ -372,6 +392,7 @@ class Run:
         fx.cache_lookups.clear()
         fx.children.clear()
         fx.spill.clear()
+        fx.output.clear()
         fx.more_ready = False
         cause = f"the dispatch failed: {error.splitlines()[0] if error else ''}"
         fx.changes.closed.append((self.dispatch_id, cause))
@@ -527,9 +548,12 @@ class Run:
             found = self.streams[(node_id, stream)] = NodeStream(
                 log_path(self.results_dir, node_id, stream)
             )
+        offset = found.length
         spill = found.add(text)
         if spill:
             fx.spill.append((found.path, spill))
+        if text:
+            fx.output.append((node_id, stream, offset, text))
         return {stream: found.render()}
 
     def _stored_output(self, outcome: Outcome, changes: Changes) -> str | None:

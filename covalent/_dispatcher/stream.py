@@ -1,4 +1,5 @@
-"""Committed transitions, fanned out to subscribers: the UI's live event stream."""
+"""Committed transitions and nodes' output, fanned out to subscribers: the live event
+stream of the UI and of ``covalent logs -f``."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from typing import Any
 
 
 class EventHub:
-    """Committed transitions, fanned out to subscribers (the UI's live stream).
+    """Committed transitions, fanned out to subscribers (the UI's live stream), and
+    what running nodes write (dicts with ``"type": "output"``, published just before
+    the transitions of the same turn).
 
     A subscriber is a bounded queue; one that falls behind loses events and gets a
     ``{"lagged": True}`` marker instead, so a slow browser never slows the dispatcher.
@@ -27,7 +30,7 @@ class EventHub:
         self.subscribers.discard(queue)
 
     def publish(self, transitions: Iterable[Any]) -> None:
-        """Send committed transitions (dicts) to every subscriber."""
+        """Send committed transitions or output events (dicts) to every subscriber."""
         for queue in self.subscribers:
             for event in transitions:
                 try:

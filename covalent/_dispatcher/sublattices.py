@@ -62,4 +62,5 @@ def finished_children(
         if row is None:
             yield node_id, Outcome.failure(f"Sublattice {child} is gone.")
         elif Status(row["status"]) in FINAL_STATUSES:
-            yield node_id, outcome_for_parent(child, Status(row["status"]), row, "", time.time())
+            ended = row.get("end_time") or time.time()  # when the child ended, not now
+            yield node_id, outcome_for_parent(child, Status(row["status"]), row, "", ended)

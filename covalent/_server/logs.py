@@ -6,14 +6,21 @@ history is a ``grep`` away. Records carry the fields as ``extra={"dispatch_id": 
 "node_id": ..., "event": ...}``. Passwords in URLs (a database URL) are masked in
 every line.
 
-The level is ``sdk.log_level`` (``COVALENT_LOG_LEVEL``), ``warning`` by default;
-``covalent start -d`` gives ``debug``. The server's own start and stop lines (uvicorn's)
-are kept at every level, so the log always says when the server ran.
+The level is ``sdk.log_level`` (``COVALENT_LOG_LEVEL``), ``info`` by default, which
+shows each dispatch's start and end and each failed node; ``covalent start -d`` gives
+``debug`` (every node's state changes). The server's own start and stop lines
+(uvicorn's) are kept at every level, so the log always says when the server ran.
+
+Libraries' loggers (Dask's ``distributed``, ``asyncssh``, uvicorn's access log, ...)
+are held at ``warning`` or the configured level, whichever is higher: their INFO lines
+would bury the dispatches'. The local Dask cluster's worker processes, which log on
+their own, get the same level through ``DASK_LOGGING__DISTRIBUTED``.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from typing import TextIO
@@ -24,6 +31,21 @@ from covalent._errors import ConfigError
 LEVELS = ("debug", "info", "warning", "error", "critical")
 FIELDS = ("dispatch_id", "node_id", "event")
 LIFECYCLE_LOGGERS = ("uvicorn", "uvicorn.error")
+LIBRARY_LOGGERS = (
+    "distributed",
+    "dask",
+    "tornado",
+    "bokeh",
+    "asyncssh",
+    "uvicorn.access",
+    "httpx",
+    "httpcore",
+    "watchdog",
+    "alembic",
+    "sqlalchemy",
+    "asyncio",
+)
+"""Loggers of libraries, held at ``warning`` or the configured level if higher."""
 
 
 class StructuredFormatter(logging.Formatter):
@@ -69,7 +91,18 @@ def setup(level: str, stream: TextIO | None = None) -> int:
 
 
 def set_level(number: int) -> None:
-    """Log records at ``number`` or above (the lifecycle lines at INFO whatever it is)."""
+    """Log records at ``number`` or above (the lifecycle lines at INFO whatever it is),
+    libraries' at ``warning`` or ``number`` if higher."""
     logging.getLogger().setLevel(number)
     for name in LIFECYCLE_LOGGERS:
         logging.getLogger(name).setLevel(min(number, logging.INFO))
+    hold_libraries(number)
+
+
+def hold_libraries(level: int) -> None:
+    """Hold libraries' loggers at ``warning`` or ``level`` if higher, here and in the
+    processes this server starts that configure their own logging (Dask's workers)."""
+    held = max(level, logging.WARNING)
+    for name in LIBRARY_LOGGERS:
+        logging.getLogger(name).setLevel(held)
+    os.environ["DASK_LOGGING__DISTRIBUTED"] = logging.getLevelName(held).lower()

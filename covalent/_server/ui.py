@@ -21,6 +21,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response, StreamingRes
 
 from covalent import __version__, _config
 from covalent._dispatcher.dispatcher import Dispatcher
+from covalent._dispatcher.streams import stored_length
 from covalent._errors import BadRequestError, DispatchNotFoundError
 from covalent._results.status import FINAL_STATUSES, Status
 from covalent._server import settings
@@ -103,13 +104,18 @@ async def events(
     summary: bool = False,
     heartbeat: BeatSeconds = HEARTBEAT,
 ) -> StreamingResponse:
-    """Committed transitions as server-sent events, for one dispatch or for all.
+    """Committed transitions and nodes' output as server-sent events, for one dispatch
+    or for all.
 
     The stream opens with ``event: ready`` once subscribed, so a page that loads its
     snapshot after that misses nothing. Then each ``event: transitions`` carries a JSON
     list of ``{"dispatch_id", "node_id", "old", "new", "at", "cause"}`` (with ``summary``,
     ``event: dispatches`` carries only the ids of the dispatches that changed: what the
-    list page needs, at a fraction of the bytes); ``event: lagged`` says events were
+    list page needs, at a fraction of the bytes); each ``event: output`` a list of
+    ``{"dispatch_id", "node_id", "stream", "offset", "text"}``: what a running node
+    wrote to ``stream`` (``stdout`` or ``stderr``), ``offset`` characters into it (a
+    snapshot's ``stdout_length`` says where it stood), sent before the transitions of
+    the same moment (not with ``summary``); ``event: lagged`` says events were
     dropped (reload the snapshot); a comment line every ``heartbeat`` seconds keeps
     proxies from closing an idle stream. It ends when the client goes or the server stops.
     """
@@ -168,12 +174,19 @@ def _message(batch: list[dict[str, Any]], dispatch_id: str | None, summary: bool
     if any(event.get("lagged") for event in batch):
         return "event: lagged\ndata: {}\n\n"
     chosen = [e for e in batch if dispatch_id is None or e["dispatch_id"] == dispatch_id]
-    if not chosen:
-        return ""
+    output = [e for e in chosen if e.get("type") == "output"]
+    transitions = [e for e in chosen if e.get("type") != "output"]
     if summary:
-        ids = list(dict.fromkeys(e["dispatch_id"] for e in chosen))
+        if not transitions:
+            return ""
+        ids = list(dict.fromkeys(e["dispatch_id"] for e in transitions))
         return f"event: dispatches\ndata: {json.dumps(ids)}\n\n"
-    return f"event: transitions\ndata: {json.dumps(chosen, separators=(',', ':'))}\n\n"
+    parts = [  # output first: a node's last output comes before its end
+        f"event: {name}\ndata: {json.dumps(events, separators=(',', ':'))}\n\n"
+        for name, events in (("output", output), ("transitions", transitions))
+        if events
+    ]
+    return "".join(parts)
 
 
 # JSON for the pages
@@ -251,6 +264,8 @@ def node_detail(request: Request, dispatch_id: str, node_id: NodeId) -> dict[str
     if row is None or not 0 <= node_id < len(manifest["nodes"]):
         raise NodeNotFoundError(f"Dispatch {dispatch_id} has no node {node_id}.")
     entry = manifest["nodes"][node_id]
+    for key in ("stdout", "stderr"):
+        row[f"{key}_length"] = stored_length(row[key] or "")
     for key in ("stdout", "stderr", "error"):
         row[key], row[f"{key}_truncated"] = _shorten(row[key])
     metadata = dict(entry.get("metadata") or {})

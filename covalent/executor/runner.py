@@ -10,19 +10,24 @@ the electron instead (see :mod:`covalent.executor._run_executor`).
 
 :func:`run_packed` does the same for one self-contained pickled request, for executors
 that ship a task elsewhere (a Dask worker, a remote host, a batch job); run as
-``python -m covalent.executor.runner REQUEST REPLY`` it reads a packed request file and
-writes the packed reply file (the SSH and Slurm executors run it so). This module is
-public: a plugin's far side may use it, with the same covalent installed there.
+``python -m covalent.executor.runner [--stream] REQUEST REPLY`` it reads a packed
+request file and writes the packed reply file (the SSH and Slurm executors run it so).
+This module is public: a plugin's far side may use it, with the same covalent installed
+there. With ``--stream`` the electron's output is left on the process's own stdout and
+stderr (file descriptors 1 and 2, line-buffered, so C extensions and subprocesses count
+too) for the executor to read while it runs, instead of being captured into the reply.
 """
 
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import functools
 import hashlib
 import io
 import os
 import pickle
+import signal
 import sys
 import time
 import traceback
@@ -194,10 +199,10 @@ def _installed_plugins() -> dict[str, plugins.Plugin]:
     return plugins.discover()
 
 
-def run_packed(request: bytes) -> bytes:
+def run_packed(request: bytes, capture: bool = True) -> bytes:
     """Run ``pickle({"task", "functions", "values"})``; return the reply as MessagePack
     (:class:`~covalent.executor.messages.Reply`), which the server reads without
-    unpickling."""
+    unpickling. ``capture`` as in :func:`run_task`."""
     message = pickle.loads(request)
     functions = message["functions"]
     reply = run_task(
@@ -205,6 +210,7 @@ def run_packed(request: bytes) -> bytes:
         lambda d: blobs.loads(functions[d]),
         message["values"],
         functions.__getitem__,
+        capture=capture,
     )
     return messages.encode(messages.reply(reply))
 
@@ -340,20 +346,44 @@ def main(argv: list[str] | None = None) -> int:
     """Run the packed request in file ``REQUEST``; write the packed reply to ``REPLY``.
 
     The reply appears under its name only once complete, so a reader never sees half of it.
+    With ``--stream``, the electron writes to this process's stdout and stderr as they
+    are (see the module docstring), and SIGUSR1 writes every thread's Python stack to
+    stderr (faulthandler), which an executor sends before it kills a timed-out electron.
     """
-    paths = sys.argv[1:] if argv is None else argv
+    args = sys.argv[1:] if argv is None else argv
+    stream = bool(args) and args[0] == "--stream"
+    paths = args[1:] if stream else args
     if len(paths) != 2:
-        print("usage: python -m covalent.executor.runner REQUEST REPLY", file=sys.stderr)
+        print("usage: python -m covalent.executor.runner [--stream] REQUEST REPLY", file=sys.stderr)
         return 2
     request_path, reply_path = paths
     with open(request_path, "rb") as f:
         request = f.read()
-    reply = run_packed(request)
+    if stream:
+        _stream_output()
+    reply = run_packed(request, capture=not stream)
+    if stream:
+        _flush_output()
     partial = f"{reply_path}.part"
     with open(partial, "wb") as f:
         f.write(reply)
     os.replace(partial, reply_path)
     return 0
+
+
+def _stream_output() -> None:
+    """Line-buffer Python's stdout and stderr (a print reaches the file or pipe at its
+    newline), and dump the stacks on SIGUSR1."""
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(line_buffering=True)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
+
+
+def _flush_output() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
 
 
 if __name__ == "__main__":

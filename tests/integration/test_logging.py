@@ -1,5 +1,6 @@
 """The server's log: structured lines, at the level of ``sdk.log_level`` /
-``COVALENT_LOG_LEVEL``; dispatches at INFO, node state changes at DEBUG."""
+``COVALENT_LOG_LEVEL`` (``info`` by default); dispatches and failed nodes at INFO, node
+state changes at DEBUG; libraries held at WARNING."""
 
 from __future__ import annotations
 
@@ -23,6 +24,26 @@ def double(x):
 @ct.lattice
 def pair(x):
     return double(double(x))
+
+
+@ct.electron
+def breaks(x):
+    raise ValueError(f"no good: {x}\nsecond line")
+
+
+@ct.lattice
+def half_broken(x):
+    return double(x), breaks(x)
+
+
+@ct.electron(executor="dask")
+def on_dask(x):
+    return x + 1
+
+
+@ct.lattice
+def via_dask(x):
+    return on_dask(x)
 
 
 def start(home: Home, level: str | None) -> None:
@@ -54,7 +75,7 @@ def test_debug_logs_every_node_change_and_the_dispatch(home: Home) -> None:
         node_events = [e for level, n, e in events if n == node]
         assert node_events == ["node.running", "node.completed"], events
     finished = [x for x in log_lines(home) if x["event"] == "dispatch.finished"]
-    assert finished[-1]["message"] == "COMPLETED"
+    assert finished[-1]["message"].startswith("COMPLETED in ")
 
 
 def test_info_from_the_config_file_logs_dispatches_but_not_nodes(home: Home) -> None:
@@ -70,14 +91,50 @@ def test_info_from_the_config_file_logs_dispatches_but_not_nodes(home: Home) -> 
         "dispatch.started",
         "dispatch.finished",
     ]
+    finished = [x for x in log_lines(home) if x["event"] == "dispatch.finished"]
+    assert re.fullmatch(r"COMPLETED in \d+\.\d\d s: 2 nodes, 2 completed", finished[-1]["message"])
 
 
-def test_the_default_warning_level_keeps_only_the_servers_own_lines(home: Home) -> None:
+def test_the_default_level_names_a_failed_dispatch_and_its_failing_node(home: Home) -> None:
     start(home, None)
+    result = ct.dispatch_sync(half_broken)(3)
+    assert result.status == ct.status.FAILED
+    lines = [x for x in log_lines(home) if x["dispatch"] == result.dispatch_id]
+    assert [x["event"] for x in lines] == [
+        "dispatch.submitted",
+        "dispatch.started",
+        "node.failed",
+        "dispatch.finished",
+    ]
+    failed = lines[2]
+    assert failed["level"] == "INFO" and failed["node"] == "2"
+    assert failed["message"] == "breaks(2) failed: ValueError: no good: 3"
+    finished = lines[3]["message"]
+    counts = "3 nodes, 1 completed, 1 failed, 1 not_run"
+    assert re.fullmatch(r"FAILED in \d+\.\d\d s: " + counts, finished)
+    assert any("Uvicorn running" in x["message"] for x in log_lines(home))
+
+
+def test_warning_keeps_only_the_servers_own_lines(home: Home) -> None:
+    start(home, "warning")
     dispatch_id = ct.dispatch_sync(pair)(3).dispatch_id
     assert events_of(log_lines(home), dispatch_id) == []
-    assert any("Uvicorn running" in x["message"] for x in log_lines(home))
     assert "Uvicorn running" in home.run("covalent", "logs").stdout
+
+
+def test_dask_is_held_at_warning_at_the_default_level(home: Home) -> None:
+    start(home, None)
+    result = ct.dispatch_sync(via_dask)(1)
+    assert result.status == ct.status.COMPLETED, result.error
+    home.run("covalent", "stop")
+    text = (home.root / "cache" / "server.log").read_text()
+    assert "Started the local Dask cluster" in text  # covalent's own INFO line
+    chatter = [
+        line
+        for line in text.splitlines()
+        if "distributed." in line and " - INFO - " in line or "INFO distributed" in line
+    ]
+    assert chatter == [], chatter[:5]
 
 
 def test_an_unknown_level_stops_the_start_with_one_line(home: Home) -> None:

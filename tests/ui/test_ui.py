@@ -61,6 +61,28 @@ def double(x: int) -> int:
 
 
 @ct.electron
+def talks_slowly(first: str, second: str) -> int:
+    import os
+    import time
+
+    def wait(path: str) -> None:
+        deadline = time.monotonic() + 300
+        while not os.path.exists(path) and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    print("the first line", flush=True)
+    wait(first)
+    os.system("echo the second line, from a subprocess; echo and a warning >&2")
+    wait(second)
+    return 1
+
+
+@ct.lattice
+def slow_talk(first: str, second: str) -> int:
+    return talks_slowly(first, second)
+
+
+@ct.electron
 def chatty(x: int) -> dict[str, Any]:
     print(f"hello from chatty {x}")
     print("a warning from chatty", file=sys.stderr)
@@ -198,6 +220,30 @@ def test_nodes_turn_completed_live_without_reload_or_polling(
     labels = page.locator("#graph text.elabel")
     expect(labels.filter(has_text="path")).to_have_count(1)
     expect(labels.filter(has_text=re.compile("^x$"))).to_have_count(2)
+
+
+def test_node_panel_streams_a_running_nodes_output(server: Home, page: Any, tmp_path: Path) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    dispatch_id = ct.dispatch(slow_talk)(str(first), str(second))
+    ids = node_ids(server, dispatch_id)
+    page.goto(f"{server.url}/dispatches/{dispatch_id}")
+    expect(graph_node(page, ids["talks_slowly(0)"])).to_have_class(state("RUNNING"))
+    page.locator(f"#opt-{ids['talks_slowly(0)']}").click()
+    stdout, stderr = page.locator("#out-stdout"), page.locator("#out-stderr")
+    expect(stdout).to_have_text("the first line\n")
+    expect(page.locator("#out-stderr-empty")).to_be_visible()
+    page.evaluate("window.samePanel = document.getElementById('out-stdout')")
+
+    first.touch()  # more output while it runs: appended live, nothing twice
+    expect(stdout).to_have_text("the first line\nthe second line, from a subprocess\n")
+    expect(stderr).to_have_text("and a warning\n")
+    expect(page.locator("#out-stderr-empty")).to_be_hidden()
+    assert page.evaluate("window.samePanel === document.getElementById('out-stdout')")
+    assert ct.get_result(dispatch_id, status_only=True)["status"] == "RUNNING"
+
+    second.touch()
+    expect(page.locator("#panel .badge").first).to_have_text("COMPLETED")
+    expect(stdout).to_have_text("the first line\nthe second line, from a subprocess\n")
 
 
 def test_node_panel_shows_output_logs_source_and_executor(server: Home, page: Any) -> None:

@@ -5,13 +5,14 @@
 // (first connection, or a reconnection after a server restart) the page reloads the
 // snapshot and applies the transitions that arrived meanwhile; a transition never moves
 // a node backwards (see `moves`), so old events cannot undo a newer snapshot. When the
-// dispatch ends the stream is closed. No timer polls the server.
+// dispatch ends the stream is closed. No timer polls the server. `output` events carry
+// what running nodes write: the open node's panel appends them (see panelOutput).
 import {
   api, badge, confirmDialog, duration, esc, FINAL, fmtDuration, fmtTime, label, LEGEND, moves,
   notify, showVersion, throttle, words,
 } from "./common.js";
 import { GraphView } from "./graph.js";
-import { renderPanel } from "./panel.js";
+import { appendOutput, renderPanel } from "./panel.js";
 import { renderTimeline } from "./timeline.js";
 
 const $ = (id) => document.getElementById(id);
@@ -24,6 +25,9 @@ let edges = [];
 let events = null;
 let buffer = null;
 let openNode = null;
+// The open panel's live output: `lengths` of its streams as shown, or null while the
+// panel loads, when events for it wait in `pending`.
+const panelOutput = { lengths: null, pending: [] };
 let visible = [];
 let active = -1;
 const listItems = [];
@@ -72,6 +76,13 @@ function connect() {
     const batch = JSON.parse(e.data);
     if (buffer) buffer.push(...batch);
     else apply(batch);
+  });
+  events.addEventListener("output", (e) => {
+    for (const item of JSON.parse(e.data)) {
+      if (item.node_id !== openNode) continue;
+      if (panelOutput.lengths) appendOutput($("panel"), panelOutput.lengths, item);
+      else if (panelOutput.pending.length < 10000) panelOutput.pending.push(item);
+    }
   });
   events.addEventListener("error", () => liveStatus());
   addEventListener("pagehide", () => events && events.close());
@@ -280,6 +291,8 @@ async function openPanel(nodeId, { keepFocus = false, reveal = false } = {}) {
   for (const el of $("node-list").querySelectorAll('[aria-selected="true"]')) el.setAttribute("aria-selected", "false");
   if (listItems[nodeId]) listItems[nodeId].setAttribute("aria-selected", "true");
   if (!reopening) panel.innerHTML = '<p class="muted">Loading…</p>';
+  if (!reopening) panelOutput.pending = [];
+  panelOutput.lengths = null;
   let node;
   try {
     node = await renderPanel(panel, dispatchId, nodeId, {
@@ -291,6 +304,8 @@ async function openPanel(nodeId, { keepFocus = false, reveal = false } = {}) {
     return;
   }
   if (openNode !== nodeId) return;
+  panelOutput.lengths = { stdout: node.stdout_length, stderr: node.stderr_length };
+  for (const item of panelOutput.pending.splice(0)) appendOutput(panel, panelOutput.lengths, item);
   $("panel-close").addEventListener("click", closePanel);
   const cancel = $("cancel-node");
   if (cancel) cancel.addEventListener("click", () => cancelNodes([nodeId], `node ${node.name}(${nodeId})`));
@@ -303,6 +318,8 @@ async function openPanel(nodeId, { keepFocus = false, reveal = false } = {}) {
 
 function closePanel() {
   openNode = null;
+  panelOutput.lengths = null;
+  panelOutput.pending = [];
   $("panel").hidden = true;
   $("workspace").classList.remove("with-panel");
   graph.select(null);

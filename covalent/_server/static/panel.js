@@ -1,8 +1,39 @@
-// The node panel: everything stored about one node, fetched when it is opened.
+// The node panel: everything stored about one node, fetched when it is opened; a
+// running node's stdout and stderr grow live (appendOutput, fed by the page's event
+// stream).
 import { api, badge, duration, esc, FINAL, fmtDuration, fmtTime, formatBytes } from "./common.js";
 
 function pre(text, cls = "") {
   return text ? `<pre class="${cls}">${esc(text)}</pre>` : '<p class="muted">(empty)</p>';
+}
+
+const SHOWN_LIMIT = 256 * 1024; // characters of one stream the panel keeps on screen
+
+function streamBlock(stream, text) {
+  return `<pre class="stream" id="out-${stream}" aria-live="off"${text ? "" : " hidden"}>${esc(text)}</pre>`
+    + `<p class="muted" id="out-${stream}-empty"${text ? " hidden" : ""}>(empty)</p>`;
+}
+
+/**
+ * Append what a running node wrote to its panel: `item` is an output event
+ * ({stream, offset, text}); `lengths` holds how far each stream is shown (from the
+ * node's stdout_length/stderr_length, then from the events), so text shown already is
+ * skipped. Keeps the end in view if it was; past SHOWN_LIMIT the oldest text goes.
+ */
+export function appendOutput(panel, lengths, item) {
+  const done = lengths[item.stream] ?? 0;
+  const end = item.offset + item.text.length;
+  const pre = panel.querySelector(`#out-${item.stream}`);
+  if (end <= done || !pre) return;
+  lengths[item.stream] = end;
+  const atEnd = pre.hidden || pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 8;
+  pre.hidden = false;
+  panel.querySelector(`#out-${item.stream}-empty`).hidden = true;
+  const text = pre.textContent + item.text.slice(Math.max(0, done - item.offset));
+  pre.textContent = text.length > SHOWN_LIMIT
+    ? `… earlier output not shown here (covalent logs has all of it) …\n${text.slice(-SHOWN_LIMIT / 2)}`
+    : text;
+  if (atEnd) pre.scrollTop = pre.scrollHeight;
 }
 
 function section(id, title, body) {
@@ -72,8 +103,8 @@ export async function renderPanel(panel, dispatchId, nodeId, { canCancel, nameOf
     section("p-inputs", "Inputs", inputsTable(node.inputs)),
     section("p-output", `Output${outputNote}`, node.status === "COMPLETED" ? `${pre(node.output_repr ?? "")}${download ? `<p>${download}</p>` : ""}` : `<p class="muted">${NO_OUTPUT[node.status] || "No output yet."}</p>`),
     node.error ? section("p-error", "Error", pre(node.error, "error")) : "",
-    node.kind === "parameter" ? "" : section("p-stdout", "stdout", pre(node.stdout)),
-    node.kind === "parameter" ? "" : section("p-stderr", "stderr", pre(node.stderr)),
+    node.kind === "parameter" ? "" : section("p-stdout", "stdout", streamBlock("stdout", node.stdout)),
+    node.kind === "parameter" ? "" : section("p-stderr", "stderr", streamBlock("stderr", node.stderr)),
     node.kind === "parameter" ? "" : section("p-attempts", "Attempts", attemptsTable(node)),
     node.kind === "electron" ? section("p-source", "Source", pre(node.source || "(source not available)")) : "",
     node.sub_dispatch_id ? section("p-sub", "Sublattice", `<p><a href="/dispatches/${encodeURIComponent(node.sub_dispatch_id)}">Open the sublattice's graph</a> <span class="mono muted">${esc(node.sub_dispatch_id)}</span></p>`) : "",

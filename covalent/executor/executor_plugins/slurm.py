@@ -6,20 +6,30 @@ How one task runs:
    are packed into one request file (:meth:`Task.packed`) in a folder of its own under
    ``remote_workdir``, beside a job script.
 2. ``sbatch`` submits the script. The job runs the ``prerun_commands``, then
-   ``python -m covalent.executor.runner REQUEST REPLY``, then the ``postrun_commands``.
+   ``python -m covalent.executor.runner --stream REQUEST REPLY``, then the
+   ``postrun_commands``. The electron writes to the job's own output files.
 3. One poller per executor asks ``squeue`` about all of its jobs at once, every
-   ``poll_freq`` seconds, until each job reaches a final state.
-4. The reply file becomes the :class:`Outcome`. A job that ended without one (killed,
+   ``poll_freq`` seconds, until each job reaches a final state. A job seen RUNNING
+   makes its node RUNNING (``task.on_start``, at Slurm's start time when it is
+   plausible); until then the node is queued.
+4. While the job runs, its stdout and stderr files are read from where the last read
+   stopped, every :data:`OUTPUT_INTERVAL` seconds, and what is new goes to the node
+   (``task.on_output``); the rest is read when the job ends, so the Outcome carries no
+   output twice.
+5. The reply file becomes the :class:`Outcome`. A job that ended without one (killed,
    out of time, no Python) fails the node with its Slurm state and its stderr's tail.
 
-Cancelling ``execute`` cancels the job (``scancel``). With ``address`` empty every
-command runs on this machine; otherwise on that host over SSH (one connection per
-executor, reused), for instance a cluster's login node.
+Cancelling ``execute`` cancels the job (``scancel``); a task with a timeout is first
+sent SIGUSR1 (``scancel --signal=USR1 --full``), on which the runner writes its Python
+stacks to stderr, then cancelled :data:`STACK_GRACE` seconds later. With ``address``
+empty every command runs on this machine; otherwise on that host over SSH (one
+connection per executor, reused), for instance a cluster's login node.
 """
 
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
 import os
 import shlex
@@ -35,6 +45,7 @@ from typing import Any
 from covalent._errors import ExecutorSettingError
 from covalent.executor import settings as check
 from covalent.executor.base import BaseExecutor
+from covalent.executor.live import LiveOutput
 from covalent.executor.messages import Reply
 from covalent.executor.task import Outcome, Task, load_reply, outcome_from_reply
 
@@ -84,7 +95,14 @@ POLL_ERROR_GRACE = 300.0
 REPLY_GRACE = 15.0
 """Seconds to wait for a COMPLETED job's reply to show up (shared file systems lag)."""
 
-LOG_LIMIT = 1024 * 1024
+OUTPUT_INTERVAL = 1.0
+"""Seconds between two reads of a running job's output files."""
+READ_LIMIT = 1024 * 1024
+"""Bytes of one output file read at once."""
+STACK_GRACE = 0.5
+"""Seconds a timed-out electron has to write its Python stacks before its job is cancelled."""
+STARTED_STATES = frozenset({"RUNNING", "COMPLETING", "SUSPENDED", "STOPPED"})
+"""Slurm job states that mean the job has started (and not ended)."""
 STDERR_TAIL_LINES = 20
 _RESERVED = {"output": "output", "o": "output", "error": "error", "e": "error"}
 
@@ -194,6 +212,10 @@ class SlurmExecutor(BaseExecutor):
 
     # the dispatcher's side
 
+    def reports_start(self) -> bool:
+        """The node is RUNNING once squeue says its job runs (``task.on_start``)."""
+        return True
+
     async def execute(self, task: Task) -> Outcome:
         host, poller = self._connection()
         try:
@@ -201,17 +223,56 @@ class SlurmExecutor(BaseExecutor):
             job_id = await _finish_even_if_cancelled(self._submit(host, job), host)
         except SlurmError as e:
             return Outcome.failure(str(e))
+        output = _JobOutput(host, job, LiveOutput(task))
         try:
-            state = await poller.wait(job_id)
+            return output.live.into(await self._follow(host, poller, job, job_id, output))
+        finally:
+            output.live.flush()  # what it wrote before it was cancelled, too
+
+    async def _follow(
+        self, host: _Host, poller: _Poller, job: _JobFiles, job_id: str, output: _JobOutput
+    ) -> Outcome:
+        """Wait for the job's end, reading its output meanwhile; its Outcome."""
+        submitted = time.time()
+
+        def started(at: float | None) -> None:
+            output.started = True
+            if job.task.on_start is not None:
+                now = time.time()
+                plausible = at is not None and submitted - 1.0 <= at <= now  # whole seconds
+                job.task.on_start(max(at, submitted) if plausible and at is not None else now)
+
+        reading = asyncio.create_task(output.follow())
+        try:
+            state = await poller.wait(job_id, started)
         except asyncio.CancelledError:
-            await _scancel(host, job_id)
+            await _stopped(reading)
+            await self._stop(host, job, job_id, output)
             raise
         except SlurmError as e:
             return Outcome.failure(f"Lost track of Slurm job {job_id}: {e}")
+        finally:
+            await _stopped(reading)
+        await output.read_rest()
         try:
             return await self._outcome(host, job, job_id, state)
         except SlurmError as e:
             return Outcome.failure(f"Could not read the result of Slurm job {job_id}: {e}")
+
+    async def _stop(self, host: _Host, job: _JobFiles, job_id: str, output: _JobOutput) -> None:
+        """Cancel the job (a task with a timeout writes its stacks first); keep what it
+        wrote. Shielded: a second cancellation does not interrupt it."""
+
+        async def stop() -> None:
+            if job.task.metadata.get("timeout") and output.started:
+                await host.run(["scancel", "--signal=USR1", "--full", job_id])
+                await asyncio.sleep(STACK_GRACE)
+            await host.run(["scancel", job_id])
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(output.read_rest(), COMMAND_TIMEOUT)
+
+        with contextlib.suppress(Exception):
+            await asyncio.shield(stop())
 
     async def teardown(self) -> None:
         host, poller = self._host, self._poller
@@ -244,7 +305,7 @@ class SlurmExecutor(BaseExecutor):
         python = self.python_path or (sys.executable if not self.address else "python3")
         runner = [
             _shell_path(python),
-            "-m covalent.executor.runner",
+            "-m covalent.executor.runner --stream",
             shlex.quote(job.request),
             shlex.quote(job.reply),
         ]
@@ -254,6 +315,7 @@ class SlurmExecutor(BaseExecutor):
             *_directives(settings),
             "",
             *exports,
+            "trap : USR1  # a timed-out electron's stack dump must not end this script",
             *self.prerun_commands,
             " ".join(runner),
             "covalent_status=$?",
@@ -292,9 +354,7 @@ class SlurmExecutor(BaseExecutor):
             reply = await host.read(job.reply)
         if reply is None:
             return Outcome.failure(await _death_report(host, job, job_id, state))
-        outcome = outcome_from_reply(_load_reply(reply))
-        outcome.stdout += await host.tail(job.stdout, LOG_LIMIT)
-        outcome.stderr += await host.tail(job.stderr, LOG_LIMIT)
+        outcome = outcome_from_reply(_load_reply(reply))  # its output came from the files
         if state != "COMPLETED":
             outcome.stderr += f"\ncovalent: Slurm job {job_id} ended in state {state}.\n"
         if self.cleanup:
@@ -335,6 +395,54 @@ def _load_reply(data: bytes) -> Reply:
         return load_reply(data)
     except Exception as e:
         raise SlurmError(f"its reply file is not a task reply: {e}") from e
+
+
+class _JobOutput:
+    """A job's stdout and stderr files, read from where the last read stopped."""
+
+    def __init__(self, host: _Host, job: _JobFiles, live: LiveOutput) -> None:
+        self.host = host
+        self.live = live
+        self.paths = {"stdout": job.stdout, "stderr": job.stderr}
+        self.offsets = {"stdout": 0, "stderr": 0}
+        self.decoders = {name: _decoder() for name in self.paths}
+        self.started = False
+
+    async def follow(self) -> None:
+        """Read what is new every :data:`OUTPUT_INTERVAL` seconds once the job started."""
+        while True:
+            await asyncio.sleep(OUTPUT_INTERVAL)
+            if self.started:
+                with contextlib.suppress(SlurmError, OSError):
+                    await self.read()
+
+    async def read(self) -> bool:
+        """Read what is new in both files (up to READ_LIMIT bytes each); whether any was."""
+        found = False
+        for name, path in self.paths.items():
+            data = await self.host.read_from(path, self.offsets[name], READ_LIMIT)
+            self.offsets[name] += len(data)
+            self.live.add(name, self.decoders[name].decode(data))
+            found = found or bool(data)
+        return found
+
+    async def read_rest(self) -> None:
+        """Read both files to their end (the job has ended)."""
+        while await self.read():
+            pass
+        for name, decoder in self.decoders.items():
+            self.live.add(name, decoder.decode(b"", final=True))
+        self.live.flush()
+
+
+async def _stopped(task: asyncio.Task[None]) -> None:
+    """Cancel ``task`` and wait until it has stopped (whatever else is cancelled)."""
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+def _decoder() -> codecs.IncrementalDecoder:
+    return codecs.getincrementaldecoder("utf-8")(errors="replace")
 
 
 class _JobFiles:
@@ -402,17 +510,24 @@ class _Poller:
         self.host = host
         self.poll_freq = poll_freq
         self.waiting: dict[str, asyncio.Future[str]] = {}
+        self.on_start: dict[str, Callable[[float | None], None]] = {}
         self.task: asyncio.Task[None] | None = None
 
-    async def wait(self, job_id: str) -> str:
-        """The job's final state, once it has one."""
+    async def wait(
+        self, job_id: str, on_start: Callable[[float | None], None] | None = None
+    ) -> str:
+        """The job's final state, once it has one; ``on_start(start time or None)`` is
+        called once when the job is first seen running."""
         future = self.waiting[job_id] = asyncio.get_running_loop().create_future()
+        if on_start is not None:
+            self.on_start[job_id] = on_start
         if self.task is None or self.task.done():
             self.task = asyncio.create_task(self._run(), name="covalent-slurm-poller")
         try:
             return await future
         finally:
             self.waiting.pop(job_id, None)
+            self.on_start.pop(job_id, None)
 
     async def _run(self) -> None:
         failing_since: float | None = None
@@ -426,16 +541,18 @@ class _Poller:
                     self._settle_all(SlurmError(f"squeue kept failing: {e}"))
                 continue
             failing_since = None
-            for job_id, state in states.items():
+            for job_id, (state, start) in states.items():
+                if state in STARTED_STATES and job_id in self.on_start:
+                    self.on_start.pop(job_id)(start)
                 future = self.waiting.get(job_id)
                 if state in FINAL_STATES and future is not None and not future.done():
                     future.set_result(state)
 
-    async def _poll(self, job_ids: list[str]) -> dict[str, str]:
+    async def _poll(self, job_ids: list[str]) -> dict[str, tuple[str, float | None]]:
         states = await _states(self.host, job_ids)
         for job_id in job_ids:
             if job_id not in states:
-                states[job_id] = await _forgotten_state(self.host, job_id)
+                states[job_id] = (await _forgotten_state(self.host, job_id), None)
         return states
 
     def _settle_all(self, error: Exception) -> None:
@@ -450,23 +567,36 @@ class _Poller:
         self._settle_all(SlurmError("the executor was shut down while the job ran"))
 
 
-async def _states(host: _Host, job_ids: list[str]) -> dict[str, str]:
-    """``{job id: state}`` for the jobs Slurm still knows, from one ``squeue`` call."""
+async def _states(host: _Host, job_ids: list[str]) -> dict[str, tuple[str, float | None]]:
+    """``{job id: (state, start time or None)}`` for the jobs Slurm still knows, from one
+    ``squeue`` call."""
     command = [
         "squeue",
         "--noheader",
         "--states=all",
         "--jobs",
         ",".join(job_ids),
-        "--format=%i|%T",
+        "--format=%i|%T|%S",
     ]
     done = await host.run(command)
     if done.returncode != 0:
         if "Invalid job id" in done.stderr:
             return {}  # every job asked about is gone (squeue says so for one id alone)
         raise SlurmError(f"squeue failed (exit code {done.returncode}): {done.stderr.strip()}")
-    lines = (line.split("|", 1) for line in done.stdout.splitlines() if "|" in line)
-    return {job_id.strip(): state.strip().split()[0] for job_id, state in lines if state.strip()}
+    found: dict[str, tuple[str, float | None]] = {}
+    for line in done.stdout.splitlines():
+        job_id, state, start = (line.split("|") + ["", ""])[:3]
+        if state.strip():
+            found[job_id.strip()] = (state.strip().split()[0], _slurm_time(start.strip()))
+    return found
+
+
+def _slurm_time(text: str) -> float | None:
+    """A time squeue prints (``2026-11-30T12:30:01``, the host's local time), or None."""
+    try:
+        return time.mktime(time.strptime(text, "%Y-%m-%dT%H:%M:%S"))
+    except ValueError:
+        return None
 
 
 async def _forgotten_state(host: _Host, job_id: str) -> str:
@@ -507,6 +637,10 @@ class _Host:
 
     async def tail(self, path: str, limit: int) -> str:
         """The last ``limit`` bytes of a text file ("" when it does not exist)."""
+        raise NotImplementedError
+
+    async def read_from(self, path: str, offset: int, limit: int) -> bytes:
+        """Up to ``limit`` bytes of a file from ``offset`` (b"" when it does not exist)."""
         raise NotImplementedError
 
     async def remove_tree(self, path: str) -> None:
@@ -576,6 +710,17 @@ class _LocalHost(_Host):
                 return b""
 
         return (await asyncio.to_thread(_tail)).decode(errors="replace")
+
+    async def read_from(self, path: str, offset: int, limit: int) -> bytes:
+        def _read() -> bytes:
+            try:
+                with open(path, "rb") as f:
+                    f.seek(offset)
+                    return f.read(limit)
+            except FileNotFoundError:
+                return b""
+
+        return await asyncio.to_thread(_read)
 
     async def remove_tree(self, path: str) -> None:
         await asyncio.to_thread(shutil.rmtree, path, True)
@@ -681,6 +826,20 @@ class _SSHHost(_Host):
 
         result: bytes = await self._use(_tail)
         return result.decode(errors="replace")
+
+    async def read_from(self, path: str, offset: int, limit: int) -> bytes:
+        asyncssh = _asyncssh()
+
+        async def _read(_: Any, sftp: Any) -> bytes:
+            try:
+                async with sftp.open(path, "rb") as f:
+                    data: bytes = await f.read(limit, offset)
+                    return data
+            except asyncssh.SFTPNoSuchFile:
+                return b""
+
+        result: bytes = await self._use(_read)
+        return result
 
     async def remove_tree(self, path: str) -> None:
         await self._use(lambda _, sftp: sftp.rmtree(path, ignore_errors=True))

@@ -2,10 +2,17 @@
 
 For each electron the server packs the task (function, arguments and context as blobs)
 into one request file, uploads it by SFTP to the host's staging folder, and runs
-``python -m covalent.executor.runner REQUEST REPLY`` there with the host's Python. The
-reply file (status, pickled output or traceback, stdout, stderr, times) comes back by
-SFTP and both files are removed. The server never unpickles user data: the reply is
+``python -m covalent.executor.runner --stream REQUEST REPLY`` there with the host's
+Python. The reply file (status, pickled output or traceback, times) comes back by SFTP
+and both files are removed. The server never unpickles user data: the reply is
 MessagePack (covalent.executor.messages), decoded into a typed record.
+
+Output is live: the electron writes to the remote process's own stdout and stderr
+(file descriptors, so subprocesses and C extensions count), which come back over the
+SSH channel as it runs and go to the node every 0.25 s (covalent.executor.live). The
+node is RUNNING from when the remote shell reports its pid (before that it waits for a
+free channel or the connection). A timed-out electron is sent SIGUSR1 first, on which
+the runner writes its Python stacks to stderr, and is killed 0.5 s later.
 
 One SSH connection per (host, port, user, key) is opened on first use and reused by all
 electrons: each running electron holds one channel on it, file transfers share one SFTP
@@ -31,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 from covalent._errors import ExecutorError
 from covalent.executor import settings as check
 from covalent.executor.base import BaseExecutor
+from covalent.executor.live import LiveOutput
 from covalent.executor.messages import MessageError
 from covalent.executor.task import Outcome, Task, load_reply, outcome_from_reply
 
@@ -67,6 +75,8 @@ CONNECT_TIMEOUT = 30.0
 KEEPALIVE_INTERVAL = 30.0
 KILL_TIMEOUT = 30.0
 STDERR_TAIL = 8000
+STACK_GRACE = 0.5
+"""Seconds a timed-out electron has to write its Python stacks before it is killed."""
 PID_MARKER = "covalent-remote-pid:"
 CONDA_FAILED = 97
 CONDA_LOCATIONS = (
@@ -185,14 +195,21 @@ class SSHExecutor(BaseExecutor):
         user = f"{self.username}@" if self.username else ""
         return f"{user}{self.hostname}:{self.port}"
 
+    def reports_start(self) -> bool:
+        """The node is RUNNING once the remote shell reports its pid (``task.on_start``)."""
+        return True
+
     async def execute(self, task: Task) -> Outcome:
         start = time.time()
+        output = LiveOutput(task)
         try:
             link = await self._link()
             async with link.slots:
-                return await self._run(link, task, start)
+                return output.into(await self._run(link, task, start, output))
         except ExecutorError as e:
-            return Outcome.failure(str(e), start)
+            return output.into(Outcome.failure(str(e), start))
+        finally:
+            output.flush()  # what it wrote before it was cancelled, too
 
     async def teardown(self) -> None:
         """Close every connection (the server calls this when it stops)."""
@@ -302,7 +319,7 @@ class SSHExecutor(BaseExecutor):
 
     # one electron
 
-    async def _run(self, link: _Link, task: Task, start: float) -> Outcome:
+    async def _run(self, link: _Link, task: Task, start: float, output: LiveOutput) -> Outcome:
         ssh = _asyncssh()
         staging = link.path(self.remote_cache)
         name = f"{_safe(task.dispatch_id)}-{task.node_id}-{uuid.uuid4().hex[:8]}"
@@ -314,7 +331,7 @@ class SSHExecutor(BaseExecutor):
             await link.upload(request_path, request)
             del request
             command = self._command(staging, request_path, reply_path)
-            remote = await _Remote.run(link.conn, command)
+            remote = await _Remote.run(link.conn, command, _Watch(task, output))
             return await self._outcome(link, remote, reply_path, start)
         except (OSError, ssh.Error) as e:
             raise ExecutorError(
@@ -340,7 +357,7 @@ class SSHExecutor(BaseExecutor):
         steps = [f"cd {shlex.quote(staging)}", f"echo {PID_MARKER}$$"]
         if self.conda_env:
             steps.append(_conda_activation(self.conda_env))
-        run = f"{python} -m covalent.executor.runner"
+        run = f"{python} -m covalent.executor.runner --stream"
         steps.append(f"exec {run} {shlex.quote(request_path)} {shlex.quote(reply_path)}")
         return _sh(" && ".join(steps))
 
@@ -441,11 +458,31 @@ class _Link:
             await asyncio.wait_for(self.conn.wait_closed(), KILL_TIMEOUT)
 
 
-class _Remote:
-    """A running remote command: its pid once the shell reports it, and its stderr."""
+@dataclass
+class _Watch:
+    """What a remote command reports to: the task (its start, whether it has a timeout)
+    and where its output goes."""
 
-    def __init__(self, process: asyncssh.SSHClientProcess[str]) -> None:
+    task: Task
+    output: LiveOutput
+
+    def started(self) -> None:
+        if self.task.on_start is not None:
+            self.task.on_start(time.time())
+
+    @property
+    def stack_first(self) -> bool:
+        """Whether a stop should ask for the Python stacks first (a task with a timeout)."""
+        return bool(self.task.metadata.get("timeout"))
+
+
+class _Remote:
+    """A running remote command: its pid once the shell reports it, its output as it
+    comes (to ``watch.output``), and the tail of its stderr."""
+
+    def __init__(self, process: asyncssh.SSHClientProcess[str], watch: _Watch) -> None:
         self.process = process
+        self.watch = watch
         self.pid: int | None = None
         self.started = asyncio.Event()
         self.stderr = ""
@@ -455,9 +492,9 @@ class _Remote:
         ]
 
     @classmethod
-    async def run(cls, conn: asyncssh.SSHClientConnection, command: str) -> _Remote:
+    async def run(cls, conn: asyncssh.SSHClientConnection, command: str, watch: _Watch) -> _Remote:
         """Run ``command`` to its end; if cancelled, kill it (even while it starts)."""
-        starting = asyncio.ensure_future(cls._start(conn, command))
+        starting = asyncio.ensure_future(cls._start(conn, command, watch))
         try:
             remote = await asyncio.shield(starting)
             await remote.finished()
@@ -468,10 +505,12 @@ class _Remote:
             raise
 
     @classmethod
-    async def _start(cls, conn: asyncssh.SSHClientConnection, command: str) -> _Remote:
+    async def _start(
+        cls, conn: asyncssh.SSHClientConnection, command: str, watch: _Watch
+    ) -> _Remote:
         process = await conn.create_process(command, encoding="utf-8", errors="replace")
         process.stdin.write_eof()
-        return cls(process)
+        return cls(process, watch)
 
     async def finished(self) -> None:
         """Wait until the command has exited and its output is read."""
@@ -482,14 +521,19 @@ class _Remote:
         """Kill the remote process group, then close the channel."""
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self.started.wait(), KILL_TIMEOUT)
-        exited = self.process.exit_status is not None or self.process.exit_signal is not None
-        if self.pid is not None and not exited:  # once exited, its pid may be reused
+        if self.pid is not None and not self._exited() and self.watch.stack_first:
+            await _run_quietly(conn, _sh(f"kill -s USR1 {self.pid} 2>/dev/null"))
+            await asyncio.sleep(STACK_GRACE)
+        if self.pid is not None and not self._exited():  # once exited, its pid may be reused
             await self._kill_group(conn, self.pid)
         self.process.close()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.finished(), KILL_TIMEOUT)
         for reader in self._readers:
             reader.cancel()
+
+    def _exited(self) -> bool:
+        return self.process.exit_status is not None or self.process.exit_signal is not None
 
     async def _kill_group(self, conn: asyncssh.SSHClientConnection, pid: int) -> None:
         """Kill Python's process group (it leads one), or Python alone if it does not."""
@@ -504,16 +548,18 @@ class _Remote:
                 while line := await self.process.stdout.readline():
                     if line.startswith(PID_MARKER):
                         self.pid = int(line[len(PID_MARKER) :])
+                        self.watch.started()
                         break
             finally:
                 self.started.set()
-            while await self.process.stdout.read(65536):
-                pass  # the runner captures the electron's prints; anything else is dropped
+            while chunk := await self.process.stdout.read(65536):
+                self.watch.output.add("stdout", chunk)
 
     async def _read_stderr(self) -> None:
         with contextlib.suppress(OSError, _asyncssh().Error):
             while chunk := await self.process.stderr.read(65536):
                 self.stderr = (self.stderr + chunk)[-STDERR_TAIL:]
+                self.watch.output.add("stderr", chunk)
 
 
 async def _run_quietly(conn: asyncssh.SSHClientConnection, command: str, tries: int = 3) -> bool:
