@@ -31,20 +31,25 @@ from __future__ import annotations
 import asyncio
 import codecs
 import contextlib
-import os
 import shlex
-import shutil
 import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from types import ModuleType
 from typing import Any
 
 from covalent._errors import ExecutorSettingError
 from covalent.executor import settings as check
 from covalent.executor.base import BaseExecutor
+from covalent.executor.hosts import (
+    COMMAND_TIMEOUT,
+    Host,
+    HostError,
+    LocalHost,
+    SSHHost,
+    SSHTarget,
+    runner_command,
+)
 from covalent.executor.live import LiveOutput
 from covalent.executor.messages import Reply
 from covalent.executor.task import Outcome, Task, load_reply, outcome_from_reply
@@ -86,7 +91,6 @@ FINAL_STATES = frozenset(
 )
 """Slurm job states after which the job never runs again (UNKNOWN: Slurm forgot it)."""
 
-COMMAND_TIMEOUT = 120.0
 """Seconds a single sbatch/squeue/scancel may take before it counts as failed."""
 
 POLL_ERROR_GRACE = 300.0
@@ -107,15 +111,8 @@ STDERR_TAIL_LINES = 20
 _RESERVED = {"output": "output", "o": "output", "error": "error", "e": "error"}
 
 
-class SlurmError(Exception):
+class SlurmError(HostError):
     """A Slurm command failed; the message says which and why."""
-
-
-@dataclass
-class _Completed:
-    returncode: int
-    stdout: str
-    stderr: str
 
 
 class SlurmExecutor(BaseExecutor):
@@ -190,7 +187,7 @@ class SlurmExecutor(BaseExecutor):
         self.known_hosts = check.path(owner, "known_hosts", known_hosts)
         self.verify_host_key = check.flag(owner, "verify_host_key", verify_host_key)
         self._check_options()
-        self._host: _Host | None = None
+        self._host: Host | None = None
         self._poller: _Poller | None = None
 
     def _check_options(self) -> None:
@@ -221,7 +218,7 @@ class SlurmExecutor(BaseExecutor):
         try:
             job = await self._prepare(host, task)
             job_id = await _finish_even_if_cancelled(self._submit(host, job), host)
-        except SlurmError as e:
+        except HostError as e:  # a SlurmError, or the login node failing
             return Outcome.failure(str(e))
         output = _JobOutput(host, job, LiveOutput(task))
         try:
@@ -230,7 +227,7 @@ class SlurmExecutor(BaseExecutor):
             output.live.flush()  # what it wrote before it was cancelled, too
 
     async def _follow(
-        self, host: _Host, poller: _Poller, job: _JobFiles, job_id: str, output: _JobOutput
+        self, host: Host, poller: _Poller, job: _JobFiles, job_id: str, output: _JobOutput
     ) -> Outcome:
         """Wait for the job's end, reading its output meanwhile; its Outcome."""
         submitted = time.time()
@@ -249,17 +246,17 @@ class SlurmExecutor(BaseExecutor):
             await _stopped(reading)
             await self._stop(host, job, job_id, output)
             raise
-        except SlurmError as e:
+        except HostError as e:  # a SlurmError, or the login node failing
             return Outcome.failure(f"Lost track of Slurm job {job_id}: {e}")
         finally:
             await _stopped(reading)
         await output.read_rest()
         try:
             return await self._outcome(host, job, job_id, state)
-        except SlurmError as e:
+        except HostError as e:  # a SlurmError, or the login node failing
             return Outcome.failure(f"Could not read the result of Slurm job {job_id}: {e}")
 
-    async def _stop(self, host: _Host, job: _JobFiles, job_id: str, output: _JobOutput) -> None:
+    async def _stop(self, host: Host, job: _JobFiles, job_id: str, output: _JobOutput) -> None:
         """Cancel the job (a task with a timeout writes its stacks first); keep what it
         wrote. Shielded: a second cancellation does not interrupt it."""
 
@@ -283,14 +280,26 @@ class SlurmExecutor(BaseExecutor):
             await host.close()
         await super().teardown()
 
-    def _connection(self) -> tuple[_Host, _Poller]:
+    def _connection(self) -> tuple[Host, _Poller]:
         """This executor's host and poller, made for the running event loop."""
         loop = asyncio.get_running_loop()
         if self._host is None or self._host.loop is not loop:
-            self._host = _SSHHost(self, loop) if self.address else _LocalHost(loop, self.env)
+            self._host = SSHHost(self._target(), self.env) if self.address else LocalHost(self.env)
             self._poller = _Poller(self._host, self.poll_freq)
         assert self._poller is not None
         return self._host, self._poller
+
+    def _target(self) -> SSHTarget:
+        """The login node, as the remote-host layer logs in to it."""
+        return SSHTarget(
+            hostname=self.address,
+            port=self.port,
+            username=self.username,
+            key_file=self.ssh_key_file,
+            known_hosts=self.known_hosts,
+            verify_host_key=self.verify_host_key,
+            who="SlurmExecutor",
+        )
 
     # the job
 
@@ -303,12 +312,6 @@ class SlurmExecutor(BaseExecutor):
         settings.update({_option_name(k): v for k, v in self.options.items()})
         settings.update(output=job.stdout, error=job.stderr)
         python = self.python_path or (sys.executable if not self.address else "python3")
-        runner = [
-            _shell_path(python),
-            "-m covalent.executor.runner --stream",
-            shlex.quote(job.request),
-            shlex.quote(job.reply),
-        ]
         exports = [f"export {k}={shlex.quote(v)}" for k, v in self.env.items()]
         lines = [
             "#!/bin/bash",
@@ -317,7 +320,7 @@ class SlurmExecutor(BaseExecutor):
             *exports,
             "trap : USR1  # a timed-out electron's stack dump must not end this script",
             *self.prerun_commands,
-            " ".join(runner),
+            runner_command(python, job.request, job.reply),
             "covalent_status=$?",
             *self.postrun_commands,
             "exit $covalent_status",
@@ -325,7 +328,7 @@ class SlurmExecutor(BaseExecutor):
         ]
         return "\n".join(lines)
 
-    async def _prepare(self, host: _Host, task: Task) -> _JobFiles:
+    async def _prepare(self, host: Host, task: Task) -> _JobFiles:
         """Write the task's request and job script into a new folder."""
         job = _JobFiles(await host.resolve(self.remote_workdir), task)
         try:
@@ -336,7 +339,7 @@ class SlurmExecutor(BaseExecutor):
             raise SlurmError(f"Could not write the Slurm job's files in {job.folder}: {e}") from e
         return job
 
-    async def _submit(self, host: _Host, job: _JobFiles) -> str:
+    async def _submit(self, host: Host, job: _JobFiles) -> str:
         done = await host.run(["sbatch", "--parsable", job.script])
         job_id = done.stdout.strip().split(";")[0]
         if done.returncode != 0 or not job_id.isdigit():
@@ -346,7 +349,7 @@ class SlurmExecutor(BaseExecutor):
             )
         return job_id
 
-    async def _outcome(self, host: _Host, job: _JobFiles, job_id: str, state: str) -> Outcome:
+    async def _outcome(self, host: Host, job: _JobFiles, job_id: str, state: str) -> Outcome:
         reply = await host.read(job.reply)
         deadline = time.monotonic() + REPLY_GRACE
         while reply is None and state == "COMPLETED" and time.monotonic() < deadline:
@@ -363,11 +366,6 @@ class SlurmExecutor(BaseExecutor):
 
 
 # plain helpers
-
-
-def _shell_path(path: str) -> str:
-    """``path`` quoted for the shell, with a leading ``~/`` still meaning the home folder."""
-    return '"$HOME"/' + shlex.quote(path[2:]) if path.startswith("~/") else shlex.quote(path)
 
 
 def _option_name(key: str) -> str:
@@ -400,7 +398,7 @@ def _load_reply(data: bytes) -> Reply:
 class _JobOutput:
     """A job's stdout and stderr files, read from where the last read stopped."""
 
-    def __init__(self, host: _Host, job: _JobFiles, live: LiveOutput) -> None:
+    def __init__(self, host: Host, job: _JobFiles, live: LiveOutput) -> None:
         self.host = host
         self.live = live
         self.paths = {"stdout": job.stdout, "stderr": job.stderr}
@@ -413,7 +411,7 @@ class _JobOutput:
         while True:
             await asyncio.sleep(OUTPUT_INTERVAL)
             if self.started:
-                with contextlib.suppress(SlurmError, OSError):
+                with contextlib.suppress(HostError, OSError):
                     await self.read()
 
     async def read(self) -> bool:
@@ -461,7 +459,7 @@ class _JobFiles:
         self.stderr = f"{self.folder}/job.stderr"
 
 
-async def _finish_even_if_cancelled(submit: Awaitable[str], host: _Host) -> str:
+async def _finish_even_if_cancelled(submit: Awaitable[str], host: Host) -> str:
     """Await a submission; if cancelled meanwhile, let it finish and cancel its job."""
     pending = asyncio.ensure_future(submit)
     try:
@@ -472,16 +470,16 @@ async def _finish_even_if_cancelled(submit: Awaitable[str], host: _Host) -> str:
         raise
 
 
-async def _scancel(host: _Host, job_id: str) -> None:
+async def _scancel(host: Host, job_id: str) -> None:
     """Cancel a job; shielded, so that a second cancellation does not interrupt it."""
     with contextlib.suppress(Exception):
         await asyncio.shield(host.run(["scancel", job_id]))
 
 
-async def _death_report(host: _Host, job: _JobFiles, job_id: str, state: str) -> str:
+async def _death_report(host: Host, job: _JobFiles, job_id: str, state: str) -> str:
     """Why a job left no reply: its Slurm state, exit code and the tail of its stderr."""
     details: dict[str, str] = {}
-    with contextlib.suppress(SlurmError):
+    with contextlib.suppress(HostError):
         details = await _job_details(host, job_id)
     extra = ", ".join(f"{k} {v}" for k, v in details.items() if v and v != "None")
     lines = [
@@ -497,7 +495,7 @@ async def _death_report(host: _Host, job: _JobFiles, job_id: str, state: str) ->
     return "\n".join(lines)
 
 
-async def _job_details(host: _Host, job_id: str) -> dict[str, str]:
+async def _job_details(host: Host, job_id: str) -> dict[str, str]:
     done = await host.run(["scontrol", "-o", "show", "job", job_id])
     fields = dict(part.split("=", 1) for part in done.stdout.split() if "=" in part)
     return {"reason": fields.get("Reason", ""), "exit code": fields.get("ExitCode", "")}
@@ -506,7 +504,7 @@ async def _job_details(host: _Host, job_id: str) -> dict[str, str]:
 class _Poller:
     """Follows every job of one host with one ``squeue`` per ``poll_freq`` seconds."""
 
-    def __init__(self, host: _Host, poll_freq: float) -> None:
+    def __init__(self, host: Host, poll_freq: float) -> None:
         self.host = host
         self.poll_freq = poll_freq
         self.waiting: dict[str, asyncio.Future[str]] = {}
@@ -567,7 +565,7 @@ class _Poller:
         self._settle_all(SlurmError("the executor was shut down while the job ran"))
 
 
-async def _states(host: _Host, job_ids: list[str]) -> dict[str, tuple[str, float | None]]:
+async def _states(host: Host, job_ids: list[str]) -> dict[str, tuple[str, float | None]]:
     """``{job id: (state, start time or None)}`` for the jobs Slurm still knows, from one
     ``squeue`` call."""
     command = [
@@ -599,7 +597,7 @@ def _slurm_time(text: str) -> float | None:
         return None
 
 
-async def _forgotten_state(host: _Host, job_id: str) -> str:
+async def _forgotten_state(host: Host, job_id: str) -> str:
     """The state of a job squeue no longer shows: from sacct, where accounting is on."""
     done = await host.run(
         ["sacct", "--noheader", "--parsable2", "--allocations", "--jobs", job_id, "--format=State"]
@@ -609,279 +607,3 @@ async def _forgotten_state(host: _Host, job_id: str) -> str:
 
 
 # where commands run
-
-
-class _Host:
-    """Runs commands and moves files on the machine that talks to Slurm."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, env: dict[str, str]) -> None:
-        self.loop = loop
-        self.env = env
-
-    async def run(self, argv: list[str]) -> _Completed:
-        raise NotImplementedError
-
-    async def resolve(self, path: str) -> str:
-        """An absolute path; relative ones and ``~`` start at the home directory."""
-        raise NotImplementedError
-
-    async def makedirs(self, path: str) -> None:
-        raise NotImplementedError
-
-    async def write(self, path: str, data: bytes) -> None:
-        raise NotImplementedError
-
-    async def read(self, path: str) -> bytes | None:
-        """The file's bytes, or None when it does not exist."""
-        raise NotImplementedError
-
-    async def tail(self, path: str, limit: int) -> str:
-        """The last ``limit`` bytes of a text file ("" when it does not exist)."""
-        raise NotImplementedError
-
-    async def read_from(self, path: str, offset: int, limit: int) -> bytes:
-        """Up to ``limit`` bytes of a file from ``offset`` (b"" when it does not exist)."""
-        raise NotImplementedError
-
-    async def remove_tree(self, path: str) -> None:
-        raise NotImplementedError
-
-    async def close(self) -> None:
-        pass
-
-
-class _LocalHost(_Host):
-    """This machine: subprocesses, and file operations in a thread."""
-
-    async def run(self, argv: list[str]) -> _Completed:
-        try:
-            process = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=asyncio.subprocess.DEVNULL,
-                env={**os.environ, **self.env},
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-            )
-        except OSError as e:
-            return _Completed(127, "", f"cannot run {argv[0]}: {e}")
-        try:
-            out, err = await asyncio.wait_for(process.communicate(), COMMAND_TIMEOUT)
-        except (asyncio.TimeoutError, asyncio.CancelledError) as e:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            await process.wait()
-            if isinstance(e, asyncio.CancelledError):
-                raise
-            return _Completed(124, "", f"{argv[0]} took more than {COMMAND_TIMEOUT:g} s")
-        return _Completed(
-            process.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace")
-        )
-
-    async def resolve(self, path: str) -> str:
-        return os.path.abspath(os.path.join(os.path.expanduser("~"), os.path.expanduser(path)))
-
-    async def makedirs(self, path: str) -> None:
-        await asyncio.to_thread(os.makedirs, path, exist_ok=True)
-
-    async def write(self, path: str, data: bytes) -> None:
-        def _write() -> None:
-            with open(path, "wb") as f:
-                f.write(data)
-
-        await asyncio.to_thread(_write)
-
-    async def read(self, path: str) -> bytes | None:
-        def _read() -> bytes | None:
-            try:
-                with open(path, "rb") as f:
-                    return f.read()
-            except FileNotFoundError:
-                return None
-
-        return await asyncio.to_thread(_read)
-
-    async def tail(self, path: str, limit: int) -> str:
-        def _tail() -> bytes:
-            try:
-                with open(path, "rb") as f:
-                    f.seek(max(0, os.fstat(f.fileno()).st_size - limit))
-                    return f.read()
-            except FileNotFoundError:
-                return b""
-
-        return (await asyncio.to_thread(_tail)).decode(errors="replace")
-
-    async def read_from(self, path: str, offset: int, limit: int) -> bytes:
-        def _read() -> bytes:
-            try:
-                with open(path, "rb") as f:
-                    f.seek(offset)
-                    return f.read(limit)
-            except FileNotFoundError:
-                return b""
-
-        return await asyncio.to_thread(_read)
-
-    async def remove_tree(self, path: str) -> None:
-        await asyncio.to_thread(shutil.rmtree, path, True)
-
-
-class _SSHHost(_Host):
-    """A login node over SSH: one connection, one SFTP session, a few channels at once."""
-
-    MAX_CHANNELS = 8  # sshd allows 10 sessions per connection by default
-
-    def __init__(self, executor: SlurmExecutor, loop: asyncio.AbstractEventLoop) -> None:
-        super().__init__(loop, executor.env)
-        self.executor = executor
-        self._connection: Any = None
-        self._sftp: Any = None
-        self._home = ""
-        self._lock = asyncio.Lock()
-        self._channels = asyncio.Semaphore(self.MAX_CHANNELS)
-
-    async def _connect(self) -> tuple[Any, Any]:
-        asyncssh = _asyncssh()
-        async with self._lock:
-            if self._connection is None:
-                connection = await asyncssh.connect(**_ssh_settings(self.executor))
-                try:
-                    sftp = await connection.start_sftp_client()
-                    self._home = await sftp.realpath(".")
-                except BaseException:
-                    connection.close()
-                    raise
-                self._connection, self._sftp = connection, sftp
-        return self._connection, self._sftp
-
-    async def _use(self, action: Callable[[Any, Any], Awaitable[Any]]) -> Any:
-        """Run ``action(connection, sftp)``; a broken connection is dropped and remade once."""
-        asyncssh = _asyncssh()
-
-        for attempt in (1, 2):
-            try:
-                connection, sftp = await self._connect()
-                async with self._channels:
-                    return await action(connection, sftp)
-            except (asyncssh.DisconnectError, asyncssh.ConnectionLost, ConnectionError) as e:
-                await self.close()
-                if attempt == 2:
-                    raise SlurmError(f"SSH to {self.executor.address} failed: {e}") from e
-            except (asyncssh.Error, OSError, asyncio.TimeoutError) as e:
-                raise SlurmError(f"SSH to {self.executor.address} failed: {e}") from e
-        raise AssertionError("unreachable")
-
-    async def run(self, argv: list[str]) -> _Completed:
-        async def _run(connection: Any, sftp: Any) -> _Completed:
-            command = ["env", *(f"{k}={v}" for k, v in self.env.items()), *argv]
-            done = await asyncio.wait_for(connection.run(shlex.join(command)), COMMAND_TIMEOUT)
-            code = 255 if done.returncode is None else int(done.returncode)
-            return _Completed(code, str(done.stdout or ""), str(done.stderr or ""))
-
-        result: _Completed = await self._use(_run)
-        return result
-
-    async def resolve(self, path: str) -> str:
-        await self._use(lambda connection, sftp: asyncio.sleep(0))
-        if path == "~" or path.startswith("~/"):
-            path = self._home + path[1:]
-        return path if path.startswith("/") else f"{self._home}/{path}"
-
-    async def makedirs(self, path: str) -> None:
-        await self._use(lambda _, sftp: sftp.makedirs(path, exist_ok=True))
-
-    async def write(self, path: str, data: bytes) -> None:
-        async def _write(_: Any, sftp: Any) -> None:
-            async with sftp.open(path, "wb") as f:
-                await f.write(data)
-
-        await self._use(_write)
-
-    async def read(self, path: str) -> bytes | None:
-        asyncssh = _asyncssh()
-
-        async def _read(_: Any, sftp: Any) -> bytes | None:
-            try:
-                async with sftp.open(path, "rb") as f:
-                    data: bytes = await f.read()
-                    return data
-            except asyncssh.SFTPNoSuchFile:
-                return None
-
-        result: bytes | None = await self._use(_read)
-        return result
-
-    async def tail(self, path: str, limit: int) -> str:
-        asyncssh = _asyncssh()
-
-        async def _tail(_: Any, sftp: Any) -> bytes:
-            try:
-                async with sftp.open(path, "rb") as f:
-                    size = (await f.stat()).size or 0
-                    await f.seek(max(0, size - limit))
-                    data: bytes = await f.read()
-                    return data
-            except asyncssh.SFTPNoSuchFile:
-                return b""
-
-        result: bytes = await self._use(_tail)
-        return result.decode(errors="replace")
-
-    async def read_from(self, path: str, offset: int, limit: int) -> bytes:
-        asyncssh = _asyncssh()
-
-        async def _read(_: Any, sftp: Any) -> bytes:
-            try:
-                async with sftp.open(path, "rb") as f:
-                    data: bytes = await f.read(limit, offset)
-                    return data
-            except asyncssh.SFTPNoSuchFile:
-                return b""
-
-        result: bytes = await self._use(_read)
-        return result
-
-    async def remove_tree(self, path: str) -> None:
-        await self._use(lambda _, sftp: sftp.rmtree(path, ignore_errors=True))
-
-    async def close(self) -> None:
-        connection, sftp = self._connection, self._sftp
-        self._connection = self._sftp = None
-        if sftp is not None:
-            sftp.exit()
-        if connection is not None:
-            connection.close()
-            with contextlib.suppress(Exception):
-                await connection.wait_closed()
-
-
-def _asyncssh() -> ModuleType:
-    """The asyncssh module, imported on first use in SSH mode.
-
-    Not at the top: every discovery of executors imports each built-in plugin module
-    (the client at each dispatch, the server, the worker processes), so a top-level
-    import would slow all of them, and would make this plugin fail to load, and vanish,
-    where the optional ``ssh`` extra is not installed though local mode needs none of it.
-    """
-    try:
-        import asyncssh
-    except ImportError as e:
-        raise SlurmError(
-            "SlurmExecutor with an address needs asyncssh on the server's machine: "
-            "pip install 'covalent[ssh]' (or asyncssh>=2.14)."
-        ) from e
-    return asyncssh
-
-
-def _ssh_settings(executor: SlurmExecutor) -> dict[str, Any]:
-    """asyncssh.connect's arguments for the executor's address, user, key and known hosts."""
-    settings: dict[str, Any] = {"host": executor.address, "port": executor.port}
-    if executor.username:
-        settings["username"] = executor.username
-    if executor.ssh_key_file:
-        settings["client_keys"] = [os.path.expanduser(executor.ssh_key_file)]
-    if not executor.verify_host_key:
-        settings["known_hosts"] = None
-    elif executor.known_hosts:
-        settings["known_hosts"] = os.path.expanduser(executor.known_hosts)
-    return settings

@@ -25,19 +25,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import posixpath
 import re
 import shlex
 import time
 import uuid
-from dataclasses import dataclass, field
-from types import ModuleType
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from covalent._errors import ExecutorError
 from covalent.executor import settings as check
 from covalent.executor.base import BaseExecutor
+from covalent.executor.hosts import (
+    HostError,
+    SSHConnection,
+    SSHTarget,
+    asyncssh_module,
+    describe,
+    runner_command,
+    sh,
+)
 from covalent.executor.live import LiveOutput
 from covalent.executor.messages import MessageError
 from covalent.executor.task import Outcome, Task, load_reply, outcome_from_reply
@@ -71,8 +78,6 @@ _EXECUTOR_PLUGIN_DEFAULTS: dict[str, Any] = {
     "max_tasks": 8,
 }
 
-CONNECT_TIMEOUT = 30.0
-KEEPALIVE_INTERVAL = 30.0
 KILL_TIMEOUT = 30.0
 STDERR_TAIL = 8000
 STACK_GRACE = 0.5
@@ -83,23 +88,6 @@ CONDA_LOCATIONS = (
     '"${CONDA_EXE:-}" conda "$HOME/miniconda3/bin/conda" "$HOME/anaconda3/bin/conda" '
     '"$HOME/miniforge3/bin/conda" "$HOME/mambaforge/bin/conda" /opt/conda/bin/conda'
 )
-
-
-def _asyncssh() -> ModuleType:
-    """The asyncssh module, imported on first use.
-
-    Not imported at the top: every plugin discovery (each ``ct.executor`` lookup, each
-    server start) imports all built-in plugin modules, which should stay cheap, and must
-    still work where covalent is installed without the ``ssh`` extra.
-    """
-    try:
-        import asyncssh
-    except ImportError as e:
-        raise ExecutorError(
-            "The SSH executor needs asyncssh on the server's machine: "
-            "pip install 'covalent[ssh]' (or asyncssh>=2.14)."
-        ) from e
-    return asyncssh
 
 
 class SSHExecutor(BaseExecutor):
@@ -186,14 +174,22 @@ class SSHExecutor(BaseExecutor):
         )
         self.retry_wait_time = check.number(owner, "retry_wait_time", retry_wait_time)
         self.max_tasks = check.integer(owner, "max_tasks", max_tasks, 1)
-        self._links: dict[tuple[str, int, str, str], _Link] = {}
-        self._connecting: dict[tuple[str, int, str, str], asyncio.Future[_Link]] = {}
+        self._links: dict[tuple[str, int, str, str], SSHConnection] = {}
+        self._connecting: dict[tuple[str, int, str, str], asyncio.Future[SSHConnection]] = {}
 
     @property
-    def target(self) -> str:
-        """``user@host:port``, for messages."""
-        user = f"{self.username}@" if self.username else ""
-        return f"{user}{self.hostname}:{self.port}"
+    def target(self) -> SSHTarget:
+        """Where and how this executor logs in."""
+        return SSHTarget(
+            hostname=self.hostname,
+            port=self.port,
+            username=self.username,
+            key_file=self.ssh_key_file,
+            cert_file=self.cert_file,
+            known_hosts=self.known_hosts,
+            verify_host_key=self.verify_host_key,
+            who="SSHExecutor",
+        )
 
     def reports_start(self) -> bool:
         """The node is RUNNING once the remote shell reports its pid (``task.on_start``)."""
@@ -206,7 +202,7 @@ class SSHExecutor(BaseExecutor):
             link = await self._link()
             async with link.slots:
                 return output.into(await self._run(link, task, start, output))
-        except ExecutorError as e:
+        except (ExecutorError, HostError) as e:
             return output.into(Outcome.failure(str(e), start))
         finally:
             output.flush()  # what it wrote before it was cancelled, too
@@ -226,11 +222,11 @@ class SSHExecutor(BaseExecutor):
     def _key(self) -> tuple[str, int, str, str]:
         return (self.hostname, self.port, self.username, self.ssh_key_file)
 
-    async def _link(self) -> _Link:
+    async def _link(self) -> SSHConnection:
         """The open connection to the host: reused, or opened once for all who wait."""
         key = self._key()
         link = self._links.get(key)
-        if link is not None and not link.conn.is_closed():
+        if link is not None and not link.closed:
             return link
         pending = self._connecting.get(key)
         if pending is None:
@@ -239,88 +235,29 @@ class SSHExecutor(BaseExecutor):
             pending.add_done_callback(lambda f: self._connected(key, f))
         return await asyncio.shield(pending)
 
-    def _connected(self, key: tuple[str, int, str, str], future: asyncio.Future[_Link]) -> None:
+    def _connected(
+        self, key: tuple[str, int, str, str], future: asyncio.Future[SSHConnection]
+    ) -> None:
         if self._connecting.get(key) is future:
             del self._connecting[key]
         if not future.cancelled() and future.exception() is None:
             self._links[key] = future.result()
 
-    async def _connect(self, stale: _Link | None = None) -> _Link:
+    async def _connect(self, stale: SSHConnection | None = None) -> SSHConnection:
         """Open the connection and its SFTP session (closing a dropped one first)."""
         if stale is not None:
             await stale.close()
-        ssh = _asyncssh()
-        if not self.hostname:
-            raise ExecutorError("SSHExecutor needs a hostname: SSHExecutor(hostname=...).")
-        options = self._connect_options()
-        attempts = max(1, self.max_connection_attempts) if self.retry_connect else 1
-        for attempt in range(1, attempts + 1):
-            try:
-                conn = await ssh.connect(self.hostname, **options)
-                break
-            except (ssh.PermissionDenied, ssh.HostKeyNotVerifiable, ValueError) as e:
-                raise ExecutorError(self._refused(e)) from e
-            except (OSError, ssh.Error, asyncio.TimeoutError) as e:
-                if attempt == attempts:
-                    raise ExecutorError(
-                        f"Could not connect to {self.target} over SSH after {attempts} "
-                        f"attempt(s): {_describe(e)}."
-                    ) from e
-                await asyncio.sleep(self.retry_wait_time)
-        try:
-            sftp = await conn.start_sftp_client()
-            home = await sftp.realpath(".")
-        except (OSError, ssh.Error) as e:
-            conn.close()
-            raise ExecutorError(
-                f"Connected to {self.target}, but it offers no SFTP: {_describe(e)}. "
-                "The SSH executor needs the host's sshd to have an sftp Subsystem."
-            ) from e
-        return _Link(conn, sftp, home, asyncio.Semaphore(max(1, self.max_tasks)))
-
-    def _connect_options(self) -> dict[str, Any]:
-        options: dict[str, Any] = {
-            "port": self.port,
-            "connect_timeout": CONNECT_TIMEOUT,
-            "keepalive_interval": KEEPALIVE_INTERVAL,
-        }
-        if self.username:
-            options["username"] = self.username
-        if self.ssh_key_file:
-            key = os.path.expanduser(self.ssh_key_file)
-            if not os.path.isfile(key):
-                raise ExecutorError(
-                    f"The SSH key file {self.ssh_key_file!r} of SSHExecutor does not exist "
-                    "on the server's machine."
-                )
-            options["client_keys"] = [key]
-        if self.cert_file:
-            options["client_certs"] = [os.path.expanduser(self.cert_file)]
-        if not self.verify_host_key:
-            options["known_hosts"] = None
-        elif self.known_hosts:
-            options["known_hosts"] = os.path.expanduser(self.known_hosts)
-        return options
-
-    def _refused(self, error: Exception) -> str:
-        ssh = _asyncssh()
-        if isinstance(error, ssh.HostKeyNotVerifiable):
-            return (
-                f"The host key of {self.target} is not trusted: {_describe(error)}. Add it to "
-                f"{self.known_hosts or '~/.ssh/known_hosts'} (ssh-keyscan -p {self.port} "
-                f"{self.hostname} >> FILE, after checking it), or set known_hosts=FILE."
-            )
-        if isinstance(error, ssh.PermissionDenied):
-            return (
-                f"{self.target} refused the SSH login: {_describe(error)}. Check username "
-                f"({self.username or 'default'!r}) and ssh_key_file ({self.ssh_key_file!r})."
-            )
-        return f"Could not use the SSH key for {self.target}: {_describe(error)}."
+        attempts = self.max_connection_attempts if self.retry_connect else 1
+        return await SSHConnection.open(
+            self.target, self.max_tasks, attempts=attempts, wait=self.retry_wait_time
+        )
 
     # one electron
 
-    async def _run(self, link: _Link, task: Task, start: float, output: LiveOutput) -> Outcome:
-        ssh = _asyncssh()
+    async def _run(
+        self, link: SSHConnection, task: Task, start: float, output: LiveOutput
+    ) -> Outcome:
+        ssh = asyncssh_module("SSHExecutor")
         staging = link.path(self.remote_cache)
         name = f"{_safe(task.dispatch_id)}-{task.node_id}-{uuid.uuid4().hex[:8]}"
         request_path = posixpath.join(staging, f"{name}.request")
@@ -328,20 +265,20 @@ class SSHExecutor(BaseExecutor):
         options = {"workdir": self._workdir(link, task), "env": self.env}
         try:
             request = await asyncio.to_thread(task.packed, options)
-            await link.upload(request_path, request)
+            await link.write(request_path, request)
             del request
             command = self._command(staging, request_path, reply_path)
             remote = await _Remote.run(link.conn, command, _Watch(task, output))
             return await self._outcome(link, remote, reply_path, start)
         except (OSError, ssh.Error) as e:
-            raise ExecutorError(
-                f"SSH to {self.target} failed while running {task.name}: {_describe(e)}."
+            raise HostError(
+                f"SSH to {self.target} failed while running {task.name}: {describe(e)}."
             ) from e
         finally:
             if self.do_cleanup:
                 await link.remove(request_path, reply_path, f"{reply_path}.part")
 
-    def _workdir(self, link: _Link, task: Task) -> str:
+    def _workdir(self, link: SSHConnection, task: Task) -> str:
         workdir = link.path(self.remote_workdir)
         if self.create_unique_workdir:
             workdir = posixpath.join(workdir, _safe(task.dispatch_id), f"node_{task.node_id}")
@@ -353,19 +290,17 @@ class SSHExecutor(BaseExecutor):
         ``cd`` into the staging folder so that ``python -m`` does not import a stray
         ``covalent`` folder from the login directory.
         """
-        python = _shell_path(self.python_path)
         steps = [f"cd {shlex.quote(staging)}", f"echo {PID_MARKER}$$"]
         if self.conda_env:
             steps.append(_conda_activation(self.conda_env))
-        run = f"{python} -m covalent.executor.runner --stream"
-        steps.append(f"exec {run} {shlex.quote(request_path)} {shlex.quote(reply_path)}")
-        return _sh(" && ".join(steps))
+        steps.append(f"exec {runner_command(self.python_path, request_path, reply_path)}")
+        return sh(" && ".join(steps))
 
     async def _outcome(
-        self, link: _Link, remote: _Remote, reply_path: str, start: float
+        self, link: SSHConnection, remote: _Remote, reply_path: str, start: float
     ) -> Outcome:
-        data = await link.download(reply_path) if remote.process.exit_status == 0 else None
-        if data is None and link.conn.is_closed():
+        data = await link.read(reply_path) if remote.process.exit_status == 0 else None
+        if data is None and link.closed:
             return Outcome.failure(
                 f"The SSH connection to {self.target} was lost while the electron ran; "
                 "it may still be running there.",
@@ -396,66 +331,6 @@ class SSHExecutor(BaseExecutor):
             f"The remote Python on {self.target} {how} before writing the electron's reply: "
             f"{hint}. Its stderr:\n{stderr}"
         )
-
-
-@dataclass
-class _Link:
-    """One open SSH connection, its SFTP session, and the host's home folder."""
-
-    conn: asyncssh.SSHClientConnection
-    sftp: asyncssh.SFTPClient
-    home: str
-    slots: asyncio.Semaphore
-    made: set[str] = field(default_factory=set)
-
-    def path(self, path: str) -> str:
-        """``path`` on the host as an absolute path: ``~`` and relative ones from home."""
-        if path == "~" or path.startswith("~/"):
-            path = path[2:]
-        return posixpath.normpath(posixpath.join(self.home, path))
-
-    async def ensure_dir(self, path: str) -> None:
-        if path not in self.made:
-            await self.sftp.makedirs(
-                path, attrs=_asyncssh().SFTPAttrs(permissions=0o700), exist_ok=True
-            )
-            self.made.add(path)
-
-    async def upload(self, path: str, data: bytes) -> None:
-        """Write ``data`` to ``path``, making its folder first (again, if it was removed)."""
-        folder = posixpath.dirname(path)
-        await self.ensure_dir(folder)
-        try:
-            await self._write(path, data)
-        except _asyncssh().SFTPNoSuchFile:
-            self.made.discard(folder)
-            await self.ensure_dir(folder)
-            await self._write(path, data)
-
-    async def _write(self, path: str, data: bytes) -> None:
-        attrs = _asyncssh().SFTPAttrs(permissions=0o600)
-        async with self.sftp.open(path, "wb", attrs, encoding=None) as f:
-            await f.write(data)
-
-    async def download(self, path: str) -> bytes | None:
-        try:
-            async with self.sftp.open(path, "rb", encoding=None) as f:
-                data = await f.read()
-        except _asyncssh().SFTPNoSuchFile:
-            return None
-        return data if isinstance(data, bytes) else data.encode()
-
-    async def remove(self, *paths: str) -> None:
-        ssh = _asyncssh()
-        for path in paths:
-            with contextlib.suppress(OSError, ssh.Error):
-                await self.sftp.remove(path)
-
-    async def close(self) -> None:
-        self.sftp.exit()
-        self.conn.close()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.conn.wait_closed(), KILL_TIMEOUT)
 
 
 @dataclass
@@ -522,7 +397,7 @@ class _Remote:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self.started.wait(), KILL_TIMEOUT)
         if self.pid is not None and not self._exited() and self.watch.stack_first:
-            await _run_quietly(conn, _sh(f"kill -s USR1 {self.pid} 2>/dev/null"))
+            await _run_quietly(conn, sh(f"kill -s USR1 {self.pid} 2>/dev/null"))
             await asyncio.sleep(STACK_GRACE)
         if self.pid is not None and not self._exited():  # once exited, its pid may be reused
             await self._kill_group(conn, self.pid)
@@ -537,13 +412,13 @@ class _Remote:
 
     async def _kill_group(self, conn: asyncssh.SSHClientConnection, pid: int) -> None:
         """Kill Python's process group (it leads one), or Python alone if it does not."""
-        command = _sh(f"kill -s KILL -- -{pid} 2>/dev/null || kill -s KILL {pid}")
+        command = sh(f"kill -s KILL -- -{pid} 2>/dev/null || kill -s KILL {pid}")
         if not await _run_quietly(conn, command):
             with contextlib.suppress(Exception):  # no session to spare: signal Python itself
                 self.process.send_signal("KILL")
 
     async def _read_stdout(self) -> None:
-        with contextlib.suppress(OSError, ValueError, _asyncssh().Error):
+        with contextlib.suppress(OSError, ValueError, asyncssh_module("SSHExecutor").Error):
             try:
                 while line := await self.process.stdout.readline():
                     if line.startswith(PID_MARKER):
@@ -556,7 +431,7 @@ class _Remote:
                 self.watch.output.add("stdout", chunk)
 
     async def _read_stderr(self) -> None:
-        with contextlib.suppress(OSError, _asyncssh().Error):
+        with contextlib.suppress(OSError, asyncssh_module("SSHExecutor").Error):
             while chunk := await self.process.stderr.read(65536):
                 self.stderr = (self.stderr + chunk)[-STDERR_TAIL:]
                 self.watch.output.add("stderr", chunk)
@@ -568,25 +443,11 @@ async def _run_quietly(conn: asyncssh.SSHClientConnection, command: str, tries: 
         try:
             await asyncio.wait_for(conn.run(command, check=False), KILL_TIMEOUT)
             return True
-        except _asyncssh().ChannelOpenError:
+        except asyncssh_module("SSHExecutor").ChannelOpenError:
             await asyncio.sleep(0.5 * (attempt + 1))
-        except (OSError, asyncio.TimeoutError, _asyncssh().Error):
+        except (OSError, asyncio.TimeoutError, asyncssh_module("SSHExecutor").Error):
             return False
     return False
-
-
-def _sh(script: str) -> str:
-    """Run ``script`` with ``/bin/sh`` whatever the user's login shell is."""
-    return f"exec /bin/sh -c {shlex.quote(script)}"
-
-
-def _shell_path(path: str) -> str:
-    """``path`` as a shell word, with a leading ``~/`` meaning the home folder."""
-    if path == "~" or path.startswith("~/"):
-        return '"$HOME"' + (shlex.quote(path[1:]) if len(path) > 1 else "")
-    if "/" in path and not path.startswith("/"):
-        return '"$HOME"/' + shlex.quote(path)  # relative to home, as the login shell starts
-    return shlex.quote(path)
 
 
 def _conda_activation(env_name: str) -> str:
@@ -605,8 +466,3 @@ def _conda_activation(env_name: str) -> str:
 
 def _safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", text) or "_"
-
-
-def _describe(error: BaseException) -> str:
-    text = str(error).strip()
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
