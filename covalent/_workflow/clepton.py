@@ -15,7 +15,7 @@ import ctypes
 from collections.abc import Sequence
 from typing import Any
 
-from covalent._errors import WorkflowError
+from covalent._errors import CovalentError, WorkflowError
 
 INPUT = "INPUT"
 OUTPUT = "OUTPUT"
@@ -23,7 +23,7 @@ INPUT_OUTPUT = "INPUT_OUTPUT"
 DIRECTIONS = (INPUT, OUTPUT, INPUT_OUTPUT)
 
 
-class CLeptonError(Exception):
+class CLeptonError(CovalentError):
     """A C lepton's library or function could not be used, or got the wrong inputs."""
 
 

@@ -20,10 +20,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from covalent._errors import WorkflowError
+from covalent._errors import CovalentError, WorkflowError
 
 
-class DepsError(Exception):
+class DepsError(CovalentError):
     """A dependency or hook failed on the executor, so the electron did not run."""
 
 

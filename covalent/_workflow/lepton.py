@@ -36,7 +36,7 @@ import types
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from covalent._errors import WorkflowError
+from covalent._errors import CovalentError, WorkflowError
 from covalent._workflow import clepton
 from covalent._workflow.electron import Electron
 
@@ -49,7 +49,7 @@ _SHELL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 STDERR_TAIL = 4000
 
 
-class LeptonError(Exception):
+class LeptonError(CovalentError):
     """A lepton's command exited with a non-zero status."""
 
 

@@ -21,7 +21,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from covalent._errors import WorkflowError
+from covalent._errors import CovalentError, WorkflowError
 from covalent._workflow.strategies import File, FileTransferStrategy, default_strategy
 
 Location = str | os.PathLike[str] | File | None
@@ -34,7 +34,7 @@ class Order(str, enum.Enum):
     AFTER = "after"
 
 
-class FileTransferError(Exception):
+class FileTransferError(CovalentError):
     """A file transfer failed on the executor, so the node fails."""
 
 

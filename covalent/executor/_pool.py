@@ -223,7 +223,7 @@ class WorkerPool:
             job.settle(Outcome.failure("The server stopped before this task ran."))
 
 
-class WorkerDied(Exception):
+class _WorkerDied(Exception):
     pass
 
 
@@ -264,7 +264,7 @@ class _WorkerThread(threading.Thread):
             return
         try:
             self._send(batch)
-        except (OSError, ValueError, WorkerDied) as e:
+        except (OSError, ValueError, _WorkerDied) as e:
             _fail_all(batch, f"Could not start a worker process: {e}")
             return
         except Exception as e:  # a blob could not be read: fail these, keep the thread
@@ -278,7 +278,7 @@ class _WorkerThread(threading.Thread):
             self._make_current(batch[position])
             try:
                 events = self._receive()
-            except WorkerDied as e:
+            except _WorkerDied as e:
                 job = batch[position]
                 _settle_all([(job, _cancelled() if job.cancelled else Outcome.failure(str(e)))])
                 rest = batch[position + 1 :]
@@ -320,20 +320,20 @@ class _WorkerThread(threading.Thread):
         self.known.update(functions)
 
     def _receive(self) -> list[messages.Event]:
-        """The next message's events; WorkerDied if the worker is gone or wrote what is
+        """The next message's events; _WorkerDied if the worker is gone or wrote what is
         not a message (an electron may write on the socket: it is killed then)."""
         conn = self.conn
         if conn is None:  # the pool is closing: stop_process took it
-            raise WorkerDied("The worker pool was shut down while this electron ran.")
+            raise _WorkerDied("The worker pool was shut down while this electron ran.")
         try:
             return messages.decode_events(conn.recv_bytes())
         except (EOFError, OSError):
             code = self._reap()
-            raise WorkerDied(_death_message(code)) from None
+            raise _WorkerDied(_death_message(code)) from None
         except messages.MessageError as e:
             self._kill_group()
             self._reap()
-            raise WorkerDied(
+            raise _WorkerDied(
                 f"The worker process running this electron sent a malformed message ({e}); "
                 "it was stopped. (Did the electron write to the worker's socket?)"
             ) from None

@@ -34,6 +34,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+from covalent._errors import CovalentError
 from covalent._wire import blobfiles, blobs, bundle, modules
 from covalent._wire import manifest as manifestmod
 from covalent._workflow import deps, transfer
@@ -46,11 +47,11 @@ FILE_THRESHOLD = 256 * 1024
 keeps blobs this large as files anyway)."""
 
 
-class OutputNotPicklable(Exception):
+class _OutputNotPicklable(Exception):
     pass
 
 
-class PayloadVersionError(Exception):
+class PayloadVersionError(CovalentError):
     pass
 
 
@@ -224,12 +225,12 @@ def _store_output(
     output = _Output(blobs_dir)
     try:
         write(result, output)
-    except OutputNotStored:
+    except _OutputNotStored:
         output.discard()
         raise
     except Exception as e:
         output.discard()
-        raise OutputNotPicklable(
+        raise _OutputNotPicklable(
             f"The electron returned a {type(result).__name__}, which cannot be pickled: {e}"
         ) from None
     return output.finish()
@@ -266,7 +267,7 @@ class _Output:
             else:
                 self.parts.append(bytes(data))
         except OSError as e:
-            raise OutputNotStored(
+            raise _OutputNotStored(
                 f"The electron's output (over {self.size} bytes) could not be stored: {e}"
             ) from None
         return len(data)
@@ -280,7 +281,7 @@ class _Output:
         try:
             self.file.publish(path)
         except OSError as e:
-            raise OutputNotStored(
+            raise _OutputNotStored(
                 f"The electron's output ({self.size} bytes) could not be stored: {e}"
             ) from None
         return {"output": None, "output_file": {"digest": name, "size": self.size, "path": path}}
@@ -290,7 +291,7 @@ class _Output:
             self.file.discard()
 
 
-class OutputNotStored(Exception):
+class _OutputNotStored(Exception):
     pass
 
 
