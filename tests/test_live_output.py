@@ -8,7 +8,7 @@ import asyncio
 import io
 
 from covalent._cli.logs import LineFilter, Printer
-from covalent._dispatcher.dispatcher import _first_line
+from covalent._dispatcher.journal import first_line as _first_line
 from covalent._dispatcher.streams import STREAM_LIMIT, NodeStream, stored_length
 from covalent._results.status import Status
 from covalent.executor.live import LiveOutput

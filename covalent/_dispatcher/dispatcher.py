@@ -22,19 +22,16 @@ On start, every dispatch the store says is RUNNING is resumed (:mod:`resume`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
-import sqlite3
 import time
 import traceback
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-
-from covalent._dispatcher import resume, sublattices
+from covalent._dispatcher import journal, resume, sublattices
 from covalent._dispatcher import submission as submissionmod
+from covalent._dispatcher.committer import Committer
 from covalent._dispatcher.events import (
     AttemptFailed,
     CacheChecked,
@@ -62,17 +59,12 @@ from covalent.executor.task import Outcome
 
 log = logging.getLogger("covalent.dispatcher")
 
+SUBMIT_RETRY = 5.0
+"""Seconds between tries of a child dispatch's submission while the store is away."""
+
 LAUNCH_CHUNK = 1024
 """The most nodes of one run a turn of the loop starts: the first tasks of a wide
 fan-out run while the loop commits and hands over the rest, instead of after."""
-
-COMMIT_RETRY = (0.1, 5.0)
-"""First and longest pause (seconds) between tries of a commit the store refused."""
-
-
-def _fields(dispatch_id: str, event: str, node_id: int | None = None) -> dict[str, Any]:
-    """The structured fields of a log record (see covalent/_server/logs.py)."""
-    return {"dispatch_id": dispatch_id, "node_id": node_id, "event": event}
 
 
 class Dispatcher:
@@ -91,6 +83,8 @@ class Dispatcher:
         self.runs: dict[str, Run] = {}
         self.queue: asyncio.Queue[Event] = asyncio.Queue()
         self.launcher = Launcher(store, self.executors, self.queue.put_nowait)
+        self.committer = Committer(store, self._abort_unstorable)
+        self._effects: dict[str, Effects] = {}
         self.events = EventHub()
         self.closing = asyncio.Event()
         self.validate = bool(os.environ.get("COVALENT_VALIDATE")) if validate is None else validate
@@ -130,7 +124,7 @@ class Dispatcher:
             self.store, self.results_root, manifest, blobs, disable_run, parent
         )
         self.events.publish(done.transitions)
-        info = _fields(done.dispatch_id, "dispatch.submitted")
+        info = journal.fields(done.dispatch_id, "dispatch.submitted")
         log.info(
             "lattice %s, %d nodes", done.row["lattice_name"], done.row["node_count"], extra=info
         )
@@ -191,14 +185,15 @@ class Dispatcher:
                 self._guarded(run, fx, changes, lambda r, f: _advance(r, f, now), now)
             if run is not None and self.validate and not run.aborted:
                 self._guarded(run, fx, changes, lambda r, f: r.validate(), now)
-        await self._commit(changes, effects)
+        self._effects = effects  # where an abort by the committer records itself
+        await self.committer.commit(changes)
         if self.events.subscribers:  # output first: a node's last words before its end
             self.events.publish(_output_events(effects))
         self.events.publish(changes.transitions)
         if log.isEnabledFor(logging.DEBUG):
-            _log_transitions(changes.transitions)
+            journal.log_transitions(changes.transitions)
         if log.isEnabledFor(logging.INFO):
-            self._log_failures(changes.transitions)
+            journal.log_failures(changes.transitions, self.runs)
         for dispatch_id, fx in effects.items():
             self._act(dispatch_id, fx)
 
@@ -208,7 +203,7 @@ class Dispatcher:
         if isinstance(event, Joined):
             self.runs[event.dispatch_id] = event.run
             how = "running (resumed after a restart)" if event.resumed else "running"
-            log.info(how, extra=_fields(event.dispatch_id, "dispatch.started"))
+            log.info(how, extra=journal.fields(event.dispatch_id, "dispatch.started"))
         run = self.runs.get(event.dispatch_id)
         if run is None:
             self._stray(event)
@@ -221,7 +216,7 @@ class Dispatcher:
         if fx.finished:
             return
         if isinstance(event, Faulted):
-            log.error("%s", event.error, extra=_fields(run.dispatch_id, "dispatch.failed"))
+            log.error("%s", event.error, extra=journal.fields(run.dispatch_id, "dispatch.failed"))
             run.abort(event.error, fx, now)
             return
         self._guarded(run, fx, changes, lambda r, f: _apply(r, event, f, now), now)
@@ -237,7 +232,7 @@ class Dispatcher:
                 f"covalent failed while running this dispatch (a bug; please report it):\n"
                 f"{traceback.format_exc()}"
             )
-            log.error("%s", error, extra=_fields(run.dispatch_id, "dispatch.failed"))
+            log.error("%s", error, extra=journal.fields(run.dispatch_id, "dispatch.failed"))
             run.abort(error, fx, now)
 
     def _stray(self, event: Event) -> None:
@@ -247,65 +242,8 @@ class Dispatcher:
         elif isinstance(event, ChildStarted):  # its parent is gone: the child must not run
             self.queue.put_nowait(CancelRequested(event.child, None))
 
-    async def _commit(self, changes: Changes, effects: dict[str, Effects]) -> None:
-        """Store the turn's writes before anything is reported. While the database is
-        unreachable, try again with growing pauses; a write that fails for another
-        reason is found by committing each dispatch's part alone, and only the
-        dispatch whose data it is fails."""
-        pause = COMMIT_RETRY[0]
-        while True:
-            try:
-                self.store.commit(changes)
-                if pause > COMMIT_RETRY[0]:
-                    log.warning("the store is back; the dispatcher goes on")
-                return
-            except Exception as e:
-                if not _transient(e):
-                    log.exception("a commit failed; committing each dispatch's part alone")
-                    break
-                log.warning("waiting for the store; trying again in %.1f s: %s", pause, e)
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, COMMIT_RETRY[1])
-            if pause == COMMIT_RETRY[1]:
-                log.warning("the store still refuses the commit")
-        self._commit_apart(changes, effects)
-
-    def _commit_apart(self, changes: Changes, effects: dict[str, Effects]) -> None:
-        shared, parts = changes.split()
-        lost = self._commit_blobs(shared)
-        for dispatch_id, part in parts.items():
-            needs = {str(u.fields.get("output_digest")) for u in part.node_updates}
-            if needs & lost:
-                error = f"its output blob(s) {', '.join(sorted(needs & lost))} cannot be stored"
-                self._abort_unstorable(dispatch_id, effects, error)
-                continue
-            try:
-                self.store.commit(part)
-            except Exception:
-                self._abort_unstorable(dispatch_id, effects, traceback.format_exc())
-
-    def _commit_blobs(self, shared: Changes) -> set[str]:
-        """Store a turn's blobs, one by one if they fail together; return the digests of
-        those the store refused."""
-        try:
-            self.store.commit(shared)
-            return set()
-        except Exception:
-            log.exception("storing a turn's blobs failed; storing them one by one")
-        lost: set[str] = set()
-        for digest, data in shared.blobs.items():
-            with contextlib.suppress(Exception):
-                self.store.commit(Changes(blobs={digest: data}))
-                continue
-            lost.add(digest)
-        for row in shared.blob_files:
-            with contextlib.suppress(Exception):
-                self.store.commit(Changes(blob_files=[row]))
-                continue
-            lost.add(row["digest"])
-        return lost
-
-    def _abort_unstorable(self, dispatch_id: str, effects: dict[str, Effects], error: str) -> None:
+    def _abort_unstorable(self, dispatch_id: str, error: str) -> None:
+        """The store refused a dispatch's writes: it fails, and that is stored."""
         run = self.runs.get(dispatch_id)
         if run is None:
             return
@@ -314,8 +252,10 @@ class Dispatcher:
         try:
             self.store.commit(fx.changes)
         except Exception:
-            log.exception("cannot store the failure", extra=_fields(dispatch_id, "dispatch.failed"))
-        effects[dispatch_id] = fx
+            log.exception(
+                "cannot store the failure", extra=journal.fields(dispatch_id, "dispatch.failed")
+            )
+        self._effects[dispatch_id] = fx
 
     def _act(self, dispatch_id: str, fx: Effects) -> None:
         run = self.runs.get(dispatch_id)
@@ -347,23 +287,12 @@ class Dispatcher:
         if fx.finished:
             self._retire(run)
 
-    def _log_failures(self, transitions: list[Any]) -> None:
-        """One INFO line per node that failed: its name and its error's first line."""
-        for t in transitions:
-            if t["new"] != Status.FAILED.value or t["node_id"] < 0:
-                continue
-            run = self.runs.get(t["dispatch_id"])
-            if run is None:
-                continue
-            node_id = t["node_id"]
-            error = _first_line(run.errors.get(node_id, ""))
-            extra = _fields(run.dispatch_id, "node.failed", node_id)
-            log.info("%s failed: %s", run.label(node_id), error, extra=extra)
-
     def _retire(self, run: Run) -> None:
         if log.isEnabledFor(logging.INFO):
-            info = _fields(run.dispatch_id, "dispatch.finished")
-            log.info("%s", _summary(run, self.store.get_dispatch(run.dispatch_id)), extra=info)
+            info = journal.fields(run.dispatch_id, "dispatch.finished")
+            log.info(
+                "%s", journal.summary(run, self.store.get_dispatch(run.dispatch_id)), extra=info
+            )
         self.runs.pop(run.dispatch_id, None)
         event = self._finished.pop(run.dispatch_id, None)
         if event is not None:
@@ -387,7 +316,7 @@ class Dispatcher:
             child = self.submit(manifest, blobs, parent=parent)
         except StoreUnavailableError:
             asyncio.get_running_loop().call_later(
-                COMMIT_RETRY[1], self._submit_child_if_running, run, node_id, outcome
+                SUBMIT_RETRY, self._submit_child_if_running, run, node_id, outcome
             )
             return
         except CovalentError as e:
@@ -411,7 +340,7 @@ class Dispatcher:
             run, changes = resume.load(self.store, dispatch_id)
             self.store.commit(changes)
         except Exception as e:
-            log.exception("cannot resume", extra=_fields(dispatch_id, "dispatch.failed"))
+            log.exception("cannot resume", extra=journal.fields(dispatch_id, "dispatch.failed"))
             resume.fail_unloadable(self.store, dispatch_id, e)
             return
         self.queue.put_nowait(Joined(run, resumed=True))
@@ -433,35 +362,6 @@ def _output_events(effects: dict[str, Effects]) -> list[dict[str, Any]]:
         for dispatch_id, fx in effects.items()
         for node_id, stream, offset, text in fx.output
     ]
-
-
-def _first_line(text: str) -> str:
-    """An error's first line; for a traceback, the exception's (after the frames)."""
-    lines = [line for line in text.splitlines() if line.strip()]
-    if not lines:
-        return "(no error text)"
-    if lines[0].startswith("Traceback (most recent call last)"):
-        frames = [i for i, line in enumerate(lines) if line.startswith("  File ")]
-        after = frames[-1] + 1 if frames else 1
-        while after < len(lines) and lines[after].startswith("    "):  # the frame's source
-            after += 1
-        lines = lines[after:] or lines
-    return lines[0].strip()
-
-
-def _summary(run: Run, row: dict[str, Any] | None) -> str:
-    """``COMPLETED in 2.31 s: 5 nodes, 4 completed, 1 failed`` (parameters not counted)."""
-    counts: dict[str, int] = {}
-    for node, status in zip(run.nodes, run.status, strict=True):
-        if node["kind"] != "parameter":
-            counts[status.value] = counts.get(status.value, 0) + 1
-    took = ""
-    if row is not None and row.get("start_time") and row.get("end_time"):
-        took = f" in {max(0.0, row['end_time'] - row['start_time']):.2f} s"
-    parts = ", ".join(f"{n} {status.lower()}" for status, n in sorted(counts.items()))
-    return f"{run.dispatch_status.value}{took}: {sum(counts.values())} nodes" + (
-        f", {parts}" if parts else ""
-    )
 
 
 def _append(path: str, text: str) -> None:
@@ -497,33 +397,3 @@ def _advance(run: Run, fx: Effects, now: float) -> None:
     """After a turn's events: start what is ready, end the run if nothing is left."""
     run.take_ready(fx, now, LAUNCH_CHUNK)
     run.conclude(fx, now)
-
-
-SQLITE_TRANSIENT = ("locked", "busy", "disk", "full", "unable to open")
-"""Words of SQLite's OperationalErrors that a later try may not meet (a busy or full
-database), unlike those of a statement that can never work."""
-
-
-def _transient(error: Exception) -> bool:
-    """Whether the store may take the same write later: it is unreachable, locked or
-    out of space, rather than refusing the data."""
-    if isinstance(error, (OSError, StoreUnavailableError)):  # a full disk; a database away
-        return True
-    if isinstance(error, sqlite3.OperationalError):
-        return any(word in str(error).lower() for word in SQLITE_TRANSIENT)
-    if isinstance(error, DBAPIError):
-        if error.connection_invalidated:
-            return True
-        if isinstance(error.orig, sqlite3.Error):
-            return _transient(error.orig)
-        return isinstance(error, (OperationalError, InterfaceError))
-    return False
-
-
-def _log_transitions(transitions: list[Any]) -> None:
-    """One DEBUG line per committed status change, with its cause."""
-    for t in transitions:
-        node = t["node_id"] if t["node_id"] >= 0 else None
-        event = f"{'node' if node is not None else 'dispatch'}.{t['new'].lower()}"
-        extra = _fields(t["dispatch_id"], event, node)
-        log.debug("%s -> %s: %s", t["old"], t["new"], t["cause"], extra=extra)

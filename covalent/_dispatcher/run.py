@@ -16,12 +16,12 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from typing import Any, NamedTuple, cast
+from typing import Any, cast
 
+from covalent._dispatcher import invariants, states
 from covalent._dispatcher import reuse as reusemod
-from covalent._dispatcher import states
-from covalent._dispatcher.streams import NodeStream, log_path
+from covalent._dispatcher.effects import Effects, Reuse
+from covalent._dispatcher.streams import RunOutput, where_it_was
 from covalent._dispatcher.sublattices import outcome_for_parent
 from covalent._results.status import FINAL_STATUSES, Status
 from covalent._store.cache import cache_key, remember
@@ -34,40 +34,6 @@ from covalent.executor.task import Outcome
 S = Status
 STORY_LENGTH = 256
 """How many recent transitions a run remembers, for the errors that need a node's story."""
-
-
-class Reuse(NamedTuple):
-    """A stored output a node takes instead of running."""
-
-    digest: str
-    text: str
-    source: str  # "dispatch_id:node_id" it comes from
-
-
-@dataclass
-class Effects:
-    """What the decisions about one run ask the loop to do once they are committed."""
-
-    changes: Changes
-    launch: list[int] = field(default_factory=list)
-    stop: list[int] = field(default_factory=list)
-    """Running nodes whose tasks must be cancelled."""
-    stop_children: list[str] = field(default_factory=list)
-    """Child dispatches (sublattices) to cancel."""
-    cache_lookups: list[tuple[int, str]] = field(default_factory=list)
-    """``cache=True`` nodes to look up: (node id, cache key)."""
-    children: list[tuple[int, Outcome]] = field(default_factory=list)
-    """Sublattice nodes whose build finished: submit the bundle as a child dispatch."""
-    spill: list[tuple[str, str]] = field(default_factory=list)
-    """Text to append to log files: (path, text) of streams past the store's limit."""
-    output: list[tuple[int, str, int, str]] = field(default_factory=list)
-    """Output that nodes wrote, for the live stream: (node id, stream, offset, text),
-    ``offset`` being how many characters of that stream came before."""
-    more_ready: bool = False
-    """More nodes are ready than one turn starts: come back for them."""
-    parent: tuple[str, int, Outcome] | None = None
-    """This run is a child dispatch that ended: tell its parent node."""
-    finished: bool = False
 
 
 class Run:
@@ -100,7 +66,7 @@ class Run:
         self.aborted = False
         self.running: set[int] = set()  # handed to executors: queued (NEW_OBJECT) or RUNNING
         self.started_at: dict[int, float] = {}  # when a running node's task really started
-        self.streams: dict[tuple[int, str], NodeStream] = {}  # output while it runs
+        self.output = RunOutput(results_dir)  # the nodes' stdout and stderr while they run
         self.children: dict[int, str | None] = {}  # sublattice node -> child (None: submitting)
         self.checking: set[int] = set()  # cache=True nodes whose lookup is out
         self.cache_keys: dict[int, str] = {}
@@ -206,22 +172,10 @@ class Run:
                     self.started_at[node_id] = row["start_time"]
             elif status == S.RUNNING:
                 self._set(node_id, S.NEW_OBJECT, fx, now, "server restarted while it ran")
-                self._keep_output(node_id, row, fx)
+                kept = self.output.resumed(node_id, row)
+                if kept:
+                    fx.changes.node_updates.append(NodeUpdate(self.dispatch_id, node_id, kept))
         self._refresh_readiness()
-
-    def _keep_output(self, node_id: int, row: dict[str, Any], fx: Effects) -> None:
-        """A node that runs again after a restart: its next output follows what its
-        interrupted run wrote, after a line that says so (stored at once, so that a
-        reader's offsets match from the start)."""
-        for stream in ("stdout", "stderr"):
-            stored = row.get(stream) or ""
-            if stored:
-                path = log_path(self.results_dir, node_id, stream)
-                note = "" if stored.endswith("\n") else "\n"
-                note += "[covalent: the server restarted while this ran; it runs again]\n"
-                found = self.streams[(node_id, stream)] = NodeStream.resumed(path, stored, note)
-                update = NodeUpdate(self.dispatch_id, node_id, {stream: found.render()})
-                fx.changes.node_updates.append(update)
 
     def take_ready(self, fx: Effects, now: float, limit: int) -> None:
         """Start up to ``limit`` ready nodes: collections are assembled here, ``cache=True``
@@ -255,7 +209,7 @@ class Run:
     def task_output(self, node_id: int, stream: str, text: str, fx: Effects) -> None:
         """Output of a running node's task, stored as it arrives."""
         if node_id in self.running and stream in ("stdout", "stderr"):
-            fields = self._add_output(node_id, stream, text, fx)
+            fields = self.output.add(node_id, stream, text, fx)
             fx.changes.node_updates.append(NodeUpdate(self.dispatch_id, node_id, fields))
 
     def task_finished(self, node_id: int, outcome: Outcome, fx: Effects) -> None:
@@ -414,37 +368,8 @@ class Run:
 
     def validate(self) -> None:
         """Raise AssertionError if an invariant does not hold (run after every turn in
-        tests, and when ``COVALENT_VALIDATE`` is set)."""
-        count = len(self.nodes)
-        _require(len(self.status) == len(self.outputs) == len(self.waiting) == count, "sizes")
-        _require(self.running.isdisjoint(self.children), "a node both runs and has a child")
-        for node_id in self.children:
-            _require(self.status[node_id] == S.RUNNING, f"{self.label(node_id)} is not RUNNING")
-        for node_id in self.running:  # queued or running
-            status = self.status[node_id]
-            _require(status in (S.NEW_OBJECT, S.RUNNING), f"{self.label(node_id)} is {status}")
-        for node_id, status in enumerate(self.status):
-            self._validate_node(node_id, status)
-        for node_id in self.ready:  # nodes that started meanwhile are skipped when taken
-            _require(self.waiting[node_id] == 0, f"{self.label(node_id)} ready too early")
-        if self.dispatch_status in FINAL_STATUSES:
-            _require(not (self.running or self.children), "a finished dispatch still runs")
-
-    def _validate_node(self, node_id: int, status: Status) -> None:
-        label = self.label(node_id)
-        sources = [self.status[e.source] for e in self.inputs[node_id]]
-        _require(self.waiting[node_id] == sum(s != S.COMPLETED for s in sources), f"{label} count")
-        if status == S.COMPLETED:
-            _require(self.outputs[node_id] is not None, f"{label} has no output")
-        if status == S.RUNNING:
-            _require(self.waiting[node_id] == 0, f"{label} ran before its inputs")
-            _require(node_id in self.running or node_id in self.children, f"{label} runs untracked")
-        if status == S.NOT_RUN:
-            _require(any(s in (S.FAILED, S.NOT_RUN) for s in sources), f"{label} NOT_RUN")
-        waits = status == S.NEW_OBJECT and self.waiting[node_id] == 0
-        if waits and not self.cancel_requested and self.dispatch_status == S.RUNNING:
-            found = node_id in self.ready or node_id in self.checking or node_id in self.running
-            _require(found, f"{label} is ready but not queued")
+        tests, and when ``COVALENT_VALIDATE`` is set); see :mod:`invariants`."""
+        invariants.check(self)
 
     # the only places state changes
 
@@ -533,28 +458,8 @@ class Run:
             if start is None:
                 start = min(outcome.start_time, outcome.end_time)
             fields.update(start_time=start, end_time=max(start, outcome.end_time))
-        fields.update(self._add_output(node_id, "stdout", outcome.stdout, fx))
-        fields.update(self._add_output(node_id, "stderr", outcome.stderr, fx))
-        self.streams.pop((node_id, "stdout"), None)
-        self.streams.pop((node_id, "stderr"), None)
+        fields.update(self.output.end(node_id, outcome.stdout, outcome.stderr, fx))
         return fields
-
-    def _add_output(self, node_id: int, stream: str, text: str, fx: Effects) -> dict[str, str]:
-        """Append ``text`` to a node's stream; the column to write, if it changed."""
-        found = self.streams.get((node_id, stream))
-        if found is None:
-            if not text:
-                return {}
-            found = self.streams[(node_id, stream)] = NodeStream(
-                log_path(self.results_dir, node_id, stream)
-            )
-        offset = found.length
-        spill = found.add(text)
-        if spill:
-            fx.spill.append((found.path, spill))
-        if text:
-            fx.output.append((node_id, stream, offset, text))
-        return {stream: found.render()}
 
     def _stored_output(self, outcome: Outcome, changes: Changes) -> str | None:
         """The digest of a completed task's output, its blob added to ``changes``."""
@@ -619,26 +524,5 @@ class Run:
         self._complete(node_id, found.digest)
 
 
-def where_it_was(stdout: str, stderr: str) -> str:
-    """For a timed-out node's error: its last output line, and the Python stack of its
-    main thread when it was stopped (faulthandler's dump at the end of its stderr)."""
-    text = ""
-    lines = [line for line in stdout.splitlines() if line.strip()]
-    if lines:
-        text += f"\nIts last line of output: {lines[-1]}"
-    start = stderr.rfind("Current thread 0x")
-    if start >= 0:
-        frames = stderr[start:].split("\n\n", 1)[0].splitlines()[1:]
-        ours = next((i for i, f in enumerate(frames) if "covalent/executor/" in f), len(frames))
-        stack = "\n".join(frames[:ours])  # the electron's frames, not the worker's below them
-        text += f"\nWhere it was when stopped (most recent call first):\n{stack}"
-    return text
-
-
 def _dispatch_update(dispatch_id: str, status: Status, **fields: Any) -> DispatchUpdate:
     return DispatchUpdate(dispatch_id, {"status": status.value, **fields})
-
-
-def _require(condition: bool, what: str) -> None:
-    if not condition:
-        raise AssertionError(f"invariant broken: {what}")

@@ -1,0 +1,73 @@
+"""What the dispatcher says in the server log: a line per dispatch that starts, per node
+that fails (its name and its error's first line) and per dispatch that ends (status,
+duration, counts), at INFO; with DEBUG, every committed transition with its cause.
+Every record carries ``dispatch_id``, ``node_id`` and ``event`` (covalent/_server/logs.py
+formats them as ``dispatch=<id>``), so a dispatch's lines can be found.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from covalent._dispatcher.run import Run
+from covalent._results.status import Status
+
+log = logging.getLogger("covalent.dispatcher")
+
+
+def fields(dispatch_id: str, event: str, node_id: int | None = None) -> dict[str, Any]:
+    """The structured fields of a log record (see covalent/_server/logs.py)."""
+    return {"dispatch_id": dispatch_id, "node_id": node_id, "event": event}
+
+
+def log_failures(transitions: list[Any], runs: dict[str, Run]) -> None:
+    """One INFO line per node that failed: its name and its error's first line."""
+    for t in transitions:
+        if t["new"] != Status.FAILED.value or t["node_id"] < 0:
+            continue
+        run = runs.get(t["dispatch_id"])
+        if run is None:
+            continue
+        node_id = t["node_id"]
+        error = first_line(run.errors.get(node_id, ""))
+        extra = fields(run.dispatch_id, "node.failed", node_id)
+        log.info("%s failed: %s", run.label(node_id), error, extra=extra)
+
+
+def first_line(text: str) -> str:
+    """An error's first line; for a traceback, the exception's (after the frames)."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines:
+        return "(no error text)"
+    if lines[0].startswith("Traceback (most recent call last)"):
+        frames = [i for i, line in enumerate(lines) if line.startswith("  File ")]
+        after = frames[-1] + 1 if frames else 1
+        while after < len(lines) and lines[after].startswith("    "):  # the frame's source
+            after += 1
+        lines = lines[after:] or lines
+    return lines[0].strip()
+
+
+def summary(run: Run, row: dict[str, Any] | None) -> str:
+    """``COMPLETED in 2.31 s: 5 nodes, 4 completed, 1 failed`` (parameters not counted)."""
+    counts: dict[str, int] = {}
+    for node, status in zip(run.nodes, run.status, strict=True):
+        if node["kind"] != "parameter":
+            counts[status.value] = counts.get(status.value, 0) + 1
+    took = ""
+    if row is not None and row.get("start_time") and row.get("end_time"):
+        took = f" in {max(0.0, row['end_time'] - row['start_time']):.2f} s"
+    parts = ", ".join(f"{n} {status.lower()}" for status, n in sorted(counts.items()))
+    return f"{run.dispatch_status.value}{took}: {sum(counts.values())} nodes" + (
+        f", {parts}" if parts else ""
+    )
+
+
+def log_transitions(transitions: list[Any]) -> None:
+    """One DEBUG line per committed status change, with its cause."""
+    for t in transitions:
+        node = t["node_id"] if t["node_id"] >= 0 else None
+        event = f"{'node' if node is not None else 'dispatch'}.{t['new'].lower()}"
+        extra = fields(t["dispatch_id"], event, node)
+        log.debug("%s -> %s: %s", t["old"], t["new"], t["cause"], extra=extra)
