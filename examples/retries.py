@@ -41,4 +41,5 @@ print(f"{node['node_name']}: {node['output']!r} after {node['attempts']} attempt
 for retried in node["retried"]:
     print(f"  attempt {retried['attempt']} failed: {retried['error'].strip().splitlines()[-1]}")
 slow = next(n for n in result.get_all_node_results() if n["node_name"] == "too_slow")
-print("too_slow:", slow["status"], "-", slow["error"].strip().splitlines()[-1])
+print("too_slow:", slow["status"], "-", slow["error"].strip().splitlines()[0])
+print(slow["error"].split("\n", 1)[1])  # where it was: its Python stack when stopped

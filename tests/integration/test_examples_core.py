@@ -19,6 +19,8 @@ EXPECTED = {
         "  attempt 2 failed: ConnectionError: try 2: the service did not answer",
         "too_slow: FAILED - ",
         "timed out: it ran longer than its timeout of 1 s",
+        "Where it was when stopped (most recent call first):",
+        "in too_slow",
     ],
 }
 
