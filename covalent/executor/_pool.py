@@ -449,7 +449,10 @@ def _deliver(events: list[messages.Event], by_key: dict[tuple[str, int], Job]) -
     of the batch's jobs got their reply (each job is taken out of ``by_key`` then)."""
     actions: list[tuple[Job, Any]] = []
     replies = 0
+    ended = {e.key for e in events if isinstance(e, messages.Reply)}
     for event in events:
+        if isinstance(event, messages.Started) and event.key in ended:
+            continue  # started and ended in one message: the reply carries its start
         job = by_key.get(event.key)
         if job is None:
             continue

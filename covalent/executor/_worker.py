@@ -23,9 +23,12 @@ hand-off, so a chain of tasks pays no thread switch.
 
 from __future__ import annotations
 
+import array
 import codecs
 import contextlib
 import faulthandler
+import fcntl
+import gc
 import io
 import mmap
 import os
@@ -33,6 +36,7 @@ import resource
 import select
 import signal
 import sys
+import termios
 import threading
 import time
 from multiprocessing.connection import Connection
@@ -78,16 +82,19 @@ class Events:
         self._send_lock = threading.Lock()
         threading.Thread(target=self._sender, name="events", daemon=True).start()
 
-    def add(self, event: messages.Event, last: bool = False) -> None:
+    def add(self, event: messages.Event, last: bool = False, wake: bool = True) -> None:
+        """Queue ``event``; ``last`` sends it (and all before it) now, from this thread;
+        ``wake=False`` lets it wait for the next send or the sender's next tick (a start:
+        a quick task's start goes with its reply, in one message)."""
         with self._cond:
             self._pending.append(event)
-            if not last:
+            if wake and not last:
                 self._cond.notify()
         if last:
             self._flush()
 
     def _sender(self) -> None:
-        timeout = OUTPUT_INTERVAL if self.capture is not None else None
+        timeout = OUTPUT_INTERVAL
         while True:
             with self._cond:
                 self._cond.wait_for(lambda: bool(self._pending), timeout)
@@ -165,16 +172,20 @@ class Capture:
                 stream.flush()
         with self.lock:
             for fd in self.pipes:
-                self._read(fd)
+                if _unread(fd):  # an ioctl, not a select: no GIL hand-off when idle
+                    self._read(fd)
             rest = {name: self._take(name, final=True) for name in self.buffers}
             self.key = None
         return rest
 
     def _take(self, name: str, final: bool = False) -> str:
         parts = self.buffers[name]
-        if final:
-            parts.append(self.decoders[name].decode(b"", final=True))
+        decoder = self.decoders[name]
+        if final and decoder.getstate()[0]:  # a character cut short at the end
+            parts.append(decoder.decode(b"", final=True))
             self.decoders[name] = _decoder()
+        if not parts:
+            return ""
         text = "".join(parts)
         parts.clear()
         append_log(self.options, name, text)
@@ -201,8 +212,18 @@ class Capture:
             self.buffers[name].append(self.decoders[name].decode(data))
 
 
+_UTF8 = codecs.getincrementaldecoder("utf-8")
+_COUNT = array.array("i", [0])
+
+
+def _unread(fd: int) -> int:
+    """How many bytes wait in a pipe (FIONREAD)."""
+    fcntl.ioctl(fd, termios.FIONREAD, _COUNT)
+    return _COUNT[0]
+
+
 def _decoder() -> codecs.IncrementalDecoder:
-    return codecs.getincrementaldecoder("utf-8")(errors="replace")
+    return _UTF8(errors="replace")
 
 
 class Worker:
@@ -228,7 +249,7 @@ class Worker:
 
     def run(self, task: dict[str, Any], values: FileValues) -> messages.Reply:
         key = (str(task["key"][0]), int(task["key"][1]))
-        self.events.add(messages.Started(key, time.time()))
+        self.events.add(messages.Started(key, time.time()), wake=False)
         function_bytes = self.functions.__getitem__
         if self.capture is None:
             return messages.reply(run_task(task, self.function, values, function_bytes))
@@ -285,6 +306,9 @@ def main() -> None:
     worker = Worker(Connection(fd), capture)  # its threads' stacks are not capped
     limit_memory(int(sys.argv[2]) if len(sys.argv) > 2 else 0)
     sys.stdin.close()
+    # What was imported to get here lives as long as the worker: out of the cyclic
+    # collector's sight, so that a collection walks only what tasks made.
+    gc.freeze()
     worker.serve()
 
 

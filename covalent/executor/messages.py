@@ -75,6 +75,8 @@ class MessageError(CovalentError):
 
 def clean(text: str) -> str:
     """``text`` as valid UTF-8 (lone surrogates and the like become U+FFFD)."""
+    if text.isascii():
+        return text
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:

@@ -248,21 +248,23 @@ class _Output:
 
     def __init__(self, blobs_dir: str | None) -> None:
         self.blobs_dir = blobs_dir
-        self.hash = hashlib.sha256()
+        self.hash: Any = None  # made once the output goes to a file (a small one is not hashed)
         self.parts: list[bytes] = []
         self.size = 0
         self.file: blobfiles.PartialFile | None = None
 
     def write(self, data: Any) -> int:
-        self.hash.update(data)
         self.size += len(data)
         try:
             if self.file is None and self.blobs_dir and self.size > FILE_THRESHOLD:
                 self.file = blobfiles.PartialFile(self.blobs_dir)
+                self.hash = hashlib.sha256()
                 for part in self.parts:
+                    self.hash.update(part)
                     self.file.write(part)
                 self.parts = []
             if self.file is not None:
+                self.hash.update(data)
                 self.file.write(data)
             else:
                 self.parts.append(bytes(data))
