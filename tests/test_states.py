@@ -259,6 +259,20 @@ def test_an_outcome_without_a_start_records_the_start_it_carries():
     assert effects.changes.node_updates[-1].fields["end_time"] == AT + 2
 
 
+def test_a_failed_attempt_without_a_start_is_kept_and_the_node_runs_on():
+    # a warm worker sends a start with its reply: the attempt's outcome is the first news
+    run = new_run(manifest_of(workflow, a=2))
+    take_ready(run)
+    effects = fx()
+    run.attempt_failed(0, 1, Outcome(S.FAILED, error="try 1", start_time=AT, end_time=AT), effects)
+    run.validate()
+    assert run.status[0] == S.RUNNING and run.running == {0}
+    assert [a["attempt"] for a in effects.changes.attempts] == [1]
+    assert effects.changes.node_updates[-1] == NodeUpdate("dispatch-1", 0, {"attempts": 2})
+    finish(run, 0)
+    assert run.status[0] == S.COMPLETED
+
+
 def test_output_while_running_is_stored_and_the_outcome_adds_the_rest():
     run = new_run(manifest_of(workflow, a=2))
     take_ready(run)

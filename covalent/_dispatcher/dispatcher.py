@@ -290,9 +290,7 @@ class Dispatcher:
     def _retire(self, run: Run) -> None:
         if log.isEnabledFor(logging.INFO):
             info = journal.fields(run.dispatch_id, "dispatch.finished")
-            log.info(
-                "%s", journal.summary(run, self.store.get_dispatch(run.dispatch_id)), extra=info
-            )
+            log.info("%s", journal.summary(run), extra=info)
         self.runs.pop(run.dispatch_id, None)
         event = self._finished.pop(run.dispatch_id, None)
         if event is not None:

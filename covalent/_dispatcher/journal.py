@@ -23,8 +23,9 @@ def fields(dispatch_id: str, event: str, node_id: int | None = None) -> dict[str
 
 def log_failures(transitions: list[Any], runs: dict[str, Run]) -> None:
     """One INFO line per node that failed: its name and its error's first line."""
+    failed = Status.FAILED.value
     for t in transitions:
-        if t["new"] != Status.FAILED.value or t["node_id"] < 0:
+        if t["new"] != failed or t["node_id"] < 0:
             continue
         run = runs.get(t["dispatch_id"])
         if run is None:
@@ -49,15 +50,15 @@ def first_line(text: str) -> str:
     return lines[0].strip()
 
 
-def summary(run: Run, row: dict[str, Any] | None) -> str:
+def summary(run: Run) -> str:
     """``COMPLETED in 2.31 s: 5 nodes, 4 completed, 1 failed`` (parameters not counted)."""
     counts: dict[str, int] = {}
     for node, status in zip(run.nodes, run.status, strict=True):
         if node["kind"] != "parameter":
             counts[status.value] = counts.get(status.value, 0) + 1
     took = ""
-    if row is not None and row.get("start_time") and row.get("end_time"):
-        took = f" in {max(0.0, row['end_time'] - row['start_time']):.2f} s"
+    if run.start_time and run.end_time:
+        took = f" in {max(0.0, run.end_time - run.start_time):.2f} s"
     parts = ", ".join(f"{n} {status.lower()}" for status, n in sorted(counts.items()))
     return f"{run.dispatch_status.value}{took}: {sum(counts.values())} nodes" + (
         f", {parts}" if parts else ""

@@ -70,13 +70,18 @@ class Launcher:
         self._blobs_dir = str(store.blobs_dir)
 
     def start(self, run: Run, node_ids: list[int]) -> None:
-        """Hand ``node_ids`` of ``run`` (already RUNNING) to their executors."""
+        """Hand ``node_ids`` of ``run`` (queued) to their executors."""
         fast: dict[int, tuple[BaseExecutor, list[tuple[int, Task]]]] = {}
+        found: dict[int, tuple[BaseExecutor | None, dict[str, Any]]] = {}  # by spec object
         for node_id in node_ids:
-            node = run.node(node_id)
             task = self.task(run, node_id)
-            executor = self.executors.cached(node["executor"])
-            defaults = self.executors.task_policy(executor) if executor is not None else {}
+            spec = run.node(node_id)["executor"]
+            known = found.get(id(spec))
+            if known is None:  # the nodes of a fan-out often share one spec: look it up once
+                executor = self.executors.cached(spec)
+                defaults = self.executors.task_policy(executor) if executor is not None else {}
+                known = found[id(spec)] = (executor, defaults)
+            executor, defaults = known
             if executor is not None and not supervised(policy(defaults, task)):
                 fast.setdefault(id(executor), (executor, []))[1].append((node_id, task))
             else:

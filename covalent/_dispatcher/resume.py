@@ -41,6 +41,7 @@ def load(store: Store, dispatch_id: str) -> tuple[Run, Changes]:
         row["results_dir"],
         parent=parent,
         root_dispatch_id=row["root_dispatch_id"],
+        start_time=row.get("start_time") or 0.0,
     )
     fx = Effects(Changes())
     run.resume(store.get_nodes(dispatch_id), fx, time.time())

@@ -14,6 +14,7 @@ so the loop can decide first, commit, and only then act.
 
 from __future__ import annotations
 
+import functools
 from collections import deque
 from collections.abc import Iterable
 from typing import Any, cast
@@ -27,11 +28,17 @@ from covalent._results.status import FINAL_STATUSES, Status
 from covalent._store.cache import cache_key, remember
 from covalent._store.changes import DISPATCH_NODE, Changes, DispatchUpdate, NodeUpdate
 from covalent._wire import blobs as blobmod
-from covalent._wire.manifest import Edge, edges, topological_order
+from covalent._wire.manifest import Edge, topological_order
 from covalent._wire.schema import Manifest, ManifestNode
 from covalent.executor.task import Outcome
 
 S = Status
+NEW, RUNNING, COMPLETED = Status.NEW_OBJECT, Status.RUNNING, Status.COMPLETED
+# (Enum members read through their class cost a descriptor call each: the hot paths below
+# use these names instead of NEW and the like.)
+_VALUE = {status: status.value for status in Status}
+_ALLOWED = {status: states.NODE_TRANSITIONS.get(status, frozenset()) for status in Status}
+_node_update = functools.partial(tuple.__new__, NodeUpdate)  # no Python-level __new__
 STORY_LENGTH = 256
 """How many recent transitions a run remembers, for the errors that need a node's story."""
 
@@ -48,6 +55,7 @@ class Run:
         parent: tuple[str, int] | None = None,
         root_dispatch_id: str = "",
         pending_reuse: dict[int, Reuse] | None = None,
+        start_time: float = 0.0,
     ) -> None:
         self.dispatch_id = dispatch_id
         self.manifest = manifest
@@ -55,13 +63,13 @@ class Run:
         self.parent = parent  # a child dispatch's (dispatch id, node id) above it
         self.root_dispatch_id = root_dispatch_id or dispatch_id
         self.nodes: list[ManifestNode] = manifest["nodes"]
-        self.status = [
-            S.COMPLETED if n["kind"] == "parameter" else S.NEW_OBJECT for n in self.nodes
-        ]
+        self.status = [COMPLETED if n["kind"] == "parameter" else NEW for n in self.nodes]
         self.outputs: list[str | None] = [n.get("value") for n in self.nodes]
         self.errors: dict[int, str] = {}
         self.reprs: dict[int, str] = {}
-        self.dispatch_status = S.RUNNING
+        self.dispatch_status = RUNNING
+        self.start_time = start_time  # when the dispatch started (for the log)
+        self.end_time = 0.0
         self.cancel_requested = False
         self.aborted = False
         self.running: set[int] = set()  # handed to executors: queued (NEW_OBJECT) or RUNNING
@@ -76,9 +84,11 @@ class Run:
         count = len(self.nodes)
         self.dependents: list[list[int]] = [[] for _ in range(count)]
         self.inputs: list[list[Edge]] = [[] for _ in range(count)]
-        for edge in edges(manifest):
-            self.dependents[edge.source].append(edge.target)
-            self.inputs[edge.target].append(edge)
+        dependents, inputs, make = self.dependents, self.inputs, Edge._make
+        for raw in manifest["edges"]:
+            edge = make(raw)
+            dependents[edge.source].append(edge.target)
+            inputs[edge.target].append(edge)
         self.ready: deque[int] = deque()
         self.waiting: list[int] = []
         self._refresh_readiness()
@@ -97,6 +107,14 @@ class Run:
 
     def arguments(self, node_id: int) -> tuple[list[str], dict[str, str]]:
         """The output digests to pass to a node, positional and by keyword."""
+        edges = self.inputs[node_id]
+        if len(edges) == 1:  # the common case: one argument
+            edge = edges[0]
+            digest = self.outputs[edge.source]
+            if digest is not None and edge.name is not None:
+                return [], {edge.name: digest}
+            if digest is not None and edge.position is not None:
+                return [digest], {}
         positional: dict[int, str] = {}
         keywords: dict[str, str] = {}
         for edge in self.inputs[node_id]:
@@ -107,7 +125,7 @@ class Run:
                 raise states.InvalidTransition(
                     f"Node {self.label(node_id)} (input {edge.source} has no output)",
                     self.status[node_id],
-                    S.RUNNING,
+                    RUNNING,
                     self.story(edge.source),
                 )
             if edge.name is not None:
@@ -131,7 +149,7 @@ class Run:
             return S.CANCELLED
         if S.FAILED in self.status or S.NOT_RUN in self.status:
             return S.FAILED
-        return S.COMPLETED
+        return COMPLETED
 
     def result_repr(self) -> str:
         result = self.manifest["result"]
@@ -153,7 +171,7 @@ class Run:
         """The run joins the loop: nodes a redispatch reuses complete first."""
         order = topological_order(len(self.status), self.manifest["edges"])
         for node_id in (n for n in order if n in self.pending_reuse):
-            if self.status[node_id] == S.NEW_OBJECT:
+            if self.status[node_id] == NEW:
                 self._reuse(node_id, self.pending_reuse[node_id], fx, now, "unchanged")
         self.pending_reuse = {}
 
@@ -166,12 +184,12 @@ class Run:
             self.outputs[node_id] = row["output_digest"]
             self.errors[node_id] = row["error"] or ""
             self.reprs[node_id] = row["output_repr"] or ""
-            if status == S.RUNNING and row["sub_dispatch_id"]:
+            if status == RUNNING and row["sub_dispatch_id"]:
                 self.children[node_id] = row["sub_dispatch_id"]
                 if row.get("start_time") is not None:  # it spans its child: keep its start
                     self.started_at[node_id] = row["start_time"]
-            elif status == S.RUNNING:
-                self._set(node_id, S.NEW_OBJECT, fx, now, "server restarted while it ran")
+            elif status == RUNNING:
+                self._set(node_id, NEW, fx, now, "server restarted while it ran")
                 kept = self.output.resumed(node_id, row)
                 if kept:
                     fx.changes.node_updates.append(NodeUpdate(self.dispatch_id, node_id, kept))
@@ -186,7 +204,7 @@ class Run:
                 fx.more_ready = True
                 return
             node_id = self.ready.popleft()
-            if self.status[node_id] != S.NEW_OBJECT:
+            if self.status[node_id] != NEW:
                 continue
             node = self.nodes[node_id]
             metadata = cast(dict[str, Any], node.get("metadata") or {})
@@ -201,10 +219,10 @@ class Run:
 
     def task_started(self, node_id: int, at: float, fx: Effects) -> None:
         """A queued node's task started on its executor: now it is RUNNING."""
-        if node_id not in self.running or self.status[node_id] != S.NEW_OBJECT:
+        if node_id not in self.running or self.status[node_id] != NEW:
             return  # a later attempt's start, or a node stopped meanwhile
         self.started_at[node_id] = at
-        self._set(node_id, S.RUNNING, fx, at, "started", start_time=at, attempts=1)
+        self._set(node_id, RUNNING, fx, at, "started", start_time=at, attempts=1)
 
     def task_output(self, node_id: int, stream: str, text: str, fx: Effects) -> None:
         """Output of a running node's task, stored as it arrives."""
@@ -216,14 +234,12 @@ class Run:
         """A task ended (or a child dispatch did, for a sublattice node)."""
         handed = node_id in self.running
         self.running.discard(node_id)
-        if handed and self.status[node_id] == S.NEW_OBJECT:  # it never reported a start
+        if handed and self.status[node_id] == NEW:  # it never reported a start
             if outcome.status == S.CANCELLED:
                 self._end_unsuccessfully(node_id, outcome, fx)
                 return
-            at = min(outcome.start_time, outcome.end_time)
-            self._set(node_id, S.RUNNING, fx, at, "started", start_time=at, attempts=1)
-            self.started_at[node_id] = at
-        if self.status[node_id] != S.RUNNING:
+            self._started_with(node_id, outcome, fx)
+        if self.status[node_id] != RUNNING:
             return  # stopped already (a cancel that crossed the outcome)
         digest = self._stored_output(outcome, fx.changes)
         built = digest is not None and not outcome.output_ref
@@ -244,7 +260,7 @@ class Run:
         self.reprs[node_id] = outcome.output_repr
         self._set(
             node_id,
-            S.COMPLETED,
+            COMPLETED,
             fx,
             outcome.end_time,
             "completed",
@@ -256,7 +272,9 @@ class Run:
 
     def attempt_failed(self, node_id: int, attempt: int, outcome: Outcome, fx: Effects) -> None:
         """A failed attempt that will be retried: kept in ``attempts``."""
-        if self.status[node_id] != S.RUNNING:
+        if node_id in self.running and self.status[node_id] == NEW:
+            self._started_with(node_id, outcome, fx)  # its start came with its outcome
+        if self.status[node_id] != RUNNING:
             return
         fx.changes.attempts.append(
             {
@@ -274,6 +292,12 @@ class Run:
         fx.changes.node_updates.append(
             NodeUpdate(self.dispatch_id, node_id, {"attempts": attempt + 1})
         )
+
+    def _started_with(self, node_id: int, outcome: Outcome, fx: Effects) -> None:
+        """RUNNING from the start an outcome names (no start was reported before it)."""
+        at = min(outcome.start_time, outcome.end_time)
+        self._set(node_id, RUNNING, fx, at, "started", start_time=at, attempts=1)
+        self.started_at[node_id] = at
 
     def cancel(self, node_ids: list[int] | None, fx: Effects, now: float) -> None:
         """Cancel the whole run (``None``) or some nodes: waiting ones end CANCELLED with
@@ -293,16 +317,16 @@ class Run:
                     fx.stop_children.append(child)
             elif node_id in self.running:
                 fx.stop.append(node_id)
-            elif self.status[node_id] == S.NEW_OBJECT:
+            elif self.status[node_id] == NEW:
                 self._set(node_id, S.CANCELLED, fx, now, "cancel requested")
                 self._stop_descendants(node_id, S.CANCELLED, fx, now)
         if self.ready:
-            self.ready = deque(n for n in self.ready if self.status[n] == S.NEW_OBJECT)
+            self.ready = deque(n for n in self.ready if self.status[n] == NEW)
 
     def cache_checked(self, node_id: int, hit: Reuse | None, fx: Effects, now: float) -> None:
         """The answer to a cache lookup: reuse the stored output, or run the node."""
         self.checking.discard(node_id)
-        if self.status[node_id] != S.NEW_OBJECT or self.cancel_requested:
+        if self.status[node_id] != NEW or self.cancel_requested:
             return
         if hit is not None:
             self._reuse(node_id, hit, fx, now, "cached output of an equal call")
@@ -327,9 +351,10 @@ class Run:
             return
         status = self.final_status()
         fields: dict[str, Any] = {"end_time": now, "error": self.error_text()}
-        if status == S.COMPLETED:
+        if status == COMPLETED:
             fields["result_digest"] = self.result_digest()
         self._set_dispatch(status, fx, now, "all nodes finished", **fields)
+        self.end_time = now
         fx.finished = True
         if self.parent is not None:
             outcome = outcome_for_parent(self.dispatch_id, status, fields, self.result_repr(), now)
@@ -352,6 +377,7 @@ class Run:
         fx.changes.closed.append((self.dispatch_id, cause))
         old = self.dispatch_status
         self.dispatch_status = S.FAILED
+        self.end_time = now
         fx.changes.dispatch_updates.append(
             _dispatch_update(self.dispatch_id, S.FAILED, end_time=now, error=error)
         )
@@ -378,13 +404,24 @@ class Run:
     ) -> None:
         """The only place a node's status changes: check, apply, and record it."""
         old = self.status[node_id]
-        if new not in states.NODE_TRANSITIONS.get(old, ()):
+        if new not in _ALLOWED[old]:
             states.check_node(old, new, f"Node {self.label(node_id)}", self.story(node_id))
         self.status[node_id] = new
-        fields["status"] = new.value
-        fx.changes.node_updates.append(NodeUpdate(self.dispatch_id, node_id, fields))
-        fx.changes.transition(self.dispatch_id, node_id, old.value, new.value, at, cause)
-        self.history.append((node_id, old.value, new.value, cause))
+        was, now = _VALUE[old], _VALUE[new]
+        fields["status"] = now
+        changes = fx.changes
+        changes.node_updates.append(_node_update((self.dispatch_id, node_id, fields)))
+        changes.transitions.append(
+            {
+                "dispatch_id": self.dispatch_id,
+                "node_id": node_id,
+                "old": was,
+                "new": now,
+                "at": at,
+                "cause": cause,
+            }
+        )
+        self.history.append((node_id, was, now, cause))
 
     def _set_dispatch(self, new: Status, fx: Effects, at: float, cause: str, **fields: Any) -> None:
         old = self.dispatch_status
@@ -397,12 +434,14 @@ class Run:
 
     def _refresh_readiness(self) -> None:
         """Count each node's unfinished inputs and queue the nodes that can start now."""
-        done = S.COMPLETED
-        self.waiting = [sum(self.status[e.source] != done for e in edges) for edges in self.inputs]
+        status = self.status
+        self.waiting = [
+            sum(status[e.source] is not COMPLETED for e in edges) if edges else 0
+            for edges in self.inputs
+        ]
+        waiting = self.waiting
         self.ready = deque(  # any order will do: none of them waits for another
-            n
-            for n, status in enumerate(self.status)
-            if status == S.NEW_OBJECT and self.waiting[n] == 0
+            n for n, state in enumerate(status) if state is NEW and waiting[n] == 0
         )
 
     def _launch(self, node_id: int, fx: Effects, now: float) -> None:
@@ -423,7 +462,7 @@ class Run:
         self.outputs[node_id] = digest
         for child in self.dependents[node_id]:
             self.waiting[child] -= 1
-            if self.waiting[child] == 0 and self.status[child] == S.NEW_OBJECT:
+            if self.waiting[child] == 0 and self.status[child] == NEW:
                 self.ready.append(child)
 
     def _stop_descendants(self, node_id: int, new: Status, fx: Effects, at: float) -> None:
@@ -432,7 +471,7 @@ class Run:
         stack = list(self.dependents[node_id])
         while stack:
             child = stack.pop()
-            if self.status[child] == S.NEW_OBJECT:
+            if self.status[child] == NEW:
                 self._set(child, new, fx, at, cause)
                 stack.extend(self.dependents[child])
 
@@ -454,16 +493,17 @@ class Run:
         started (the outcome's own otherwise), and its whole stdout and stderr."""
         start = self.started_at.pop(node_id, None)
         fields: dict[str, Any] = {"end_time": outcome.end_time}
-        if self.status[node_id] != S.NEW_OBJECT:  # it ran (a node cancelled while queued did not)
+        if self.status[node_id] != NEW:  # it ran (a node cancelled while queued did not)
             if start is None:
                 start = min(outcome.start_time, outcome.end_time)
             fields.update(start_time=start, end_time=max(start, outcome.end_time))
-        fields.update(self.output.end(node_id, outcome.stdout, outcome.stderr, fx))
+        if outcome.stdout or outcome.stderr or self.output.streams:
+            fields.update(self.output.end(node_id, outcome.stdout, outcome.stderr, fx))
         return fields
 
     def _stored_output(self, outcome: Outcome, changes: Changes) -> str | None:
         """The digest of a completed task's output, its blob added to ``changes``."""
-        if outcome.status != S.COMPLETED:
+        if outcome.status != COMPLETED:
             return None
         if outcome.output_ref:  # already stored (a child dispatch's result)
             return outcome.output_ref
@@ -491,10 +531,10 @@ class Run:
         text = f"{brackets[0]}{text}{brackets[1]}"
         if len(text) > blobmod.REPR_LIMIT:
             text = text[: blobmod.REPR_LIMIT - 3] + "..."
-        self._set(node_id, S.RUNNING, fx, now, "inputs ready", start_time=now)
+        self._set(node_id, RUNNING, fx, now, "inputs ready", start_time=now)
         self._set(
             node_id,
-            S.COMPLETED,
+            COMPLETED,
             fx,
             now,
             "assembled from its items",
@@ -511,7 +551,7 @@ class Run:
         self.reprs[node_id] = found.text
         self._set(
             node_id,
-            S.COMPLETED,
+            COMPLETED,
             fx,
             now,
             f"reused {found.source}",

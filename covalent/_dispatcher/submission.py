@@ -97,6 +97,7 @@ def submit(
             parent=(parent.dispatch_id, parent.node_id) if parent else None,
             root_dispatch_id=row["root_dispatch_id"],
             pending_reuse=reused,
+            start_time=now,
         )
     return Submitted(dispatch_id, row, run, changes.transitions)
 

@@ -32,6 +32,7 @@ from covalent._store.store import Store
 
 log = logging.getLogger("covalent.server")
 
+
 def create_app(
     store: Store,
     results_root: str,

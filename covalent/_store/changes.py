@@ -143,7 +143,16 @@ class Changes:
 
     def mark(self) -> Mark:
         """Where the batch stands now; :meth:`rollback` drops whatever came after."""
-        return Mark(*(len(getattr(self, name)) for name in Mark._fields))
+        return Mark(
+            len(self.blobs),
+            len(self.node_updates),
+            len(self.dispatch_updates),
+            len(self.transitions),
+            len(self.attempts),
+            len(self.blob_files),
+            len(self.cache_rows),
+            len(self.closed),
+        )
 
     def rollback(self, mark: Mark) -> None:
         """Drop every write added after ``mark`` (a decision that raised half-way)."""

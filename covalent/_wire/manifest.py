@@ -67,6 +67,7 @@ class BlobSet:
         self.modules: set[str] = set()
         self.forced: set[str] = set()
         self.fingerprints = Fingerprints()
+        self.plain_fingerprints: dict[int, str] = {}  # function id -> its node fingerprint
 
     def add_bytes(self, data: bytes) -> str:
         name = blobmod.digest(data)
@@ -193,7 +194,14 @@ def _node_entry(
     if extras:
         metadata["extras"] = blobset.add_object(extras, f"the settings of {where}")
     entry["metadata"] = metadata
-    entry["fingerprint"] = blobset.fingerprints.of(node.function, extras)
+    if extras:
+        entry["fingerprint"] = blobset.fingerprints.of(node.function, extras)
+    else:  # a fan-out's nodes share their function: its fingerprint is made once
+        key = id(node.function)
+        found = blobset.plain_fingerprints.get(key)
+        if found is None:
+            found = blobset.plain_fingerprints[key] = blobset.fingerprints.of(node.function, {})
+        entry["fingerprint"] = found
     return entry
 
 

@@ -33,4 +33,10 @@ def unset(value: Any) -> bool:
 
 def resolve(own: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
     """Each inherited setting: ``own``'s, or where that is unset, ``defaults``'."""
-    return {k: defaults.get(k) if unset(own.get(k)) else own[k] for k in INHERITED}
+    resolved = {}
+    for key in INHERITED:
+        value = own.get(key)
+        if value is None or (value.__class__ is list and not value):  # unset (inlined: hot)
+            value = defaults.get(key)
+        resolved[key] = value
+    return resolved
