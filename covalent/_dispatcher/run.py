@@ -169,6 +169,8 @@ class Run:
 
     def begin(self, fx: Effects, now: float) -> None:
         """The run joins the loop: nodes a redispatch reuses complete first."""
+        if not self.pending_reuse:
+            return
         order = topological_order(len(self.status), self.manifest["edges"])
         for node_id in (n for n in order if n in self.pending_reuse):
             if self.status[node_id] == NEW:

@@ -37,7 +37,7 @@ from typing_extensions import NotRequired, Required, TypedDict
 
 from covalent._errors import BadRequestError, InvalidFieldError
 from covalent._wire import bundle
-from covalent._wire.manifest import Edge, topological_order
+from covalent._wire.manifest import topological_order
 
 MAX_INT = 2**63 - 1
 """The largest integer a database column takes (SQLite's and PostgreSQL's BIGINT)."""
@@ -381,8 +381,8 @@ def _check_slots(edges: list[Any]) -> dict[int, list[int]]:
     names: dict[int, set[str]] = {}
     for edge in edges:
         _source, target, index, name = edge
-        if Edge(*edge).is_wait:
-            continue
+        if index is None and name is None:
+            continue  # a wait edge: order only, no argument
         if name is not None:
             if name in names.setdefault(target, set()):
                 raise BadRequestError(
