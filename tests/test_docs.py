@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from covalent import _config
+from covalent import _config, _errors
 from tests.conftest import REPO
 
 sys.path.insert(0, str(REPO / "scripts"))
@@ -73,6 +73,17 @@ def test_a_deleted_page_stops_the_strict_build(tmp_path: Path) -> None:
     )  # fmt: skip
     assert done.returncode != 0
     assert "'file-transfers.md' is included in the 'nav' configuration" in done.stderr, done.stderr
+
+
+def test_the_exit_code_table_is_the_errors_own() -> None:
+    """docs/cli.md's exit codes are the codes the error classes carry (which the CLI's
+    tests check each error by)."""
+    page = (REPO / "docs" / "cli.md").read_text()
+    table = page[page.index("## Exit codes") : page.index("## Reference")]
+    rows = re.findall(r"^\| (\d+) \| `(\w+)`", table, re.MULTILINE)
+    assert len(rows) >= 9, rows
+    for code, name in rows:
+        assert getattr(_errors, name).exit_code == int(code), name
 
 
 def test_links_out_of_the_docs_become_repository_paths() -> None:

@@ -6,7 +6,13 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib
 
 import httpx
 import pytest
@@ -133,6 +139,21 @@ def test_config_get_set_and_unset(home: Home) -> None:
     assert ct.get_config("dispatcher.port") == 48008
     again = cli(home, "config", "unset", "dispatcher.port", code=ConfigError.exit_code)
     assert "does not set dispatcher.port" in again
+
+
+def test_config_prints_defaults_file_and_environment_together(home: Home) -> None:
+    config = home.root / "config" / "covalent.conf"
+    config.write_text(config.read_text() + '[executors.local]\nworkers = 3\n')
+    home.env["COVALENT_LOG_LEVEL"] = "warning"
+    home.env["COVALENT_TOKEN"] = "hunter2"
+    header, _, text = cli(home, "config").partition("\n")
+    assert header == f"# {config}"
+    shown = tomllib.loads(text)
+    assert shown["dispatcher"]["port"] == home.port  # the file
+    assert shown["executors"]["local"] == {"workers": 3}
+    assert shown["dispatcher"]["results_dir"] == str(home.root / "cache" / "results")  # default
+    assert shown["sdk"]["log_level"] == "warning"  # the environment
+    assert shown["dispatcher"]["token"] == "(set, hidden)" and "hunter2" not in text
 
 
 # redispatch and retrying what failed

@@ -69,6 +69,10 @@ def test_a_token_is_required_by_every_route(home: Home, monkeypatch: pytest.Monk
     monkeypatch.setenv("COVALENT_TOKEN", "wrong")
     with pytest.raises(AuthenticationError, match="needs a token"):
         ct.get_result(result.dispatch_id)
+    refused = home.run("covalent", "show", result.dispatch_id)  # the CLI: exit code 10
+    assert refused.returncode == 10, refused.stderr
+    assert refused.stderr.startswith("Error: ") and "token" in refused.stderr
+    assert len(refused.stderr.splitlines()) == 1
 
 
 def test_blob_routes_take_only_digests(server: Home) -> None:

@@ -59,6 +59,23 @@ def test_start_status_stop_messages(home: Home) -> None:
     assert "Uvicorn running" in home.run("covalent", "logs").stdout
 
 
+def test_start_stop_and_is_running_from_python(
+    home: Home, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert ct.is_covalent_running() is False
+    assert ct.covalent_start() == home.url
+    assert capsys.readouterr().out == f"Covalent server has started at {home.url}\n"
+    assert ct.is_covalent_running() is True
+    assert home.run("covalent", "status").stdout.startswith("Covalent server is running at")
+    assert ct.covalent_start(quiet=True) == home.url  # already running: says nothing
+    ct.covalent_start()
+    assert capsys.readouterr().out == f"Covalent server is already running at {home.url}.\n"
+    ct.covalent_stop()
+    assert capsys.readouterr().out == "Covalent server has stopped.\n"
+    assert ct.is_covalent_running() is False
+    assert home.run("covalent", "status").stdout.strip() == "Covalent server is stopped."
+
+
 def test_start_fails_clearly_when_the_port_is_taken(home: Home) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", home.port))
