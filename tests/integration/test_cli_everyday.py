@@ -143,7 +143,7 @@ def test_config_get_set_and_unset(home: Home) -> None:
 
 def test_config_prints_defaults_file_and_environment_together(home: Home) -> None:
     config = home.root / "config" / "covalent.conf"
-    config.write_text(config.read_text() + '[executors.local]\nworkers = 3\n')
+    config.write_text(config.read_text() + "[executors.local]\nworkers = 3\n")
     home.env["COVALENT_LOG_LEVEL"] = "warning"
     home.env["COVALENT_TOKEN"] = "hunter2"
     header, _, text = cli(home, "config").partition("\n")
