@@ -435,6 +435,14 @@ def test_electron_outside_a_build_is_the_plain_function():
     assert pair_untyped(1) == (1, 2)
 
 
+def test_the_decorators_build_electrons_and_lattices_that_work_without_them():
+    assert isinstance(square, ct.Electron) and isinstance(workflow, ct.Lattice)
+    plain_square = ct.Electron(square.function, executor="local")
+    plain_workflow = ct.Lattice(lambda a: plain_square(identity(a)))
+    assert plain_workflow.build_graph(2).node_names() == workflow.build_graph(2).node_names()
+    assert evaluate(plain_workflow.build_graph(3)) == 9
+
+
 def test_lattice_called_directly_is_the_plain_function():
     assert workflow(3) == 9
 

@@ -179,6 +179,22 @@ def test_redispatch_failed_only_reuses_what_completed(server: Home, tmp_path: Pa
     assert text.startswith("Dispatch ") and f"runs dispatch {retried.dispatch_id} again." in text
 
 
+def test_redispatch_reuse_keeps_every_completed_output(server: Home) -> None:
+    first = ct.dispatch_sync(alpha_flow)(1)
+    answer = json.loads(cli(server, "redispatch", "--reuse", "--json", first.dispatch_id[:12]))
+    again = ct.get_result(answer["dispatch_id"], wait=True)
+    assert again.status == ct.status.COMPLETED and again.result == 3
+    reused = {
+        f"{n['node_name']}({n['node_id']})": n["reused_from"]
+        for n in again.get_all_node_results()
+        if n["node_name"] == "inc"
+    }
+    assert reused == {"inc(0)": f"{first.dispatch_id}:0", "inc(2)": f"{first.dispatch_id}:2"}
+    plain = json.loads(cli(server, "redispatch", "--json", first.dispatch_id))
+    rerun = ct.get_result(plain["dispatch_id"], wait=True)
+    assert not any(n["reused_from"] for n in rerun.get_all_node_results())  # without --reuse
+
+
 # triggers
 
 
