@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-from covalent import _config
+import yaml
+
+from covalent import _config, _errors
 from tests.conftest import REPO
 
 sys.path.insert(0, str(REPO / "scripts"))
@@ -52,23 +55,35 @@ def test_every_configuration_key_is_documented() -> None:
     assert keys <= documented, keys - documented
 
 
-def test_nav_entries_without_a_page_are_left_out(tmp_path: Path) -> None:
-    (tmp_path / "here.md").write_text("# Here\n")
-    nav = [
-        {"Home": "here.md"},
-        {"Later": "missing.md"},
-        {"Group": [{"A": "here.md"}, {"B": "gone.md"}]},
-        {"Empty": [{"C": "gone.md"}]},
-        {"Site": "https://example.org"},
-    ]
-    missing: list[str] = []
-    kept = mkdocs_hooks._present(nav, tmp_path, missing)
-    assert kept == [
-        {"Home": "here.md"},
-        {"Group": [{"A": "here.md"}]},
-        {"Site": "https://example.org"},
-    ]
-    assert missing == ["missing.md", "gone.md", "gone.md"]
+def test_a_deleted_page_stops_the_strict_build(tmp_path: Path) -> None:
+    """The site's own configuration, on a copy of docs/ without one page that the nav
+    names: the strict build fails and names the page."""
+    docs = tmp_path / "docs"
+    shutil.copytree(REPO / "docs", docs)
+    (docs / "file-transfers.md").unlink()
+    config = yaml.safe_load((REPO / "mkdocs.yml").read_text())
+    config["docs_dir"] = str(docs)
+    config["hooks"] = [str(REPO / hook) for hook in config["hooks"]]
+    handler = config["plugins"][1]["mkdocstrings"]["handlers"]["python"]
+    handler["paths"] = [str(REPO)]
+    (tmp_path / "mkdocs.yml").write_text(yaml.safe_dump(config))
+    done = run(
+        "-m", "mkdocs", "build", "--strict", "-f", str(tmp_path / "mkdocs.yml"),
+        "--site-dir", str(tmp_path / "site"),
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert "'file-transfers.md' is included in the 'nav' configuration" in done.stderr, done.stderr
+
+
+def test_the_exit_code_table_is_the_errors_own() -> None:
+    """docs/cli.md's exit codes are the codes the error classes carry (which the CLI's
+    tests check each error by)."""
+    page = (REPO / "docs" / "cli.md").read_text()
+    table = page[page.index("## Exit codes") : page.index("## Reference")]
+    rows = re.findall(r"^\| (\d+) \| `(\w+)`", table, re.MULTILINE)
+    assert len(rows) >= 9, rows
+    for code, name in rows:
+        assert getattr(_errors, name).exit_code == int(code), name
 
 
 def test_links_out_of_the_docs_become_repository_paths() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -50,12 +51,29 @@ def test_create_unique_workdir(tmp_path: Path) -> None:
     assert cwd == str(tmp_path / "d1" / f"node_{task.node_id}")
 
 
+def _say_both(text: str) -> str:
+    print(f"out: {text}")
+    print(f"err: {text}", file=sys.stderr)
+    return text
+
+
 def test_log_files_get_the_output(tmp_path: Path) -> None:
     tasks = TaskFactory()
-    log = tmp_path / "out.log"
-    executor = LocalExecutor(log_stdout=str(log))
-    drive(executor, lambda ex: ex.execute(tasks.task(_say, "logged line")))
-    assert log.read_text() == "logged line\n"
+    out, err = tmp_path / "out.log", tmp_path / "err.log"
+    executor = LocalExecutor(log_stdout=str(out), log_stderr=str(err))
+    drive(executor, lambda ex: ex.execute(tasks.task(_say_both, "one")))
+    drive(executor, lambda ex: ex.execute(tasks.task(_say_both, "two")))
+    assert out.read_text() == "out: one\nout: two\n"  # appended, each stream to its file
+    assert err.read_text() == "err: one\nerr: two\n"
+
+
+def test_relative_log_files_land_in_the_results_folder(tmp_path: Path) -> None:
+    tasks = TaskFactory()
+    task = tasks.task(_say_both, "here", results_dir=str(tmp_path))
+    executor = LocalExecutor(log_stdout="stdout.log", log_stderr="stderr.log")
+    drive(executor, lambda ex: ex.execute(task))
+    assert (tmp_path / "stdout.log").read_text() == "out: here\n"
+    assert (tmp_path / "stderr.log").read_text() == "err: here\n"
 
 
 def test_default_worker_count_is_at_least_eight() -> None:

@@ -1,21 +1,22 @@
 """Progress pieces without a server: counting, choosing where to show, the notebook block.
 
-The end-to-end behaviour (a pseudo-terminal, a pipe, a notebook kernel) is in
-tests/integration/test_progress.py.
+The end-to-end behaviour is in tests/integration/test_progress.py (a pseudo-terminal, a
+pipe) and tests/integration/test_notebook.py (a real Jupyter kernel).
 """
 
 from __future__ import annotations
 
 import io
+import os
+import subprocess
 import sys
 import time
-import types
 import xml.etree.ElementTree as ET
 
-import pytest
 from rich.console import Console
 
 from covalent._client import progress
+from tests.conftest import REPO
 
 
 def test_snapshot_counts_finished_running_and_failed_nodes():
@@ -61,11 +62,18 @@ def test_progress_true_forces_the_bar():
     assert isinstance(progress.reporter("d" * 36, True, io.StringIO()), progress.TerminalReporter)
 
 
-def test_a_terminal_ipython_is_not_a_notebook(monkeypatch: pytest.MonkeyPatch):
-    fake = types.ModuleType("IPython")
-    fake.get_ipython = lambda: types.SimpleNamespace()  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "IPython", fake)
-    assert progress.reporter("d" * 36, None, io.StringIO()) is None
+def test_a_terminal_ipython_is_not_a_notebook() -> None:
+    """IPython's own terminal shell (no kernel): no HTML block, and no bar on a pipe."""
+    code = "from covalent._client import progress; print(progress.reporter('d' * 36, None))"
+    done = subprocess.run(
+        [sys.executable, "-m", "IPython", "--no-banner", "--quick", "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "None"
 
 
 def test_the_bar_is_drawn_on_the_first_update_and_erased_on_close():

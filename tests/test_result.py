@@ -318,6 +318,12 @@ def test_result_and_ct_status_share_the_names(name):
     assert str(getattr(ct.status, name)) == name
 
 
+def test_the_public_classes_are_the_ones_in_use():
+    result, _ = seed_result()
+    assert ct.Result is Result and isinstance(result, ct.Result)
+    assert ct.Status is ct.status is Status and isinstance(result.status, ct.Status)
+
+
 # nodes fetched lazily (get_result(wait=True) answers without them)
 
 

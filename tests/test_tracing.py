@@ -5,6 +5,7 @@ parameter nodes give their value, every other node calls its ``function`` with t
 outputs of its input edges. The evaluated graph must equal the plain function call.
 """
 
+import re
 from collections import deque
 from types import SimpleNamespace
 from typing import Any
@@ -17,6 +18,7 @@ import covalent as ct
 from covalent._errors import WorkflowError
 from covalent._workflow.graph import Edge, Graph, NodeKind
 from covalent._workflow.tracing import PARAMETER_NAME_LIMIT
+from tests.conftest import REPO
 
 # helpers
 
@@ -127,6 +129,19 @@ def make_mapping(x):
 def workflow(a):
     val_1 = identity(x=a)
     return square(x=val_1)
+
+
+class Scale:
+    """Multiplies by ``k`` under ``@``, from either side (as a matrix would)."""
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+
+    def __matmul__(self, other: Any) -> Any:
+        return self.k * other if isinstance(other, int) else NotImplemented
+
+    def __rmatmul__(self, other: Any) -> Any:
+        return self.__matmul__(other)
 
 
 # the seed
@@ -352,31 +367,56 @@ def test_tuple_of_annotated_output():
     assert evaluate(build(body)) == (3, 4)
 
 
-@pytest.mark.parametrize(
-    ("body", "name", "expected"),
-    [
-        (lambda: square(3) + 1, ":add:", 10),
-        (lambda: 1 + square(3), ":add:", 10),
-        (lambda: square(3) - 1, ":sub:", 8),
-        (lambda: 1 - square(3), ":sub:", -8),
-        (lambda: square(3) * square(2), ":mul:", 36),
-        (lambda: 2 * square(3), ":mul:", 18),
-        (lambda: square(3) / 2, ":truediv:", 4.5),
-        (lambda: 18 / square(3), ":truediv:", 2.0),
-        (lambda: square(3) // 2, ":floordiv:", 4),
-        (lambda: 20 // square(3), ":floordiv:", 2),
-        (lambda: square(3) % 4, ":mod:", 1),
-        (lambda: square(3) ** 2, ":pow:", 81),
-        (lambda: 2 ** square(2), ":pow:", 16),
-        (lambda: square(3) < 10, ":lt:", True),
-        (lambda: square(3) == 9, ":eq:", True),
-    ],
-)
-def test_arithmetic_nodes(body, name, expected):
+OPERATIONS = [
+    (lambda: square(3) + 1, ":add:", 10),
+    (lambda: 1 + square(3), ":add:", 10),
+    (lambda: square(3) - 1, ":sub:", 8),
+    (lambda: 1 - square(3), ":sub:", -8),
+    (lambda: square(3) * square(2), ":mul:", 36),
+    (lambda: 2 * square(3), ":mul:", 18),
+    (lambda: square(3) / 2, ":truediv:", 4.5),
+    (lambda: 18 / square(3), ":truediv:", 2.0),
+    (lambda: square(3) // 2, ":floordiv:", 4),
+    (lambda: 20 // square(3), ":floordiv:", 2),
+    (lambda: square(3) % 4, ":mod:", 1),
+    (lambda: square(3) ** 2, ":pow:", 81),
+    (lambda: 2 ** square(2), ":pow:", 16),
+    (lambda: 20 % square(3), ":mod:", 2),
+    (lambda: square(3) @ Scale(2), ":matmul:", 18),
+    (lambda: identity(Scale(2)) @ square(3), ":matmul:", 18),
+    (lambda: square(3) & 5, ":and:", 1),
+    (lambda: 5 & square(3), ":and:", 1),
+    (lambda: square(3) | 4, ":or:", 13),
+    (lambda: 4 | square(3), ":or:", 13),
+    (lambda: square(3) ^ 1, ":xor:", 8),
+    (lambda: 1 ^ square(3), ":xor:", 8),
+    (lambda: square(3) < 10, ":lt:", True),
+    (lambda: square(3) <= 9, ":le:", True),
+    (lambda: square(3) > 9, ":gt:", False),
+    (lambda: square(3) >= 10, ":ge:", False),
+    (lambda: 10 < square(3), ":gt:", False),  # noqa: SIM300  (the reflected form)
+    (lambda: square(3) == 9, ":eq:", True),
+    (lambda: square(3) != 9, ":ne:", False),
+    (lambda: -square(3), ":neg:", -9),
+    (lambda: +square(3), ":pos:", 9),
+    (lambda: abs(-square(3)), ":abs:", 9),
+    (lambda: ~square(3), ":invert:", -10),
+]
+"""One case per operator node, reflected forms too: body, node name, value."""
+
+
+@pytest.mark.parametrize(("body", "name", "expected"), OPERATIONS)
+def test_operator_nodes(body, name, expected):
     graph = build(body)
     assert graph.nodes[graph.result_node].name == name
     assert graph.nodes[graph.result_node].kind == NodeKind.OPERATION
     assert evaluate(graph) == expected
+
+
+def test_every_operator_node_the_docs_name_is_tested():
+    page = (REPO / "docs" / "api.md").read_text()
+    listed = page[page.index("`:add:`") : page.index("for operators")]
+    assert set(re.findall(r"`(:[a-z]+:)`", listed)) == {name for _, name, _ in OPERATIONS}
 
 
 def test_reflected_operation_puts_the_value_first():
@@ -395,6 +435,14 @@ def test_electron_outside_a_build_is_the_plain_function():
     assert pair_untyped(1) == (1, 2)
 
 
+def test_the_decorators_build_electrons_and_lattices_that_work_without_them():
+    assert isinstance(square, ct.Electron) and isinstance(workflow, ct.Lattice)
+    plain_square = ct.Electron(square.function, executor="local")
+    plain_workflow = ct.Lattice(lambda a: plain_square(identity(a)))
+    assert plain_workflow.build_graph(2).node_names() == workflow.build_graph(2).node_names()
+    assert evaluate(plain_workflow.build_graph(3)) == 9
+
+
 def test_lattice_called_directly_is_the_plain_function():
     assert workflow(3) == 9
 
@@ -404,6 +452,24 @@ def test_lattice_called_directly_is_the_plain_function():
         return a + b if a else -1
 
     assert unpacks(0) == -1 and unpacks(2) == 5
+
+
+@ct.lattice
+def inner(x):
+    return square(add(x, 1))
+
+
+def test_a_lattice_called_inside_another_adds_its_electrons_to_that_graph():
+    graph = build(lambda x: identity(inner(x)), 2)
+    assert graph.node_names() == [
+        "add(0)",
+        ":parameter:2(1)",
+        ":parameter:1(2)",
+        "square(3)",
+        "identity(4)",
+    ]
+    assert NodeKind.SUBLATTICE not in kinds(graph)  # not a node of its own
+    assert evaluate(graph) == 9
 
 
 # errors

@@ -2,7 +2,9 @@
 
 import copy
 import json
+import os
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -489,14 +491,56 @@ def test_validate_rejects_a_missing_lattice_name(good, lattice):
         check(man, items)
 
 
-def test_validate_does_not_unpickle(good, monkeypatch):
-    man, items = good
+class Unpickled:
+    """A value whose unpickling makes the folder ``path``, whoever unpickles it (pickle,
+    cloudpickle, ``blobs.loads``): a visible effect, found afterwards on disk."""
 
-    def refuse(_data):
-        raise AssertionError("validate unpickled a blob")
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
 
-    monkeypatch.setattr(blobs, "loads", refuse)
-    check(man, items)
+    def __reduce__(self):
+        return (os.mkdir, (self.path,))
+
+
+@ct.lattice
+def every_blob_kind(a, b=2):
+    """A lattice whose manifest names a blob of every kind: functions, parameter values,
+    lattice inputs (positional and keyword) and an electron's pickled settings."""
+    return configured(square(a), b)
+
+
+def loaded_manifest(folder: Path) -> tuple[dict, dict[str, bytes]]:
+    """A real manifest whose every blob is replaced by one that makes its own folder under
+    ``folder`` when unpickled; one node's executor class is such a blob too."""
+    man, items = manifest_of(every_blob_kind, 1, b=3)
+    text, loaded = json.dumps(man), {}
+    for n, old in enumerate(items):
+        data = blobs.dumps(Unpickled(folder / f"unpickled-{n}"))
+        text = text.replace(old, blobs.digest(data))
+        loaded[blobs.digest(data)] = data
+    man = json.loads(text)
+    data = blobs.dumps(Unpickled(folder / "unpickled-class"))
+    node_entry(man, "square")["executor"]["class_blob"] = blobs.digest(data)
+    loaded[blobs.digest(data)] = data
+    return man, loaded
+
+
+def unpickled(folder: Path) -> list[str]:
+    """The blobs of :func:`loaded_manifest` that something unpickled."""
+    return sorted(p.name for p in folder.glob("unpickled-*"))
+
+
+def test_the_servers_checks_never_unpickle_a_blob(tmp_path: Path) -> None:
+    man, loaded = loaded_manifest(tmp_path)
+    assert len(loaded) >= 7  # functions, parameters, inputs, settings, executor class
+    blobs.loads(loaded[node_entry(man, "square")["executor"]["class_blob"]])
+    assert unpickled(tmp_path) == ["unpickled-class"]  # unpickling one would show
+    (tmp_path / "unpickled-class").rmdir()
+
+    checked, received = schema.read_bundle(bundle.pack(man, loaded))  # the server's door
+    schema.check_structure(checked, received.__contains__)
+    assert received == loaded
+    assert unpickled(tmp_path) == []
 
 
 def test_topological_order_puts_inputs_first():

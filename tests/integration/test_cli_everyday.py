@@ -6,7 +6,13 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib
 
 import httpx
 import pytest
@@ -135,6 +141,21 @@ def test_config_get_set_and_unset(home: Home) -> None:
     assert "does not set dispatcher.port" in again
 
 
+def test_config_prints_defaults_file_and_environment_together(home: Home) -> None:
+    config = home.root / "config" / "covalent.conf"
+    config.write_text(config.read_text() + "[executors.local]\nworkers = 3\n")
+    home.env["COVALENT_LOG_LEVEL"] = "warning"
+    home.env["COVALENT_TOKEN"] = "hunter2"
+    header, _, text = cli(home, "config").partition("\n")
+    assert header == f"# {config}"
+    shown = tomllib.loads(text)
+    assert shown["dispatcher"]["port"] == home.port  # the file
+    assert shown["executors"]["local"] == {"workers": 3}
+    assert shown["dispatcher"]["results_dir"] == str(home.root / "cache" / "results")  # default
+    assert shown["sdk"]["log_level"] == "warning"  # the environment
+    assert shown["dispatcher"]["token"] == "(set, hidden)" and "hunter2" not in text
+
+
 # redispatch and retrying what failed
 
 
@@ -156,6 +177,22 @@ def test_redispatch_failed_only_reuses_what_completed(server: Home, tmp_path: Pa
     assert "completed: nothing failed to retry" in line
     text = cli(server, "redispatch", retried.dispatch_id)
     assert text.startswith("Dispatch ") and f"runs dispatch {retried.dispatch_id} again." in text
+
+
+def test_redispatch_reuse_keeps_every_completed_output(server: Home) -> None:
+    first = ct.dispatch_sync(alpha_flow)(1)
+    answer = json.loads(cli(server, "redispatch", "--reuse", "--json", first.dispatch_id[:12]))
+    again = ct.get_result(answer["dispatch_id"], wait=True)
+    assert again.status == ct.status.COMPLETED and again.result == 3
+    reused = {
+        f"{n['node_name']}({n['node_id']})": n["reused_from"]
+        for n in again.get_all_node_results()
+        if n["node_name"] == "inc"
+    }
+    assert reused == {"inc(0)": f"{first.dispatch_id}:0", "inc(2)": f"{first.dispatch_id}:2"}
+    plain = json.loads(cli(server, "redispatch", "--json", first.dispatch_id))
+    rerun = ct.get_result(plain["dispatch_id"], wait=True)
+    assert not any(n["reused_from"] for n in rerun.get_all_node_results())  # without --reuse
 
 
 # triggers

@@ -197,10 +197,10 @@ def _greeting():
     return "hello from call_before"
 
 
-def _touch(path):
+def _touch(path, text="after"):
     from pathlib import Path
 
-    Path(path).write_text("after")
+    Path(path).write_text(text)
 
 
 @ct.electron
@@ -210,13 +210,16 @@ def read_file(path, greeting=None):
 
 
 def test_deps_and_hooks_run_on_the_executor(server: Home, tmp_path) -> None:
-    made, after = tmp_path / "made.txt", tmp_path / "after.txt"
+    made, after, keyed = tmp_path / "made.txt", tmp_path / "after.txt", tmp_path / "keyed.txt"
     task = ct.electron(
         read_file.function,
         deps_bash=ct.DepsBash([f"echo built > {made}"]),
         deps_pip=ct.DepsPip(packages=["cloudpickle"]),
         call_before=[ct.DepsCall(_greeting, retval_keyword="greeting")],
-        call_after=[ct.DepsCall(_touch, args=[str(after)])],
+        call_after=[
+            ct.DepsCall(_touch, args=[str(after)]),
+            ct.DepsCall(_touch, kwargs={"path": str(keyed), "text": "by keyword"}),
+        ],
     )
 
     @ct.lattice
@@ -227,6 +230,27 @@ def test_deps_and_hooks_run_on_the_executor(server: Home, tmp_path) -> None:
     assert result.status == ct.status.COMPLETED, result.error
     assert result.result == ("built", "hello from call_before")
     assert after.read_text() == "after"
+    assert keyed.read_text() == "by keyword"
+
+
+def test_deps_pip_installs_what_a_requirements_file_lists(server: Home, tmp_path) -> None:
+    """The file is read where the electron is defined (it is gone before the dispatch)
+    and its packages go to pip on the executor: one installed already, one that pip
+    cannot find, so the node fails naming both."""
+    missing = tmp_path / "no-such-package"
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text(f"# what the electron needs\ncloudpickle\n\n{missing}\n")
+    task = ct.electron(read_file.function, deps_pip=ct.DepsPip(reqs_path=str(requirements)))
+    requirements.unlink()
+
+    @ct.lattice
+    def flow(path):
+        return task(path)
+
+    result = ct.dispatch_sync(flow)(str(tmp_path))
+    assert result.status == ct.status.FAILED
+    error = result.get_node_result(0)["error"]
+    assert f"deps_pip could not install ['cloudpickle', '{missing}']" in error, error
 
 
 def test_lattice_hooks_apply_to_its_electrons(server: Home, tmp_path) -> None:

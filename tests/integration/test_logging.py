@@ -46,10 +46,10 @@ def via_dask(x):
     return on_dask(x)
 
 
-def start(home: Home, level: str | None) -> None:
+def start(home: Home, level: str | None, *flags: str) -> None:
     if level is not None:
         home.env["COVALENT_LOG_LEVEL"] = level
-    done = home.run("covalent", "start")
+    done = home.run("covalent", "start", *flags)
     assert done.returncode == 0, done.stderr
 
 
@@ -63,8 +63,8 @@ def events_of(lines: list[dict[str, str]], dispatch_id: str) -> list[tuple[str, 
     return [(x["level"], x["node"], x["event"]) for x in lines if x["dispatch"] == dispatch_id]
 
 
-def test_debug_logs_every_node_change_and_the_dispatch(home: Home) -> None:
-    start(home, "debug")
+def test_start_d_logs_every_node_change_and_the_dispatch(home: Home) -> None:
+    start(home, None, "-d")  # covalent start -d: debug, whatever the config says
     dispatch_id = ct.dispatch_sync(pair)(1).dispatch_id
     home.run("covalent", "stop")  # flushes and closes the log
     events = events_of(log_lines(home), dispatch_id)

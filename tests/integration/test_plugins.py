@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -232,6 +235,34 @@ def test_a_plugin_folder_module_runs_electrons(home: Home, plugin_folder: Path) 
     assert nodes["first"]["stdout"].startswith("[instance] first in ")
     assert nodes["second"]["stdout"].startswith("[folder default] second in ")
     assert "Executor plugin 'broken'" in home.run("covalent", "logs").stdout
+
+
+def test_the_default_plugin_folder_is_executor_plugins_in_the_config_folder(
+    tmp_path: Path,
+) -> None:
+    """Without COVALENT_EXECUTOR_DIR (nor COVALENT_CONFIG_DIR, XDG_CONFIG_HOME), plugins
+    are found in ``~/.config/covalent/executor_plugins``."""
+    folder = tmp_path / ".config" / "covalent" / "executor_plugins"
+    folder.mkdir(parents=True)
+    (folder / "folder_echo.py").write_text(FOLDER_PLUGIN)
+    moved = ("COVALENT_CONFIG_DIR", "COVALENT_EXECUTOR_DIR", "XDG_CONFIG_HOME")
+    env = {k: v for k, v in os.environ.items() if k not in moved}
+    code = (
+        "import covalent as ct\n"
+        "from covalent.executor import plugins\n"
+        "print(plugins.discover()['folder_echo'].source)\n"
+        "print(ct.executor.FolderEchoExecutor().short_name())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**env, "HOME": str(tmp_path), "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [str(folder / "folder_echo.py"), "folder_echo"]
 
 
 # unknown executors

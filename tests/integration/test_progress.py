@@ -1,5 +1,6 @@
 """Progress while ``ct.get_result(..., wait=True)`` waits: a bar on a terminal that is
-erased at the end, nothing on a pipe or with ``progress=False``, HTML in a notebook.
+erased at the end, nothing on a pipe or with ``progress=False``. (In a notebook, HTML:
+tests/integration/test_notebook.py runs a real kernel.)
 
 Each workflow waits for a release file, so the test decides when it finishes: after the
 bar has been seen, or after the dispatch is known to be running.
@@ -8,7 +9,6 @@ bar has been seen, or after the dispatch is known to be running.
 from __future__ import annotations
 
 import fcntl
-import html.parser
 import os
 import re
 import select
@@ -16,13 +16,9 @@ import struct
 import subprocess
 import sys
 import termios
-import threading
 import time
-import types
 from collections.abc import Callable
 from pathlib import Path
-
-import pytest
 
 import covalent as ct
 from tests.conftest import Home, wait_for
@@ -216,110 +212,3 @@ def test_progress_true_draws_the_bar_even_on_a_pipe(server: Home, tmp_path: Path
     assert process.returncode == 0
     assert out.decode().endswith("RESULT COMPLETED released\n")
     assert not [line for line in screen((err + rest).decode()) if line], "bar not erased"
-
-
-# notebooks
-
-
-@ct.electron
-def gate(path):
-    import os
-    import time
-
-    deadline = time.monotonic() + 300
-    while not os.path.exists(path) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    return "released"
-
-
-@ct.lattice
-def gated(path):
-    return gate(path)
-
-
-class FakeDisplay(types.ModuleType):
-    """``IPython.display`` as a kernel has it: records what is displayed and updated."""
-
-    def __init__(self, on_first_display: Callable[[], object]) -> None:
-        super().__init__("IPython.display")
-        self.shown: list[str] = []
-        self.on_first_display = on_first_display
-
-    class HTML:
-        def __init__(self, data: str) -> None:
-            self.data = data
-
-    def display(self, obj: HTML, display_id: bool = False) -> FakeDisplay:
-        assert display_id is True
-        self.shown.append(obj.data)
-        self.on_first_display()
-        return self
-
-    def update(self, obj: HTML) -> None:
-        self.shown.append(obj.data)
-
-
-class Progress(html.parser.HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.bars: list[dict[str, str | None]] = []
-        self.text = ""
-
-    def handle_starttag(self, tag, attrs):
-        if tag == "progress":
-            self.bars.append(dict(attrs))
-
-    def handle_data(self, data):
-        self.text += data
-
-
-def test_in_a_notebook_html_progress_updates_in_place_then_empties(
-    server: Home, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    release = tmp_path / "release"
-    display = FakeDisplay(release.touch)
-    kernel_shell = types.SimpleNamespace(kernel=object())
-    fake_ipython = types.ModuleType("IPython")
-    fake_ipython.get_ipython = lambda: kernel_shell  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "IPython", fake_ipython)
-    monkeypatch.setitem(sys.modules, "IPython.display", display)
-
-    dispatch_id = ct.dispatch(gated)(str(release))
-    result = ct.get_result(dispatch_id, wait=True)
-
-    assert result.result == "released"
-    assert len(display.shown) >= 2
-    first = Progress()
-    first.feed(display.shown[0])
-    assert first.bars == [{"value": "0", "max": "1"}]
-    assert "0/1 nodes" in first.text and "running" in first.text
-    assert display.shown[-1] == ""  # emptied once the wait is over
-
-
-def test_in_a_notebook_progress_false_displays_nothing(
-    server: Home, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    release = tmp_path / "release"
-    display = FakeDisplay(release.touch)
-    fake_ipython = types.ModuleType("IPython")
-    fake_ipython.get_ipython = lambda: types.SimpleNamespace(kernel=object())  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "IPython", fake_ipython)
-    monkeypatch.setitem(sys.modules, "IPython.display", display)
-    dispatch_id = ct.dispatch(gated)(str(release))
-    opener = threading.Thread(target=release_once_running, args=(dispatch_id, release))
-    opener.start()
-    try:
-        result = ct.get_result(dispatch_id, wait=True, progress=False)
-    finally:
-        release.touch()
-        opener.join()
-    assert result.result == "released"
-    assert display.shown == []
-
-
-def release_once_running(dispatch_id: str, release: Path) -> None:
-    wait_for(
-        lambda: ct.get_result(dispatch_id).get_node_result(0)["status"] == ct.status.RUNNING,
-        what="the gate to run",
-    )
-    release.touch()

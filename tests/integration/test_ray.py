@@ -264,14 +264,14 @@ def test_module_does_not_import_ray() -> None:
 
 
 def test_short_name_defaults_and_options() -> None:
-    executor = RayExecutor(num_cpus=2, memory=10**9, resources={"gpu_box": 0.5})
+    executor = RayExecutor(num_cpus=2, num_gpus=0.5, memory=10**9, resources={"gpu_box": 0.5})
     assert executor.short_name() == "ray"
     assert set(ray_plugin._EXECUTOR_PLUGIN_DEFAULTS) <= set(executor.to_dict()["attributes"])
     task = TaskFactory().task(_where)
     assert executor.ray_options(task) == {
         "name": "_where",
         "num_cpus": 2.0,
-        "num_gpus": 0.0,
+        "num_gpus": 0.5,
         "max_retries": 0,
         "memory": 10**9,
         "resources": {"gpu_box": 0.5},

@@ -70,16 +70,37 @@ def test_replaced_electron_and_reused_results(server: Home, tmp_path) -> None:
     assert reused == [("NEW_OBJECT", "PENDING_REUSE"), ("PENDING_REUSE", "COMPLETED")]
 
 
+@ct.lattice
+def two_branches(path, x, y):
+    return double(record(path, x)), triple(record(path, y))
+
+
 def test_redispatch_with_new_arguments_reuses_only_what_did_not_change(
     server: Home, tmp_path
 ) -> None:
+    """Only ``y`` changes: the ``x`` branch is reused, the ``y`` branch and what joins
+    the two run again."""
     log = tmp_path / "log"
-    first = ct.dispatch_sync(flow)(str(log), 1)
+    first = ct.dispatch_sync(two_branches)(str(log), 1, 5)
+    assert first.result == (2, 15)
     second = ct.get_result(
-        ct.redispatch(first.dispatch_id, reuse_previous_results=True)(str(log), 2), wait=True
+        ct.redispatch(first.dispatch_id, reuse_previous_results=True)(str(log), 1, 6), wait=True
     )
-    assert second.result == (4, 102)
-    assert sorted(_runs(log)) == ["1", "101", "102", "2"]
+    assert second.status == ct.status.COMPLETED, second.error
+    assert second.result == (2, 18)
+    assert sorted(_runs(log)) == ["1", "5", "6"]  # record(path, 1) did not run again
+    reused = {
+        f"{n['node_name']}({n['node_id']})": n["reused_from"]
+        for n in second.get_all_node_results()
+        if not n["node_name"].startswith(":parameter:")
+    }
+    assert reused == {
+        "record(0)": f"{first.dispatch_id}:0",
+        "double(3)": f"{first.dispatch_id}:3",
+        "record(4)": None,
+        "triple(7)": None,
+        ":electron_tuple:(8)": None,
+    }
 
 
 @ct.electron(cache=True)

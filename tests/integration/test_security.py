@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 import pytest
 
 import covalent as ct
 from covalent._errors import AuthenticationError
+from covalent._wire import bundle
 from tests.conftest import Home, free_port
+from tests.test_wire import loaded_manifest, node_entry, unpickled
 
 
 @ct.electron
@@ -66,6 +69,10 @@ def test_a_token_is_required_by_every_route(home: Home, monkeypatch: pytest.Monk
     monkeypatch.setenv("COVALENT_TOKEN", "wrong")
     with pytest.raises(AuthenticationError, match="needs a token"):
         ct.get_result(result.dispatch_id)
+    refused = home.run("covalent", "show", result.dispatch_id)  # the CLI: exit code 10
+    assert refused.returncode == 10, refused.stderr
+    assert refused.stderr.startswith("Error: ") and "token" in refused.stderr
+    assert len(refused.stderr.splitlines()) == 1
 
 
 def test_blob_routes_take_only_digests(server: Home) -> None:
@@ -76,6 +83,36 @@ def test_blob_routes_take_only_digests(server: Home) -> None:
     answer = httpx.post(f"{api}/blobs/fetch", json={"digests": ["../../etc/passwd"]})
     assert answer.status_code == 422  # the schema's Digest, named
     assert answer.json()["field"] == "body.digests[0]"
+
+
+def test_the_server_stores_and_serves_blobs_without_unpickling_them(
+    server: Home, tmp_path: Path
+) -> None:
+    """Every blob of a dispatch (functions, values, inputs, settings, an executor class)
+    would make a folder if unpickled; the server checks, stores and serves them, shows the
+    dispatch, its nodes and its graph, and makes none."""
+    man, loaded = loaded_manifest(tmp_path)
+    api = f"{server.url}/api/v1"
+    answer = httpx.post(
+        f"{api}/dispatches",
+        content=bundle.pack(man, loaded),
+        params={"disable_run": "true"},
+        headers={"content-type": bundle.MEDIA_TYPE},
+    )
+    assert answer.status_code == 200, answer.text
+    dispatch_id = answer.json()["dispatch_id"]
+    square = node_entry(man, "square")
+    for path in [
+        f"/dispatches/{dispatch_id}",
+        f"/dispatches/{dispatch_id}/manifest",
+        f"/ui/dispatches/{dispatch_id}/graph",
+        f"/ui/dispatches/{dispatch_id}/nodes/{square['id']}",
+        f"/blobs/{square['function']}",
+    ]:
+        assert httpx.get(api + path).status_code == 200, path
+    fetched = httpx.post(f"{api}/blobs/fetch", json={"digests": sorted(loaded)})
+    assert fetched.status_code == 200
+    assert unpickled(tmp_path) == []
 
 
 def test_a_blank_token_is_refused(home: Home) -> None:

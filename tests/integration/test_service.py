@@ -59,6 +59,23 @@ def test_start_status_stop_messages(home: Home) -> None:
     assert "Uvicorn running" in home.run("covalent", "logs").stdout
 
 
+def test_start_stop_and_is_running_from_python(
+    home: Home, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert ct.is_covalent_running() is False
+    assert ct.covalent_start() == home.url
+    assert capsys.readouterr().out == f"Covalent server has started at {home.url}\n"
+    assert ct.is_covalent_running() is True
+    assert home.run("covalent", "status").stdout.startswith("Covalent server is running at")
+    assert ct.covalent_start(quiet=True) == home.url  # already running: says nothing
+    ct.covalent_start()
+    assert capsys.readouterr().out == f"Covalent server is already running at {home.url}.\n"
+    ct.covalent_stop()
+    assert capsys.readouterr().out == "Covalent server has stopped.\n"
+    assert ct.is_covalent_running() is False
+    assert home.run("covalent", "status").stdout.strip() == "Covalent server is stopped."
+
+
 def test_start_fails_clearly_when_the_port_is_taken(home: Home) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", home.port))
@@ -111,17 +128,29 @@ def test_restart_keeps_finished_dispatches_readable(home: Home) -> None:
 
 
 @pytest.mark.both_stores
-def test_server_restart_between_dispatch_and_get_result(home: Home) -> None:
+def test_stop_interrupts_a_running_dispatch_and_the_next_start_resumes_it(
+    home: Home, tmp_path: Path
+) -> None:
+    """``covalent stop`` while a node runs (it waits for a file the test makes only after
+    the restart, so the dispatch cannot have finished before the stop); the next start
+    runs that node again and finishes the dispatch."""
     _start(home)
+    log, release = tmp_path / "ran.txt", tmp_path / "release"
 
     @ct.lattice
-    def flow(x):
-        return double(x)
+    def flow(path, release):
+        return double(append_then_wait(path, "held", release))
 
-    dispatch_id = ct.dispatch(flow)(21)
-    home.run("covalent", "stop")
+    dispatch_id = ct.dispatch(flow)(str(log), str(release))
+    wait_for(lambda: log.exists() and "held" in log.read_text(), what="the node to start")
+    assert home.run("covalent", "stop").stdout.strip() == "Covalent server has stopped."
+    assert not release.exists()  # so the node was still running when the server stopped
     _start(home)
-    assert ct.get_result(dispatch_id, wait=True).result == 42
+    wait_for(lambda: log.read_text().count("held") == 2, what="the node to run again")
+    release.touch()
+    result = ct.get_result(dispatch_id, wait=True)
+    assert result.status == ct.status.COMPLETED, result.error
+    assert result.result == "heldheld"
 
 
 @pytest.mark.both_stores
