@@ -439,8 +439,13 @@ class DaskExecutor(BaseExecutor):
             processing = await client.processing()
             workers = [worker for worker, keys in processing.items() if future.key in keys]
         await future.cancel()
-        if workers:
-            await client.restart_workers(workers, timeout=CANCEL_TIMEOUT, raise_for_error=False)
+        if not workers:
+            return
+        await client.restart_workers(workers, timeout=CANCEL_TIMEOUT, raise_for_error=False)
+        # The scheduler drops a restarted worker when its stream closes, which may come
+        # after the restart returns; until then it may still hand that worker new tasks.
+        while set(workers) & set(await client.processing()):
+            await asyncio.sleep(0.2)
 
     def _restarts_on_cancel(self) -> bool:
         if self.restart_on_cancel is None:
