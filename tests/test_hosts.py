@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +20,7 @@ from covalent.executor.hosts import (
     sh,
     shell_path,
 )
+from tests.conftest import REPO
 
 
 @pytest.mark.parametrize(
@@ -40,6 +44,22 @@ def test_the_runner_is_started_one_way() -> None:
         "\"$HOME\"/py/bin/python -m covalent.executor.runner --stream '/s/req file' /s/reply"
     )
     assert sh("echo hi") == "exec /bin/sh -c 'echo hi'"
+
+
+def test_the_runner_loads_no_server_library() -> None:
+    """Every remote electron starts the runner in a fresh Python: it must not pay for the
+    server's libraries (SQLAlchemy alone took about a quarter of a second)."""
+    script = (
+        "import sys, covalent.executor.runner; "
+        "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    loaded = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, env=env
+    ).stdout.split()
+    assert "covalent" in loaded
+    server_side = {"sqlalchemy", "fastapi", "uvicorn", "starlette", "psycopg", "alembic"}
+    assert not server_side & set(loaded), f"the runner imported {server_side & set(loaded)}"
 
 
 def test_files_a_host_writes_are_private(tmp_path: Path) -> None:

@@ -11,6 +11,10 @@ server never unpickles anything to arm it::
 
 :func:`check` is the one place a spec is judged; the client runs it before submitting
 and the server again before storing (it alone can tell whether the folder exists there).
+
+SQLAlchemy (which parses a database trigger's URL) is imported only when such a URL is
+read: it takes about a quarter of a second, which every ``import covalent`` would pay,
+the runner of every remote electron included.
 """
 
 from __future__ import annotations
@@ -18,9 +22,6 @@ from __future__ import annotations
 import math
 import os
 from typing import Any
-
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
 from covalent._errors import WorkflowError
 
@@ -72,11 +73,22 @@ def _check_time(spec: dict[str, Any]) -> dict[str, Any]:
     return {"kind": "time", "time_gap": float(gap)}
 
 
+def _parse_url(url: str) -> Any:
+    """``url`` as a SQLAlchemy URL; ValueError if it is none."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url)
+    except ArgumentError as e:
+        raise ValueError(str(e)) from e
+
+
 def _check_database(spec: dict[str, Any]) -> dict[str, Any]:
     url, table = spec.get("db_url"), spec.get("table_name")
     try:
-        make_url(url if isinstance(url, str) else "")
-    except ArgumentError:
+        _parse_url(url if isinstance(url, str) else "")
+    except ValueError:
         raise WorkflowError(
             f"DatabaseTrigger needs db_path as a SQLAlchemy database URL "
             f"(such as 'sqlite:////path/file.db'), got {url!r}."
@@ -145,8 +157,8 @@ def shown(spec: dict[str, Any]) -> dict[str, Any]:
     if spec.get("kind") != "database":
         return spec
     try:
-        url = make_url(spec["db_url"]).render_as_string(hide_password=True)
-    except (ArgumentError, KeyError, TypeError):
+        url = _parse_url(spec["db_url"]).render_as_string(hide_password=True)
+    except (ValueError, KeyError, TypeError):
         url = "?"
     return {**spec, "db_url": url}
 
