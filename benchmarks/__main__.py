@@ -1,4 +1,4 @@
-"""``python -m benchmarks [--quick] [--only W2] [--runs K] [--peers] [--json PATH]``.
+"""``python -m benchmarks [--quick] [--large] [--only W2] [--runs K] [--peers] [--json PATH]``.
 
 Starts a covalent server in a temporary home, runs each workload (a warm-up, then the
 timed runs), stops the server; with ``--peers`` then runs the same workloads on a local
@@ -21,6 +21,7 @@ DEFAULT_JSON = Path(__file__).resolve().parent / "results.json"
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes and one run")
+    parser.add_argument("--large", action="store_true", help="also W2 N=100000 (minutes)")
     parser.add_argument(
         "--only",
         action="append",
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.peers and not peers.AVAILABLE:
         print("--peers needs dask.distributed: pip install distributed", file=sys.stderr)
         return 2
-    chosen = select(all_workloads(args.quick), args.only)
+    chosen = select(all_workloads(args.quick, args.large), args.only)
     if not chosen:
         print(f"No workload matches {args.only}.", file=sys.stderr)
         return 2
@@ -78,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine,
         "runs": args.runs,
         "quick": args.quick,
+        "large": args.large,
         "server_vmhwm_bytes": hwm,
         "loadavg_1min": [load_before, os.getloadavg()[0]],
     }

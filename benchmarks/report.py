@@ -65,19 +65,23 @@ FORMATS: dict[str, Callable[[float], str]] = {
     "ratio": lambda v: f"{v:.2f}",
 }
 
-TARGETS = [
-    Target("W1 seed", "median", 0.020),
+TARGETS = [  # issue #18's second round; W2 N=1000 and W4 keep the first round's
+    Target("W1 seed", "median", 0.003),
     Target("W2 N=1000", "median", 0.5),
-    Target("W2 N=10000", "median", 4.0),
-    Target("W2 N=10000", "tasks/s", 2500, at_least=True),
-    Target("W2 N=10000", "ratio", 0.2),
+    Target("W2 N=10000", "median", 0.5),
+    Target("W2 N=10000", "tasks/s", 20_000, at_least=True),
     Target("W2 N=10000", "RSS", 300 * MB),
-    Target("W3 N=1000", "median", 1.5),
+    Target("W2 N=100000", "median", 5.0),
+    Target("W2 N=100000", "RSS", 300 * MB),
+    Target("W3 N=1000", "median", 0.15),
     Target("W4 8x1s", "median", 1.3),
-    Target("W5 10x50MB", "median", 3.0),
+    Target("W5 10x50MB", "ratio", 1.0),
     Target("W5 10x50MB", "RSS", 300 * MB),
-    Target("*", "DB/node", 2 * KB),
+    Target("*", "DB/node", 1 * KB),
     Target("W2 N=1000 on Ray", "ratio", 1.2),  # benchmarks.ray_peer: RayExecutor vs Ray alone
+    Target("W2 N=1000 on Dask", "ratio", 1.0),  # benchmarks.dask_peer: DaskExecutor vs Dask
+    Target("W2 N=5000 on Dask", "ratio", 1.0),
+    Target("W2 N=200 on SSH", "tasks/s", 100, at_least=True),  # benchmarks.ssh_throughput
 ]
 
 

@@ -117,8 +117,9 @@ def payload_workload(n: int, size: int) -> Workload:
     return Workload(f"W5 {n}x{size // MB}MB", "W5", payloads, (n, size), n * size)
 
 
-def all_workloads(quick: bool = False) -> list[Workload]:
-    """Every workload at full size, or small ones (``quick``) for smoke tests."""
+def all_workloads(quick: bool = False, large: bool = False) -> list[Workload]:
+    """Every workload at full size, or small ones (``quick``) for smoke tests; ``large``
+    adds W2 N=100,000 (a few minutes with its warm-up) to the full sizes."""
     seed_w = Workload("W1 seed", "W1", seed, (2,), 4)
     if quick:
         return [
@@ -130,7 +131,7 @@ def all_workloads(quick: bool = False) -> list[Workload]:
         ]
     return [
         seed_w,
-        *map(fan_out_workload, (100, 1_000, 10_000)),
+        *map(fan_out_workload, (100, 1_000, 10_000, *((100_000,) if large else ()))),
         *map(chain_workload, (100, 1_000)),
         sleep_workload(8, 1.0),
         payload_workload(10, 50 * MB),

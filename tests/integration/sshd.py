@@ -11,6 +11,7 @@ the covalent under test. ``scripts/services/sshd.sh install`` installs sshd.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 import shutil
@@ -151,11 +152,15 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
-@pytest.fixture(scope="session")
-def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
-    if not os.access(SSHD, os.X_OK) or shutil.which("ssh-keygen") is None:
-        pytest.skip(f"{SSHD} is not installed; run `bash scripts/services/sshd.sh install`")
-    folder = tmp_path_factory.mktemp("sshd")
+def installed() -> bool:
+    """Whether sshd and ssh-keygen are here (``scripts/services/sshd.sh install``)."""
+    return os.access(SSHD, os.X_OK) and shutil.which("ssh-keygen") is not None
+
+
+@contextlib.contextmanager
+def running_sshd(folder: Path) -> Iterator[Sshd]:
+    """An sshd on 127.0.0.1 with its keys and config in ``folder`` (which must exist);
+    stopped at the end. Also used by ``benchmarks/ssh_throughput.py``."""
     folder.chmod(0o755)  # sshd reads authorized_keys as the user who logs in
     if os.geteuid() == 0:
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege separation; no systemd
@@ -178,3 +183,11 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
         )
     finally:
         _stop(process)
+
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
+    if not installed():
+        pytest.skip(f"{SSHD} is not installed; run `bash scripts/services/sshd.sh install`")
+    with running_sshd(tmp_path_factory.mktemp("sshd")) as server:
+        yield server
