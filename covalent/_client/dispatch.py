@@ -208,8 +208,22 @@ def get_result(
     on stderr at once and every few seconds: up to two minutes once it had answered, 15
     seconds if it never did; then ServerUnavailableError. Ctrl-C stops the wait, not the
     dispatch: one line on stderr gives its id and the command that cancels it, and the
-    KeyboardInterrupt goes on (without a traceback if nothing catches it).
+    KeyboardInterrupt goes on (without a traceback if nothing catches it), from the
+    call's first line on.
     """
+    if not wait:
+        return _get_result(dispatch_id, False, dispatcher_addr, status_only, progress)
+    with waitingmod.interrupt_note(dispatch_id):
+        return _get_result(dispatch_id, True, dispatcher_addr, status_only, progress)
+
+
+def _get_result(
+    dispatch_id: str,
+    wait: bool,
+    dispatcher_addr: str | None,
+    status_only: bool,
+    progress: bool | None,
+) -> Any:
     client = _connect(dispatcher_addr)
     if status_only:
         return client.status(dispatch_id)
@@ -223,10 +237,7 @@ def get_result(
 
     if not wait:
         return load(dispatch_id)
-    with (
-        waitingmod.interrupt_note(dispatch_id),
-        progressmod.showing(dispatch_id, progress) as update,
-    ):
+    with progressmod.showing(dispatch_id, progress) as update:
         detail = _wait_detail(client, dispatch_id, update)
     return Result(
         detail,

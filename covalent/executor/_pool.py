@@ -32,8 +32,14 @@ from covalent.executor import messages
 from covalent.executor.task import Outcome, Task, outcome_from_reply
 
 MAX_BATCH = 64
-STOP_GRACE = 0.5
-"""Seconds a stopped task with a timeout has to write its stacks before it is killed."""
+STOP_GRACE = 5.0
+"""Seconds a stopped task with a timeout has, at most, to get its stacks to the server
+before it is killed (on a loaded machine the worker's threads may take a while)."""
+STACK_TAIL = 0.5
+"""Seconds between the first of those stacks reaching the pool and the kill: the rest of
+the dump, written at once, comes with the worker's next send."""
+STACK_HEADER = "Current thread 0x"
+"""faulthandler's header of the stack of the thread it interrupted (the electron's)."""
 
 
 @dataclass(eq=False)
@@ -46,6 +52,7 @@ class Job:
     loop: asyncio.AbstractEventLoop
     plugin: dict[str, Any] | None = None
     cancelled: bool = False
+    stack_asked: bool = False  # timed out: its worker was sent SIGUSR1 for its stacks
     taken: bool = False  # by a worker thread, from the pool's queue
     settled: bool = False  # only touched on the loop's thread
     worker: _WorkerThread | None = field(default=None, repr=False)
@@ -391,12 +398,13 @@ class _WorkerThread(threading.Thread):
     def kill_for(self, job: Job) -> None:
         """Kill the worker process if it is running ``job`` (cancellation). A task with a
         timeout first writes its threads' Python stacks to its stderr (faulthandler, on
-        SIGUSR1), so that its error can say where it was; it is killed
-        :data:`STOP_GRACE` seconds later."""
+        SIGUSR1), so that its error can say where it was; it is killed once they have
+        reached the pool (:func:`_deliver`), or :data:`STOP_GRACE` seconds later."""
         with self._kill_lock:
             if self.current is not job:
                 return
             if job.task.metadata.get("timeout") and self.process is not None:
+                job.stack_asked = True
                 with contextlib.suppress(ProcessLookupError):
                     self.process.send_signal(signal.SIGUSR1)
                 threading.Timer(STOP_GRACE, self._kill_if_current, [job]).start()
@@ -462,9 +470,19 @@ def _deliver(events: list[messages.Event], by_key: dict[tuple[str, int], Job]) -
             actions.append((job, _cancelled() if job.cancelled else outcome_from_reply(event)))
         else:  # a cancelled job's output up to its end is kept too
             actions.append((job, event))
+            if job.stack_asked and _has_stack(event) and job.worker is not None:
+                threading.Timer(STACK_TAIL, job.worker._kill_if_current, [job]).start()
     if actions:
         _call_soon(actions[0][0].loop, lambda: _apply_events(actions))
     return replies
+
+
+def _has_stack(event: messages.Event) -> bool:
+    return (
+        isinstance(event, messages.Output)
+        and event.stream == "stderr"
+        and STACK_HEADER in event.text
+    )
 
 
 def _apply_events(actions: list[tuple[Job, Any]]) -> None:

@@ -41,9 +41,16 @@ print("not reached")
 GET_RESULT = """
 import sys
 import covalent as ct
+print("waiting", flush=True)
 ct.get_result(sys.argv[1], wait=True)
 print("not reached")
 """
+
+
+def _default_sigint() -> None:
+    """SIGINT as a terminal gives it: a shell runs background jobs with it ignored, and a
+    Python started so ignores Ctrl-C (it installs its handler only over the default)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _start(home: Home, script: Path, *args: str) -> subprocess.Popen[str]:
@@ -54,6 +61,7 @@ def _start(home: Home, script: Path, *args: str) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
         cwd=home.root,
+        preexec_fn=_default_sigint,
     )
 
 
@@ -114,7 +122,9 @@ def test_ctrl_c_in_get_result_wait_prints_one_line(server: Home, tmp_path: Path)
     script.write_text(GET_RESULT)
     process = _start(server, script, dispatch_id)
     try:
-        time.sleep(2.0)  # let it reach its wait (an earlier SIGINT would also be fine)
+        assert process.stdout is not None
+        assert process.stdout.readline() == "waiting\n"  # imported; about to wait
+        time.sleep(0.5)  # into the wait (a poll that the signal interrupts)
         out, err = _interrupt(process)
     finally:
         process.kill()
