@@ -149,8 +149,20 @@ class Lattice:
                 graph.result_node = builder.node_for(returned)
             else:
                 graph.result_value = returned
+        self._check_replaced(replacements, builder.replaced)
         self.transport_graph = graph
         return graph
+
+    def _check_replaced(self, replacements: dict[str, Any], replaced: set[str]) -> None:
+        """A WorkflowError for names in ``replacements`` that the body never called (a
+        typo, or an electron of a sublattice), which would otherwise change nothing."""
+        missed = sorted(set(replacements) - replaced)
+        if missed:
+            raise WorkflowError(
+                f"replace_electrons names {', '.join(map(repr, missed))}, which lattice "
+                f"'{self.name}' does not call with these inputs; use the names of the "
+                "electrons its body calls (an electron of a sublattice cannot be replaced)."
+            )
 
     def draw(self, *args: Any, **kwargs: Any) -> None:
         """Show the graph built with these arguments in the UI's preview page; print its URL."""
