@@ -42,6 +42,7 @@ _ERRORS: dict[str, type[CovalentError]] = {
     "BadRequestError": BadRequestError,
     "TooLargeError": BadRequestError,
     "InvalidFieldError": BadRequestError,
+    "NodeNotFoundError": BadRequestError,
     "StorageFullError": StorageFullError,
     "WorkflowError": WorkflowError,
     "ExecutorError": ExecutorError,
