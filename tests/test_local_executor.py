@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -93,16 +94,26 @@ def _pollute(kind: str) -> int:
     elif kind == "descriptors":
         os.close(1)
         os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
+    elif kind == "limits":
+        resource.setrlimit(
+            resource.RLIMIT_AS, (400 * 2**20, resource.getrlimit(resource.RLIMIT_AS)[1])
+        )
+        resource.setrlimit(resource.RLIMIT_CPU, (1000, resource.getrlimit(resource.RLIMIT_CPU)[1]))
     return os.getpid()
 
 
-def _probe() -> tuple[int, str, str | None, bool]:
+def _limits() -> list[tuple[int, int]]:
+    return [resource.getrlimit(kind) for kind in (resource.RLIMIT_AS, resource.RLIMIT_CPU)]
+
+
+def _probe() -> tuple[int, str, str | None, bool, list[tuple[int, int]]]:
     print("probe out")
     print("probe err", file=sys.stderr)
-    return os.getpid(), os.getcwd(), os.environ.get("COVALENT_TEST_POLLUTED"), "PATH" in os.environ
+    polluted = os.environ.get("COVALENT_TEST_POLLUTED")
+    return os.getpid(), os.getcwd(), polluted, "PATH" in os.environ, _limits()
 
 
-@pytest.mark.parametrize("kind", ["env", "cwd", "sys.stdout", "descriptors"])
+@pytest.mark.parametrize("kind", ["env", "cwd", "sys.stdout", "descriptors", "limits"])
 def test_what_a_task_changes_in_its_worker_process_the_next_task_does_not_see(kind: str) -> None:
     # workers are reused, by tasks of any dispatch: one electron that closed its stdout or
     # deleted its working directory made every later electron on that worker fail
@@ -112,9 +123,10 @@ def test_what_a_task_changes_in_its_worker_process_the_next_task_does_not_see(ki
         return await ex.execute(tasks.task(_pollute, kind)), await ex.execute(tasks.task(_probe))
 
     polluted, probed = drive(LocalExecutor(workers=1), work)
-    pid, cwd, polluted_env, has_path = tasks.output(probed)
+    pid, cwd, polluted_env, has_path, limits = tasks.output(probed)
     assert pid == tasks.output(polluted)  # the same worker process ran both
     assert (cwd, polluted_env, has_path) == (os.getcwd(), None, True)
+    assert limits == _limits()
     assert (probed.stdout, probed.stderr) == ("probe out\n", "probe err\n")
 
 

@@ -230,11 +230,12 @@ def _decoder() -> codecs.IncrementalDecoder:
 class Baseline:
     """What an electron may change in its worker process that the next task, perhaps of
     another dispatch, must not see: the working directory, the environment, the standard
-    streams (``sys.stdout`` replaced or closed, descriptors 1 and 2 closed or redirected).
-    Taken when the worker starts; :meth:`restore` puts it back after each task.
+    streams (``sys.stdout`` replaced or closed, descriptors 1 and 2 closed or redirected),
+    the resource limits (a lowered hard limit only where the worker may raise it again).
+    Taken when the worker starts serving; :meth:`restore` puts it back after each task.
 
     The check costs a few system calls per task; anything else a task changes in its
-    process (``sys.modules``, signal handlers, resource limits) stays for the worker's life.
+    process (``sys.modules``, signal handlers) stays for the worker's life.
     """
 
     def __init__(self) -> None:
@@ -244,6 +245,7 @@ class Baseline:
         self.streams = {1: sys.stdout, 2: sys.stderr}
         self.copies = {fd: os.dup(fd) for fd in self.streams}  # not inherited by a child
         self.files = {fd: _identity(fd) for fd in self.streams}
+        self.limits = {kind: resource.getrlimit(kind) for kind in LIMITS}
 
     def restore(self) -> None:
         if _encoded_environ() != self.encoded:
@@ -260,6 +262,10 @@ class Baseline:
             if _identity(fd) != self.files[fd]:
                 os.dup2(copy, fd)
             self._restore_stream(fd)
+        for kind, limits in self.limits.items():
+            if resource.getrlimit(kind) != limits:
+                with contextlib.suppress(ValueError, OSError):  # a hard limit it lowered
+                    resource.setrlimit(kind, limits)
 
     def _restore_stream(self, fd: int) -> None:
         stream = self.streams[fd]
@@ -275,6 +281,17 @@ class Baseline:
             sys.stdout = stream
         else:
             sys.stderr = stream
+
+
+LIMITS = (
+    resource.RLIMIT_AS,
+    resource.RLIMIT_CPU,
+    resource.RLIMIT_DATA,
+    resource.RLIMIT_FSIZE,
+    resource.RLIMIT_NOFILE,
+    resource.RLIMIT_STACK,
+)
+"""The resource limits a task may change that would hurt the tasks after it."""
 
 
 def _encoded_environ() -> Mapping[Any, Any]:
@@ -299,9 +316,10 @@ class Worker:
         self.loaded: dict[str, Any] = {}
         self.capture = capture
         self.events = Events(conn, capture)
-        self.baseline = Baseline()
+        self.baseline: Baseline | None = None
 
     def serve(self) -> None:
+        self.baseline = Baseline()  # after main's memory limit: the limit is the baseline
         while True:
             try:
                 request = messages.decode_plain(self.conn.recv_bytes())
@@ -320,14 +338,18 @@ class Worker:
         function_bytes = self.functions.__getitem__
         if self.capture is None:
             fields = run_task(task, self.function, values, function_bytes)
-            self.baseline.restore()
+            self._restore()
             return messages.reply(fields)
         self.capture.begin(key, task.get("options") or {})
         fields = run_task(task, self.function, values, function_bytes, capture=False)
-        self.baseline.restore()
+        self._restore()
         for stream, rest in self.capture.finish().items():  # what the descriptors got
             fields[stream] = fields.get(stream, "") + rest
         return messages.reply(fields)
+
+    def _restore(self) -> None:
+        if self.baseline is not None:
+            self.baseline.restore()
 
     def function(self, name: str) -> Any:
         if name not in self.loaded:
