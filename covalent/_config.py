@@ -375,6 +375,8 @@ def check_value(key: str, value: Any) -> Any:
         value = str(value)
     if key == "sdk.log_level" and value.lower() not in LOG_LEVELS:
         raise ConfigError(f"sdk.log_level takes one of {', '.join(LOG_LEVELS)}, not {value!r}.")
+    if key == "dispatcher.port" and not 1 <= value <= 65535:
+        raise ConfigError(f"dispatcher.port takes a port number from 1 to 65535, not {value}.")
     return value
 
 

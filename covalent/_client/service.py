@@ -113,7 +113,8 @@ def start(
             )
         return str(record["url"]), False
     section = _config.get_value("dispatcher")
-    host, port = section["address"], int(port or section["port"])
+    host = section["address"]
+    port = _config.check_value("dispatcher.port", section["port"] if port is None else port)
     url = local_url(port)
     if _port_in_use(host, port):
         raise ServerUnavailableError(

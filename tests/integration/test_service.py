@@ -96,6 +96,18 @@ def test_a_failed_start_with_port_does_not_save_it(home: Home) -> None:
     assert ct.get_config("dispatcher.port") == home.port  # unchanged
 
 
+@pytest.mark.parametrize("port", ["99999", "0", "-3"])
+def test_a_port_out_of_range_is_refused_at_start_without_a_traceback(home: Home, port: str) -> None:
+    # 99999 and -3 ended in an OverflowError traceback; 0 started a server on a port the
+    # client then waited on for a minute
+    done = home.run("covalent", "start", f"--port={port}", timeout=30)
+    assert done.returncode == 3, done.stderr
+    assert f"dispatcher.port takes a port number from 1 to 65535, not {port}." in done.stderr
+    assert "Traceback" not in done.stderr
+    assert ct.get_config("dispatcher.port") == home.port  # unchanged
+    assert home.run("covalent", "status").stdout.strip() == "Covalent server is stopped."
+
+
 def test_start_with_port_saves_it(home: Home, tmp_path: Path) -> None:
     from tests.conftest import free_port
 
