@@ -108,6 +108,17 @@ def test_a_port_out_of_range_is_refused_at_start_without_a_traceback(home: Home,
     assert home.run("covalent", "status").stdout.strip() == "Covalent server is stopped."
 
 
+def test_an_address_not_of_this_machine_is_named_at_start(home: Home) -> None:
+    # it was "Port N is in use by another program", which sent one looking for a program
+    assert home.run("covalent", "config", "set", "dispatcher.address", "192.0.2.1").returncode == 0
+    done = home.run("covalent", "start", timeout=30)
+    assert done.returncode == 3, done.stderr
+    assert "dispatcher.address '192.0.2.1' (192.0.2.1) is not an address of this machine" in (
+        done.stderr
+    )
+    assert "in use" not in done.stderr and "Traceback" not in done.stderr
+
+
 def test_start_with_port_saves_it(home: Home, tmp_path: Path) -> None:
     from tests.conftest import free_port
 
