@@ -119,6 +119,32 @@ def test_an_address_not_of_this_machine_is_named_at_start(home: Home) -> None:
     assert "in use" not in done.stderr and "Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        (
+            "sqlite:////nonexistent-covalent/dir/x.db",
+            "The SQLite database /nonexistent-covalent/dir/x.db cannot be made: its folder "
+            "/nonexistent-covalent/dir does not exist",
+        ),
+        (
+            "nosuchdb://scott:tiger@host/db",
+            "The database URL nosuchdb://scott:***@host/db cannot be used here (NoSuchModuleError",
+        ),
+    ],
+)
+def test_a_database_url_the_server_cannot_use_is_named_at_start(
+    home: Home, url: str, words: str
+) -> None:
+    # the server died with a traceback; start showed its last line, a link to SQLAlchemy's
+    # error page, or a bare ModuleNotFoundError
+    done = home.run("covalent", "start", "--database-url", url, timeout=60)
+    assert done.returncode == 7, done.stderr
+    assert words in done.stderr
+    assert "tiger" not in done.stderr
+    assert "db_url" not in (home.root / "config" / "covalent.conf").read_text()
+
+
 def test_start_with_port_saves_it(home: Home, tmp_path: Path) -> None:
     from tests.conftest import free_port
 
