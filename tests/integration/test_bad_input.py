@@ -12,7 +12,7 @@ import pytest
 
 import covalent as ct
 from covalent._client.http import Client
-from covalent._errors import BadRequestError, WorkflowError
+from covalent._errors import BadRequestError, ConfigError, WorkflowError
 from covalent._wire import bundle
 from covalent._wire import manifest as manifestmod
 from tests.conftest import Home
@@ -202,3 +202,9 @@ def test_cancelling_a_node_the_dispatch_does_not_have_is_refused_by_id(server: H
         ct.status.COMPLETED,
         ct.status.CANCELLED,
     }
+
+
+def test_a_server_address_that_is_not_a_url_is_a_config_error() -> None:
+    # it was httpx.InvalidURL, with a traceback from the CLI
+    with pytest.raises(ConfigError, match=r"address http://\[::1 is not a valid URL"):
+        ct.get_result("any-id", dispatcher_addr="http://[::1")
