@@ -805,3 +805,19 @@ def test_replace_electrons_naming_an_electron_the_body_does_not_call_is_refused(
 def test_replace_electrons_that_is_not_a_dict_is_refused_before_anything_is_sent():
     with pytest.raises(WorkflowError, match="replace_electrons must be a dict"):
         ct.redispatch("any-id", replace_electrons="_double")  # type: ignore[arg-type]
+
+
+@ct.lattice
+def _nested(depth):
+    value = [_double(1)]
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def test_a_result_nested_too_deeply_to_trace_is_a_workflow_error():
+    # it was a bare RecursionError from inside the tracer
+    shallow = evaluate(_nested.build_graph(3))
+    assert shallow == [[[[2]]]]
+    with pytest.raises(WorkflowError, match="Lattice '_nested' returns a value nested too deeply"):
+        _nested.build_graph(5000)

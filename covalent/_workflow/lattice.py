@@ -143,15 +143,27 @@ class Lattice:
                     f"Building lattice '{self.name}' failed: {type(e).__name__}: {e}"
                 ) from e
             graph = builder.graph
-            if isinstance(returned, Output):
-                graph.result_node = returned.node_id
-            elif holds_output(returned):
-                graph.result_node = builder.node_for(returned)
-            else:
-                graph.result_value = returned
+            try:
+                self._record_result(builder, returned)
+            except RecursionError:
+                raise WorkflowError(
+                    f"Lattice '{self.name}' returns a value nested too deeply to trace; build "
+                    "it in an electron and return that electron's output."
+                ) from None
         self._check_replaced(replacements, builder.replaced)
         self.transport_graph = graph
         return graph
+
+    @staticmethod
+    def _record_result(builder: Builder, returned: Any) -> None:
+        """The graph's result: a node's output, a structure holding outputs, or a value."""
+        graph = builder.graph
+        if isinstance(returned, Output):
+            graph.result_node = returned.node_id
+        elif holds_output(returned):
+            graph.result_node = builder.node_for(returned)
+        else:
+            graph.result_value = returned
 
     def _check_replaced(self, replacements: dict[str, Any], replaced: set[str]) -> None:
         """A WorkflowError for names in ``replacements`` that the body never called (a
