@@ -337,6 +337,9 @@ the server applies a new ``sdk.log_level`` set through its Settings page at once
 EXTRA_KEYS: dict[str, type] = {"dispatcher.db_url": str, "dispatcher.token": str}
 """Keys with no default that may be set."""
 
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+"""The values ``sdk.log_level`` takes (any case)."""
+
 
 def needs_restart(key: str) -> bool:
     """Whether a change of ``key`` takes effect only when the server restarts."""
@@ -369,7 +372,11 @@ def check_value(key: str, value: Any) -> Any:
     if known is int and (isinstance(value, bool) or not isinstance(value, int)):
         raise ConfigError(f"{key} takes a whole number, not {value!r}.")
     if known is str and not isinstance(value, str):
-        return str(value)
+        value = str(value)
+    if key == "sdk.log_level" and value.lower() not in LOG_LEVELS:
+        raise ConfigError(f"sdk.log_level takes one of {', '.join(LOG_LEVELS)}, not {value!r}.")
+    if key == "dispatcher.port" and not 1 <= value <= 65535:
+        raise ConfigError(f"dispatcher.port takes a port number from 1 to 65535, not {value}.")
     return value
 
 

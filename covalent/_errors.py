@@ -107,6 +107,12 @@ class InvalidFieldError(BadRequestError):
         self.field = field
 
 
+class NodeNotFoundError(BadRequestError):
+    """A request names a node that its dispatch does not have."""
+
+    http_status = 404
+
+
 class StorageFullError(CovalentError):
     """The server's store (blob folder or database) has no space left."""
 

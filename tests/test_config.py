@@ -304,6 +304,11 @@ def test_values_typed_on_a_command_line_are_parsed_and_checked(cfg, key, text, e
         ("sdk.auto_start", "maybe", "sdk.auto_start takes true or false"),
         ("dispatcher.prot", "1", "There is no config key 'dispatcher.prot'; the [dispatcher] keys"),
         ("server.port", "1", "keys start with sdk., dispatcher. or executors."),
+        # the server refuses to start on an unknown level: refused when set, not at restart
+        ("sdk.log_level", "LOUD", "sdk.log_level takes one of debug, info, warning"),
+        ("sdk.log_level", "3", "sdk.log_level takes one of debug"),
+        ("dispatcher.port", "99999", "dispatcher.port takes a port number from 1 to 65535"),
+        ("dispatcher.port", "0", "dispatcher.port takes a port number from 1 to 65535, not 0"),
     ],
 )
 def test_bad_values_and_unknown_keys_are_config_errors(cfg, key, text, message):

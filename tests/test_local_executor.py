@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import os
+import resource
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -74,6 +77,57 @@ def test_relative_log_files_land_in_the_results_folder(tmp_path: Path) -> None:
     drive(executor, lambda ex: ex.execute(task))
     assert (tmp_path / "stdout.log").read_text() == "out: here\n"
     assert (tmp_path / "stderr.log").read_text() == "err: here\n"
+
+
+def _pollute(kind: str) -> int:
+    """Change the worker process as a careless electron might."""
+    if kind == "env":
+        os.environ["COVALENT_TEST_POLLUTED"] = "yes"
+        del os.environ["PATH"]
+    elif kind == "cwd":
+        gone = tempfile.mkdtemp()
+        os.chdir(gone)
+        os.rmdir(gone)
+    elif kind == "sys.stdout":
+        sys.stdout.close()
+        sys.stderr = io.StringIO()
+    elif kind == "descriptors":
+        os.close(1)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
+    elif kind == "limits":
+        resource.setrlimit(
+            resource.RLIMIT_AS, (400 * 2**20, resource.getrlimit(resource.RLIMIT_AS)[1])
+        )
+        resource.setrlimit(resource.RLIMIT_CPU, (1000, resource.getrlimit(resource.RLIMIT_CPU)[1]))
+    return os.getpid()
+
+
+def _limits() -> list[tuple[int, int]]:
+    return [resource.getrlimit(kind) for kind in (resource.RLIMIT_AS, resource.RLIMIT_CPU)]
+
+
+def _probe() -> tuple[int, str, str | None, bool, list[tuple[int, int]]]:
+    print("probe out")
+    print("probe err", file=sys.stderr)
+    polluted = os.environ.get("COVALENT_TEST_POLLUTED")
+    return os.getpid(), os.getcwd(), polluted, "PATH" in os.environ, _limits()
+
+
+@pytest.mark.parametrize("kind", ["env", "cwd", "sys.stdout", "descriptors", "limits"])
+def test_what_a_task_changes_in_its_worker_process_the_next_task_does_not_see(kind: str) -> None:
+    # workers are reused, by tasks of any dispatch: one electron that closed its stdout or
+    # deleted its working directory made every later electron on that worker fail
+    tasks = TaskFactory()
+
+    async def work(ex: LocalExecutor) -> tuple[Outcome, Outcome]:
+        return await ex.execute(tasks.task(_pollute, kind)), await ex.execute(tasks.task(_probe))
+
+    polluted, probed = drive(LocalExecutor(workers=1), work)
+    pid, cwd, polluted_env, has_path, limits = tasks.output(probed)
+    assert pid == tasks.output(polluted)  # the same worker process ran both
+    assert (cwd, polluted_env, has_path) == (os.getcwd(), None, True)
+    assert limits == _limits()
+    assert (probed.stdout, probed.stderr) == ("probe out\n", "probe err\n")
 
 
 def test_default_worker_count_is_at_least_eight() -> None:

@@ -769,3 +769,55 @@ def test_conversions_that_need_the_value_are_refused_like_control_flow(body, nam
         build(body)
     message = str(info.value)
     assert named in message and body.__name__ in message and "sublattice" in message
+
+
+# ct.redispatch(replace_electrons=...)
+
+
+@ct.electron
+def _double(x):
+    return 2 * x
+
+
+@ct.electron
+def _triple(x):
+    return 3 * x
+
+
+@ct.lattice
+def _doubling(x, twice=False):
+    once = _double(x)
+    return _double(once) if twice else once
+
+
+def test_replace_electrons_calls_the_new_electron_where_the_old_was_called():
+    graph = _doubling.build_graph_replacing({"_double": _triple}, (2,), {"twice": True})
+    assert evaluate(graph) == 18
+
+
+@pytest.mark.parametrize("names", [["_dubble"], ["_double", "_dubble"]])
+def test_replace_electrons_naming_an_electron_the_body_does_not_call_is_refused(names):
+    # a typo once changed nothing: the old electrons ran and the dispatch completed
+    with pytest.raises(WorkflowError, match="replace_electrons names '_dubble', which lattice"):
+        _doubling.build_graph_replacing(dict.fromkeys(names, _triple), (2,), {})
+
+
+def test_replace_electrons_that_is_not_a_dict_is_refused_before_anything_is_sent():
+    with pytest.raises(WorkflowError, match="replace_electrons must be a dict"):
+        ct.redispatch("any-id", replace_electrons="_double")  # type: ignore[arg-type]
+
+
+@ct.lattice
+def _nested(depth):
+    value = [_double(1)]
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def test_a_result_nested_too_deeply_to_trace_is_a_workflow_error():
+    # it was a bare RecursionError from inside the tracer
+    shallow = evaluate(_nested.build_graph(3))
+    assert shallow == [[[[2]]]]
+    with pytest.raises(WorkflowError, match="Lattice '_nested' returns a value nested too deeply"):
+        _nested.build_graph(5000)

@@ -3,6 +3,7 @@
 import copy
 import json
 import os
+import re
 import threading
 from pathlib import Path
 
@@ -276,6 +277,21 @@ def test_metadata_json_and_pickled_extras():
     assert [t.paths for t in extras["files"]] == [("a.txt", "b.txt")]
     assert isinstance(extras["deps_pip"], ct.DepsPip) and extras["deps_pip"].packages == ["numpy"]
     assert node_entry(manifest_of(workflow, 1)[0], "square")["metadata"] == {}
+
+
+@pytest.mark.parametrize(
+    ("make", "words"),
+    [
+        (lambda: ct.DepsPip(packages=5), "DepsPip(packages) takes a text or a list of texts"),
+        (lambda: ct.DepsBash(5), "DepsBash(commands) takes a text or a list of texts, got 5"),
+    ],
+)
+def test_deps_of_the_wrong_type_are_workflow_errors(make, words):
+    # they were a TypeError ('int' object is not iterable) from inside covalent
+    with pytest.raises(WorkflowError, match=re.escape(words)):
+        make()
+    assert ct.DepsPip(packages=("a", "b")).packages == ["a", "b"]
+    assert ct.DepsBash(["true", ""]).commands == ["true"]
 
 
 def test_result_value_when_the_lattice_returns_a_plain_value():

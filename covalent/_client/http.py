@@ -21,6 +21,7 @@ from covalent import _config
 from covalent._errors import (
     AuthenticationError,
     BadRequestError,
+    ConfigError,
     CovalentError,
     DispatchNotFoundError,
     ExecutorError,
@@ -42,6 +43,7 @@ _ERRORS: dict[str, type[CovalentError]] = {
     "BadRequestError": BadRequestError,
     "TooLargeError": BadRequestError,
     "InvalidFieldError": BadRequestError,
+    "NodeNotFoundError": BadRequestError,
     "StorageFullError": StorageFullError,
     "WorkflowError": WorkflowError,
     "ExecutorError": ExecutorError,
@@ -56,9 +58,15 @@ class Client:
     def __init__(self, url: str, token: str | None = None) -> None:
         self.url = url
         headers = {"authorization": f"Bearer {token}"} if token else {}
-        self.http = httpx.Client(
-            base_url=url + API, timeout=httpx.Timeout(30.0, connect=5.0), headers=headers
-        )
+        try:
+            self.http = httpx.Client(
+                base_url=url + API, timeout=httpx.Timeout(30.0, connect=5.0), headers=headers
+            )
+        except httpx.InvalidURL as e:
+            raise ConfigError(
+                f"The covalent server's address {url} is not a valid URL ({e}); check "
+                "COVALENT_SERVER_URL, dispatcher_addr= or dispatcher.address and .port."
+            ) from None
 
     def close(self) -> None:
         self.http.close()

@@ -10,7 +10,7 @@ completes every node whose function and inputs are unchanged with its stored out
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from covalent._client.dispatch import get_result, submit_manifest
@@ -51,10 +51,15 @@ def redispatch(
 
 
 def _checked(replacements: dict[str, Any]) -> dict[str, Electron]:
+    if not isinstance(replacements, Mapping):
+        raise WorkflowError(
+            "replace_electrons must be a dict of electron names to electrons, "
+            f"got {replacements!r}."
+        )
     for name, replacement in replacements.items():
         if not isinstance(replacement, Electron):
             raise WorkflowError(
                 f"replace_electrons['{name}'] must be an electron (@ct.electron), "
                 f"got {replacement!r}."
             )
-    return replacements
+    return dict(replacements)

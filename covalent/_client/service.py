@@ -16,6 +16,7 @@ stderr when it changed: the dispatches of the other store are not listed any mor
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -29,7 +30,7 @@ from typing import Any
 
 from covalent import _config
 from covalent._client.http import Client
-from covalent._errors import CovalentError, ServerUnavailableError
+from covalent._errors import ConfigError, CovalentError, ServerUnavailableError
 
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
@@ -66,14 +67,40 @@ def _answers(url: str) -> bool:
         client.close()
 
 
-def _port_in_use(host: str, port: int) -> bool:
+def _check_can_listen(host: str, port: int) -> None:
+    """A ConfigError if ``host`` is not an address of this machine, a
+    ServerUnavailableError if the port is taken (or needs privileges)."""
+    try:
+        address = socket.gethostbyname(host)
+    except OSError as e:
+        raise ConfigError(
+            f"dispatcher.address '{host}' does not resolve here ({e.strerror or e}); set a "
+            "name or address of this machine with `covalent config set dispatcher.address`."
+        ) from None
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            sock.bind((socket.gethostbyname(host), port))
-        except OSError:
-            return True
-    return False
+            sock.bind((address, port))
+        except OSError as e:
+            raise _bind_error(host, address, port, e) from None
+
+
+def _bind_error(host: str, address: str, port: int, error: OSError) -> CovalentError:
+    if error.errno == errno.EADDRNOTAVAIL:
+        return ConfigError(
+            f"dispatcher.address '{host}' ({address}) is not an address of this machine, so "
+            "the server cannot listen there; set one of its own with `covalent config set "
+            "dispatcher.address`."
+        )
+    if error.errno == errno.EACCES:
+        return ServerUnavailableError(
+            f"Port {port} needs privileges this user does not have; choose a port above "
+            "1023 with `covalent start --port N`."
+        )
+    return ServerUnavailableError(
+        f"Port {port} is in use by another program, so the covalent server cannot start "
+        "there; choose another port with `covalent start --port N`."
+    )
 
 
 def running() -> dict[str, Any] | None:
@@ -113,13 +140,10 @@ def start(
             )
         return str(record["url"]), False
     section = _config.get_value("dispatcher")
-    host, port = section["address"], int(port or section["port"])
+    host = section["address"]
+    port = _config.check_value("dispatcher.port", section["port"] if port is None else port)
     url = local_url(port)
-    if _port_in_use(host, port):
-        raise ServerUnavailableError(
-            f"Port {port} is in use by another program, so the covalent server cannot start "
-            "there; choose another port with `covalent start --port N`."
-        )
+    _check_can_listen(host, port)
     db_url = database_url or section.get("db_url") or None
     process = _spawn(host, port, develop, database_url)
     _write_pid_file(

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Engine, and_, create_engine, literal_column, select, table, text
+from sqlalchemy.exc import NoSuchModuleError
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
@@ -124,6 +125,8 @@ class TriggerManager:
                     f"DirTrigger cannot watch '{spec['dir_path']}': no such folder on the "
                     "server's machine; create it first or correct dir_path."
                 )
+            if spec["kind"] == "database":
+                _engine(spec).dispose()
         return checked
 
     def add(self, dispatch_id: str, checked: list[dict[str, Any]]) -> list[int]:
@@ -171,7 +174,7 @@ class TriggerManager:
                 last = row.get("last_fired_at") or row["created_at"]
                 armed.task = asyncio.create_task(self._tick(armed, last))
             elif armed.spec["kind"] == "database":
-                armed.task = asyncio.create_task(self._poll(armed))
+                armed.task = asyncio.create_task(self._poll(armed, _engine(armed.spec)))
             else:
                 armed.observer = self._observe(armed)
         except Exception as e:  # a folder gone since, no inotify watches left, ...
@@ -212,10 +215,9 @@ class TriggerManager:
             if next_at < time.time():  # the loop was held up: skip, do not catch up
                 next_at = time.time() + gap
 
-    async def _poll(self, armed: Armed) -> None:
+    async def _poll(self, armed: Armed, engine: Engine) -> None:
         """Read the rows every ``poll_interval`` seconds; fire when they changed."""
         spec = armed.spec
-        engine = create_engine(spec["db_url"])
         last: tuple[int, str] | None = None
         try:
             while True:
@@ -303,6 +305,19 @@ class TriggerManager:
             observer.stop()
         info = _fields(armed.dispatch_id, "triggers.stopped")
         log.warning("dispatch deleted: its triggers are stopped", extra=info)
+
+
+def _engine(spec: dict[str, Any]) -> Engine:
+    """The engine of a database trigger (made without connecting); a WorkflowError if
+    SQLAlchemy knows no such database or its driver is not installed on this machine."""
+    try:
+        return create_engine(spec["db_url"])
+    except (ImportError, NoSuchModuleError) as e:
+        raise WorkflowError(
+            f"DatabaseTrigger cannot read {specs.shown(spec)['db_url']} from the server's "
+            f"machine ({type(e).__name__}: {e}); install that database's driver there, or "
+            "correct db_path."
+        ) from None
 
 
 def _rows_state(engine: Engine, spec: dict[str, Any]) -> tuple[int, str]:

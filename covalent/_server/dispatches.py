@@ -26,7 +26,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from covalent import __version__, _config
-from covalent._errors import BadRequestError, DispatchNotFoundError
+from covalent._errors import BadRequestError, DispatchNotFoundError, NodeNotFoundError
 from covalent._results.status import FINAL_STATUSES, Status
 from covalent._server.params import Limit, Offset, Timestamp, WaitSeconds
 from covalent._server.state import dispatch_or_404 as _dispatch_or_404
@@ -203,8 +203,23 @@ async def redispatch(
 async def cancel(
     request: Request, dispatch_id: str, body: CancelRequest | None = None
 ) -> dict[str, str]:
-    _state(request).dispatcher.cancel(dispatch_id, body.task_ids if body else None)
+    state = _state(request)
+    task_ids = body.task_ids if body else None
+    if task_ids:
+        _check_nodes(state, dispatch_id, task_ids)
+    state.dispatcher.cancel(dispatch_id, task_ids)
     return {"dispatch_id": dispatch_id, "status": "cancel requested"}
+
+
+def _check_nodes(state: Any, dispatch_id: str, node_ids: list[int]) -> None:
+    """A NodeNotFoundError naming the ids in ``node_ids`` that the dispatch has no node of."""
+    _dispatch_or_404(state, dispatch_id)
+    unknown = sorted(set(node_ids) - queries.node_ids(state.store, dispatch_id))
+    if unknown:
+        raise NodeNotFoundError(
+            f"Dispatch {dispatch_id} has no node {', '.join(map(str, unknown))}; "
+            f"`covalent show {dispatch_id}` lists its nodes."
+        )
 
 
 @router.delete("/dispatches/{dispatch_id}")

@@ -25,10 +25,10 @@ import sys
 import time
 from typing import TextIO
 
-from covalent._config import mask_secrets
+from covalent._config import LOG_LEVELS, mask_secrets
 from covalent._errors import ConfigError
 
-LEVELS = ("debug", "info", "warning", "error", "critical")
+LEVELS = LOG_LEVELS
 FIELDS = ("dispatch_id", "node_id", "event")
 LIFECYCLE_LOGGERS = ("uvicorn", "uvicorn.error")
 LIBRARY_LOGGERS = (

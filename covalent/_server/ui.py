@@ -22,7 +22,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response, StreamingRes
 from covalent import __version__, _config
 from covalent._dispatcher.dispatcher import Dispatcher
 from covalent._dispatcher.streams import stored_length
-from covalent._errors import BadRequestError, DispatchNotFoundError
+from covalent._errors import BadRequestError, DispatchNotFoundError, NodeNotFoundError
 from covalent._results.status import FINAL_STATUSES, Status
 from covalent._server import settings
 from covalent._server.params import BeatSeconds, Limit, Lines, NodeId, Offset
@@ -37,10 +37,6 @@ MAX_LOG_LINES = 20_000
 
 router = APIRouter()
 router.include_router(settings.router)
-
-
-class NodeNotFoundError(BadRequestError):
-    http_status = 404
 
 
 def _store(request: Request) -> Store:

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.engine.interfaces import ExceptionContext
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from covalent._config import mask_secrets
 from covalent._errors import ConfigError, StoreUnavailableError
@@ -55,6 +55,7 @@ def make_engine(url: str) -> Engine:
     """The engine of ``url``; a ConfigError names what is wrong with the URL or what to
     install."""
     if url.startswith("sqlite"):
+        _require_folder(url)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 60})
         event.listen(engine, "connect", sqlite_pragmas)
         return engine
@@ -67,11 +68,34 @@ def make_engine(url: str) -> Engine:
             "postgresql://user:password@host:5432/dbname."
         ) from None
     _require_driver(parsed.drivername, url)
-    engine = create_engine(
-        url, pool_pre_ping=True, pool_size=10, connect_args=_connect_args(parsed.drivername)
-    )
+    try:
+        engine = create_engine(
+            url, pool_pre_ping=True, pool_size=10, connect_args=_connect_args(parsed.drivername)
+        )
+    except (ImportError, NoSuchModuleError) as e:  # a database covalent does not name
+        raise ConfigError(
+            f"The database URL {mask_secrets(url)} cannot be used here ({type(e).__name__}: "
+            f"{e}); install the driver of that database, or use PostgreSQL or SQLite."
+        ) from None
     event.listen(engine, "handle_error", _outage_handler(url))
     return engine
+
+
+def _require_folder(url: str) -> None:
+    """A ConfigError if the folder of a SQLite database file does not exist (SQLite
+    would fail later with "unable to open database file", naming nothing)."""
+    try:
+        path = make_url(url).database
+    except ArgumentError:
+        return  # SQLAlchemy says what is wrong
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise ConfigError(
+            f"The SQLite database {path} cannot be made: its folder {folder} does not "
+            "exist; create it, or correct the database URL."
+        )
 
 
 def _require_driver(drivername: str, url: str) -> None:

@@ -115,6 +115,13 @@ def node_counts(store: Store, dispatch_ids: list[str]) -> dict[str, dict[str, in
     return out
 
 
+def node_ids(store: Store, dispatch_id: str) -> set[int]:
+    """The ids of the dispatch's nodes (one column: quick for 10,000 nodes too)."""
+    query = select(nodes.c.node_id).where(nodes.c.dispatch_id == dispatch_id)
+    with store.engine.connect() as conn:
+        return {int(node_id) for (node_id,) in conn.execute(query)}
+
+
 def status_counts(store: Store) -> dict[str, int]:
     """How many dispatches have each status (for the list's filter)."""
     query = select(dispatches.c.status, func.count()).group_by(dispatches.c.status)

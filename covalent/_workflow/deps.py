@@ -27,6 +27,15 @@ class DepsError(CovalentError):
     """A dependency or hook failed on the executor, so the electron did not run."""
 
 
+def _texts(value: str | Sequence[str], what: str) -> list[str]:
+    """One text or a list of texts as a list; a WorkflowError naming ``what`` otherwise."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return [str(v) for v in value]
+    raise WorkflowError(f"{what} takes a text or a list of texts, got {value!r}.")
+
+
 def _echo(done: subprocess.CompletedProcess[str]) -> None:
     if done.stdout:
         print(done.stdout, end="")
@@ -38,8 +47,7 @@ class DepsBash:
     """Shell commands run with bash before the electron; any failure fails the node."""
 
     def __init__(self, commands: str | Sequence[str] = "") -> None:
-        self.commands = [commands] if isinstance(commands, str) else [str(c) for c in commands]
-        self.commands = [c for c in self.commands if c]
+        self.commands = [c for c in _texts(commands, "DepsBash(commands)") if c]
 
     def apply(self) -> None:
         for command in self.commands:
@@ -63,7 +71,7 @@ class DepsPip:
     """
 
     def __init__(self, packages: str | Sequence[str] = (), reqs_path: str = "") -> None:
-        self.packages = [packages] if isinstance(packages, str) else [str(p) for p in packages]
+        self.packages = _texts(packages, "DepsPip(packages)")
         self.reqs_path = reqs_path
         if reqs_path:
             try:

@@ -59,6 +59,8 @@ class Electron:
         if builder is None:
             return self.function(*args, **kwargs)
         replacement = builder.replacements.get(self.name)
+        if replacement is not None:
+            builder.replaced.add(self.name)
         if replacement is not None and replacement is not self:
             return replacement._record(builder, args, kwargs)
         return self._record(builder, args, kwargs)

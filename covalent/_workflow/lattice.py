@@ -143,14 +143,38 @@ class Lattice:
                     f"Building lattice '{self.name}' failed: {type(e).__name__}: {e}"
                 ) from e
             graph = builder.graph
-            if isinstance(returned, Output):
-                graph.result_node = returned.node_id
-            elif holds_output(returned):
-                graph.result_node = builder.node_for(returned)
-            else:
-                graph.result_value = returned
+            try:
+                self._record_result(builder, returned)
+            except RecursionError:
+                raise WorkflowError(
+                    f"Lattice '{self.name}' returns a value nested too deeply to trace; build "
+                    "it in an electron and return that electron's output."
+                ) from None
+        self._check_replaced(replacements, builder.replaced)
         self.transport_graph = graph
         return graph
+
+    @staticmethod
+    def _record_result(builder: Builder, returned: Any) -> None:
+        """The graph's result: a node's output, a structure holding outputs, or a value."""
+        graph = builder.graph
+        if isinstance(returned, Output):
+            graph.result_node = returned.node_id
+        elif holds_output(returned):
+            graph.result_node = builder.node_for(returned)
+        else:
+            graph.result_value = returned
+
+    def _check_replaced(self, replacements: dict[str, Any], replaced: set[str]) -> None:
+        """A WorkflowError for names in ``replacements`` that the body never called (a
+        typo, or an electron of a sublattice), which would otherwise change nothing."""
+        missed = sorted(set(replacements) - replaced)
+        if missed:
+            raise WorkflowError(
+                f"replace_electrons names {', '.join(map(repr, missed))}, which lattice "
+                f"'{self.name}' does not call with these inputs; use the names of the "
+                "electrons its body calls (an electron of a sublattice cannot be replaced)."
+            )
 
     def draw(self, *args: Any, **kwargs: Any) -> None:
         """Show the graph built with these arguments in the UI's preview page; print its URL."""

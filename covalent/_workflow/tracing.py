@@ -55,6 +55,8 @@ class Builder:
         self.graph = Graph(lattice_name=lattice_name)
         self.defaults = defaults or {}
         self.replacements = replacements or {}
+        self.replaced: set[str] = set()
+        """The names in ``replacements`` of electrons the body called."""
 
     def __enter__(self) -> Builder:
         self._token = _current.set(self)

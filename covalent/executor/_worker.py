@@ -39,6 +39,7 @@ import sys
 import termios
 import threading
 import time
+from collections.abc import Mapping
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -226,6 +227,88 @@ def _decoder() -> codecs.IncrementalDecoder:
     return _UTF8(errors="replace")
 
 
+class Baseline:
+    """What an electron may change in its worker process that the next task, perhaps of
+    another dispatch, must not see: the working directory, the environment, the standard
+    streams (``sys.stdout`` replaced or closed, descriptors 1 and 2 closed or redirected),
+    the resource limits (a lowered hard limit only where the worker may raise it again).
+    Taken when the worker starts serving; :meth:`restore` puts it back after each task.
+
+    The check costs a few system calls per task; anything else a task changes in its
+    process (``sys.modules``, signal handlers) stays for the worker's life.
+    """
+
+    def __init__(self) -> None:
+        self.cwd = os.getcwd()
+        self.environ = dict(os.environ)
+        self.encoded = dict(_encoded_environ())
+        self.streams = {1: sys.stdout, 2: sys.stderr}
+        self.copies = {fd: os.dup(fd) for fd in self.streams}  # not inherited by a child
+        self.files = {fd: _identity(fd) for fd in self.streams}
+        self.limits = {kind: resource.getrlimit(kind) for kind in LIMITS}
+
+    def restore(self) -> None:
+        if _encoded_environ() != self.encoded:
+            for name in set(os.environ) - set(self.environ):
+                del os.environ[name]
+            os.environ.update(self.environ)
+        try:
+            moved = os.getcwd() != self.cwd
+        except OSError:  # the folder it moved to was deleted
+            moved = True
+        if moved:
+            os.chdir(self.cwd)
+        for fd, copy in self.copies.items():
+            if _identity(fd) != self.files[fd]:
+                os.dup2(copy, fd)
+            self._restore_stream(fd)
+        for kind, limits in self.limits.items():
+            if resource.getrlimit(kind) != limits:
+                with contextlib.suppress(ValueError, OSError):  # a hard limit it lowered
+                    resource.setrlimit(kind, limits)
+
+    def _restore_stream(self, fd: int) -> None:
+        stream = self.streams[fd]
+        if stream.closed:
+            stream = io.TextIOWrapper(
+                io.FileIO(fd, "w", closefd=False),
+                encoding=getattr(stream, "encoding", None) or "utf-8",
+                errors="backslashreplace",
+                line_buffering=True,
+            )
+            self.streams[fd] = stream
+        if fd == 1:
+            sys.stdout = stream
+        else:
+            sys.stderr = stream
+
+
+LIMITS = (
+    resource.RLIMIT_AS,
+    resource.RLIMIT_CPU,
+    resource.RLIMIT_DATA,
+    resource.RLIMIT_FSIZE,
+    resource.RLIMIT_NOFILE,
+    resource.RLIMIT_STACK,
+)
+"""The resource limits a task may change that would hurt the tasks after it."""
+
+
+def _encoded_environ() -> Mapping[Any, Any]:
+    """The environment as ``os.environ`` keeps it (encoded): comparing it is 20 times
+    quicker than comparing ``os.environ``, which decodes every name and value."""
+    return getattr(os.environ, "_data", os.environ)
+
+
+def _identity(fd: int) -> tuple[int, int] | None:
+    """Which open file a descriptor is (device and inode), or None if it is closed."""
+    try:
+        info = os.fstat(fd)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
+
+
 class Worker:
     def __init__(self, conn: Connection, capture: Capture | None = None) -> None:
         self.conn = conn
@@ -233,8 +316,10 @@ class Worker:
         self.loaded: dict[str, Any] = {}
         self.capture = capture
         self.events = Events(conn, capture)
+        self.baseline: Baseline | None = None
 
     def serve(self) -> None:
+        self.baseline = Baseline()  # after main's memory limit: the limit is the baseline
         while True:
             try:
                 request = messages.decode_plain(self.conn.recv_bytes())
@@ -252,12 +337,19 @@ class Worker:
         self.events.add(messages.Started(key, time.time()), wake=False)
         function_bytes = self.functions.__getitem__
         if self.capture is None:
-            return messages.reply(run_task(task, self.function, values, function_bytes))
+            fields = run_task(task, self.function, values, function_bytes)
+            self._restore()
+            return messages.reply(fields)
         self.capture.begin(key, task.get("options") or {})
         fields = run_task(task, self.function, values, function_bytes, capture=False)
+        self._restore()
         for stream, rest in self.capture.finish().items():  # what the descriptors got
             fields[stream] = fields.get(stream, "") + rest
         return messages.reply(fields)
+
+    def _restore(self) -> None:
+        if self.baseline is not None:
+            self.baseline.restore()
 
     def function(self, name: str) -> Any:
         if name not in self.loaded:

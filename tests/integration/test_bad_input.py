@@ -12,7 +12,7 @@ import pytest
 
 import covalent as ct
 from covalent._client.http import Client
-from covalent._errors import BadRequestError, WorkflowError
+from covalent._errors import BadRequestError, ConfigError, WorkflowError
 from covalent._wire import bundle
 from covalent._wire import manifest as manifestmod
 from tests.conftest import Home
@@ -180,3 +180,31 @@ def test_a_request_over_the_size_limit_is_refused(home: Home) -> None:
         ct.dispatch(flow)(b"x" * 200_000)
     assert _count(home) == 0
     assert ct.dispatch_sync(flow)(b"small").result == b"small"
+
+
+def test_cancelling_a_node_the_dispatch_does_not_have_is_refused_by_id(server: Home) -> None:
+    # it was "cancel requested" (exit 0) and nothing happened
+    @ct.lattice
+    def flow(a):
+        return echo(a)
+
+    dispatch_id = ct.dispatch(flow)(1)
+    answer = httpx.post(
+        f"{server.url}/api/v1/dispatches/{dispatch_id}/cancel", json={"task_ids": [0, 7, 99]}
+    )
+    assert answer.status_code == 404
+    assert answer.json()["error"] == "NodeNotFoundError"
+    assert f"Dispatch {dispatch_id} has no node 7, 99;" in answer.json()["detail"]
+    with pytest.raises(BadRequestError, match="has no node 7"):
+        ct.cancel(dispatch_id, task_ids=[7])
+    assert ct.cancel(dispatch_id, task_ids=[0]).startswith("Cancellation of nodes [0]")
+    assert ct.get_result(dispatch_id, wait=True).status in {
+        ct.status.COMPLETED,
+        ct.status.CANCELLED,
+    }
+
+
+def test_a_server_address_that_is_not_a_url_is_a_config_error() -> None:
+    # it was httpx.InvalidURL, with a traceback from the CLI
+    with pytest.raises(ConfigError, match=r"address http://\[::1 is not a valid URL"):
+        ct.get_result("any-id", dispatcher_addr="http://[::1")

@@ -96,6 +96,55 @@ def test_a_failed_start_with_port_does_not_save_it(home: Home) -> None:
     assert ct.get_config("dispatcher.port") == home.port  # unchanged
 
 
+@pytest.mark.parametrize("port", ["99999", "0", "-3"])
+def test_a_port_out_of_range_is_refused_at_start_without_a_traceback(home: Home, port: str) -> None:
+    # 99999 and -3 ended in an OverflowError traceback; 0 started a server on a port the
+    # client then waited on for a minute
+    done = home.run("covalent", "start", f"--port={port}", timeout=30)
+    assert done.returncode == 3, done.stderr
+    assert f"dispatcher.port takes a port number from 1 to 65535, not {port}." in done.stderr
+    assert "Traceback" not in done.stderr
+    assert ct.get_config("dispatcher.port") == home.port  # unchanged
+    assert home.run("covalent", "status").stdout.strip() == "Covalent server is stopped."
+
+
+def test_an_address_not_of_this_machine_is_named_at_start(home: Home) -> None:
+    # it was "Port N is in use by another program", which sent one looking for a program
+    assert home.run("covalent", "config", "set", "dispatcher.address", "192.0.2.1").returncode == 0
+    done = home.run("covalent", "start", timeout=30)
+    assert done.returncode == 3, done.stderr
+    assert "dispatcher.address '192.0.2.1' (192.0.2.1) is not an address of this machine" in (
+        done.stderr
+    )
+    assert "in use" not in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        (
+            "sqlite:////nonexistent-covalent/dir/x.db",
+            "The SQLite database /nonexistent-covalent/dir/x.db cannot be made: its folder "
+            "/nonexistent-covalent/dir does not exist",
+        ),
+        (
+            "nosuchdb://scott:tiger@host/db",
+            "The database URL nosuchdb://scott:***@host/db cannot be used here (NoSuchModuleError",
+        ),
+    ],
+)
+def test_a_database_url_the_server_cannot_use_is_named_at_start(
+    home: Home, url: str, words: str
+) -> None:
+    # the server died with a traceback; start showed its last line, a link to SQLAlchemy's
+    # error page, or a bare ModuleNotFoundError
+    done = home.run("covalent", "start", "--database-url", url, timeout=60)
+    assert done.returncode == 7, done.stderr
+    assert words in done.stderr
+    assert "tiger" not in done.stderr
+    assert "db_url" not in (home.root / "config" / "covalent.conf").read_text()
+
+
 def test_start_with_port_saves_it(home: Home, tmp_path: Path) -> None:
     from tests.conftest import free_port
 

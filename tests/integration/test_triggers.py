@@ -194,6 +194,12 @@ def test_bad_triggers_fail_at_dispatch(server: Home, tmp_path: Path) -> None:
         dispatched(ct.triggers.TimeTrigger(0))
     with pytest.raises(WorkflowError, match="triggers= takes ct.triggers objects"):
         dispatched(5)
+    # a database the server has no SQLAlchemy dialect or driver for: it was listed as
+    # armed, and its poller had died at once, so it never fired
+    with pytest.raises(WorkflowError, match=r"cannot read nosuchdb://host/db .*NoSuchModule"):
+        dispatched(ct.triggers.DatabaseTrigger("nosuchdb://host/db", "jobs"))
+    with pytest.raises(WorkflowError, match=r"read postgresql\+nodriver://scott:\*\*\*@host/db "):
+        dispatched(ct.triggers.DatabaseTrigger("postgresql+nodriver://scott:tiger@host/db", "t"))
     lattices = {d["lattice_name"] for d in client_for(server.url).list_dispatches()["dispatches"]}
     assert "never_stored" not in lattices
 
