@@ -55,7 +55,8 @@ def test_relative_folder_is_taken_from_the_current_directory(tmp_path, monkeypat
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ({"kind": "time", "time_gap": 0}, "more than 0 seconds, got 0"),
+        ({"kind": "time", "time_gap": 0}, "at least 0.1 seconds, got 0"),
+        ({"kind": "time", "time_gap": 0.01}, "at least 0.1 seconds, got 0.01"),
         ({"kind": "time", "time_gap": -2.5}, "got -2.5"),
         ({"kind": "time", "time_gap": "5"}, "got '5'"),
         ({"kind": "time", "time_gap": float("inf")}, "got inf"),

@@ -66,10 +66,16 @@ def _seconds(value: Any) -> bool:
     return number and math.isfinite(value) and value > 0
 
 
+MIN_TIME_GAP = 0.1
+"""Seconds; a smaller gap would flood the server with dispatches (1e-9 made ~330 a second)."""
+
+
 def _check_time(spec: dict[str, Any]) -> dict[str, Any]:
     gap: Any = spec.get("time_gap")
-    if not _seconds(gap):
-        raise WorkflowError(f"TimeTrigger needs a time_gap of more than 0 seconds, got {gap!r}.")
+    if not _seconds(gap) or gap < MIN_TIME_GAP:
+        raise WorkflowError(
+            f"TimeTrigger needs a time_gap of at least {MIN_TIME_GAP} seconds, got {gap!r}."
+        )
     return {"kind": "time", "time_gap": float(gap)}
 
 

@@ -190,8 +190,10 @@ def test_bad_triggers_fail_at_dispatch(server: Home, tmp_path: Path) -> None:
         dispatched(ct.triggers.DirTrigger(str(missing), ["created"]))
     with pytest.raises(WorkflowError, match="unknown event name 'touched'"):
         dispatched(ct.triggers.DirTrigger(str(tmp_path), ["created", "touched"]))
-    with pytest.raises(WorkflowError, match="time_gap of more than 0 seconds, got 0"):
+    with pytest.raises(WorkflowError, match="time_gap of at least 0.1 seconds, got 0"):
         dispatched(ct.triggers.TimeTrigger(0))
+    with pytest.raises(WorkflowError, match="at least 0.1 seconds, got 1e-09"):
+        dispatched(ct.triggers.TimeTrigger(1e-9))  # it fired ~330 dispatches a second
     with pytest.raises(WorkflowError, match="triggers= takes ct.triggers objects"):
         dispatched(5)
     # a database the server has no SQLAlchemy dialect or driver for: it was listed as
@@ -206,7 +208,7 @@ def test_bad_triggers_fail_at_dispatch(server: Home, tmp_path: Path) -> None:
     # The server judges the specs too, before storing anything.
     manifest, blobs = manifestmod.from_graph(time_flow().build_graph(1), (1,), {})
     manifest["triggers"] = [{"kind": "time", "time_gap": -1}]
-    with pytest.raises(WorkflowError, match="more than 0 seconds, got -1"):
+    with pytest.raises(WorkflowError, match="at least 0.1 seconds, got -1"):
         client_for(server.url).submit(manifest, blobs)
 
     with pytest.raises(DispatchNotFoundError, match="no-such-dispatch"):
