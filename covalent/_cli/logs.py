@@ -288,10 +288,23 @@ def _server_log(dispatch: str | None, follow: bool) -> None:
         while True:
             position = _print_from(path, position, keep)
             if not follow:
-                return
+                break
             time.sleep(SERVER_LOG_POLL)
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
+    if dispatch is not None and keep.kept == 0:
+        _no_line_about(dispatch, path)
+
+
+def _no_line_about(dispatch: str, path: Path) -> None:
+    """Nothing in the log is about ``dispatch``: DispatchNotFoundError (exit 9) if the
+    server knows no such dispatch, else one line on stderr that says so."""
+    try:
+        client = client_for(_config.server_url())
+        client.status(client.resolve(dispatch))
+    except ServerUnavailableError:
+        pass  # the log is read without the server; it cannot tell more
+    typer.echo(f"The server log ({path}) has no line about dispatch {dispatch}.", err=True)
 
 
 def _print_from(path: Path, position: int, keep: LineFilter) -> int:
@@ -319,6 +332,7 @@ class LineFilter:
     def __init__(self, dispatch: str | None) -> None:
         self.dispatch = dispatch
         self.keeping = dispatch is None
+        self.kept = 0  # lines let through so far
 
     def __call__(self, line: str) -> bool:
         if self.dispatch is None:
@@ -328,4 +342,5 @@ class LineFilter:
             self.keeping = match.group(1).startswith(self.dispatch)
         elif line[:4].isdigit():  # a line of another format (a library's own): not ours
             self.keeping = False
+        self.kept += self.keeping
         return self.keeping

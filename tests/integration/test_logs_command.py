@@ -159,6 +159,9 @@ def test_the_server_log_of_one_dispatch(server: Home) -> None:
     short = server.run("covalent", "logs", "--dispatch", other.dispatch_id[:8])
     assert short.stdout and other.dispatch_id in short.stdout
     assert failed.dispatch_id not in short.stdout
+    unknown = server.run("covalent", "logs", "--dispatch", "no-such-dispatch")
+    assert unknown.returncode == DispatchNotFoundError.exit_code, unknown.stderr
+    assert unknown.stdout == "" and "no-such-dispatch" in unknown.stderr
 
 
 def test_json_does_not_go_with_follow(server: Home) -> None:
