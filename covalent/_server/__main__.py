@@ -100,6 +100,13 @@ def _executors() -> dict[str, str]:
     for name, text in served.items():  # a replaced built-in is worth a line at any level
         level = logging.WARNING if found[name].replaced else logging.INFO
         log.log(level, "Executor '%s' is %s", name, text)
+    for name in sorted(set(_config.get_value("executors") or {}) - set(found)):
+        log.warning(
+            "Config section [executors.%s] names no installed executor, so its settings "
+            "are not used (a misspelling? installed: %s)",
+            name,
+            ", ".join(sorted(found)),
+        )
     return served
 
 

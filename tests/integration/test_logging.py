@@ -143,3 +143,14 @@ def test_an_unknown_level_stops_the_start_with_one_line(home: Home) -> None:
     assert done.returncode == ServerUnavailableError.exit_code
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
     assert "The log level 'verbose'" in done.stderr and "see `covalent logs`" in done.stderr
+
+
+def test_a_config_section_of_no_installed_executor_is_warned_of(home: Home) -> None:
+    config = home.root / "config" / "covalent.conf"
+    config.write_text(config.read_text() + "\n[executors.lcoal]\nworkers = 2\n")
+    start(home, None)
+    home.run("covalent", "stop")
+    text = (home.root / "cache" / "server.log").read_text()
+    warned = [line for line in text.splitlines() if "[executors.lcoal]" in line]
+    assert len(warned) == 1 and " WARNING " in warned[0], text
+    assert "names no installed executor" in warned[0] and "local" in warned[0]
