@@ -61,6 +61,7 @@ def test_default_strategies() -> None:
         (lambda: ct.fs.FileTransfer("/a", "/b", order="later"), "Order.BEFORE or AFTER"),
         (lambda: ct.fs.FileTransfer("/a", "/b", strategy="rsync"), "ct.fs_strategies"),
         (lambda: ct.fs.FileTransfer("file://host/a", "/b"), "names a host"),
+        (lambda: ct.fs.FileTransfer(123), r"a path, a URL or a ct.fs.File, got 123 \(int\)"),
         (lambda: HTTP(upload_method="PATCH"), "PUT or POST"),
     ],
 )

@@ -57,6 +57,11 @@ class File:
         else:
             if location is None:
                 location = os.path.join(tempfile.gettempdir(), f"covalent-{uuid.uuid4().hex}")
+            if not isinstance(location, (str, os.PathLike)):
+                raise WorkflowError(
+                    f"A file transfer takes a path, a URL or a ct.fs.File, got {location!r} "
+                    f"({type(location).__name__})."
+                )
             self.filepath = self._parse(os.fspath(location))
         if remote and self.scheme == "file":
             self.scheme = "ssh"
