@@ -5,7 +5,7 @@ from datetime import datetime, timezone
 import pytest
 
 import covalent as ct
-from covalent._results.result import Result
+from covalent._results.result import PRINT_LIMIT, Result
 from covalent._results.status import Status
 from covalent._wire import blobs, manifest
 
@@ -142,6 +142,18 @@ def test_printing_like_the_seed_program(capsys):
     print(result.dispatch_id)
     print(result)
     assert capsys.readouterr().out == DISPATCH_ID + "\n" + SEED_BLOCK + "\n"
+
+
+def test_str_cuts_long_values_and_says_how_long_they_were():
+    big, text = b"\x00" * 50_000_000, "word " * 100_000
+    result, _ = seed_result(outputs=(text, big))
+    printed = str(result)
+    assert len(printed) < 10 * PRINT_LIMIT  # it was over 200 MB
+    assert f"result: {big[:PRINT_LIMIT]!s}... (50,000,000 bytes in all)\n" in printed
+    assert f"identity(0): {text[:PRINT_LIMIT]}... (500,000 characters in all)\n" in printed
+    many = list(range(100_000))
+    result, _ = seed_result(outputs=(many, 4))
+    assert f"identity(0): {str(many)[:PRINT_LIMIT]}... (" in str(result)
 
 
 def test_str_of_an_unfinished_dispatch():

@@ -28,6 +28,23 @@ def _format_time(value: datetime | None) -> str:
     return "None" if value is None else value.strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
+PRINT_LIMIT = 2_000
+"""Characters of one value that ``print(result)`` (and ``covalent show``) shows."""
+
+
+def printable(value: Any) -> str:
+    """``str(value)``, cut after :data:`PRINT_LIMIT` characters with how long it was (a
+    50 MB output printed in full flooded the terminal); long text and bytes are cut
+    before they are turned into text."""
+    if isinstance(value, (str, bytes, bytearray)) and len(value) > PRINT_LIMIT:
+        unit = "characters" if isinstance(value, str) else "bytes"
+        return f"{value[:PRINT_LIMIT]!s}... ({len(value):,} {unit} in all)"
+    text = str(value)
+    if len(text) > PRINT_LIMIT:
+        return f"{text[:PRINT_LIMIT]}... ({len(text):,} characters in all)"
+    return text
+
+
 class Result:
     """The state and outputs of one dispatch."""
 
@@ -212,9 +229,9 @@ class Result:
             "Lattice Result",
             "==============",
             f"status: {self.status}",
-            f"result: {self.result}",
-            f"input args: {inputs['args']}",
-            f"input kwargs: {inputs['kwargs']}",
+            f"result: {printable(self.result)}",
+            f"input args: {printable(inputs['args'])}",
+            f"input kwargs: {printable(inputs['kwargs'])}",
             f"error: {self.error}",
             "",
             f"start_time: {_format_time(self.start_time)}",
@@ -225,7 +242,7 @@ class Result:
             "",
             "Node Outputs",
             "------------",
-            *(f"{name}: {value}" for name, value in outputs.items()),
+            *(f"{name}: {printable(value)}" for name, value in outputs.items()),
         ]
         return "\n".join(lines)
 
