@@ -83,10 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         "server_vmhwm_bytes": hwm,
         "loadavg_1min": [load_before, os.getloadavg()[0]],
     }
-    print(report.table(measurements, args.peers))
-    print(f"\n{report.summary(context)}")
-    report.write_json(args.json, measurements, context)
-    print(f"results written to {args.json}")
+    report.publish(args.json, measurements, context, args.peers)
     return 0
 
 

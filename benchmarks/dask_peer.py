@@ -26,7 +26,6 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import covalent as ct
 from benchmarks import peers, report, runner
@@ -108,18 +107,6 @@ def dask_cluster(workers: int) -> Iterator[str]:
         subprocess.run(["rm", "-rf", str(folder)], check=False)
 
 
-def fan_out_on(executor: ct.executor.BaseExecutor, n: int) -> Workload:
-    """W2 with its electrons on ``executor``."""
-    inc = ct.electron(wl.inc, executor=executor)
-    total = ct.electron(wl.total, executor=executor)
-
-    @ct.lattice
-    def fan_out(n: int) -> Any:
-        return total([inc(i) for i in range(n)])
-
-    return Workload(f"W2 N={n} on Dask", "W2", fan_out, (n,), n * (n + 1) // 2)
-
-
 def measure_dask(address: str, workload: Workload, runs: int) -> runner.Timings:
     """The same tasks straight to the cluster, one ``submit`` each: a warm-up, then
     ``runs`` timed runs."""
@@ -147,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     load_before, machine = os.getloadavg()[0], report.machine()
     with dask_cluster(args.workers) as address:
         executor = ct.executor.DaskExecutor(scheduler_address=address)
-        chosen = [fan_out_on(executor, n) for n in args.sizes]
+        chosen = [wl.fan_out_on(executor, n, "Dask") for n in args.sizes]
         measurements = []
         with runner.bench_server() as server:
             for workload in chosen:
@@ -164,10 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         "server_vmhwm_bytes": hwm,
         "loadavg_1min": [load_before, os.getloadavg()[0]],
     }
-    print(report.table(measurements, True, peer="dask"))
-    print(f"\n{report.summary(context)}")
-    report.write_json(args.json, measurements, context, peer="dask")
-    print(f"results written to {args.json}")
+    report.publish(args.json, measurements, context, True, peer="dask")
     return 0
 
 

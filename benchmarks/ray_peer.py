@@ -27,7 +27,6 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import covalent as ct
 from benchmarks import report, runner
@@ -112,18 +111,6 @@ def ray_cluster(cpus: int) -> Iterator[str]:
         subprocess.run(["rm", "-rf", str(folder)], check=False)
 
 
-def fan_out_on(executor: ct.executor.BaseExecutor, n: int) -> Workload:
-    """W2 with its electrons on ``executor``."""
-    inc = ct.electron(wl.inc, executor=executor)
-    total = ct.electron(wl.total, executor=executor)
-
-    @ct.lattice
-    def fan_out(n: int) -> Any:
-        return total([inc(i) for i in range(n)])
-
-    return Workload(f"W2 N={n} on Ray", "W2", fan_out, (n,), n * (n + 1) // 2)
-
-
 def _total_of(*values: int) -> int:
     return wl.total(list(values))
 
@@ -158,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     load_before, machine = os.getloadavg()[0], report.machine()
     with ray_cluster(args.cpus) as address:
         executor = ct.executor.RayExecutor(address=address)
-        chosen = [fan_out_on(executor, n) for n in args.sizes]
+        chosen = [wl.fan_out_on(executor, n, "Ray") for n in args.sizes]
         measurements = []
         with runner.bench_server() as server:
             for workload in chosen:
@@ -175,10 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         "server_vmhwm_bytes": hwm,
         "loadavg_1min": [load_before, os.getloadavg()[0]],
     }
-    print(report.table(measurements, True, peer="ray"))
-    print(f"\n{report.summary(context)}")
-    report.write_json(args.json, measurements, context, peer="ray")
-    print(f"results written to {args.json}")
+    report.publish(args.json, measurements, context, True, peer="ray")
     return 0
 
 

@@ -197,3 +197,18 @@ def write_json(
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(document, indent=2) + "\n")
+
+
+def publish(
+    path: Path,
+    measurements: list[Measurement],
+    context: dict[str, Any],
+    peers: bool,
+    peer: str = "dask",
+) -> None:
+    """Print the table (with ``peer``'s columns if ``peers``) and the summary line, and
+    write every number to ``path``."""
+    print(table(measurements, peers, peer=peer))
+    print(f"\n{summary(context)}")
+    write_json(path, measurements, context, peer=peer)
+    print(f"results written to {path}")

@@ -19,12 +19,10 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import covalent as ct
 from benchmarks import report, runner
 from benchmarks import workloads as wl
-from benchmarks.workloads import Workload
 from tests.integration import sshd
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results-ssh.json"
@@ -41,18 +39,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def fan_out_on(executor: ct.executor.BaseExecutor, n: int) -> Workload:
-    """W2 with its electrons on ``executor``."""
-    inc = ct.electron(wl.inc, executor=executor)
-    total = ct.electron(wl.total, executor=executor)
-
-    @ct.lattice
-    def fan_out(n: int) -> Any:
-        return total([inc(i) for i in range(n)])
-
-    return Workload(f"W2 N={n} on SSH", "W2", fan_out, (n,), n * (n + 1) // 2)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if not sshd.installed():
@@ -63,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with sshd.running_sshd(folder) as host:
             executor = ct.executor.SSHExecutor(**host.executor_settings(max_tasks=args.max_tasks))
-            workload = fan_out_on(executor, args.tasks)
+            workload = wl.fan_out_on(executor, args.tasks, "SSH")
             with runner.bench_server() as server:
                 print(f"covalent on SSH: {workload.key} ...", file=sys.stderr, flush=True)
                 measurement = runner.measure(server, workload, args.runs)
@@ -77,10 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         "server_vmhwm_bytes": hwm,
         "loadavg_1min": [load_before, os.getloadavg()[0]],
     }
-    print(report.table([measurement], False))
-    print(f"\n{report.summary(context)}")
-    report.write_json(args.json, [measurement], context)
-    print(f"results written to {args.json}")
+    report.publish(args.json, [measurement], context, False)
     return 0
 
 

@@ -105,6 +105,19 @@ def fan_out_workload(n: int) -> Workload:
     return Workload(f"W2 N={n}", "W2", fan_out, (n,), n * (n + 1) // 2)
 
 
+def fan_out_on(executor: ct.executor.BaseExecutor, n: int, where: str) -> Workload:
+    """W2 with its electrons on ``executor``, keyed ``W2 N=<n> on <where>`` (for the
+    benchmarks against one cluster or host: dask_peer, ray_peer, ssh_throughput)."""
+    inc_there = ct.electron(inc, executor=executor)
+    total_there = ct.electron(total, executor=executor)
+
+    @ct.lattice
+    def fan_out(n: int) -> Any:
+        return total_there([inc_there(i) for i in range(n)])
+
+    return Workload(f"W2 N={n} on {where}", "W2", fan_out, (n,), n * (n + 1) // 2)
+
+
 def chain_workload(n: int) -> Workload:
     return Workload(f"W3 N={n}", "W3", chain, (n,), n)
 
