@@ -154,13 +154,14 @@ def test_output_reaches_the_store_while_the_electron_runs(server: Home, tmp_path
     go = tmp_path / "go"
     dispatch_id = ct.dispatch(_single(chatty))(str(go))
     expected = "from print\nfrom the file descriptor\nfrom a subprocess\n"
-    node = wait_for(
-        lambda: (n := _node(dispatch_id))["stdout"] == expected and n,
+    node = wait_for(  # stderr is written after stdout and may come in a later send
+        lambda: (
+            (n := _node(dispatch_id))["stdout"] == expected and n["stderr"] == "to stderr\n" and n
+        ),
         timeout=120,
-        what="the running electron's output",
+        what="the running electron's stdout and stderr",
     )
     assert node["status"] == "RUNNING"
-    assert _node(dispatch_id)["stderr"] == "to stderr\n"
     go.touch()
     result = ct.get_result(dispatch_id, wait=True)
     assert result.status == ct.status.COMPLETED
