@@ -194,6 +194,46 @@ def test_cancelling_a_queued_task_reports_it_at_once() -> None:
     assert outcome.status == Status.CANCELLED
 
 
+def _touch(path: str) -> str:
+    Path(path).touch()
+    return path
+
+
+def test_cancelling_a_task_batched_behind_a_running_one_reports_it_at_once(
+    tmp_path: Path,
+) -> None:
+    """One worker holds both tasks in one batch; the second, cancelled while the first
+    runs, is reported CANCELLED at once, is never run, and the first finishes unharmed."""
+    tasks = TaskFactory()
+    marker = tmp_path / "ran"
+    first, second = tasks.task(_nap, 2.0), tasks.task(_touch, str(marker))
+
+    async def work(ex: LocalExecutor) -> tuple[Outcome, Outcome, bool]:
+        loop = asyncio.get_running_loop()
+        cancelled: asyncio.Future[Outcome] = loop.create_future()
+        finished: asyncio.Future[Outcome] = loop.create_future()
+        started = asyncio.Event()
+        first.on_start = lambda _at: loop.call_soon(started.set)
+        with ex.pool._cond:  # the worker thread takes both at once: one batch
+            jobs = ex.pool.start_many(
+                [
+                    (first, ex.task_options(first), finished.set_result),
+                    (second, ex.task_options(second), cancelled.set_result),
+                ]
+            )
+        await started.wait()
+        assert jobs[1].taken  # in the running task's batch, not in the pool's queue
+        jobs[1].cancel()
+        outcome = await cancelled
+        before_first_ended = not finished.done()
+        return outcome, await finished, before_first_ended
+
+    outcome, done, at_once = drive(LocalExecutor(workers=1), work)
+    assert outcome.status == Status.CANCELLED and at_once
+    assert done.status == Status.COMPLETED and tasks.output(done) == 2.0
+    assert not marker.exists()
+
+
 def test_a_task_whose_blob_cannot_be_read_fails_and_the_pool_goes_on() -> None:
     tasks = TaskFactory()
     broken = tasks.task(_say, "lost")

@@ -19,6 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import deque
@@ -33,13 +34,14 @@ from covalent.executor.task import Outcome, Task, outcome_from_reply
 
 MAX_BATCH = 64
 STOP_GRACE = 5.0
-"""Seconds a stopped task with a timeout has, at most, to get its stacks to the server
-before it is killed (on a loaded machine the worker's threads may take a while)."""
-STACK_TAIL = 0.5
-"""Seconds between the first of those stacks reaching the pool and the kill: the rest of
-the dump, written at once, comes with the worker's next send."""
-STACK_HEADER = "Current thread 0x"
-"""faulthandler's header of the stack of the thread it interrupted (the electron's)."""
+"""Seconds a stopped task with a timeout has, at most, to write its stacks before it is
+killed (the kernel runs faulthandler's handler at once unless the process is stuck in
+an uninterruptible system call)."""
+STACK_POLL = 0.02
+"""Seconds between two looks at the size of a worker's stack file while it is written."""
+OUTPUT_TAIL = 0.5
+"""Seconds between the stacks and the kill: what the electron wrote just before it was
+stopped reaches the pool with the worker's next send (every 0.25 s)."""
 
 
 @dataclass(eq=False)
@@ -52,7 +54,7 @@ class Job:
     loop: asyncio.AbstractEventLoop
     plugin: dict[str, Any] | None = None
     cancelled: bool = False
-    stack_asked: bool = False  # timed out: its worker was sent SIGUSR1 for its stacks
+    skipped: bool = False  # cancelled in its worker's batch before it started: not run
     taken: bool = False  # by a worker thread, from the pool's queue
     settled: bool = False  # only touched on the loop's thread
     worker: _WorkerThread | None = field(default=None, repr=False)
@@ -72,7 +74,10 @@ class Job:
         plugin = None
         if self.plugin is not None:  # its "blobs" travel as functions, not in the payload
             plugin = {k: v for k, v in self.plugin.items() if k != "blobs"}
-        return dict(self.task.payload(options, plugin))
+        payload = dict(self.task.payload(options, plugin))
+        if self.task.metadata.get("timeout"):
+            payload["timed"] = True
+        return payload
 
     def class_blob(self) -> str | None:
         """The digest of the executor's class pickled by value, which the worker may need."""
@@ -244,7 +249,10 @@ class _WorkerThread(threading.Thread):
         self.conn: Connection | None = None
         self.known: set[str] = set()
         self.current: Job | None = None
+        self.stacks: Any = None  # the file the worker's faulthandler writes to (SIGUSR1)
+        self.waiting: dict[tuple[str, int], Job] = {}  # the batch's jobs without a reply
         self._kill_lock = threading.Lock()
+        self._send_lock = threading.Lock()
 
     def run(self) -> None:
         try:
@@ -280,7 +288,7 @@ class _WorkerThread(threading.Thread):
         position = 0
         for job in batch:
             job.worker = self
-        by_key = {job.task.key: job for job in batch}
+        by_key = self.waiting = {job.task.key: job for job in batch}
         while position < len(batch):
             self._make_current(batch[position])
             try:
@@ -323,7 +331,8 @@ class _WorkerThread(threading.Thread):
             "values": values,
             "files": files,
         }
-        conn.send_bytes(messages.encode(message))
+        with self._send_lock:
+            conn.send_bytes(messages.encode(message))
         self.known.update(functions)
 
     def _receive(self) -> list[messages.Event]:
@@ -350,6 +359,7 @@ class _WorkerThread(threading.Thread):
             return self.conn
         self.stop_process()
         ours, theirs = socket.socketpair()
+        self.stacks = tempfile.TemporaryFile(prefix="covalent-stacks-")  # noqa: SIM115 (lives with the worker; stop_process closes it)
         try:
             self.process = subprocess.Popen(
                 [
@@ -358,8 +368,9 @@ class _WorkerThread(threading.Thread):
                     "covalent.executor._worker",
                     str(theirs.fileno()),
                     str(self.pool.memory_limit),
+                    str(self.stacks.fileno()),
                 ],
-                pass_fds=[theirs.fileno()],
+                pass_fds=[theirs.fileno(), self.stacks.fileno()],
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,  # it leads a process group: its tasks' children
             )
@@ -392,24 +403,57 @@ class _WorkerThread(threading.Thread):
         before this thread knew it had it), its process is killed at once."""
         with self._kill_lock:
             self.current = job
-            if job.cancelled:
+            if job.cancelled and not job.skipped:
                 self._kill_group()
 
     def kill_for(self, job: Job) -> None:
         """Kill the worker process if it is running ``job`` (cancellation). A task with a
-        timeout first writes its threads' Python stacks to its stderr (faulthandler, on
-        SIGUSR1), so that its error can say where it was; it is killed once they have
-        reached the pool (:func:`_deliver`), or :data:`STOP_GRACE` seconds later."""
+        timeout is first asked for its threads' Python stacks (faulthandler, on SIGUSR1,
+        into this worker's stack file), so that its error can say where it was; they reach
+        the task as the end of its stderr before the kill (:meth:`_stop_with_stacks`)."""
         with self._kill_lock:
             if self.current is not job:
+                if job.task.key in self.waiting and not job.skipped:
+                    self._skip(job)
                 return
             if job.task.metadata.get("timeout") and self.process is not None:
-                job.stack_asked = True
-                with contextlib.suppress(ProcessLookupError):
-                    self.process.send_signal(signal.SIGUSR1)
-                threading.Timer(STOP_GRACE, self._kill_if_current, [job]).start()
+                process, stacks = self.process, self.stacks
+                threading.Thread(
+                    target=self._stop_with_stacks, args=(job, process, stacks), daemon=True
+                ).start()
                 return
             self._kill_group()
+
+    def _skip(self, job: Job) -> None:
+        """``job`` waits in its worker's batch behind another task: the worker is told
+        not to run it, and it is reported cancelled now, not when the tasks before it
+        end. (Should the worker have just started it, it runs to its end unseen.)"""
+        job.skipped = True
+        with contextlib.suppress(OSError, ValueError):  # the worker is gone: nothing runs
+            self._send_bytes(messages.encode({"cancel": [list(job.task.key)]}))
+        job.settle(_cancelled())
+
+    def _send_bytes(self, data: bytes) -> None:
+        conn = self.conn
+        if conn is None:
+            raise ValueError("no worker process")
+        with self._send_lock:  # a cancel, from the loop's thread, and a batch, from this one
+            conn.send_bytes(data)
+
+    def _stop_with_stacks(self, job: Job, process: subprocess.Popen[bytes], stacks: Any) -> None:
+        """Signal the worker for its stacks, wait (at most :data:`STOP_GRACE` seconds)
+        until its stack file has stopped growing, hand the dump to ``job`` as stderr, and
+        kill the worker :data:`OUTPUT_TAIL` seconds later. The dump is written by the
+        kernel's signal delivery alone: no thread of the worker needs to run for it."""
+        try:
+            dump = _stacks_of(process, stacks)
+        except (OSError, ValueError):  # the pool closed the file: the worker is gone
+            dump = b""
+        if dump:
+            output = messages.Output(job.task.key, "stderr", dump.decode("utf-8", "replace"))
+            _call_soon(job.loop, lambda: _apply_events([(job, output)]))
+            time.sleep(OUTPUT_TAIL)
+        self._kill_if_current(job)
 
     def _kill_if_current(self, job: Job) -> None:
         with self._kill_lock:
@@ -417,10 +461,12 @@ class _WorkerThread(threading.Thread):
                 self._kill_group()
 
     def stop_process(self) -> None:
-        process, conn = self.process, self.conn
-        self.process, self.conn, self.known = None, None, set()
+        process, conn, stacks = self.process, self.conn, self.stacks
+        self.process, self.conn, self.known, self.stacks = None, None, set(), None
         if conn is not None:
             conn.close()
+        if stacks is not None:
+            stacks.close()
         if process is not None and process.poll() is None:
             process.terminate()
             try:
@@ -431,6 +477,23 @@ class _WorkerThread(threading.Thread):
         if process is not None:  # what its tasks left running goes too
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(process.pid, signal.SIGKILL)
+
+
+def _stacks_of(process: subprocess.Popen[bytes], stacks: Any) -> bytes:
+    """Send ``process`` SIGUSR1 and return what its faulthandler then wrote to ``stacks``
+    (once the file stops growing; nothing if that takes over :data:`STOP_GRACE` s)."""
+    fd = stacks.fileno()
+    start = size = os.fstat(fd).st_size
+    with contextlib.suppress(ProcessLookupError):
+        process.send_signal(signal.SIGUSR1)
+    deadline = time.monotonic() + STOP_GRACE
+    while time.monotonic() < deadline and process.poll() is None:
+        time.sleep(STACK_POLL)
+        now = os.fstat(fd).st_size
+        if now > start and now == size:  # written, and done growing
+            break
+        size = now
+    return os.pread(fd, size - start, start) if size > start else b""
 
 
 def _death_message(code: int | None) -> str:
@@ -470,19 +533,9 @@ def _deliver(events: list[messages.Event], by_key: dict[tuple[str, int], Job]) -
             actions.append((job, _cancelled() if job.cancelled else outcome_from_reply(event)))
         else:  # a cancelled job's output up to its end is kept too
             actions.append((job, event))
-            if job.stack_asked and _has_stack(event) and job.worker is not None:
-                threading.Timer(STACK_TAIL, job.worker._kill_if_current, [job]).start()
     if actions:
         _call_soon(actions[0][0].loop, lambda: _apply_events(actions))
     return replies
-
-
-def _has_stack(event: messages.Event) -> bool:
-    return (
-        isinstance(event, messages.Output)
-        and event.stream == "stderr"
-        and STACK_HEADER in event.text
-    )
 
 
 def _apply_events(actions: list[tuple[Job, Any]]) -> None:

@@ -39,7 +39,7 @@ import sys
 import termios
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -325,16 +325,31 @@ class Worker:
                 request = messages.decode_plain(self.conn.recv_bytes())
             except (EOFError, OSError):
                 return
+            if "cancel" in request:  # of a task this worker has already done
+                continue
             self.functions.update(request["functions"])
             values = FileValues(request["values"], request.get("files", {}))
             tasks = request["tasks"]
+            cancelled: set[tuple[str, int]] = set()
             for position, task in enumerate(tasks):
-                reply = self.run(task, values)
+                if position and self.conn.poll():  # only cancels come during a batch
+                    cancelled.update(self._cancels())
+                key = (str(task["key"][0]), int(task["key"][1]))
+                reply = _skipped(key) if key in cancelled else self.run(task, values)
                 self.events.add(reply, last=position == len(tasks) - 1)
+
+    def _cancels(self) -> Iterator[tuple[str, int]]:
+        """The keys of the batch's tasks the pool has cancelled since it sent them."""
+        while self.conn.poll():
+            for key in messages.decode_plain(self.conn.recv_bytes()).get("cancel", []):
+                yield (str(key[0]), int(key[1]))
 
     def run(self, task: dict[str, Any], values: FileValues) -> messages.Reply:
         key = (str(task["key"][0]), int(task["key"][1]))
-        self.events.add(messages.Started(key, time.time()), wake=False)
+        # A quick task's start goes with its reply; a timed one's now, as its timeout
+        # counts from it and the task may keep this process's other threads from running.
+        timed = bool(task.get("timed"))
+        self.events.add(messages.Started(key, time.time()), last=timed, wake=False)
         function_bytes = self.functions.__getitem__
         if self.capture is None:
             fields = run_task(task, self.function, values, function_bytes)
@@ -355,6 +370,11 @@ class Worker:
         if name not in self.loaded:
             self.loaded[name] = blobs.loads(self.functions[name])
         return self.loaded[name]
+
+
+def _skipped(key: tuple[str, int]) -> messages.Reply:
+    now = time.time()
+    return messages.Reply(key, "CANCELLED", now, now, error="Cancelled before it started.")
 
 
 def limit_memory(limit: int) -> None:
@@ -394,7 +414,13 @@ def main() -> None:
     keep_channel_private(fd)
     watch_server(server_pid)
     capture = Capture()
-    faulthandler.register(signal.SIGUSR1, all_threads=True)  # stacks to stderr, before a stop
+    # Its threads' stacks, when the pool asks before it stops a timed-out task: into a
+    # file of the pool's (written by the signal handler itself; stderr would need this
+    # process's threads to run to reach the pool), or to stderr.
+    stacks = int(sys.argv[3]) if len(sys.argv) > 3 else sys.stderr.fileno()
+    if stacks != sys.stderr.fileno():
+        os.set_inheritable(stacks, False)
+    faulthandler.register(signal.SIGUSR1, file=stacks, all_threads=True)
     worker = Worker(Connection(fd), capture)  # its threads' stacks are not capped
     limit_memory(int(sys.argv[2]) if len(sys.argv) > 2 else 0)
     sys.stdin.close()

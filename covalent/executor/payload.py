@@ -55,6 +55,9 @@ class TaskPayload(TypedDict, total=False):
     options: dict[str, Any]
     """``workdir``, ``env``, ``log_stdout``, ``log_stderr``, ``blobs_dir``."""
     context: TaskContextRecord
+    timed: bool
+    """The task has a timeout: a worker reports its start at once, not with its reply
+    (an electron that holds the GIL would keep that report from being sent)."""
 
 
 class TaskReply(TypedDict, total=False):

@@ -70,6 +70,14 @@ def hangs():
     time.sleep(600)
 
 
+@ct.electron(timeout=2)
+def holds_the_gil():
+    import re
+
+    print("about to backtrack", flush=True)
+    re.match(r"(a+)+b", "a" * 64)  # C code that never lets another thread of its process run
+
+
 @ct.electron
 def leaves_children(marks: str):
     import os
@@ -192,6 +200,17 @@ def test_a_timed_out_electron_says_where_it_was(server: Home) -> None:
     assert node["stdout"] == "about to hang\n"
     took = (node["end_time"] - node["start_time"]).total_seconds()
     assert 1.5 <= took < 60
+
+
+def test_an_electron_that_holds_the_gil_still_says_where_it_was(server: Home) -> None:
+    """The worker's own threads cannot run while the electron holds the GIL: its stacks
+    must reach the server without them."""
+    result = ct.dispatch_sync(_single(holds_the_gil))()
+    node = result.get_node_result(0)
+    assert node["status"] == "FAILED"
+    assert "timed out" in node["error"], node["error"]
+    assert "Where it was when stopped" in node["error"], (node["error"], node["stderr"])
+    assert "in holds_the_gil" in node["error"]
 
 
 # processes an electron leaves behind
