@@ -183,6 +183,8 @@ class Launcher:
             if not executor.reports_start():
                 self.report(TaskStarted(dispatch_id, node_id, time.time()))
             task_policy = policy(self.executors.task_policy(executor), task)
+            if task_policy.get("timeout"):  # the executor sees it too (a config's default)
+                task.metadata = {**task.metadata, "timeout": task_policy["timeout"]}
             while True:
                 outcome = await _attempt(executor, task, task_policy.get("timeout"))
                 if outcome.status != Status.FAILED or attempt > int(

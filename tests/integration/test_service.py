@@ -290,7 +290,9 @@ def test_executor_defaults_from_the_config_apply_to_its_electrons(home: Home) ->
 
     result = ct.dispatch_sync(sleepy)()
     assert result.status == ct.status.FAILED
-    assert "timeout of 1 s" in result.get_node_result(0)["error"]
+    error = result.get_node_result(0)["error"]
+    assert "timeout of 1 s" in error
+    assert "Where it was when stopped" in error and "in nap" in error, error
 
 
 def test_purge_asks_then_stops_and_deletes_config_and_cache(home: Home) -> None:
