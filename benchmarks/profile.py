@@ -27,14 +27,15 @@ from benchmarks import runner
 from benchmarks.workloads import Workload, all_workloads, select
 
 RATE = 200
+"""Samples per second (``--rate``): 1,000 tells apart pieces of a few milliseconds."""
 TOP = 15
 
 
 @contextmanager
-def py_spy(pid: int, out: Path) -> Iterator[None]:
+def py_spy(pid: int, out: Path, rate: int = RATE) -> Iterator[None]:
     """Sample ``pid`` with py-spy into ``out`` (collapsed stacks) while the block runs."""
     command = ["py-spy", "record", "--pid", str(pid), "--format", "raw", "--nolineno"]
-    command += ["--gil", "--nonblocking", "--rate", str(RATE), "--output", str(out)]
+    command += ["--gil", "--nonblocking", "--rate", str(rate), "--output", str(out)]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     time.sleep(1.0)  # py-spy needs a moment to attach
     try:
@@ -54,7 +55,7 @@ def read_stacks(path: Path) -> Counter[tuple[str, ...]]:
     return stacks
 
 
-def top_functions(stacks: Counter[tuple[str, ...]]) -> str:
+def top_functions(stacks: Counter[tuple[str, ...]], rate: int = RATE) -> str:
     """The functions with the most samples: any by own time; covalent's by total time."""
     own: Counter[str] = Counter()
     total: Counter[str] = Counter()
@@ -63,23 +64,23 @@ def top_functions(stacks: Counter[tuple[str, ...]]) -> str:
         for frame in set(stack):
             total[frame] += count if "(covalent/" in frame else 0
     samples = sum(stacks.values()) or 1
-    lines = [f"{samples} samples holding the GIL = {samples / RATE:.2f} s"]
+    lines = [f"{samples} samples holding the GIL = {samples / rate:.2f} s"]
     for title, counter in (("own time", own), ("total time, covalent only", total)):
         lines.append(f"  by {title}:")
         lines += [f"    {100 * n / samples:5.1f}%  {f}" for f, n in counter.most_common(TOP) if n]
     return "\n".join(lines)
 
 
-def profile(server: runner.BenchServer, workload: Workload, out: Path) -> None:
+def profile(server: runner.BenchServer, workload: Workload, out: Path, rate: int = RATE) -> None:
     run = runner.covalent_run(workload)
     run()
     name = workload.key.replace(" ", "_").replace("=", "")
     server_out, client_out = out / f"{name}.server.txt", out / f"{name}.client.txt"
-    with py_spy(server.pid, server_out), py_spy(os.getpid(), client_out):
+    with py_spy(server.pid, server_out, rate), py_spy(os.getpid(), client_out, rate):
         seconds = run()
     print(f"\n## {workload.key}: {seconds:.3f} s under the profiler")
     for side, path in (("server", server_out), ("client", client_out)):
-        print(f"\n### {side} ({path})\n{top_functions(read_stacks(path))}")
+        print(f"\n### {side} ({path})\n{top_functions(read_stacks(path), rate)}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--out", type=Path, default=Path(tempfile.gettempdir()) / "covalent-profiles"
     )
+    parser.add_argument("--rate", type=int, default=RATE, help="samples per second")
     args = parser.parse_args(argv)
     if shutil.which("py-spy") is None:
         print("profiling needs py-spy: pip install py-spy", file=sys.stderr)
@@ -97,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     with runner.bench_server() as server:
         for workload in select(all_workloads(args.quick), only):
-            profile(server, workload, args.out)
+            profile(server, workload, args.out, args.rate)
     return 0
 
 
