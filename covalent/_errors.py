@@ -113,6 +113,12 @@ class NodeNotFoundError(BadRequestError):
     http_status = 404
 
 
+class ValueUnavailableError(CovalentError):
+    """A stored value (an output, the result, an input) cannot be unpickled in this
+    process: a module it needs is not installed here, or its class's unpickling raised.
+    The message names the value and the original error, which is its ``__cause__``."""
+
+
 class StorageFullError(CovalentError):
     """The server's store (blob folder or database) has no space left."""
 

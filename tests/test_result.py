@@ -156,6 +156,34 @@ def test_str_cuts_long_values_and_says_how_long_they_were():
     assert f"identity(0): {str(many)[:PRINT_LIMIT]}... (" in str(result)
 
 
+def _needs_what_is_missing():
+    raise ModuleNotFoundError("No module named 'lab_only_package'")
+
+
+class NeedsAModuleNotHere:
+    """Unpickles as a value whose class lives in a package this Python lacks would."""
+
+    def __reduce__(self):
+        return (_needs_what_is_missing, ())
+
+
+def test_a_value_that_cannot_be_unpickled_here_is_named_and_the_rest_stays_readable():
+    result, _ = seed_result(outputs=(NeedsAModuleNotHere(), 4))
+    with pytest.raises(ct.CovalentError) as raised:
+        result.get_node_result(0)
+    message = str(raised.value)
+    assert "The output of node identity(0)" in message and DISPATCH_ID in message
+    assert "ModuleNotFoundError: No module named 'lab_only_package'" in message
+    assert isinstance(raised.value.__cause__, ModuleNotFoundError)
+    assert result.result == 4  # fetched in the same request, and unharmed
+    assert result.get_node_result(2)["output"] == 4
+    with pytest.raises(ct.CovalentError, match=r"identity\(0\)"):
+        result.get_all_node_outputs()
+    printed = str(result)
+    assert "identity(0): <cannot be unpickled here: ModuleNotFoundError: No module" in printed
+    assert "square(2): 4" in printed and "result: 4" in printed
+
+
 def test_str_of_an_unfinished_dispatch():
     result, _ = seed_result(status="RUNNING", outputs=(2, None), end_time=None, result_digest=None)
     text = str(result)

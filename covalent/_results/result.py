@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
+from functools import partial
 from typing import Any
 
+from covalent._errors import CovalentError, ValueUnavailableError
 from covalent._results import html
 from covalent._results.graph import DispatchGraph
 from covalent._results.status import Status
@@ -43,6 +45,24 @@ def printable(value: Any) -> str:
     if len(text) > PRINT_LIMIT:
         return f"{text[:PRINT_LIMIT]}... ({len(text):,} characters in all)"
     return text
+
+
+def _shown(get: Callable[[], Any]) -> str:
+    """:func:`printable` of what ``get`` returns; for a value that cannot be unpickled
+    here, why (one such value does not keep a Result from printing)."""
+    try:
+        return printable(get())
+    except ValueUnavailableError as e:
+        error = e.__cause__
+        return f"<cannot be unpickled here: {type(error).__name__}: {error}>"
+
+
+class _Unavailable:
+    """A value whose unpickling raised: the error is raised, with the value's name, when
+    the value itself is asked for (other values of the same fetch stay readable)."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
 
 
 class Result:
@@ -120,7 +140,12 @@ class Result:
                 if item not in self._raw
             ]
         for name in needed:
-            self._values[name] = self._unpickle(name)
+            try:
+                self._values[name] = self._unpickle(name)
+            except CovalentError:  # fetching the lattice's sources failed: not the value
+                raise
+            except Exception as e:  # anything the value's own unpickling raises
+                self._values[name] = _Unavailable(e)
 
     def _unpickle(self, name: str) -> Any:
         """A value; if it needs a module of the user's that this process cannot import,
@@ -136,27 +161,39 @@ class Result:
                 raise
             return blobmod.load_value(name, self._raw.__getitem__)
 
-    def _value(self, digest: str | None) -> Any:
+    def _value(self, digest: str | None, what: str = "A value") -> Any:
+        """The value of blob ``digest``. Raises ValueUnavailableError, naming ``what``,
+        if it cannot be unpickled here."""
         if not digest:
             return None
         self._load([digest])
-        return self._values[digest]
+        return self._checked(self._values[digest], what)
+
+    def _checked(self, value: Any, what: str) -> Any:
+        if isinstance(value, _Unavailable):
+            error = value.error
+            raise ValueUnavailableError(
+                f"{what} of dispatch {self.dispatch_id} cannot be unpickled in this Python: "
+                f"{type(error).__name__}: {error}"
+            ) from error
+        return value
 
     @property
     def result(self) -> Any:
         """The lattice's return value once COMPLETED, else None."""
         if self.status != Status.COMPLETED:
             return None
-        return self._value(self._detail.get("result_digest"))
+        return self._value(self._detail.get("result_digest"), "The result")
 
     @property
     def inputs(self) -> dict[str, Any]:
         """The arguments the lattice was dispatched with: ``{"args": [...], "kwargs": {...}}``."""
         inputs = self._manifest["inputs"]
         self._load([*inputs["args"], *inputs["kwargs"].values()])
+        kwargs = inputs["kwargs"].items()
         return {
-            "args": [self._values[d] for d in inputs["args"]],
-            "kwargs": {k: self._values[d] for k, d in inputs["kwargs"].items()},
+            "args": [self._checked(self._values[d], "An input") for d in inputs["args"]],
+            "kwargs": {k: self._checked(self._values[d], f"Input {k!r}") for k, d in kwargs},
         }
 
     @property
@@ -179,7 +216,9 @@ class Result:
             "start_time": _time(row.get("start_time")),
             "end_time": _time(row.get("end_time")),
             "status": Status(row["status"]),
-            "output": self._value(row.get("output_digest")),
+            "output": self._value(
+                row.get("output_digest"), f"The output of node {row['name']}({row['node_id']})"
+            ),
             "error": row.get("error") or None,
             "stdout": row.get("stdout") or "",
             "stderr": row.get("stderr") or "",
@@ -217,21 +256,26 @@ class Result:
         """``{"name(id)": output}`` for every node, in id order."""
         self._load(row.get("output_digest") for row in self._nodes)
         return {
-            f"{row['name']}({row['node_id']})": self._value(row.get("output_digest"))
+            f"{row['name']}({row['node_id']})": self._value(
+                row.get("output_digest"), f"The output of node {row['name']}({row['node_id']})"
+            )
             for row in self._nodes
         }
 
     def __str__(self) -> str:
-        inputs = self.inputs
-        outputs = self.get_all_node_outputs()
+        self._load(row.get("output_digest") for row in self._nodes)
+        outputs = {
+            f"{r['name']}({r['node_id']})": _shown(partial(self._value, r.get("output_digest")))
+            for r in self._nodes
+        }
         lines = [
             "",
             "Lattice Result",
             "==============",
             f"status: {self.status}",
-            f"result: {printable(self.result)}",
-            f"input args: {printable(inputs['args'])}",
-            f"input kwargs: {printable(inputs['kwargs'])}",
+            f"result: {_shown(lambda: self.result)}",
+            f"input args: {_shown(lambda: self.inputs['args'])}",
+            f"input kwargs: {_shown(lambda: self.inputs['kwargs'])}",
             f"error: {self.error}",
             "",
             f"start_time: {_format_time(self.start_time)}",
@@ -242,7 +286,7 @@ class Result:
             "",
             "Node Outputs",
             "------------",
-            *(f"{name}: {printable(value)}" for name, value in outputs.items()),
+            *(f"{name}: {text}" for name, text in outputs.items()),
         ]
         return "\n".join(lines)
 
