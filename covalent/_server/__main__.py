@@ -14,7 +14,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from covalent import _config
-from covalent._errors import ConfigError, CovalentError
+from covalent._errors import ConfigError, CovalentError, ExecutorError
 from covalent._server import logs
 from covalent._server.app import create_app
 from covalent._server.database import Guard
@@ -68,6 +68,10 @@ def main(argv: list[str] | None = None) -> None:
     except ConfigError as e:
         parser.exit(2, f"{e}\n")
     try:
+        check_executor_settings()
+    except ConfigError as e:
+        parser.exit(2, f"covalent server: {e}\n")
+    try:
         store, guard = open_store(config)
     except CovalentError as e:
         parser.exit(3, f"covalent server: {e}\n")
@@ -91,6 +95,22 @@ def main(argv: list[str] | None = None) -> None:
         ),
     )
     server.run()
+
+
+def check_executor_settings() -> None:
+    """Make each built-in executor that has a config section from its settings, so that
+    a bad value (``[executors.local] workers = "many"``) stops the server at its start,
+    not each electron that uses it. (Installed plugins are made when first used: their
+    constructors may reach for their cloud.) Raises ConfigError naming the section."""
+    found = plugins.discover()
+    for name in sorted(_config.get_value("executors") or {}):
+        plugin = found.get(name)
+        if plugin is None or plugin.source != "built-in":
+            continue
+        try:
+            plugins.instantiate(plugin.cls, name, plugin.defaults)
+        except ExecutorError as e:
+            raise ConfigError(f"Config section [executors.{name}]: {e}") from e
 
 
 def _executors() -> dict[str, str]:

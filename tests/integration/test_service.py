@@ -295,6 +295,16 @@ def test_executor_defaults_from_the_config_apply_to_its_electrons(home: Home) ->
     assert "Where it was when stopped" in error and "in nap" in error, error
 
 
+def test_a_bad_executor_setting_in_the_config_stops_the_start_naming_it(home: Home) -> None:
+    config = home.root / "config" / "covalent.conf"
+    config.write_text(config.read_text() + '\n[executors.local]\nworkers = "many"\n')
+    done = home.run("covalent", "start")
+    assert done.returncode != 0
+    said = done.stdout + done.stderr
+    assert "[executors.local]" in said and "workers" in said and "'many'" in said, said
+    assert home.server_pid() is None
+
+
 def test_purge_asks_then_stops_and_deletes_config_and_cache(home: Home) -> None:
     _start(home)
     refused = home.run("covalent", "purge", input="n\n")
