@@ -130,6 +130,63 @@ def test_what_a_task_changes_in_its_worker_process_the_next_task_does_not_see(ki
     assert (probed.stdout, probed.stderr) == ("probe out\n", "probe err\n")
 
 
+def _leaves_a_writer(go: str) -> int:
+    import subprocess
+
+    # Its shell exits at once; its loop goes on (reparented), writing once ``go`` exists.
+    script = f'while [ ! -e {go} ]; do sleep 0.05; done; echo leaked; echo leaked >&2'
+    subprocess.Popen(["sh", "-c", f"( {script} ) &"]).wait()
+    print("mine")
+    return os.getpid()
+
+
+def _waits_then_prints(go: str, done: str) -> int:
+    Path(go).touch()  # the leftover writes now, while this task runs
+    deadline = time.monotonic() + 120
+    while not Path(done).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    print("mine too")
+    return os.getpid()
+
+
+def test_a_process_a_task_leaves_running_does_not_write_into_the_next_tasks_output(
+    tmp_path: Path,
+) -> None:
+    """One worker runs both tasks; the first leaves a process that writes to the stdout
+    and stderr it inherited while the second runs: none of it is the second's output."""
+    tasks = TaskFactory()
+    go, done = str(tmp_path / "go"), str(tmp_path / "done")
+    first = tasks.task(_leaves_a_writer, go)
+    second = tasks.task(_waits_then_prints, go, done)
+
+    async def work(ex: LocalExecutor) -> tuple[Outcome, Outcome]:
+        ran = await ex.execute(first)
+        running = asyncio.ensure_future(ex.execute(second))
+        # The leftover has written (its output has had time to reach the pipe) when its
+        # shell loop ends: wait until no ``sh`` of ours is left, then let the task end.
+        deadline = time.monotonic() + 120
+        while _shell_loop_alive(go) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        Path(done).touch()
+        return ran, await running
+
+    ran, probed = drive(LocalExecutor(workers=1), work)
+    assert tasks.output(ran) == tasks.output(probed)  # the same worker process ran both
+    assert ran.stdout == "mine\n"
+    assert (probed.stdout, probed.stderr) == ("mine too\n", "")
+
+
+def _shell_loop_alive(go: str) -> bool:
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if go.encode() in (entry / "cmdline").read_bytes():
+                    return True
+            except OSError:
+                continue
+    return False
+
+
 def test_default_worker_count_is_at_least_eight() -> None:
     assert LocalExecutor().pool.max_workers >= max(8, os.cpu_count() or 1)
     assert LocalExecutor(workers=3).pool.max_workers == 3

@@ -128,6 +128,11 @@ class Capture:
     (the sending thread asks every :data:`OUTPUT_INTERVAL` seconds); :meth:`finish`
     drains what is left in the pipes when the task ends and returns it, so that every
     byte a task wrote before it ended is its own.
+
+    A task that leaves processes running (``os.system("... &")``) leaves them holding
+    its pipes: :meth:`renew` gives the next task new ones, and what the leftovers write
+    into the old ones is read and dropped (each old pipe is closed once its last writer
+    has exited), so it never becomes another task's output.
     """
 
     def __init__(self) -> None:
@@ -137,16 +142,31 @@ class Capture:
         self.buffers: dict[str, list[str]] = {"stdout": [], "stderr": []}
         self.decoders = {name: _decoder() for name in self.buffers}
         self.pipes: dict[int, str] = {}
+        self.orphans: set[int] = set()  # read ends of earlier tasks' pipes, drained to nothing
+        self._wake_read, self._wake_write = os.pipe()  # the reader's select takes new pipes
+        os.set_blocking(self._wake_read, False)
+        self._open_pipes()
+        for stream in (sys.stdout, sys.stderr):
+            if isinstance(stream, io.TextIOWrapper):  # a print reaches the pipe at its newline
+                stream.reconfigure(line_buffering=True)
+        threading.Thread(target=self._reader, name="capture", daemon=True).start()
+
+    def _open_pipes(self) -> None:
         for fd, name in ((1, "stdout"), (2, "stderr")):
             read_end, write_end = os.pipe()
             os.dup2(write_end, fd)
             os.close(write_end)
             os.set_blocking(read_end, False)
             self.pipes[read_end] = name
-        for stream in (sys.stdout, sys.stderr):
-            if isinstance(stream, io.TextIOWrapper):  # a print reaches the pipe at its newline
-                stream.reconfigure(line_buffering=True)
-        threading.Thread(target=self._reader, name="capture", daemon=True).start()
+
+    def renew(self) -> None:
+        """New pipes behind descriptors 1 and 2 (after :meth:`finish`); the old ones
+        become orphans, drained without being anyone's output."""
+        with self.lock:
+            self.orphans.update(self.pipes)
+            self.pipes = {}
+            self._open_pipes()
+        os.write(self._wake_write, b"x")
 
     def begin(self, key: tuple[str, int], options: dict[str, Any]) -> None:
         with self.lock:
@@ -193,12 +213,31 @@ class Capture:
         return text
 
     def _reader(self) -> None:
-        fds = list(self.pipes)
         while True:
+            with self.lock:
+                fds = [self._wake_read, *self.pipes, *self.orphans]
             readable, _, _ = select.select(fds, [], [])
             with self.lock:
                 for fd in readable:
-                    self._read(fd)
+                    if fd in self.pipes:
+                        self._read(fd)
+                    elif fd in self.orphans:
+                        self._drop(fd)
+                    elif fd == self._wake_read:
+                        with contextlib.suppress(BlockingIOError):
+                            os.read(fd, 4096)
+
+    def _drop(self, fd: int) -> None:
+        """Read an orphan pipe to nothing; close it at its end (its last writer is gone)."""
+        while True:
+            try:
+                data = os.read(fd, 65536)
+            except BlockingIOError:
+                return
+            if not data:
+                self.orphans.discard(fd)
+                os.close(fd)
+                return
 
     def _read(self, fd: int) -> None:
         """Read what is in one pipe now (under ``lock``)."""
@@ -266,6 +305,13 @@ class Baseline:
             if resource.getrlimit(kind) != limits:
                 with contextlib.suppress(ValueError, OSError):  # a hard limit it lowered
                     resource.setrlimit(kind, limits)
+
+    def retake_streams(self) -> None:
+        """Descriptors 1 and 2 as they are now are the ones to restore (new pipes)."""
+        for copy in self.copies.values():
+            os.close(copy)
+        self.copies = {fd: os.dup(fd) for fd in self.streams}
+        self.files = {fd: _identity(fd) for fd in self.streams}
 
     def _restore_stream(self, fd: int) -> None:
         stream = self.streams[fd]
@@ -360,6 +406,10 @@ class Worker:
         self._restore()
         for stream, rest in self.capture.finish().items():  # what the descriptors got
             fields[stream] = fields.get(stream, "") + rest
+        if left_children():  # they hold this task's pipes: the next task gets new ones
+            self.capture.renew()
+            if self.baseline is not None:
+                self.baseline.retake_streams()
         return messages.reply(fields)
 
     def _restore(self) -> None:
@@ -375,6 +425,34 @@ class Worker:
 def _skipped(key: tuple[str, int]) -> messages.Reply:
     now = time.time()
     return messages.Reply(key, "CANCELLED", now, now, error="Cancelled before it started.")
+
+
+def left_children() -> bool:
+    """Whether this worker has child processes (a task's leftovers: with the worker a
+    subreaper, also the ones they started and left). Those that have exited are reaped
+    first. One system call when there are none."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return False
+        if pid == 0:  # children, none of them exited
+            return True
+
+
+def become_subreaper() -> None:
+    """Orphans among this worker's descendants (``sh -c "sleep 60 &"``: the shell exits,
+    its ``sleep`` stays) become this worker's children rather than init's, so that
+    :func:`left_children` sees them (Linux's ``PR_SET_CHILD_SUBREAPER``)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+PR_SET_CHILD_SUBREAPER = 36
+"""From ``<linux/prctl.h>``."""
 
 
 def limit_memory(limit: int) -> None:
@@ -413,6 +491,7 @@ def main() -> None:
     fd = int(sys.argv[1])
     keep_channel_private(fd)
     watch_server(server_pid)
+    become_subreaper()
     capture = Capture()
     # Its threads' stacks, when the pool asks before it stops a timed-out task: into a
     # file of the pool's (written by the signal handler itself; stderr would need this
