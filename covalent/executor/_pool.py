@@ -306,7 +306,7 @@ class _WorkerThread(threading.Thread):
             position += _deliver(events, by_key)
 
     def _send(self, batch: list[Job]) -> None:
-        conn = self._ensure_process()
+        self._ensure_process()
         functions: dict[str, bytes] = {}
         values: dict[str, bytes] = {}
         files: dict[str, str] = {}
@@ -331,8 +331,7 @@ class _WorkerThread(threading.Thread):
             "values": values,
             "files": files,
         }
-        with self._send_lock:
-            conn.send_bytes(messages.encode(message))
+        self._send_bytes(messages.encode(message))
         self.known.update(functions)
 
     def _receive(self) -> list[messages.Event]:

@@ -39,7 +39,7 @@ import sys
 import termios
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -229,27 +229,28 @@ class Capture:
 
     def _drop(self, fd: int) -> None:
         """Read an orphan pipe to nothing; close it at its end (its last writer is gone)."""
-        while True:
-            try:
-                data = os.read(fd, 65536)
-            except BlockingIOError:
-                return
-            if not data:
-                self.orphans.discard(fd)
-                os.close(fd)
-                return
+        if _read_now(fd, lambda _data: None):
+            self.orphans.discard(fd)
+            os.close(fd)
 
     def _read(self, fd: int) -> None:
         """Read what is in one pipe now (under ``lock``)."""
         name = self.pipes[fd]
-        while True:
-            try:
-                data = os.read(fd, 65536)
-            except BlockingIOError:
-                return
-            if not data:
-                return
-            self.buffers[name].append(self.decoders[name].decode(data))
+        parts, decoder = self.buffers[name], self.decoders[name]
+        _read_now(fd, lambda data: parts.append(decoder.decode(data)))
+
+
+def _read_now(fd: int, take: Callable[[bytes], None]) -> bool:
+    """Hand ``take`` what is in non-blocking pipe ``fd`` now; True if it has ended (all
+    its writers closed it)."""
+    while True:
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            return False
+        if not data:
+            return True
+        take(data)
 
 
 _UTF8 = codecs.getincrementaldecoder("utf-8")
