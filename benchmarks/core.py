@@ -48,6 +48,9 @@ class AtOnce(BaseExecutor):
             loop.call_soon(report, outcome)
         return [_Nothing() for _ in tasks]
 
+    def reports_start(self) -> bool:
+        return True  # the outcome carries its start, as the local pool's does
+
     async def execute(self, task: Task) -> Outcome:  # the supervised path (warm-up)
         now = time.time()
         return Outcome(

@@ -53,6 +53,9 @@ WATCHDOG_INTERVAL = 0.2
 OUTPUT_INTERVAL = 0.25
 """Seconds between two sends of a running task's output (what it wrote meanwhile)."""
 
+GATHER = 0.002
+"""Seconds a reply in the middle of a batch waits for others to go with it."""
+
 
 class FileValues(dict[str, bytes]):
     """Value blobs sent in the message, plus large ones read from the blob store's files."""
@@ -73,12 +76,19 @@ class FileValues(dict[str, bytes]):
 
 class Events:
     """Events on their way to the server, sent in order, several per message; with a
-    :class:`Capture`, also the running task's output, every :data:`OUTPUT_INTERVAL`."""
+    :class:`Capture`, also the running task's output, every :data:`OUTPUT_INTERVAL`.
+
+    The main thread sends a batch's last reply itself. A reply in the middle of a batch
+    wakes the sending thread, which waits :data:`GATHER` first, so that the replies of a
+    batch of quick tasks go a few at a time: a wake-up per reply made the two threads
+    trade the GIL at each of the task's system calls, and made one message per reply.
+    """
 
     def __init__(self, conn: Connection, capture: Capture | None = None) -> None:
         self.conn = conn
         self.capture = capture
         self._pending: list[messages.Event] = []
+        self._woken = False
         self._cond = threading.Condition()
         self._send_lock = threading.Lock()
         threading.Thread(target=self._sender, name="events", daemon=True).start()
@@ -89,16 +99,21 @@ class Events:
         a quick task's start goes with its reply, in one message)."""
         with self._cond:
             self._pending.append(event)
-            if wake and not last:
+            if wake and not last and not self._woken:
+                self._woken = True
                 self._cond.notify()
         if last:
             self._flush()
 
     def _sender(self) -> None:
-        timeout = OUTPUT_INTERVAL
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: bool(self._pending), timeout)
+                self._cond.wait_for(lambda: self._woken, OUTPUT_INTERVAL)
+                woken = self._woken
+            if woken:  # a reply: let the batch's next few join it
+                time.sleep(GATHER)
+            with self._cond:
+                self._woken = False
             self._flush()
 
     def _flush(self) -> None:
@@ -379,7 +394,7 @@ class Worker:
             tasks = request["tasks"]
             cancelled: set[tuple[str, int]] = set()
             for position, task in enumerate(tasks):
-                if position and self.conn.poll():  # only cancels come during a batch
+                if position and _unread(self.conn.fileno()):  # only cancels, mid-batch
                     cancelled.update(self._cancels())
                 key = (str(task["key"][0]), int(task["key"][1]))
                 reply = _skipped(key) if key in cancelled else self.run(task, values)
