@@ -169,7 +169,6 @@ def _node_entry(
     graph: Graph,
     specs: dict[int, dict[str, Any]],
 ) -> dict[str, Any]:
-    where = f"node {node.name}({node.id})"
     entry: dict[str, Any] = {"id": node.id, "name": node.name, "kind": node.kind}
     if node.kind == NodeKind.PARAMETER:
         entry["value"] = blobset.add_object(node.value, lambda: describe_use(graph, node.id))
@@ -178,21 +177,22 @@ def _node_entry(
             entry["fingerprint"] = blobset.fingerprints.of(node.value)
         return entry
     assert node.function is not None
-    blobset.add_function(node.function, f"the function of {where}", entry, "function")
+    where = f"node {node.name}({node.id})"  # for error messages only
+    blobset.add_function(node.function, lambda: f"the function of {where}", entry, "function")
     if node.kind in (NodeKind.ELECTRON, NodeKind.SUBLATTICE):
         sources.setdefault(id(node.function), (node.name, node.function, entry))
     executor = node.executor if node.kind == NodeKind.ELECTRON else None
-    if isinstance(executor, (str, type(None))):
-        entry["executor"] = executor_spec(executor, where)
-    else:  # an instance: its settings are read (and checked to be JSON) once per dispatch
-        spec = specs.get(id(executor))
-        if spec is None:
-            spec = specs[id(executor)] = executor_spec(executor, where, blobset)
-        entry["executor"] = spec
-    metadata = {k: v for k in JSON_METADATA if (v := node.metadata.get(k)) not in (None, False)}
-    extras = {k: node.metadata[k] for k in PICKLED_METADATA if node.metadata.get(k)}
+    # An instance's settings are read (and checked to be JSON) once per dispatch; the
+    # nodes of one executor share its spec (it is only read, then written as JSON).
+    spec = specs.get(id(executor))
+    if spec is None:
+        spec = specs[id(executor)] = executor_spec(executor, where, blobset)
+    entry["executor"] = spec
+    given = node.metadata
+    metadata = {k: v for k in JSON_METADATA if (v := given.get(k)) not in (None, False)}
+    extras = {k: v for k in PICKLED_METADATA if (v := given.get(k))}
     if extras:
-        metadata["extras"] = blobset.add_object(extras, f"the settings of {where}")
+        metadata["extras"] = blobset.add_object(extras, lambda: f"the settings of {where}")
     entry["metadata"] = metadata
     if extras:
         entry["fingerprint"] = blobset.fingerprints.of(node.function, extras)

@@ -57,6 +57,9 @@ class Builder:
         self.replacements = replacements or {}
         self.replaced: set[str] = set()
         """The names in ``replacements`` of electrons the body called."""
+        self._settings: dict[tuple[int, int], tuple[Any, Any, Any, dict[str, Any]]] = {}
+        """An electron's inherited settings, by the ids of its executor and metadata (the
+        objects are kept, so the ids stay theirs): a fan-out resolves them once."""
 
     def __enter__(self) -> Builder:
         self._token = _current.set(self)
@@ -80,8 +83,7 @@ class Builder:
         An electron's unset settings are the lattice's (covalent/_workflow/inherit.py).
         """
         if kind == NodeKind.ELECTRON:
-            settings = self.inherited({"executor": executor, **(metadata or {})})
-            executor = settings.pop("executor")
+            executor, settings = self._electron_settings(executor, metadata)
             metadata = {**(metadata or {}), **settings}
         node = self.graph.add_node(
             name, kind, function=function, executor=executor, metadata=metadata or {}
@@ -91,6 +93,19 @@ class Builder:
         for key, value in kwargs.items():
             self._connect(value, node.id, name=key)
         return Output(self, node)
+
+    def _electron_settings(
+        self, executor: Any, metadata: dict[str, Any] | None
+    ) -> tuple[Any, dict[str, Any]]:
+        """The executor and the other inherited settings of an electron whose own are
+        ``executor`` and ``metadata``."""
+        key = (id(executor), id(metadata))
+        found = self._settings.get(key)
+        if found is None or found[0] is not executor or found[1] is not metadata:
+            settings = self.inherited({"executor": executor, **(metadata or {})})
+            found = (executor, metadata, settings.pop("executor"), settings)
+            self._settings[key] = found
+        return found[2], found[3]
 
     def inherited(self, own: dict[str, Any]) -> dict[str, Any]:
         """The inherited settings of an electron (or sublattice node) whose own are ``own``."""
