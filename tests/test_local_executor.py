@@ -134,7 +134,7 @@ def _leaves_a_writer(go: str) -> int:
     import subprocess
 
     # Its shell exits at once; its loop goes on (reparented), writing once ``go`` exists.
-    script = f'while [ ! -e {go} ]; do sleep 0.05; done; echo leaked; echo leaked >&2'
+    script = f"while [ ! -e {go} ]; do sleep 0.05; done; echo leaked; echo leaked >&2"
     subprocess.Popen(["sh", "-c", f"( {script} ) &"]).wait()
     print("mine")
     return os.getpid()
