@@ -64,11 +64,12 @@ NODES_EVERY = 1.0
 PACK_MAX = 32
 """Electrons one Ray task runs at most, one after the other (a pack)."""
 PACK_SECONDS = 0.1
-"""Seconds after which a pack's worker starts no further electron: it returns the replies
-it has, and the driver submits the rest one Ray task each (the server passes it in the
-driver's config)."""
+"""Seconds after its first electron after which a pack's worker starts no further one: it
+returns the replies it has, and the driver submits the rest one Ray task each (the
+server passes it in the driver's config)."""
 SLOW_FORGET = 60.0
-"""Seconds for which electrons of which one alone ran past ``PACK_SECONDS`` are not packed."""
+"""Seconds for which electrons of which one (not a pack's first) alone ran past
+``PACK_SECONDS`` are not packed."""
 
 MODULE = "covalent.executor._ray_driver"
 _HEADER = struct.Struct("!Q")
@@ -116,12 +117,13 @@ def run_on_ray(packed: bytes, names: list[str], *large: bytes) -> bytes:
 
 def run_pack_on_ray(packed: list[bytes], budget: float) -> list[bytes]:
     """Run a pack of electrons one after the other on a Ray worker; return their replies
-    in order: all of them, or fewer when ``budget`` seconds have passed (the driver runs
-    the rest apart). Each is :func:`run_on_ray`'s, with its own output, stdout, stderr,
-    context and times."""
+    in order: all of them, or fewer once ``budget`` seconds have passed since the first
+    ended (the driver runs the rest apart; the first's time may be a cold start, an
+    import the others share). Each is :func:`run_on_ray`'s, with its own output, stdout,
+    stderr, context and times."""
+    replies = [run_on_ray(packed[0], [])]
     start = time.monotonic()
-    replies = []
-    for message in packed:
+    for message in packed[1:]:
         replies.append(run_on_ray(message, []))
         if time.monotonic() - start >= budget:
             break
@@ -264,8 +266,9 @@ class Driver:
     pack's Ray task (``ray.cancel(force=True)``) and submits the others not answered
     yet one Ray task each; a pack that fails (its worker died) does the same, so that
     only the electron that killed it fails; a pack that runs past ``PACK_SECONDS``
-    returns early, its rest submitted one Ray task each; if its first electron alone
-    took that long, those options are not packed for ``SLOW_FORGET`` seconds.
+    after its first electron returns early, its rest submitted one Ray task each; if
+    its second electron alone took that long, those options are not packed for
+    ``SLOW_FORGET`` seconds.
     """
 
     def __init__(
@@ -499,7 +502,7 @@ class Driver:
         for message, reply in zip(running.members, replies, strict=False):
             self.answer(message["id"], reply=reply)
         rest = running.members[len(replies) :]
-        if len(replies) == 1:  # its first electron alone ran past the budget: not brief
+        if rest and len(replies) == 2:  # its second alone ran past the budget: not brief
             self.slow[json.dumps(rest[0]["options"], sort_keys=True)] = time.monotonic()
         self._apart(rest)
 
