@@ -14,16 +14,19 @@ import os
 import subprocess
 import sys
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 import covalent as ct
 from covalent._errors import ExecutorError
+from covalent._wire import blobs
+from covalent.executor import _ray_driver as ray_driver
 from covalent.executor.executor_plugins import ray as ray_plugin
 from covalent.executor.executor_plugins.ray import RayDriver, RayExecutor
-from covalent.executor.testing import ExecutorConformance, TaskFactory, drive
+from covalent.executor.task import Outcome, Task, load_reply
+from covalent.executor.testing import ExecutorConformance, TaskFactory, _talk, drive
 from tests.conftest import Home, free_port, home_env, wait_for
 from tests.integration.raycluster import (
     RayCluster,
@@ -146,6 +149,181 @@ def test_dying_worker_fails_only_its_electron(ray_env: RayCluster) -> None:
     assert died.status == ct.status.FAILED
     assert "the Ray worker process running it died" in died.error
     assert tasks.output(fine)[1] in ray_env.all_pids()
+
+
+# packs: alike electrons that come together share a Ray task
+
+
+def _member(i: int, folder: str, wait: bool = False, die: bool = False) -> tuple[int, str]:
+    """A packable electron: it notes each run in ``folder`` (``ran-<i>``), waits for
+    ``folder/go`` first with ``wait``, ends its worker process with ``die``."""
+    import os
+    import sys
+    import time
+
+    import ray
+
+    with open(os.path.join(folder, f"ran-{i}"), "a") as f:
+        f.write(f"{os.getpid()}\n")
+    deadline = time.monotonic() + 120
+    while wait and not os.path.exists(os.path.join(folder, "go")):
+        assert time.monotonic() < deadline, "nobody said go"
+        time.sleep(0.05)
+    if die:
+        os._exit(3)
+    print(f"member {i}")
+    print(f"complaint {i}", file=sys.stderr)
+    return i, ray.get_runtime_context().get_task_id()
+
+
+Started = tuple[list[object], list["asyncio.Future[Outcome]"]]
+
+
+def _start_together(executor: RayExecutor, tasks: list[Task]) -> Started:
+    """Start ``tasks`` as the dispatcher does when they are ready at once (one
+    ``start_many``): their handles, and futures of their outcomes."""
+    loop = asyncio.get_running_loop()
+    outcomes: list[asyncio.Future[Outcome]] = [loop.create_future() for _ in tasks]
+    handles = executor.start_many([(t, o.set_result) for t, o in zip(tasks, outcomes, strict=True)])
+    assert handles is not None
+    return list(handles), outcomes
+
+
+def _ran(folder: Path, i: int) -> int:
+    """How many times member ``i`` started."""
+    path = folder / f"ran-{i}"
+    return len(path.read_text().split()) if path.exists() else 0
+
+
+@pytest.fixture
+def brief_packs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Packs never cut short by their time budget, so that which electrons share a Ray
+    task does not depend on the machine's load."""
+    monkeypatch.setattr(ray_driver, "PACK_SECONDS", 600.0)
+
+
+def test_packed_electrons_keep_their_own_outputs(
+    ray_env: RayCluster, tmp_path: Path, brief_packs: None
+) -> None:
+    """Five alike electrons on two slots: packs of 3 and 2 (what the other slot could
+    not take anyway), each electron with its own output, stdout and stderr; with
+    ``pack=False`` each has a Ray task of its own."""
+    tasks = TaskFactory()
+
+    async def work(ex: RayExecutor) -> list[Outcome]:
+        _, outcomes = _start_together(ex, [tasks.task(_member, i, str(tmp_path)) for i in range(5)])
+        return list(await asyncio.gather(*outcomes))
+
+    outcomes = drive(RayExecutor(address=ray_env.address), work)
+    ids = []
+    for i, outcome in enumerate(outcomes):
+        number, task_id = tasks.output(outcome)
+        assert number == i and outcome.stdout == f"member {i}\n"
+        assert outcome.stderr == f"complaint {i}\n"
+        ids.append(task_id)
+    assert ids[0] == ids[1] == ids[2] and ids[3] == ids[4] and ids[0] != ids[3]
+
+    apart = drive(RayExecutor(address=ray_env.address, pack=False), work)
+    assert len({tasks.output(o)[1] for o in apart}) == 5
+
+
+def test_cancelling_a_packed_electron_spares_the_others(
+    ray_env: RayCluster, tmp_path: Path, brief_packs: None
+) -> None:
+    """Member 2 waits in a pack behind member 0, which runs until told to go: cancelling
+    member 2 ends that pack's Ray task; member 2 never runs and ends CANCELLED, and
+    members 0 and 1 run again on Ray tasks of their own (member 0 a second time)."""
+    tasks = TaskFactory()
+    folder = str(tmp_path)
+
+    async def work(ex: RayExecutor) -> list[Outcome]:
+        members = [tasks.task(_member, i, folder, wait=i == 0) for i in range(5)]
+        handles, outcomes = _start_together(ex, members)
+        await asyncio.wait_for(asyncio.gather(*outcomes[3:]), DEADLINE)  # the other pack
+        await _until(lambda: _ran(tmp_path, 0) == 1)
+        handles[2].cancel()  # type: ignore[attr-defined]
+        await _until(lambda: _ran(tmp_path, 0) == 2)  # its pack ended; it runs again
+        (tmp_path / "go").write_text("")
+        return list(await asyncio.gather(*outcomes))
+
+    outcomes = drive(RayExecutor(address=ray_env.address), work)
+    assert outcomes[2].status == ct.status.CANCELLED and _ran(tmp_path, 2) == 0
+    done = [tasks.output(outcomes[i]) for i in (0, 1, 3, 4)]
+    assert [number for number, _ in done] == [0, 1, 3, 4]
+    assert done[0][1] != done[1][1]  # apart after the cancel
+    assert done[2][1] == done[3][1]  # the other pack, untouched
+    assert [_ran(tmp_path, i) for i in range(5)] == [2, 1, 0, 1, 1]
+
+
+def test_a_packed_electron_that_kills_its_worker_fails_alone(
+    ray_env: RayCluster, tmp_path: Path, brief_packs: None
+) -> None:
+    """Member 1 ends its worker process: its pack fails, its members run again one Ray
+    task each, and only member 1 fails, with Ray's reason."""
+    tasks = TaskFactory()
+
+    async def work(ex: RayExecutor) -> list[Outcome]:
+        members = [tasks.task(_member, i, str(tmp_path), die=i == 1) for i in range(5)]
+        _, outcomes = _start_together(ex, members)
+        return list(await asyncio.gather(*outcomes))
+
+    outcomes = drive(RayExecutor(address=ray_env.address), work)
+    assert outcomes[1].status == ct.status.FAILED
+    assert "the Ray worker process running it died" in outcomes[1].error
+    assert [tasks.output(outcomes[i])[0] for i in (0, 2, 3, 4)] == [0, 2, 3, 4]
+    assert _ran(tmp_path, 1) == 2  # in its pack, then alone
+
+
+def test_a_pack_past_its_time_budget_runs_the_rest_apart(
+    ray_env: RayCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no time budget a pack runs its first two electrons only (the budget counts
+    from the end of the first); the rest go one Ray task each, and all complete with
+    their own outputs."""
+    monkeypatch.setattr(ray_driver, "PACK_SECONDS", 0.0)
+    tasks = TaskFactory()
+
+    async def work(ex: RayExecutor) -> list[Outcome]:
+        _, outcomes = _start_together(ex, [tasks.task(_member, i, str(tmp_path)) for i in range(5)])
+        return list(await asyncio.gather(*outcomes))
+
+    outcomes = drive(RayExecutor(address=ray_env.address), work)
+    assert [tasks.output(o)[0] for o in outcomes] == list(range(5))
+    ids = [tasks.output(o)[1] for o in outcomes]  # packs of 3 and 2
+    assert ids[0] == ids[1] and ids[3] == ids[4] and len(set(ids)) == 3
+    assert [_ran(tmp_path, i) for i in range(5)] == [1] * 5
+
+
+def test_pack_runs_in_order_within_its_budget() -> None:
+    """``run_pack_on_ray`` on its own (no Ray needed): each electron's reply in order,
+    and no electron started after the budget is spent."""
+    tasks = TaskFactory()
+    executor = RayExecutor()
+    packed = [executor.request(tasks.task(_talk, f"word {i}"))["packed"] for i in range(3)]
+    replies = [load_reply(r) for r in ray_driver.run_pack_on_ray(packed, 600.0)]
+    assert [r.stdout for r in replies] == [f"out: word {i}\n" for i in range(3)]
+    assert [r.stderr for r in replies] == [f"err: word {i}\n" for i in range(3)]
+    assert [blobs.loads(r.output or b"") for r in replies] == [f"word {i}" for i in range(3)]
+    assert len(ray_driver.run_pack_on_ray(packed, 0.0)) == 2  # from the first's end
+
+
+def test_pack_sizes_leave_every_slot_work() -> None:
+    assert [ray_driver.pack_size(n, 2) for n in (1, 2, 3, 5, 128, 1000)] == [1, 1, 2, 3, 32, 32]
+    nodes = [{"CPU": 2.0, "memory": 4e9}, {"CPU": 1.0, "GPU": 1.0}]
+    assert ray_driver.slots({"CPU": 1.0}, nodes) == 3
+    assert ray_driver.slots({"CPU": 0.5, "memory": 2e9}, nodes) == 2
+    assert ray_driver.slots({"CPU": 4.0}, nodes) == 1
+    assert ray_driver.packable({"num_cpus": 1, "memory": 10})
+    for unsafe in ({"num_gpus": 1}, {"resources": {"a": 1}}, {"runtime_env": {"pip": ["x"]}}):
+        assert not ray_driver.packable({"num_cpus": 1, **unsafe})
+    assert not ray_driver.packable({"num_cpus": 0})
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    deadline = asyncio.get_running_loop().time() + DEADLINE
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.05)
 
 
 def _wheel(folder: Path) -> Path:

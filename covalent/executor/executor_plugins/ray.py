@@ -41,6 +41,7 @@ from typing import Any
 
 from covalent._errors import ExecutorError, ExecutorSettingError
 from covalent._results.status import Status
+from covalent.executor import _ray_driver as _driver
 from covalent.executor import messages
 from covalent.executor import settings as check
 from covalent.executor._ray_driver import PUT_BYTES, read_frame, write_frame
@@ -62,6 +63,7 @@ _EXECUTOR_PLUGIN_DEFAULTS: dict[str, Any] = {
     "num_gpus": 0,
     "memory": 0,
     "infeasible_timeout": 60.0,
+    "pack": True,
     "local_num_cpus": 0,
     "local_object_store_memory": 0,
     "workdir": "",
@@ -215,7 +217,7 @@ class RayDriver:
 
     async def _start(self) -> None:
         await self._stop_process()
-        config: dict[str, Any] = {"address": self.address}
+        config: dict[str, Any] = {"address": self.address, "pack_seconds": _driver.PACK_SECONDS}
         if not self.address:
             self._temp_dir = tempfile.mkdtemp(prefix="covalent-ray-")
             config.update(
@@ -397,6 +399,10 @@ class RayExecutor(BaseExecutor):
         infeasible_timeout: seconds an electron that no node of the cluster can ever
             run (it asks for more than any node has) may wait for such a node to join
             before it fails with Ray's reason; Ray itself would wait forever.
+        pack: let electrons that are ready together, alike and ask for CPUs only share
+            a Ray task, several run one after the other (see the driver's
+            :class:`~covalent.executor._ray_driver.Driver`); False: one Ray task each,
+            always.
         local_num_cpus: CPUs of the local instance (0: Ray's default, the CPU count).
         local_object_store_memory: bytes of the local instance's object store (0: Ray's
             default, 30% of the memory).
@@ -425,6 +431,7 @@ class RayExecutor(BaseExecutor):
         resources: dict[str, float] | None = None,
         runtime_env: dict[str, Any] | None = None,
         infeasible_timeout: float = 60.0,
+        pack: bool = True,
         local_num_cpus: int = 0,
         local_object_store_memory: int = 0,
         workdir: str = "",
@@ -445,6 +452,7 @@ class RayExecutor(BaseExecutor):
         self.resources = _check_resources(resources or {})
         self.runtime_env = _check_runtime_env(runtime_env or {})
         self.infeasible_timeout = _check_amount("infeasible_timeout", infeasible_timeout)
+        self.pack = check.flag(owner, "pack", pack)
         self.local_num_cpus = int(_check_amount("local_num_cpus", local_num_cpus))
         self.local_object_store_memory = int(
             _check_amount("local_object_store_memory", local_object_store_memory)
@@ -526,6 +534,7 @@ class RayExecutor(BaseExecutor):
             "large": list(dict.fromkeys(large)),
             "options": self.ray_options(task),
             "infeasible_timeout": self.infeasible_timeout,
+            "pack": self.pack,
         }
 
     async def execute(self, task: Task) -> Outcome:
