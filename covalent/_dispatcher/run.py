@@ -39,6 +39,7 @@ NEW, RUNNING, COMPLETED = Status.NEW_OBJECT, Status.RUNNING, Status.COMPLETED
 _VALUE = {status: status.value for status in Status}
 _ALLOWED = {status: states.NODE_TRANSITIONS.get(status, frozenset()) for status in Status}
 _node_update = functools.partial(tuple.__new__, NodeUpdate)  # no Python-level __new__
+_edge = functools.partial(tuple.__new__, Edge)  # from a checked [source, target, position, name]
 STORY_LENGTH = 256
 """How many recent transitions a run remembers, for the errors that need a node's story."""
 
@@ -84,7 +85,7 @@ class Run:
         count = len(self.nodes)
         self.dependents: list[list[int]] = [[] for _ in range(count)]
         self.inputs: list[list[Edge]] = [[] for _ in range(count)]
-        dependents, inputs, make = self.dependents, self.inputs, Edge._make
+        dependents, inputs, make = self.dependents, self.inputs, _edge
         for raw in manifest["edges"]:
             edge = make(raw)
             dependents[edge.source].append(edge.target)

@@ -70,8 +70,21 @@ class LocalExecutor(BaseExecutor):
         self.env = check.environment(owner, "env", env)
         self.memory_limit = check.integer(owner, "memory_limit", memory_limit)
         self._pool: WorkerPool | None = None
+        self._options: dict[str, dict[str, Any]] = {}  # by results folder
 
     def task_options(self, task: Task) -> dict[str, Any]:
+        """The runner options of ``task``; the same dict for the tasks of one dispatch
+        unless each gets its own working directory (it is only read)."""
+        if not self.create_unique_workdir:
+            options = self._options.get(task.results_dir)
+            if options is None:
+                options = self._options[task.results_dir] = self._task_options(task)
+                if len(self._options) > 64:  # the dispatches of long ago
+                    del self._options[next(iter(self._options))]
+            return options
+        return self._task_options(task)
+
+    def _task_options(self, task: Task) -> dict[str, Any]:
         return workdir_options(
             task,
             self.workdir,
