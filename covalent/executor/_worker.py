@@ -54,7 +54,10 @@ OUTPUT_INTERVAL = 0.25
 """Seconds between two sends of a running task's output (what it wrote meanwhile)."""
 
 GATHER = 0.002
-"""Seconds a reply in the middle of a batch waits for others to go with it."""
+"""Seconds between the sending thread's looks at whether the batch's tasks are quick."""
+
+GATHER_MAX = 0.02
+"""Seconds a reply in the middle of a batch of quick tasks waits at most for others."""
 
 
 class FileValues(dict[str, bytes]):
@@ -79,9 +82,12 @@ class Events:
     :class:`Capture`, also the running task's output, every :data:`OUTPUT_INTERVAL`.
 
     The main thread sends a batch's last reply itself. A reply in the middle of a batch
-    wakes the sending thread, which waits :data:`GATHER` first, so that the replies of a
-    batch of quick tasks go a few at a time: a wake-up per reply made the two threads
-    trade the GIL at each of the task's system calls, and made one message per reply.
+    wakes the sending thread, which lets the next replies join it while the tasks after it
+    are quick (each one ends within :data:`GATHER`), for at most :data:`GATHER_MAX`: a
+    batch of quick tasks goes in a message or two, and a reply that a slow task follows
+    leaves within about :data:`GATHER`. (One message per reply made the server decode and
+    turn once per task, and the worker's two threads trade the GIL at each of the task's
+    system calls.)
     """
 
     def __init__(self, conn: Connection, capture: Capture | None = None) -> None:
@@ -89,6 +95,7 @@ class Events:
         self.capture = capture
         self._pending: list[messages.Event] = []
         self._woken = False
+        self.started = 0  # tasks begun so far: the sending thread sees them go by
         self._cond = threading.Condition()
         self._send_lock = threading.Lock()
         threading.Thread(target=self._sender, name="events", daemon=True).start()
@@ -110,11 +117,20 @@ class Events:
             with self._cond:
                 self._cond.wait_for(lambda: self._woken, OUTPUT_INTERVAL)
                 woken = self._woken
-            if woken:  # a reply: let the batch's next few join it
-                time.sleep(GATHER)
+            if woken:  # a reply: let the batch's next ones join it while they are quick
+                self._gather()
             with self._cond:
                 self._woken = False
             self._flush()
+
+    def _gather(self) -> None:
+        deadline = time.monotonic() + GATHER_MAX
+        seen = self.started
+        while True:
+            time.sleep(GATHER)
+            if not self._pending or self.started == seen or time.monotonic() >= deadline:
+                return  # sent by the main thread, or a task that takes a while, or enough
+            seen = self.started
 
     def _flush(self) -> None:
         with self._send_lock:
@@ -411,6 +427,7 @@ class Worker:
         # A quick task's start goes with its reply; a timed one's now, as its timeout
         # counts from it and the task may keep this process's other threads from running.
         timed = bool(task.get("timed"))
+        self.events.started += 1
         self.events.add(messages.Started(key, time.time()), last=timed, wake=False)
         function_bytes = self.functions.__getitem__
         if self.capture is None:
