@@ -90,6 +90,10 @@ PEERS: tuple[PeerSpec, ...] = (
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "DO_NOT_TRACK": "1",
             "PREFECT_LOGGING_LEVEL": "WARNING",
+            # Its temporary server answers 503 while SQLite is busy (the events of a large
+            # fan-out): the client retries 5 times by default, which a loaded machine outlasts.
+            "PREFECT_CLIENT_MAX_RETRIES": "10",
+            "PREFECT_SERVER_DATABASE_TIMEOUT": "60",
             # Its one error: the task-run recorder's last flush, cancelled as the server stops.
             "PREFECT_SERVER_LOGGING_LEVEL": "CRITICAL",
         },
