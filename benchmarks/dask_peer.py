@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import os
 import signal
 import subprocess
@@ -28,7 +29,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import covalent as ct
-from benchmarks import peers, report, runner
+from benchmarks import report, runner
 from benchmarks import workloads as wl
 from benchmarks.workloads import Workload
 
@@ -128,7 +129,7 @@ def measure_dask(address: str, workload: Workload, runs: int) -> runner.Timings:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if not peers.AVAILABLE:
+    if importlib.util.find_spec("distributed") is None:
         print("benchmarks.dask_peer needs distributed: pip install distributed", file=sys.stderr)
         return 2
     load_before, machine = os.getloadavg()[0], report.machine()
@@ -143,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
             hwm = server.hwm()
         for m in measurements:
             print(f"Dask alone: {m.workload.key} ...", file=sys.stderr, flush=True)
-            m.peer = measure_dask(address, m.workload, args.runs)
+            m.peers["dask"] = measure_dask(address, m.workload, args.runs)
     context = {
         "machine": {**machine, "dask_workers": args.workers},
         "runs": args.runs,
@@ -151,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         "server_vmhwm_bytes": hwm,
         "loadavg_1min": [load_before, os.getloadavg()[0]],
     }
-    report.publish(args.json, measurements, context, True, peer="dask")
+    report.publish(args.json, measurements, context, ["dask"])
     return 0
 
 

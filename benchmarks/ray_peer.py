@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
             hwm = server.hwm()
         for m in measurements:
             print(f"Ray alone: {m.workload.key} ...", file=sys.stderr, flush=True)
-            m.peer = measure_ray(address, m.workload, args.runs)
+            m.peers["ray"] = measure_ray(address, m.workload, args.runs)
     context = {
         "machine": {**machine, "ray": report._version("ray"), "ray_cpus": args.cpus},
         "runs": args.runs,
@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         "server_vmhwm_bytes": hwm,
         "loadavg_1min": [load_before, os.getloadavg()[0]],
     }
-    report.publish(args.json, measurements, context, True, peer="ray")
+    report.publish(args.json, measurements, context, ["ray"])
     return 0
 
 

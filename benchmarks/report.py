@@ -12,7 +12,7 @@ import os
 import platform
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,23 +25,29 @@ KB, MB = 10**3, 10**6
 
 @dataclass(frozen=True)
 class Target:
-    """A limit on one metric of one workload (``key``), or of every workload (``"*"``)."""
+    """A limit on one metric of one workload (``key``), or of every workload (``"*"``);
+    a ``ratio`` is covalent's median over ``peer``'s."""
 
     key: str
     metric: str
     limit: float
     at_least: bool = False
+    peer: str = "dask"
+
+    def value(self, m: Measurement) -> Any:
+        return m.ratio(self.peer) if self.metric == "ratio" else METRICS[self.metric](m)
 
     def applies(self, m: Measurement) -> bool:
-        return self.key in ("*", m.workload.key) and METRICS[self.metric](m) is not None
+        return self.key in ("*", m.workload.key) and self.value(m) is not None
 
     def passed(self, m: Measurement) -> bool:
-        value = METRICS[self.metric](m)
+        value = self.value(m)
         return value >= self.limit if self.at_least else value <= self.limit
 
     def label(self) -> str:
         sign = ">=" if self.at_least else "<="
-        return f"{self.metric} {sign} {FORMATS[self.metric](self.limit)}"
+        peer = f"/{self.peer}" if self.metric == "ratio" else ""
+        return f"{self.metric}{peer} {sign} {FORMATS[self.metric](self.limit)}"
 
 
 METRICS: dict[str, Callable[[Measurement], Any]] = {
@@ -49,7 +55,6 @@ METRICS: dict[str, Callable[[Measurement], Any]] = {
     "tasks/s": lambda m: m.timings.tasks_per_s,
     "RSS": lambda m: m.peak_rss,
     "DB/node": lambda m: m.db_per_node,
-    "ratio": lambda m: m.ratio,
 }
 
 
@@ -78,7 +83,7 @@ TARGETS = [  # issue #18's second round; W2 N=1000 and W4 keep the first round's
     Target("W5 10x50MB", "ratio", 1.0),
     Target("W5 10x50MB", "RSS", 300 * MB),
     Target("*", "DB/node", 1 * KB),
-    Target("W2 N=1000 on Ray", "ratio", 1.2),  # benchmarks.ray_peer: RayExecutor vs Ray alone
+    Target("W2 N=1000 on Ray", "ratio", 1.2, peer="ray"),  # benchmarks.ray_peer: vs Ray alone
     Target("W2 N=1000 on Dask", "ratio", 1.0),  # benchmarks.dask_peer: DaskExecutor vs Dask
     Target("W2 N=5000 on Dask", "ratio", 1.0),
     Target("W2 N=200 on SSH", "tasks/s", 100, at_least=True),  # benchmarks.ssh_throughput
@@ -89,21 +94,30 @@ def verdicts(m: Measurement) -> list[tuple[Target, bool]]:
     return [(t, t.passed(m)) for t in TARGETS if t.applies(m)]
 
 
-def _row(m: Measurement, peers: bool) -> list[str]:
+def _peer_cells(m: Measurement, peer: str) -> list[str]:
+    timings, ratio = m.peers.get(peer), m.ratio(peer)
+    if timings is None or ratio is None:
+        return [m.peer_skips.get(peer, "-"), "-"]
+    return [seconds(timings.median), f"{ratio:.2f}"]
+
+
+def _row(m: Measurement, peers: list[str]) -> list[str]:
     t = m.timings
     cells = [m.workload.key, seconds(t.median), seconds(min(t.seconds)), seconds(max(t.seconds))]
     cells += [FORMATS["tasks/s"](t.tasks_per_s), FORMATS["RSS"](m.peak_rss)]
     cells.append(f"{m.db_per_node / KB:.2f} / {m.db_used_per_node / KB:.2f} KB")
-    if peers:
-        cells += ["-", "-"] if m.peer is None else [seconds(m.peer.median), f"{m.ratio:.2f}"]
+    for peer in peers:
+        cells += _peer_cells(m, peer)
     marks = [f"{t.label()} {'PASS' if ok else 'FAIL'}" for t, ok in verdicts(m)]
     return [*cells, "; ".join(marks)]
 
 
-def table(measurements: list[Measurement], peers: bool, peer: str = "dask") -> str:
-    """A Markdown table: it reads as plain text and pastes into docs/performance.md."""
+def table(measurements: list[Measurement], peers: list[str]) -> str:
+    """A Markdown table, with a median and a ratio column per peer in ``peers``: it reads
+    as plain text and pastes into docs/performance.md."""
     head = ["workload", "median", "min", "max", "tasks/s", "peak RSS", "DB/node files / used"]
-    head += [f"{peer} median", f"covalent/{peer}"] if peers else []
+    for peer in peers:
+        head += [f"{peer} median", f"covalent/{peer}"]
     rows = [[*head, "targets"]] + [_row(m, peers) for m in measurements]
     widths = [max(len(row[i]) for row in rows) for i in range(len(head) + 1)]
     lines = [
@@ -166,7 +180,7 @@ def _timings(t: Timings) -> dict[str, Any]:
     }
 
 
-def _measurement(m: Measurement, peer: str) -> dict[str, Any]:
+def _measurement(m: Measurement) -> dict[str, Any]:
     return {
         "workload": m.workload.key,
         "group": m.workload.group,
@@ -178,22 +192,22 @@ def _measurement(m: Measurement, peer: str) -> dict[str, Any]:
         "db_bytes_per_node": m.db_per_node,
         "db_used_growth_bytes": m.db_used_growth,
         "db_used_bytes_per_node": m.db_used_per_node,
-        peer: None if m.peer is None else _timings(m.peer),
-        "ratio": m.ratio,
+        "peers": {
+            **{peer: {"skipped": why} for peer, why in m.peer_skips.items()},
+            **{peer: _timings(t) for peer, t in m.peers.items()},
+        },
+        "ratios": {peer: m.ratio(peer) for peer in m.peers},
         "targets": [
-            {"target": t.label(), "value": METRICS[t.metric](m), "passed": ok}
-            for t, ok in verdicts(m)
+            {"target": t.label(), "value": t.value(m), "passed": ok} for t, ok in verdicts(m)
         ],
     }
 
 
-def write_json(
-    path: Path, measurements: list[Measurement], extra: dict[str, Any], peer: str = "dask"
-) -> None:
+def write_json(path: Path, measurements: list[Measurement], extra: dict[str, Any]) -> None:
     document = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         **extra,
-        "workloads": [_measurement(m, peer) for m in measurements],
+        "workloads": [_measurement(m) for m in measurements],
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(document, indent=2) + "\n")
@@ -203,12 +217,15 @@ def publish(
     path: Path,
     measurements: list[Measurement],
     context: dict[str, Any],
-    peers: bool,
-    peer: str = "dask",
+    peers: list[str],
+    notes: Sequence[str] = (),
 ) -> None:
-    """Print the table (with ``peer``'s columns if ``peers``) and the summary line, and
-    write every number to ``path``."""
-    print(table(measurements, peers, peer=peer))
+    """Print the table (with a median and a ratio column per peer in ``peers``), the
+    ``notes`` (a peer skipped, and why) and the summary line; write every number to
+    ``path``."""
+    print(table(measurements, peers))
+    for note in notes:
+        print(note)
     print(f"\n{summary(context)}")
-    write_json(path, measurements, context, peer=peer)
+    write_json(path, measurements, context)
     print(f"results written to {path}")

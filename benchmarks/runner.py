@@ -51,7 +51,8 @@ class Timings:
 
 @dataclass
 class Measurement:
-    """One workload on covalent: timings, the server's peak RSS, database bytes per node."""
+    """One workload on covalent: timings, the server's peak RSS, database bytes per node;
+    then the same workload's timings on each peer, or why a peer did not run it."""
 
     workload: Workload
     timings: Timings
@@ -60,7 +61,8 @@ class Measurement:
     db_growth: int
     db_used_growth: int
     dispatches: int
-    peer: Timings | None = field(default=None)
+    peers: dict[str, Timings] = field(default_factory=dict)
+    peer_skips: dict[str, str] = field(default_factory=dict)
 
     @property
     def db_per_node(self) -> float:
@@ -70,9 +72,10 @@ class Measurement:
     def db_used_per_node(self) -> float:
         return self.db_used_growth / (self.nodes * self.dispatches)
 
-    @property
-    def ratio(self) -> float | None:
-        return None if self.peer is None else self.timings.median / self.peer.median
+    def ratio(self, peer: str) -> float | None:
+        """covalent's median over ``peer``'s, or None if ``peer`` did not run it."""
+        timings = self.peers.get(peer)
+        return None if timings is None else self.timings.median / timings.median
 
 
 def free_port() -> int:

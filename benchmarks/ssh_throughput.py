@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         "server_vmhwm_bytes": hwm,
         "loadavg_1min": [load_before, os.getloadavg()[0]],
     }
-    report.publish(args.json, [measurement], context, False)
+    report.publish(args.json, [measurement], context, [])
     return 0
 
 

@@ -1,6 +1,6 @@
 """The workloads: plain task functions, the lattices built from them, and their sizes.
 
-The task functions are plain so that the dask peers (``peers.py``) run the very same code;
+The task functions are plain so that the peers (``benchmarks/peers/``) run the very same code;
 the electrons wrap them without the decorator syntax.
 """
 
