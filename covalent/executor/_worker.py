@@ -413,8 +413,11 @@ class Worker:
                 if position and _unread(self.conn.fileno()):  # only cancels, mid-batch
                     cancelled.update(self._cancels())
                 key = (str(task["key"][0]), int(task["key"][1]))
-                reply = _skipped(key) if key in cancelled else self.run(task, values)
-                self.events.add(reply, last=position == len(tasks) - 1)
+                if key in cancelled:
+                    self.events.add(_skipped(key), last=position == len(tasks) - 1)
+                    continue
+                self.events.add(self.run(task, values), last=position == len(tasks) - 1)
+                self._tidy()  # after the reply is on its way: off a chain's critical path
 
     def _cancels(self) -> Iterator[tuple[str, int]]:
         """The keys of the batch's tasks the pool has cancelled since it sent them."""
@@ -431,23 +434,23 @@ class Worker:
         self.events.add(messages.Started(key, time.time()), last=timed, wake=False)
         function_bytes = self.functions.__getitem__
         if self.capture is None:
-            fields = run_task(task, self.function, values, function_bytes)
-            self._restore()
-            return messages.reply(fields)
+            return messages.reply(run_task(task, self.function, values, function_bytes))
         self.capture.begin(key, task.get("options") or {})
         fields = run_task(task, self.function, values, function_bytes, capture=False)
-        self._restore()
         for stream, rest in self.capture.finish().items():  # what the descriptors got
             fields[stream] = fields.get(stream, "") + rest
-        if left_children():  # they hold this task's pipes: the next task gets new ones
+        return messages.reply(fields)
+
+    def _tidy(self) -> None:
+        """Between two tasks: put back what the last one changed in this process (the
+        :class:`Baseline`), and if it left processes running, which hold its pipes,
+        give the next task new ones."""
+        if self.baseline is not None:
+            self.baseline.restore()
+        if self.capture is not None and left_children():
             self.capture.renew()
             if self.baseline is not None:
                 self.baseline.retake_streams()
-        return messages.reply(fields)
-
-    def _restore(self) -> None:
-        if self.baseline is not None:
-            self.baseline.restore()
 
     def function(self, name: str) -> Any:
         if name not in self.loaded:
