@@ -254,6 +254,11 @@ def cancel(
     """Cancel a whole dispatch, or only the nodes ``task_ids`` (and what depends on them)."""
     if task_ids is not None and not isinstance(task_ids, list):
         task_ids = [task_ids]
-    _connect(dispatcher_addr).cancel(dispatch_id, task_ids)
+    answer = _connect(dispatcher_addr).cancel(dispatch_id, task_ids)
+    if answer.get("status") == "already finished":
+        return (
+            f"Dispatch {dispatch_id} has already finished ({answer.get('dispatch_status')}); "
+            "nothing was cancelled."
+        )
     which = f"nodes {task_ids} of dispatch" if task_ids else "dispatch"
     return f"Cancellation of {which} {dispatch_id} requested."

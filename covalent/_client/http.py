@@ -224,8 +224,9 @@ class Client:
         answer = self.request("POST", "/triggers/stop", json={"dispatch_ids": dispatch_ids})
         return [int(t) for t in answer.json()["stopped"]]
 
-    def cancel(self, dispatch_id: str, task_ids: list[int] | None = None) -> None:
-        self.request("POST", f"/dispatches/{dispatch_id}/cancel", json={"task_ids": task_ids})
+    def cancel(self, dispatch_id: str, task_ids: list[int] | None = None) -> dict[str, Any]:
+        path = f"/dispatches/{dispatch_id}/cancel"
+        return dict(self.request("POST", path, json={"task_ids": task_ids}).json())
 
     def delete(self, dispatch_id: str) -> None:
         self.request("DELETE", f"/dispatches/{dispatch_id}")

@@ -205,6 +205,13 @@ async def cancel(
 ) -> dict[str, str]:
     state = _state(request)
     task_ids = body.task_ids if body else None
+    row = _dispatch_or_404(state, dispatch_id)
+    if Status(row["status"]) in FINAL_STATUSES:  # nothing to stop: say so, change nothing
+        return {
+            "dispatch_id": dispatch_id,
+            "status": "already finished",
+            "dispatch_status": row["status"],
+        }
     if task_ids:
         _check_nodes(state, dispatch_id, task_ids)
     state.dispatcher.cancel(dispatch_id, task_ids)

@@ -204,6 +204,27 @@ def test_cancelling_a_node_the_dispatch_does_not_have_is_refused_by_id(server: H
     }
 
 
+def test_cancelling_a_finished_dispatch_says_so_and_changes_nothing(server: Home) -> None:
+    # it answered "cancel requested" for a dispatch that had long finished
+    @ct.lattice
+    def flow(a):
+        return echo(a)
+
+    result = ct.dispatch_sync(flow)(3)
+    assert result.status == ct.status.COMPLETED
+    answer = httpx.post(f"{server.url}/api/v1/dispatches/{result.dispatch_id}/cancel", json={})
+    assert answer.status_code == 200
+    assert answer.json() == {
+        "dispatch_id": result.dispatch_id,
+        "status": "already finished",
+        "dispatch_status": "COMPLETED",
+    }
+    message = ct.cancel(result.dispatch_id)
+    assert "has already finished (COMPLETED); nothing was cancelled" in message
+    again = ct.get_result(result.dispatch_id)
+    assert again.status == ct.status.COMPLETED and again.result == 3
+
+
 def test_a_server_address_that_is_not_a_url_is_a_config_error() -> None:
     # it was httpx.InvalidURL, with a traceback from the CLI
     with pytest.raises(ConfigError, match=r"address http://\[::1 is not a valid URL"):
