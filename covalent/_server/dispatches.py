@@ -206,14 +206,14 @@ async def cancel(
     state = _state(request)
     task_ids = body.task_ids if body else None
     row = _dispatch_or_404(state, dispatch_id)
+    if task_ids:  # a node it does not have is refused, finished or not
+        _check_nodes(state, dispatch_id, task_ids)
     if Status(row["status"]) in FINAL_STATUSES:  # nothing to stop: say so, change nothing
         return {
             "dispatch_id": dispatch_id,
             "status": "already finished",
             "dispatch_status": row["status"],
         }
-    if task_ids:
-        _check_nodes(state, dispatch_id, task_ids)
     state.dispatcher.cancel(dispatch_id, task_ids)
     return {"dispatch_id": dispatch_id, "status": "cancel requested"}
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -182,11 +183,16 @@ def test_a_request_over_the_size_limit_is_refused(home: Home) -> None:
     assert ct.dispatch_sync(flow)(b"small").result == b"small"
 
 
+def nap(a):
+    time.sleep(120)  # still running when the test cancels it
+    return a
+
+
 def test_cancelling_a_node_the_dispatch_does_not_have_is_refused_by_id(server: Home) -> None:
     # it was "cancel requested" (exit 0) and nothing happened
     @ct.lattice
     def flow(a):
-        return echo(a)
+        return ct.electron(nap)(a)
 
     dispatch_id = ct.dispatch(flow)(1)
     answer = httpx.post(
