@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 import covalent as ct
+from covalent._dispatcher import dispatcher as dispatchermod
 from covalent._dispatcher import states
 from covalent._dispatcher.dispatcher import LAUNCH_CHUNK, Dispatcher
 from covalent._dispatcher.executors import ExecutorRegistry
@@ -278,6 +279,30 @@ async def test_a_wide_fan_out_starts_in_chunks(env: Env) -> None:
         done.set_result(value_outcome(task.node_id))
     row = await env.finished(dispatch_id)
     assert row["status"] == "COMPLETED"
+
+
+async def test_a_fan_out_wider_than_the_window_keeps_at_most_the_window_in_flight(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(dispatchermod, "IN_FLIGHT", 3)
+    dispatch_id = env.submit(fan, 8)
+    in_hand: list[tuple[Task, asyncio.Future[Outcome]]] = []
+    handed = finished = 0
+    while finished < 8:
+        if handed < 8:
+            in_hand.append(await env.control.next())
+            await asyncio.sleep(0.05)  # room for the loop to hand over more than it should
+            while not env.control.started.empty():
+                in_hand.append(env.control.started.get_nowait())
+            handed = finished + len(in_hand)
+        assert len(in_hand) <= 3, f"{len(in_hand)} tasks in flight, over the window of 3"
+        assert len(env.d.runs[dispatch_id].running) <= 3
+        task, done = in_hand.pop(0)
+        done.set_result(value_outcome(task.node_id))
+        finished += 1
+    row = await env.finished(dispatch_id)
+    assert row["status"] == "COMPLETED"
+    assert set(env.statuses(dispatch_id)) == {"COMPLETED"}
 
 
 # cancel, retries, timeouts

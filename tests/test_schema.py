@@ -27,6 +27,17 @@ def good() -> tuple[dict[str, Any], dict[str, bytes]]:
     return manifestmod.from_graph(flow.build_graph(1), (1,), {}, flow)
 
 
+@pytest.fixture(autouse=True, params=["in one pass", "in pieces"])
+def parsing(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test here runs twice: a header checked by pydantic in one pass, and one
+    checked as a large header is (``schema._parse_large``), in pieces of two items, so
+    that a problem's place in a later piece is named as in one pass."""
+    if request.param == "in pieces":
+        monkeypatch.setattr(schema, "LARGE_HEADER", 0)
+        monkeypatch.setattr(schema, "CHUNK", 2)
+    return str(request.param)
+
+
 def framed(header: bytes) -> bytes:
     return bundle.MAGIC + len(header).to_bytes(8, "big") + header
 
@@ -75,6 +86,9 @@ def test_a_blob_size_of_1e999_names_the_field() -> None:
         ),
         (lambda m: m["nodes"][0]["executor"].__setitem__("class", 5), "nodes[0].executor.class"),
         (lambda m: m["edges"].append([0, 2**64, 0, None]), "edges[3][1]"),
+        (lambda m: m["edges"].append({"source": 0}), "edges[3]"),
+        (lambda m: m.__setitem__("nodes", "all of them"), "nodes"),
+        (lambda m: m["nodes"][3].__setitem__("kind", "lepton"), "nodes[3].kind"),
     ],
 )
 def test_a_field_of_the_wrong_type_or_bounds_is_named(change: Any, field: str) -> None:

@@ -576,3 +576,21 @@ def test_dump_into_a_file_is_byte_for_byte_dumps() -> None:
         buffer = io.BytesIO()
         blobs.dump(value, buffer)
         assert buffer.getvalue() == blobs.dumps(value)
+
+
+def test_share_alike_makes_equal_settings_one_object_and_keeps_different_ones_apart() -> None:
+    nodes: list[dict[str, object]] = [
+        {"id": 0, "kind": "parameter", "value": "v"},
+        {"id": 1, "executor": {"name": "local"}, "metadata": {"retries": 1}, "function": "f"},
+        {"id": 2, "executor": {"name": "local"}, "metadata": {"retries": 1}, "function": "f"},
+        {"id": 3, "executor": {"name": "dask"}, "metadata": {"retries": 1}, "function": "g"},
+        {"id": 4, "executor": {"name": "dask"}, "metadata": {"retries": 2}, "function": "g"},
+    ]
+    before = json.loads(json.dumps(nodes))
+    manifest.share_alike(nodes)
+    assert nodes == before  # the same values
+    assert nodes[1]["executor"] is nodes[2]["executor"]
+    assert nodes[1]["metadata"] is nodes[2]["metadata"] is nodes[3]["metadata"]
+    assert nodes[3]["executor"] is nodes[4]["executor"]
+    assert nodes[2]["executor"] is not nodes[3]["executor"]
+    assert nodes[3]["metadata"] is not nodes[4]["metadata"]

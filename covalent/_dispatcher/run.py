@@ -198,11 +198,18 @@ class Run:
                     fx.changes.node_updates.append(NodeUpdate(self.dispatch_id, node_id, kept))
         self._refresh_readiness()
 
-    def take_ready(self, fx: Effects, now: float, limit: int) -> None:
+    def take_ready(self, fx: Effects, now: float, limit: int, window: int | None = None) -> None:
         """Start up to ``limit`` ready nodes: collections are assembled here, ``cache=True``
-        nodes are looked up first, the rest go RUNNING and into ``fx.launch``."""
+        nodes are looked up first, the rest go RUNNING and into ``fx.launch``.
+
+        With ``window``, at most that many nodes are handed to executors at once; the
+        rest stay ready (a node id each) until a running one ends, whose outcome brings
+        the run back here. Past ``limit`` the run asks to come back (``fx.more_ready``).
+        """
         started = 0
         while self.ready and not self.cancel_requested:
+            if window is not None and len(self.running) >= window:
+                return  # an outcome will come back for the rest
             if started == limit:
                 fx.more_ready = True
                 return

@@ -300,6 +300,29 @@ def _items(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
+SHARED_FIELDS = ("executor", "metadata", "function")
+"""A node's fields that the nodes of a fan-out usually have alike."""
+
+
+def share_alike(nodes: list[dict[str, Any]]) -> None:
+    """Make nodes whose ``executor``, ``metadata`` or ``function`` is equal to the
+    previous such node's hold one object for it (in place; nodes of one electron sit
+    side by side). A parsed manifest has a copy per node: for a fan-out of 100,000 that
+    is about 40 MB of equal dicts and strings. The shared values must not be changed in
+    place afterwards (nothing does: the dispatcher copies before it adds). About 0.4 µs
+    a node, so the server does it for large manifests only (``schema.LARGE_HEADER``)."""
+    for field in SHARED_FIELDS:
+        last: Any = None
+        for node in nodes:
+            value = node.get(field)
+            if value is None or value is last:
+                continue
+            if value == last:
+                node[field] = last
+            else:
+                last = value
+
+
 def topological_order(count: int, edges: Sequence[Sequence[Any]]) -> list[int]:
     """Node ids with every node after its inputs (Kahn); shorter than ``count`` on a cycle."""
     children: list[list[int]] = [[] for _ in range(count)]
