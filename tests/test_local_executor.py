@@ -8,14 +8,16 @@ import os
 import resource
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from covalent._results.status import Status
-from covalent.executor import LocalExecutor
+from covalent.executor import LocalExecutor, _pool
 from covalent.executor.task import Outcome
 from covalent.executor.testing import ExecutorConformance, TaskFactory, drive
 
@@ -244,6 +246,41 @@ def test_cancelling_a_queued_task_reports_it_at_once() -> None:
         await asyncio.sleep(0)
         waiting.cancel()
         outcome = await cancelled
+        running.cancel()
+        return outcome
+
+    outcome = drive(LocalExecutor(workers=1), work)
+    assert outcome.status == Status.CANCELLED
+
+
+def test_a_task_cancelled_while_its_batch_is_handed_over_is_reported_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One worker takes both tasks in one batch; the second is cancelled after the batch
+    was taken but before it reached the worker (the worker process is still starting).
+    That cancel found no worker to tell; it must still end the task at once, not when
+    the first task (600 s) ends."""
+    tasks = TaskFactory()
+    slow, queued = tasks.task(_nap, 600), tasks.task(_say, "never")
+    sending, go = threading.Event(), threading.Event()
+    send = _pool._WorkerThread._send
+
+    def held_send(thread: Any, batch: list[Any]) -> None:
+        sending.set()
+        go.wait(60)
+        send(thread, batch)
+
+    monkeypatch.setattr(_pool._WorkerThread, "_send", held_send)
+
+    async def work(ex: LocalExecutor) -> Outcome:
+        cancelled: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        with ex.pool._cond:  # the worker thread takes both at once: one batch
+            running = ex.pool.start(slow, ex.task_options(slow), lambda _o: None)
+            waiting = ex.pool.start(queued, ex.task_options(queued), cancelled.set_result)
+        assert await asyncio.to_thread(sending.wait, 60)
+        waiting.cancel()  # taken, not yet sent: no worker knows it yet
+        go.set()
+        outcome = await asyncio.wait_for(cancelled, 60)
         running.cancel()
         return outcome
 

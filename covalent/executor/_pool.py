@@ -288,7 +288,13 @@ class _WorkerThread(threading.Thread):
         position = 0
         for job in batch:
             job.worker = self
-        by_key = self.waiting = {job.task.key: job for job in batch}
+        with self._kill_lock:
+            by_key = self.waiting = {job.task.key: job for job in batch}
+            # cancelled while the batch was handed over (taken, not yet waiting here):
+            # that cancel found no worker to tell; the first one _make_current stops
+            for job in batch[1:]:
+                if job.cancelled and not job.skipped:
+                    self._skip(job)
         while position < len(batch):
             self._make_current(batch[position])
             try:
