@@ -17,7 +17,8 @@ MessagePack reply comes back on a third pipe; once the child has exited, ``Ended
 carries the reply (or None, with the exit status or signal, if it died first). A
 ``Signal`` sends SIGUSR1 to a task's process, or SIGKILL to its whole group: one task's
 end never touches another. When the stream ends (the executor closed the channel, the
-connection dropped), every running task's group is killed and the runner exits.
+connection dropped), every running task's group is killed and the runner exits; if the
+runner itself is killed, the kernel kills each task's process (Linux: PR_SET_PDEATHSIG).
 
 The runner never runs user code itself, so a crash or a leak in one task stays in that
 task's process. Stray writes to this process's own stdout go to its stderr, so they
@@ -28,7 +29,9 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import ctypes
 import errno
+import gc
 import os
 import selectors
 import signal
@@ -42,11 +45,12 @@ import msgpack
 
 from covalent.executor import messages
 from covalent.executor.payload import PAYLOAD_VERSION
-from covalent.executor.runner import _flush_output, _stream_output, run_packed
+from covalent.executor.runner import flush_output, run_packed, stream_output
 
 READ_SIZE = 65536
 MAX_MESSAGE = 2**31 - 1
 """The largest request the runner unpacks (larger ones come as files)."""
+PR_SET_PDEATHSIG = 1
 
 
 @dataclass
@@ -88,6 +92,7 @@ class HostRunner:
         signal.set_wakeup_fd(self.wake_w)
         self.selector.register(self.stdin_fd, selectors.EVENT_READ, "stdin")
         self.selector.register(self.wake_r, selectors.EVENT_READ, "wake")
+        gc.freeze()  # what is here now is shared with every child, never copied by its gc
         self.send(messages.Hello(messages.RUNNER_PROTOCOL, PAYLOAD_VERSION, os.getpid()))
         while self.open or self.children:
             for key, _ in self.selector.select(timeout=1.0):
@@ -131,9 +136,10 @@ class HostRunner:
 
     def start(self, run: messages.Run) -> None:
         pipes = [os.pipe() for _ in range(3)]
+        runner = os.getpid()
         pid = os.fork()
         if pid == 0:
-            _child_main(run, *(w for _, w in pipes))
+            _child_main(runner, run, *(w for _, w in pipes))
         for _, w in pipes:
             os.close(w)
         streams = ("stdout", "stderr", "reply")
@@ -231,26 +237,36 @@ def _kill_group(pid: int, sig: int) -> None:
         pass
 
 
-def _child_main(run: messages.Run, stdout_w: int, stderr_w: int, reply_w: int) -> None:
+def _child_main(runner: int, run: messages.Run, stdout_w: int, stderr_w: int, reply_w: int) -> None:
     """In the forked child: a session of its own, output on the pipes, run, exit."""
     code = 1
     try:
+        _die_with(runner)
         os.setsid()
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         signal.signal(signal.SIGHUP, signal.SIG_DFL)
         _own_descriptors(stdout_w, stderr_w, reply_w)
-        _stream_output()
+        stream_output()
         reply = run_packed(_request_of(run), capture=False)
-        _flush_output()
+        flush_output()
         _write_all(3, reply)
         code = 0
     except BaseException:  # noqa: BLE001 - the child reports everything, then exits
         with contextlib.suppress(Exception):
             traceback.print_exc()
-            _flush_output()
+            flush_output()
     finally:
         os._exit(code)
+
+
+def _die_with(runner: int) -> None:
+    """On Linux, have the kernel kill this process if the runner dies (SIGKILL, a crash),
+    so that an electron does not outlive the runner that would report it."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != runner:  # it died before that took effect
+        os._exit(1)
 
 
 def _own_descriptors(stdout_w: int, stderr_w: int, reply_w: int) -> None:
