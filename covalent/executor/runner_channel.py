@@ -87,7 +87,6 @@ class RunnerChannel:
         self.lost: str | None = None
         self._ids = itertools.count(1)
         self._unpacker = msgpack.Unpacker(raw=False, max_buffer_size=MAX_MESSAGE)
-        self._writing = asyncio.Lock()
         self._reader = asyncio.create_task(self._read_events())
 
     @classmethod
@@ -102,6 +101,8 @@ class RunnerChannel:
             hello = await asyncio.wait_for(_read_hello(process), START_TIMEOUT)
             if hello is None:
                 await stderr.ended()
+                with contextlib.suppress(Exception):  # for its exit status
+                    await asyncio.wait_for(process.wait_closed(), 10.0)
                 raise RunnerStartError(
                     f"The covalent runner on {where} did not start.",
                     process.exit_status,
@@ -128,7 +129,8 @@ class RunnerChannel:
 
     async def run(self, request: messages.Run, job: RunnerJob) -> messages.Ended:
         """Send one task; its Ended once its process is gone. RunnerLost if the channel
-        ends first."""
+        ends first. The request is on the channel as soon as this coroutine starts, so a
+        Signal for ``job`` sent after that comes after it."""
         if self.lost is not None:
             raise RunnerLost(self.lost)
         job.id = request.id = next(self._ids)
@@ -146,11 +148,12 @@ class RunnerChannel:
             await self._send(messages.Signal(job.id, name))
 
     async def _send(self, request: messages.RunnerRequest) -> None:
+        """Write ``request`` at once (writes never interleave), then wait for the
+        channel's buffer to drain."""
         ssh = asyncssh_module("The SSH executor")
         try:
-            async with self._writing:
-                self.process.stdin.write(messages.encode(request))
-                await self.process.stdin.drain()
+            self.process.stdin.write(messages.encode(request))
+            await self.process.stdin.drain()
         except (OSError, ssh.Error) as e:
             reason = self.lost or f"the channel to the runner failed: {describe(e)}"
             raise RunnerLost(reason) from e

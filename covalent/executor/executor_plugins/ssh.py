@@ -57,7 +57,7 @@ from covalent.executor.hosts import (
     shell_path,
 )
 from covalent.executor.live import LiveOutput
-from covalent.executor.messages import MessageError, Run
+from covalent.executor.messages import Ended, MessageError, Run
 from covalent.executor.runner_channel import (
     READY_MARKER,
     RunnerChannel,
@@ -218,7 +218,7 @@ class SSHExecutor(BaseExecutor):
         )
 
     def reports_start(self) -> bool:
-        """The node is RUNNING once the remote shell reports its pid (``task.on_start``)."""
+        """The node is RUNNING once its process on the host exists (``task.on_start``)."""
         return True
 
     async def execute(self, task: Task) -> Outcome:
@@ -335,8 +335,9 @@ class SSHExecutor(BaseExecutor):
             else:
                 run = Run(0, request=request)
             del request
-            job = RunnerJob(_Watch(task, output).started, output.add)
-            ended = await self._on_runner(runner, run, job, _Watch(task, output).stack_first)
+            watch = _Watch(task, output)
+            job = RunnerJob(watch.started, output.add)
+            ended = await self._on_runner(runner, run, job, watch.stack_first)
             return self._ended(ended, job, start)
         except RunnerLost as e:
             return Outcome.failure(self._lost(link, task, str(e)), start)
@@ -349,13 +350,18 @@ class SSHExecutor(BaseExecutor):
                 await link.remove(request_file)
 
     @staticmethod
-    async def _on_runner(runner: RunnerChannel, run: Run, job: RunnerJob, stack_first: bool) -> Any:
+    async def _on_runner(
+        runner: RunnerChannel, run: Run, job: RunnerJob, stack_first: bool
+    ) -> Ended:
         """Run on the runner; if cancelled, stop the electron's process (its stacks first
         if it has a timeout) and wait a while for its end, so that its last output is in."""
         running = asyncio.ensure_future(runner.run(run, job))
         try:
             return await asyncio.shield(running)
         except asyncio.CancelledError:
+            if not job.id:  # not sent yet: it never will be
+                running.cancel()
+                raise
             if stack_first:
                 await runner.signal(job, "USR1")
                 await asyncio.sleep(STACK_GRACE)
@@ -364,7 +370,8 @@ class SSHExecutor(BaseExecutor):
                 await asyncio.wait_for(running, KILL_TIMEOUT)
             raise
 
-    def _ended(self, ended: Any, job: RunnerJob, start: float) -> Outcome:
+    def _ended(self, ended: Ended, job: RunnerJob, start: float) -> Outcome:
+        """The electron's Outcome from its reply, or why its process gave none."""
         if ended.reply is None:
             if ended.exit_signal is not None:
                 how = f"was killed by signal {ended.exit_signal}"
@@ -386,7 +393,7 @@ class SSHExecutor(BaseExecutor):
         if link.closed:
             return (
                 f"The SSH connection to {self.target} was lost while the electron ran; "
-                "the runner there kills the electrons it ran once it sees that."
+                "the runner there stops the electrons it ran once it sees that."
             )
         return (
             f"The covalent runner on {self.target} ended while {task.name} ran on it "
