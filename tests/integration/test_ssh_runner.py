@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -226,3 +227,20 @@ def test_env_read_at_start_gets_an_interpreter_of_its_own(sshd: Sshd, tmp_path: 
     outcome, runners = drive(executor, work)
     assert str(library) in tasks.output(outcome)  # Python read it as it started
     assert runners == 0, "a forked process cannot honour PYTHONPATH"
+
+
+def test_a_runner_of_another_protocol_is_refused(sshd: Sshd, tmp_path: Path) -> None:
+    other = tmp_path / "other-python"  # answers as a runner of a newer covalent would
+    hello = "{'type': 'hello', 'protocol': 99, 'payload': 99, 'pid': 1}"
+    other.write_text(
+        "#!/bin/sh\n"
+        f'exec {sys.executable} -c "import msgpack, sys, time; '
+        f'sys.stdout.buffer.write(msgpack.packb({hello})); sys.stdout.flush(); time.sleep(60)"\n'
+    )
+    other.chmod(0o755)
+    tasks = TaskFactory()
+    executor = SSHExecutor(**sshd.executor_settings(python_path=str(other)))
+    outcome = drive(executor, lambda ex: ex.execute(tasks.task(_pids)))
+    assert outcome.status == Status.FAILED
+    assert "speaks protocol 99, this server 1" in outcome.error
+    assert "install the server's covalent there" in outcome.error
