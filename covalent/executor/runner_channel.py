@@ -98,25 +98,7 @@ class RunnerChannel:
         process = await conn.create_process(command, encoding=None)
         stderr = _Tail(process)
         try:
-            hello = await asyncio.wait_for(_read_hello(process), START_TIMEOUT)
-            if hello is None:
-                await stderr.ended()
-                with contextlib.suppress(Exception):  # for its exit status
-                    await asyncio.wait_for(process.wait_closed(), 10.0)
-                raise RunnerStartError(
-                    f"The covalent runner on {where} did not start.",
-                    process.exit_status,
-                    process.exit_signal[0] if process.exit_signal else None,
-                    stderr.text,
-                )
-            if hello.protocol != messages.RUNNER_PROTOCOL:
-                raise RunnerStartError(
-                    f"The covalent runner on {where} speaks protocol {hello.protocol}, this "
-                    f"server {messages.RUNNER_PROTOCOL}: install the server's covalent there.",
-                    None,
-                    None,
-                    "",
-                )
+            hello = await _greeted(process, stderr, where)
         except BaseException:
             process.close()
             stderr.cancel()
@@ -238,6 +220,39 @@ class _Tail:
 
     def cancel(self) -> None:
         self._reader.cancel()
+
+
+async def _greeted(
+    process: asyncssh.SSHClientProcess[bytes], stderr: _Tail, where: str
+) -> messages.Hello:
+    """The runner's Hello; RunnerStartError if it does not come, or names another
+    protocol."""
+    try:
+        hello = await asyncio.wait_for(_read_hello(process), START_TIMEOUT)
+    except asyncio.TimeoutError:
+        raise RunnerStartError(
+            f"The covalent runner on {where} did not answer within {START_TIMEOUT:g} s of "
+            f"its start. Its stderr:\n{stderr.text or '(nothing)'}",
+            None,
+            None,
+            "",
+        ) from None
+    if hello is None:
+        await stderr.ended()
+        with contextlib.suppress(Exception):  # for its exit status
+            await asyncio.wait_for(process.wait_closed(), 10.0)
+        signal = process.exit_signal[0] if process.exit_signal else None
+        message = f"The covalent runner on {where} did not start."
+        raise RunnerStartError(message, process.exit_status, signal, stderr.text)
+    if hello.protocol != messages.RUNNER_PROTOCOL:
+        raise RunnerStartError(
+            f"The covalent runner on {where} speaks protocol {hello.protocol}, this server "
+            f"{messages.RUNNER_PROTOCOL}: install the server's covalent there.",
+            None,
+            None,
+            "",
+        )
+    return hello
 
 
 async def _read_hello(process: asyncssh.SSHClientProcess[bytes]) -> messages.Hello | None:
