@@ -135,9 +135,18 @@ class HostRunner:
             _kill_group(child.pid, signal.SIGKILL)
 
     def start(self, run: messages.Run) -> None:
-        pipes = [os.pipe() for _ in range(3)]
-        runner = os.getpid()
-        pid = os.fork()
+        """Fork the task's process; if that fails, its end says why (the runner goes on)."""
+        pipes: list[tuple[int, int]] = []
+        try:
+            pipes.extend(os.pipe() for _ in range(3))
+            runner = os.getpid()
+            pid = os.fork()
+        except OSError as e:
+            for fd in (fd for pair in pipes for fd in pair):
+                os.close(fd)
+            self.send(messages.Wrote(run.id, "stderr", f"covalent runner: cannot fork: {e}\n"))
+            self.send(messages.Ended(run.id))
+            return
         if pid == 0:
             _child_main(runner, run, *(w for _, w in pipes))
         for _, w in pipes:

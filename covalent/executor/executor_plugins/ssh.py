@@ -373,21 +373,25 @@ class SSHExecutor(BaseExecutor):
     def _ended(self, ended: Ended, job: RunnerJob, start: float) -> Outcome:
         """The electron's Outcome from its reply, or why its process gave none."""
         if ended.reply is None:
-            if ended.exit_signal is not None:
-                how = f"was killed by signal {ended.exit_signal}"
-            else:
-                how = f"exited with status {ended.exit_status}"
-            stderr = job.stderr.strip() or "(nothing)"
-            return Outcome.failure(
-                f"The electron's process on {self.target} {how} before writing its reply: "
-                "the electron ended it itself (os._exit, a crash), or something killed it "
-                f"(out of memory?). Its stderr:\n{stderr}",
-                start,
-            )
+            return Outcome.failure(self._no_reply(ended, job.stderr), start)
         try:
             return outcome_from_reply(load_reply(ended.reply))
         except (MessageError, KeyError, ValueError, TypeError) as e:
             return Outcome.failure(f"The reply from {self.target} is not readable: {e}.", start)
+
+    def _no_reply(self, ended: Ended, stderr: str) -> str:
+        said = f"Its stderr:\n{stderr.strip() or '(nothing)'}"
+        if ended.exit_signal is None and ended.exit_status is None:
+            return f"The runner on {self.target} could not start the electron's process. {said}"
+        if ended.exit_signal is not None:
+            how = f"was killed by signal {ended.exit_signal}"
+        else:
+            how = f"exited with status {ended.exit_status}"
+        return (
+            f"The electron's process on {self.target} {how} before writing its reply: the "
+            "electron ended it itself (os._exit, a crash), or something killed it (out of "
+            f"memory?). {said}"
+        )
 
     def _lost(self, link: SSHConnection, task: Task, reason: str) -> str:
         if link.closed:
