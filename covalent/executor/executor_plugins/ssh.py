@@ -22,9 +22,10 @@ dropped), every electron on it fails with an error saying so, and the next elect
 starts a new runner (and a new connection if needed); a runner whose channel ends kills
 the electrons it still runs.
 
-Electrons whose ``env`` names a variable that Python reads only as it starts
-(``PYTHON*``, ``LD_*``: see :func:`needs_fresh_interpreter`) cannot be honoured by a
-forked process: they run as before the runner existed, each with
+Electrons whose ``env`` names a variable that Python, the loader or the C library read
+only as a process starts (``PYTHON*``, ``LD_*``, ``MALLOC_*``, ``GLIBC_*``: see
+:func:`needs_fresh_interpreter`) cannot be honoured by a forked process: they run as
+before the runner existed, each with
 ``python -m covalent.executor.runner --stream REQUEST REPLY`` on a channel of its own,
 the request and reply as files in ``remote_cache`` (0600) and ``env`` exported by the
 shell first. The remote shell reports its pid and ``exec``s Python, so Python leads its
@@ -103,7 +104,7 @@ STACK_GRACE = 0.5
 PID_MARKER = "covalent-remote-pid:"
 INLINE_REQUEST = 4 * 1024 * 1024
 """Bytes of a packed request sent over the runner's channel; a larger one goes as a file."""
-STARTUP_PREFIXES = ("PYTHON", "LD_")
+STARTUP_PREFIXES = ("PYTHON", "LD_", "MALLOC_", "GLIBC_")
 """Environment variables read as a process starts, which a forked process cannot honour."""
 CONDA_FAILED = 97
 CONDA_LOCATIONS = (
@@ -612,9 +613,10 @@ async def _run_quietly(conn: asyncssh.SSHClientConnection, command: str, tries: 
 
 
 def needs_fresh_interpreter(env: dict[str, str]) -> bool:
-    """Whether ``env`` names a variable Python (or the dynamic loader) reads only as a
-    process starts (``PYTHONPATH``, ``PYTHONHASHSEED``, ``LD_LIBRARY_PATH``, ...): a
-    process forked by the runner would not see it, so such electrons start their own."""
+    """Whether ``env`` names a variable that Python, the dynamic loader or the C library
+    read only as a process starts (``PYTHONPATH``, ``PYTHONHASHSEED``,
+    ``LD_LIBRARY_PATH``, ``MALLOC_ARENA_MAX``, ``GLIBC_TUNABLES``, ...): a process forked
+    by the runner would not see it, so such electrons start their own."""
     return any(name.startswith(STARTUP_PREFIXES) for name in env)
 
 
