@@ -125,3 +125,84 @@ def decode_events(data: bytes | memoryview) -> list[Event]:
 def decode_plain(data: bytes | memoryview) -> Any:
     """Plain data (dicts, lists, strings, bytes, numbers) from MessagePack bytes."""
     return msgspec.msgpack.decode(data)
+
+
+# The long-lived runner's stream (covalent.executor.host_runner): MessagePack objects one
+# after another on the runner's stdin (Run, Signal) and stdout (Hello, Began, Wrote,
+# Ended), split by msgpack's streaming Unpacker and checked here as typed records.
+
+RUNNER_PROTOCOL = 1
+"""The version of the runner's stream; the runner says it in its Hello, and an executor
+refuses a runner that speaks another."""
+
+
+class Hello(msgspec.Struct, tag="hello"):
+    """The runner is ready: what it speaks (``protocol``, the newest task ``payload``
+    version it reads) and its pid."""
+
+    protocol: int
+    payload: int
+    pid: int
+
+
+class Run(msgspec.Struct, tag="run"):
+    """Run a packed request (``runner.run_packed``'s): in ``request``, or in the file
+    ``request_file`` on the host (which the runner removes once read)."""
+
+    id: int
+    request: bytes | None = None
+    request_file: str = ""
+
+
+class Signal(msgspec.Struct, tag="signal"):
+    """Signal a running task: ``"USR1"`` to its process (its stacks to stderr),
+    ``"KILL"`` to its process group."""
+
+    id: int
+    signal: str
+
+
+class Began(msgspec.Struct, tag="began"):
+    """Task ``id`` runs in process ``pid`` (the leader of its own group) since ``at``."""
+
+    id: int
+    pid: int
+    at: float
+
+
+class Wrote(msgspec.Struct, tag="wrote"):
+    """Text task ``id`` wrote to ``stream`` (``"stdout"`` or ``"stderr"``)."""
+
+    id: int
+    stream: str
+    text: str
+
+
+class Ended(msgspec.Struct, tag="ended"):
+    """Task ``id``'s process ended: its encoded :class:`Reply` if it wrote one, and how
+    it exited (``exit_status``, or the number of the signal that killed it)."""
+
+    id: int
+    reply: bytes | None = None
+    exit_status: int | None = None
+    exit_signal: int | None = None
+
+
+RunnerRequest = Run | Signal
+RunnerEvent = Hello | Began | Wrote | Ended
+
+
+def runner_request(data: Any) -> RunnerRequest:
+    """A request to the runner from one unpacked object; MessageError if malformed."""
+    try:
+        return msgspec.convert(data, RunnerRequest)
+    except msgspec.ValidationError as e:
+        raise MessageError(f"not a runner request: {e}") from None
+
+
+def runner_event(data: Any) -> RunnerEvent:
+    """An event of the runner from one unpacked object; MessageError if malformed."""
+    try:
+        return msgspec.convert(data, RunnerEvent)
+    except msgspec.ValidationError as e:
+        raise MessageError(f"not a runner event: {e}") from None

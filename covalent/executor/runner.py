@@ -363,10 +363,10 @@ def main(argv: list[str] | None = None) -> int:
     with open(request_path, "rb") as f:
         request = f.read()
     if stream:
-        _stream_output()
+        stream_output()
     reply = run_packed(request, capture=not stream)
     if stream:
-        _flush_output()
+        flush_output()
     partial = f"{reply_path}.part"
     with open(partial, "wb") as f:
         f.write(reply)
@@ -374,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _stream_output() -> None:
+def stream_output() -> None:
     """Line-buffer Python's stdout and stderr (a print reaches the file or pipe at its
     newline), and dump the stacks on SIGUSR1."""
     for stream in (sys.stdout, sys.stderr):
@@ -383,7 +383,8 @@ def _stream_output() -> None:
     faulthandler.register(signal.SIGUSR1, all_threads=True)
 
 
-def _flush_output() -> None:
+def flush_output() -> None:
+    """Flush Python's stdout and stderr (before a reply is written, or the process exits)."""
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()

@@ -1,24 +1,35 @@
 """``SSHExecutor``: runs electrons on another host over SSH.
 
-For each electron the server packs the task (function, arguments and context as blobs)
-into one request file, uploads it by SFTP to the host's staging folder, and runs
-``python -m covalent.executor.runner --stream REQUEST REPLY`` there with the host's
-Python. The reply file (status, pickled output or traceback, times) comes back by SFTP
-and both files are removed. The server never unpickles user data: the reply is
-MessagePack (covalent.executor.messages), decoded into a typed record.
+On first use the executor logs in once (one SSH connection per host, port, user and
+key, reused by every electron) and starts one long-lived runner there over one SSH
+channel: the host's Python (``python_path``, in ``conda_env`` if set) running
+``python -m covalent.executor.host_runner``, which imports covalent once. Each electron
+is then packed (function, arguments and context as blobs) into one request sent over
+that channel; the runner forks a process of its own for it (a session and process
+group of its own: no fresh interpreter, yet one electron's crash, leak or kill touches
+no other), and sends back, over the same channel, when it started (the node is RUNNING
+from then), what it writes to its stdout and stderr as it runs (file descriptors, so
+subprocesses and C extensions count; they go to the node every 0.25 s, see
+covalent.executor.live) and its reply. The server never unpickles user data: the reply
+is MessagePack (covalent.executor.messages), decoded into a typed record. A request
+larger than :data:`INLINE_REQUEST` goes by SFTP into a 0600 file in ``remote_cache``
+instead, which the electron's process reads and removes.
 
-Output is live: the electron writes to the remote process's own stdout and stderr
-(file descriptors, so subprocesses and C extensions count), which come back over the
-SSH channel as it runs and go to the node every 0.25 s (covalent.executor.live). The
-node is RUNNING from when the remote shell reports its pid (before that it waits for a
-free channel or the connection). A timed-out electron is sent SIGUSR1 first, on which
-the runner writes its Python stacks to stderr, and is killed 0.5 s later.
+A timed-out electron is sent SIGUSR1 first, on which it writes its Python stacks to
+stderr, and its process group is killed 0.5 s later; cancelling an electron kills its
+process group. If the runner's channel ends (the runner was killed, the connection
+dropped), every electron on it fails with an error saying so, and the next electron
+starts a new runner (and a new connection if needed); a runner whose channel ends kills
+the electrons it still runs.
 
-One SSH connection per (host, port, user, key) is opened on first use and reused by all
-electrons: each running electron holds one channel on it, file transfers share one SFTP
-session. The remote shell reports its pid and ``exec``s Python, so Python leads its own
-process group (sshd starts every session in a new one); cancelling an electron kills
-that group.
+Electrons whose ``env`` names a variable that Python, the loader or the C library read
+only as a process starts (``PYTHON*``, ``LD_*``, ``MALLOC_*``, ``GLIBC_*``: see
+:func:`needs_fresh_interpreter`) cannot be honoured by a forked process: they run as
+before the runner existed, each with
+``python -m covalent.executor.runner --stream REQUEST REPLY`` on a channel of its own,
+the request and reply as files in ``remote_cache`` (0600) and ``env`` exported by the
+shell first. The remote shell reports its pid and ``exec``s Python, so Python leads its
+own process group (sshd starts every session in a new one); cancelling kills that group.
 """
 
 from __future__ import annotations
@@ -44,9 +55,17 @@ from covalent.executor.hosts import (
     describe,
     runner_command,
     sh,
+    shell_path,
 )
 from covalent.executor.live import LiveOutput
-from covalent.executor.messages import MessageError
+from covalent.executor.messages import Ended, MessageError, Run
+from covalent.executor.runner_channel import (
+    READY_MARKER,
+    RunnerChannel,
+    RunnerJob,
+    RunnerLost,
+    RunnerStartError,
+)
 from covalent.executor.task import Outcome, Task, load_reply, outcome_from_reply
 
 if TYPE_CHECKING:
@@ -83,6 +102,10 @@ STDERR_TAIL = 8000
 STACK_GRACE = 0.5
 """Seconds a timed-out electron has to write its Python stacks before it is killed."""
 PID_MARKER = "covalent-remote-pid:"
+INLINE_REQUEST = 4 * 1024 * 1024
+"""Bytes of a packed request sent over the runner's channel; a larger one goes as a file."""
+STARTUP_PREFIXES = ("PYTHON", "LD_", "MALLOC_", "GLIBC_")
+"""Environment variables read as a process starts, which a forked process cannot honour."""
 CONDA_FAILED = 97
 CONDA_LOCATIONS = (
     '"${CONDA_EXE:-}" conda "$HOME/miniconda3/bin/conda" "$HOME/anaconda3/bin/conda" '
@@ -111,12 +134,14 @@ class SSHExecutor(BaseExecutor):
         known_hosts: file of trusted host keys (default ``~/.ssh/known_hosts``).
         verify_host_key: check the host's key against ``known_hosts``; turn it off only
             on a network you trust.
-        do_cleanup: remove the request and reply files after each electron.
+        do_cleanup: remove the request and reply files after each electron (those the
+            runner reads are removed by it).
         retry_connect: retry a failed connection attempt.
         max_connection_attempts: connection attempts before the electron fails.
         retry_wait_time: seconds between connection attempts.
-        max_tasks: electrons running at once on the connection; each holds an SSH channel,
-            so keep it below the host's ``MaxSessions`` (10 by default) less two.
+        max_tasks: electrons running at once on the connection (each a process forked
+            by the runner; an electron on the fresh-interpreter path holds an SSH channel
+            of its own, so keep it below the host's ``MaxSessions``, 10 by default, less two).
         log_stdout, log_stderr, cache_dir, time_limit, retries: the original's, accepted
             and kept.
 
@@ -176,6 +201,8 @@ class SSHExecutor(BaseExecutor):
         self.max_tasks = check.integer(owner, "max_tasks", max_tasks, 1)
         self._links: dict[tuple[str, int, str, str], SSHConnection] = {}
         self._connecting: dict[tuple[str, int, str, str], asyncio.Future[SSHConnection]] = {}
+        self._runners: dict[SSHConnection, RunnerChannel] = {}
+        self._starting: dict[SSHConnection, asyncio.Future[RunnerChannel]] = {}
 
     @property
     def target(self) -> SSHTarget:
@@ -192,7 +219,7 @@ class SSHExecutor(BaseExecutor):
         )
 
     def reports_start(self) -> bool:
-        """The node is RUNNING once the remote shell reports its pid (``task.on_start``)."""
+        """The node is RUNNING once its process on the host exists (``task.on_start``)."""
         return True
 
     async def execute(self, task: Task) -> Outcome:
@@ -201,17 +228,23 @@ class SSHExecutor(BaseExecutor):
         try:
             link = await self._link()
             async with link.slots:
-                return output.into(await self._run(link, task, start, output))
+                if needs_fresh_interpreter(self.env):
+                    return output.into(await self._run(link, task, start, output))
+                return output.into(await self._run_on_runner(link, task, start, output))
         except (ExecutorError, HostError) as e:
             return output.into(Outcome.failure(str(e), start))
         finally:
             output.flush()  # what it wrote before it was cancelled, too
 
     async def teardown(self) -> None:
-        """Close every connection (the server calls this when it stops)."""
-        pending, self._connecting = list(self._connecting.values()), {}
+        """Close every runner and connection (the server calls this when it stops)."""
+        pending: list[asyncio.Future[Any]] = [*self._connecting.values(), *self._starting.values()]
+        self._connecting, self._starting = {}, {}
         for future in pending:
             future.cancel()
+        runners, self._runners = list(self._runners.values()), {}
+        for runner in runners:
+            await runner.close()
         links, self._links = list(self._links.values()), {}
         for link in links:
             await link.close()
@@ -252,6 +285,126 @@ class SSHExecutor(BaseExecutor):
             self.target, self.max_tasks, attempts=attempts, wait=self.retry_wait_time
         )
 
+    # the long-lived runner
+
+    async def _runner(self, link: SSHConnection) -> RunnerChannel:
+        """The runner on ``link``: reused while its channel lasts, else started once for
+        all who wait."""
+        runner = self._runners.get(link)
+        if runner is not None and runner.alive:
+            return runner
+        pending = self._starting.get(link)
+        if pending is None:
+            for stale in [k for k, r in self._runners.items() if k.closed or not r.alive]:
+                del self._runners[stale]
+            pending = asyncio.ensure_future(self._start_runner(link))
+            self._starting[link] = pending
+            pending.add_done_callback(lambda f: self._runner_started(link, f))
+        return await asyncio.shield(pending)
+
+    def _runner_started(self, link: SSHConnection, future: asyncio.Future[RunnerChannel]) -> None:
+        if self._starting.get(link) is future:
+            del self._starting[link]
+        if not future.cancelled() and future.exception() is None:
+            self._runners[link] = future.result()
+
+    async def _start_runner(self, link: SSHConnection) -> RunnerChannel:
+        staging = link.path(self.remote_cache)
+        await link.makedirs(staging)
+        python = f"{shell_path(self.python_path)} -m covalent.executor.host_runner"
+        command = self._shell(staging, python, last=f"echo {READY_MARKER.decode()}")
+        try:
+            return await RunnerChannel.start(link.conn, command, str(self.target))
+        except RunnerStartError as e:
+            if e.exit_status is None and e.exit_signal is None and not e.stderr:
+                raise
+            raise HostError(self._start_failure(e.exit_status, e.exit_signal, e.stderr)) from e
+
+    async def _run_on_runner(
+        self, link: SSHConnection, task: Task, start: float, output: LiveOutput
+    ) -> Outcome:
+        ssh = asyncssh_module("SSHExecutor")
+        runner = await self._runner(link)
+        options = {"workdir": self._workdir(link, task), "env": self.env}
+        request_file = ""
+        try:
+            request = await asyncio.to_thread(task.packed, options)
+            if len(request) > INLINE_REQUEST:
+                request_file = self._staging_name(link, task) + ".request"
+                await link.write(request_file, request)
+                run = Run(0, request_file=request_file)
+            else:
+                run = Run(0, request=request)
+            del request
+            watch = _Watch(task, output)
+            job = RunnerJob(watch.started, output.add)
+            ended = await self._on_runner(runner, run, job, watch.stack_first)
+            return self._ended(ended, job, start)
+        except RunnerLost as e:
+            return Outcome.failure(self._lost(link, task, str(e)), start)
+        except (OSError, ssh.Error) as e:
+            raise HostError(
+                f"SSH to {self.target} failed while running {task.name}: {describe(e)}."
+            ) from e
+        finally:
+            if request_file and self.do_cleanup:
+                await link.remove(request_file)
+
+    @staticmethod
+    async def _on_runner(
+        runner: RunnerChannel, run: Run, job: RunnerJob, stack_first: bool
+    ) -> Ended:
+        """Run on the runner; if cancelled, stop the electron's process (its stacks first
+        if it has a timeout) and wait a while for its end, so that its last output is in."""
+        running = asyncio.ensure_future(runner.run(run, job))
+        try:
+            return await asyncio.shield(running)
+        except asyncio.CancelledError:
+            if not job.id:  # not sent yet: it never will be
+                running.cancel()
+                raise
+            if stack_first:
+                await runner.signal(job, "USR1")
+                await asyncio.sleep(STACK_GRACE)
+            await runner.signal(job, "KILL")
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(running, KILL_TIMEOUT)
+            raise
+
+    def _ended(self, ended: Ended, job: RunnerJob, start: float) -> Outcome:
+        """The electron's Outcome from its reply, or why its process gave none."""
+        if ended.reply is None:
+            return Outcome.failure(self._no_reply(ended, job.stderr), start)
+        try:
+            return outcome_from_reply(load_reply(ended.reply))
+        except (MessageError, KeyError, ValueError, TypeError) as e:
+            return Outcome.failure(f"The reply from {self.target} is not readable: {e}.", start)
+
+    def _no_reply(self, ended: Ended, stderr: str) -> str:
+        said = f"Its stderr:\n{stderr.strip() or '(nothing)'}"
+        if ended.exit_signal is None and ended.exit_status is None:
+            return f"The runner on {self.target} could not start the electron's process. {said}"
+        if ended.exit_signal is not None:
+            how = f"was killed by signal {ended.exit_signal}"
+        else:
+            how = f"exited with status {ended.exit_status}"
+        return (
+            f"The electron's process on {self.target} {how} before writing its reply: the "
+            "electron ended it itself (os._exit, a crash), or something killed it (out of "
+            f"memory?). {said}"
+        )
+
+    def _lost(self, link: SSHConnection, task: Task, reason: str) -> str:
+        if link.closed:
+            return (
+                f"The SSH connection to {self.target} was lost while the electron ran; "
+                "the runner there stops the electrons it ran once it sees that."
+            )
+        return (
+            f"The covalent runner on {self.target} ended while {task.name} ran on it "
+            f"({reason}); the electron failed, and the next one starts a new runner."
+        )
+
     # one electron
 
     async def _run(
@@ -259,9 +412,8 @@ class SSHExecutor(BaseExecutor):
     ) -> Outcome:
         ssh = asyncssh_module("SSHExecutor")
         staging = link.path(self.remote_cache)
-        name = f"{_safe(task.dispatch_id)}-{task.node_id}-{uuid.uuid4().hex[:8]}"
-        request_path = posixpath.join(staging, f"{name}.request")
-        reply_path = posixpath.join(staging, f"{name}.reply")
+        name = self._staging_name(link, task)
+        request_path, reply_path = f"{name}.request", f"{name}.reply"
         options = {"workdir": self._workdir(link, task), "env": self.env}
         try:
             request = await asyncio.to_thread(task.packed, options)
@@ -278,6 +430,11 @@ class SSHExecutor(BaseExecutor):
             if self.do_cleanup:
                 await link.remove(request_path, reply_path, f"{reply_path}.part")
 
+    def _staging_name(self, link: SSHConnection, task: Task) -> str:
+        """A new path (without suffix) in the staging folder for one electron's files."""
+        name = f"{_safe(task.dispatch_id)}-{task.node_id}-{uuid.uuid4().hex[:8]}"
+        return posixpath.join(link.path(self.remote_cache), name)
+
     def _workdir(self, link: SSHConnection, task: Task) -> str:
         workdir = link.path(self.remote_workdir)
         if self.create_unique_workdir:
@@ -285,16 +442,22 @@ class SSHExecutor(BaseExecutor):
         return workdir
 
     def _command(self, staging: str, request_path: str, reply_path: str) -> str:
-        """The remote command: report the shell's pid, activate conda, exec the runner.
+        """The per-electron command: report the shell's pid, export ``env``, run the runner."""
+        exports = [f"export {k}={shlex.quote(v)}" for k, v in self.env.items()]
+        runner = runner_command(self.python_path, request_path, reply_path)
+        return self._shell(staging, runner, first=[f"echo {PID_MARKER}$$", *exports])
 
-        ``cd`` into the staging folder so that ``python -m`` does not import a stray
-        ``covalent`` folder from the login directory.
-        """
-        steps = [f"cd {shlex.quote(staging)}", f"echo {PID_MARKER}$$"]
+    def _shell(
+        self, staging: str, command: str, first: list[str] | None = None, last: str = ""
+    ) -> str:
+        """A remote command: ``cd`` to the staging folder (so that ``python -m`` does not
+        import a stray ``covalent`` folder from the login directory), the ``first`` steps,
+        conda's activation (its stdout to stderr), the ``last`` step, ``exec command``."""
+        steps = [f"cd {shlex.quote(staging)}", *(first or [])]
         if self.conda_env:
-            steps.append(_conda_activation(self.conda_env))
-        steps.append(f"exec {runner_command(self.python_path, request_path, reply_path)}")
-        return sh(" && ".join(steps))
+            steps.append(f"{{ {_conda_activation(self.conda_env)}; }} >&2")
+        steps.extend([last] if last else [])
+        return sh(" && ".join([*steps, f"exec {command}"]))
 
     async def _outcome(
         self, link: SSHConnection, remote: _Remote, reply_path: str, start: float
@@ -307,29 +470,28 @@ class SSHExecutor(BaseExecutor):
                 start,
             )
         if data is None:
-            return Outcome.failure(self._start_failure(remote), start)
+            process = remote.process
+            signal = process.exit_signal[0] if process.exit_signal else None
+            failure = self._start_failure(process.exit_status, signal, remote.stderr)
+            return Outcome.failure(failure, start)
         try:
             return outcome_from_reply(load_reply(data))
         except (MessageError, KeyError, ValueError, TypeError) as e:
             return Outcome.failure(f"The reply from {self.target} is not readable: {e}.", start)
 
-    def _start_failure(self, remote: _Remote) -> str:
-        process = remote.process
-        if process.exit_signal:
-            how = f"was killed by signal {process.exit_signal[0]}"
-        else:
-            how = f"exited with status {process.exit_status}"
-        if process.exit_status == CONDA_FAILED and self.conda_env:
+    def _start_failure(self, status: int | None, signal: int | str | None, stderr: str) -> str:
+        """Why the remote Python ended before it could run the electron, and what to do."""
+        how = f"was killed by signal {signal}" if signal else f"exited with status {status}"
+        if status == CONDA_FAILED and self.conda_env:
             hint = f"the conda environment {self.conda_env!r} could not be activated"
         else:
             hint = (
                 f"check python_path ({self.python_path!r}) and that covalent is installed for "
                 "that Python; or the electron ended the process itself (os._exit, a crash)"
             )
-        stderr = remote.stderr.strip() or "(nothing)"
         return (
-            f"The remote Python on {self.target} {how} before writing the electron's reply: "
-            f"{hint}. Its stderr:\n{stderr}"
+            f"The remote Python on {self.target} {how} before it could run the electron: "
+            f"{hint}. Its stderr:\n{stderr.strip() or '(nothing)'}"
         )
 
 
@@ -448,6 +610,14 @@ async def _run_quietly(conn: asyncssh.SSHClientConnection, command: str, tries: 
         except (OSError, asyncio.TimeoutError, asyncssh_module("SSHExecutor").Error):
             return False
     return False
+
+
+def needs_fresh_interpreter(env: dict[str, str]) -> bool:
+    """Whether ``env`` names a variable that Python, the dynamic loader or the C library
+    read only as a process starts (``PYTHONPATH``, ``PYTHONHASHSEED``,
+    ``LD_LIBRARY_PATH``, ``MALLOC_ARENA_MAX``, ``GLIBC_TUNABLES``, ...): a process forked
+    by the runner would not see it, so such electrons start their own."""
+    return any(name.startswith(STARTUP_PREFIXES) for name in env)
 
 
 def _conda_activation(env_name: str) -> str:
