@@ -26,7 +26,7 @@ from covalent._errors import ExecutorError
 from covalent.executor.executor_plugins import dask as dask_plugin
 from covalent.executor.executor_plugins.dask import DaskExecutor, LocalDaskCluster
 from covalent.executor.testing import ExecutorConformance, TaskFactory, drive
-from tests.conftest import Home, free_port, home_env, wait_for
+from tests.conftest import REPO, Home, free_port, home_env, wait_for
 
 distributed = pytest.importorskip("distributed")
 
@@ -101,6 +101,12 @@ def dask_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaskClust
         },
     }
     processes: dict[str, subprocess.Popen[bytes]] = {}
+    # the scheduler unpickles the task graph, which names covalent's runner, and the
+    # workers run it: both import this checkout, whatever else is installed
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    }
 
     def alive() -> bool:
         dead = {n: p.returncode for n, p in processes.items() if p.poll() is not None}
@@ -111,7 +117,7 @@ def dask_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaskClust
         for name, command in commands.items():
             with open(root / f"{name}.log", "wb") as log:
                 processes[name] = subprocess.Popen(
-                    command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+                    command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
                 )
             if name == "scheduler":
                 wait_for(lambda: alive() and _port_open(port), START_DEADLINE, "the scheduler")
