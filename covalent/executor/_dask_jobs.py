@@ -38,6 +38,11 @@ Report = Callable[[Outcome], None]
 
 log = logging.getLogger("covalent.executor.dask")
 
+GATHER_INTERVAL = 0.01
+"""Seconds at least between the starts of two fetches of replies: each fetch costs the
+scheduler and every worker holding a reply a round trip, so the ends that come closer
+together than this share one."""
+
 
 def cancelled() -> Outcome:
     now = time.time()
@@ -102,6 +107,7 @@ class Completions:
         self.jobs: dict[Any, DaskJob] = {}  # by Dask key
         self._ended = distributed.as_completed(loop=client.loop)
         self._watching: asyncio.Task[None] | None = None
+        self._last_gather = 0.0
 
     def add(self, jobs: list[DaskJob]) -> None:
         """Watch these submitted jobs (each has its future) until they end."""
@@ -133,6 +139,10 @@ class Completions:
                     job.finish(cluster_failure(self.where, "its Dask future was lost"))
                 self.jobs.clear()
                 return
+            wait = self._last_gather + GATHER_INTERVAL - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            self._last_gather = time.monotonic()
             await self._settle([first, *self._ended.next_batch(block=False)])
 
     async def _settle(self, ended: list[Future]) -> None:
