@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 from covalent._errors import ExecutorError
 from covalent.executor import settings as check
-from covalent.executor._dask_jobs import Completions, DaskJob, cancelled
+from covalent.executor._dask_jobs import RUN_PACKED, Completions, DaskJob, cancelled
 from covalent.executor.base import BaseExecutor, Report
 from covalent.executor.runner import run_packed
 from covalent.executor.task import Cancellable, Outcome, Task, workdir_options
@@ -505,7 +505,7 @@ class DaskExecutor(BaseExecutor):
                 scattered = await client.scatter(request, hash=False)
                 futures[key] = client.submit(run_packed, scattered, key=key, pure=False)
             else:
-                graph[key] = (run_packed, request)
+                graph[key] = (RUN_PACKED, request)
         if graph:
             listed = list(graph)
             futures.update(zip(listed, client.get(graph, listed, sync=False), strict=True))
