@@ -39,10 +39,12 @@ Report = Callable[[Outcome], None]
 
 log = logging.getLogger("covalent.executor.dask")
 
-GATHER_INTERVAL = 0.01
-"""Seconds at least between the starts of two fetches of replies: each fetch costs the
-scheduler and every worker holding a reply a round trip, so the ends that come closer
-together than this share one."""
+GATHER_INTERVAL = 0.03
+"""Seconds at least between the starts of two fetches of replies while more than
+``GATHER_BATCHING`` electrons run: each fetch costs the scheduler and every worker
+holding a reply a round trip, so the ends of a large group share one. With fewer running
+(a chain, the end of a fan-out) each reply is fetched as soon as it is there."""
+GATHER_BATCHING = 16
 
 
 class RunPacked:
@@ -159,7 +161,7 @@ class Completions:
                 self.jobs.clear()
                 return
             wait = self._last_gather + GATHER_INTERVAL - time.monotonic()
-            if wait > 0:
+            if wait > 0 and len(self.jobs) > GATHER_BATCHING:
                 await asyncio.sleep(wait)
             self._last_gather = time.monotonic()
             await self._settle([first, *self._ended.next_batch(block=False)])

@@ -67,8 +67,10 @@ _EXECUTOR_PLUGIN_DEFAULTS: dict[str, Any] = {
 SCATTER_BYTES = 1 << 20
 """Requests larger than this go to a worker with ``Client.scatter``, not in the graph."""
 START_CHUNK = 500
-"""Queued tasks whose requests are made (in one thread) and submitted (in one
-``Client.map``) together; the first run on the cluster while the next are made."""
+"""Queued tasks whose requests are made (in one thread) and submitted (in one graph)
+together; the first run on the cluster while the next are made."""
+FIRST_CHUNK = 50
+"""The first chunk of a burst is smaller, so that the workers start sooner."""
 CONNECT_TIMEOUT = 30.0
 START_TIMEOUT = 180.0
 """Seconds the local cluster may take to start or rescale (a loaded machine is slow)."""
@@ -443,9 +445,12 @@ class DaskExecutor(BaseExecutor):
             self._submitting = asyncio.ensure_future(self._submit_queued())
 
     async def _submit_queued(self) -> None:
-        """Submit the queued jobs, ``START_CHUNK`` at a time, until none is left."""
+        """Submit the queued jobs, in chunks (``FIRST_CHUNK``, then ``START_CHUNK``), until
+        none is left."""
+        size = FIRST_CHUNK
         while self._queued:
-            chunk, self._queued = self._queued[:START_CHUNK], self._queued[START_CHUNK:]
+            chunk, self._queued = self._queued[:size], self._queued[size:]
+            size = START_CHUNK
             chunk = [job for job in chunk if not job.cancelled]
             if not chunk:
                 continue
