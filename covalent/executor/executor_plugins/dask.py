@@ -456,11 +456,18 @@ class DaskExecutor(BaseExecutor):
                 continue
             try:
                 await self._submit_chunk(chunk)
+            except asyncio.CancelledError:  # torn down meanwhile
+                self._fail_unsubmitted(chunk, "The executor stopped before it started this.")
+                raise
             except Exception as e:
                 error = str(e) if isinstance(e, ExecutorError) else f"{type(e).__name__}: {e}"
-                for job in chunk:
-                    if job.future is None:
-                        job.finish(Outcome.failure(error))
+                self._fail_unsubmitted(chunk, error)
+
+    @staticmethod
+    def _fail_unsubmitted(jobs: list[DaskJob], error: str) -> None:
+        for job in jobs:
+            if job.future is None:
+                job.finish(Outcome.failure(error))
 
     async def _submit_chunk(self, jobs: list[DaskJob]) -> None:
         client = await self.client()
