@@ -169,18 +169,22 @@ class Completions:
     async def _settle(self, ended: list[Future]) -> None:
         finished: list[DaskJob] = []
         for future in ended:
-            job = self.jobs.pop(future.key, None)
+            job = self.jobs.get(future.key)
             if job is None or job.done or job.cancelled:
-                continue
-            if future.status == "finished":
-                finished.append(job)
+                self.jobs.pop(future.key, None)
+            elif future.status in ("lost", "pending"):  # its worker died with its reply:
+                self._ended.add(future)  # Dask runs it again
             else:
-                job.finish(await self._failure(future))
+                del self.jobs[future.key]
+                if future.status == "finished":
+                    finished.append(job)
+                else:
+                    job.finish(await self._failure(future))
         if finished:
             await self._gather(finished)
 
     async def _failure(self, future: Future) -> Outcome:
-        if future.status != "error":  # cancelled by the cluster (a restart), or lost
+        if future.status != "error":  # cancelled by the cluster (a restart)
             return cluster_failure(self.where, f"its Dask future is {future.status}")
         try:
             error = await future.exception()

@@ -248,10 +248,25 @@ def _sleep_marked(marker: str, seconds: float) -> None:
     time.sleep(seconds)
 
 
-def _die(_: object = None) -> None:
+def _die_when_told(path: str) -> None:
+    """Wait for ``path`` (at most 10 s), then end the worker process."""
+    import os
+    import time
+
+    deadline = time.monotonic() + 10
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os._exit(3)
+
+
+def _die_once(marker: str) -> int:
+    """End the worker process the first time; on the next worker, answer."""
     import os
 
-    os._exit(3)
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        os._exit(3)
+    return os.getpid()
 
 
 Outcomes = dict[int, Outcome]
@@ -260,7 +275,7 @@ Outcomes = dict[int, Outcome]
 def _group(
     executor: DaskExecutor,
     tasks: list[Task],
-    meanwhile: Callable[[list[Cancellable]], Awaitable[None]] | None = None,
+    meanwhile: Callable[[list[Cancellable], Outcomes], Awaitable[None]] | None = None,
 ) -> Outcomes:
     """Start ``tasks`` in one ``start_many`` call; their outcomes by node id, once all
     reported (each exactly once)."""
@@ -282,7 +297,7 @@ def _group(
         handles = ex.start_many([(task, reporter(task.node_id)) for task in tasks])
         assert handles is not None and len(handles) == len(tasks)
         if meanwhile is not None:
-            await meanwhile(handles)
+            await meanwhile(handles, outcomes)
         await all_in.wait()
         await asyncio.sleep(0.5)  # a second report would come in this while
         assert sorted(calls) == sorted(t.node_id for t in tasks), "a task reported twice"
@@ -328,7 +343,7 @@ def test_cancelling_one_of_a_group_cancels_only_it(
     waiting = [tasks.task(_when_told, str(go), x) for x in range(6)]
     executor = DaskExecutor(scheduler_address=dask_cluster.address, restart_on_cancel=True)
 
-    async def cancel_the_sleeper(handles: list[Cancellable]) -> None:
+    async def cancel_the_sleeper(handles: list[Cancellable], _: Outcomes) -> None:
         while not marker.exists():
             await asyncio.sleep(0.05)
         handles[0].cancel()
@@ -341,15 +356,39 @@ def test_cancelling_one_of_a_group_cancels_only_it(
     wait_for(lambda: not _pid_alive(pid), 60, "the cancelled electron's worker to stop")
 
 
-def test_an_electron_that_kills_its_worker_fails_alone(dask_cluster: DaskCluster) -> None:
-    """Dask runs it again on a fresh worker a few times, then gives up (KilledWorker):
-    only that electron fails; the others of its group end as usual."""
+def test_an_electron_whose_worker_dies_runs_again(
+    dask_cluster: DaskCluster, tmp_path: Path
+) -> None:
+    """Its worker dies under it once: Dask runs it again on another worker (its reply
+    may be lost with a worker too), and every electron of the group ends as usual."""
     tasks = TaskFactory()
-    group = [tasks.task(_die) if x == 0 else tasks.task(_say, x) for x in range(6)]
+    marker = str(tmp_path / "died")
+    group = [tasks.task(_die_once, marker), *(tasks.task(_say, x) for x in range(1, 6))]
     outcomes = _group(DaskExecutor(scheduler_address=dask_cluster.address), group)
+    assert os.path.exists(marker)  # it did kill a worker
+    assert isinstance(tasks.output(outcomes[group[0].node_id]), int)
+    assert [tasks.output(outcomes[t.node_id])[0] for t in group[1:]] == [x * x for x in range(1, 6)]
+
+
+def test_an_electron_that_kills_every_worker_fails_alone(
+    dask_cluster: DaskCluster, tmp_path: Path
+) -> None:
+    """Dask gives up on it after its workers died a few times (``KilledWorker``): that
+    electron fails, the rest of its group (ended before it started killing) completes."""
+    tasks = TaskFactory()
+    go = str(tmp_path / "go")
+    group = [tasks.task(_die_when_told, go), *(tasks.task(_say, x) for x in range(1, 6))]
+
+    async def once_the_others_ended(_: list[Cancellable], outcomes: Outcomes) -> None:
+        while len(outcomes) < len(group) - 1:
+            await asyncio.sleep(0.05)
+        Path(go).touch()
+
+    executor = DaskExecutor(scheduler_address=dask_cluster.address)
+    outcomes = _group(executor, group, once_the_others_ended)
     killed = outcomes[group[0].node_id]
     assert killed.status == Status.FAILED
-    assert "did not run this electron to the end" in killed.error, killed.error
+    assert "did not run this electron to the end (KilledWorker" in killed.error, killed.error
     assert [tasks.output(outcomes[t.node_id])[0] for t in group[1:]] == [x * x for x in range(1, 6)]
 
 
