@@ -5,7 +5,7 @@ scheduler one ``update-graph`` per electron and fetches each reply in a round tr
 own, which costs the scheduler and the workers more than the electrons' own work (on a
 2-core machine a fan-out of 1,000 took 1.25 times as long as the same functions submitted
 straight to the cluster). So :class:`~covalent.executor.executor_plugins.dask.DaskExecutor`
-queues the electrons that come together, submits them with one ``Client.map`` (one
+queues the electrons that come together, submits them as one graph (``Client.get``: one
 ``update-graph``), and learns of their ends through one ``as_completed`` iterator
 (:class:`Completions`), whose one coroutine fetches the replies of every electron that
 ended meanwhile with one ``Client.gather``.

@@ -16,7 +16,7 @@ first, so that it does not travel inside the task graph through the scheduler.
 In bulk (:mod:`covalent.executor._dask_jobs` says why): the tasks that come together,
 through the dispatcher's fast path (:meth:`DaskExecutor.start_many`) or ``execute``
 calls in the same turn of the event loop, are queued; one coroutine makes their requests
-in one thread, ``START_CHUNK`` at a time, and submits them with one ``Client.map``; one
+in one thread, ``START_CHUNK`` at a time, and submits them as one graph; one
 ``as_completed`` iterator watches them all and their replies come back in batches.
 
 Cancelling a task (its handle's ``cancel`` or :meth:`DaskExecutor.execute`) cancels its
