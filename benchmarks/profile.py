@@ -1,7 +1,9 @@
-"""Where the time goes: ``python -m benchmarks.profile [--quick] [--only W2] [--out DIR]``.
+"""Where the time goes: ``python -m benchmarks.profile [--quick] [--only W2] [--dask] [--out DIR]``.
 
 For each chosen workload: a warm-up dispatch, then one dispatch while py-spy samples both
-the server and this process (the client). Writes the collapsed stacks to
+the server and this process (the client). With ``--dask``, the workload is instead W2
+(N = 1,000; 100 with ``--quick``) through ``DaskExecutor`` on a Dask cluster started as
+``benchmarks.dask_peer`` starts one. Writes the collapsed stacks to
 ``DIR/<workload>.{server,client}.txt`` (speedscope.app and flamegraph.pl read them) and
 prints the functions with the most samples, by own time and by total time. Only threads
 holding the GIL are sampled (py-spy ``--gil``): that is where the Python CPU time went;
@@ -23,8 +25,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from benchmarks import runner
-from benchmarks.workloads import Workload, all_workloads, select
+import covalent as ct
+from benchmarks import dask_peer, runner
+from benchmarks.workloads import Workload, all_workloads, fan_out_on, select
 
 RATE = 200
 """Samples per second (``--rate``): 1,000 tells apart pieces of a few milliseconds."""
@@ -91,15 +94,28 @@ def main(argv: list[str] | None = None) -> int:
         "--out", type=Path, default=Path(tempfile.gettempdir()) / "covalent-profiles"
     )
     parser.add_argument("--rate", type=int, default=RATE, help="samples per second")
+    parser.add_argument("--dask", action="store_true", help="W2 through DaskExecutor")
     args = parser.parse_args(argv)
     if shutil.which("py-spy") is None:
         print("profiling needs py-spy: pip install py-spy", file=sys.stderr)
         return 2
     only = [name for item in args.only for name in item.split(",")]
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.dask:
+        return profile_dask(args.quick, args.out, args.rate)
     with runner.bench_server() as server:
         for workload in select(all_workloads(args.quick), only):
             profile(server, workload, args.out, args.rate)
+    return 0
+
+
+def profile_dask(quick: bool, out: Path, rate: int) -> int:
+    """W2 through ``DaskExecutor`` on a cluster of 2 single-thread workers."""
+    with dask_peer.dask_cluster(2) as address:
+        executor = ct.executor.DaskExecutor(scheduler_address=address)
+        workload = fan_out_on(executor, 100 if quick else 1000, "Dask")
+        with runner.bench_server() as server:
+            profile(server, workload, out, rate)
     return 0
 
 

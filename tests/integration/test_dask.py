@@ -15,7 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,10 +23,13 @@ import pytest
 
 import covalent as ct
 from covalent._errors import ExecutorError
+from covalent._results.status import Status
+from covalent.executor.base import BaseExecutor
 from covalent.executor.executor_plugins import dask as dask_plugin
 from covalent.executor.executor_plugins.dask import DaskExecutor, LocalDaskCluster
+from covalent.executor.task import Cancellable, Outcome, Task
 from covalent.executor.testing import ExecutorConformance, TaskFactory, drive
-from tests.conftest import Home, free_port, home_env, wait_for
+from tests.conftest import REPO, Home, free_port, home_env, wait_for
 
 distributed = pytest.importorskip("distributed")
 
@@ -101,6 +104,12 @@ def dask_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaskClust
         },
     }
     processes: dict[str, subprocess.Popen[bytes]] = {}
+    # the scheduler unpickles the task graph, which names covalent's runner, and the
+    # workers run it: both import this checkout, whatever else is installed
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    }
 
     def alive() -> bool:
         dead = {n: p.returncode for n, p in processes.items() if p.poll() is not None}
@@ -111,7 +120,7 @@ def dask_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaskClust
         for name, command in commands.items():
             with open(root / f"{name}.log", "wb") as log:
                 processes[name] = subprocess.Popen(
-                    command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+                    command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
                 )
             if name == "scheduler":
                 wait_for(lambda: alive() and _port_open(port), START_DEADLINE, "the scheduler")
@@ -200,6 +209,187 @@ def test_short_name_and_defaults() -> None:
     made = DaskExecutor(scheduler_address="tcp://h:1").to_dict()["attributes"]
     assert made["scheduler_address"] == "tcp://h:1"
     assert set(dask_plugin._EXECUTOR_PLUGIN_DEFAULTS) <= set(DaskExecutor().to_dict()["attributes"])
+
+
+# many electrons at once (the dispatcher's fast path, ``start_many``)
+
+
+def _say(x: int) -> tuple[int, int]:
+    import os
+    import sys
+
+    print(f"out {x}")
+    print(f"err {x}", file=sys.stderr)
+    return x * x, os.getpid()
+
+
+def _refuse(x: int) -> None:
+    raise ValueError(f"no to {x}")
+
+
+def _when_told(path: str, x: int) -> int:
+    """Wait for ``path`` (at most 10 s: both workers may run these before the sleeper)."""
+    import os
+    import time
+
+    deadline = time.monotonic() + 10
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return x + 100
+
+
+def _sleep_marked(marker: str, seconds: float) -> None:
+    import os
+    import time
+
+    with open(marker + ".part", "w") as f:
+        f.write(str(os.getpid()))
+    os.replace(marker + ".part", marker)
+    time.sleep(seconds)
+
+
+def _die_when_told(path: str) -> None:
+    """Wait for ``path`` (at most 10 s), then end the worker process."""
+    import os
+    import time
+
+    deadline = time.monotonic() + 10
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os._exit(3)
+
+
+def _die_once(marker: str) -> int:
+    """End the worker process the first time; on the next worker, answer."""
+    import os
+
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        os._exit(3)
+    return os.getpid()
+
+
+Outcomes = dict[int, Outcome]
+
+
+def _group(
+    executor: DaskExecutor,
+    tasks: list[Task],
+    meanwhile: Callable[[list[Cancellable], Outcomes], Awaitable[None]] | None = None,
+) -> Outcomes:
+    """Start ``tasks`` in one ``start_many`` call; their outcomes by node id, once all
+    reported (each exactly once)."""
+
+    async def work(ex: BaseExecutor) -> Outcomes:
+        outcomes: Outcomes = {}
+        calls: list[int] = []
+        all_in = asyncio.Event()
+
+        def reporter(node_id: int) -> Callable[[Outcome], None]:
+            def report(outcome: Outcome) -> None:
+                calls.append(node_id)
+                outcomes[node_id] = outcome
+                if len(outcomes) == len(tasks):
+                    all_in.set()
+
+            return report
+
+        handles = ex.start_many([(task, reporter(task.node_id)) for task in tasks])
+        assert handles is not None and len(handles) == len(tasks)
+        if meanwhile is not None:
+            await meanwhile(handles, outcomes)
+        await all_in.wait()
+        await asyncio.sleep(0.5)  # a second report would come in this while
+        assert sorted(calls) == sorted(t.node_id for t in tasks), "a task reported twice"
+        return outcomes
+
+    return drive(executor, work)
+
+
+def test_electrons_started_together_each_get_their_own_result_and_output(
+    dask_cluster: DaskCluster,
+) -> None:
+    tasks = TaskFactory()
+    group = [tasks.task(_say, x) for x in range(60)]
+    outcomes = _group(DaskExecutor(scheduler_address=dask_cluster.address), group)
+    pids = set()
+    for x, task in enumerate(group):
+        outcome = outcomes[task.node_id]
+        value, pid = tasks.output(outcome)
+        assert value == x * x
+        assert (outcome.stdout, outcome.stderr) == (f"out {x}\n", f"err {x}\n")
+        pids.add(pid)
+    assert len(pids) == 2  # the group was spread over both workers
+
+
+def test_a_failing_electron_in_a_group_fails_alone(dask_cluster: DaskCluster) -> None:
+    tasks = TaskFactory()
+    group = [tasks.task(_refuse, x) if x == 3 else tasks.task(_say, x) for x in range(8)]
+    outcomes = _group(DaskExecutor(scheduler_address=dask_cluster.address), group)
+    failed = outcomes[group[3].node_id]
+    assert failed.status == Status.FAILED and "ValueError: no to 3" in failed.error
+    others = [outcomes[t.node_id] for x, t in enumerate(group) if x != 3]
+    assert [tasks.output(o)[0] for o in others] == [x * x for x in range(8) if x != 3]
+
+
+def test_cancelling_one_of_a_group_cancels_only_it(
+    dask_cluster: DaskCluster, tmp_path: Path
+) -> None:
+    """One electron of a group runs (and sleeps) on one worker while the others wait on
+    the other; cancelling it stops it (its worker restarts) and the others still end."""
+    tasks = TaskFactory()
+    marker, go = tmp_path / "running", tmp_path / "go"
+    sleeper = tasks.task(_sleep_marked, str(marker), 600.0)
+    waiting = [tasks.task(_when_told, str(go), x) for x in range(6)]
+    executor = DaskExecutor(scheduler_address=dask_cluster.address, restart_on_cancel=True)
+
+    async def cancel_the_sleeper(handles: list[Cancellable], _: Outcomes) -> None:
+        while not marker.exists():
+            await asyncio.sleep(0.05)
+        handles[0].cancel()
+        go.touch()
+
+    outcomes = _group(executor, [sleeper, *waiting], cancel_the_sleeper)
+    assert outcomes[sleeper.node_id].status == Status.CANCELLED
+    assert [tasks.output(outcomes[t.node_id]) for t in waiting] == [x + 100 for x in range(6)]
+    pid = int(marker.read_text())
+    wait_for(lambda: not _pid_alive(pid), 60, "the cancelled electron's worker to stop")
+
+
+def test_an_electron_whose_worker_dies_runs_again(
+    dask_cluster: DaskCluster, tmp_path: Path
+) -> None:
+    """Its worker dies under it once: Dask runs it again on another worker (its reply
+    may be lost with a worker too), and every electron of the group ends as usual."""
+    tasks = TaskFactory()
+    marker = str(tmp_path / "died")
+    group = [tasks.task(_die_once, marker), *(tasks.task(_say, x) for x in range(1, 6))]
+    outcomes = _group(DaskExecutor(scheduler_address=dask_cluster.address), group)
+    assert os.path.exists(marker)  # it did kill a worker
+    assert isinstance(tasks.output(outcomes[group[0].node_id]), int)
+    assert [tasks.output(outcomes[t.node_id])[0] for t in group[1:]] == [x * x for x in range(1, 6)]
+
+
+def test_an_electron_that_kills_every_worker_fails_alone(
+    dask_cluster: DaskCluster, tmp_path: Path
+) -> None:
+    """Dask gives up on it after its workers died a few times (``KilledWorker``): that
+    electron fails, the rest of its group (ended before it started killing) completes."""
+    tasks = TaskFactory()
+    go = str(tmp_path / "go")
+    group = [tasks.task(_die_when_told, go), *(tasks.task(_say, x) for x in range(1, 6))]
+
+    async def once_the_others_ended(_: list[Cancellable], outcomes: Outcomes) -> None:
+        while len(outcomes) < len(group) - 1:
+            await asyncio.sleep(0.05)
+        Path(go).touch()
+
+    executor = DaskExecutor(scheduler_address=dask_cluster.address)
+    outcomes = _group(executor, group, once_the_others_ended)
+    killed = outcomes[group[0].node_id]
+    assert killed.status == Status.FAILED
+    assert "did not run this electron to the end (KilledWorker" in killed.error, killed.error
+    assert [tasks.output(outcomes[t.node_id])[0] for t in group[1:]] == [x * x for x in range(1, 6)]
 
 
 # through a real server

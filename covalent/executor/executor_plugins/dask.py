@@ -13,7 +13,14 @@ with a MessagePack reply (covalent.executor.messages), which becomes the
 :class:`Outcome`. A request larger than ``SCATTER_BYTES`` is scattered to a worker
 first, so that it does not travel inside the task graph through the scheduler.
 
-Cancelling :meth:`DaskExecutor.execute` cancels the Dask future. Dask cannot stop a task
+In bulk (:mod:`covalent.executor._dask_jobs` says why): the tasks that come together,
+through the dispatcher's fast path (:meth:`DaskExecutor.start_many`) or ``execute``
+calls in the same turn of the event loop, are queued; one coroutine makes their requests
+in one thread, ``START_CHUNK`` at a time, and submits them as one graph; one
+``as_completed`` iterator watches them all and their replies come back in batches.
+
+Cancelling a task (its handle's ``cancel`` or :meth:`DaskExecutor.execute`) cancels its
+Dask future, and only its. Dask cannot stop a task
 that already runs, so when ``restart_on_cancel`` says so the worker running it is
 restarted (its nanny starts a fresh process): by default on the server's own cluster,
 not on an existing one, whose workers may be running other people's work.
@@ -36,9 +43,10 @@ from typing import TYPE_CHECKING, Any
 
 from covalent._errors import ExecutorError
 from covalent.executor import settings as check
-from covalent.executor.base import BaseExecutor
+from covalent.executor._dask_jobs import RUN_PACKED, Completions, DaskJob, cancelled
+from covalent.executor.base import BaseExecutor, Report
 from covalent.executor.runner import run_packed
-from covalent.executor.task import Outcome, Task, load_reply, outcome_from_reply, workdir_options
+from covalent.executor.task import Cancellable, Outcome, Task, workdir_options
 
 if TYPE_CHECKING:
     from distributed import Client, Future, LocalCluster
@@ -58,6 +66,11 @@ _EXECUTOR_PLUGIN_DEFAULTS: dict[str, Any] = {
 
 SCATTER_BYTES = 1 << 20
 """Requests larger than this go to a worker with ``Client.scatter``, not in the graph."""
+START_CHUNK = 500
+"""Queued tasks whose requests are made (in one thread) and submitted (in one graph)
+together; the first run on the cluster while the next are made."""
+FIRST_CHUNK = 50
+"""The first chunk of a burst is smaller, so that the workers start sooner."""
 CONNECT_TIMEOUT = 30.0
 START_TIMEOUT = 180.0
 """Seconds the local cluster may take to start or rescale (a loaded machine is slow)."""
@@ -336,6 +349,9 @@ class DaskExecutor(BaseExecutor):
         self._local: LocalDaskCluster | None = None
         self._lock: asyncio.Lock | None = None
         self._stopping: set[asyncio.Future[None]] = set()
+        self._queued: list[DaskJob] = []
+        self._submitting: asyncio.Task[None] | None = None
+        self._completions: Completions | None = None
 
     # the cluster
 
@@ -370,6 +386,7 @@ class DaskExecutor(BaseExecutor):
     async def teardown(self) -> None:
         if self._stopping:  # cancellations in flight still need the client
             await asyncio.wait(list(self._stopping), timeout=CANCEL_TIMEOUT + 5)
+        await self._drop_jobs("the executor stopped")
         client, local = self._client, self._local
         self._client, self._local = None, None
         if client is not None:
@@ -392,40 +409,158 @@ class DaskExecutor(BaseExecutor):
         )
 
     async def execute(self, task: Task) -> Outcome:
-        client = await self.client()
-        request = await asyncio.to_thread(task.packed, self.task_options(task))
-        future = await self._submit(client, task, request)
-        del request
+        """Run one task (queued with any others of this turn; see the module docstring).
+
+        Raises ExecutorError if the cluster cannot be reached."""
+        await self.client()
+        ended: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+
+        def report(outcome: Outcome) -> None:
+            if not ended.done():
+                ended.set_result(outcome)
+
+        job = DaskJob(task, report, self._cancel_job)
+        self._enqueue([job])
         try:
-            reply = await future
+            return await ended
         except asyncio.CancelledError:
-            await self._cancel(client, future)
+            job.cancelled = True
+            if job.future is not None:
+                await asyncio.shield(self._stop_soon(job.future))
+            job.finish(cancelled())
             raise
-        except Exception as e:  # the cluster's failure (a worker died, a restart), not the task's
-            return Outcome.failure(
-                f"The Dask cluster at {self._address()} did not run this electron to the end "
-                f"({type(e).__name__}: {e})."
-            )
-        try:
-            return outcome_from_reply(load_reply(reply))
-        except Exception as e:
-            return Outcome.failure(f"The Dask worker's reply to this electron is unreadable ({e}).")
 
-    async def _submit(self, client: Client, task: Task, request: bytes) -> Future:
-        key = f"{task.name}-{task.dispatch_id}-{task.node_id}-{uuid.uuid4().hex[:8]}"
-        argument: Any = request
-        if len(request) > SCATTER_BYTES:
-            argument = await client.scatter(request, hash=False)
-        return client.submit(run_packed, argument, key=key, pure=False)
+    def start_many(self, tasks: list[tuple[Task, Report]]) -> list[Cancellable] | None:
+        """The dispatcher's fast path: the tasks are queued and submitted together; each
+        reports its outcome when its reply comes back."""
+        if type(self).execute is not DaskExecutor.execute:
+            return None
+        jobs = [DaskJob(task, report, self._cancel_job) for task, report in tasks]
+        self._enqueue(jobs)
+        return list(jobs)
 
-    async def _cancel(self, client: Client, future: Future) -> None:
+    def _enqueue(self, jobs: list[DaskJob]) -> None:
+        self._queued.extend(jobs)
+        if self._submitting is None or self._submitting.done():
+            self._submitting = asyncio.ensure_future(self._submit_queued())
+
+    async def _submit_queued(self) -> None:
+        """Submit the queued jobs, in chunks (``FIRST_CHUNK``, then ``START_CHUNK``), until
+        none is left."""
+        size = FIRST_CHUNK
+        while self._queued:
+            chunk, self._queued = self._queued[:size], self._queued[size:]
+            size = START_CHUNK
+            chunk = [job for job in chunk if not job.cancelled]
+            if not chunk:
+                continue
+            try:
+                await self._submit_chunk(chunk)
+            except asyncio.CancelledError:  # torn down meanwhile
+                self._fail_unsubmitted(chunk, "The executor stopped before it started this.")
+                raise
+            except Exception as e:
+                error = str(e) if isinstance(e, ExecutorError) else f"{type(e).__name__}: {e}"
+                self._fail_unsubmitted(chunk, error)
+
+    @staticmethod
+    def _fail_unsubmitted(jobs: list[DaskJob], error: str) -> None:
+        for job in jobs:
+            if job.future is None:
+                job.finish(Outcome.failure(error))
+
+    async def _submit_chunk(self, jobs: list[DaskJob]) -> None:
+        client = await self.client()
+        requests = await asyncio.to_thread(self._requests, jobs)
+        ready = []
+        for job, request in zip(jobs, requests, strict=True):
+            if job.cancelled:  # cancelled while its request was made
+                continue
+            if isinstance(request, Exception):
+                job.finish(Outcome.failure(f"Could not make this electron's request: {request}"))
+            else:
+                ready.append((job, request))
+        if not ready:
+            return
+        submitted = await self._submit(client, ready)
+        del requests, ready
+        running = []
+        for job, future in submitted:
+            if job.cancelled:  # cancelled while it was submitted: stop it all the same
+                self._stop_soon(future)
+            else:
+                job.future = future
+                running.append(job)
+        if running:
+            self._watcher(client).add(running)
+
+    def _requests(self, jobs: list[DaskJob]) -> list[bytes | Exception]:
+        made: list[bytes | Exception] = []
+        for job in jobs:
+            try:
+                made.append(job.task.packed(self.task_options(job.task)))
+            except Exception as e:  # a blob missing from the store: this task's alone
+                made.append(e)
+        return made
+
+    async def _submit(
+        self, client: Client, ready: list[tuple[DaskJob, bytes]]
+    ) -> list[tuple[DaskJob, Future]]:
+        """The requests as one graph of ``run_packed`` tasks (``Client.get``, one
+        ``update-graph``); a large request is scattered to a worker first and its task
+        submitted on its own."""
+        keys = [self._key(job.task) for job, _ in ready]
+        graph: dict[str, tuple[Any, ...]] = {}
+        futures: dict[str, Future] = {}
+        for key, (_, request) in zip(keys, ready, strict=True):
+            if len(request) > SCATTER_BYTES:
+                scattered = await client.scatter(request, hash=False)
+                futures[key] = client.submit(run_packed, scattered, key=key, pure=False)
+            else:
+                graph[key] = (RUN_PACKED, request)
+        if graph:
+            listed = list(graph)
+            futures.update(zip(listed, client.get(graph, listed, sync=False), strict=True))
+        return [(job, futures[key]) for (job, _), key in zip(ready, keys, strict=True)]
+
+    @staticmethod
+    def _key(task: Task) -> str:
+        """The task's Dask key: the electron's name first, so the dashboard groups by it."""
+        return f"{task.name}-{task.dispatch_id}-{task.node_id}-{uuid.uuid4().hex[:8]}"
+
+    def _watcher(self, client: Client) -> Completions:
+        if self._completions is None or self._completions.client is not client:
+            self._completions = Completions(_distributed(), client, self._address())
+        return self._completions
+
+    async def _drop_jobs(self, reason: str) -> None:
+        """Fail the jobs not ended yet (at teardown)."""
+        queued, self._queued = self._queued, []
+        if self._submitting is not None:
+            self._submitting.cancel()
+            await asyncio.wait([self._submitting])
+        for job in queued:
+            job.finish(Outcome.failure(f"The electron did not start: {reason}."))
+        if self._completions is not None:
+            await self._completions.close(reason)
+            self._completions = None
+
+    def _cancel_job(self, job: DaskJob) -> None:
+        """A handle's cancel: report it cancelled once its future is stopped (at once if
+        it was not submitted yet)."""
+        if job.future is None:
+            job.finish(cancelled())
+            return
+        self._stop_soon(job.future).add_done_callback(lambda _: job.finish(cancelled()))
+
+    def _stop_soon(self, future: Future) -> asyncio.Future[None]:
         """Cancel ``future`` and, if it runs and ``restart_on_cancel`` says so, restart its
         worker. Teardown waits for this (the client must outlive it), so it runs as a task
         of its own; problems are logged, since the electron is cancelled either way."""
-        stopping = asyncio.ensure_future(self._stop(client, future))
+        stopping = asyncio.ensure_future(self._stop(future.client, future))
         self._stopping.add(stopping)
         stopping.add_done_callback(self._stopping.discard)
-        await asyncio.shield(stopping)
+        return stopping
 
     async def _stop(self, client: Client, future: Future) -> None:
         try:
