@@ -73,14 +73,22 @@ class Launcher:
         """Hand ``node_ids`` of ``run`` (queued) to their executors."""
         fast: dict[int, tuple[BaseExecutor, list[tuple[int, Task]]]] = {}
         found: dict[int, tuple[BaseExecutor | None, dict[str, Any]]] = {}  # by spec object
+        last: tuple[Any, tuple[BaseExecutor | None, dict[str, Any]] | None] = (None, None)
         for node_id in node_ids:
             task = self.task(run, node_id)
             spec = run.node(node_id)["executor"]
+            # The nodes of a fan-out often share one spec object, or (parsed from a small
+            # manifest) sit side by side with equal ones: look the executor up once.
             known = found.get(id(spec))
-            if known is None:  # the nodes of a fan-out often share one spec: look it up once
-                executor = self.executors.cached(spec)
-                defaults = self.executors.task_policy(executor) if executor is not None else {}
-                known = found[id(spec)] = (executor, defaults)
+            if known is None:
+                if last[1] is not None and spec == last[0]:
+                    known = last[1]
+                else:
+                    executor = self.executors.cached(spec)
+                    policy_ = self.executors.task_policy(executor) if executor is not None else {}
+                    known = (executor, policy_)
+                found[id(spec)] = known
+                last = (spec, known)
             executor, defaults = known
             if executor is not None and not supervised(policy(defaults, task)):
                 fast.setdefault(id(executor), (executor, []))[1].append((node_id, task))
