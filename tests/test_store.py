@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from pathlib import Path
 
 import pytest
 
+from covalent._store import queries
 from covalent._store.changes import NODE_COLUMNS, Changes, NodeRow, NodeUpdate
 from covalent._store.store import BlobCache, Store
 
@@ -18,7 +20,7 @@ def _store(tmp_path: Path) -> Store:
     return store
 
 
-def _dispatch(store: Store, dispatch_id: str, count: int) -> None:
+def _dispatch(store: Store, dispatch_id: str, count: int, manifest: bytes = b"{}") -> None:
     now = time.time()
     row = {
         "dispatch_id": dispatch_id,
@@ -27,7 +29,7 @@ def _dispatch(store: Store, dispatch_id: str, count: int) -> None:
         "status": "RUNNING",
         "created_at": now,
         "node_count": count,
-        "manifest": b"{}",
+        "manifest": manifest,
         "summary": "{}",
         "results_dir": "",
     }
@@ -59,6 +61,29 @@ def test_later_updates_of_a_row_win_whatever_columns_they_set(tmp_path: Path) ->
     assert rows[0]["status"] == "COMPLETED" and rows[0]["start_time"] is None
     assert (rows[2]["status"], rows[2]["attempts"]) == ("NEW_OBJECT", 2)
     assert changes.node_updates[1] == NodeUpdate("d", 1, {"status": "RUNNING", "start_time": 1.0})
+
+
+def test_a_manifest_is_stored_compressed_and_read_back_as_submitted(tmp_path: Path) -> None:
+    """The manifest column holds zlib; a row written before it did (plain JSON) still
+    reads, through both readers."""
+    store = _store(tmp_path)
+    manifest = {"format": 1, "nodes": [{"id": n, "name": "inc" * 20} for n in range(100)]}
+    data = json.dumps(manifest).encode()
+    _dispatch(store, "new", 1, data)
+    with sqlite3.connect(tmp_path / "db.sqlite") as conn:
+        conn.execute(
+            "INSERT INTO dispatches (dispatch_id, root_dispatch_id, lattice_name, status, "
+            "created_at, node_count, manifest, summary, results_dir) "
+            "VALUES ('old', 'old', 'flow', 'COMPLETED', 0, 1, ?, '{}', '')",
+            (data,),
+        )
+        query = "SELECT manifest FROM dispatches WHERE dispatch_id = 'new'"
+        (raw,) = conn.execute(query).fetchone()
+    assert raw[:1] != b"{" and len(raw) < len(data) / 4
+    for dispatch_id in ("new", "old"):
+        row = store.get_dispatch(dispatch_id, with_manifest=True)
+        assert row is not None and row["manifest"] == manifest
+        assert queries.manifest(store, dispatch_id) == manifest
 
 
 def test_a_failed_batch_stores_none_of_it(tmp_path: Path) -> None:

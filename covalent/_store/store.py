@@ -327,7 +327,8 @@ class Store:
         try:
             with self.engine.begin() as conn:
                 self._insert_blobs(conn, changes.blobs)
-                conn.execute(insert(dispatches), [row])
+                stored = {**row, "manifest": schema.stored_manifest(row["manifest"])}
+                conn.execute(insert(dispatches), [stored])
                 if node_rows:
                     self._sql.insert(conn, nodes, NODE_COLUMNS, node_rows)
                 self._insert_rows(conn, transitions, changes.transitions)
@@ -395,7 +396,7 @@ class Store:
         out = dict(row._mapping)
         out["summary"] = json.loads(out["summary"])
         if with_manifest:
-            out["manifest"] = json.loads(out["manifest"])
+            out["manifest"] = schema.loaded_manifest(out["manifest"])
         return out
 
     def get_nodes(self, dispatch_id: str) -> list[dict[str, Any]]:
