@@ -24,6 +24,7 @@ import pytest
 import covalent as ct
 from covalent._errors import ExecutorError
 from covalent._results.status import Status
+from covalent.executor import _dask_cluster
 from covalent.executor.base import BaseExecutor
 from covalent.executor.executor_plugins import dask as dask_plugin
 from covalent.executor.executor_plugins.dask import DaskExecutor, LocalDaskCluster
@@ -186,7 +187,7 @@ def test_local_cluster_is_shared_then_closed(tmp_path: Path) -> None:
 
 
 def test_unreachable_scheduler_fails_clearly(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(dask_plugin, "CONNECT_TIMEOUT", 2.0)
+    monkeypatch.setattr(_dask_cluster, "CONNECT_TIMEOUT", 2.0)
     address = f"tcp://127.0.0.1:{free_port()}"
     tasks = TaskFactory()
     expected = f"Could not connect to the Dask scheduler at '{address}'"
