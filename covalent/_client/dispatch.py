@@ -61,7 +61,7 @@ def _may_auto_start(dispatcher_addr: str | None) -> bool:
 def _check_executors(manifest: dict[str, Any], lattice_name: str) -> None:
     """Every executor a node names must be an installed plugin (by class, or by short
     name) or a class of the user's own code that travels with the dispatch."""
-    specs = [(n, n["executor"]) for n in manifest["nodes"] if "executor" in n]
+    specs = _distinct_executors(manifest["nodes"])
     builtin = plugins.builtin_names()
     if all(spec["name"] in builtin and "class_blob" not in spec for _, spec in specs):
         return
@@ -82,6 +82,18 @@ def _check_executors(manifest: dict[str, Any], lattice_name: str) -> None:
             f"{where} uses executor '{spec['name']}', which is not installed; the installed "
             f"executors are: {listed}."
         )
+
+
+def _distinct_executors(nodes: list[dict[str, Any]]) -> list[tuple[dict[str, Any], Any]]:
+    """``(node, spec)`` for the first node of each executor spec object, in node order:
+    the nodes of a fan-out share one spec (covalent/_wire/manifest.py), so a check of
+    each spec once meets the same node first as a check of every node would."""
+    first: dict[int, tuple[dict[str, Any], Any]] = {}
+    for node in nodes:
+        spec = node.get("executor")
+        if spec is not None and id(spec) not in first:
+            first[id(spec)] = (node, spec)
+    return list(first.values())
 
 
 def _installed(spec: dict[str, Any], installed: dict[str, plugins.Plugin]) -> bool:
@@ -119,10 +131,10 @@ def dispatch(
 
     @functools.wraps(orig_lattice.workflow_function)
     def wrapper(*args: Any, **kwargs: Any) -> str:
-        with _fewer_collections():
+        with _fewer_collections():  # also while packing: it makes an object per blob
             graph = orig_lattice.build_graph(*args, **kwargs)
             manifest, blobs = manifestmod.from_graph(graph, args, kwargs, orig_lattice)
-        return submit_manifest(manifest, blobs, orig_lattice.name, dispatcher_addr, disable_run)
+            return submit_manifest(manifest, blobs, orig_lattice.name, dispatcher_addr, disable_run)
 
     return wrapper
 

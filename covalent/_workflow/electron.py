@@ -58,7 +58,7 @@ class Electron:
         builder = current_builder()
         if builder is None:
             return self.function(*args, **kwargs)
-        replacement = builder.replacements.get(self.name)
+        replacement = builder.replacements.get(self.name) if builder.replacements else None
         if replacement is not None:
             builder.replaced.add(self.name)
         if replacement is not None and replacement is not self:
