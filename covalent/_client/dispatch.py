@@ -28,6 +28,9 @@ from covalent._wire import manifest as manifestmod
 from covalent._workflow.lattice import Lattice
 from covalent.executor import plugins
 
+OLD_GENERATIONS = 1_000
+"""While a dispatch is traced and packed, young collections between two collections of
+an older generation: 50 million allocations, more than a dispatch makes."""
 WAIT_SLICE = 25.0
 RECONNECT_TIMEOUT = 120.0
 """Seconds a wait rides out a server that stopped answering (a restart)."""
@@ -37,12 +40,14 @@ ABSENT_TIMEOUT = 15.0
 
 @contextlib.contextmanager
 def _fewer_collections() -> Iterator[None]:
-    """Run the cyclic GC's young collections less often while a lattice is traced and
-    packed: a wide lattice makes ~10 objects per node, all kept, and each collection
-    walks them again for nothing. The caller's thresholds are restored after."""
+    """Run the cyclic GC's young collections less often, and the older generations'
+    not at all, while a lattice is traced and packed: a wide lattice makes ~10 objects
+    per node, all kept, and each collection walks them again for nothing (a full one
+    over 100,000 nodes takes 0.15 s). Young cyclic garbage is still collected, every
+    50,000 allocations. The caller's thresholds are restored after."""
     old = gc.get_threshold()
     if old[0]:  # 0: the caller turned automatic collection off
-        gc.set_threshold(max(old[0], 50_000), *old[1:])
+        gc.set_threshold(max(old[0], 50_000), *(max(t, OLD_GENERATIONS) for t in old[1:]))
     try:
         yield
     finally:

@@ -93,12 +93,17 @@ class BlobSet:
 
     def add_object(self, value: Any, what: str | Callable[[], str]) -> str:
         """Pickle a value and return its digest."""
-        if type(value) in blobmod.PLAIN:  # a fan-out's parameters: no modules to note
-            data = pickle.dumps(value, protocol=5)  # as blobmod.pickled does
-            name = hashlib.sha256(data).hexdigest()  # blobmod.digest, inlined: hot
-            self.blobs.setdefault(name, data)
-            return name
+        if type(value) in blobmod.PLAIN:
+            return self.add_plain(value)
         return self.add_bytes(self._pickle(value, what))
+
+    def add_plain(self, value: Any) -> str:
+        """:meth:`add_object` for a value of a type in ``blobmod.PLAIN`` (a fan-out's
+        parameters): nothing that refers to code, no modules to note."""
+        data = pickle.dumps(value, protocol=5)  # as blobmod.pickled does
+        name = hashlib.sha256(data).hexdigest()  # blobmod.digest, inlined: hot
+        self.blobs.setdefault(name, data)
+        return name
 
     def add_function(
         self,
@@ -229,6 +234,10 @@ class _Writer:
         value = node.value
         blobset = self.blobset
         entry: dict[str, Any] = {"id": node.id, "name": node.name, "kind": node.kind}
+        if type(value) in blobmod.PLAIN:  # pickles alike in every process: no fingerprint
+            entry["value"] = blobset.add_plain(value)
+            entry["value_repr"] = blobmod.short_repr(value)
+            return entry
         entry["value"] = blobset.add_object(value, lambda: describe_use(self.graph, node.id))
         entry["value_repr"] = blobmod.short_repr(value)
         if pickle_may_vary(value):  # equal values, other bytes: compare fingerprints
@@ -288,7 +297,7 @@ def from_graph(
             "kwargs_repr": {k: blobmod.short_repr(v) for k, v in kwargs.items()},
         },
         "nodes": nodes,
-        "edges": [[e.source, e.target, e.index, e.name] for e in graph.edges],
+        "edges": list(map(list, graph.edges)),  # [source, target, index, name]
         "result": result,
     }
     blobset.seal()
