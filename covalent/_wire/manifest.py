@@ -444,10 +444,11 @@ def _plain_nodes(nodes: Any) -> bool:
     many nodes share: each distinct one of those is checked once."""
     if type(nodes) is not list or not set(map(type, nodes)) <= {dict}:
         return False
-    # keys and values in one pass: keys that are not strings are ints (msgspec writes
-    # them as json does) or none of these types (bools and None make msgspec raise)
-    keys, values = chain.from_iterable(nodes), chain.from_iterable(map(dict.values, nodes))
-    kinds = Counter(map(type, chain(keys, values)))
+    # the keys of each distinct key sequence (a few): ints are written by msgspec as
+    # by json, bools and None make msgspec raise (then json writes the header)
+    if not set(map(type, chain.from_iterable(set(map(tuple, nodes))))) <= _LEAVES:
+        return False
+    kinds = Counter(map(type, chain.from_iterable(map(dict.values, nodes))))
     if not set(kinds) <= _LEAVES | {dict}:
         return False
     shared = [*map(dict.get, nodes, repeat("executor")), *map(dict.get, nodes, repeat("metadata"))]
