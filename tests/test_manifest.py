@@ -165,6 +165,13 @@ def test_a_header_that_is_not_plain_json_is_written_by_json(spoil):
     assert manifest.pack(man, items) == expected  # byte for byte: json wrote both
 
 
+def test_a_string_msgspec_cannot_write_is_written_by_json():
+    man, items = manifest.from_graph(mixed.build_graph(1), (1,), {}, mixed)
+    man["lattice"]["doc"] = "half a surrogate pair: \ud800"  # json escapes it; not UTF-8
+    assert manifest._plain_header(bundle.with_blob_list(man, items))
+    assert manifest.pack(man, items) == bundle.pack(man, items)
+
+
 def test_a_cyclic_header_raises_as_json_does():
     man, items = manifest.from_graph(mixed.build_graph(1), (1,), {}, mixed)
     loop: list = []
