@@ -39,7 +39,7 @@ ABSENT_TIMEOUT = 15.0
 
 
 @contextlib.contextmanager
-def _fewer_collections() -> Iterator[None]:
+def fewer_collections() -> Iterator[None]:
     """Run the cyclic GC's young collections less often, and the older generations'
     not at all, while a lattice is traced and packed: a wide lattice makes ~10 objects
     per node, all kept, and each collection walks them again for nothing (a full one
@@ -136,7 +136,7 @@ def dispatch(
 
     @functools.wraps(orig_lattice.workflow_function)
     def wrapper(*args: Any, **kwargs: Any) -> str:
-        with _fewer_collections():  # also while packing: it makes an object per blob
+        with fewer_collections():  # also while packing: it makes an object per blob
             graph = orig_lattice.build_graph(*args, **kwargs)
             manifest, blobs = manifestmod.from_graph(graph, args, kwargs, orig_lattice)
             return submit_manifest(manifest, blobs, orig_lattice.name, dispatcher_addr, disable_run)
