@@ -643,8 +643,8 @@ def test_nested_collections_evaluate_to_the_same_structure(value):
 
 
 def test_dispatch_restores_the_callers_gc_thresholds() -> None:
-    """Tracing runs with fewer young collections; the caller's settings come back after,
-    even when the lattice fails to build."""
+    """Tracing runs with fewer young collections and no old ones; the caller's settings
+    come back after, even when the lattice fails to build."""
     import gc
 
     from covalent._client import dispatch as dispatchmod
@@ -653,7 +653,7 @@ def test_dispatch_restores_the_callers_gc_thresholds() -> None:
 
     @ct.lattice
     def broken(x):
-        seen.append(gc.get_threshold()[0])
+        seen.append(gc.get_threshold())
         raise RuntimeError("no")
 
     old = gc.get_threshold()
@@ -662,7 +662,7 @@ def test_dispatch_restores_the_callers_gc_thresholds() -> None:
         with pytest.raises(WorkflowError, match="no"):
             dispatchmod.dispatch(broken)(1)
         assert gc.get_threshold() == (700, 10, 10)
-        assert seen == [50_000]
+        assert seen == [(50_000, dispatchmod.OLD_GENERATIONS, dispatchmod.OLD_GENERATIONS)]
     finally:
         gc.set_threshold(*old)
 

@@ -33,6 +33,7 @@ from covalent._errors import (
     WorkflowError,
 )
 from covalent._wire import bundle
+from covalent._wire import manifest as manifestmod
 
 API = "/api/v1"
 EVENTS_READ_TIMEOUT = 60.0
@@ -137,7 +138,7 @@ class Client:
     def submit(
         self, manifest: dict[str, Any], blobs: dict[str, bytes], disable_run: bool = False
     ) -> str:
-        body = bundle.pack(manifest, blobs)
+        body = manifestmod.pack(manifest, blobs)
         response = self.request(
             "POST",
             "/dispatches",

@@ -13,7 +13,7 @@ import functools
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from covalent._client.dispatch import get_result, submit_manifest
+from covalent._client.dispatch import fewer_collections, get_result, submit_manifest
 from covalent._errors import WorkflowError
 from covalent._wire import manifest as manifestmod
 from covalent._workflow.electron import Electron
@@ -41,11 +41,12 @@ def redispatch(
             )
         if not args and not kwargs:
             args, kwargs = tuple(previous.inputs["args"]), previous.inputs["kwargs"]
-        graph = lattice.build_graph_replacing(replacements, args, kwargs)
-        manifest, blobs = manifestmod.from_graph(graph, args, kwargs, lattice)
-        if reuse_previous_results:
-            manifest["reuse"] = {"dispatch_id": dispatch_id}
-        return submit_manifest(manifest, blobs, lattice.name, dispatcher_addr)
+        with fewer_collections():
+            graph = lattice.build_graph_replacing(replacements, args, kwargs)
+            manifest, blobs = manifestmod.from_graph(graph, args, kwargs, lattice)
+            if reuse_previous_results:
+                manifest["reuse"] = {"dispatch_id": dispatch_id}
+            return submit_manifest(manifest, blobs, lattice.name, dispatcher_addr)
 
     return functools.wraps(redispatch)(wrapper)
 

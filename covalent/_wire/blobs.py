@@ -63,7 +63,8 @@ def is_users_own(module: ModuleType | None) -> bool:
     return module.__name__ == "__main__" or modules.is_users(module)
 
 
-_PLAIN = (int, float, str, bytes, bool, type(None))
+PLAIN = (int, float, str, bytes, bool, type(None))
+"""Types pickled without cloudpickle: nothing in them refers to code."""
 _SCALARS = (float, bool, type(None))  # short reprs; an int's may be long
 
 
@@ -77,7 +78,7 @@ class Pickled(NamedTuple):
 
 def pickled(value: Any) -> Pickled:
     """Pickle ``value``; note the user's own modules it refers to."""
-    if type(value) in _PLAIN:  # nothing for cloudpickle to do (a fan-out's parameters)
+    if type(value) in PLAIN:  # nothing for cloudpickle to do (a fan-out's parameters)
         return Pickled(pickle.dumps(value, protocol=5))
     buffer = io.BytesIO()
     pickler = _Pickler(buffer, protocol=5)
@@ -105,7 +106,7 @@ def dump(value: Any, file: Any) -> None:
     Large buffers inside ``value`` (a 50 MB bytes object) reach ``file.write`` as they
     are, not copied into the pickle first.
     """
-    if type(value) in _PLAIN:
+    if type(value) in PLAIN:
         pickle.Pickler(file, protocol=5).dump(value)
         return
     _Pickler(file, protocol=5).dump(value)

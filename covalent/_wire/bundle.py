@@ -20,8 +20,21 @@ MEDIA_TYPE = "application/x-covalent-bundle"
 
 def pack(header: dict[str, Any], blobs: dict[str, bytes]) -> bytes:
     """Pack ``header`` and ``blobs`` (digest to bytes); the header gains the blob list."""
-    header = {**header, "blobs": [[d, len(b)] for d, b in blobs.items()]}
-    head = json.dumps(header, separators=(",", ":")).encode()
+    return frame(dumps(with_blob_list(header, blobs)), blobs)
+
+
+def with_blob_list(header: dict[str, Any], blobs: dict[str, bytes]) -> dict[str, Any]:
+    """A copy of ``header`` with the ``blobs`` list: ``[digest, size]`` in ``blobs``' order."""
+    return {**header, "blobs": list(map(list, zip(blobs, map(len, blobs.values()), strict=True)))}
+
+
+def dumps(header: dict[str, Any]) -> bytes:
+    """``header`` as compact JSON (TypeError for what JSON cannot hold)."""
+    return json.dumps(header, separators=(",", ":")).encode()
+
+
+def frame(head: bytes, blobs: dict[str, bytes]) -> bytes:
+    """The bundle of an encoded header (it lists ``blobs``) and the blobs' bytes."""
     return b"".join([MAGIC, len(head).to_bytes(8, "big"), head, *blobs.values()])
 
 

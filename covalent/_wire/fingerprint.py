@@ -197,6 +197,8 @@ def pickle_may_vary(value: Any, budget: int = 10_000) -> bool:
     or an object other than numbers, strings, bytes, lists, tuples and dicts (a class
     sent by value gets a random id). Looks at ``budget`` items at most and answers False
     beyond them: a digest that differs only costs a reuse, never gives a wrong one."""
+    if type(value) in _ATOMS:  # most parameters: no queue needed
+        return False
     waiting = collections.deque([value])
     while waiting and budget > 0:
         item = waiting.popleft()  # in order, so that the budget is the first items

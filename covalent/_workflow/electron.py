@@ -58,7 +58,7 @@ class Electron:
         builder = current_builder()
         if builder is None:
             return self.function(*args, **kwargs)
-        replacement = builder.replacements.get(self.name)
+        replacement = builder.replacements.get(self.name) if builder.replacements else None
         if replacement is not None:
             builder.replaced.add(self.name)
         if replacement is not None and replacement is not self:
@@ -76,14 +76,8 @@ class Electron:
             lattice = self.function.inheriting(settings)
             name = f":sublattice:{self.function.name}"
             return builder.add_call(name, NodeKind.SUBLATTICE, lattice, args, kwargs)
-        return builder.add_call(
-            self.name,
-            NodeKind.ELECTRON,
-            self.function,
-            args,
-            kwargs,
-            executor=self.executor,
-            metadata=self.metadata,
+        return builder.add_call(  # positional: one call per electron call of a build
+            self.name, NodeKind.ELECTRON, self.function, args, kwargs, self.executor, self.metadata
         )
 
     def __repr__(self) -> str:

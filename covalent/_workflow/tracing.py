@@ -30,6 +30,8 @@ _current: contextvars.ContextVar[Builder | None] = contextvars.ContextVar(
 )
 
 PARAMETER_NAME_LIMIT = 100
+_PLAIN = (int, float, str, bool, bytes, type(None))
+"""Types whose values are never an output nor hold one."""
 CONTROL_FLOW_HINT = (
     "the value of an electron's output is only known when the workflow runs, so control "
     "flow on it (if, while, for, range, len) must happen inside an electron or a "
@@ -58,8 +60,8 @@ class Builder:
         self.replaced: set[str] = set()
         """The names in ``replacements`` of electrons the body called."""
         self._settings: dict[tuple[int, int], tuple[Any, Any, Any, dict[str, Any]]] = {}
-        """An electron's inherited settings, by the ids of its executor and metadata (the
-        objects are kept, so the ids stay theirs): a fan-out resolves them once."""
+        """An electron's executor and metadata with inherited settings, by the ids of its
+        own (the objects are kept, so the ids stay theirs): a fan-out resolves them once."""
 
     def __enter__(self) -> Builder:
         self._token = _current.set(self)
@@ -83,27 +85,29 @@ class Builder:
         An electron's unset settings are the lattice's (covalent/_workflow/inherit.py).
         """
         if kind == NodeKind.ELECTRON:
-            executor, settings = self._electron_settings(executor, metadata)
-            metadata = {**(metadata or {}), **settings}
-        node = self.graph.add_node(
-            name, kind, function=function, executor=executor, metadata=metadata or {}
-        )
+            executor, metadata = self._electron_settings(executor, metadata)
+        graph = self.graph
+        node = graph.add_node(name, kind, function, None, executor, metadata)
+        target, edges, node_for = node.id, graph.edges, self.node_for
         for index, value in enumerate(args):
-            self._connect(value, node.id, index=index)
+            edges.append(Edge(node_for(value), target, index))
         for key, value in kwargs.items():
-            self._connect(value, node.id, name=key)
+            edges.append(Edge(node_for(value), target, None, key))
         return Output(self, node)
 
     def _electron_settings(
         self, executor: Any, metadata: dict[str, Any] | None
     ) -> tuple[Any, dict[str, Any]]:
-        """The executor and the other inherited settings of an electron whose own are
-        ``executor`` and ``metadata``."""
+        """The executor and the metadata, with inherited settings filled in, of an
+        electron whose own are ``executor`` and ``metadata``. The calls of one electron
+        share that metadata dict (nothing changes a node's metadata in place), so that
+        the manifest also works it out once (covalent/_wire/manifest.py)."""
         key = (id(executor), id(metadata))
         found = self._settings.get(key)
         if found is None or found[0] is not executor or found[1] is not metadata:
             settings = self.inherited({"executor": executor, **(metadata or {})})
-            found = (executor, metadata, settings.pop("executor"), settings)
+            inherited_executor = settings.pop("executor")
+            found = (executor, metadata, inherited_executor, {**(metadata or {}), **settings})
             self._settings[key] = found
         return found[2], found[3]
 
@@ -111,13 +115,10 @@ class Builder:
         """The inherited settings of an electron (or sublattice node) whose own are ``own``."""
         return inherit.resolve(own, self.defaults)
 
-    def _connect(
-        self, value: Any, target: int, index: int | None = None, name: str | None = None
-    ) -> None:
-        self.graph.edges.append(Edge(self.node_for(value), target, index=index, name=name))
-
     def node_for(self, value: Any) -> int:
         """The id of the node whose output is ``value``, adding nodes as needed."""
+        if type(value) in _PLAIN:  # most arguments of a wide lattice: a parameter
+            return self._parameter(value)
         if isinstance(value, Output):
             if value._cv_builder is not self:
                 raise WorkflowError(
@@ -133,7 +134,7 @@ class Builder:
         text = str(value)
         if len(text) > PARAMETER_NAME_LIMIT:
             text = text[: PARAMETER_NAME_LIMIT - 3] + "..."
-        return self.graph.add_node(f":parameter:{text}", NodeKind.PARAMETER, value=value).id
+        return self.graph.add_node(f":parameter:{text}", NodeKind.PARAMETER, None, value).id
 
     def _collection(self, value: Any) -> int:
         if isinstance(value, dict):
@@ -274,11 +275,12 @@ class Output:
         attribute: tuple[Output, str] | None = None,
         text: str = "",
     ) -> None:
-        object.__setattr__(self, "_cv_builder", builder)
-        object.__setattr__(self, "_cv_target", node)
-        object.__setattr__(self, "_cv_make", make)
-        object.__setattr__(self, "_cv_attribute", attribute)
-        object.__setattr__(self, "_cv_text", text)
+        # the slots' own setters (__setattr__ refuses): twice as fast as object.__setattr__
+        _set_builder(self, builder)
+        _set_target(self, node)
+        _set_make(self, make)
+        _set_attribute(self, attribute)
+        _set_text(self, text)
 
     @property
     def _cv_node(self) -> Node:
@@ -291,8 +293,8 @@ class Output:
         return node
 
     def _cv_bind(self, node: Node | None, make: Callable[[], Node] | None = None) -> None:
-        object.__setattr__(self, "_cv_target", node)
-        object.__setattr__(self, "_cv_make", make)
+        _set_target(self, node)
+        _set_make(self, make)
 
     @property
     def _cv_label(self) -> str:
@@ -347,8 +349,8 @@ class Output:
         )
         node = call._cv_node
         receiver._cv_bind(None, _picking(builder, node, 1))
-        object.__setattr__(receiver, "_cv_attribute", None)
-        object.__setattr__(receiver, "_cv_text", f"{self._cv_text}(...) (its receiver)")
+        _set_attribute(receiver, None)
+        _set_text(receiver, f"{self._cv_text}(...) (its receiver)")
         return Output(builder, None, _picking(builder, node, 0), text=f"{self._cv_text}(...)")
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -413,6 +415,11 @@ class Output:
     __pos__ = _unary(operator.pos, "pos")
     __abs__ = _unary(operator.abs, "abs")
     __invert__ = _unary(operator.invert, "invert")
+
+
+_set_builder, _set_target, _set_make, _set_attribute, _set_text = (
+    vars(Output)[name].__set__ for name in Output.__slots__
+)
 
 
 def _picking(builder: Builder, node: Node, index: int) -> Callable[[], Node]:
