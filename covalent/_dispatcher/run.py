@@ -85,14 +85,18 @@ class Run:
         count = len(self.nodes)
         self.dependents: list[list[int]] = [[] for _ in range(count)]
         self.inputs: list[list[Edge]] = [[] for _ in range(count)]
-        dependents, inputs, make = self.dependents, self.inputs, _edge
+        self.waiting: list[int] = [0] * count  # unfinished inputs
+        dependents, inputs, waiting, status, make = (
+            self.dependents, self.inputs, self.waiting, self.status, _edge
+        )  # fmt: skip
         for raw in manifest["edges"]:
-            edge = make(raw)
-            dependents[edge.source].append(edge.target)
-            inputs[edge.target].append(edge)
+            source, target = raw[0], raw[1]
+            dependents[source].append(target)
+            inputs[target].append(make(raw))
+            if status[source] is not COMPLETED:
+                waiting[target] += 1
         self.ready: deque[int] = deque()
-        self.waiting: list[int] = []
-        self._refresh_readiness()
+        self._queue_ready()
 
     # reading
 
@@ -449,7 +453,11 @@ class Run:
             sum(status[e.source] is not COMPLETED for e in edges) if edges else 0
             for edges in self.inputs
         ]
-        waiting = self.waiting
+        self._queue_ready()
+
+    def _queue_ready(self) -> None:
+        """Queue the nodes that can start now (their unfinished inputs counted)."""
+        status, waiting = self.status, self.waiting
         self.ready = deque(  # any order will do: none of them waits for another
             n for n, state in enumerate(status) if state is NEW and waiting[n] == 0
         )

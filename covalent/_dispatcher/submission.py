@@ -8,7 +8,9 @@ earlier dispatch's outputs (:mod:`reuse`); the run applies them when it joins th
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
+import operator
 import time
 import uuid
 from pathlib import Path
@@ -16,12 +18,15 @@ from typing import Any, NamedTuple
 
 from covalent._dispatcher import reuse as reusemod
 from covalent._dispatcher.run import Reuse, Run
-from covalent._errors import DispatchNotFoundError
+from covalent._errors import BadRequestError, DispatchNotFoundError
 from covalent._results.status import Status
-from covalent._store.changes import DISPATCH_NODE, Changes, NodeRow
+from covalent._store.changes import DISPATCH_NODE, NODE_COLUMNS, Changes, NodeRow
 from covalent._store.store import Store
 from covalent._wire import blobfiles, schema
 from covalent._wire import manifest as manifestmod
+
+_node_row = functools.partial(tuple.__new__, NodeRow)  # no Python-level __new__ per node
+_KIND = operator.itemgetter(NODE_COLUMNS.index("kind"))
 
 
 class Parent(NamedTuple):
@@ -55,7 +60,7 @@ def submit(
     store has no room, and
     DispatchNotFoundError when a redispatch reuses a dispatch that is not stored.
     """
-    schema.check_structure(manifest, _available(store, manifest, blobs).__contains__)
+    _check(store, manifest, blobs)
     reused = _reusable(store, manifest)
     dispatch_id = str(uuid.uuid4())
     now = time.time()
@@ -77,7 +82,7 @@ def submit(
         "status": status.value,
         "created_at": now,
         "start_time": None if disable_run else now,
-        "node_count": sum(r.kind != "parameter" for r in node_rows),  # electrons
+        "node_count": _electron_count(node_rows),
         "manifest": schema.dumps({k: v for k, v in manifest.items() if k != "blobs"}),
         "summary": json.dumps(manifestmod.summary(manifest)),
         "results_dir": str(results_dir),
@@ -100,6 +105,17 @@ def submit(
             start_time=now,
         )
     return Submitted(dispatch_id, row, run, changes.transitions)
+
+
+def _check(store: Store, manifest: dict[str, Any], blobs: dict[str, bytes]) -> None:
+    """Check the manifest's structure (:func:`schema.check_structure`). Most requests
+    send every blob they name, so the blobs sent are tried first, at no cost beyond the
+    check itself; a manifest that names one not sent (a re-submitted manifest names
+    only stored ones) is checked again against the store's as well."""
+    try:
+        schema.check_structure(manifest, blobs.__contains__)
+    except BadRequestError:
+        schema.check_structure(manifest, _available(store, manifest, blobs).__contains__)
 
 
 def _available(store: Store, manifest: dict[str, Any], blobs: dict[str, bytes]) -> set[str]:
@@ -125,34 +141,17 @@ def _node_rows(dispatch_id: str, nodes: list[dict[str, Any]], now: float) -> lis
     """The nodes' first rows: parameters are COMPLETED with their value, the rest
     NEW_OBJECT. (Their first state has no transition row of its own: the dispatch's
     ``submitted`` row stands for all of them.)"""
-    completed, new = Status.COMPLETED.value, Status.NEW_OBJECT.value
+    completed, new, row = Status.COMPLETED.value, Status.NEW_OBJECT.value, _node_row
     return [
-        NodeRow(
-            dispatch_id,
-            n["id"],
-            n["name"],
-            "parameter",
-            completed,
-            None,
-            now,
-            now,
-            n["value"],
-            n.get("value_repr"),
-            0,
-        )  # fmt: skip
+        row((dispatch_id, n["id"], n["name"], "parameter", completed, None, now, now,
+             n["value"], n.get("value_repr"), 0))
         if n["kind"] == "parameter"
-        else NodeRow(
-            dispatch_id,
-            n["id"],
-            n["name"],
-            n["kind"],
-            new,
-            n["executor"]["name"],
-            None,
-            None,
-            None,
-            None,
-            0,
-        )  # fmt: skip
+        else row((dispatch_id, n["id"], n["name"], n["kind"], new, n["executor"]["name"],
+                  None, None, None, None, 0))
         for n in nodes
-    ]
+    ]  # fmt: skip
+
+
+def _electron_count(node_rows: list[NodeRow]) -> int:
+    """How many of the nodes are not parameters."""
+    return len(node_rows) - list(map(_KIND, node_rows)).count("parameter")
