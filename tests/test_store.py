@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from covalent._store.changes import NODE_COLUMNS, Changes, NodeRow, NodeUpdate
+from covalent._store.changes import NODE_COLUMNS, Changes, NewNodeRow, NodeRow, NodeUpdate
 from covalent._store.store import BlobCache, Store
 
 
@@ -18,19 +18,22 @@ def _store(tmp_path: Path) -> Store:
     return store
 
 
-def _dispatch(store: Store, dispatch_id: str, count: int) -> None:
-    now = time.time()
-    row = {
+def _row(dispatch_id: str, count: int) -> dict[str, object]:
+    return {
         "dispatch_id": dispatch_id,
         "root_dispatch_id": dispatch_id,
         "lattice_name": "flow",
         "status": "RUNNING",
-        "created_at": now,
+        "created_at": time.time(),
         "node_count": count,
         "manifest": b"{}",
         "summary": "{}",
         "results_dir": "",
     }
+
+
+def _dispatch(store: Store, dispatch_id: str, count: int) -> None:
+    row = _row(dispatch_id, count)
     nodes = [
         dict.fromkeys(NODE_COLUMNS)
         | {"dispatch_id": dispatch_id, "node_id": n, "name": f"n{n}", "kind": "electron"}
@@ -59,6 +62,29 @@ def test_later_updates_of_a_row_win_whatever_columns_they_set(tmp_path: Path) ->
     assert rows[0]["status"] == "COMPLETED" and rows[0]["start_time"] is None
     assert (rows[2]["status"], rows[2]["attempts"]) == ("NEW_OBJECT", 2)
     assert changes.node_updates[1] == NodeUpdate("d", 1, {"status": "RUNNING", "start_time": 1.0})
+
+
+def test_a_node_yet_to_run_is_stored_from_its_narrow_row(tmp_path: Path) -> None:
+    """NewNodeRow's columns are set and every other column of the node starts NULL,
+    next to whole rows of the same dispatch."""
+    store = _store(tmp_path)
+    store.create_dispatch(
+        _row("e", 1),
+        [NodeRow("e", 1, ":parameter:0", "parameter", "COMPLETED", None, 1.0, 1.0, "ab", "0", 0)],
+        Changes(),
+        [NewNodeRow("e", 0, "inc", "electron", "NEW_OBJECT", "local", 0)],
+    )
+    new, parameter = store.get_nodes("e")
+    assert (
+        new
+        == dict.fromkeys(new)
+        | NewNodeRow("e", 0, "inc", "electron", "NEW_OBJECT", "local", 0)._asdict()
+    )
+    assert (parameter["node_id"], parameter["output_digest"], parameter["end_time"]) == (
+        1,
+        "ab",
+        1.0,
+    )
 
 
 def test_a_failed_batch_stores_none_of_it(tmp_path: Path) -> None:

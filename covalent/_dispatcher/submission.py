@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import operator
 import time
 import uuid
 from pathlib import Path
@@ -20,13 +19,13 @@ from covalent._dispatcher import reuse as reusemod
 from covalent._dispatcher.run import Reuse, Run
 from covalent._errors import BadRequestError, DispatchNotFoundError
 from covalent._results.status import Status
-from covalent._store.changes import DISPATCH_NODE, NODE_COLUMNS, Changes, NodeRow
+from covalent._store.changes import DISPATCH_NODE, Changes, NewNodeRow, NodeRow
 from covalent._store.store import Store
 from covalent._wire import blobfiles, schema
 from covalent._wire import manifest as manifestmod
 
 _node_row = functools.partial(tuple.__new__, NodeRow)  # no Python-level __new__ per node
-_KIND = operator.itemgetter(NODE_COLUMNS.index("kind"))
+_new_node_row = functools.partial(tuple.__new__, NewNodeRow)
 
 
 class Parent(NamedTuple):
@@ -72,7 +71,7 @@ def submit(
     status = Status.NEW_OBJECT if disable_run else Status.RUNNING
     changes = Changes(blobs=blobs)
     changes.transition(dispatch_id, DISPATCH_NODE, None, status.value, now, "submitted")
-    node_rows = _node_rows(dispatch_id, manifest["nodes"], now)
+    parameters, others = _node_rows(dispatch_id, manifest["nodes"], now)
     row = {
         "dispatch_id": dispatch_id,
         "root_dispatch_id": parent.root_dispatch_id if parent else dispatch_id,
@@ -82,13 +81,13 @@ def submit(
         "status": status.value,
         "created_at": now,
         "start_time": None if disable_run else now,
-        "node_count": _electron_count(node_rows),
+        "node_count": len(others),  # electrons
         "manifest": schema.dumps({k: v for k, v in manifest.items() if k != "blobs"}),
         "summary": json.dumps(manifestmod.summary(manifest)),
         "results_dir": str(results_dir),
     }
     try:
-        store.create_dispatch(row, node_rows, changes)
+        store.create_dispatch(row, parameters, changes, others)
     except BaseException:
         with contextlib.suppress(OSError):
             results_dir.rmdir()  # empty yet: nothing of this dispatch stays
@@ -137,21 +136,22 @@ def _reusable(store: Store, manifest: dict[str, Any]) -> dict[int, Reuse]:
     return {n: Reuse(digest, text, f"{source}:{n}") for n, (digest, text) in found.items()}
 
 
-def _node_rows(dispatch_id: str, nodes: list[dict[str, Any]], now: float) -> list[NodeRow]:
+def _node_rows(
+    dispatch_id: str, nodes: list[dict[str, Any]], now: float
+) -> tuple[list[NodeRow], list[NewNodeRow]]:
     """The nodes' first rows: parameters are COMPLETED with their value, the rest
-    NEW_OBJECT. (Their first state has no transition row of its own: the dispatch's
-    ``submitted`` row stands for all of them.)"""
-    completed, new, row = Status.COMPLETED.value, Status.NEW_OBJECT.value, _node_row
-    return [
-        row((dispatch_id, n["id"], n["name"], "parameter", completed, None, now, now,
-             n["value"], n.get("value_repr"), 0))
-        if n["kind"] == "parameter"
-        else row((dispatch_id, n["id"], n["name"], n["kind"], new, n["executor"]["name"],
-                  None, None, None, None, 0))
+    NEW_OBJECT (narrower rows). (Their first state has no transition row of its own:
+    the dispatch's ``submitted`` row stands for all of them.)"""
+    completed, new = Status.COMPLETED.value, Status.NEW_OBJECT.value
+    parameters = [
+        _node_row((dispatch_id, n["id"], n["name"], "parameter", completed, None, now, now,
+                   n["value"], n.get("value_repr"), 0))
         for n in nodes
+        if n["kind"] == "parameter"
     ]  # fmt: skip
-
-
-def _electron_count(node_rows: list[NodeRow]) -> int:
-    """How many of the nodes are not parameters."""
-    return len(node_rows) - list(map(_KIND, node_rows)).count("parameter")
+    others = [
+        _new_node_row((dispatch_id, n["id"], n["name"], n["kind"], new, n["executor"]["name"], 0))
+        for n in nodes
+        if n["kind"] != "parameter"
+    ]
+    return parameters, others

@@ -26,9 +26,11 @@ from covalent._config import mask_secrets
 from covalent._errors import CovalentError, StorageFullError
 from covalent._store import migrate, schema
 from covalent._store.changes import (
+    NEW_NODE_COLUMNS,
     NODE_COLUMNS,
     Changes,
     DispatchUpdate,
+    NewNodeRow,
     NodeRow,
     NodeUpdate,
 )
@@ -325,9 +327,14 @@ class Store:
     # writes
 
     def create_dispatch(
-        self, row: dict[str, Any], node_rows: list[NodeRow], changes: Changes
+        self,
+        row: dict[str, Any],
+        node_rows: Sequence[NodeRow],
+        changes: Changes,
+        new_nodes: Sequence[NewNodeRow] = (),
     ) -> None:
-        """Store a new dispatch, its nodes, its blobs and first transitions in one
+        """Store a new dispatch, its nodes (``node_rows`` whole, ``new_nodes`` with the
+        columns of a node yet to run), its blobs and first transitions in one
         transaction."""
         try:
             with self.engine.begin() as conn:
@@ -335,6 +342,8 @@ class Store:
                 conn.execute(insert(dispatches), [row])
                 if node_rows:
                     self._sql.insert(conn, nodes, NODE_COLUMNS, node_rows)
+                if new_nodes:
+                    self._sql.insert(conn, nodes, NEW_NODE_COLUMNS, new_nodes)
                 self._insert_rows(conn, transitions, changes.transitions)
         except IntegrityError as e:
             raise CovalentError(f"Dispatch {row['dispatch_id']} already exists.") from e
