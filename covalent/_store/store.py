@@ -24,7 +24,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from covalent._config import mask_secrets
 from covalent._errors import CovalentError, StorageFullError
-from covalent._store import migrate, schema
+from covalent._store import manifests, migrate, schema
 from covalent._store.changes import (
     NEW_NODE_COLUMNS,
     NODE_COLUMNS,
@@ -336,10 +336,11 @@ class Store:
         """Store a new dispatch, its nodes (``node_rows`` whole, ``new_nodes`` with the
         columns of a node yet to run), its blobs and first transitions in one
         transaction."""
+        stored = {**row, "manifest": manifests.packed(row["manifest"])}  # before the lock
         try:
             with self.engine.begin() as conn:
                 self._insert_blobs(conn, changes.blobs)
-                conn.execute(insert(dispatches), [row])
+                conn.execute(insert(dispatches), [stored])
                 if node_rows:
                     self._sql.insert(conn, nodes, NODE_COLUMNS, node_rows)
                 if new_nodes:
@@ -409,7 +410,7 @@ class Store:
         out = dict(row._mapping)
         out["summary"] = json.loads(out["summary"])
         if with_manifest:
-            out["manifest"] = json.loads(out["manifest"])
+            out["manifest"] = manifests.loaded(out["manifest"])
         return out
 
     def get_nodes(self, dispatch_id: str) -> list[dict[str, Any]]:
