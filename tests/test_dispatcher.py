@@ -23,6 +23,7 @@ from covalent._dispatcher import dispatcher as dispatchermod
 from covalent._dispatcher import states
 from covalent._dispatcher.dispatcher import LAUNCH_CHUNK, Dispatcher
 from covalent._dispatcher.executors import ExecutorRegistry
+from covalent._errors import BadRequestError
 from covalent._results.status import FINAL_STATUSES, Status
 from covalent._store.store import Store
 from covalent._wire import blobs, manifest
@@ -240,6 +241,21 @@ async def test_the_seed_runs_to_completed_through_every_step(env: Env) -> None:
         (2, "RUNNING", "COMPLETED"),
         (-1, "RUNNING", "COMPLETED"),
     ]
+
+
+async def test_a_manifest_may_name_stored_blobs_but_not_unknown_ones(env: Env) -> None:
+    """The blobs a manifest names are sent or already stored; one that is neither is
+    refused, naming its node, and nothing of that dispatch is stored."""
+    man, blob_map = build(fan, 3)
+    env.d.submit(man, blob_map, disable_run=True)
+    again = env.d.submit(man, {}, disable_run=True)  # every blob is stored now
+    assert env.store.get_dispatch(again) is not None
+    param = [n for n in man["nodes"] if n["kind"] == "parameter"][-1]
+    param["value"] = "e" * 64  # neither sent nor stored
+    before = env.store.count_dispatches()
+    with pytest.raises(BadRequestError, match=f"node {param['id']}'s value refers to blob e+,"):
+        env.d.submit(man, blob_map, disable_run=True)
+    assert env.store.count_dispatches() == before
 
 
 async def test_a_failure_stops_its_branch_and_fails_the_dispatch(env: Env) -> None:

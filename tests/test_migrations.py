@@ -12,6 +12,7 @@ from sqlalchemy import create_engine, inspect
 
 import covalent as ct
 from covalent._store import migrate, schema
+from covalent._store.changes import Changes
 from covalent._store.store import Store
 from covalent._wire import blobs as blobmod
 from covalent._wire import manifest as manifestmod
@@ -132,3 +133,34 @@ def test_a_database_from_a_newer_covalent_is_refused(tmp_path: Path) -> None:
         conn.exec_driver_sql("UPDATE alembic_version SET version_num = '9999'")
     with pytest.raises(ct.CovalentError, match="revision 9999.*upgrade covalent"):
         store.create_schema()
+
+
+def test_a_downgrade_stores_compressed_manifests_as_json_again(tmp_path: Path) -> None:
+    """0004 lets a large manifest be stored compressed; going back to 0003 (a covalent
+    that reads only JSON) leaves every manifest as JSON."""
+    store = Store.sqlite(tmp_path / "db.sqlite", tmp_path / "blobs")
+    store.create_schema()
+    large = {"nodes": [{"id": n, "name": "inc"} for n in range(20_000)]}
+    for dispatch_id, manifest in (("large", large), ("small", {"nodes": []})):
+        row = {
+            "dispatch_id": dispatch_id,
+            "root_dispatch_id": dispatch_id,
+            "lattice_name": "flow",
+            "status": "COMPLETED",
+            "created_at": 1.0,
+            "node_count": 0,
+            "manifest": json.dumps(manifest).encode(),
+            "summary": "{}",
+            "results_dir": "",
+        }
+        store.create_dispatch(row, [], Changes())
+    with sqlite3.connect(tmp_path / "db.sqlite") as conn:
+        stored = dict(conn.execute("SELECT dispatch_id, manifest FROM dispatches"))
+    assert stored["large"][:1] != b"{" and stored["small"][:1] == b"{"
+    assert store.get_dispatch("large", with_manifest=True)["manifest"] == large
+    store.close()
+    migrate.downgrade(create_engine(f"sqlite:///{tmp_path / 'db.sqlite'}"), "0003")
+    with sqlite3.connect(tmp_path / "db.sqlite") as conn:
+        stored = dict(conn.execute("SELECT dispatch_id, manifest FROM dispatches"))
+    assert json.loads(stored["large"]) == large
+    assert json.loads(stored["small"]) == {"nodes": []}

@@ -117,6 +117,30 @@ def test_a_nan_in_a_free_form_setting_is_refused_when_stored() -> None:
     assert info.value.field == "nodes[0].executor.attributes.x"
 
 
+@pytest.mark.parametrize("bad", [float("inf"), float("-inf")])
+def test_an_infinity_in_a_free_form_setting_is_refused_when_stored(bad: float) -> None:
+    manifest, _ = good()
+    node = manifest["nodes"][2]  # its metadata may be shared with other nodes: replaced
+    node["metadata"] = {**node["metadata"], "settings": {"deep": [1.5, bad]}}
+    with pytest.raises(InvalidFieldError) as info:
+        schema.dumps(manifest)
+    assert info.value.field == "nodes[2].metadata.settings.deep[1]"
+
+
+@pytest.mark.parametrize(
+    "text", ["NaN", "-Infinity", "an é and \u2028", "a lone \ud800 surrogate", 'say "NaN"']
+)
+def test_the_stored_manifest_reads_back_as_it_was(text: str) -> None:
+    """Words that look like non-finite numbers, inside strings, are kept; so are
+    characters UTF-8 cannot hold alone (the slower encoder escapes them)."""
+    manifest, _ = good()
+    manifest["nodes"][0]["executor"]["attributes"]["note"] = text
+    manifest["nodes"][0]["name"] = text
+    manifest["nodes"][0]["executor"]["attributes"]["big"] = [10**30, 1e-05, 1e22, -0.0]
+    stored = schema.dumps(manifest)
+    assert json.loads(stored) == json.loads(json.dumps(manifest))
+
+
 def test_a_dict_collection_needs_as_many_keys_as_items() -> None:
     manifest, blobs = good()
     shape = manifest["nodes"][3]["metadata"]["collection"]

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 import covalent as ct
 from covalent._dispatcher import states
-from covalent._dispatcher.run import Effects, Reuse, Run
+from covalent._dispatcher.run import Dependents, Effects, Inputs, Reuse, Run
 from covalent._dispatcher.states import InvalidTransition
 from covalent._errors import CovalentError
 from covalent._results.status import FINAL_STATUSES, Status
@@ -789,3 +789,41 @@ def test_drive_helper_really_explores_orders():
         transitions = drive(run, rng.randrange, finish_it)
         seen.add(tuple(t["node_id"] for t in transitions if t["new"] == "COMPLETED"))
     assert len(seen) > 1
+
+
+# the run's index of the transport graph
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    st.integers(1, 8).flatmap(
+        lambda count: st.tuples(
+            st.just(count),
+            st.lists(
+                st.tuples(
+                    st.integers(0, count - 1),
+                    st.integers(0, count - 1),
+                    st.none() | st.integers(0, 3),
+                    st.none() | st.sampled_from(["a", "b"]),
+                ),
+                max_size=20,
+            ),
+        )
+    ),
+    st.booleans(),
+)
+def test_the_edge_index_lists_each_nodes_edges_in_manifest_order(graph, as_lists) -> None:
+    """Inputs and Dependents (one flat list each) answer as a list per node would:
+    nodes without edges, an edge given twice, edges stored as JSON lists."""
+    count, edges = graph
+    raw = [list(e) for e in edges] if as_lists else edges
+    inputs, dependents = Inputs(raw, count), Dependents(raw, count)
+    assert len(inputs) == count
+    for node in range(count):
+        assert inputs[node] == [manifest.Edge(*e) for e in edges if e[1] == node]
+        assert dependents[node] == [e[1] for e in edges if e[0] == node]
+    status = [S.COMPLETED if node % 2 else S.NEW_OBJECT for node in range(count)]
+    expected = [
+        sum(status[e[0]] is not S.COMPLETED for e in edges if e[1] == n) for n in range(count)
+    ]
+    assert inputs.unfinished(status) == expected

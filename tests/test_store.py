@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from covalent._store import queries
-from covalent._store.changes import NODE_COLUMNS, Changes, NodeRow, NodeUpdate
+from covalent._store.changes import NODE_COLUMNS, Changes, NewNodeRow, NodeRow, NodeUpdate
 from covalent._store.store import BlobCache, Store
 
 
@@ -20,19 +20,22 @@ def _store(tmp_path: Path) -> Store:
     return store
 
 
-def _dispatch(store: Store, dispatch_id: str, count: int, manifest: bytes = b"{}") -> None:
-    now = time.time()
-    row = {
+def _row(dispatch_id: str, count: int, manifest: bytes = b"{}") -> dict[str, object]:
+    return {
         "dispatch_id": dispatch_id,
         "root_dispatch_id": dispatch_id,
         "lattice_name": "flow",
         "status": "RUNNING",
-        "created_at": now,
+        "created_at": time.time(),
         "node_count": count,
         "manifest": manifest,
         "summary": "{}",
         "results_dir": "",
     }
+
+
+def _dispatch(store: Store, dispatch_id: str, count: int, manifest: bytes = b"{}") -> None:
+    row = _row(dispatch_id, count, manifest)
     nodes = [
         dict.fromkeys(NODE_COLUMNS)
         | {"dispatch_id": dispatch_id, "node_id": n, "name": f"n{n}", "kind": "electron"}
@@ -84,6 +87,29 @@ def test_a_manifest_is_stored_compressed_and_read_back_as_submitted(tmp_path: Pa
         row = store.get_dispatch(dispatch_id, with_manifest=True)
         assert row is not None and row["manifest"] == manifest
         assert queries.manifest(store, dispatch_id) == manifest
+
+
+def test_a_node_yet_to_run_is_stored_from_its_narrow_row(tmp_path: Path) -> None:
+    """NewNodeRow's columns are set and every other column of the node starts NULL,
+    next to whole rows of the same dispatch."""
+    store = _store(tmp_path)
+    store.create_dispatch(
+        _row("e", 1),
+        [NodeRow("e", 1, ":parameter:0", "parameter", "COMPLETED", None, 1.0, 1.0, "ab", "0", 0)],
+        Changes(),
+        [NewNodeRow("e", 0, "inc", "electron", "NEW_OBJECT", "local", 0)],
+    )
+    new, parameter = store.get_nodes("e")
+    assert (
+        new
+        == dict.fromkeys(new)
+        | NewNodeRow("e", 0, "inc", "electron", "NEW_OBJECT", "local", 0)._asdict()
+    )
+    assert (parameter["node_id"], parameter["output_digest"], parameter["end_time"]) == (
+        1,
+        "ab",
+        1.0,
+    )
 
 
 def test_a_failed_batch_stores_none_of_it(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ earlier dispatch's outputs (:mod:`reuse`); the run applies them when it joins th
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import time
 import uuid
@@ -16,12 +17,15 @@ from typing import Any, NamedTuple
 
 from covalent._dispatcher import reuse as reusemod
 from covalent._dispatcher.run import Reuse, Run
-from covalent._errors import DispatchNotFoundError
+from covalent._errors import BadRequestError, DispatchNotFoundError
 from covalent._results.status import Status
-from covalent._store.changes import DISPATCH_NODE, Changes, NodeRow
+from covalent._store.changes import DISPATCH_NODE, Changes, NewNodeRow, NodeRow
 from covalent._store.store import Store
 from covalent._wire import blobfiles, schema
 from covalent._wire import manifest as manifestmod
+
+_node_row = functools.partial(tuple.__new__, NodeRow)  # no Python-level __new__ per node
+_new_node_row = functools.partial(tuple.__new__, NewNodeRow)
 
 
 class Parent(NamedTuple):
@@ -55,7 +59,7 @@ def submit(
     store has no room, and
     DispatchNotFoundError when a redispatch reuses a dispatch that is not stored.
     """
-    schema.check_structure(manifest, _available(store, manifest, blobs).__contains__)
+    _check(store, manifest, blobs)
     reused = _reusable(store, manifest)
     dispatch_id = str(uuid.uuid4())
     now = time.time()
@@ -67,7 +71,7 @@ def submit(
     status = Status.NEW_OBJECT if disable_run else Status.RUNNING
     changes = Changes(blobs=blobs)
     changes.transition(dispatch_id, DISPATCH_NODE, None, status.value, now, "submitted")
-    node_rows = _node_rows(dispatch_id, manifest["nodes"], now)
+    parameters, others = _node_rows(dispatch_id, manifest["nodes"], now)
     row = {
         "dispatch_id": dispatch_id,
         "root_dispatch_id": parent.root_dispatch_id if parent else dispatch_id,
@@ -77,13 +81,13 @@ def submit(
         "status": status.value,
         "created_at": now,
         "start_time": None if disable_run else now,
-        "node_count": sum(r.kind != "parameter" for r in node_rows),  # electrons
+        "node_count": len(others),  # electrons
         "manifest": schema.dumps({k: v for k, v in manifest.items() if k != "blobs"}),
         "summary": json.dumps(manifestmod.summary(manifest)),
         "results_dir": str(results_dir),
     }
     try:
-        store.create_dispatch(row, node_rows, changes)
+        store.create_dispatch(row, parameters, changes, others)
     except BaseException:
         with contextlib.suppress(OSError):
             results_dir.rmdir()  # empty yet: nothing of this dispatch stays
@@ -100,6 +104,17 @@ def submit(
             start_time=now,
         )
     return Submitted(dispatch_id, row, run, changes.transitions)
+
+
+def _check(store: Store, manifest: dict[str, Any], blobs: dict[str, bytes]) -> None:
+    """Check the manifest's structure (:func:`schema.check_structure`). Most requests
+    send every blob they name, so the blobs sent are tried first, at no cost beyond the
+    check itself; a manifest that names one not sent (a re-submitted manifest names
+    only stored ones) is checked again against the store's as well."""
+    try:
+        schema.check_structure(manifest, blobs.__contains__)
+    except BadRequestError:
+        schema.check_structure(manifest, _available(store, manifest, blobs).__contains__)
 
 
 def _available(store: Store, manifest: dict[str, Any], blobs: dict[str, bytes]) -> set[str]:
@@ -121,38 +136,22 @@ def _reusable(store: Store, manifest: dict[str, Any]) -> dict[int, Reuse]:
     return {n: Reuse(digest, text, f"{source}:{n}") for n, (digest, text) in found.items()}
 
 
-def _node_rows(dispatch_id: str, nodes: list[dict[str, Any]], now: float) -> list[NodeRow]:
+def _node_rows(
+    dispatch_id: str, nodes: list[dict[str, Any]], now: float
+) -> tuple[list[NodeRow], list[NewNodeRow]]:
     """The nodes' first rows: parameters are COMPLETED with their value, the rest
-    NEW_OBJECT. (Their first state has no transition row of its own: the dispatch's
-    ``submitted`` row stands for all of them.)"""
+    NEW_OBJECT (narrower rows). (Their first state has no transition row of its own:
+    the dispatch's ``submitted`` row stands for all of them.)"""
     completed, new = Status.COMPLETED.value, Status.NEW_OBJECT.value
-    return [
-        NodeRow(
-            dispatch_id,
-            n["id"],
-            n["name"],
-            "parameter",
-            completed,
-            None,
-            now,
-            now,
-            n["value"],
-            n.get("value_repr"),
-            0,
-        )  # fmt: skip
-        if n["kind"] == "parameter"
-        else NodeRow(
-            dispatch_id,
-            n["id"],
-            n["name"],
-            n["kind"],
-            new,
-            n["executor"]["name"],
-            None,
-            None,
-            None,
-            None,
-            0,
-        )  # fmt: skip
+    parameters = [
+        _node_row((dispatch_id, n["id"], n["name"], "parameter", completed, None, now, now,
+                   n["value"], n.get("value_repr"), 0))
         for n in nodes
+        if n["kind"] == "parameter"
+    ]  # fmt: skip
+    others = [
+        _new_node_row((dispatch_id, n["id"], n["name"], n["kind"], new, n["executor"]["name"], 0))
+        for n in nodes
+        if n["kind"] != "parameter"
     ]
+    return parameters, others

@@ -2,7 +2,8 @@
 
 A :class:`Changes` batch is what one turn of the dispatcher loop decided; the store
 writes it in one transaction (:meth:`covalent._store.store.Store.commit`). Its rows are
-typed records rather than loose dicts: :class:`NodeRow` for a new node, :class:`NodeUpdate`
+typed records rather than loose dicts: :class:`NodeRow` for a new node
+(:class:`NewNodeRow` for one yet to run), :class:`NodeUpdate`
 and :class:`DispatchUpdate` for changed columns, :class:`Transition` for one status change
 with its cause.
 """
@@ -33,6 +34,23 @@ class NodeRow(NamedTuple):
 
 
 NODE_COLUMNS: tuple[str, ...] = NodeRow._fields
+
+
+class NewNodeRow(NamedTuple):
+    """The first row of a node that has yet to run: only the columns it has (the others
+    start NULL). Narrower than :class:`NodeRow`, which makes the insert of a large
+    dispatch's nodes about a quarter cheaper on SQLite (it binds each value)."""
+
+    dispatch_id: str
+    node_id: int
+    name: str
+    kind: str
+    status: str
+    executor: str | None
+    attempts: int
+
+
+NEW_NODE_COLUMNS: tuple[str, ...] = NewNodeRow._fields
 
 
 class NodeUpdate(NamedTuple):

@@ -54,3 +54,9 @@ def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str | N
         command.upgrade(config, revision)
         after = MigrationContext.configure(connection).get_current_revision()
     return before, after
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    """Migrate back to ``revision`` (for a covalent that knows only revisions up to it)."""
+    with engine.begin() as connection:
+        command.downgrade(_config(connection), revision)

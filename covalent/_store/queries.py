@@ -11,7 +11,8 @@ from typing import Any
 
 from sqlalchemy import and_, func, or_, select
 
-from covalent._store.schema import attempts, blobs, dispatches, loaded_manifest, nodes
+from covalent._store import manifests
+from covalent._store.schema import attempts, blobs, dispatches, nodes
 from covalent._store.store import Store, like_escaped
 
 LIST_COLUMNS = (
@@ -187,5 +188,4 @@ def manifest(store: Store, dispatch_id: str) -> dict[str, Any] | None:
         ).scalar_one_or_none()
     if raw is None:
         return None
-    loaded: dict[str, Any] = loaded_manifest(raw)
-    return loaded
+    return manifests.loaded(raw)

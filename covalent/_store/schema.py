@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import zlib
-from typing import Any
-
 from sqlalchemy import (
     Column,
     Float,
@@ -40,7 +36,7 @@ dispatches = Table(
     Column("start_time", Float),
     Column("end_time", Float),
     Column("node_count", Integer, nullable=False),
-    Column("manifest", LargeBinary, nullable=False),  # see stored_manifest
+    Column("manifest", LargeBinary, nullable=False),  # see covalent/_store/manifests.py
     Column("summary", Text, nullable=False),  # JSON: lattice name/doc/function, inputs
     Column("result_digest", String(64)),
     Column("error", Text),
@@ -140,18 +136,3 @@ trigger_firings = Table(
     Column("fired_at", Float, nullable=False),
     Index("ix_trigger_firings_trigger", "trigger_id"),
 )
-
-
-def stored_manifest(data: bytes) -> bytes:
-    """The ``dispatches.manifest`` value for a manifest's JSON (bytes): zlib, at level 1.
-    A manifest's JSON shrinks about 2 to 6 times (a fan-out of 10,000: 4.6 MB to 0.7 MB,
-    in about 20 ms), and a small dispatch's row then fits a page with others."""
-    return zlib.compress(data, 1)
-
-
-def loaded_manifest(raw: bytes) -> Any:
-    """A ``dispatches.manifest`` value as the JSON it holds. Rows written before the
-    manifest was compressed hold the JSON itself: JSON's first byte is ``{`` here, and
-    a zlib stream's never is (RFC 1950: its first byte is CMF, 0x78 for deflate)."""
-    data = bytes(raw)
-    return json.loads(data if data[:1] == b"{" else zlib.decompress(data))

@@ -71,6 +71,27 @@ def test_replaced_electron_and_reused_results(server: Home, tmp_path) -> None:
 
 
 @ct.lattice
+def wide(n):
+    return [double(i) for i in range(n)]
+
+
+def test_a_large_manifest_is_stored_compressed_and_read_back(server: Home) -> None:
+    """A large manifest (compressed: covalent/_store/manifests.py) comes back whole for the
+    API and for a redispatch that reuses every output."""
+    first = ct.dispatch_sync(wide)(400)
+    assert first.status == ct.status.COMPLETED and first.result == [2 * i for i in range(400)]
+    url = f"{server.url}/api/v1/dispatches/{first.dispatch_id}/manifest"
+    stored = httpx.get(url).json()
+    assert len(json.dumps(stored)) > 64 * 1024 and len(stored["nodes"]) == 801
+    again = ct.redispatch(first.dispatch_id, reuse_previous_results=True)()
+    second = ct.get_result(again, wait=True)
+    assert second.result == first.result
+    assert all(
+        n["reused_from"] for n in second.get_all_node_results() if n["node_name"] == "double"
+    )
+
+
+@ct.lattice
 def two_branches(path, x, y):
     return double(record(path, x)), triple(record(path, y))
 
