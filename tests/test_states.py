@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 import covalent as ct
 from covalent._dispatcher import states
-from covalent._dispatcher.run import Dependents, Effects, Inputs, Reuse, Run
+from covalent._dispatcher.graph_index import Dependents, Inputs
+from covalent._dispatcher.run import Effects, Reuse, Run
 from covalent._dispatcher.states import InvalidTransition
 from covalent._errors import CovalentError
 from covalent._results.status import FINAL_STATUSES, Status

@@ -6,8 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from covalent._results.status import Status
 from covalent._store.changes import Changes
+from covalent._wire import blobs as blobmod
 from covalent.executor.task import Outcome
+
+COMPLETED = Status.COMPLETED
 
 
 class Reuse(NamedTuple):
@@ -42,3 +46,22 @@ class Effects:
     parent: tuple[str, int, Outcome] | None = None
     """This run is a child dispatch that ended: tell its parent node."""
     finished: bool = False
+
+
+def stored_output(outcome: Outcome, changes: Changes) -> str | None:
+    """The digest of a completed task's output, its blob added to ``changes``."""
+    if outcome.status != COMPLETED:
+        return None
+    if outcome.output_ref:  # already stored (a child dispatch's result)
+        return outcome.output_ref
+    if outcome.output_file is not None:
+        written = outcome.output_file
+        changes.blob_files.append(
+            {"digest": written.digest, "size": written.size, "data": None, "path": written.path}
+        )
+        return written.digest
+    if outcome.output is not None:
+        digest = blobmod.digest(outcome.output)
+        changes.blobs[digest] = outcome.output
+        return digest
+    return None

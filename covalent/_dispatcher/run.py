@@ -14,24 +14,22 @@ so the loop can decide first, commit, and only then act.
 
 from __future__ import annotations
 
-import bisect
 import functools
-import operator
-from array import array
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any, cast
 
 from covalent._dispatcher import invariants, states
 from covalent._dispatcher import reuse as reusemod
-from covalent._dispatcher.effects import Effects, Reuse
+from covalent._dispatcher.effects import Effects, Reuse, stored_output
+from covalent._dispatcher.graph_index import Dependents, Inputs
 from covalent._dispatcher.streams import RunOutput, where_it_was
 from covalent._dispatcher.sublattices import outcome_for_parent
 from covalent._results.status import FINAL_STATUSES, Status
 from covalent._store.cache import cache_key, remember
-from covalent._store.changes import DISPATCH_NODE, Changes, DispatchUpdate, NodeUpdate
+from covalent._store.changes import DISPATCH_NODE, DispatchUpdate, NodeUpdate
 from covalent._wire import blobs as blobmod
-from covalent._wire.manifest import Edge, topological_order
+from covalent._wire.manifest import topological_order
 from covalent._wire.schema import Manifest, ManifestNode
 from covalent.executor.task import Outcome
 
@@ -42,65 +40,8 @@ NEW, RUNNING, COMPLETED = Status.NEW_OBJECT, Status.RUNNING, Status.COMPLETED
 _VALUE = {status: status.value for status in Status}
 _ALLOWED = {status: states.NODE_TRANSITIONS.get(status, frozenset()) for status in Status}
 _node_update = functools.partial(tuple.__new__, NodeUpdate)  # no Python-level __new__
-_edge = functools.partial(tuple.__new__, Edge)  # from a checked [source, target, position, name]
-_SOURCE, _TARGET = operator.itemgetter(0), operator.itemgetter(1)
 STORY_LENGTH = 256
 """How many recent transitions a run remembers, for the errors that need a node's story."""
-
-
-def _starts(ends: list[int], count: int) -> array[int]:
-    """Where each node's group starts in a list sorted by node id (``count`` + 1
-    offsets: a group ends where the next starts)."""
-    return array("q", [bisect.bisect_left(ends, node) for node in range(count + 1)])
-
-
-class Inputs:
-    """Each node's input edges, the transport graph's index for a run:
-    ``inputs[node_id]`` is a list of :class:`Edge`. Held as the manifest's edges sorted
-    by target and where each node's start, rather than a list per node (a fan-out of
-    100,000 has 200,000 nodes): a sort and a bisection per node, both in C, build it. A
-    node's edges keep the manifest's order."""
-
-    __slots__ = ("edges", "starts")
-
-    def __init__(self, edges: list[Any], count: int) -> None:
-        self.edges = sorted(edges, key=_TARGET)  # the manifest's checked edges, shared
-        self.starts = _starts(list(map(_TARGET, self.edges)), count)
-
-    def __len__(self) -> int:
-        return len(self.starts) - 1
-
-    def __getitem__(self, node_id: int) -> list[Edge]:
-        starts = self.starts
-        return list(map(_edge, self.edges[starts[node_id] : starts[node_id + 1]]))
-
-    def __iter__(self) -> Iterator[list[Edge]]:
-        return (self[node_id] for node_id in range(len(self)))
-
-    def unfinished(self, status: list[Status]) -> list[int]:
-        """How many inputs of each node are not COMPLETED."""
-        starts = self.starts
-        sizes = [starts[n + 1] - starts[n] for n in range(len(self))]
-        for edge in self.edges:
-            if status[edge[0]] is COMPLETED:
-                sizes[edge[1]] -= 1
-        return sizes
-
-
-class Dependents:
-    """The nodes each node's output goes to: ``dependents[node_id]`` is a list of ids,
-    in the manifest's order; held as one flat list, as :class:`Inputs`."""
-
-    __slots__ = ("targets", "starts")
-
-    def __init__(self, edges: list[Any], count: int) -> None:
-        ordered = sorted(edges, key=_SOURCE)
-        self.targets = list(map(_TARGET, ordered))
-        self.starts = _starts(list(map(_SOURCE, ordered)), count)
-
-    def __getitem__(self, node_id: int) -> list[int]:
-        starts = self.starts
-        return self.targets[starts[node_id] : starts[node_id + 1]]
 
 
 class Run:
@@ -188,11 +129,6 @@ class Run:
             else:
                 positional[edge.position or 0] = digest
         return [positional[i] for i in sorted(positional)], keywords
-
-    def positional_inputs(self, node_id: int) -> list[Edge]:
-        """A node's positional input edges in argument order."""
-        found = [e for e in self.inputs[node_id] if e.position is not None]
-        return sorted(found, key=lambda e: e.position or 0)
 
     @property
     def finished(self) -> bool:
@@ -305,7 +241,7 @@ class Run:
             self._started_with(node_id, outcome, fx)
         if self.status[node_id] != RUNNING:
             return  # stopped already (a cancel that crossed the outcome)
-        digest = self._stored_output(outcome, fx.changes)
+        digest = stored_output(outcome, fx.changes)
         built = digest is not None and not outcome.output_ref
         if built and self.nodes[node_id]["kind"] == "sublattice":
             # the lattice was built: it runs as a child dispatch
@@ -569,24 +505,6 @@ class Run:
             fields.update(self.output.end(node_id, outcome.stdout, outcome.stderr, fx))
         return fields
 
-    def _stored_output(self, outcome: Outcome, changes: Changes) -> str | None:
-        """The digest of a completed task's output, its blob added to ``changes``."""
-        if outcome.status != COMPLETED:
-            return None
-        if outcome.output_ref:  # already stored (a child dispatch's result)
-            return outcome.output_ref
-        if outcome.output_file is not None:
-            written = outcome.output_file
-            changes.blob_files.append(
-                {"digest": written.digest, "size": written.size, "data": None, "path": written.path}
-            )
-            return written.digest
-        if outcome.output is not None:
-            digest = blobmod.digest(outcome.output)
-            changes.blobs[digest] = outcome.output
-            return digest
-        return None
-
     def _assemble(self, node_id: int, shape: dict[str, Any], fx: Effects, now: float) -> None:
         """Complete a collection node with a composite blob of its items' digests: the
         items' bytes are not copied; whoever loads the value assembles it."""
@@ -594,7 +512,7 @@ class Run:
         data = blobmod.composite(shape, args)
         digest = blobmod.digest(data)
         fx.changes.blobs[digest] = data
-        text = ", ".join(self.reprs.get(e.source, "...") for e in self.positional_inputs(node_id))
+        text = ", ".join(self.reprs.get(e.source, "...") for e in self.inputs.positional(node_id))
         brackets = {"list": "[]", "tuple": "()", "set": "{}"}.get(shape["type"], "{}")
         text = f"{brackets[0]}{text}{brackets[1]}"
         if len(text) > blobmod.REPR_LIMIT:
