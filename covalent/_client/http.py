@@ -148,8 +148,14 @@ class Client:
         )
         return str(response.json()["dispatch_id"])
 
-    def dispatch(self, dispatch_id: str, wait: float = 0.0, nodes: bool = True) -> dict[str, Any]:
-        params = {"wait": wait, "nodes": "true" if nodes else "false"}
+    def dispatch(
+        self, dispatch_id: str, wait: float = 0.0, nodes: bool = True, inline_result: bool = False
+    ) -> dict[str, Any]:
+        """The dispatch's description (``GET /dispatches/{id}``); with ``inline_result``,
+        a finished one may carry its small result blob as ``result_blob`` (base64)."""
+        params: dict[str, Any] = {"wait": wait, "nodes": "true" if nodes else "false"}
+        if inline_result:
+            params["inline_result"] = "true"
         return self.request(
             "GET", f"/dispatches/{dispatch_id}", params=params, timeout=wait + 30.0
         ).json()
