@@ -23,6 +23,7 @@ import select
 import socket
 import ssl
 import threading
+import weakref
 from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -87,6 +88,17 @@ class Answer:
         return self.content.decode("utf-8", "replace")
 
 
+class _Kept:
+    """A thread's kept-alive connection; closed when the thread ends (its thread-local
+    goes), so threads that come and go leave no open socket behind."""
+
+    def __init__(self, connection: http.client.HTTPConnection) -> None:
+        self.connection = connection
+
+    def __del__(self) -> None:
+        self.connection.close()
+
+
 class _Unreachable(Exception):
     """No connection could be made to the server (refused, no such host, ...)."""
 
@@ -111,16 +123,16 @@ class Client:
                 "COVALENT_SERVER_URL, dispatcher_addr= or dispatcher.address and .port."
             ) from None
         self._base = parts.path.rstrip("/") + API
-        self._local = threading.local()  # this thread's connection
-        self._connections: list[http.client.HTTPConnection] = []
+        self._local = threading.local()  # this thread's connection, as a _Kept
+        self._kept: weakref.WeakSet[_Kept] = weakref.WeakSet()  # every thread's
         self._lock = threading.Lock()
 
     def close(self) -> None:
         self.http.close()
         with self._lock:
-            connections, self._connections = self._connections, []
-        for connection in connections:
-            connection.close()
+            kept = list(self._kept)
+        for each in kept:
+            each.connection.close()
 
     def request(
         self,
@@ -167,11 +179,12 @@ class Client:
     def _connection(self, timeout: float) -> http.client.HTTPConnection:
         """This thread's connection, (re)opened if it is not open or the server closed
         it while idle (its socket then reads as ready: the end of the stream)."""
-        connection: http.client.HTTPConnection | None = getattr(self._local, "connection", None)
-        if connection is None:
-            connection = self._local.connection = self._new_connection()
+        kept: _Kept | None = getattr(self._local, "kept", None)
+        if kept is None:
+            kept = self._local.kept = _Kept(self._new_connection())
             with self._lock:
-                self._connections.append(connection)
+                self._kept.add(kept)
+        connection = kept.connection
         if connection.sock is not None and _closed_by_peer(connection.sock):
             connection.close()
         if connection.sock is None:
