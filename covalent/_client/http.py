@@ -8,7 +8,9 @@ explanation.
 Requests and answers go through the standard library's ``http.client``: a request
 through httpx's client took ~0.5 ms of its own CPU time, ~0.15 ms through
 ``http.client``, and a dispatch and its wait make two or three of them. The live event
-stream (``events``), a long-lived streamed answer, goes through httpx and httpx_sse.
+stream (``events``), a long-lived streamed answer, goes through httpx and httpx_sse, and
+so does every request when the environment names a proxy for the server (``HTTP_PROXY``
+and the like, less ``NO_PROXY``), as httpx alone honours them.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import select
 import socket
 import ssl
 import threading
+import urllib.request
 import weakref
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -71,13 +74,12 @@ _ERRORS: dict[str, type[CovalentError]] = {
 
 
 class Answer:
-    """The server's answer to one request: its status, headers and body."""
+    """The server's answer to one request: its status and body."""
 
-    __slots__ = ("content", "headers", "status_code")
+    __slots__ = ("content", "status_code")
 
-    def __init__(self, status_code: int, headers: http.client.HTTPMessage, content: bytes) -> None:
+    def __init__(self, status_code: int, content: bytes) -> None:
         self.status_code = status_code
-        self.headers = headers
         self.content = content
 
     def json(self) -> Any:
@@ -123,6 +125,8 @@ class Client:
                 "COVALENT_SERVER_URL, dispatcher_addr= or dispatcher.address and .port."
             ) from None
         self._base = parts.path.rstrip("/") + API
+        self._origin = f"{parts.scheme}://{parts.netloc}"
+        self._proxied = _proxied(parts.scheme, self._where[1])
         self._local = threading.local()  # this thread's connection, as a _Kept
         self._kept: weakref.WeakSet[_Kept] = weakref.WeakSet()  # every thread's
         self._lock = threading.Lock()
@@ -156,7 +160,10 @@ class Client:
         if headers:
             sent.update(headers)
         with self._transport_errors():
-            answer = self._exchange(method, target, content, sent, timeout or TIMEOUT)
+            if self._proxied:  # httpx knows proxies; http.client does not
+                answer = self._through_proxy(method, target, content, sent, timeout or TIMEOUT)
+            else:
+                answer = self._exchange(method, target, content, sent, timeout or TIMEOUT)
         if answer.status_code >= 400:
             raise self._error(answer, path)
         return answer
@@ -174,7 +181,14 @@ class Client:
             raise
         if response.will_close:
             connection.close()
-        return Answer(response.status, response.headers, data)
+        return Answer(response.status, data)
+
+    def _through_proxy(
+        self, method: str, target: str, body: bytes | None, headers: dict[str, str], timeout: float
+    ) -> Answer:
+        url = self._origin + target
+        response = self.http.request(method, url, content=body, headers=headers, timeout=timeout)
+        return Answer(response.status_code, response.content)
 
     def _connection(self, timeout: float) -> http.client.HTTPConnection:
         """This thread's connection, (re)opened if it is not open or the server closed
@@ -367,6 +381,15 @@ class Client:
 def _json_body(value: Any) -> bytes:
     """``value`` as a JSON body, encoded as httpx encodes one."""
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+
+
+def _proxied(scheme: str, host: str) -> bool:
+    """Whether the environment (``HTTP_PROXY``, ``HTTPS_PROXY``, ``ALL_PROXY``, less
+    ``NO_PROXY``) sends requests to ``host`` through a proxy."""
+    proxies = urllib.request.getproxies()
+    if not (proxies.get(scheme) or proxies.get("all")):
+        return False
+    return not urllib.request.proxy_bypass(host)
 
 
 def _open(connection: http.client.HTTPConnection, timeout: float) -> None:

@@ -64,3 +64,29 @@ def test_no_server_is_said_so() -> None:
     client = Client(f"http://127.0.0.1:{free_port()}")
     with pytest.raises(ServerUnavailableError, match="No covalent server answers at"):
         client.health()
+
+
+def test_a_proxy_from_the_environment_is_used(
+    server: Home, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HTTP_PROXY sends the requests through the proxy (here the server itself, which
+    answers a request in a proxy's absolute form), for a host only the proxy could
+    reach; NO_PROXY exempts a host."""
+    far = "http://covalent-only-the-proxy-knows.invalid:9"
+    monkeypatch.setenv("HTTP_PROXY", server.url)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    client = Client(far)
+    try:
+        assert client.health()["status"] == "ok"
+        with pytest.raises(BadRequestError, match="Unknown status"):
+            client.list_dispatches(status="NOPE")
+    finally:
+        client.close()
+    monkeypatch.setenv("NO_PROXY", "covalent-only-the-proxy-knows.invalid")
+    direct = Client(far)
+    try:
+        with pytest.raises(ServerUnavailableError, match="No covalent server answers at"):
+            direct.health()
+    finally:
+        direct.close()
