@@ -258,6 +258,42 @@ async def test_a_manifest_may_name_stored_blobs_but_not_unknown_ones(env: Env) -
     assert env.store.count_dispatches() == before
 
 
+async def test_a_wait_ends_when_its_dispatch_is_stored_finished(env: Env) -> None:
+    """Waiters (the long polls of GET /dispatches/{id}?wait=) are released once the
+    dispatch's end is committed, not before; a wait past its timeout, or on a dispatch
+    not running (finished, unknown) returns; shutdown releases every waiter."""
+    dispatch_id = env.submit(seed, a=2)
+    task, done = await env.control.next()  # the run has joined the loop
+    seen: list[str] = []
+
+    def record(_waiter: Any) -> None:
+        row = env.store.get_dispatch(dispatch_id)
+        seen.append(row["status"] if row else "?")
+
+    waiters = [asyncio.ensure_future(env.d.wait(dispatch_id, DEADLINE)) for _ in range(2)]
+    for waiter in waiters:
+        waiter.add_done_callback(record)
+    await asyncio.wait_for(env.d.wait(dispatch_id, 0.05), DEADLINE)  # its timeout
+    done.set_result(value_outcome(2))
+    task, done = await env.control.next()
+    assert not any(waiter.done() for waiter in waiters)
+    done.set_result(value_outcome(4))
+    await asyncio.wait_for(asyncio.gather(*waiters), DEADLINE)
+    assert seen == ["COMPLETED", "COMPLETED"]
+    assert dispatch_id not in env.d._finished  # nothing kept for it
+    await asyncio.wait_for(env.d.wait(dispatch_id, DEADLINE), DEADLINE)  # finished
+    await asyncio.wait_for(env.d.wait("no-such-dispatch", DEADLINE), DEADLINE)
+
+    other = env.submit(seed, a=3)
+    await env.control.next()
+    stopping = asyncio.ensure_future(env.d.wait(other, DEADLINE))
+    await asyncio.sleep(0)
+    env.d.begin_shutdown()
+    await asyncio.wait_for(stopping, DEADLINE)
+    row = env.store.get_dispatch(other)
+    assert row is not None and row["status"] == "RUNNING"
+
+
 async def test_a_failure_stops_its_branch_and_fails_the_dispatch(env: Env) -> None:
     dispatch_id = env.submit(two_branches)
     started = {}

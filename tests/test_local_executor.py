@@ -233,6 +233,34 @@ def test_a_quick_reply_is_not_held_back_by_a_slow_task_in_its_batch() -> None:
     assert tasks.output(outcome) == "quick"
 
 
+def test_a_chain_of_tasks_runs_on_one_warm_worker() -> None:
+    """Each task is handed to the pool as soon as the one before it is reported (as the
+    dispatcher hands on a chain's next node): the worker that ran it takes it, and no
+    second worker process is started (its start, ~0.25 s, once delayed a whole W1 run)."""
+    tasks = TaskFactory()
+    chain = [tasks.task(_say, str(n)) for n in range(40)]
+
+    async def work(ex: LocalExecutor) -> tuple[list[Outcome], int]:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        outcomes: list[Outcome] = []
+
+        def report(outcome: Outcome) -> None:
+            outcomes.append(outcome)
+            if len(outcomes) == len(chain):
+                done.set_result(None)
+            else:
+                task = chain[len(outcomes)]
+                ex.pool.start(task, ex.task_options(task), report)
+
+        ex.pool.start(chain[0], ex.task_options(chain[0]), report)
+        await done
+        return outcomes, ex.pool.size
+
+    outcomes, workers = drive(LocalExecutor(workers=4), work)
+    assert [tasks.output(o) for o in outcomes] == [str(n) for n in range(len(chain))]
+    assert workers == 1
+
+
 def test_cancelling_a_queued_task_reports_it_at_once() -> None:
     """A task still waiting for a worker is dropped and reported CANCELLED right away,
     not when a worker would have reached it."""

@@ -8,6 +8,7 @@ starts one and says so on stderr.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import functools
 import gc
@@ -176,10 +177,11 @@ def dispatch_sync(
 
 
 def _poll(client: Client, dispatch_id: str, update: progressmod.Update | None) -> dict[str, Any]:
-    """One long poll, or with progress shown a short one; node counts only, not nodes."""
+    """One long poll, or with progress shown a short one; node counts only, not nodes.
+    The answer that says the dispatch finished brings a small result along."""
     if update is None:
-        return client.dispatch(dispatch_id, wait=WAIT_SLICE, nodes=False)
-    detail = client.dispatch(dispatch_id, wait=progressmod.POLL, nodes=False)
+        return client.dispatch(dispatch_id, wait=WAIT_SLICE, nodes=False, inline_result=True)
+    detail = client.dispatch(dispatch_id, wait=progressmod.POLL, nodes=False, inline_result=True)
     if not detail["finished"]:
         update(detail)
     return detail
@@ -258,11 +260,32 @@ def _get_result(
         detail = _wait_detail(client, dispatch_id, update)
     return Result(
         detail,
-        client.fetch_blobs,
+        _with_inline_result(detail, client.fetch_blobs),
         load,
         lambda: client.dispatch(dispatch_id),
         manifest_of(dispatch_id),
     )
+
+
+def _with_inline_result(
+    detail: dict[str, Any], fetch: Callable[[list[str]], dict[str, bytes]]
+) -> Callable[[list[str]], dict[str, bytes]]:
+    """``fetch``, answering the result blob that came with ``detail`` (``result_blob``)
+    from it instead of asking the server again."""
+    inline = detail.pop("result_blob", None)
+    digest = detail.get("result_digest")
+    if inline is None or not digest:
+        return fetch
+    kept = {digest: base64.b64decode(inline)}
+
+    def fetch_with_inline(digests: list[str]) -> dict[str, bytes]:
+        found = {d: kept[d] for d in digests if d in kept}
+        rest = [d for d in digests if d not in found]
+        if rest:
+            found.update(fetch(rest))
+        return found
+
+    return fetch_with_inline
 
 
 def cancel(

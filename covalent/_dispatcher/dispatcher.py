@@ -51,7 +51,6 @@ from covalent._dispatcher.run import Effects, Reuse, Run
 from covalent._dispatcher.stream import EventHub
 from covalent._dispatcher.submission import Parent
 from covalent._errors import CovalentError, DispatchNotFoundError, StoreUnavailableError
-from covalent._results.status import FINAL_STATUSES, Status
 from covalent._store import cache as cachemod
 from covalent._store.changes import Changes
 from covalent._store.store import Store
@@ -96,7 +95,7 @@ class Dispatcher:
         self.events = EventHub()
         self.closing = asyncio.Event()
         self.validate = bool(os.environ.get("COVALENT_VALIDATE")) if validate is None else validate
-        self._finished: dict[str, asyncio.Event] = {}
+        self._finished: dict[str, set[asyncio.Future[None]]] = {}  # waiters per dispatch
         self._loop_task: asyncio.Task[None] | None = None
         self._event_loop: asyncio.AbstractEventLoop | None = None
 
@@ -146,19 +145,25 @@ class Dispatcher:
         self.queue.put_nowait(CancelRequested(dispatch_id, node_ids))
 
     async def wait(self, dispatch_id: str, timeout: float) -> None:
-        """Return when the dispatch is finished, or after ``timeout`` seconds."""
-        row = self.store.get_dispatch(dispatch_id)
-        if row is None:
-            raise DispatchNotFoundError(dispatch_id)
-        if Status(row["status"]) in FINAL_STATUSES or dispatch_id not in self.runs:
+        """Return when the dispatch is finished, or after ``timeout`` seconds, or when the
+        server begins to stop; at once if it is not running in this loop (finished, not
+        started, or unknown: the caller reads its row from the store, and says so).
+
+        A waiter is one future, released by :meth:`_retire` (no store read, no task)."""
+        if dispatch_id not in self.runs or self.closing.is_set():
             return
-        event = self._finished.setdefault(dispatch_id, asyncio.Event())
-        waits = [asyncio.ensure_future(event.wait()), asyncio.ensure_future(self.closing.wait())]
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        waiters = self._finished.setdefault(dispatch_id, set())
+        waiters.add(waiter)
+        timer = loop.call_later(timeout, _release, waiter)
         try:
-            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            await waiter
         finally:
-            for waiting in waits:
-                waiting.cancel()
+            timer.cancel()
+            waiters.discard(waiter)
+            if not waiters and self._finished.get(dispatch_id) is waiters:
+                del self._finished[dispatch_id]
 
     def begin_shutdown(self) -> None:
         """Release every waiting request, so the server can stop without waiting for them.
@@ -166,7 +171,13 @@ class Dispatcher:
         Safe to call from a signal handler's thread.
         """
         if self._event_loop is not None:
-            self._event_loop.call_soon_threadsafe(self.closing.set)
+            self._event_loop.call_soon_threadsafe(self._release_all)
+
+    def _release_all(self) -> None:
+        self.closing.set()
+        for waiters in self._finished.values():
+            for waiter in waiters:
+                _release(waiter)
 
     # the loop
 
@@ -300,9 +311,8 @@ class Dispatcher:
             info = journal.fields(run.dispatch_id, "dispatch.finished")
             log.info("%s", journal.summary(run), extra=info)
         self.runs.pop(run.dispatch_id, None)
-        event = self._finished.pop(run.dispatch_id, None)
-        if event is not None:
-            event.set()
+        for waiter in self._finished.pop(run.dispatch_id, ()):
+            _release(waiter)
 
     def _cached(self, key: str) -> Reuse | None:
         """A stored output for a ``cache=True`` node's key; with the store unreachable,
@@ -352,6 +362,11 @@ class Dispatcher:
         self.queue.put_nowait(Joined(run, resumed=True))
         for node_id, outcome in sublattices.finished_children(self.store, run.children):
             self.queue.put_nowait(TaskFinished(dispatch_id, node_id, outcome))
+
+
+def _release(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def _output_events(effects: dict[str, Effects]) -> list[dict[str, Any]]:

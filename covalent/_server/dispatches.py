@@ -19,6 +19,7 @@ dispatch's end without holding the loop.
 from __future__ import annotations
 
 import asyncio
+import base64
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -43,6 +44,8 @@ from covalent._wire.secrets import declared_secrets, mask_manifest
 API = "/api/v1"
 MAX_WAIT = 30.0
 THREAD_UNPACK_BYTES = 1 << 20
+INLINE_RESULT_BYTES = 64 * 1024
+"""The largest result blob ``GET /dispatches/{id}?inline_result=true`` carries itself."""
 
 router = APIRouter(prefix=API)
 
@@ -145,8 +148,16 @@ async def list_dispatches(
 
 @router.get("/dispatches/{dispatch_id}")
 async def get_dispatch(
-    request: Request, dispatch_id: str, wait: WaitSeconds = 0.0, nodes: bool = True
+    request: Request,
+    dispatch_id: str,
+    wait: WaitSeconds = 0.0,
+    nodes: bool = True,
+    inline_result: bool = False,
 ) -> Response:
+    """The dispatch's row, with its nodes or only their counts; ``wait`` holds the answer
+    until it finishes. With ``inline_result``, a finished dispatch's result blob comes
+    along (``result_blob``, base64) if it is small and in the server's memory, which
+    saves the waiting client the request that would fetch it."""
     state = _state(request)
     if wait > 0:
         await state.dispatcher.wait(dispatch_id, min(wait, MAX_WAIT))
@@ -158,6 +169,10 @@ async def get_dispatch(
         counts = queries.node_counts(state.store, [dispatch_id])
         row["node_counts"] = counts.get(dispatch_id, {})
     row["finished"] = Status(row["status"]) in FINAL_STATUSES
+    if inline_result and row["finished"] and row.get("result_digest"):
+        data = state.store.cache.get(row["result_digest"])  # memory only: no read
+        if data is not None and len(data) <= INLINE_RESULT_BYTES:
+            row["result_blob"] = base64.b64encode(data).decode("ascii")
     return json_response(row)
 
 

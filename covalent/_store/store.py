@@ -47,6 +47,14 @@ UNFINISHED = ("NEW_OBJECT", "PENDING_REUSE", "RUNNING")
 """Node statuses an aborted dispatch's nodes may be left in, closed as CANCELLED."""
 
 
+_DISPATCH_WITH_MANIFEST = select(dispatches).where(dispatches.c.dispatch_id == bindparam("id"))
+_DISPATCH = select(*(c for c in dispatches.c if c.name != "manifest")).where(
+    dispatches.c.dispatch_id == bindparam("id")
+)
+"""A dispatch's row, with or without its manifest: statements built once (building one
+cost more than the query; a client's long poll reads the row each time)."""
+
+
 class BlobCache:
     """Recently stored or read small blobs in memory, bounded in bytes, oldest out first.
 
@@ -400,11 +408,9 @@ class Store:
     # reads
 
     def get_dispatch(self, dispatch_id: str, with_manifest: bool = False) -> dict[str, Any] | None:
-        columns = [c for c in dispatches.c if with_manifest or c.name != "manifest"]
+        query = _DISPATCH_WITH_MANIFEST if with_manifest else _DISPATCH
         with self.engine.connect() as conn:
-            row = conn.execute(
-                select(*columns).where(dispatches.c.dispatch_id == dispatch_id)
-            ).first()
+            row = conn.execute(query, {"id": dispatch_id}).first()
         if row is None:
             return None
         out = dict(row._mapping)

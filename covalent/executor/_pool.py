@@ -176,10 +176,21 @@ class WorkerPool:
             self._cond.notify(len(kept))
         _settle_all([(job, _cancelled()) for job in cancelled])
 
-    def take(self) -> list[Job] | None:
-        """The next batch for a worker thread; None when it should exit (idle or closed)."""
+    def returning(self) -> None:
+        """A worker thread is about to hand its batch's last replies to the event loop
+        and come back for more: it counts as idle from now on. The loop may submit the
+        next task (a chain's) before the thread is back in :meth:`take`; a new worker
+        would be started for it otherwise, and might take it and make it wait for a
+        process start (~0.25 s) while a warm worker is free."""
         with self._cond:
             self._idle += 1
+
+    def take(self, counted: bool = False) -> list[Job] | None:
+        """The next batch for a worker thread; None when it should exit (idle or closed).
+        ``counted``: the thread was counted idle already (:meth:`returning`)."""
+        with self._cond:
+            if not counted:
+                self._idle += 1
             try:
                 if not self._cond.wait_for(lambda: self._jobs or self._closed, self.idle_timeout):
                     self._threads.discard(threading.current_thread())
@@ -251,6 +262,7 @@ class _WorkerThread(threading.Thread):
         self.current: Job | None = None
         self.stacks: Any = None  # the file the worker's faulthandler writes to (SIGUSR1)
         self.waiting: dict[tuple[str, int], Job] = {}  # the batch's jobs without a reply
+        self.counted_idle = False  # by pool.returning(), before the batch's last replies
         self._kill_lock = threading.Lock()
         self._send_lock = threading.Lock()
 
@@ -263,7 +275,8 @@ class _WorkerThread(threading.Thread):
             self.stop_process()
 
     def _next_batch(self) -> list[Job] | None:
-        batch = self.pool.take()
+        counted, self.counted_idle = self.counted_idle, False
+        batch = self.pool.take(counted)
         if batch is None:
             return None
         kept = []
@@ -309,6 +322,9 @@ class _WorkerThread(threading.Thread):
                 return
             finally:
                 self.current = None
+            if _replies(events, by_key) == len(batch) - position:
+                self.pool.returning()
+                self.counted_idle = True
             position += _deliver(events, by_key)
 
     def _send(self, batch: list[Job]) -> None:
@@ -517,6 +533,11 @@ def _settle_all(done: list[tuple[Job, Outcome]]) -> None:
     if done:
         actions: list[tuple[Job, Any]] = list(done)
         _call_soon(actions[0][0].loop, lambda: _apply_events(actions))
+
+
+def _replies(events: list[messages.Event], by_key: dict[tuple[str, int], Job]) -> int:
+    """How many of the batch's jobs still without a reply get theirs in ``events``."""
+    return sum(1 for e in events if isinstance(e, messages.Reply) and e.key in by_key)
 
 
 def _deliver(events: list[messages.Event], by_key: dict[tuple[str, int], Job]) -> int:

@@ -328,9 +328,11 @@ def for_worker(
     return instantiate(cls, str(spec.get("name", "")), {}, spec.get("attributes"))
 
 
-def builtin_names() -> set[str]:
-    """Short names of the built-in plugins, without importing them."""
-    return {info.name for info in pkgutil.iter_modules(executor_plugins.__path__)}
+@functools.cache
+def builtin_names() -> frozenset[str]:
+    """Short names of the built-in plugins, without importing them (read once: they are
+    the modules of this package, and every ``ct.dispatch`` asks)."""
+    return frozenset(info.name for info in pkgutil.iter_modules(executor_plugins.__path__))
 
 
 def default_settings(plugins: dict[str, Plugin]) -> dict[str, dict[str, Any]]:

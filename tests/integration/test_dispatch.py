@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import sys
 from pathlib import Path
@@ -10,8 +11,10 @@ import httpx
 import pytest
 
 import covalent as ct
+from covalent._client.http import Client, client_for
 from covalent._dispatcher.dispatcher import LAUNCH_CHUNK
 from covalent._errors import DispatchNotFoundError, ExecutorError, WorkflowError
+from covalent._server.dispatches import INLINE_RESULT_BYTES
 from tests.conftest import Home
 
 pytestmark = pytest.mark.both_stores  # and on PostgreSQL (tests/conftest.py)
@@ -148,6 +151,40 @@ def test_status_only(server: Home) -> None:
         "id": dispatch_id,
         "status": "COMPLETED",
     }
+
+
+@ct.electron
+def filler(n):
+    return b"x" * n
+
+
+def test_the_answer_that_says_finished_brings_a_small_result_along(
+    server: Home, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With inline_result, the long poll's last answer carries a small result's blob
+    (the bytes GET /blobs/{digest} gives), so get_result(wait=True).result needs no
+    further request; a large result is not carried and is fetched as before."""
+
+    @ct.lattice
+    def make(n):
+        return filler(n)
+
+    small, large = ct.dispatch(make)(10), ct.dispatch(make)(INLINE_RESULT_BYTES * 2)
+    client = client_for(server.url)
+    detail = client.dispatch(small, wait=30, nodes=False, inline_result=True)
+    assert detail["finished"] and detail["status"] == "COMPLETED"
+    digest = detail["result_digest"]
+    assert base64.b64decode(detail["result_blob"]) == client.fetch_blobs([digest])[digest]
+    assert "result_blob" not in client.dispatch(small, nodes=False)  # only when asked
+    assert "result_blob" not in client.dispatch(large, wait=30, inline_result=True)
+
+    asked: list[list[str]] = []
+    fetch = Client.fetch_blobs
+    monkeypatch.setattr(Client, "fetch_blobs", lambda c, d: asked.append(d) or fetch(c, d))
+    assert ct.get_result(small, wait=True).result == b"x" * 10
+    assert asked == []
+    assert ct.get_result(large, wait=True).result == b"x" * INLINE_RESULT_BYTES * 2
+    assert len(asked) == 1
 
 
 def test_unknown_dispatch_id(server: Home) -> None:
