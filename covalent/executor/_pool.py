@@ -226,6 +226,9 @@ class WorkerPool:
     def _retire(self, thread: _WorkerThread) -> None:
         with self._cond:
             self._threads.discard(thread)
+            if thread.counted_idle:  # it ended (a fault) between returning() and take()
+                thread.counted_idle = False
+                self._idle -= 1
 
     @property
     def size(self) -> int:
