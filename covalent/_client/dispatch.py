@@ -176,6 +176,12 @@ def dispatch_sync(
     return wrapper
 
 
+NEVER_RUNS = "NEW_OBJECT"
+"""The status of a dispatch stored with ``disable_run``: it never runs, so a wait for it
+returns at once (the server answers its long poll at once, and the wait polled it in a
+tight loop before)."""
+
+
 def _poll(client: Client, dispatch_id: str, update: progressmod.Update | None) -> dict[str, Any]:
     """One long poll, or with progress shown a short one; node counts only, not nodes.
     The answer that says the dispatch finished brings a small result along."""
@@ -206,7 +212,7 @@ def _wait_detail(
         if answered:
             notes.back()
         answered = True
-        if detail["finished"]:
+        if detail["finished"] or detail["status"] == NEVER_RUNS:
             return detail
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import threading
 import uuid
 from pathlib import Path
 from typing import Any
@@ -144,6 +145,13 @@ def test_disable_run_only_arms(server: Home) -> None:
         made = wait_for_firings(server.url, dispatch_id, 1)
         assert_results(made[:1], 10)
         assert ct.get_result(dispatch_id).status == ct.status.NEW_OBJECT
+        waited: list[Any] = []  # it never runs: a wait for it returns at once
+        waiter = threading.Thread(
+            target=lambda: waited.append(ct.get_result(dispatch_id, True)), daemon=True
+        )
+        waiter.start()
+        waiter.join(DEADLINE)
+        assert not waiter.is_alive() and waited[0].status == ct.status.NEW_OBJECT
     finally:
         ct.stop_triggers(dispatch_id)
 
