@@ -102,9 +102,7 @@ class Client:
                 headers=self.headers,
             )
             parts = urlsplit(url)
-            self._pool = urllib3.connection_from_url(
-                url, maxsize=POOL_SIZE, retries=False, headers=self.headers
-            )
+            self._pool = urllib3.connection_from_url(url, maxsize=POOL_SIZE, retries=False)
         except (httpx.InvalidURL, ValueError, urllib3.exceptions.LocationValueError) as e:
             raise ConfigError(
                 f"The covalent server's address {url} is not a valid URL ({e}); check "

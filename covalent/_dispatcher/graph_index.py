@@ -12,7 +12,6 @@ import bisect
 import functools
 import operator
 from array import array
-from collections.abc import Iterator
 from typing import Any
 
 from covalent._results.status import Status
@@ -48,9 +47,6 @@ class Inputs:
     def __getitem__(self, node_id: int) -> list[Edge]:
         starts = self.starts
         return list(map(_edge, self.edges[starts[node_id] : starts[node_id + 1]]))
-
-    def __iter__(self) -> Iterator[list[Edge]]:
-        return (self[node_id] for node_id in range(len(self)))
 
     def positional(self, node_id: int) -> list[Edge]:
         """A node's positional input edges in argument order."""

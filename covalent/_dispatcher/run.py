@@ -113,7 +113,7 @@ class Run:
                 return [digest], {}
         positional: dict[int, str] = {}
         keywords: dict[str, str] = {}
-        for edge in self.inputs[node_id]:
+        for edge in edges:
             if edge.is_wait:
                 continue
             digest = self.outputs[edge.source]
@@ -434,11 +434,7 @@ class Run:
 
     def _refresh_readiness(self) -> None:
         """Count each node's unfinished inputs and queue the nodes that can start now."""
-        status = self.status
-        self.waiting = [
-            sum(status[e.source] is not COMPLETED for e in edges) if edges else 0
-            for edges in self.inputs
-        ]
+        self.waiting = self.inputs.unfinished(self.status)
         self._queue_ready()
 
     def _queue_ready(self) -> None:
