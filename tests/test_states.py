@@ -545,6 +545,24 @@ def test_seed_arguments_are_keywords():
     assert run.arguments(2) == ([], {"x": run.outputs[0]})
 
 
+def test_arguments_of_a_node_whose_input_has_no_output_name_the_input():
+    @ct.lattice
+    def many_args():
+        return combine(identity(1), identity(2), identity(3), k=identity(4))
+
+    man = manifest_of(many_args)
+    target = next(n["id"] for n in man["nodes"] if n["name"] == "combine")
+    sources = sorted(e[0] for e in man["edges"] if e[1] == target)
+    run = new_run(man)
+    for source in sources[:-1]:
+        run.outputs[source] = f"out-{source}"
+    with pytest.raises(InvalidTransition, match=rf"input {sources[-1]} has no output"):
+        run.arguments(target)
+    run.outputs[sources[-1]] = "last"
+    positional, keywords = run.arguments(target)
+    assert len(positional) + len(keywords) == 4
+
+
 def test_result_digest_and_error_text():
     run = new_run(manifest_of(workflow, a=2))
     assert run.error_text() is None

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from covalent._results.status import Status
-from covalent._store.changes import Changes
+from covalent._store.changes import AttemptRow, Changes
 from covalent._wire import blobs as blobmod
 from covalent.executor.task import Outcome
 
@@ -65,3 +65,18 @@ def stored_output(outcome: Outcome, changes: Changes) -> str | None:
         changes.blobs[digest] = outcome.output
         return digest
     return None
+
+
+def failed_attempt(dispatch_id: str, node_id: int, attempt: int, outcome: Outcome) -> AttemptRow:
+    """The ``attempts`` row of a failed attempt that will be retried."""
+    return AttemptRow(
+        dispatch_id=dispatch_id,
+        node_id=node_id,
+        attempt=attempt,
+        status=outcome.status.value,
+        start_time=outcome.start_time,
+        end_time=outcome.end_time,
+        error=outcome.error,
+        stdout=outcome.stdout,
+        stderr=outcome.stderr,
+    )

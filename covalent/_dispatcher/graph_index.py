@@ -22,6 +22,14 @@ _edge = functools.partial(tuple.__new__, Edge)  # from a checked [source, target
 _SOURCE, _TARGET = operator.itemgetter(0), operator.itemgetter(1)
 
 
+class MissingInput(LookupError):
+    """A node's input has no output yet (``source``: the input's node id)."""
+
+    def __init__(self, source: int) -> None:
+        super().__init__(f"input {source} has no output")
+        self.source = source
+
+
 def _starts(ends: list[int], count: int) -> array[int]:
     """Where each node's group starts in a list sorted by node id (``count`` + 1
     offsets: a group ends where the next starts)."""
@@ -47,6 +55,34 @@ class Inputs:
     def __getitem__(self, node_id: int) -> list[Edge]:
         starts = self.starts
         return list(map(_edge, self.edges[starts[node_id] : starts[node_id + 1]]))
+
+    def arguments(
+        self, node_id: int, outputs: list[str | None]
+    ) -> tuple[list[str], dict[str, str]]:
+        """The digests to pass to a node, positional (in order) and by keyword, from
+        ``outputs`` (each node's output digest, None while it has none); wait edges pass
+        nothing. Raises :class:`MissingInput` for an input without an output."""
+        edges = self[node_id]
+        if len(edges) == 1:  # the common case: one argument
+            edge = edges[0]
+            digest = outputs[edge.source]
+            if digest is not None and edge.name is not None:
+                return [], {edge.name: digest}
+            if digest is not None and edge.position is not None:
+                return [digest], {}
+        positional: dict[int, str] = {}
+        keywords: dict[str, str] = {}
+        for edge in edges:
+            if edge.is_wait:
+                continue
+            digest = outputs[edge.source]
+            if digest is None:
+                raise MissingInput(edge.source)
+            if edge.name is not None:
+                keywords[edge.name] = digest
+            else:
+                positional[edge.position or 0] = digest
+        return [positional[i] for i in sorted(positional)], keywords
 
     def positional(self, node_id: int) -> list[Edge]:
         """A node's positional input edges in argument order."""

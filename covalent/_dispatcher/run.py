@@ -21,8 +21,8 @@ from typing import Any, cast
 
 from covalent._dispatcher import invariants, states
 from covalent._dispatcher import reuse as reusemod
-from covalent._dispatcher.effects import Effects, Reuse, stored_output
-from covalent._dispatcher.graph_index import Dependents, Inputs
+from covalent._dispatcher.effects import Effects, Reuse, failed_attempt, stored_output
+from covalent._dispatcher.graph_index import Dependents, Inputs, MissingInput
 from covalent._dispatcher.streams import RunOutput, where_it_was
 from covalent._dispatcher.sublattices import outcome_for_parent
 from covalent._results.status import FINAL_STATUSES, Status
@@ -103,32 +103,15 @@ class Run:
 
     def arguments(self, node_id: int) -> tuple[list[str], dict[str, str]]:
         """The output digests to pass to a node, positional and by keyword."""
-        edges = self.inputs[node_id]
-        if len(edges) == 1:  # the common case: one argument
-            edge = edges[0]
-            digest = self.outputs[edge.source]
-            if digest is not None and edge.name is not None:
-                return [], {edge.name: digest}
-            if digest is not None and edge.position is not None:
-                return [digest], {}
-        positional: dict[int, str] = {}
-        keywords: dict[str, str] = {}
-        for edge in edges:
-            if edge.is_wait:
-                continue
-            digest = self.outputs[edge.source]
-            if digest is None:
-                raise states.InvalidTransition(
-                    f"Node {self.label(node_id)} (input {edge.source} has no output)",
-                    self.status[node_id],
-                    RUNNING,
-                    self.story(edge.source),
-                )
-            if edge.name is not None:
-                keywords[edge.name] = digest
-            else:
-                positional[edge.position or 0] = digest
-        return [positional[i] for i in sorted(positional)], keywords
+        try:
+            return self.inputs.arguments(node_id, self.outputs)
+        except MissingInput as e:
+            raise states.InvalidTransition(
+                f"Node {self.label(node_id)} (input {e.source} has no output)",
+                self.status[node_id],
+                RUNNING,
+                self.story(e.source),
+            ) from None
 
     @property
     def finished(self) -> bool:
@@ -276,19 +259,7 @@ class Run:
             self._started_with(node_id, outcome, fx)  # its start came with its outcome
         if self.status[node_id] != RUNNING:
             return
-        fx.changes.attempts.append(
-            {
-                "dispatch_id": self.dispatch_id,
-                "node_id": node_id,
-                "attempt": attempt,
-                "status": outcome.status.value,
-                "start_time": outcome.start_time,
-                "end_time": outcome.end_time,
-                "error": outcome.error,
-                "stdout": outcome.stdout,
-                "stderr": outcome.stderr,
-            }
-        )
+        fx.changes.attempts.append(failed_attempt(self.dispatch_id, node_id, attempt, outcome))
         fx.changes.node_updates.append(
             NodeUpdate(self.dispatch_id, node_id, {"attempts": attempt + 1})
         )
@@ -508,11 +479,8 @@ class Run:
         data = blobmod.composite(shape, args)
         digest = blobmod.digest(data)
         fx.changes.blobs[digest] = data
-        text = ", ".join(self.reprs.get(e.source, "...") for e in self.inputs.positional(node_id))
-        brackets = {"list": "[]", "tuple": "()", "set": "{}"}.get(shape["type"], "{}")
-        text = f"{brackets[0]}{text}{brackets[1]}"
-        if len(text) > blobmod.REPR_LIMIT:
-            text = text[: blobmod.REPR_LIMIT - 3] + "..."
+        items = [self.reprs.get(e.source, "...") for e in self.inputs.positional(node_id)]
+        text = blobmod.composite_repr(shape["type"], items)
         self._set(node_id, RUNNING, fx, now, "inputs ready", start_time=now)
         self._set(
             node_id,

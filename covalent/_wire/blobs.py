@@ -194,6 +194,14 @@ def composite(shape: dict[str, Any], items: list[str]) -> bytes:
     return COMPOSITE + json.dumps({**shape, "items": items}, separators=(",", ":")).encode()
 
 
+def composite_repr(kind: str, items: list[str]) -> str:
+    """The short repr of a composite of ``kind`` (list, tuple, set, dict) from its
+    items' reprs, shortened as :func:`short_repr`."""
+    brackets = {"list": "[]", "tuple": "()", "set": "{}"}.get(kind, "{}")
+    text = f"{brackets[0]}{', '.join(items)}{brackets[1]}"
+    return text if len(text) <= REPR_LIMIT else text[: REPR_LIMIT - 3] + "..."
+
+
 def composite_items(data: bytes) -> list[str]:
     """The digests a composite blob names (none for an ordinary blob)."""
     if not data.startswith(COMPOSITE):
