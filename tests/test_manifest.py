@@ -7,7 +7,11 @@ paths give: a manifest equal node by node, a bundle equal in meaning.
 """
 
 import copy
+import functools
+import importlib
+import inspect
 import json
+import linecache
 import math
 
 import pytest
@@ -199,3 +203,47 @@ def test_an_executor_that_is_not_installed_is_named_at_its_first_node():
     first = next(n for n in man["nodes"] if n["name"] == "elsewhere")
     with pytest.raises(ExecutorError, match=rf"Electron elsewhere\({first['id']}\)"):
         dispatch._check_executors(man, "partly_elsewhere")
+
+
+def _wrapping(function):
+    @functools.wraps(function)
+    def wrapper(*args):
+        return function(*args)
+
+    return wrapper
+
+
+class _Callable:
+    def __call__(self, x):
+        return x
+
+
+@pytest.mark.parametrize(
+    "function",
+    [inc, mixed, _wrapping(_wrapping(inc)), len, _Callable(), lambda x: x],
+    ids=["electron", "lattice", "wrapped twice", "builtin", "callable object", "lambda"],
+)
+def test_source_is_what_inspect_reads(function):
+    """The source listed in the manifest, read once per code object, is the text inspect
+    finds for the function (its workflow function for a lattice), or "" where it finds
+    none."""
+    try:
+        expected = inspect.getsource(getattr(function, "workflow_function", function))
+    except (OSError, TypeError):
+        expected = ""
+    assert manifest._source(function) == expected
+    assert manifest._source(function) == expected  # the second read comes from the cache
+    if callable(getattr(function, "workflow_function", None)) or function is inc:
+        assert "def " in expected
+
+
+def test_a_function_defined_again_lists_its_new_source(tmp_path, monkeypatch):
+    module = tmp_path / "redefined.py"
+    module.write_text("def f(x):\n    return x\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    first = importlib.import_module("redefined")
+    assert manifest._source(first.f) == "def f(x):\n    return x\n"
+    module.write_text("def f(x):\n    return x + 1\n")
+    linecache.checkcache(str(module))
+    second = importlib.reload(first)
+    assert manifest._source(second.f) == "def f(x):\n    return x + 1\n"
