@@ -35,6 +35,10 @@ def _where() -> tuple[str, str | None]:
     return os.getcwd(), os.environ.get("COVALENT_TEST_VALUE")
 
 
+def _pid() -> int:
+    return os.getpid()
+
+
 def _say(text: str) -> str:
     print(text)
     return text
@@ -217,7 +221,7 @@ def test_a_quick_reply_is_not_held_back_by_a_slow_task_in_its_batch() -> None:
 
             return _report
 
-        with ex.pool._cond:  # the worker thread takes both at once: one batch
+        with ex.pool._lock:  # the worker thread takes both at once: one batch
             jobs = [
                 ex.pool.start(quick, ex.task_options(quick), report("quick")),
                 ex.pool.start(slow, ex.task_options(slow), report("slow")),
@@ -261,6 +265,129 @@ def test_a_chain_of_tasks_runs_on_one_warm_worker() -> None:
     assert workers == 1
 
 
+def _until_parked(pool: _pool.WorkerPool, count: int = 1) -> None:
+    """Wait (60 s at most) until ``count`` worker threads wait idle with a warm worker."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with pool._lock:
+            if sum(1 for thread in pool._parked if thread.has_worker()) >= count:
+                return
+        time.sleep(0.005)
+    raise AssertionError(f"no {count} idle warm worker(s) in 60 s")
+
+
+def _spy_on_hand(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """The jobs sent straight to an idle warm worker by their submitter, from now on."""
+    handed: list[Any] = []
+    hand = _pool._WorkerThread.hand
+
+    def spy(thread: Any, job: Any) -> None:
+        handed.append(job)
+        hand(thread, job)
+
+    monkeypatch.setattr(_pool._WorkerThread, "hand", spy)
+    return handed
+
+
+def test_a_task_sent_straight_to_an_idle_warm_worker_runs_there(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A task submitted while a worker thread waits idle with a warm worker is sent by
+    the submitter itself; it runs on that worker, which then takes the next one too."""
+    tasks = TaskFactory()
+    first, second, third = (tasks.task(_pid) for _ in range(3))
+    handed = _spy_on_hand(monkeypatch)
+
+    async def work(ex: LocalExecutor) -> list[Outcome]:
+        outcomes = [await ex.execute(first)]
+        await asyncio.to_thread(_until_parked, ex.pool)
+        outcomes.append(await ex.execute(second))
+        await asyncio.to_thread(_until_parked, ex.pool)
+        outcomes.append(await ex.execute(third))
+        return outcomes
+
+    outcomes = drive(LocalExecutor(workers=4), work)
+    assert [job.task for job in handed] == [second, third]
+    assert len({tasks.output(o) for o in outcomes}) == 1  # one worker process ran all
+
+
+def test_a_task_whose_blob_cannot_be_read_is_not_sent_straight_to_a_worker(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The submitter cannot make the task's message: the task goes through the queue,
+    fails there with the reason, and the warm worker goes on with the next task."""
+    tasks = TaskFactory()
+    warm, fine = tasks.task(_pid), tasks.task(_pid)
+    broken = tasks.task(_say, "lost")
+    broken.load_blob = lambda name: (_ for _ in ()).throw(KeyError(f"no blob {name[:8]}"))
+    handed = _spy_on_hand(monkeypatch)
+
+    async def work(ex: LocalExecutor) -> tuple[Outcome, Outcome, Outcome]:
+        before = await ex.execute(warm)
+        await asyncio.to_thread(_until_parked, ex.pool)
+        failed = await ex.execute(broken)
+        await asyncio.to_thread(_until_parked, ex.pool)
+        return before, failed, await ex.execute(fine)
+
+    before, failed, after = drive(LocalExecutor(workers=1), work)
+    assert [job.task for job in handed] == [broken, fine]
+    assert failed.status == Status.FAILED
+    assert "could not be sent" in failed.error and "no blob" in failed.error
+    assert tasks.output(after) == tasks.output(before)  # the same worker process
+
+
+def test_a_task_cancelled_while_it_is_sent_straight_to_a_worker_is_reported_cancelled(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A cancel that arrives while the submitter sends the task (its worker thread not
+    yet told, so the cancel finds no worker to stop) still stops it; the pool starts a
+    new worker for the next task."""
+    tasks = TaskFactory()
+    warm, doomed, after = tasks.task(_pid), tasks.task(_nap, 600), tasks.task(_pid)
+    message = _pool._WorkerThread._message
+
+    def cancelled_meanwhile(thread: Any, batch: list[Any]) -> Any:
+        if batch[0].task is doomed:
+            batch[0].cancel()
+        return message(thread, batch)
+
+    monkeypatch.setattr(_pool._WorkerThread, "_message", cancelled_meanwhile)
+    handed = _spy_on_hand(monkeypatch)
+
+    async def work(ex: LocalExecutor) -> tuple[Outcome, Outcome, Outcome]:
+        before = await ex.execute(warm)
+        await asyncio.to_thread(_until_parked, ex.pool)
+        outcome = await asyncio.wait_for(ex.execute(doomed), 60)
+        return before, outcome, await asyncio.wait_for(ex.execute(after), 60)
+
+    before, outcome, done = drive(LocalExecutor(workers=1), work)
+    assert [job.task for job in handed] == [doomed]
+    assert outcome.status == Status.CANCELLED
+    assert tasks.output(done) != tasks.output(before)  # its worker was stopped
+
+
+def test_a_worker_that_died_while_idle_is_not_sent_a_task(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The idle thread's worker process was killed: the next task is not sent to it but
+    queued, and its thread starts a new worker for it."""
+    tasks = TaskFactory()
+    first, second = tasks.task(_pid), tasks.task(_pid)
+    handed = _spy_on_hand(monkeypatch)
+
+    async def work(ex: LocalExecutor) -> tuple[Outcome, Outcome]:
+        before = await ex.execute(first)
+        await asyncio.to_thread(_until_parked, ex.pool)
+        (thread,) = ex.pool._threads
+        assert thread.process is not None
+        os.kill(thread.process.pid, 9)
+        await asyncio.to_thread(thread.process.wait, 60)
+        return before, await ex.execute(second)
+
+    before, after = drive(LocalExecutor(workers=1), work)
+    assert handed == []
+    assert after.status == Status.COMPLETED
+    assert tasks.output(after) != tasks.output(before)
+
+
 def test_cancelling_a_queued_task_reports_it_at_once() -> None:
     """A task still waiting for a worker is dropped and reported CANCELLED right away,
     not when a worker would have reached it."""
@@ -302,7 +429,7 @@ def test_a_task_cancelled_while_its_batch_is_handed_over_is_reported_at_once(
 
     async def work(ex: LocalExecutor) -> Outcome:
         cancelled: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
-        with ex.pool._cond:  # the worker thread takes both at once: one batch
+        with ex.pool._lock:  # the worker thread takes both at once: one batch
             running = ex.pool.start(slow, ex.task_options(slow), lambda _o: None)
             waiting = ex.pool.start(queued, ex.task_options(queued), cancelled.set_result)
         assert await asyncio.to_thread(sending.wait, 60)
@@ -336,7 +463,7 @@ def test_cancelling_a_task_batched_behind_a_running_one_reports_it_at_once(
         finished: asyncio.Future[Outcome] = loop.create_future()
         started = asyncio.Event()
         first.on_start = lambda _at: loop.call_soon(started.set)
-        with ex.pool._cond:  # the worker thread takes both at once: one batch
+        with ex.pool._lock:  # the worker thread takes both at once: one batch
             jobs = ex.pool.start_many(
                 [
                     (first, ex.task_options(first), finished.set_result),

@@ -5,6 +5,11 @@ from the pool's queue (one, or a batch when many are waiting), sends the batch w
 blobs the worker lacks, and hands each reply to the event loop as it arrives. So the
 event loop never blocks on a pipe, and only the loop touches dispatcher state.
 
+A few tasks submitted while threads wait idle with a warm worker each (a chain's next
+step, a seed's) are sent by the submitting thread itself, one to each such worker, and
+the thread that owns it is woken only to relay the reply: the worker starts at once,
+rather than once its thread has woken and the submitter has let go of the GIL.
+
 Workers start on demand, up to ``max_workers``, and exit after ``idle_timeout`` seconds
 without work. A worker that dies mid-batch fails the task it was running, with its exit
 code; the rest of the batch goes back to the queue and a new process takes over.
@@ -33,6 +38,9 @@ from covalent.executor import messages
 from covalent.executor.task import Outcome, Task, outcome_from_reply
 
 MAX_BATCH = 64
+HAND_MAX = 8
+"""The most tasks one submission sends straight to idle warm workers (see the module's
+doc); more go through the queue, so that the worker threads encode their batches."""
 STOP_GRACE = 5.0
 """Seconds a stopped task with a timeout has, at most, to write its stacks before it is
 killed (the kernel runs faulthandler's handler at once unless the process is stuck in
@@ -97,8 +105,9 @@ class WorkerPool:
         self.memory_limit = memory_limit
         self.idle_timeout = idle_timeout
         self._jobs: deque[Job] = deque()
-        self._cond = threading.Condition()
+        self._lock = threading.RLock()  # each thread waits on a Condition of its own on it
         self._threads: set[_WorkerThread] = set()
+        self._parked: list[_WorkerThread] = []  # waiting in take(), the latest last
         self._idle = 0  # threads waiting for work; each will take one job when woken
         self._closed = False
 
@@ -151,29 +160,57 @@ class WorkerPool:
         return jobs
 
     def submit(self, *jobs: Job) -> None:
-        with self._cond:
+        with self._lock:
             if self._closed:
                 _fail_all(list(jobs), "The worker pool is shut down.")
                 return
-            self._jobs.extend(jobs)
-            started = 0
-            while self._idle + started < len(self._jobs) and len(self._threads) < self.max_workers:
-                thread = _WorkerThread(self)
-                self._threads.add(thread)
-                thread.start()
-                started += 1
-            if self._idle:
-                self._cond.notify(min(self._idle, len(jobs)))
+            handed = self._reserve(jobs)
+            if not handed:
+                self._jobs.extend(jobs)
+                started = 0
+                while (
+                    self._idle + started < len(self._jobs) and len(self._threads) < self.max_workers
+                ):
+                    thread = _WorkerThread(self)
+                    self._threads.add(thread)
+                    thread.start()
+                    started += 1
+                self._wake(len(jobs))
+        for thread, job in handed:
+            thread.hand(job)
+
+    def _reserve(self, jobs: tuple[Job, ...]) -> list[tuple[_WorkerThread, Job]]:
+        """A parked thread with a live worker for each job, reserved for it, if there
+        are enough of them and at most :data:`HAND_MAX` jobs; none otherwise."""
+        if len(jobs) > HAND_MAX or len(self._parked) < len(jobs):
+            return []
+        warm = [thread for thread in self._parked if thread.has_worker()]
+        if len(warm) < len(jobs):
+            return []
+        handed = []
+        for job in jobs:
+            thread = warm.pop()  # the latest parked: the warmest
+            self._parked.remove(thread)
+            thread.reserved = thread.uncounted = True
+            self._idle -= 1  # it will not take from the queue: a new job may need a thread
+            job.taken = True
+            handed.append((thread, job))
+        return handed
+
+    def _wake(self, count: int) -> None:
+        """Wake up to ``count`` parked threads (to take from the queue, or to stop)."""
+        for _ in range(min(count, len(self._parked))):
+            self._parked.pop().wake.notify()
 
     def requeue(self, jobs: list[Job]) -> None:
         """Put the rest of a dead worker's batch back at the front of the queue."""
-        with self._cond:
+        with self._lock:
             cancelled = [job for job in jobs if job.cancelled]
             kept = [job for job in jobs if not job.cancelled]
             for job in kept:
                 job.taken = False
             self._jobs.extendleft(reversed(kept))
-            self._cond.notify(len(kept))
+            self._wake(len(kept))
         _settle_all([(job, _cancelled()) for job in cancelled])
 
     def returning(self) -> None:
@@ -182,21 +219,41 @@ class WorkerPool:
         next task (a chain's) before the thread is back in :meth:`take`; a new worker
         would be started for it otherwise, and might take it and make it wait for a
         process start (~0.25 s) while a warm worker is free."""
-        with self._cond:
+        with self._lock:
             self._idle += 1
 
-    def take(self, counted: bool = False) -> list[Job] | None:
-        """The next batch for a worker thread; None when it should exit (idle or closed).
-        ``counted``: the thread was counted idle already (:meth:`returning`)."""
-        with self._cond:
+    def take(self, thread: _WorkerThread, counted: bool = False) -> list[Job] | None:
+        """The next batch for ``thread``; None when it should exit (idle or closed).
+        ``counted``: the thread was counted idle already (:meth:`returning`). A batch
+        handed to it (sent already, :meth:`_WorkerThread.hand`) comes first, with
+        ``thread.sent`` set."""
+        with self._lock:
             if not counted:
                 self._idle += 1
             try:
-                if not self._cond.wait_for(lambda: self._jobs or self._closed, self.idle_timeout):
-                    self._threads.discard(threading.current_thread())
-                    return None
+                deadline = time.monotonic() + self.idle_timeout
+                while not thread.handed:
+                    if thread.reserved:  # a job is being sent to its worker: wait for it
+                        thread.wake.wait()
+                        continue
+                    if self._jobs or self._closed:
+                        break
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        self._threads.discard(thread)
+                        return None
+                    self._parked.append(thread)
+                    thread.wake.wait(remaining)
+                    if thread in self._parked:  # woken by its timeout, not by the pool
+                        self._parked.remove(thread)
             finally:
-                self._idle -= 1
+                if thread.uncounted:  # reserved: uncounted then
+                    thread.uncounted = False
+                else:
+                    self._idle -= 1
+            if thread.handed:
+                handed, thread.handed, thread.sent = thread.handed, [], True
+                return handed
             if self._closed:
                 return None
             # Batch only what the other workers could not take anyway: with 8 sleeps and
@@ -213,7 +270,7 @@ class WorkerPool:
     def cancel(self, job: Job) -> None:
         """Stop ``job``: drop it if queued (it is reported cancelled at once), kill its
         worker process if running (it is reported cancelled when the process is gone)."""
-        with self._cond:
+        with self._lock:
             job.cancelled = True
             queued = not job.taken  # take() skips it: no O(n) removal from the queue
         if queued:
@@ -224,7 +281,7 @@ class WorkerPool:
             worker.kill_for(job)
 
     def _retire(self, thread: _WorkerThread) -> None:
-        with self._cond:
+        with self._lock:
             self._threads.discard(thread)
             if thread.counted_idle:  # it ended (a fault) between returning() and take()
                 thread.counted_idle = False
@@ -236,11 +293,11 @@ class WorkerPool:
 
     def close(self) -> None:
         """Stop every worker; tasks still queued fail."""
-        with self._cond:
+        with self._lock:
             self._closed = True
             threads = list(self._threads)
             jobs, self._jobs = list(self._jobs), deque()
-            self._cond.notify_all()
+            self._wake(len(self._parked))
         for thread in threads:
             thread.stop_process()
         for thread in threads:
@@ -266,6 +323,11 @@ class _WorkerThread(threading.Thread):
         self.stacks: Any = None  # the file the worker's faulthandler writes to (SIGUSR1)
         self.waiting: dict[tuple[str, int], Job] = {}  # the batch's jobs without a reply
         self.counted_idle = False  # by pool.returning(), before the batch's last replies
+        self.wake = threading.Condition(pool._lock)  # notified by the pool: work, or stop
+        self.reserved = False  # parked, and a job is being sent to its worker (hand())
+        self.handed: list[Job] = []  # that job, sent: this thread relays its reply
+        self.sent = False  # the batch take() returned was handed (sent already)
+        self.uncounted = False  # reserved: no longer counted idle
         self._kill_lock = threading.Lock()
         self._send_lock = threading.Lock()
 
@@ -279,9 +341,9 @@ class _WorkerThread(threading.Thread):
 
     def _next_batch(self) -> list[Job] | None:
         counted, self.counted_idle = self.counted_idle, False
-        batch = self.pool.take(counted)
-        if batch is None:
-            return None
+        batch = self.pool.take(self, counted)
+        if batch is None or self.sent:  # a handed job cancelled meanwhile: _make_current
+            return batch
         kept = []
         for job in batch:
             if job.cancelled:
@@ -293,8 +355,10 @@ class _WorkerThread(threading.Thread):
     def _run_batch(self, batch: list[Job]) -> None:
         if not batch:
             return
+        sent, self.sent = self.sent, False
         try:
-            self._send(batch)
+            if not sent:
+                self._send(batch)
         except (OSError, ValueError, _WorkerDied) as e:
             _fail_all(batch, f"Could not start a worker process: {e}")
             return
@@ -330,8 +394,43 @@ class _WorkerThread(threading.Thread):
                 self.counted_idle = True
             position += _deliver(events, by_key)
 
+    def has_worker(self) -> bool:
+        """Whether this thread's worker process is running (it may be sent work)."""
+        process = self.process
+        return process is not None and self.conn is not None and process.poll() is None
+
+    def hand(self, job: Job) -> None:
+        """Send ``job`` to this parked thread's worker, on the submitting thread (the
+        pool reserved this thread for it), then wake this thread to relay its reply. A
+        job whose message cannot be made (a blob that cannot be read) goes back to the
+        queue instead: this thread meets the same error there, and reports it. A worker
+        that died meanwhile is found by this thread's receive."""
+        try:
+            data, functions = self._message([job])
+        except Exception:
+            data = None
+        if data is not None:
+            with contextlib.suppress(OSError, ValueError):
+                self._send_bytes(data)
+            self.known.update(functions)
+        with self.pool._lock:
+            self.reserved = False
+            if data is None:
+                job.taken = False
+                self.pool._jobs.appendleft(job)
+            else:
+                self.handed = [job]
+            self.wake.notify()
+
     def _send(self, batch: list[Job]) -> None:
         self._ensure_process()
+        data, functions = self._message(batch)
+        self._send_bytes(data)
+        self.known.update(functions)
+
+    def _message(self, batch: list[Job]) -> tuple[bytes, dict[str, bytes]]:
+        """The message that runs ``batch`` on this thread's worker, and the functions
+        it carries (the worker knows them from then on)."""
         functions: dict[str, bytes] = {}
         values: dict[str, bytes] = {}
         files: dict[str, str] = {}
@@ -356,8 +455,7 @@ class _WorkerThread(threading.Thread):
             "values": values,
             "files": files,
         }
-        self._send_bytes(messages.encode(message))
-        self.known.update(functions)
+        return messages.encode(message), functions
 
     def _receive(self) -> list[messages.Event]:
         """The next message's events; _WorkerDied if the worker is gone or wrote what is
