@@ -366,6 +366,37 @@ def test_a_task_cancelled_while_it_is_sent_straight_to_a_worker_is_reported_canc
     assert tasks.output(done) != tasks.output(before)  # its worker was stopped
 
 
+def test_a_send_that_fails_oddly_mid_hand_over_ends_the_task_and_not_the_pool(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The submitter's send to an idle warm worker raises something unexpected (the
+    worker may hold half a message): that worker is stopped, the task fails with the
+    worker's end instead of waiting forever for a reply, and the next task runs."""
+    tasks = TaskFactory()
+    warm, unlucky, after = tasks.task(_pid), tasks.task(_say, "never"), tasks.task(_pid)
+    send_bytes = _pool._WorkerThread._send_bytes
+
+    def odd_send(thread: Any, data: bytes) -> None:
+        if unlucky.function.encode() in data or b"never" in data:
+            raise RuntimeError("an odd failure mid-send")
+        send_bytes(thread, data)
+
+    handed = _spy_on_hand(monkeypatch)
+
+    async def work(ex: LocalExecutor) -> tuple[Outcome, Outcome, Outcome]:
+        before = await ex.execute(warm)
+        await asyncio.to_thread(_until_parked, ex.pool)
+        monkeypatch.setattr(_pool._WorkerThread, "_send_bytes", odd_send)
+        failed = await asyncio.wait_for(ex.execute(unlucky), 60)
+        monkeypatch.setattr(_pool._WorkerThread, "_send_bytes", send_bytes)
+        return before, failed, await asyncio.wait_for(ex.execute(after), 60)
+
+    before, failed, done = drive(LocalExecutor(workers=1), work)
+    assert [job.task for job in handed] == [unlucky]
+    assert failed.status == Status.FAILED and "killed" in failed.error
+    assert done.status == Status.COMPLETED and tasks.output(done) != tasks.output(before)
+
+
 def test_a_worker_that_died_while_idle_is_not_sent_a_task(monkeypatch: pytest.MonkeyPatch) -> None:
     """The idle thread's worker process was killed: the next task is not sent to it but
     queued, and its thread starts a new worker for it."""

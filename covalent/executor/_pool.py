@@ -405,22 +405,25 @@ class _WorkerThread(threading.Thread):
         job whose message cannot be made (a blob that cannot be read) goes back to the
         queue instead: this thread meets the same error there, and reports it. A worker
         that died meanwhile is found by this thread's receive."""
+        sent = False
         try:
             data, functions = self._message([job])
-        except Exception:
-            data = None
-        if data is not None:
+            sent = True  # from here on the worker may have (part of) it: never resent
             with contextlib.suppress(OSError, ValueError):
                 self._send_bytes(data)
             self.known.update(functions)
-        with self.pool._lock:
-            self.reserved = False
-            if data is None:
-                job.taken = False
-                self.pool._jobs.appendleft(job)
-            else:
-                self.handed = [job]
-            self.wake.notify()
+        except Exception:  # not made: queued below
+            if sent:  # failed mid-send: the worker may hold half a message; it is stopped,
+                self._kill_group()  # and this thread's receive reports its end
+        finally:  # whatever happened, the thread is released (it waits for nothing else)
+            with self.pool._lock:
+                self.reserved = False
+                if sent:
+                    self.handed = [job]
+                else:
+                    job.taken = False
+                    self.pool._jobs.appendleft(job)
+                self.wake.notify()
 
     def _send(self, batch: list[Job]) -> None:
         self._ensure_process()
