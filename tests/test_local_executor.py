@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import os
 import resource
+import signal
 import sys
 import tempfile
 import threading
@@ -276,6 +278,17 @@ def _until_parked(pool: _pool.WorkerPool, count: int = 1) -> None:
     raise AssertionError(f"no {count} idle warm worker(s) in 60 s")
 
 
+def _until_waiting(pool: _pool.WorkerPool) -> None:
+    """Wait (60 s at most) until every worker thread waits idle in take()."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with pool._lock:
+            if pool._threads and len(pool._parked) == len(pool._threads):
+                return
+        time.sleep(0.005)
+    raise AssertionError("the worker threads are not all idle after 60 s")
+
+
 def _spy_on_hand(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     """The jobs sent straight to an idle warm worker by their submitter, from now on."""
     handed: list[Any] = []
@@ -386,6 +399,68 @@ def test_a_worker_that_died_while_idle_is_not_sent_a_task(monkeypatch: pytest.Mo
     assert handed == []
     assert after.status == Status.COMPLETED
     assert tasks.output(after) != tasks.output(before)
+
+
+def test_a_worker_killed_for_a_cancel_is_not_sent_the_next_task(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A cancel stops a task that has just ended: its reply comes before the kill takes
+    effect (a SIGKILL takes effect late for a process in an uninterruptible system
+    call), and its thread waits idle with a worker that still runs. The chain's next
+    task is not sent to that worker, to fail when it dies, but to a new one."""
+    tasks = TaskFactory()
+    warm, doomed, after = tasks.task(_pid), tasks.task(_pid), tasks.task(_pid)
+    late: list[int] = []  # the SIGKILL sent for doomed, held back until after a send
+    killpg = os.killpg
+
+    def late_kill(pgid: int, sig: int) -> None:
+        if sig == signal.SIGKILL and not late:
+            late.append(pgid)
+        else:
+            killpg(pgid, sig)
+
+    def kill_late() -> None:
+        for pgid in late:
+            with contextlib.suppress(ProcessLookupError):
+                killpg(pgid, signal.SIGKILL)
+
+    message = _pool._WorkerThread._message
+
+    def cancelled_meanwhile(thread: Any, batch: list[Any]) -> Any:
+        if batch[0].task is doomed:
+            monkeypatch.setattr(_pool.os, "killpg", late_kill)
+            batch[0].cancel()
+        return message(thread, batch)
+
+    monkeypatch.setattr(_pool._WorkerThread, "_message", cancelled_meanwhile)
+    hand = _pool._WorkerThread.hand
+
+    def killed_then_handed(thread: Any, job: Any) -> None:
+        if job.task is after:  # the kill takes effect: the task is sent to a dead worker
+            kill_late()
+            os.waitid(os.P_PID, thread.process.pid, os.WEXITED | os.WNOWAIT)
+        hand(thread, job)
+
+    monkeypatch.setattr(_pool._WorkerThread, "hand", killed_then_handed)
+
+    async def work(ex: LocalExecutor) -> tuple[Outcome, Outcome, Outcome]:
+        before = await ex.execute(warm)
+        await asyncio.to_thread(_until_parked, ex.pool)
+        cancelled = await asyncio.wait_for(ex.execute(doomed), 60)
+        assert late  # its worker's kill was held back
+        with ex.pool._lock:  # back in take(), with its worker still running
+            (thread,) = ex.pool._threads
+            assert thread.process is not None and thread.process.poll() is None
+        await asyncio.to_thread(_until_waiting, ex.pool)
+        try:
+            return before, cancelled, await asyncio.wait_for(ex.execute(after), 60)
+        finally:
+            kill_late()
+
+    before, cancelled, done = drive(LocalExecutor(workers=1), work)
+    assert cancelled.status == Status.CANCELLED
+    assert done.status == Status.COMPLETED, done.error
+    assert tasks.output(done) != tasks.output(before)  # a new worker ran it
 
 
 def test_cancelling_a_queued_task_reports_it_at_once() -> None:

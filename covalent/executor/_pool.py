@@ -328,6 +328,7 @@ class _WorkerThread(threading.Thread):
         self.handed: list[Job] = []  # that job, sent: this thread relays its reply
         self.sent = False  # the batch take() returned was handed (sent already)
         self.uncounted = False  # reserved: no longer counted idle
+        self.killed = False  # its worker was sent SIGKILL: it may not be dead yet
         self._kill_lock = threading.Lock()
         self._send_lock = threading.Lock()
 
@@ -397,7 +398,12 @@ class _WorkerThread(threading.Thread):
     def has_worker(self) -> bool:
         """Whether this thread's worker process is running (it may be sent work)."""
         process = self.process
-        return process is not None and self.conn is not None and process.poll() is None
+        return (
+            process is not None
+            and self.conn is not None
+            and not self.killed
+            and process.poll() is None
+        )
 
     def hand(self, job: Job) -> None:
         """Send ``job`` to this parked thread's worker, on the submitting thread (the
@@ -477,7 +483,12 @@ class _WorkerThread(threading.Thread):
             ) from None
 
     def _ensure_process(self) -> Connection:
-        if self.process is not None and self.process.poll() is None and self.conn is not None:
+        if (
+            self.process is not None
+            and self.conn is not None
+            and not self.killed
+            and self.process.poll() is None
+        ):
             return self.conn
         self.stop_process()
         ours, theirs = socket.socketpair()
@@ -500,6 +511,7 @@ class _WorkerThread(threading.Thread):
             theirs.close()
         self.conn = Connection(ours.detach())
         self.known = set()
+        self.killed = False
         return self.conn
 
     def _reap(self) -> int | None:
@@ -515,8 +527,11 @@ class _WorkerThread(threading.Thread):
 
     def _kill_group(self) -> None:
         """Kill the worker's process group: the worker and every process its tasks
-        started that did not leave the group."""
+        started that did not leave the group. The worker is not sent another task: the
+        signal may take effect only after the reply of the task it was meant to stop
+        (a task that had just ended) has come, and its thread is idle again."""
         if self.process is not None:
+            self.killed = True
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.process.pid, signal.SIGKILL)
 
