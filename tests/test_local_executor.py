@@ -463,6 +463,47 @@ def test_a_worker_killed_for_a_cancel_is_not_sent_the_next_task(
     assert tasks.output(done) != tasks.output(before)  # a new worker ran it
 
 
+@pytest.mark.parametrize("readable", [True, False])
+def test_a_pool_closed_while_a_task_is_sent_straight_to_a_worker_reports_it(
+    monkeypatch: pytest.MonkeyPatch, readable: bool
+) -> None:
+    """The pool is closed (from another thread) after the submitter reserved an idle
+    warm worker's thread and before it sent the task (or found its blob unreadable):
+    the task fails with a reason, and the thread is woken and exits, so close() ends."""
+    tasks = TaskFactory()
+    warm, late = tasks.task(_pid), tasks.task(_pid)
+    if not readable:
+        late.load_blob = lambda name: (_ for _ in ()).throw(KeyError(f"no blob {name[:8]}"))
+    hand = _pool._WorkerThread.hand
+    closers: list[threading.Thread] = []
+
+    def closed_meanwhile(thread: Any, job: Any) -> None:
+        closer = threading.Thread(target=job.pool.close)
+        closers.append(closer)
+        closer.start()
+        deadline = time.monotonic() + 60
+        while thread.conn is not None and time.monotonic() < deadline:  # stop_process
+            time.sleep(0.005)
+        hand(thread, job)
+
+    monkeypatch.setattr(_pool._WorkerThread, "hand", closed_meanwhile)
+
+    async def work(ex: LocalExecutor) -> Outcome:
+        await ex.execute(warm)
+        await asyncio.to_thread(_until_parked, ex.pool)
+        pool = ex.pool
+        outcome = await asyncio.wait_for(ex.execute(late), 60)
+        (closer,) = closers
+        await asyncio.to_thread(closer.join, 60)
+        assert not closer.is_alive()
+        assert not pool._threads and not pool._jobs
+        return outcome
+
+    outcome = drive(LocalExecutor(workers=1), work)
+    assert outcome.status == Status.FAILED
+    assert ("shut down" if readable else "stopped") in outcome.error, outcome.error
+
+
 def test_cancelling_a_queued_task_reports_it_at_once() -> None:
     """A task still waiting for a worker is dropped and reported CANCELLED right away,
     not when a worker would have reached it."""

@@ -409,8 +409,9 @@ class _WorkerThread(threading.Thread):
         """Send ``job`` to this parked thread's worker, on the submitting thread (the
         pool reserved this thread for it), then wake this thread to relay its reply. A
         job whose message cannot be made (a blob that cannot be read) goes back to the
-        queue instead: this thread meets the same error there, and reports it. A worker
-        that died meanwhile is found by this thread's receive."""
+        queue instead: this thread meets the same error there, and reports it (or, if the
+        pool was closed meanwhile, it fails as the queue's tasks did). A worker that died
+        meanwhile is found by this thread's receive."""
         try:
             data, functions = self._message([job])
         except Exception:
@@ -419,14 +420,19 @@ class _WorkerThread(threading.Thread):
             with contextlib.suppress(OSError, ValueError):
                 self._send_bytes(data)
             self.known.update(functions)
+        closed = False
         with self.pool._lock:
             self.reserved = False
             if data is None:
                 job.taken = False
-                self.pool._jobs.appendleft(job)
+                closed = self.pool._closed  # close() failed the queue already: not this
+                if not closed:
+                    self.pool._jobs.appendleft(job)
             else:
                 self.handed = [job]
             self.wake.notify()
+        if closed:
+            job.settle(Outcome.failure("The server stopped before this task ran."))
 
     def _send(self, batch: list[Job]) -> None:
         self._ensure_process()
