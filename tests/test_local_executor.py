@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import io
 import os
+import random
 import resource
 import signal
 import sys
@@ -502,6 +503,66 @@ def test_a_pool_closed_while_a_task_is_sent_straight_to_a_worker_reports_it(
     outcome = drive(LocalExecutor(workers=1), work)
     assert outcome.status == Status.FAILED
     assert ("shut down" if readable else "stopped") in outcome.error, outcome.error
+
+
+def _until_quiet(pool: _pool.WorkerPool) -> None:
+    """Wait (60 s at most) until every worker thread waits idle in take(), each counted
+    idle once, none reserved, and the queue is empty."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with pool._lock:
+            state = (pool._idle, len(pool._parked), len(pool._threads), len(pool._jobs))
+            if (
+                state[0] == state[1] == state[2]
+                and not pool._jobs
+                and not any(thread.reserved or thread.handed for thread in pool._threads)
+            ):
+                return
+        time.sleep(0.005)
+    raise AssertionError(f"not quiet after 60 s: idle, parked, threads, queued = {state}")
+
+
+def test_chains_on_workers_that_time_out_all_end_and_the_idle_count_stays_right() -> None:
+    """Chains of quick tasks, some cancelled, on threads whose idle timeout is so short
+    that they keep timing out as tasks are handed to them or queued: every task ends
+    (none waits forever), no more threads run than ``workers``, and once all is done
+    each thread is counted idle exactly once (a thread counted twice would keep the
+    pool from starting one a task needs; one not counted, start one too many)."""
+    tasks = TaskFactory()
+    rng = random.Random(7)
+    peak = 0
+
+    async def chain(ex: LocalExecutor) -> list[Any]:
+        nonlocal peak
+        ends: list[Any] = []
+        for _ in range(12):
+            task = tasks.task(_nap, rng.choice([0, 0, 0.001, 0.01]))
+            running = asyncio.ensure_future(ex.execute(task))
+            if rng.random() < 0.25:
+                await asyncio.sleep(rng.choice([0, 0.001]))
+                running.cancel()
+            try:
+                ends.append((await asyncio.wait_for(asyncio.shield(running), 60)).status)
+            except asyncio.CancelledError:
+                ends.append(Status.CANCELLED)
+            peak = max(peak, ex.pool.size)
+            if rng.random() < 0.2:  # long enough for some threads to time out
+                await asyncio.sleep(0.01)
+        return ends
+
+    async def work(ex: LocalExecutor) -> list[list[Any]]:
+        ex.pool.idle_timeout = 0.005
+        ends = await asyncio.gather(*(chain(ex) for _ in range(6)))
+        ex.pool.idle_timeout = 60  # those parked now stay
+        await asyncio.to_thread(_until_quiet, ex.pool)
+        return ends
+
+    ends = drive(LocalExecutor(workers=3), work)
+    assert {end for chain_ends in ends for end in chain_ends} <= {
+        Status.COMPLETED,
+        Status.CANCELLED,
+    }
+    assert peak <= 3
 
 
 def test_cancelling_a_queued_task_reports_it_at_once() -> None:
