@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import os
+import random
 import resource
+import signal
 import sys
 import tempfile
 import threading
@@ -276,6 +279,17 @@ def _until_parked(pool: _pool.WorkerPool, count: int = 1) -> None:
     raise AssertionError(f"no {count} idle warm worker(s) in 60 s")
 
 
+def _until_waiting(pool: _pool.WorkerPool) -> None:
+    """Wait (60 s at most) until every worker thread waits idle in take()."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with pool._lock:
+            if pool._threads and len(pool._parked) == len(pool._threads):
+                return
+        time.sleep(0.005)
+    raise AssertionError("the worker threads are not all idle after 60 s")
+
+
 def _spy_on_hand(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     """The jobs sent straight to an idle warm worker by their submitter, from now on."""
     handed: list[Any] = []
@@ -397,6 +411,39 @@ def test_a_send_that_fails_oddly_mid_hand_over_ends_the_task_and_not_the_pool(
     assert done.status == Status.COMPLETED and tasks.output(done) != tasks.output(before)
 
 
+def _pid_and_size(data: bytes) -> tuple[int, int]:
+    return os.getpid(), len(data)
+
+
+def test_a_large_message_is_left_to_the_workers_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A task whose message is over HAND_BYTES (a 100 KB input, inline) is not sent by
+    the submitter, which must not wait for a worker to read: its worker's thread sends
+    it, on the same warm worker."""
+    tasks = TaskFactory()
+    warm = tasks.task(_pid)
+    large = tasks.task(_pid_and_size, bytes(100_000))
+    sent_by: list[str] = []
+    send_bytes = _pool._WorkerThread._send_bytes
+
+    def recording_send(thread: Any, data: bytes) -> None:
+        if len(data) > _pool.HAND_BYTES:
+            sent_by.append(threading.current_thread().name)
+        send_bytes(thread, data)
+
+    monkeypatch.setattr(_pool._WorkerThread, "_send_bytes", recording_send)
+    handed = _spy_on_hand(monkeypatch)
+
+    async def work(ex: LocalExecutor) -> tuple[Outcome, Outcome]:
+        before = await ex.execute(warm)
+        await asyncio.to_thread(_until_parked, ex.pool)
+        return before, await asyncio.wait_for(ex.execute(large), 60)
+
+    before, done = drive(LocalExecutor(workers=1), work)
+    assert [job.task for job in handed] == [large]
+    assert sent_by == ["covalent-worker"]  # not the event loop's thread
+    assert tasks.output(done) == (tasks.output(before), 100_000)
+
+
 def test_a_worker_that_died_while_idle_is_not_sent_a_task(monkeypatch: pytest.MonkeyPatch) -> None:
     """The idle thread's worker process was killed: the next task is not sent to it but
     queued, and its thread starts a new worker for it."""
@@ -417,6 +464,169 @@ def test_a_worker_that_died_while_idle_is_not_sent_a_task(monkeypatch: pytest.Mo
     assert handed == []
     assert after.status == Status.COMPLETED
     assert tasks.output(after) != tasks.output(before)
+
+
+def test_a_worker_killed_for_a_cancel_is_not_sent_the_next_task(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A cancel stops a task that has just ended: its reply comes before the kill takes
+    effect (a SIGKILL takes effect late for a process in an uninterruptible system
+    call), and its thread waits idle with a worker that still runs. The chain's next
+    task is not sent to that worker, to fail when it dies, but to a new one."""
+    tasks = TaskFactory()
+    warm, doomed, after = tasks.task(_pid), tasks.task(_pid), tasks.task(_pid)
+    late: list[int] = []  # the SIGKILL sent for doomed, held back until after a send
+    killpg = os.killpg
+
+    def late_kill(pgid: int, sig: int) -> None:
+        if sig == signal.SIGKILL and not late:
+            late.append(pgid)
+        else:
+            killpg(pgid, sig)
+
+    def kill_late() -> None:
+        for pgid in late:
+            with contextlib.suppress(ProcessLookupError):
+                killpg(pgid, signal.SIGKILL)
+
+    message = _pool._WorkerThread._message
+
+    def cancelled_meanwhile(thread: Any, batch: list[Any]) -> Any:
+        if batch[0].task is doomed:
+            monkeypatch.setattr(_pool.os, "killpg", late_kill)
+            batch[0].cancel()
+        return message(thread, batch)
+
+    monkeypatch.setattr(_pool._WorkerThread, "_message", cancelled_meanwhile)
+    hand = _pool._WorkerThread.hand
+
+    def killed_then_handed(thread: Any, job: Any) -> None:
+        if job.task is after:  # the kill takes effect: the task is sent to a dead worker
+            kill_late()
+            os.waitid(os.P_PID, thread.process.pid, os.WEXITED | os.WNOWAIT)
+        hand(thread, job)
+
+    monkeypatch.setattr(_pool._WorkerThread, "hand", killed_then_handed)
+
+    async def work(ex: LocalExecutor) -> tuple[Outcome, Outcome, Outcome]:
+        before = await ex.execute(warm)
+        await asyncio.to_thread(_until_parked, ex.pool)
+        cancelled = await asyncio.wait_for(ex.execute(doomed), 60)
+        assert late  # its worker's kill was held back
+        with ex.pool._lock:  # back in take(), with its worker still running
+            (thread,) = ex.pool._threads
+            assert thread.process is not None and thread.process.poll() is None
+        await asyncio.to_thread(_until_waiting, ex.pool)
+        try:
+            return before, cancelled, await asyncio.wait_for(ex.execute(after), 60)
+        finally:
+            kill_late()
+
+    before, cancelled, done = drive(LocalExecutor(workers=1), work)
+    assert cancelled.status == Status.CANCELLED
+    assert done.status == Status.COMPLETED, done.error
+    assert tasks.output(done) != tasks.output(before)  # a new worker ran it
+
+
+@pytest.mark.parametrize("readable", [True, False])
+def test_a_pool_closed_while_a_task_is_sent_straight_to_a_worker_reports_it(
+    monkeypatch: pytest.MonkeyPatch, readable: bool
+) -> None:
+    """The pool is closed (from another thread) after the submitter reserved an idle
+    warm worker's thread and before it sent the task (or found its blob unreadable):
+    the task fails with a reason, and the thread is woken and exits, so close() ends."""
+    tasks = TaskFactory()
+    warm, late = tasks.task(_pid), tasks.task(_pid)
+    if not readable:
+        late.load_blob = lambda name: (_ for _ in ()).throw(KeyError(f"no blob {name[:8]}"))
+    hand = _pool._WorkerThread.hand
+    closers: list[threading.Thread] = []
+
+    def closed_meanwhile(thread: Any, job: Any) -> None:
+        closer = threading.Thread(target=job.pool.close)
+        closers.append(closer)
+        closer.start()
+        deadline = time.monotonic() + 60
+        while thread.conn is not None and time.monotonic() < deadline:  # stop_process
+            time.sleep(0.005)
+        hand(thread, job)
+
+    monkeypatch.setattr(_pool._WorkerThread, "hand", closed_meanwhile)
+
+    async def work(ex: LocalExecutor) -> Outcome:
+        await ex.execute(warm)
+        await asyncio.to_thread(_until_parked, ex.pool)
+        pool = ex.pool
+        outcome = await asyncio.wait_for(ex.execute(late), 60)
+        (closer,) = closers
+        await asyncio.to_thread(closer.join, 60)
+        assert not closer.is_alive()
+        assert not pool._threads and not pool._jobs
+        return outcome
+
+    outcome = drive(LocalExecutor(workers=1), work)
+    assert outcome.status == Status.FAILED
+    assert ("shut down" if readable else "stopped") in outcome.error, outcome.error
+
+
+def _until_quiet(pool: _pool.WorkerPool) -> None:
+    """Wait (60 s at most) until every worker thread waits idle in take(), each counted
+    idle once, none reserved, and the queue is empty."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with pool._lock:
+            state = (pool._idle, len(pool._parked), len(pool._threads), len(pool._jobs))
+            if (
+                state[0] == state[1] == state[2]
+                and not pool._jobs
+                and not any(thread.reserved or thread.handed for thread in pool._threads)
+            ):
+                return
+        time.sleep(0.005)
+    raise AssertionError(f"not quiet after 60 s: idle, parked, threads, queued = {state}")
+
+
+def test_chains_on_workers_that_time_out_all_end_and_the_idle_count_stays_right() -> None:
+    """Chains of quick tasks, some cancelled, on threads whose idle timeout is so short
+    that they keep timing out as tasks are handed to them or queued: every task ends
+    (none waits forever), no more threads run than ``workers``, and once all is done
+    each thread is counted idle exactly once (a thread counted twice would keep the
+    pool from starting one a task needs; one not counted, start one too many)."""
+    tasks = TaskFactory()
+    rng = random.Random(7)
+    peak = 0
+
+    async def chain(ex: LocalExecutor) -> list[Any]:
+        nonlocal peak
+        ends: list[Any] = []
+        for _ in range(12):
+            task = tasks.task(_nap, rng.choice([0, 0, 0.001, 0.01]))
+            running = asyncio.ensure_future(ex.execute(task))
+            if rng.random() < 0.25:
+                await asyncio.sleep(rng.choice([0, 0.001]))
+                running.cancel()
+            try:
+                ends.append((await asyncio.wait_for(asyncio.shield(running), 60)).status)
+            except asyncio.CancelledError:
+                ends.append(Status.CANCELLED)
+            peak = max(peak, ex.pool.size)
+            if rng.random() < 0.2:  # long enough for some threads to time out
+                await asyncio.sleep(0.01)
+        return ends
+
+    async def work(ex: LocalExecutor) -> list[list[Any]]:
+        ex.pool.idle_timeout = 0.005
+        ends = await asyncio.gather(*(chain(ex) for _ in range(6)))
+        ex.pool.idle_timeout = 60  # those parked now stay
+        await asyncio.to_thread(_until_quiet, ex.pool)
+        return ends
+
+    ends = drive(LocalExecutor(workers=3), work)
+    assert {end for chain_ends in ends for end in chain_ends} <= {
+        Status.COMPLETED,
+        Status.CANCELLED,
+    }
+    assert peak <= 3
 
 
 def test_cancelling_a_queued_task_reports_it_at_once() -> None:

@@ -41,6 +41,11 @@ MAX_BATCH = 64
 HAND_MAX = 8
 """The most tasks one submission sends straight to idle warm workers (see the module's
 doc); more go through the queue, so that the worker threads encode their batches."""
+HAND_BYTES = 64 * 1024
+"""The largest message the submitter sends to a worker itself: a socket pair's buffer
+holds it whole (Linux gives ~200 KB), so the event loop never waits for a worker to
+read; a larger one (a large input inline, a function sent the first time) goes through
+the queue and the worker's thread."""
 STOP_GRACE = 5.0
 """Seconds a stopped task with a timeout has, at most, to write its stacks before it is
 killed (the kernel runs faulthandler's handler at once unless the process is stuck in
@@ -328,6 +333,7 @@ class _WorkerThread(threading.Thread):
         self.handed: list[Job] = []  # that job, sent: this thread relays its reply
         self.sent = False  # the batch take() returned was handed (sent already)
         self.uncounted = False  # reserved: no longer counted idle
+        self.killed = False  # its worker was sent SIGKILL: it may not be dead yet
         self._kill_lock = threading.Lock()
         self._send_lock = threading.Lock()
 
@@ -397,33 +403,47 @@ class _WorkerThread(threading.Thread):
     def has_worker(self) -> bool:
         """Whether this thread's worker process is running (it may be sent work)."""
         process = self.process
-        return process is not None and self.conn is not None and process.poll() is None
+        return (
+            process is not None
+            and self.conn is not None
+            and not self.killed
+            and process.poll() is None
+        )
 
     def hand(self, job: Job) -> None:
         """Send ``job`` to this parked thread's worker, on the submitting thread (the
-        pool reserved this thread for it), then wake this thread to relay its reply. A
-        job whose message cannot be made (a blob that cannot be read) goes back to the
-        queue instead: this thread meets the same error there, and reports it. A worker
-        that died meanwhile is found by this thread's receive."""
+        pool reserved this thread for it), then wake this thread to relay its reply.
+
+        A message over :data:`HAND_BYTES`, or one that cannot be made (a blob that
+        cannot be read), goes back to the queue instead, and this thread sends it (the
+        submitter is the event loop: it must not wait for a worker to read) or reports
+        the error; if the pool was closed meanwhile, the job fails as the queue's did.
+        A worker that died meanwhile is found by this thread's receive."""
         sent = False
         try:
             data, functions = self._message([job])
-            sent = True  # from here on the worker may have (part of) it: never resent
-            with contextlib.suppress(OSError, ValueError):
-                self._send_bytes(data)
-            self.known.update(functions)
+            if len(data) <= HAND_BYTES:
+                sent = True  # from here on the worker may have (part of) it: never resent
+                with contextlib.suppress(OSError, ValueError):
+                    self._send_bytes(data)
+                self.known.update(functions)
         except Exception:  # not made: queued below
             if sent:  # failed mid-send: the worker may hold half a message; it is stopped,
                 self._kill_group()  # and this thread's receive reports its end
         finally:  # whatever happened, the thread is released (it waits for nothing else)
+            closed = False
             with self.pool._lock:
                 self.reserved = False
                 if sent:
                     self.handed = [job]
                 else:
                     job.taken = False
-                    self.pool._jobs.appendleft(job)
+                    closed = self.pool._closed  # close() failed the queue already: not this
+                    if not closed:
+                        self.pool._jobs.appendleft(job)
                 self.wake.notify()
+            if closed:
+                job.settle(Outcome.failure("The server stopped before this task ran."))
 
     def _send(self, batch: list[Job]) -> None:
         self._ensure_process()
@@ -480,7 +500,12 @@ class _WorkerThread(threading.Thread):
             ) from None
 
     def _ensure_process(self) -> Connection:
-        if self.process is not None and self.process.poll() is None and self.conn is not None:
+        if (
+            self.process is not None
+            and self.conn is not None
+            and not self.killed
+            and self.process.poll() is None
+        ):
             return self.conn
         self.stop_process()
         ours, theirs = socket.socketpair()
@@ -503,6 +528,7 @@ class _WorkerThread(threading.Thread):
             theirs.close()
         self.conn = Connection(ours.detach())
         self.known = set()
+        self.killed = False
         return self.conn
 
     def _reap(self) -> int | None:
@@ -518,8 +544,11 @@ class _WorkerThread(threading.Thread):
 
     def _kill_group(self) -> None:
         """Kill the worker's process group: the worker and every process its tasks
-        started that did not leave the group."""
+        started that did not leave the group. The worker is not sent another task: the
+        signal may take effect only after the reply of the task it was meant to stop
+        (a task that had just ended) has come, and its thread is idle again."""
         if self.process is not None:
+            self.killed = True
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.process.pid, signal.SIGKILL)
 
