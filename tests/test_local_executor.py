@@ -444,6 +444,40 @@ def test_a_large_message_is_left_to_the_workers_thread(monkeypatch: pytest.Monke
     assert tasks.output(done) == (tasks.output(before), 100_000)
 
 
+def test_a_cancel_just_after_a_batch_is_sent_stops_its_first_task(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A cancel that comes after the worker got its batch but before its thread marked
+    the first task as the one running must kill the worker (the task runs already), not
+    mark the task skipped and report it cancelled while it runs on to its end."""
+    tasks = TaskFactory()
+    warm, doomed, after = tasks.task(_pid), tasks.task(_nap, 600), tasks.task(_pid)
+    reached, go = threading.Event(), threading.Event()
+    make_current = _pool._WorkerThread._make_current
+
+    def held(thread: Any, job: Any) -> None:
+        if job.task is doomed and not go.is_set():
+            reached.set()
+            go.wait(60)
+        make_current(thread, job)
+
+    monkeypatch.setattr(_pool._WorkerThread, "_make_current", held)
+
+    async def work(ex: LocalExecutor) -> tuple[Outcome, Outcome, Outcome]:
+        before = await ex.execute(warm)
+        cancelled: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        job = ex.pool.start(doomed, ex.task_options(doomed), cancelled.set_result)
+        assert await asyncio.to_thread(reached.wait, 60)
+        job.cancel()  # the batch is sent and waiting; its first task is not yet current
+        go.set()
+        outcome = await asyncio.wait_for(cancelled, 60)
+        return before, outcome, await asyncio.wait_for(ex.execute(after), 60)
+
+    before, outcome, done = drive(LocalExecutor(workers=1), work)
+    assert outcome.status == Status.CANCELLED
+    assert tasks.output(done) != tasks.output(before)  # the worker running it was killed
+
+
 def test_a_worker_that_died_while_idle_is_not_sent_a_task(monkeypatch: pytest.MonkeyPatch) -> None:
     """The idle thread's worker process was killed: the next task is not sent to it but
     queued, and its thread starts a new worker for it."""

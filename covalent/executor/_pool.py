@@ -372,10 +372,11 @@ class _WorkerThread(threading.Thread):
             _fail_all(batch, f"The task could not be sent to a worker process: {e}")
             return
         position = 0
-        for job in batch:
-            job.worker = self
-        with self._kill_lock:
+        with self._kill_lock:  # a cancel from now on finds the batch as the worker has it
             by_key = self.waiting = {job.task.key: job for job in batch}
+            self.current = batch[0]  # running already, maybe: a cancel kills, not skips
+            for job in batch:
+                job.worker = self
             # cancelled while the batch was handed over (taken, not yet waiting here):
             # that cancel found no worker to tell; the first one _make_current stops
             for job in batch[1:]:
