@@ -161,3 +161,49 @@ def test_the_json_schema_describes_the_manifest() -> None:
     document = schema.json_schema()
     assert set(document["required"]) >= {"format", "lattice", "inputs", "nodes", "edges"}
     json.dumps(document)  # plain JSON, for other clients
+
+
+def received(body: bytes, size: int) -> bundle.Receiver:
+    """``body`` through a bundle.Receiver in chunks of ``size`` bytes, as a request's."""
+    receiver = bundle.Receiver()
+    for start in range(0, len(body), size):
+        receiver.feed(body[start : start + size])
+    return receiver
+
+
+@pytest.mark.parametrize("size", [1, 5, 12, 13, 1 << 20])
+def test_a_bundle_received_in_chunks_reads_as_one_body_does(size: int) -> None:
+    manifest, blobs = good()
+    body = bundle.pack(manifest, blobs)
+    head, offset = bundle.split(body)
+    receiver = received(body, size)
+    assert (receiver.size, receiver.header_size()) == (len(body), len(head))
+    assert receiver.blobs == body[offset:]
+    checked, got = schema.read_received(receiver)
+    assert (checked, got) == schema.read_bundle(body)
+    assert receiver.take_header() == b""  # handed over, and no longer held
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        (b"", "does not start with CVB1"),
+        (b"CVB1\0\0", "does not start with CVB1"),
+        (b"CVB2" + (2).to_bytes(8, "big") + b"{}", "does not start with CVB1"),
+        (bundle.MAGIC + (10).to_bytes(8, "big") + b"{}", "header is longer than the body"),
+    ],
+)
+def test_a_received_body_not_framed_as_a_bundle_is_refused(body: bytes, problem: str) -> None:
+    for size in (1, 64):
+        with pytest.raises(BadRequestError, match=problem):
+            schema.read_received(received(body, size))
+
+
+def test_a_received_bundle_with_a_bad_blob_is_refused_as_one_body_is() -> None:
+    manifest, blobs = good()
+    body = bytearray(bundle.pack(manifest, blobs))
+    body[-1] ^= 1  # the last blob's last byte
+    with pytest.raises(BadRequestError, match="does not match its digest"):
+        schema.read_received(received(bytes(body), 7))
+    with pytest.raises(BadRequestError, match="bytes after its last blob"):
+        schema.read_received(received(bundle.pack(manifest, blobs) + b"x", 7))
