@@ -8,7 +8,9 @@ from typing import Any
 import pytest
 
 import covalent as ct
+from covalent._dispatcher import submission
 from covalent._errors import BadRequestError, InvalidFieldError
+from covalent._store import manifests
 from covalent._wire import bundle, schema
 from covalent._wire import manifest as manifestmod
 
@@ -139,6 +141,31 @@ def test_the_stored_manifest_reads_back_as_it_was(text: str) -> None:
     manifest["nodes"][0]["executor"]["attributes"]["big"] = [10**30, 1e-05, 1e22, -0.0]
     stored = schema.dumps(manifest)
     assert json.loads(stored) == json.loads(json.dumps(manifest))
+
+
+@pytest.mark.parametrize(
+    "text", ["plain", "NaN", "an é and \u2028", "a lone \ud800 surrogate", 'say "NaN"']
+)
+@pytest.mark.parametrize("copies", [1, 40])  # under and over manifests.PACK_FROM
+def test_the_row_keeps_the_manifest_as_dumps_writes_it(text: str, copies: int) -> None:
+    """Written and compressed in pieces (two nodes or edges at a time in pieces, as
+    CHUNK is then), the row's manifest is the text of dumps, packed as it is packed."""
+    manifest, _ = good()
+    manifest["nodes"] = [dict(n) for _ in range(copies) for n in manifest["nodes"]]
+    manifest["nodes"][0]["executor"] = {"name": "local", "attributes": {"note": text}}
+    manifest["nodes"][-1]["name"] = text
+    stored, text = submission._stored_manifest(manifest), schema.dumps(manifest)
+    assert manifests.unpacked(stored) == text
+    assert (stored[:1] == b"{") == (len(text) < manifests.PACK_FROM)  # plain when small
+    assert manifests.packed(stored) == stored  # stored already: kept as it is
+
+
+def test_a_nan_is_refused_when_the_row_is_written_in_pieces() -> None:
+    manifest, _ = good()
+    manifest["nodes"][2]["metadata"] = {"settings": [float("nan")]}
+    with pytest.raises(InvalidFieldError) as info:
+        submission._stored_manifest(manifest)
+    assert info.value.field == "nodes[2].metadata.settings[0]"
 
 
 def test_a_dict_collection_needs_as_many_keys_as_items() -> None:
