@@ -63,6 +63,40 @@ def test_a_header_nested_100_000_deep_is_not_json_here(objects: bool) -> None:
         schema.read_bundle(framed(deep))
 
 
+@pytest.mark.parametrize("where", ["nodes", "edges", "lattice"])
+def test_a_setting_nested_too_deep_is_not_json_wherever_it_is(where: str) -> None:
+    """In pieces, the long lists are parsed a piece at a time: the nesting limit and its
+    error are still those of the whole header."""
+    manifest, blobs = good()
+    text = bundle.pack(manifest, blobs)
+    head, offset = bundle.split(text)
+    deep = b'{"a":' * 1000 + b"1" + b"}" * 1000
+    marker = {"nodes": b'"metadata":{}', "edges": b"null]", "lattice": b'"doc":'}[where]
+    replacement = {
+        "nodes": b'"metadata":' + deep,
+        "edges": b"null," + deep + b"]",
+        "lattice": b'"deep":' + deep + b',"doc":',
+    }[where]
+    assert marker in bytes(head)
+    header = bytes(head).replace(marker, replacement, 1)
+    with pytest.raises(BadRequestError, match="not valid JSON: recursion limit"):
+        schema.read_bundle(framed(header) + text[offset:])
+
+
+def test_nodes_read_in_pieces_share_their_equal_settings_and_strings(parsing: str) -> None:
+    @ct.lattice
+    def wide(n):
+        return [echo(i) for i in range(n)]
+
+    manifest, blobs = manifestmod.from_graph(wide.build_graph(6), (6,), {}, wide)
+    checked, _ = schema.read_bundle(bundle.pack(manifest, blobs))
+    echoes = [n for n in checked["nodes"] if n["name"] == "echo"]
+    assert len(echoes) == 6
+    if parsing == "in pieces":  # pieces of two nodes: shared across pieces too
+        for field in ("name", "fingerprint", "function", "executor", "metadata"):
+            assert all(n[field] is echoes[0][field] for n in echoes), field
+
+
 def test_a_blob_size_of_1e999_names_the_field() -> None:
     header = b'{"format":1,"blobs":[["' + b"0" * 64 + b'",1e999]]}'
     with pytest.raises(InvalidFieldError) as info:
