@@ -225,7 +225,7 @@ def read_received(received: bundle.Receiver) -> tuple[dict[str, Any], dict[str, 
     return manifest, bundle.read_blobs(received.blobs, listed, 0)
 
 
-def parse(header: bytes | memoryview) -> Manifest:
+def parse(header: bytes | bytearray | memoryview) -> Manifest:
     """A manifest from its JSON, checked against the schema in the same pass (in pieces
     for a header over ``LARGE_HEADER`` bytes: the same checks and errors, less memory)."""
     if len(header) > LARGE_HEADER:
@@ -236,14 +236,14 @@ def parse(header: bytes | memoryview) -> Manifest:
         raise _refusal(e) from None
 
 
-def _parse_large(header: bytes | memoryview) -> Manifest:
+def _parse_large(header: bytes | bytearray | memoryview) -> Manifest:
     """A large manifest: parsed (:func:`_split_json`), then checked
     (:func:`_checked_large`)."""
-    text = header if isinstance(header, bytes) else bytes(header)
+    text = header if isinstance(header, bytes | bytearray) else bytes(header)
     return _checked_large(_split_json(text), text)
 
 
-def _split_json(header: bytes) -> Any:
+def _split_json(header: bytes | bytearray) -> Any:
     """``header`` parsed as :func:`_from_json` parses it, except that its long lists
     (nodes, edges, blobs) stay lists of their items' JSON (``msgspec.Raw``, views of
     ``header``) for :func:`_checked_in_chunks` to parse ``CHUNK`` at a time: a fan-out
@@ -272,7 +272,7 @@ def _split_json(header: bytes) -> Any:
     return raw
 
 
-def _parsed_items(key: str, items: list[Any], header: bytes) -> list[Any]:
+def _parsed_items(key: str, items: list[Any], header: bytes | bytearray) -> list[Any]:
     """A piece of a long list of the header, as :func:`_split_json` left it (JSON text
     per item), parsed; its items as plain values already are returned as they are.
     Only dict keys go through pydantic-core's string cache: a cached value outlives
@@ -287,17 +287,18 @@ def _parsed_items(key: str, items: list[Any], header: bytes) -> list[Any]:
         raise BadRequestError(f"The bundle's header is not valid JSON: {e}.") from None
 
 
-def _from_json(header: bytes) -> Any:
+def _from_json(header: bytes | bytearray) -> Any:
     """``header`` parsed by pydantic-core's JSON parser (with the same nesting limit as
     ``validate_json``); BadRequestError if it is not JSON. (Given bytes, the parser
-    reads them in place; a bytearray it would copy first.)"""
+    reads them in place; a bytearray it copies first: a large header comes here whole
+    only when :func:`_split_json` cannot split it.)"""
     try:
         return pydantic_core.from_json(header, cache_strings=True)
     except ValueError as e:
         raise BadRequestError(f"The bundle's header is not valid JSON: {e}.") from None
 
 
-def _checked_large(raw: Any, header: bytes) -> Manifest:
+def _checked_large(raw: Any, header: bytes | bytearray) -> Manifest:
     """A large manifest's parsed JSON, checked: the manifest without its long lists in
     one go, and those lists (nodes, edges, blobs) ``CHUNK`` items at a time, each piece
     replaced by its checked copy, so only one piece is ever held twice. JSON arrays
@@ -324,7 +325,7 @@ def _checked_large(raw: Any, header: bytes) -> Manifest:
     return cast(Manifest, manifest)
 
 
-def _checked_in_chunks(key: str, items: list[Any], header: bytes) -> list[Any]:
+def _checked_in_chunks(key: str, items: list[Any], header: bytes | bytearray) -> list[Any]:
     """``items`` (the manifest's list ``key``, its items' JSON text or parsed) parsed
     and checked piece by piece, in place. Nodes alike share their settings and their
     equal strings (:func:`share_alike`, :func:`_shared_strings`)."""
