@@ -8,7 +8,9 @@ from typing import Any
 import pytest
 
 import covalent as ct
+from covalent._dispatcher import submission
 from covalent._errors import BadRequestError, InvalidFieldError
+from covalent._store import manifests
 from covalent._wire import bundle, schema
 from covalent._wire import manifest as manifestmod
 
@@ -59,6 +61,40 @@ def test_a_header_nested_100_000_deep_is_not_json_here(objects: bool) -> None:
     )
     with pytest.raises(BadRequestError, match="not valid JSON: recursion limit"):
         schema.read_bundle(framed(deep))
+
+
+@pytest.mark.parametrize("where", ["nodes", "edges", "lattice"])
+def test_a_setting_nested_too_deep_is_not_json_wherever_it_is(where: str) -> None:
+    """In pieces, the long lists are parsed a piece at a time: the nesting limit and its
+    error are still those of the whole header."""
+    manifest, blobs = good()
+    text = bundle.pack(manifest, blobs)
+    head, offset = bundle.split(text)
+    deep = b'{"a":' * 1000 + b"1" + b"}" * 1000
+    marker = {"nodes": b'"metadata":{}', "edges": b"null]", "lattice": b'"doc":'}[where]
+    replacement = {
+        "nodes": b'"metadata":' + deep,
+        "edges": b"null," + deep + b"]",
+        "lattice": b'"deep":' + deep + b',"doc":',
+    }[where]
+    assert marker in bytes(head)
+    header = bytes(head).replace(marker, replacement, 1)
+    with pytest.raises(BadRequestError, match="not valid JSON: recursion limit"):
+        schema.read_bundle(framed(header) + text[offset:])
+
+
+def test_nodes_read_in_pieces_share_their_equal_settings_and_strings(parsing: str) -> None:
+    @ct.lattice
+    def wide(n):
+        return [echo(i) for i in range(n)]
+
+    manifest, blobs = manifestmod.from_graph(wide.build_graph(6), (6,), {}, wide)
+    checked, _ = schema.read_bundle(bundle.pack(manifest, blobs))
+    echoes = [n for n in checked["nodes"] if n["name"] == "echo"]
+    assert len(echoes) == 6
+    if parsing == "in pieces":  # pieces of two nodes: shared across pieces too
+        for field in ("name", "fingerprint", "function", "executor", "metadata"):
+            assert all(n[field] is echoes[0][field] for n in echoes), field
 
 
 def test_a_blob_size_of_1e999_names_the_field() -> None:
@@ -141,6 +177,31 @@ def test_the_stored_manifest_reads_back_as_it_was(text: str) -> None:
     assert json.loads(stored) == json.loads(json.dumps(manifest))
 
 
+@pytest.mark.parametrize(
+    "text", ["plain", "NaN", "an é and \u2028", "a lone \ud800 surrogate", 'say "NaN"']
+)
+@pytest.mark.parametrize("copies", [1, 40])  # under and over manifests.PACK_FROM
+def test_the_row_keeps_the_manifest_as_dumps_writes_it(text: str, copies: int) -> None:
+    """Written and compressed in pieces (two nodes or edges at a time in pieces, as
+    CHUNK is then), the row's manifest is the text of dumps, packed as it is packed."""
+    manifest, _ = good()
+    manifest["nodes"] = [dict(n) for _ in range(copies) for n in manifest["nodes"]]
+    manifest["nodes"][0]["executor"] = {"name": "local", "attributes": {"note": text}}
+    manifest["nodes"][-1]["name"] = text
+    stored, text = submission._stored_manifest(manifest), schema.dumps(manifest)
+    assert manifests.unpacked(stored) == text
+    assert (stored[:1] == b"{") == (len(text) < manifests.PACK_FROM)  # plain when small
+    assert manifests.packed(stored) == stored  # stored already: kept as it is
+
+
+def test_a_nan_is_refused_when_the_row_is_written_in_pieces() -> None:
+    manifest, _ = good()
+    manifest["nodes"][2]["metadata"] = {"settings": [float("nan")]}
+    with pytest.raises(InvalidFieldError) as info:
+        submission._stored_manifest(manifest)
+    assert info.value.field == "nodes[2].metadata.settings[0]"
+
+
 def test_a_dict_collection_needs_as_many_keys_as_items() -> None:
     manifest, blobs = good()
     shape = manifest["nodes"][3]["metadata"]["collection"]
@@ -161,3 +222,49 @@ def test_the_json_schema_describes_the_manifest() -> None:
     document = schema.json_schema()
     assert set(document["required"]) >= {"format", "lattice", "inputs", "nodes", "edges"}
     json.dumps(document)  # plain JSON, for other clients
+
+
+def received(body: bytes, size: int) -> bundle.Receiver:
+    """``body`` through a bundle.Receiver in chunks of ``size`` bytes, as a request's."""
+    receiver = bundle.Receiver()
+    for start in range(0, len(body), size):
+        receiver.feed(body[start : start + size])
+    return receiver
+
+
+@pytest.mark.parametrize("size", [1, 5, 12, 13, 1 << 20])
+def test_a_bundle_received_in_chunks_reads_as_one_body_does(size: int) -> None:
+    manifest, blobs = good()
+    body = bundle.pack(manifest, blobs)
+    head, offset = bundle.split(body)
+    receiver = received(body, size)
+    assert (receiver.size, receiver.header_size()) == (len(body), len(head))
+    assert receiver.blobs == body[offset:]
+    checked, got = schema.read_received(receiver)
+    assert (checked, got) == schema.read_bundle(body)
+    assert receiver.take_header() == b""  # handed over, and no longer held
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        (b"", "does not start with CVB1"),
+        (b"CVB1\0\0", "does not start with CVB1"),
+        (b"CVB2" + (2).to_bytes(8, "big") + b"{}", "does not start with CVB1"),
+        (bundle.MAGIC + (10).to_bytes(8, "big") + b"{}", "header is longer than the body"),
+    ],
+)
+def test_a_received_body_not_framed_as_a_bundle_is_refused(body: bytes, problem: str) -> None:
+    for size in (1, 64):
+        with pytest.raises(BadRequestError, match=problem):
+            schema.read_received(received(body, size))
+
+
+def test_a_received_bundle_with_a_bad_blob_is_refused_as_one_body_is() -> None:
+    manifest, blobs = good()
+    body = bytearray(bundle.pack(manifest, blobs))
+    body[-1] ^= 1  # the last blob's last byte
+    with pytest.raises(BadRequestError, match="does not match its digest"):
+        schema.read_received(received(bytes(body), 7))
+    with pytest.raises(BadRequestError, match="bytes after its last blob"):
+        schema.read_received(received(bundle.pack(manifest, blobs) + b"x", 7))

@@ -59,7 +59,11 @@ class Run:
         start_time: float = 0.0,
     ) -> None:
         self.dispatch_id = dispatch_id
-        self.manifest = manifest
+        # The edges live on in the indexes below, not as the manifest's list of tuples
+        # (200,000 for a fan-out of 100,000): only a redispatch's reuse, as the run
+        # begins, reads them again.
+        self.manifest: dict[str, Any] = {k: v for k, v in manifest.items() if k != "edges"}
+        self._edges = manifest["edges"] if pending_reuse else None
         self.results_dir = results_dir
         self.parent = parent  # a child dispatch's (dispatch id, node id) above it
         self.root_dispatch_id = root_dispatch_id or dispatch_id
@@ -145,11 +149,12 @@ class Run:
         """The run joins the loop: nodes a redispatch reuses complete first."""
         if not self.pending_reuse:
             return
-        order = topological_order(len(self.status), self.manifest["edges"])
+        order = topological_order(len(self.status), self._edges or [])
         for node_id in (n for n in order if n in self.pending_reuse):
             if self.status[node_id] == NEW:
                 self._reuse(node_id, self.pending_reuse[node_id], fx, now, "unchanged")
         self.pending_reuse = {}
+        self._edges = None
 
     def resume(self, rows: Iterable[dict[str, Any]], fx: Effects, now: float) -> None:
         """Take the states the store kept (a restart): nodes that were running run again,

@@ -19,6 +19,7 @@ from covalent._dispatcher import reuse as reusemod
 from covalent._dispatcher.run import Reuse, Run
 from covalent._errors import BadRequestError, DispatchNotFoundError
 from covalent._results.status import Status
+from covalent._store import manifests
 from covalent._store.changes import DISPATCH_NODE, Changes, NewNodeRow, NodeRow
 from covalent._store.store import Store
 from covalent._wire import blobfiles, schema
@@ -82,7 +83,7 @@ def submit(
         "created_at": now,
         "start_time": None if disable_run else now,
         "node_count": len(others),  # electrons
-        "manifest": schema.dumps({k: v for k, v in manifest.items() if k != "blobs"}),
+        "manifest": _stored_manifest({k: v for k, v in manifest.items() if k != "blobs"}),
         "summary": json.dumps(manifestmod.summary(manifest)),
         "results_dir": str(results_dir),
     }
@@ -104,6 +105,16 @@ def submit(
             start_time=now,
         )
     return Submitted(dispatch_id, row, run, changes.transitions)
+
+
+def _stored_manifest(manifest: dict[str, Any]) -> bytes:
+    """The manifest as its row keeps it (:func:`manifests.packed` of :func:`schema.dumps`),
+    compressed piece by piece as it is written, so that a large one's JSON (46 MB at
+    100,000 nodes) is not held whole. Raises InvalidFieldError as :func:`schema.dumps`."""
+    try:
+        return manifests.packed_pieces(schema.dumps_in_pieces(manifest))
+    except schema.NotFast:
+        return manifests.packed(schema.dumps(manifest))
 
 
 def _check(store: Store, manifest: dict[str, Any], blobs: dict[str, bytes]) -> None:

@@ -72,18 +72,19 @@ BUNDLE_BODY: dict[str, Any] = {
 schema is covalent._wire.schema.json_schema())."""
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The request body, refusing (413) one larger than ``limit`` bytes before reading it all."""
+async def _receive_bundle(request: Request, limit: int) -> bundle.Receiver:
+    """The request body, a bundle, as its header and its blobs apart
+    (:class:`bundle.Receiver`: the body is never held whole, nor twice while its chunks
+    are joined); refuses (413) one larger than ``limit`` bytes before reading it all."""
     declared = request.headers.get("content-length")
     if limit and declared and declared.isdigit() and int(declared) > limit:
         raise TooLargeError(int(declared), limit)
-    chunks, size = [], 0
+    received = bundle.Receiver()
     async for chunk in request.stream():
-        size += len(chunk)
-        if limit and size > limit:
-            raise TooLargeError(size, limit)
-        chunks.append(chunk)
-    return b"".join(chunks)
+        if limit and received.size + len(chunk) > limit:
+            raise TooLargeError(received.size + len(chunk), limit)
+        received.feed(chunk)
+    return received
 
 
 class TooLargeError(BadRequestError):
@@ -111,12 +112,13 @@ async def health(request: Request) -> dict[str, Any]:
 async def submit(request: Request, disable_run: bool = False) -> dict[str, str]:
     """Check, store and start a dispatch sent as a bundle (covalent/_wire/bundle.py)
     whose header is a manifest (covalent/_wire/schema.py)."""
-    body = await _read_body(request, int(_state(request).settings.get("max_upload_bytes", 0)))
-    if len(body) > THREAD_UNPACK_BYTES:
-        manifest, blobs = await asyncio.to_thread(schema.read_bundle, body)
+    limit = int(_state(request).settings.get("max_upload_bytes", 0))
+    received = await _receive_bundle(request, limit)
+    if received.size > THREAD_UNPACK_BYTES:
+        manifest, blobs = await asyncio.to_thread(schema.read_received, received)
     else:
-        manifest, blobs = schema.read_bundle(body)
-    del body
+        manifest, blobs = schema.read_received(received)
+    del received
     state = _state(request)
     trigger_specs = state.triggers.check(manifest)  # before anything is stored
     dispatch_id = state.dispatcher.submit(manifest, blobs, disable_run=disable_run)

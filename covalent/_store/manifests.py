@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import zlib
+from collections.abc import Iterable
 from typing import Any
 
 PACK_FROM = 1024
@@ -23,8 +24,31 @@ LEVEL = 1
 
 
 def packed(text: bytes) -> bytes:
-    """A manifest's JSON as it is stored."""
+    """A manifest's JSON as it is stored (given as stored already, it is the answer:
+    JSON starts with ``{``, a zlib stream never does)."""
+    if text[:1] != b"{":
+        return text
     return zlib.compress(text, LEVEL) if len(text) >= PACK_FROM else text
+
+
+def packed_pieces(pieces: Iterable[bytes]) -> bytes:
+    """:func:`packed` of the JSON that ``pieces`` join to, compressed as they come: the
+    whole JSON is never held (the same bytes as :func:`packed` of it)."""
+    head: list[bytes] = []
+    size = 0
+    pieces = iter(pieces)
+    for piece in pieces:  # up to PACK_FROM bytes: it may stay plain JSON
+        head.append(piece)
+        size += len(piece)
+        if size >= PACK_FROM:
+            break
+    else:
+        return b"".join(head)
+    packer = zlib.compressobj(LEVEL)
+    out = [packer.compress(b"".join(head))]
+    out.extend(packer.compress(piece) for piece in pieces)
+    out.append(packer.flush())
+    return b"".join(out)
 
 
 def unpacked(raw: bytes) -> bytes:

@@ -50,8 +50,65 @@ def split(body: bytes | memoryview) -> tuple[memoryview, int]:
     return view[12 : 12 + size], 12 + size
 
 
+class Receiver:
+    """A bundle that arrives in chunks (a request body), kept as its header's bytes and
+    its blobs' bytes apart, each grown in place: the whole body is never held, nor its
+    chunks and their join at once, nor copied to cut the header out of it.
+    :meth:`take_header` hands the header over (53 MB for a fan-out of 100,000) so that
+    its reader can let go of it once parsed."""
+
+    def __init__(self) -> None:
+        self._prefix = bytearray()  # MAGIC and the header's length
+        self._size = -1  # the header's length, once the prefix is in
+        self._header = bytearray()
+        self._header_length = 0  # bytes of it received (it may have been taken since)
+        self.blobs = bytearray()  # the bytes after the header
+        self.size = 0  # bytes fed
+
+    def feed(self, chunk: bytes) -> None:
+        """Take the next ``chunk`` of the body."""
+        self.size += len(chunk)
+        view = memoryview(chunk)
+        if self._size < 0:
+            need = 12 - len(self._prefix)
+            self._prefix += view[:need]
+            view = view[need:]
+            if len(self._prefix) < 12:
+                return
+            self._size = int.from_bytes(self._prefix[4:12], "big")
+        need = self._size - self._header_length
+        if need > 0:
+            taken = view[:need]
+            self._header += taken
+            self._header_length += len(taken)
+            view = view[need:]
+        if view:
+            self.blobs += view
+
+    def header_size(self) -> int:
+        """The header's length, once the whole body is in; raises BadRequestError as
+        :func:`split` does for a body not framed as a bundle."""
+        if bytes(self._prefix[:4]) != MAGIC or len(self._prefix) < 12:
+            raise BadRequestError(
+                "The body is not a covalent bundle (it does not start with CVB1)."
+            )
+        if self._header_length < self._size:
+            raise BadRequestError("The bundle's header is longer than the body.")
+        return self._size
+
+    def take_header(self) -> bytearray:
+        """The header's bytes, which this receiver no longer holds (raises as
+        :meth:`header_size` does)."""
+        self.header_size()
+        header, self._header = self._header, bytearray()
+        return header
+
+
 def read_blobs(
-    body: bytes | memoryview, listed: list[tuple[str, int]], offset: int, verify: bool = True
+    body: bytes | bytearray | memoryview,
+    listed: list[tuple[str, int]],
+    offset: int,
+    verify: bool = True,
 ) -> dict[str, bytes]:
     """The blobs ``listed`` (digest, size) in ``body`` from ``offset`` on, which they
     must fill exactly; with ``verify``, each must match its digest."""

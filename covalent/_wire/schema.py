@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Annotated, Any, Literal, cast
 
+import msgspec
 import pydantic_core
 from pydantic import (
     ConfigDict,
@@ -181,9 +182,12 @@ LARGE_HEADER = 8 << 20
 """Bytes of a header from which it is checked in pieces (:func:`_parse_large`): about
 30,000 nodes. pydantic's one-pass ``validate_json`` holds a parsed copy of the whole
 JSON besides the Python objects it builds: about 430 MB of peak memory for a fan-out of
-100,000, against about 180 MB in pieces (which takes about a third longer)."""
+100,000, against about 180 MB in pieces (which takes about a third longer); parsing
+the long lists in pieces too (:func:`_split_json`) took the read's peak RSS from 315
+to 257 MB (in-process, the header's 53 MB included)."""
 CHUNK = 5_000
-"""Items of a long list (nodes, edges, blobs) checked at a time by :func:`_parse_large`."""
+"""Items of a long list (nodes, edges, blobs) parsed and checked at a time by
+:func:`_parse_large`."""
 _LISTS: dict[str, TypeAdapter[Any]] = {"nodes": NODES, "edges": EDGES, "blobs": BLOB_LIST}
 
 
@@ -208,7 +212,20 @@ def read_bundle(body: bytes | memoryview) -> tuple[dict[str, Any], dict[str, byt
     return manifest, bundle.read_blobs(body, listed, offset)
 
 
-def parse(header: bytes | memoryview) -> Manifest:
+def read_received(received: bundle.Receiver) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """As :func:`read_bundle`, for a bundle received in chunks (:class:`bundle.Receiver`).
+    Its header's bytes are taken from it and let go of as soon as they are parsed: a
+    large header (53 MB for a fan-out of 100,000) is not held while the manifest is
+    checked, and is not copied out of a body first."""
+    if received.header_size() > LARGE_HEADER:
+        manifest = cast(dict[str, Any], _parse_large(received.take_header()))
+    else:
+        manifest = cast(dict[str, Any], parse(received.take_header()))
+    listed = manifest.pop("blobs", [])
+    return manifest, bundle.read_blobs(received.blobs, listed, 0)
+
+
+def parse(header: bytes | bytearray | memoryview) -> Manifest:
     """A manifest from its JSON, checked against the schema in the same pass (in pieces
     for a header over ``LARGE_HEADER`` bytes: the same checks and errors, less memory)."""
     if len(header) > LARGE_HEADER:
@@ -219,17 +236,74 @@ def parse(header: bytes | memoryview) -> Manifest:
         raise _refusal(e) from None
 
 
-def _parse_large(header: bytes | memoryview) -> Manifest:
-    """A large manifest: parsed to Python objects first (pydantic-core's JSON parser,
-    with the same nesting limit), then checked: the manifest without its long lists in
+def _parse_large(header: bytes | bytearray | memoryview) -> Manifest:
+    """A large manifest: parsed (:func:`_split_json`), then checked
+    (:func:`_checked_large`)."""
+    text = header if isinstance(header, bytes | bytearray) else bytes(header)
+    return _checked_large(_split_json(text), text)
+
+
+def _split_json(header: bytes | bytearray) -> Any:
+    """``header`` parsed as :func:`_from_json` parses it, except that its long lists
+    (nodes, edges, blobs) stay lists of their items' JSON (``msgspec.Raw``, views of
+    ``header``) for :func:`_checked_in_chunks` to parse ``CHUNK`` at a time: a fan-out
+    of 100,000's 200,000 parsed nodes are never all held raw (each with its own copy of
+    its settings, about 45 MB more than the checked ones). Where msgspec cannot split
+    it (it is not a JSON object), or the rest is not JSON to pydantic-core, it is
+    parsed whole, as before, with its own error."""
+    try:
+        top = msgspec.json.decode(header, type=dict[str, msgspec.Raw])
+        lists = {
+            key: msgspec.json.decode(value, type=list[msgspec.Raw])
+            for key, value in top.items()
+            if key in _LISTS and bytes(memoryview(value)[:1]) == b"["
+        }
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+        return _from_json(header)
+    rest = b",".join(
+        msgspec.json.encode(key) + b":" + (b"[]" if key in lists else bytes(value))
+        for key, value in top.items()
+    )
+    try:  # the same nesting as in the whole header
+        raw = pydantic_core.from_json(b"{" + rest + b"}", cache_strings="keys")
+    except ValueError:
+        return _from_json(header)
+    raw.update(lists)  # in their places: the keys are there
+    return raw
+
+
+def _parsed_items(key: str, items: list[Any], header: bytes | bytearray) -> list[Any]:
+    """A piece of a long list of the header, as :func:`_split_json` left it (JSON text
+    per item), parsed; its items as plain values already are returned as they are.
+    Only dict keys go through pydantic-core's string cache: a cached value outlives
+    the manifest and holds the memory around it (it is freed by whole arenas)."""
+    if not items or type(items[0]) is not msgspec.Raw:
+        return items
+    text = b'{"' + key.encode() + b'":[' + b",".join(items) + b"]}"  # the same nesting
+    try:
+        return cast(list[Any], pydantic_core.from_json(text, cache_strings="keys")[key])
+    except ValueError as e:
+        _from_json(header)  # the whole header's error, where it is in the header
+        raise BadRequestError(f"The bundle's header is not valid JSON: {e}.") from None
+
+
+def _from_json(header: bytes | bytearray) -> Any:
+    """``header`` parsed by pydantic-core's JSON parser (with the same nesting limit as
+    ``validate_json``); BadRequestError if it is not JSON. (Given bytes, the parser
+    reads them in place; a bytearray it copies first: a large header comes here whole
+    only when :func:`_split_json` cannot split it.)"""
+    try:
+        return pydantic_core.from_json(header, cache_strings=True)
+    except ValueError as e:
+        raise BadRequestError(f"The bundle's header is not valid JSON: {e}.") from None
+
+
+def _checked_large(raw: Any, header: bytes | bytearray) -> Manifest:
+    """A large manifest's parsed JSON, checked: the manifest without its long lists in
     one go, and those lists (nodes, edges, blobs) ``CHUNK`` items at a time, each piece
     replaced by its checked copy, so only one piece is ever held twice. JSON arrays
     become tuples where the schema has tuples, as ``validate_json`` makes them. Equal
     settings of neighbouring nodes become one object (:func:`share_alike`)."""
-    try:
-        raw = pydantic_core.from_json(bytes(header), cache_strings=True)
-    except ValueError as e:
-        raise BadRequestError(f"The bundle's header is not valid JSON: {e}.") from None
     long_lists: dict[str, list[Any]] = {}
     if isinstance(raw, dict):
         for key in _LISTS:
@@ -243,27 +317,48 @@ def _parse_large(header: bytes | memoryview) -> Manifest:
         if any(problem["type"] != "missing" for problem in e.errors(include_url=False)):
             raise _refusal(e) from None
         for key, items in long_lists.items():
-            _checked_in_chunks(key, items)
+            _checked_in_chunks(key, items, header)
         raise _refusal(e) from None
     for key, items in long_lists.items():
-        manifest[key] = _checked_in_chunks(key, items)
+        manifest[key] = _checked_in_chunks(key, items, header)
     share_alike(manifest["nodes"])  # a large fan-out's nodes hold one copy of what they share
     return cast(Manifest, manifest)
 
 
-def _checked_in_chunks(key: str, items: list[Any]) -> list[Any]:
-    """``items`` (the manifest's list ``key``) checked piece by piece, in place."""
+def _checked_in_chunks(key: str, items: list[Any], header: bytes | bytearray) -> list[Any]:
+    """``items`` (the manifest's list ``key``, its items' JSON text or parsed) parsed
+    and checked piece by piece, in place. Nodes alike share their settings and their
+    equal strings (:func:`share_alike`, :func:`_shared_strings`)."""
     adapter = _LISTS[key]
     tuples = key != "nodes"  # edges and blobs are lists of tuples
+    seen: dict[str, str] = {}
     for start in range(0, len(items), CHUNK):
-        piece = items[start : start + CHUNK]
+        piece = _parsed_items(key, items[start : start + CHUNK], header)
         if tuples:
             piece = [tuple(item) if type(item) is list else item for item in piece]
         try:
-            items[start : start + CHUNK] = adapter.validate_python(piece, strict=True)
+            checked = adapter.validate_python(piece, strict=True)
         except ValidationError as e:
             raise _refusal(e, (key,), start) from None
+        if not tuples:
+            share_alike(checked)
+            _shared_strings(checked, seen)
+        items[start : start + CHUNK] = checked
     return items
+
+
+_SHARED_STRINGS = ("name", "fingerprint")
+
+
+def _shared_strings(nodes: list[dict[str, Any]], seen: dict[str, str]) -> None:
+    """Equal names and fingerprints of ``nodes`` made one string object, the one in
+    ``seen`` (in place; ``seen`` gains the new ones): the parser makes one per node,
+    and a fan-out's electrons share theirs."""
+    for node in nodes:
+        for field in _SHARED_STRINGS:
+            value = node.get(field)
+            if type(value) is str:
+                node[field] = seen.setdefault(value, value)
 
 
 def validate(manifest: Any, available: Callable[[str], bool]) -> Manifest:
@@ -302,6 +397,40 @@ def dumps(manifest: Manifest | dict[str, Any]) -> bytes:
         raise InvalidFieldError(
             field, f"The manifest's field {field} holds a number that is not finite."
         ) from None
+
+
+class NotFast(Exception):
+    """A piece of a manifest's JSON that :func:`dumps` would not take from the fast
+    encoder (a non-finite number, a lone surrogate): use :func:`dumps` instead."""
+
+
+def dumps_in_pieces(manifest: Manifest | dict[str, Any]) -> Iterator[bytes]:
+    """The bytes of :func:`dumps` of ``manifest`` in pieces that join to the same text,
+    its long lists (nodes, edges) ``CHUNK`` items at a time: a large manifest's JSON
+    (46 MB for 100,000 nodes, and as much again while the encoder writes it) is never
+    whole in memory. Raises :class:`NotFast` where :func:`dumps` would leave the fast
+    encoder for :func:`json.dumps`, which then has the whole manifest to write."""
+
+    def fast(value: Any) -> bytes:
+        try:
+            text = pydantic_core.to_json(value, inf_nan_mode="constants")
+        except pydantic_core.PydanticSerializationError:
+            raise NotFast from None
+        if b"NaN" in text or b"Infinity" in text:
+            raise NotFast
+        return text
+
+    yield b"{"
+    for i, (key, value) in enumerate(manifest.items()):
+        yield (b"," if i else b"") + fast(key) + b":"
+        if key not in ("nodes", "edges") or type(value) is not list:
+            yield fast(value)
+            continue
+        yield b"["
+        for start in range(0, len(value), CHUNK):
+            yield (b"," if start else b"") + fast(value[start : start + CHUNK])[1:-1]
+        yield b"]"
+    yield b"}"
 
 
 def _non_finite(value: Any, path: str) -> str | None:
