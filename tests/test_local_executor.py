@@ -478,6 +478,33 @@ def test_a_cancel_just_after_a_batch_is_sent_stops_its_first_task(
     assert tasks.output(done) != tasks.output(before)  # the worker running it was killed
 
 
+def test_a_fault_of_the_pool_while_a_task_runs_fails_it_and_the_pool_goes_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An unexpected error in the worker's thread (a bug of ours) fails the batch's task
+    with the error instead of leaving it waiting forever, and the next task runs on a
+    new worker."""
+    tasks = TaskFactory()
+    warm, unlucky, after = tasks.task(_pid), tasks.task(_say, "x"), tasks.task(_pid)
+    receive = _pool._WorkerThread._receive
+
+    def faulty(thread: Any) -> Any:
+        if thread.current is not None and thread.current.task is unlucky:
+            raise RuntimeError("a bug in the pool")
+        return receive(thread)
+
+    monkeypatch.setattr(_pool._WorkerThread, "_receive", faulty)
+
+    async def work(ex: LocalExecutor) -> tuple[Outcome, Outcome, Outcome]:
+        before = await ex.execute(warm)
+        failed = await asyncio.wait_for(ex.execute(unlucky), 60)
+        return before, failed, await asyncio.wait_for(ex.execute(after), 60)
+
+    before, failed, done = drive(LocalExecutor(workers=1), work)
+    assert failed.status == Status.FAILED and "a bug in the pool" in failed.error
+    assert done.status == Status.COMPLETED and tasks.output(done) != tasks.output(before)
+
+
 def test_a_worker_that_died_while_idle_is_not_sent_a_task(monkeypatch: pytest.MonkeyPatch) -> None:
     """The idle thread's worker process was killed: the next task is not sent to it but
     queued, and its thread starts a new worker for it."""

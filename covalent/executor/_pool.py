@@ -27,6 +27,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -340,7 +341,13 @@ class _WorkerThread(threading.Thread):
     def run(self) -> None:
         try:
             while (batch := self._next_batch()) is not None:
-                self._run_batch(batch)
+                try:
+                    self._run_batch(batch)
+                except Exception:  # a fault of ours: the batch's tasks must not wait forever
+                    error = traceback.format_exc()
+                    _fail_all(batch, f"The worker pool failed while running this task:\n{error}")
+                    self._kill_group()  # what the worker runs is unknown: a new one next
+                    self.current, self.waiting = None, {}
         finally:
             self.pool._retire(self)
             self.stop_process()
