@@ -132,9 +132,6 @@ class BenchServer:
         if done.returncode != 0:
             raise RuntimeError(f"`covalent {' '.join(args)}` failed: {done.stderr.decode()}")
 
-    def rss(self) -> int:
-        return proc_status_bytes(self.pid, "VmRSS")
-
     def hwm(self) -> int:
         return proc_status_bytes(self.pid, "VmHWM")
 

@@ -516,13 +516,20 @@ def test_final_status(outcomes, cancel, expected):
     assert update == DispatchUpdate("dispatch-1", {**update.fields, "status": expected.value})
 
 
-def test_arguments_are_ordered_by_position_whatever_the_edge_order():
+def _many_args():
+    """The manifest of a lattice whose ``combine`` takes three inputs by position and
+    one by keyword, and ``combine``'s node id."""
+
     @ct.lattice
     def many_args():
         return combine(identity(1), identity(2), identity(3), k=identity(4))
 
     man = manifest_of(many_args)
-    target = next(n["id"] for n in man["nodes"] if n["name"] == "combine")
+    return man, next(n["id"] for n in man["nodes"] if n["name"] == "combine")
+
+
+def test_arguments_are_ordered_by_position_whatever_the_edge_order():
+    man, target = _many_args()
     inputs = {e[3] or e[2]: e[0] for e in man["edges"] if e[1] == target}
     assert set(inputs) == {0, 1, 2, "k"}
     rng = random.Random(7)
@@ -546,12 +553,7 @@ def test_seed_arguments_are_keywords():
 
 
 def test_arguments_of_a_node_whose_input_has_no_output_name_the_input():
-    @ct.lattice
-    def many_args():
-        return combine(identity(1), identity(2), identity(3), k=identity(4))
-
-    man = manifest_of(many_args)
-    target = next(n["id"] for n in man["nodes"] if n["name"] == "combine")
+    man, target = _many_args()
     sources = sorted(e[0] for e in man["edges"] if e[1] == target)
     run = new_run(man)
     for source in sources[:-1]:

@@ -198,8 +198,7 @@ def composite_repr(kind: str, items: list[str]) -> str:
     """The short repr of a composite of ``kind`` (list, tuple, set, dict) from its
     items' reprs, shortened as :func:`short_repr`."""
     brackets = {"list": "[]", "tuple": "()", "set": "{}"}.get(kind, "{}")
-    text = f"{brackets[0]}{', '.join(items)}{brackets[1]}"
-    return text if len(text) <= REPR_LIMIT else text[: REPR_LIMIT - 3] + "..."
+    return _shortened(f"{brackets[0]}{', '.join(items)}{brackets[1]}")
 
 
 def composite_items(data: bytes) -> list[str]:
@@ -230,6 +229,11 @@ def short_repr(value: Any) -> str:
         text = _repr.repr(value)
     except Exception as e:  # a broken __repr__ must not fail the task
         text = f"<{type(value).__name__} object (repr failed: {e})>"
+    return _shortened(text)
+
+
+def _shortened(text: str) -> str:
+    """``text`` cut to REPR_LIMIT characters, ending in "..." where it was cut."""
     return text if len(text) <= REPR_LIMIT else text[: REPR_LIMIT - 3] + "..."
 
 

@@ -508,12 +508,7 @@ class _WorkerThread(threading.Thread):
             ) from None
 
     def _ensure_process(self) -> Connection:
-        if (
-            self.process is not None
-            and self.conn is not None
-            and not self.killed
-            and self.process.poll() is None
-        ):
+        if self.has_worker() and self.conn is not None:
             return self.conn
         self.stop_process()
         ours, theirs = socket.socketpair()
