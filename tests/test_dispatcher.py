@@ -357,6 +357,33 @@ async def test_a_fan_out_wider_than_the_window_keeps_at_most_the_window_in_fligh
     assert set(env.statuses(dispatch_id)) == {"COMPLETED"}
 
 
+async def _fan_finished(env: Env, count: int) -> tuple[str, list[str]]:
+    """``fan(count)`` run to its end: its id and the digests of its values and outputs."""
+    dispatch_id = env.submit(fan, count)
+    values: list[Any] = list(range(count))
+    for _ in range(count):
+        task, done = await env.control.next()
+        values.append(100 + task.node_id)
+        done.set_result(value_outcome(values[-1]))
+    await env.finished(dispatch_id)
+    return dispatch_id, [blobs.digest(blobs.dumps(v)) for v in values]
+
+
+async def test_a_large_run_takes_its_blobs_out_of_the_shared_cache_when_it_ends(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """They are stored, and a large run's would crowd the cache and hold memory; the
+    result stays for a client's wait. A small run's stay."""
+    dispatch_id, made = await _fan_finished(env, 3)  # 7 nodes
+    assert any(env.store.cache.get(d) is not None for d in made)
+    monkeypatch.setattr(dispatchermod, "LARGE_RUN", 7)
+    dispatch_id, made = await _fan_finished(env, 4)  # 9 nodes
+    result = env.store.get_dispatch(dispatch_id)["result_digest"]  # type: ignore[index]
+    assert all(env.store.cache.get(d) is None for d in made)
+    assert env.store.cache.get(result) is not None
+    assert all(env.store.read_blob(d) is not None for d in made)  # from the database
+
+
 # cancel, retries, timeouts
 
 

@@ -172,3 +172,14 @@ def test_blob_cache_drops_the_oldest_past_its_limit() -> None:
     assert cache.get("a") is None
     assert cache.get("b") == b"bbbb" and cache.get("c") == b"cccc"
     assert cache.size == 8
+
+
+def test_blob_cache_forgets_the_names_it_is_told_to_drop() -> None:
+    cache = BlobCache()
+    for name in "abcde":
+        cache.put(name, name.encode() * 2)
+    cache.drop(["a", "b", "c", "z", None])  # unknown names and None are no-ops
+    assert [cache.get(n) for n in "abcde"] == [None, None, None, b"dd", b"ee"]
+    assert cache.size == 4
+    cache.put("a", b"aa")  # it still takes new entries
+    assert cache.get("a") == b"aa" and cache.size == 6

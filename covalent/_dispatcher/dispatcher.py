@@ -22,12 +22,14 @@ On start, every dispatch the store says is RUNNING is resumed (:mod:`resume`).
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import os
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from covalent._dispatcher import journal, resume, sublattices
 from covalent._dispatcher import submission as submissionmod
@@ -72,6 +74,26 @@ the server's memory (its Task, handle and callbacks), a ready node id a few byte
 fan-out of 100,000 does not hold 100,000 tasks at once (1.2 GB of peak memory before
 the window, 0.56 GB after). A cluster with more slots than this still gets this many of
 one dispatch's tasks at a time."""
+
+LARGE_RUN = 50_000
+"""Runs of at least this many nodes let go of their memory when they end
+(:meth:`Dispatcher._let_go`): a fan-out of 100,000 leaves 100,000 small entries in the
+shared blob cache, scattered over the allocator's arenas among what its submission made,
+and the C heap keeps the pages the run freed; both stayed resident under the next large
+submission's (docs/performance.md). A fan-out of 10,000 (20,003 nodes) gained nothing
+from it in peak memory and paid for the trim in time."""
+
+
+def _heap_trimmer() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim`` (which returns the C heap's free pages to the system), or
+    None where the C library has none (musl, macOS)."""
+    try:
+        return cast(Callable[[int], int], ctypes.CDLL(None).malloc_trim)
+    except (OSError, AttributeError):
+        return None
+
+
+_TRIM = _heap_trimmer()
 
 
 class Dispatcher:
@@ -311,8 +333,19 @@ class Dispatcher:
             info = journal.fields(run.dispatch_id, "dispatch.finished")
             log.info("%s", journal.summary(run), extra=info)
         self.runs.pop(run.dispatch_id, None)
+        if len(run.nodes) >= LARGE_RUN:
+            self._let_go(run)
         for waiter in self._finished.pop(run.dispatch_id, ()):
             _release(waiter)
+
+    def _let_go(self, run: Run) -> None:
+        """A large run has ended: its inputs and outputs leave the shared blob cache (they
+        are stored; the result stays, for a client's wait to take), and once the run is
+        freed (after this turn) the C heap gives its free pages back."""
+        result = run.result_digest()
+        self.store.cache.drop(d for d in run.outputs if d != result)
+        if _TRIM is not None:
+            asyncio.get_running_loop().call_soon(_TRIM, 0)
 
     def _cached(self, key: str) -> Reuse | None:
         """A stored output for a ``cache=True`` node's key; with the store unreachable,

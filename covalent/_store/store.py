@@ -82,6 +82,19 @@ class BlobCache:
             while self.size > self.limit:
                 self.size -= len(self._items.pop(next(iter(self._items))))
 
+    def drop(self, names: Iterable[str | None]) -> None:
+        """Forget ``names`` (a large run's blobs once it has ended). A dict never shrinks
+        as entries leave it, so one left with under a quarter of its entries is copied
+        into a table of its size: 100,000 entries' table is 5 MB."""
+        with self._lock:
+            before = len(self._items)
+            for name in names:
+                data = self._items.pop(name, None) if name is not None else None
+                if data is not None:
+                    self.size -= len(data)
+            if len(self._items) < before // 4:
+                self._items = dict(self._items)
+
 
 class _RawWriter:
     """A SQLite connection of its own for :meth:`Store.commit`, the dispatcher's hot
