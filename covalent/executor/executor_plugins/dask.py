@@ -45,7 +45,7 @@ from covalent.executor._dask_cluster import (
     connect,
     import_distributed,
 )
-from covalent.executor._dask_jobs import RUN_PACKED, Completions, DaskJob, cancelled
+from covalent.executor._dask_jobs import Completions, DaskJob, cancelled, task_graph
 from covalent.executor.base import BaseExecutor, Report
 from covalent.executor.runner import run_packed
 from covalent.executor.task import Cancellable, Outcome, Task, workdir_options
@@ -302,17 +302,18 @@ class DaskExecutor(BaseExecutor):
         ``update-graph``); a large request is scattered to a worker first and its task
         submitted on its own."""
         keys = [self._key(job.task) for job, _ in ready]
-        graph: dict[str, tuple[Any, ...]] = {}
+        graph: dict[str, bytes] = {}
         futures: dict[str, Future] = {}
         for key, (_, request) in zip(keys, ready, strict=True):
             if len(request) > SCATTER_BYTES:
                 scattered = await client.scatter(request, hash=False)
                 futures[key] = client.submit(run_packed, scattered, key=key, pure=False)
             else:
-                graph[key] = (RUN_PACKED, request)
+                graph[key] = request
         if graph:
             listed = list(graph)
-            futures.update(zip(listed, client.get(graph, listed, sync=False), strict=True))
+            submitted = client.get(task_graph(graph), listed, sync=False)
+            futures.update(zip(listed, submitted, strict=True))
         return [(job, futures[key]) for (job, _), key in zip(ready, keys, strict=True)]
 
     @staticmethod
