@@ -30,7 +30,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -183,7 +183,8 @@ class Completions:
     under it too often: ``KilledWorker``) or that the cluster cancelled (a restart) fails
     its electron alone. A pack's future that erred, or whose pack stopped early, has
     the electrons it did not answer for submitted again one Dask task each (``resubmit``),
-    so that only the electron that killed its worker fails.
+    so that only the electron that killed its worker fails; a pack the cluster cancelled
+    fails its electrons, as it fails a single one.
     """
 
     def __init__(
@@ -262,10 +263,12 @@ class Completions:
                 del self.jobs[future.key]
                 if future.status == "finished":
                     finished.append((future, unit))
-                elif len(live) > 1:  # a pack: each again on its own
+                elif future.status == "error" and len(live) > 1:  # a pack: each again alone
                     self._again(live)
-                else:
-                    live[0].finish(await self._failure(future))
+                else:  # a restart cancelled it: its electrons fail, as a single one does
+                    failure = await self._failure(future)
+                    for job in live:
+                        job.finish(replace(failure))  # an Outcome of its own each
         if finished:
             await self._gather(finished)
 
