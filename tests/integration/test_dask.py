@@ -25,6 +25,7 @@ import covalent as ct
 from covalent._errors import ExecutorError
 from covalent._results.status import Status
 from covalent.executor import _dask_cluster
+from covalent.executor import _dask_jobs as dask_jobs
 from covalent.executor.base import BaseExecutor
 from covalent.executor.executor_plugins import dask as dask_plugin
 from covalent.executor.executor_plugins.dask import DaskExecutor, LocalDaskCluster
@@ -391,6 +392,71 @@ def test_an_electron_that_kills_every_worker_fails_alone(
     assert killed.status == Status.FAILED
     assert "did not run this electron to the end (KilledWorker" in killed.error, killed.error
     assert [tasks.output(outcomes[t.node_id])[0] for t in group[1:]] == [x * x for x in range(1, 6)]
+
+
+def _nap(x: int) -> tuple[int, int]:
+    """Longer than a pack may run on after its first electron (``PACK_SECONDS``)."""
+    import os
+    import time
+
+    time.sleep(0.2)
+    return x, os.getpid()
+
+
+def _resubmitted(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The sizes of the groups the executor queues from now on (the first is
+    ``start_many``'s; the others, pack members handed back to run one task each)."""
+    sizes: list[int] = []
+    enqueue = DaskExecutor._enqueue
+
+    def counted(self: DaskExecutor, jobs: list[dask_jobs.DaskJob]) -> None:
+        sizes.append(len(jobs))
+        enqueue(self, jobs)
+
+    monkeypatch.setattr(DaskExecutor, "_enqueue", counted)
+    return sizes
+
+
+def test_a_pack_that_runs_long_hands_back_the_rest(
+    dask_cluster: DaskCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Eight electrons on two threads go four to a Dask task; a pack stops starting
+    electrons once it has run past ``PACK_SECONDS``, and its rest run one task each: every
+    electron ends once, with its own value."""
+    queued = _resubmitted(monkeypatch)
+    tasks = TaskFactory()
+    group = [tasks.task(_nap, x) for x in range(8)]
+    outcomes = _group(DaskExecutor(scheduler_address=dask_cluster.address), group)
+    assert [tasks.output(outcomes[t.node_id])[0] for t in group] == list(range(8))
+    assert queued[0] == 8 and sum(queued[1:]) > 0, queued
+
+
+def test_cancelling_one_waiting_in_a_pack_leaves_the_others(
+    dask_cluster: DaskCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Seven electrons on two threads go in two packs; cancelling the third while the
+    first holds its pack cancels only it: the others of its pack run one task each."""
+    queued = _resubmitted(monkeypatch)
+    tasks = TaskFactory()
+    go = tmp_path / "go"
+    group = [tasks.task(_when_told, str(go), x) for x in range(7)]
+
+    async def cancel_the_third(handles: list[Cancellable], outcomes: Outcomes) -> None:
+        job = handles[2]
+        assert isinstance(job, dask_jobs.DaskJob)
+        while job.future is None:  # submitted, in a pack
+            await asyncio.sleep(0.05)
+        job.cancel()
+        go.touch()
+
+    executor = DaskExecutor(scheduler_address=dask_cluster.address)
+    outcomes = _group(executor, group, cancel_the_third)
+    assert outcomes[group[2].node_id].status == Status.CANCELLED
+    others = [t for x, t in enumerate(group) if x != 2]
+    assert [tasks.output(outcomes[t.node_id]) for t in others] == [
+        x + 100 for x in range(7) if x != 2
+    ]
+    assert queued[0] == 7 and queued[1:] == [3], queued  # the pack's other three
 
 
 # through a real server

@@ -17,7 +17,10 @@ In bulk (:mod:`covalent.executor._dask_jobs` says why): the tasks that come toge
 through the dispatcher's fast path (:meth:`DaskExecutor.start_many`) or ``execute``
 calls in the same turn of the event loop, are queued; one coroutine makes their requests
 in one thread, ``START_CHUNK`` at a time, and submits them as one graph; one
-``as_completed`` iterator watches them all and their replies come back in batches.
+``as_completed`` iterator watches them all and their replies come back in batches. The
+fast path's tasks, when more come than the cluster has threads, share Dask tasks
+(packs: :class:`~covalent.executor._dask_jobs.RunPack`), since Dask's own cost per task
+(the scheduler's round trip for each) is many times a brief electron's.
 
 Cancelling a task (its handle's ``cancel`` or :meth:`DaskExecutor.execute`) cancels its
 Dask future, and only its. Dask cannot stop a task
@@ -45,7 +48,13 @@ from covalent.executor._dask_cluster import (
     connect,
     import_distributed,
 )
-from covalent.executor._dask_jobs import RUN_PACKED, Completions, DaskJob, cancelled
+from covalent.executor._dask_jobs import (
+    Completions,
+    DaskJob,
+    cancelled,
+    pack_size,
+    task_graph,
+)
 from covalent.executor.base import BaseExecutor, Report
 from covalent.executor.runner import run_packed
 from covalent.executor.task import Cancellable, Outcome, Task, workdir_options
@@ -227,7 +236,7 @@ class DaskExecutor(BaseExecutor):
         reports its outcome when its reply comes back."""
         if type(self).execute is not DaskExecutor.execute:
             return None
-        jobs = [DaskJob(task, report, self._cancel_job) for task, report in tasks]
+        jobs = [DaskJob(task, report, self._cancel_job, packable=True) for task, report in tasks]
         self._enqueue(jobs)
         return list(jobs)
 
@@ -274,15 +283,16 @@ class DaskExecutor(BaseExecutor):
                 ready.append((job, request))
         if not ready:
             return
-        submitted = await self._submit(client, ready)
+        units = await self._submit(client, ready)
         del requests, ready
         running = []
-        for job, future in submitted:
-            if job.cancelled:  # cancelled while it was submitted: stop it all the same
+        for unit, future in units:
+            if all(job.cancelled for job in unit):  # cancelled while it was submitted
                 self._stop_soon(future)
-            else:
+                continue
+            for job in unit:
                 job.future = future
-                running.append(job)
+            running.append(unit)
         if running:
             self._watcher(client).add(running)
 
@@ -297,23 +307,37 @@ class DaskExecutor(BaseExecutor):
 
     async def _submit(
         self, client: Client, ready: list[tuple[DaskJob, bytes]]
-    ) -> list[tuple[DaskJob, Future]]:
-        """The requests as one graph of ``run_packed`` tasks (``Client.get``, one
-        ``update-graph``); a large request is scattered to a worker first and its task
-        submitted on its own."""
-        keys = [self._key(job.task) for job, _ in ready]
-        graph: dict[str, tuple[Any, ...]] = {}
+    ) -> list[tuple[list[DaskJob], Future]]:
+        """The requests as one graph (``Client.get``, one ``update-graph``): the packable
+        ones in packs (see the module docstring), the others one ``run_packed`` task each;
+        a large request is scattered to a worker first and its task submitted on its own.
+        Each unit of jobs with its Dask future."""
+        graph: dict[str, bytes | list[bytes]] = {}
+        units: dict[str, list[DaskJob]] = {}
         futures: dict[str, Future] = {}
-        for key, (_, request) in zip(keys, ready, strict=True):
+        packable = []
+        for job, request in ready:
+            key = self._key(job.task)
             if len(request) > SCATTER_BYTES:
                 scattered = await client.scatter(request, hash=False)
                 futures[key] = client.submit(run_packed, scattered, key=key, pure=False)
+                units[key] = [job]
+            elif job.packable:
+                packable.append((job, request))
             else:
-                graph[key] = (RUN_PACKED, request)
+                graph[key], units[key] = request, [job]
+        if packable:
+            size = pack_size(len(packable), sum((await client.nthreads()).values()))
+            for first in range(0, len(packable), size):
+                pack = packable[first : first + size]
+                key = self._key(pack[0][0].task)
+                units[key] = [job for job, _ in pack]
+                graph[key] = [request for _, request in pack] if len(pack) > 1 else pack[0][1]
         if graph:
             listed = list(graph)
-            futures.update(zip(listed, client.get(graph, listed, sync=False), strict=True))
-        return [(job, futures[key]) for (job, _), key in zip(ready, keys, strict=True)]
+            submitted = client.get(task_graph(graph), listed, sync=False)
+            futures.update(zip(listed, submitted, strict=True))
+        return [(unit, futures[key]) for key, unit in units.items()]
 
     @staticmethod
     def _key(task: Task) -> str:
@@ -322,7 +346,9 @@ class DaskExecutor(BaseExecutor):
 
     def _watcher(self, client: Client) -> Completions:
         if self._completions is None or self._completions.client is not client:
-            self._completions = Completions(import_distributed(), client, self._address())
+            self._completions = Completions(
+                import_distributed(), client, self._address(), self._enqueue
+            )
         return self._completions
 
     async def _drop_jobs(self, reason: str) -> None:
@@ -339,11 +365,16 @@ class DaskExecutor(BaseExecutor):
 
     def _cancel_job(self, job: DaskJob) -> None:
         """A handle's cancel: report it cancelled once its future is stopped (at once if
-        it was not submitted yet)."""
+        it was not submitted yet). The others of its pack go on, one Dask task each."""
         if job.future is None:
             job.finish(cancelled())
             return
+        others = self._completions.unpack(job) if self._completions is not None else []
         self._stop_soon(job.future).add_done_callback(lambda _: job.finish(cancelled()))
+        for other in others:
+            other.future, other.packable = None, False
+        if others:
+            self._enqueue(others)
 
     def _stop_soon(self, future: Future) -> asyncio.Future[None]:
         """Cancel ``future`` and, if it runs and ``restart_on_cancel`` says so, restart its
