@@ -21,6 +21,7 @@ from covalent._errors import CovalentError
 from covalent._results.status import FINAL_STATUSES, Status
 from covalent._store.changes import DISPATCH_NODE, Changes, DispatchUpdate, NodeUpdate
 from covalent._wire import blobs, manifest
+from covalent.executor.payload import OUTPUT_BEFORE
 from covalent.executor.task import Outcome
 
 S = Status
@@ -848,3 +849,124 @@ def test_the_edge_index_lists_each_nodes_edges_in_manifest_order(graph, as_lists
         sum(status[e[0]] is not S.COMPLETED for e in edges if e[1] == n) for n in range(count)
     ]
     assert inputs.unfinished(status) == expected
+
+
+# a chain's next step handed over before its input ended (Run.chained)
+
+
+@ct.lattice
+def three_steps(a):
+    return identity(identity(identity(a)))
+
+
+def chained_run(lattice, *args):
+    run = new_run(manifest_of(lattice, *args))
+    run.chains = lambda spec: True
+    return run
+
+
+def electrons(run):
+    return [n for n, node in enumerate(run.nodes) if node["kind"] == "electron"]
+
+
+def test_a_chains_next_step_is_handed_over_with_the_step_before_and_starts_after_it():
+    run = chained_run(three_steps, 1)
+    first, second, third = electrons(run)
+    assert take_ready(run) == [first, second]
+    assert run.chained == {second: first}
+    assert run.arguments(second) == ([OUTPUT_BEFORE], {})  # the worker has it
+    assert run.outputs[first] is None
+    run.task_started(second, AT, fx())  # a start before its input completed: ignored
+    assert run.status[second] == S.NEW_OBJECT
+    effects = finish(run, first)
+    assert effects.launch == [third] and run.chained[third] == second
+    run.task_started(second, AT, fx())
+    assert run.status[second] == S.RUNNING
+    finish(run, second)
+    finish(run, third)
+    effects = fx()
+    run.conclude(effects, AT)
+    assert run.dispatch_status == S.COMPLETED
+
+
+def test_a_chained_step_its_worker_did_not_run_waits_for_its_input_and_runs_then():
+    run = chained_run(three_steps, 1)
+    first, second, third = electrons(run)
+    take_ready(run)
+    effects = fx()
+    run.task_finished(second, Outcome(S.NOT_RUN, error="not here"), effects)
+    run.validate()
+    assert second not in run.running and run.status[second] == S.NEW_OBJECT
+    assert not effects.changes.transitions  # nothing happened to it
+    finish(run, first)
+    assert take_ready(run) == [second, third]  # as any node, and its next step chained
+    assert run.chained == {third: second}
+    assert run.arguments(second) == ([run.outputs[first]], {})
+
+
+def test_a_chained_step_cancelled_before_its_input_ended_stays_cancelled():
+    run = chained_run(three_steps, 1)
+    first, second, third = electrons(run)
+    take_ready(run)
+    effects = fx()
+    run.cancel([second], effects, AT)
+    assert effects.stop == [second]
+    run.task_finished(second, Outcome(S.CANCELLED, error="Cancelled."), fx())
+    run.validate()
+    finish(run, first)
+    assert take_ready(run) == []
+    assert run.status[second] == run.status[third] == S.CANCELLED
+
+
+def drive_chained(run, rng, failing=None):
+    """As :func:`drive`, with chaining on, in the orders a worker allows: a chained node
+    answers after the node before it did (COMPLETED or, at random, NOT_RUN: its worker
+    ran something else; NOT_RUN if that node did not complete), or at once NOT_RUN
+    (it could not be handed over)."""
+    run.chains = lambda spec: True
+    running = []
+    while True:
+        effects = fx()
+        run.take_ready(effects, AT, 10_000)
+        run.validate()
+        running += effects.launch
+        check_invariants(run)
+        if not running:
+            effects = fx()
+            run.conclude(effects, AT)
+            return
+        node_id = running.pop(rng.randrange(len(running)))
+        before = run.chained.get(node_id)
+        outcome = failed() if node_id == failing else completed(node_id)
+        if before is not None and (
+            before in running or run.status[before] != S.COMPLETED or rng.random() < 0.2
+        ):
+            outcome = Outcome(S.NOT_RUN, error="not in this worker", start_time=AT, end_time=AT)
+        effects = fx()
+        run.task_finished(node_id, outcome, effects)
+        run.validate()
+        running += effects.launch  # the next step of a chain, handed over now
+        check_invariants(run)
+
+
+@settings(max_examples=80, deadline=None, derandomize=True, database=None)
+@given(dags(), st.randoms(use_true_random=False))
+def test_random_dags_with_chaining_complete_in_any_order_a_worker_allows(parents, rng):
+    run = new_run(manifest_of(dag_lattice(parents)))
+    drive_chained(run, rng)
+    assert run.status == [S.COMPLETED] * len(parents)
+    assert run.dispatch_status == S.COMPLETED and not run.chained
+
+
+@settings(max_examples=80, deadline=None, derandomize=True, database=None)
+@given(dags(), st.data())
+def test_a_failure_with_chaining_marks_exactly_its_descendants_not_run(parents, data):
+    failing = data.draw(st.integers(0, len(parents) - 1), label="failing node")
+    rng = data.draw(st.randoms(use_true_random=False), label="order")
+    run = new_run(manifest_of(dag_lattice(parents)))
+    drive_chained(run, rng, failing)
+    below = descendants(children_of(parents), failing)
+    assert {n for n, s in enumerate(run.status) if s == S.NOT_RUN} == below
+    assert run.status[failing] == S.FAILED
+    assert all(run.status[n] == S.COMPLETED for n in set(range(len(parents))) - below - {failing})
+    assert run.dispatch_status == S.FAILED

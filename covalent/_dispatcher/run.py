@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, cast
 
 from covalent._dispatcher import invariants, states
@@ -31,6 +31,7 @@ from covalent._store.changes import DISPATCH_NODE, DispatchUpdate, NodeUpdate
 from covalent._wire import blobs as blobmod
 from covalent._wire.manifest import topological_order
 from covalent._wire.schema import Manifest, ManifestNode
+from covalent.executor.payload import OUTPUT_BEFORE
 from covalent.executor.task import Outcome
 
 S = Status
@@ -84,6 +85,8 @@ class Run:
         self.checking: set[int] = set()  # cache=True nodes whose lookup is out
         self.cache_keys: dict[int, str] = {}
         self.stop_wanted: set[int] = set()  # cancelled while their child was being submitted
+        self.chained: dict[int, int] = {}  # handed before its input ended -> that input
+        self.chains: Callable[[Mapping[str, Any]], bool] = _never  # the launcher's
         self.pending_reuse = dict(pending_reuse or {})
         self.history: deque[tuple[int, str | None, str, str]] = deque(maxlen=STORY_LENGTH)
         count, edges = len(self.nodes), manifest["edges"]
@@ -106,10 +109,17 @@ class Run:
         return [(old, new, cause) for n, old, new, cause in self.history if n == node_id]
 
     def arguments(self, node_id: int) -> tuple[list[str], dict[str, str]]:
-        """The output digests to pass to a node, positional and by keyword."""
+        """The output digests to pass to a node, positional and by keyword; a chained
+        node's input that has not ended yet is named ``OUTPUT_BEFORE``."""
         try:
             return self.inputs.arguments(node_id, self.outputs)
         except MissingInput as e:
+            if self.chained.get(node_id) == e.source:
+                self.outputs[e.source] = OUTPUT_BEFORE
+                try:
+                    return self.inputs.arguments(node_id, self.outputs)
+                finally:
+                    self.outputs[e.source] = None
             raise states.InvalidTransition(
                 f"Node {self.label(node_id)} (input {e.source} has no output)",
                 self.status[node_id],
@@ -207,8 +217,9 @@ class Run:
 
     def task_started(self, node_id: int, at: float, fx: Effects) -> None:
         """A queued node's task started on its executor: now it is RUNNING."""
-        if node_id not in self.running or self.status[node_id] != NEW:
-            return  # a later attempt's start, or a node stopped meanwhile
+        if node_id not in self.running or self.status[node_id] != NEW or self.waiting[node_id]:
+            return  # a later attempt's start, a node stopped meanwhile, or one chained
+            # on an input that did not complete (its worker answers NOT_RUN)
         self.started_at[node_id] = at
         self._set(node_id, RUNNING, fx, at, "started", start_time=at, attempts=1)
 
@@ -222,6 +233,14 @@ class Run:
         """A task ended (or a child dispatch did, for a sublattice node)."""
         handed = node_id in self.running
         self.running.discard(node_id)
+        chained = self.chained.pop(node_id, None) is not None and self.status[node_id] == NEW
+        if (
+            chained
+            and outcome.status != S.CANCELLED  # (a cancel ends it, whatever its input did)
+            and (outcome.status == S.NOT_RUN or self.waiting[node_id])
+        ):
+            self._not_run_here(node_id, outcome, fx)  # its output, if any, is not used
+            return
         if handed and self.status[node_id] == NEW:  # it never reported a start
             if outcome.status == S.CANCELLED:
                 self._end_unsuccessfully(node_id, outcome, fx)
@@ -256,7 +275,7 @@ class Run:
             output_repr=outcome.output_repr,
             **self._ending(node_id, outcome, fx),
         )
-        self._complete(node_id, digest)
+        self._complete(node_id, digest, fx)
 
     def attempt_failed(self, node_id: int, attempt: int, outcome: Outcome, fx: Effects) -> None:
         """A failed attempt that will be retried: kept in ``attempts``."""
@@ -425,6 +444,50 @@ class Run:
         NEW_OBJECT, in the store too, so a restart meanwhile does not count it as run)."""
         self.running.add(node_id)
         fx.launch.append(node_id)
+        self._chain_after(node_id, fx)
+
+    def _chain_after(self, node_id: int, fx: Effects) -> None:
+        """Hand over, with ``node_id``, the next step of its chain: a dependent that
+        waits for nothing else, on the same executor (one that chains: ``self.chains``),
+        with no timeout, retries or cache. It goes to the worker running ``node_id`` and
+        starts there when ``node_id`` ends, with its output from that worker's memory,
+        while the server stores that output (``chained``). Its start counts once its
+        input completed; if the worker did not have the input, it answers NOT_RUN and
+        the node waits for it as any other (:meth:`_not_run_here`). One step ahead at
+        a time: the step after it is chained when ``node_id`` completes."""
+        node = self.nodes[node_id]
+        if node["kind"] != "electron" or self.cancel_requested or not _plain(node):
+            return
+        spec = node["executor"]
+        for child in self.dependents[node_id]:
+            after = self.nodes[child]
+            if (
+                self.waiting[child] == 1
+                and self.status[child] is NEW
+                and child not in self.running
+                and after["kind"] == "electron"
+                and _plain(after)
+                and (after["executor"] is spec or after["executor"] == spec)
+                and self.chains(spec)
+            ):
+                self.running.add(child)
+                self.chained[child] = node_id
+                fx.launch.append(child)
+                return
+
+    def _not_run_here(self, node_id: int, outcome: Outcome, fx: Effects) -> None:
+        """A chained node that did not run (its worker lacked its input, or the input
+        did not complete): it waits for its input as any node, or ends as a node whose
+        input failed or was cancelled does."""
+        ended = [e.source for e in self.inputs[node_id] if self.status[e.source] in _ENDED]
+        if ended:
+            source = self.status[ended[0]]
+            new = S.CANCELLED if source == S.CANCELLED else S.NOT_RUN
+            cause = f"input {self.label(ended[0])} is {source.value}"
+            self._set(node_id, new, fx, outcome.end_time, cause)
+            self._stop_descendants(node_id, new, fx, outcome.end_time)
+        elif self.waiting[node_id] == 0 and not self.cancel_requested:
+            self.ready.append(node_id)
 
     def _look_up(self, node_id: int, metadata: dict[str, Any], fx: Effects) -> None:
         args, kwargs = self.arguments(node_id)
@@ -434,12 +497,15 @@ class Run:
         self.checking.add(node_id)
         fx.cache_lookups.append((node_id, key))
 
-    def _complete(self, node_id: int, digest: str) -> None:
+    def _complete(self, node_id: int, digest: str, fx: Effects) -> None:
         self.outputs[node_id] = digest
         for child in self.dependents[node_id]:
             self.waiting[child] -= 1
             if self.waiting[child] == 0 and self.status[child] == NEW:
-                self.ready.append(child)
+                if child in self.running:  # chained: it runs on, and the next step follows
+                    self._chain_after(child, fx)
+                else:
+                    self.ready.append(child)
 
     def _stop_descendants(self, node_id: int, new: Status, fx: Effects, at: float) -> None:
         """Mark every not-yet-started node downstream of ``node_id`` as ``new``."""
@@ -447,7 +513,8 @@ class Run:
         stack = list(self.dependents[node_id])
         while stack:
             child = stack.pop()
-            if self.status[child] == NEW:
+            if self.status[child] == NEW and child not in self.running:  # (chained: its
+                # worker answers NOT_RUN, and _not_run_here ends it and those after it)
                 self._set(child, new, fx, at, cause)
                 stack.extend(self.dependents[child])
 
@@ -498,7 +565,7 @@ class Run:
             end_time=now,
         )
         self.reprs[node_id] = text
-        self._complete(node_id, digest)
+        self._complete(node_id, digest, fx)
 
     def _reuse(self, node_id: int, found: Reuse, fx: Effects, now: float, cause: str) -> None:
         """A node completes with a stored output instead of running (PENDING_REUSE first)."""
@@ -516,7 +583,21 @@ class Run:
             start_time=now,
             end_time=now,
         )
-        self._complete(node_id, found.digest)
+        self._complete(node_id, found.digest, fx)
+
+
+_ENDED = (S.FAILED, S.NOT_RUN, S.CANCELLED)
+
+
+def _never(_spec: Mapping[str, Any]) -> bool:
+    return False
+
+
+def _plain(node: ManifestNode) -> bool:
+    """A node that may be chained: no timeout, retries or cache (those need the run's
+    supervision or lookup first)."""
+    metadata = node.get("metadata") or {}
+    return not (metadata.get("timeout") or metadata.get("retries") or metadata.get("cache"))
 
 
 def _dispatch_update(dispatch_id: str, status: Status, **fields: Any) -> DispatchUpdate:

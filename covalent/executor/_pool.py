@@ -200,8 +200,45 @@ class WorkerPool:
             thread.reserved = thread.uncounted = True
             self._idle -= 1  # it will not take from the queue: a new job may need a thread
             job.taken = True
+            job.worker = thread  # a chain's next step follows it there (follow)
             handed.append((thread, job))
         return handed
+
+    def follow(
+        self,
+        before: Job,
+        task: Task,
+        options: dict[str, Any],
+        report: Callable[[Outcome], None],
+    ) -> Job | None:
+        """Send ``task``, a chain's next step (``task.after``), to the worker that runs
+        ``before`` (or ran it last), now, on this thread: that worker starts it as soon
+        as it is done, with ``before``'s output from its memory, and its thread relays
+        the reply as it does a handed job's. None, and nothing sent, if that worker
+        cannot take it now (not started yet, gone, or being handed another job); a
+        worker that has run another task meanwhile answers NOT_RUN."""
+        job = Job(task, options, report, asyncio.get_running_loop(), pool=self)
+        with self._lock:
+            thread = before.worker
+            if (
+                self._closed
+                or thread is None
+                or thread.reserved
+                or thread.sending  # its worker would get the step after what it sends
+                or thread not in self._threads
+                or not thread.has_worker()
+            ):
+                return None
+            if thread in self._parked:
+                self._parked.remove(thread)
+            thread.reserved = True
+            if not thread.uncounted:  # it will not take from the queue next
+                thread.uncounted = True
+                self._idle -= 1
+            job.taken = True
+            job.worker = thread
+        thread.hand(job)
+        return job
 
     def _wake(self, count: int) -> None:
         """Wake up to ``count`` parked threads (to take from the queue, or to stop)."""
@@ -266,6 +303,7 @@ class WorkerPool:
             # 8 workers, each worker takes one.
             size = 1 + min(MAX_BATCH - 1, (len(self._jobs) - 1) // self.max_workers)
             batch: list[Job] = []
+            thread.sending = True  # until it is sent: nothing may be handed before it
             while self._jobs and len(batch) < size:
                 job = self._jobs.popleft()
                 if not job.cancelled:  # a cancelled one was reported when cancelled
@@ -331,10 +369,11 @@ class _WorkerThread(threading.Thread):
         self.counted_idle = False  # by pool.returning(), before the batch's last replies
         self.wake = threading.Condition(pool._lock)  # notified by the pool: work, or stop
         self.reserved = False  # parked, and a job is being sent to its worker (hand())
-        self.handed: list[Job] = []  # that job, sent: this thread relays its reply
+        self.handed: list[Job] = []  # jobs sent to its worker (hand): it relays their replies
         self.sent = False  # the batch take() returned was handed (sent already)
         self.uncounted = False  # reserved: no longer counted idle
         self.killed = False  # its worker was sent SIGKILL: it may not be dead yet
+        self.sending = False  # it took a batch from the queue and has not sent it yet
         self._kill_lock = threading.Lock()
         self._send_lock = threading.Lock()
 
@@ -366,18 +405,21 @@ class _WorkerThread(threading.Thread):
         return kept
 
     def _run_batch(self, batch: list[Job]) -> None:
-        if not batch:
-            return
-        sent, self.sent = self.sent, False
         try:
-            if not sent:
-                self._send(batch)
-        except (OSError, ValueError, _WorkerDied) as e:
-            _fail_all(batch, f"Could not start a worker process: {e}")
-            return
-        except Exception as e:  # a blob could not be read: fail these, keep the thread
-            _fail_all(batch, f"The task could not be sent to a worker process: {e}")
-            return
+            if not batch:
+                return
+            sent, self.sent = self.sent, False
+            try:
+                if not sent:
+                    self._send(batch)
+            except (OSError, ValueError, _WorkerDied) as e:
+                _fail_all(batch, f"Could not start a worker process: {e}")
+                return
+            except Exception as e:  # a blob could not be read: fail these, keep the thread
+                _fail_all(batch, f"The task could not be sent to a worker process: {e}")
+                return
+        finally:
+            self.sending = False
         position = 0
         with self._kill_lock:  # a cancel from now on finds the batch as the worker has it
             by_key = self.waiting = {job.task.key: job for job in batch}
@@ -443,9 +485,10 @@ class _WorkerThread(threading.Thread):
             with self.pool._lock:
                 self.reserved = False
                 if sent:
-                    self.handed = [job]
+                    self.handed.append(job)  # after a job handed before it, if any
                 else:
                     job.taken = False
+                    job.worker = None
                     closed = self.pool._closed  # close() failed the queue already: not this
                     if not closed:
                         self.pool._jobs.appendleft(job)
