@@ -87,6 +87,7 @@ class Run:
         self.stop_wanted: set[int] = set()  # cancelled while their child was being submitted
         self.chained: dict[int, int] = {}  # handed before its input ended -> that input
         self.chains: Callable[[Mapping[str, Any]], bool] = _never  # the launcher's
+        self._chaining: set[int] = set()  # ids of the specs whose executor chains
         self.pending_reuse = dict(pending_reuse or {})
         self.history: deque[tuple[int, str | None, str, str]] = deque(maxlen=STORY_LENGTH)
         count, edges = len(self.nodes), manifest["edges"]
@@ -455,25 +456,34 @@ class Run:
         input completed; if the worker did not have the input, it answers NOT_RUN and
         the node waits for it as any other (:meth:`_not_run_here`). One step ahead at
         a time: the step after it is chained when ``node_id`` completes."""
-        node = self.nodes[node_id]
-        if node["kind"] != "electron" or self.cancel_requested or not _plain(node):
-            return
-        spec = node["executor"]
-        for child in self.dependents[node_id]:
-            after = self.nodes[child]
+        status, waiting = self.status, self.waiting
+        for child in self.dependents[node_id]:  # (a fan-out's: none waits for one input)
+            if waiting[child] != 1 or status[child] is not NEW or child in self.running:
+                continue
+            node, after = self.nodes[node_id], self.nodes[child]
+            spec = node["executor"]
             if (
-                self.waiting[child] == 1
-                and self.status[child] is NEW
-                and child not in self.running
-                and after["kind"] == "electron"
+                node["kind"] == after["kind"] == "electron"
+                and not self.cancel_requested
+                and _plain(node)
                 and _plain(after)
                 and (after["executor"] is spec or after["executor"] == spec)
-                and self.chains(spec)
+                and self._chains(spec)
             ):
                 self.running.add(child)
                 self.chained[child] = node_id
                 fx.launch.append(child)
                 return
+
+    def _chains(self, spec: Mapping[str, Any]) -> bool:
+        """``self.chains(spec)``, remembered per spec object once it says yes (it says
+        no until the executor is set up, so a no is asked again)."""
+        if id(spec) in self._chaining:
+            return True
+        if self.chains(spec):
+            self._chaining.add(id(spec))  # the spec lives as long as the run
+            return True
+        return False
 
     def _not_run_here(self, node_id: int, outcome: Outcome, fx: Effects) -> None:
         """A chained node that did not run (its worker lacked its input, or the input
