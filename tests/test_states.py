@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 import covalent as ct
 from covalent._dispatcher import states
 from covalent._dispatcher.graph_index import Dependents, Inputs
-from covalent._dispatcher.run import Effects, Reuse, Run
+from covalent._dispatcher.run import CHAIN_AHEAD, Effects, Reuse, Run
 from covalent._dispatcher.states import InvalidTransition
 from covalent._errors import CovalentError
 from covalent._results.status import FINAL_STATUSES, Status
@@ -859,6 +859,14 @@ def three_steps(a):
     return identity(identity(identity(a)))
 
 
+@ct.lattice
+def steps(n):
+    value = 0
+    for _ in range(n):
+        value = identity(value)
+    return value
+
+
 def chained_run(lattice, *args):
     run = new_run(manifest_of(lattice, *args))
     run.chains = lambda spec: True
@@ -869,24 +877,38 @@ def electrons(run):
     return [n for n, node in enumerate(run.nodes) if node["kind"] == "electron"]
 
 
-def test_a_chains_next_step_is_handed_over_with_the_step_before_and_starts_after_it():
+def not_run(error="not in this worker"):
+    return Outcome(S.NOT_RUN, error=error, start_time=AT, end_time=AT)
+
+
+def test_a_chains_next_steps_are_handed_over_with_the_step_before_and_start_after_it():
     run = chained_run(three_steps, 1)
     first, second, third = electrons(run)
-    assert take_ready(run) == [first, second]
-    assert run.chained == {second: first}
+    assert take_ready(run) == [first, second, third]
+    assert run.chained == {second: first, third: second}
     assert run.arguments(second) == ([OUTPUT_BEFORE], {})  # the worker has it
+    assert run.arguments(third) == ([OUTPUT_BEFORE], {})
     assert run.outputs[first] is None
     run.task_started(second, AT, fx())  # a start before its input completed: ignored
     assert run.status[second] == S.NEW_OBJECT
     effects = finish(run, first)
-    assert effects.launch == [third] and run.chained[third] == second
+    assert effects.launch == []  # the chain is handed over to its end already
     run.task_started(second, AT, fx())
     assert run.status[second] == S.RUNNING
     finish(run, second)
     finish(run, third)
     effects = fx()
     run.conclude(effects, AT)
-    assert run.dispatch_status == S.COMPLETED
+    assert run.dispatch_status == S.COMPLETED and not run.chained
+
+
+def test_a_chain_is_handed_over_at_most_chain_ahead_steps_beyond_a_running_step():
+    run = chained_run(steps, CHAIN_AHEAD + 5)
+    nodes = electrons(run)
+    assert take_ready(run) == nodes[: CHAIN_AHEAD + 1]
+    effects = finish(run, nodes[0])
+    assert effects.launch == [nodes[CHAIN_AHEAD + 1]]  # one more at the end
+    assert run.chained[nodes[CHAIN_AHEAD + 1]] == nodes[CHAIN_AHEAD]
 
 
 def test_a_chained_step_its_worker_did_not_run_waits_for_its_input_and_runs_then():
@@ -894,14 +916,19 @@ def test_a_chained_step_its_worker_did_not_run_waits_for_its_input_and_runs_then
     first, second, third = electrons(run)
     take_ready(run)
     effects = fx()
-    run.task_finished(second, Outcome(S.NOT_RUN, error="not here"), effects)
+    run.task_finished(second, not_run(), effects)
     run.validate()
     assert second not in run.running and run.status[second] == S.NEW_OBJECT
     assert not effects.changes.transitions  # nothing happened to it
     finish(run, first)
-    assert take_ready(run) == [second, third]  # as any node, and its next step chained
-    assert run.chained == {third: second}
+    assert take_ready(run) == [second]  # as any node; the step after it is still out
     assert run.arguments(second) == ([run.outputs[first]], {})
+    effects = fx()
+    run.task_finished(third, not_run(), effects)  # it followed the second's first try
+    run.validate()
+    finish(run, second)
+    assert take_ready(run) == [third]
+    finish(run, third)
 
 
 def test_a_chained_step_cancelled_before_its_input_ended_stays_cancelled():
@@ -912,6 +939,8 @@ def test_a_chained_step_cancelled_before_its_input_ended_stays_cancelled():
     run.cancel([second], effects, AT)
     assert effects.stop == [second]
     run.task_finished(second, Outcome(S.CANCELLED, error="Cancelled."), fx())
+    run.validate()
+    run.task_finished(third, not_run(), fx())  # its worker never had its input
     run.validate()
     finish(run, first)
     assert take_ready(run) == []

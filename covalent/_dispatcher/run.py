@@ -42,6 +42,11 @@ _VALUE = {status: status.value for status in Status}
 _ALLOWED = {status: states.NODE_TRANSITIONS.get(status, frozenset()) for status in Status}
 _node_update = functools.partial(tuple.__new__, NodeUpdate)  # no Python-level __new__
 STORY_LENGTH = 256
+CHAIN_AHEAD = 8
+"""How many steps of a chain beyond a running one are handed over at once (see
+:meth:`Run._chain_after`): the server reacts to a step's end in a few hundred
+microseconds, the worker runs a trivial step in tens, so one step ahead left the worker
+waiting; eight keep it busy while the server takes the replies in batches."""
 """How many recent transitions a run remembers, for the errors that need a node's story."""
 
 
@@ -448,14 +453,33 @@ class Run:
         self._chain_after(node_id, fx)
 
     def _chain_after(self, node_id: int, fx: Effects) -> None:
-        """Hand over, with ``node_id``, the next step of its chain: a dependent that
-        waits for nothing else, on the same executor (one that chains: ``self.chains``),
-        with no timeout, retries or cache. It goes to the worker running ``node_id`` and
-        starts there when ``node_id`` ends, with its output from that worker's memory,
+        """Hand over, with ``node_id``, the next steps of its chain, up to
+        :data:`CHAIN_AHEAD` beyond it: each a dependent of the one before that waits for
+        nothing else, on the same executor (one that chains: ``self.chains``), with no
+        timeout, retries or cache. Each goes to the worker running the step before it
+        and starts there when that one ends, with its output from that worker's memory,
         while the server stores that output (``chained``). Its start counts once its
         input completed; if the worker did not have the input, it answers NOT_RUN and
-        the node waits for it as any other (:meth:`_not_run_here`). One step ahead at
-        a time: the step after it is chained when ``node_id`` completes."""
+        the node waits for it as any other (:meth:`_not_run_here`). Called again as each
+        step completes, it finds the steps chained already and adds one at the end."""
+        tail = node_id
+        for _ in range(CHAIN_AHEAD):
+            found = self._chained_on(tail)
+            if found is None:
+                found = self._chain_one(tail, fx)
+                if found is None:
+                    return
+            tail = found
+
+    def _chained_on(self, node_id: int) -> int | None:
+        """The dependent chained on ``node_id`` and still handed over, if any."""
+        for child in self.dependents[node_id]:
+            if self.chained.get(child) == node_id and child in self.running:
+                return child
+        return None
+
+    def _chain_one(self, node_id: int, fx: Effects) -> int | None:
+        """Chain the first dependent of ``node_id`` that may be (see :meth:`_chain_after`)."""
         status, waiting = self.status, self.waiting
         for child in self.dependents[node_id]:  # (a fan-out's: none waits for one input)
             if waiting[child] != 1 or status[child] is not NEW or child in self.running:
@@ -473,7 +497,8 @@ class Run:
                 self.running.add(child)
                 self.chained[child] = node_id
                 fx.launch.append(child)
-                return
+                return child
+        return None
 
     def _chains(self, spec: Mapping[str, Any]) -> bool:
         """``self.chains(spec)``, remembered per spec object once it says yes (it says
