@@ -970,3 +970,36 @@ def test_a_failure_with_chaining_marks_exactly_its_descendants_not_run(parents, 
     assert run.status[failing] == S.FAILED
     assert all(run.status[n] == S.COMPLETED for n in set(range(len(parents))) - below - {failing})
     assert run.dispatch_status == S.FAILED
+
+
+def test_a_chained_step_cancelled_while_its_not_run_answer_is_on_the_way_stays_cancelled():
+    """The cancel reaches the run after the launcher could not hand the step over (its
+    NOT_RUN is queued, no handle is left to stop): the step must not run later."""
+    run = chained_run(three_steps, 1)
+    first, second, third = electrons(run)
+    take_ready(run)
+    effects = fx()
+    run.cancel([second], effects, AT)
+    assert effects.stop == [second]
+    run.task_finished(second, Outcome(S.NOT_RUN, error="Not chained."), fx())
+    run.validate()
+    finish(run, first)
+    assert take_ready(run) == []
+    assert run.status[second] == run.status[third] == S.CANCELLED
+
+
+def test_a_dispatch_cancelled_while_a_chained_steps_not_run_answer_is_on_the_way_ends():
+    """The whole dispatch is cancelled, the step's NOT_RUN comes, then the step before
+    completes (its outcome crossed the cancel): every node ends, none is left NEW."""
+    run = chained_run(three_steps, 1)
+    first, second, third = electrons(run)
+    take_ready(run)
+    run.cancel(None, fx(), AT)
+    run.task_finished(second, Outcome(S.NOT_RUN, error="Not chained."), fx())
+    run.validate()
+    finish(run, first)
+    assert take_ready(run) == []
+    effects = fx()
+    run.conclude(effects, AT)
+    assert run.dispatch_status == S.CANCELLED
+    assert run.status[second] == run.status[third] == S.CANCELLED
