@@ -166,6 +166,32 @@ def test_a_task_not_yet_on_a_worker_cannot_be_followed(tmp_path: Path) -> None:
     assert isinstance(tasks.output(queued_outcome), int)
 
 
+def test_a_chained_task_does_not_overtake_a_task_waiting_in_the_queue(tmp_path: Path) -> None:
+    """A task waits in the queue (no worker free) when a chain's next step comes: that
+    step is not sent ahead of it to the worker of the step before, or each step of the
+    chain would overtake the queued task again, which would wait for the whole chain
+    while it could have run in between. ``start_after`` refuses (the step then waits
+    for its input, and queues behind the task as any other)."""
+    tasks = TaskFactory()
+    go = str(tmp_path / "go")
+    first, queued = tasks.task(_value_when, go, 41), tasks.task(_pid)
+    second = _after(tasks, first)
+
+    async def work(ex: LocalExecutor) -> tuple[Any, Outcome]:
+        seen = Recorder()
+        job = ex.pool.start(first, ex.task_options(first), seen.report("first"))
+        await _started(first)
+        ex.pool.start(queued, ex.task_options(queued), seen.report("queued"))
+        refused = ex.start_after(job, second, seen.report("second"))
+        Path(go).touch()
+        await seen.get("first")
+        return refused, await seen.get("queued")
+
+    refused, queued_outcome = drive(LocalExecutor(workers=1), work)
+    assert refused is None
+    assert isinstance(tasks.output(queued_outcome), int)
+
+
 def test_a_chained_task_cancelled_before_it_starts_is_reported_cancelled(
     tmp_path: Path,
 ) -> None:

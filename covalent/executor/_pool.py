@@ -215,13 +215,15 @@ class WorkerPool:
         ``before`` (or ran it last), now, on this thread: that worker starts it as soon
         as it is done, with ``before``'s output from its memory, and its thread relays
         the reply as it does a handed job's. None, and nothing sent, if that worker
-        cannot take it now (not started yet, gone, or being handed another job); a
+        cannot take it now (not started yet, gone, or being handed another job), or
+        while a job waits in the queue (the chain would overtake it at every step); a
         worker that has run another task meanwhile answers NOT_RUN."""
         job = Job(task, options, report, asyncio.get_running_loop(), pool=self)
         with self._lock:
             thread = before.worker
             if (
                 self._closed
+                or self._jobs  # (its worker may be the one counted on to take them)
                 or thread is None
                 or thread.reserved
                 or thread.sending  # its worker would get the step after what it sends
