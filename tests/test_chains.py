@@ -166,6 +166,32 @@ def test_a_task_not_yet_on_a_worker_cannot_be_followed(tmp_path: Path) -> None:
     assert isinstance(tasks.output(queued_outcome), int)
 
 
+def test_a_chained_task_cancelled_while_the_one_before_runs_is_cancelled_at_once(
+    tmp_path: Path,
+) -> None:
+    """The cancel of a step handed to a busy worker is reported at once, not when the
+    step before ends (which may be much later); the step before still completes."""
+    tasks = TaskFactory()
+    go = str(tmp_path / "go")
+    first = tasks.task(_value_when, go, 41)
+    second = _after(tasks, first)
+
+    async def work(ex: LocalExecutor) -> tuple[Outcome, Outcome]:
+        seen = Recorder()
+        job = ex.pool.start(first, ex.task_options(first), seen.report("first"))
+        await _started(first)
+        follower = ex.start_after(job, second, seen.report("second"))
+        assert follower is not None
+        follower.cancel()
+        cancelled = await seen.get("second")  # while the step before still runs
+        Path(go).touch()
+        return cancelled, await seen.get("first")
+
+    two, one = drive(LocalExecutor(workers=1), work)
+    assert two.status == S.CANCELLED
+    assert tasks.output(one) == 41
+
+
 def test_a_chained_task_does_not_overtake_a_task_waiting_in_the_queue(tmp_path: Path) -> None:
     """A task waits in the queue (no worker free) when a chain's next step comes: that
     step is not sent ahead of it to the worker of the step before, or each step of the

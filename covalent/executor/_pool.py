@@ -617,6 +617,11 @@ class _WorkerThread(threading.Thread):
             if self.current is not job:
                 if job.task.key in self.waiting and not job.skipped:
                     self._skip(job)
+                    return
+                with self.pool._lock:
+                    behind = bool(self.waiting) and any(j is job for j in self.handed)
+                if behind:  # sent behind the batch its worker runs (a chain's next step):
+                    job.settle(_cancelled())  # reported now; _make_current kills it then
                 return
             if job.task.metadata.get("timeout") and self.process is not None:
                 process, stacks = self.process, self.stacks
