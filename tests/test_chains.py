@@ -380,3 +380,55 @@ async def test_cancelling_a_chain_leaves_nothing_running(env: Env) -> None:
     statuses = [n["status"] for n in env.nodes(dispatch_id) if n["kind"] == "electron"]
     assert statuses[:2] == ["COMPLETED", "COMPLETED"]
     assert set(statuses[2:]) == {"CANCELLED"}, statuses
+
+
+@ct.electron
+def large(x: int) -> bytes:
+    """An output over the worker's file threshold: it goes to the blob store as a file."""
+    return bytes(400 * 1024) + bytes([x])
+
+
+@ct.electron
+def length(data: bytes) -> int:
+    return len(data)
+
+
+@ct.electron
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+@ct.lattice
+def large_output_chain() -> int:
+    return length(large(step(0, 0.0)))
+
+
+@ct.lattice
+def two_inputs_chain() -> int:
+    early = step(0, 0.0)
+    late = step(step(10, 0.2), 0.0)
+    return step(add(early, late), 0.0)
+
+
+async def test_a_chained_step_takes_a_large_output_written_to_a_file(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    followed = _count_follows(monkeypatch)
+    dispatch_id = env.submit(large_output_chain)
+    row = await env.finished(dispatch_id)
+    assert row["status"] == "COMPLETED", row["error"]
+    assert [n["output_repr"] for n in env.nodes(dispatch_id) if n["name"] == "length"] == [
+        str(400 * 1024 + 1)
+    ]
+    assert "length" in [task.name for task in followed]
+
+
+async def test_a_chained_step_with_another_input_that_completed_before_takes_both(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    followed = _count_follows(monkeypatch)
+    dispatch_id = env.submit(two_inputs_chain)
+    row = await env.finished(dispatch_id)
+    assert row["status"] == "COMPLETED", row["error"]
+    assert [n["output_repr"] for n in env.nodes(dispatch_id) if n["name"] == "step"][-1] == "14"
+    assert "add" in [task.name for task in followed]
