@@ -241,6 +241,59 @@ def test_a_chained_task_cancelled_before_it_starts_is_reported_cancelled(
     assert two.status == S.CANCELLED
 
 
+def _large_when(go: str) -> bytes:
+    """An output over the worker's file threshold (it goes to the blob store as a file),
+    once the file ``go`` exists."""
+    return _value_when(go, bytes(400 * 1024) + b"!")
+
+
+def _length(data: bytes) -> int:
+    return len(data)
+
+
+def _sum(a: int, b: int) -> int:
+    return a + b
+
+
+def test_a_chained_task_takes_a_large_output_from_the_file_it_went_to(tmp_path: Path) -> None:
+    tasks = TaskFactory()
+    go = str(tmp_path / "go")
+    first = tasks.task(_large_when, go)
+    first.blobs_dir = str(tmp_path / "blobs")
+    second = tasks.task(_length)
+    second.args, second.after = [OUTPUT_BEFORE], first.node_id
+
+    async def work(ex: LocalExecutor) -> tuple[Outcome, Outcome]:
+        seen = Recorder()
+        job = ex.pool.start(first, ex.task_options(first), seen.report("first"))
+        await _started(first)
+        assert ex.start_after(job, second, seen.report("second")) is not None
+        Path(go).touch()
+        return await seen.get("first"), await seen.get("second")
+
+    one, two = drive(LocalExecutor(workers=1), work)
+    assert one.status == S.COMPLETED and one.output_file is not None
+    assert tasks.output(two) == 400 * 1024 + 1
+
+
+def test_a_chained_task_takes_its_other_inputs_from_the_store(tmp_path: Path) -> None:
+    tasks = TaskFactory()
+    go = str(tmp_path / "go")
+    first = tasks.task(_value_when, go, 41)
+    second = tasks.task(_sum)
+    second.args, second.after = [OUTPUT_BEFORE, tasks.blob(100)], first.node_id
+
+    async def work(ex: LocalExecutor) -> Outcome:
+        seen = Recorder()
+        job = ex.pool.start(first, ex.task_options(first), seen.report("first"))
+        await _started(first)
+        assert ex.start_after(job, second, seen.report("second")) is not None
+        Path(go).touch()
+        return await seen.get("second")
+
+    assert tasks.output(drive(LocalExecutor(workers=1), work)) == 141
+
+
 # the dispatcher's side
 
 
@@ -380,55 +433,3 @@ async def test_cancelling_a_chain_leaves_nothing_running(env: Env) -> None:
     statuses = [n["status"] for n in env.nodes(dispatch_id) if n["kind"] == "electron"]
     assert statuses[:2] == ["COMPLETED", "COMPLETED"]
     assert set(statuses[2:]) == {"CANCELLED"}, statuses
-
-
-@ct.electron
-def large(x: int) -> bytes:
-    """An output over the worker's file threshold: it goes to the blob store as a file."""
-    return bytes(400 * 1024) + bytes([x])
-
-
-@ct.electron
-def length(data: bytes) -> int:
-    return len(data)
-
-
-@ct.electron
-def add(a: int, b: int) -> int:
-    return a + b
-
-
-@ct.lattice
-def large_output_chain() -> int:
-    return length(large(step(0, 0.0)))
-
-
-@ct.lattice
-def two_inputs_chain() -> int:
-    early = step(0, 0.0)
-    late = step(step(10, 0.2), 0.0)
-    return step(add(early, late), 0.0)
-
-
-async def test_a_chained_step_takes_a_large_output_written_to_a_file(
-    env: Env, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    followed = _count_follows(monkeypatch)
-    dispatch_id = env.submit(large_output_chain)
-    row = await env.finished(dispatch_id)
-    assert row["status"] == "COMPLETED", row["error"]
-    assert [n["output_repr"] for n in env.nodes(dispatch_id) if n["name"] == "length"] == [
-        str(400 * 1024 + 1)
-    ]
-    assert "length" in [task.name for task in followed]
-
-
-async def test_a_chained_step_with_another_input_that_completed_before_takes_both(
-    env: Env, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    followed = _count_follows(monkeypatch)
-    dispatch_id = env.submit(two_inputs_chain)
-    row = await env.finished(dispatch_id)
-    assert row["status"] == "COMPLETED", row["error"]
-    assert [n["output_repr"] for n in env.nodes(dispatch_id) if n["name"] == "step"][-1] == "14"
-    assert "add" in [task.name for task in followed]
