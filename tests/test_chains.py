@@ -166,6 +166,58 @@ def test_a_task_not_yet_on_a_worker_cannot_be_followed(tmp_path: Path) -> None:
     assert isinstance(tasks.output(queued_outcome), int)
 
 
+def test_a_chained_task_cancelled_while_the_one_before_runs_is_cancelled_at_once(
+    tmp_path: Path,
+) -> None:
+    """The cancel of a step handed to a busy worker is reported at once, not when the
+    step before ends (which may be much later); the step before still completes."""
+    tasks = TaskFactory()
+    go = str(tmp_path / "go")
+    first = tasks.task(_value_when, go, 41)
+    second = _after(tasks, first)
+
+    async def work(ex: LocalExecutor) -> tuple[Outcome, Outcome]:
+        seen = Recorder()
+        job = ex.pool.start(first, ex.task_options(first), seen.report("first"))
+        await _started(first)
+        follower = ex.start_after(job, second, seen.report("second"))
+        assert follower is not None
+        follower.cancel()
+        cancelled = await seen.get("second")  # while the step before still runs
+        Path(go).touch()
+        return cancelled, await seen.get("first")
+
+    two, one = drive(LocalExecutor(workers=1), work)
+    assert two.status == S.CANCELLED
+    assert tasks.output(one) == 41
+
+
+def test_a_chained_task_does_not_overtake_a_task_waiting_in_the_queue(tmp_path: Path) -> None:
+    """A task waits in the queue (no worker free) when a chain's next step comes: that
+    step is not sent ahead of it to the worker of the step before, or each step of the
+    chain would overtake the queued task again, which would wait for the whole chain
+    while it could have run in between. ``start_after`` refuses (the step then waits
+    for its input, and queues behind the task as any other)."""
+    tasks = TaskFactory()
+    go = str(tmp_path / "go")
+    first, queued = tasks.task(_value_when, go, 41), tasks.task(_pid)
+    second = _after(tasks, first)
+
+    async def work(ex: LocalExecutor) -> tuple[Any, Outcome]:
+        seen = Recorder()
+        job = ex.pool.start(first, ex.task_options(first), seen.report("first"))
+        await _started(first)
+        ex.pool.start(queued, ex.task_options(queued), seen.report("queued"))
+        refused = ex.start_after(job, second, seen.report("second"))
+        Path(go).touch()
+        await seen.get("first")
+        return refused, await seen.get("queued")
+
+    refused, queued_outcome = drive(LocalExecutor(workers=1), work)
+    assert refused is None
+    assert isinstance(tasks.output(queued_outcome), int)
+
+
 def test_a_chained_task_cancelled_before_it_starts_is_reported_cancelled(
     tmp_path: Path,
 ) -> None:
@@ -187,6 +239,59 @@ def test_a_chained_task_cancelled_before_it_starts_is_reported_cancelled(
     one, two = drive(LocalExecutor(workers=2), work)
     assert tasks.output(one) == 41
     assert two.status == S.CANCELLED
+
+
+def _large_when(go: str) -> bytes:
+    """An output over the worker's file threshold (it goes to the blob store as a file),
+    once the file ``go`` exists."""
+    return _value_when(go, bytes(400 * 1024) + b"!")
+
+
+def _length(data: bytes) -> int:
+    return len(data)
+
+
+def _sum(a: int, b: int) -> int:
+    return a + b
+
+
+def test_a_chained_task_takes_a_large_output_from_the_file_it_went_to(tmp_path: Path) -> None:
+    tasks = TaskFactory()
+    go = str(tmp_path / "go")
+    first = tasks.task(_large_when, go)
+    first.blobs_dir = str(tmp_path / "blobs")
+    second = tasks.task(_length)
+    second.args, second.after = [OUTPUT_BEFORE], first.node_id
+
+    async def work(ex: LocalExecutor) -> tuple[Outcome, Outcome]:
+        seen = Recorder()
+        job = ex.pool.start(first, ex.task_options(first), seen.report("first"))
+        await _started(first)
+        assert ex.start_after(job, second, seen.report("second")) is not None
+        Path(go).touch()
+        return await seen.get("first"), await seen.get("second")
+
+    one, two = drive(LocalExecutor(workers=1), work)
+    assert one.status == S.COMPLETED and one.output_file is not None
+    assert tasks.output(two) == 400 * 1024 + 1
+
+
+def test_a_chained_task_takes_its_other_inputs_from_the_store(tmp_path: Path) -> None:
+    tasks = TaskFactory()
+    go = str(tmp_path / "go")
+    first = tasks.task(_value_when, go, 41)
+    second = tasks.task(_sum)
+    second.args, second.after = [OUTPUT_BEFORE, tasks.blob(100)], first.node_id
+
+    async def work(ex: LocalExecutor) -> Outcome:
+        seen = Recorder()
+        job = ex.pool.start(first, ex.task_options(first), seen.report("first"))
+        await _started(first)
+        assert ex.start_after(job, second, seen.report("second")) is not None
+        Path(go).touch()
+        return await seen.get("second")
+
+    assert tasks.output(drive(LocalExecutor(workers=1), work)) == 141
 
 
 # the dispatcher's side

@@ -9,7 +9,7 @@ here, not generated from the tables themselves.
 import random
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import covalent as ct
@@ -999,3 +999,97 @@ def test_a_failure_with_chaining_marks_exactly_its_descendants_not_run(parents, 
     assert run.status[failing] == S.FAILED
     assert all(run.status[n] == S.COMPLETED for n in set(range(len(parents))) - below - {failing})
     assert run.dispatch_status == S.FAILED
+
+
+def test_a_chained_step_cancelled_while_its_not_run_answer_is_on_the_way_stays_cancelled():
+    """The cancel reaches the run after the launcher could not hand the step over (its
+    NOT_RUN is queued, no handle is left to stop): the step must not run later."""
+    run = chained_run(three_steps, 1)
+    first, second, third = electrons(run)
+    take_ready(run)
+    effects = fx()
+    run.cancel([second], effects, AT)
+    assert effects.stop == [second]
+    run.task_finished(second, Outcome(S.NOT_RUN, error="Not chained."), fx())
+    run.validate()
+    finish(run, first)
+    assert take_ready(run) == []
+    assert run.status[second] == run.status[third] == S.CANCELLED
+
+
+def test_a_dispatch_cancelled_while_a_chained_steps_not_run_answer_is_on_the_way_ends():
+    """The whole dispatch is cancelled, the step's NOT_RUN comes, then the step before
+    completes (its outcome crossed the cancel): every node ends, none is left NEW."""
+    run = chained_run(three_steps, 1)
+    first, second, third = electrons(run)
+    take_ready(run)
+    run.cancel(None, fx(), AT)
+    run.task_finished(second, Outcome(S.NOT_RUN, error="Not chained."), fx())
+    run.validate()
+    finish(run, first)
+    assert take_ready(run) == []
+    effects = fx()
+    run.conclude(effects, AT)
+    assert run.dispatch_status == S.CANCELLED
+    assert run.status[second] == run.status[third] == S.CANCELLED
+
+
+def drive_chained_with_cancels(run, rng):
+    """As :func:`drive_chained`, with cancels of random nodes and of the dispatch at
+    random points, and outcomes that cross them (a cancelled task may still complete,
+    fail, or answer NOT_RUN)."""
+    run.chains = lambda spec: True
+    running = []
+    while True:
+        effects = fx()
+        run.take_ready(effects, AT, 10_000)
+        run.validate()
+        running += effects.launch
+        check_invariants(run)
+        roll = rng.random()
+        if roll < 0.03 and not run.cancel_requested:
+            run.cancel(None, fx(), AT)
+            run.validate()
+            continue
+        if roll < 0.1:
+            run.cancel([rng.randrange(len(run.status))], fx(), AT)
+            run.validate()
+            continue
+        if not running:
+            run.conclude(fx(), AT)
+            return
+        node_id = running.pop(rng.randrange(len(running)))
+        before = run.chained.get(node_id)
+        roll = rng.random()
+        if roll < 0.05:
+            outcome = failed()
+        elif roll < 0.15:
+            outcome = Outcome(S.CANCELLED, error="Cancelled.", start_time=AT, end_time=AT)
+        else:
+            outcome = completed(node_id)
+        if (
+            before is not None
+            and outcome.status != S.CANCELLED
+            and (before in running or run.status[before] != S.COMPLETED or rng.random() < 0.2)
+        ):
+            outcome = Outcome(S.NOT_RUN, error="not in this worker", start_time=AT, end_time=AT)
+        effects = fx()
+        run.task_finished(node_id, outcome, effects)
+        run.validate()
+        running += effects.launch
+        check_invariants(run)
+
+
+@settings(
+    max_examples=200,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.large_base_example],  # (the outcomes' random draws)
+)
+@given(dags(), st.randoms(use_true_random=False))
+def test_random_dags_with_chaining_and_cancels_end_with_every_node_ended(parents, rng):
+    run = new_run(manifest_of(dag_lattice(parents)))
+    drive_chained_with_cancels(run, rng)
+    assert run.finished and run.dispatch_status in FINAL_STATUSES
+    assert all(status in FINAL_STATUSES for status in run.status), run.status

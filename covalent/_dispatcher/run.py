@@ -90,6 +90,8 @@ class Run:
         self.checking: set[int] = set()  # cache=True nodes whose lookup is out
         self.cache_keys: dict[int, str] = {}
         self.stop_wanted: set[int] = set()  # cancelled while their child was being submitted
+        self.stop_chained: set[int] = set()  # chained ones cancelled (their NOT_RUN may be
+        # on the way, with no handle left to stop)
         self.chained: dict[int, int] = {}  # handed before its input ended -> that input
         self.chains: Callable[[Mapping[str, Any]], bool] = _never  # the launcher's
         self._chaining: set[int] = set()  # ids of the specs whose executor chains
@@ -240,12 +242,14 @@ class Run:
         handed = node_id in self.running
         self.running.discard(node_id)
         chained = self.chained.pop(node_id, None) is not None and self.status[node_id] == NEW
+        stopped = node_id in self.stop_chained
+        self.stop_chained.discard(node_id)
         if (
             chained
             and outcome.status != S.CANCELLED  # (a cancel ends it, whatever its input did)
             and (outcome.status == S.NOT_RUN or self.waiting[node_id])
         ):
-            self._not_run_here(node_id, outcome, fx)  # its output, if any, is not used
+            self._not_run_here(node_id, outcome, fx, stopped)  # its output, if any, is not used
             return
         if handed and self.status[node_id] == NEW:  # it never reported a start
             if outcome.status == S.CANCELLED:
@@ -318,6 +322,8 @@ class Run:
                     fx.stop_children.append(child)
             elif node_id in self.running:
                 fx.stop.append(node_id)
+                if node_id in self.chained:  # if it comes back NOT_RUN, it ends CANCELLED
+                    self.stop_chained.add(node_id)
             elif self.status[node_id] == NEW:
                 self._set(node_id, S.CANCELLED, fx, now, "cancel requested")
                 self._stop_descendants(node_id, S.CANCELLED, fx, now)
@@ -510,10 +516,16 @@ class Run:
             return True
         return False
 
-    def _not_run_here(self, node_id: int, outcome: Outcome, fx: Effects) -> None:
+    def _not_run_here(self, node_id: int, outcome: Outcome, fx: Effects, stopped: bool) -> None:
         """A chained node that did not run (its worker lacked its input, or the input
         did not complete): it waits for its input as any node, or ends as a node whose
-        input failed or was cancelled does."""
+        input failed or was cancelled does. ``stopped`` (the node was cancelled while
+        chained) or the dispatch cancelled: it ends CANCELLED, as its cancel found no
+        task of its to stop (its NOT_RUN was on the way) and none would stop it later."""
+        if stopped or self.cancel_requested:
+            self._set(node_id, S.CANCELLED, fx, outcome.end_time, "cancel requested")
+            self._stop_descendants(node_id, S.CANCELLED, fx, outcome.end_time)
+            return
         ended = [e.source for e in self.inputs[node_id] if self.status[e.source] in _ENDED]
         if ended:
             source = self.status[ended[0]]
@@ -521,7 +533,7 @@ class Run:
             cause = f"input {self.label(ended[0])} is {source.value}"
             self._set(node_id, new, fx, outcome.end_time, cause)
             self._stop_descendants(node_id, new, fx, outcome.end_time)
-        elif self.waiting[node_id] == 0 and not self.cancel_requested:
+        elif self.waiting[node_id] == 0:
             self.ready.append(node_id)
 
     def _look_up(self, node_id: int, metadata: dict[str, Any], fx: Effects) -> None:

@@ -215,13 +215,15 @@ class WorkerPool:
         ``before`` (or ran it last), now, on this thread: that worker starts it as soon
         as it is done, with ``before``'s output from its memory, and its thread relays
         the reply as it does a handed job's. None, and nothing sent, if that worker
-        cannot take it now (not started yet, gone, or being handed another job); a
+        cannot take it now (not started yet, gone, or being handed another job), or
+        while a job waits in the queue (the chain would overtake it at every step); a
         worker that has run another task meanwhile answers NOT_RUN."""
         job = Job(task, options, report, asyncio.get_running_loop(), pool=self)
         with self._lock:
             thread = before.worker
             if (
                 self._closed
+                or self._jobs  # (its worker may be the one counted on to take them)
                 or thread is None
                 or thread.reserved
                 or thread.sending  # its worker would get the step after what it sends
@@ -615,6 +617,11 @@ class _WorkerThread(threading.Thread):
             if self.current is not job:
                 if job.task.key in self.waiting and not job.skipped:
                     self._skip(job)
+                    return
+                with self.pool._lock:
+                    behind = bool(self.waiting) and any(j is job for j in self.handed)
+                if behind:  # sent behind the batch its worker runs (a chain's next step):
+                    job.settle(_cancelled())  # reported now; _make_current kills it then
                 return
             if job.task.metadata.get("timeout") and self.process is not None:
                 process, stacks = self.process, self.stacks
