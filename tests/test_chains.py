@@ -218,6 +218,51 @@ def test_a_chained_task_does_not_overtake_a_task_waiting_in_the_queue(tmp_path: 
     assert isinstance(tasks.output(queued_outcome), int)
 
 
+def _plus_one_padded(x: int, pad: bytes) -> int:
+    return x + 1
+
+
+def test_what_waits_in_a_busy_workers_socket_stays_under_the_hand_over_limit(
+    tmp_path: Path,
+) -> None:
+    """Steps handed to a busy worker wait in its socket until it reads them; the event
+    loop must never block on a full one. Past HAND_BYTES not yet begun, the next step
+    goes through the queue (here it still runs: one worker, in order)."""
+    tasks = TaskFactory()
+    go = str(tmp_path / "go")
+    first = tasks.task(_value_when, go, 41)
+    steps, before = [], first
+    for _ in range(3):
+        step = tasks.task(_plus_one_padded, pad=bytes(_pool.HAND_BYTES // 3))
+        step.args, step.after = [OUTPUT_BEFORE], before.node_id
+        steps.append(step)
+        before = step
+
+    async def work(ex: LocalExecutor) -> tuple[list[Outcome], list[int], int]:
+        seen = Recorder()
+        job = ex.pool.start(first, ex.task_options(first), seen.report("first"))
+        await _started(first)
+        unread, queued = [], 0
+        for n, step in enumerate(steps):
+            job = ex.start_after(job, step, seen.report(str(n)))
+            assert job is not None
+            thread = job.worker or first_thread(ex.pool)
+            unread.append(thread.unread)
+            queued += not job.taken
+        Path(go).touch()
+        outcomes = [await seen.get("first")] + [await seen.get(str(n)) for n in range(3)]
+        return outcomes, unread, queued
+
+    outcomes, unread, queued = drive(LocalExecutor(workers=1), work)
+    assert [tasks.output(o) for o in outcomes] == [41, 42, 43, 44]
+    assert max(unread) <= _pool.HAND_BYTES
+    assert queued == 1  # the third: two were handed over, and the limit stopped it
+
+
+def first_thread(pool: _pool.WorkerPool) -> Any:
+    return next(iter(pool._threads))
+
+
 def test_a_chained_task_cancelled_before_it_starts_is_reported_cancelled(
     tmp_path: Path,
 ) -> None:

@@ -1012,6 +1012,8 @@ def test_a_chained_step_cancelled_while_its_not_run_answer_is_on_the_way_stays_c
     assert effects.stop == [second]
     run.task_finished(second, Outcome(S.NOT_RUN, error="Not chained."), fx())
     run.validate()
+    run.task_finished(third, not_run(), fx())  # chained on the second: never its input
+    run.validate()
     finish(run, first)
     assert take_ready(run) == []
     assert run.status[second] == run.status[third] == S.CANCELLED
@@ -1025,6 +1027,8 @@ def test_a_dispatch_cancelled_while_a_chained_steps_not_run_answer_is_on_the_way
     take_ready(run)
     run.cancel(None, fx(), AT)
     run.task_finished(second, Outcome(S.NOT_RUN, error="Not chained."), fx())
+    run.validate()
+    run.task_finished(third, not_run(), fx())
     run.validate()
     finish(run, first)
     assert take_ready(run) == []

@@ -70,6 +70,7 @@ class Job:
     cancelled: bool = False
     skipped: bool = False  # cancelled in its worker's batch before it started: not run
     taken: bool = False  # by a worker thread, from the pool's queue
+    sent_bytes: int = 0  # its message's, sent by hand() and not yet begun by the worker
     settled: bool = False  # only touched on the loop's thread
     worker: _WorkerThread | None = field(default=None, repr=False)
     pool: WorkerPool | None = field(default=None, repr=False)
@@ -254,6 +255,7 @@ class WorkerPool:
             kept = [job for job in jobs if not job.cancelled]
             for job in kept:
                 job.taken = False
+                job.sent_bytes = 0
             self._jobs.extendleft(reversed(kept))
             self._wake(len(kept))
         _settle_all([(job, _cancelled()) for job in cancelled])
@@ -376,6 +378,7 @@ class _WorkerThread(threading.Thread):
         self.uncounted = False  # reserved: no longer counted idle
         self.killed = False  # its worker was sent SIGKILL: it may not be dead yet
         self.sending = False  # it took a batch from the queue and has not sent it yet
+        self.unread = 0  # bytes handed to its worker (hand) for tasks not begun yet
         self._kill_lock = threading.Lock()
         self._send_lock = threading.Lock()
 
@@ -463,18 +466,23 @@ class _WorkerThread(threading.Thread):
         )
 
     def hand(self, job: Job) -> None:
-        """Send ``job`` to this parked thread's worker, on the submitting thread (the
-        pool reserved this thread for it), then wake this thread to relay its reply.
+        """Send ``job`` to this thread's worker, on the submitting thread (the pool
+        reserved this thread for it), then wake this thread to relay its reply.
 
-        A message over :data:`HAND_BYTES`, or one that cannot be made (a blob that
-        cannot be read), goes back to the queue instead, and this thread sends it (the
-        submitter is the event loop: it must not wait for a worker to read) or reports
-        the error; if the pool was closed meanwhile, the job fails as the queue's did.
-        A worker that died meanwhile is found by this thread's receive."""
+        A message that would take the bytes handed to this worker and not yet begun
+        over :data:`HAND_BYTES` (``unread``: a busy worker's socket must hold them all),
+        or one that cannot be made (a blob that cannot be read), goes back to the queue,
+        and this thread sends it (the submitter is the event loop: it must not wait for
+        a worker to read) or reports the error; if the pool was closed meanwhile, the
+        job fails as the queue's did. A worker that died meanwhile is found by this
+        thread's receive."""
         sent = False
         try:
             data, functions = self._message([job])
-            if len(data) <= HAND_BYTES:
+            if len(data) <= HAND_BYTES - self.unread:
+                with self.pool._lock:
+                    self.unread += len(data)
+                    job.sent_bytes = len(data)
                 sent = True  # from here on the worker may have (part of) it: never resent
                 with contextlib.suppress(OSError, ValueError):
                     self._send_bytes(data)
@@ -577,6 +585,7 @@ class _WorkerThread(threading.Thread):
         self.conn = Connection(ours.detach())
         self.known = set()
         self.killed = False
+        self.unread = 0
         return self.conn
 
     def _reap(self) -> int | None:
@@ -603,6 +612,10 @@ class _WorkerThread(threading.Thread):
     def _make_current(self, job: Job) -> None:
         """``job`` is the one the worker runs now; if it was cancelled before (even
         before this thread knew it had it), its process is killed at once."""
+        if job.sent_bytes:  # handed: its worker reads its message now
+            with self.pool._lock:
+                self.unread = max(0, self.unread - job.sent_bytes)
+                job.sent_bytes = 0
         with self._kill_lock:
             self.current = job
             if job.cancelled and not job.skipped:
