@@ -8,7 +8,9 @@ event loop never blocks on a pipe, and only the loop touches dispatcher state.
 A few tasks submitted while threads wait idle with a warm worker each (a chain's next
 step, a seed's) are sent by the submitting thread itself, one to each such worker, and
 the thread that owns it is woken only to relay the reply: the worker starts at once,
-rather than once its thread has woken and the submitter has let go of the GIL.
+rather than once its thread has woken and the submitter has let go of the GIL. A
+chain's next steps are sent so too, to the worker running the step before them, which
+starts each as that one ends (:meth:`WorkerPool.follow`).
 
 Workers start on demand, up to ``max_workers``, and exit after ``idle_timeout`` seconds
 without work. A worker that dies mid-batch fails the task it was running, with its exit

@@ -10,6 +10,9 @@ watchdog thread kills the whole group if the server dies.
 Messages are MessagePack in ``multiprocessing.connection`` frames. A request is a dict
 of ``tasks`` (runner payloads) and the blobs they need (``functions`` are kept for the
 life of the worker, ``values`` only for the batch, large ones named by their ``files``).
+A request that comes while a batch runs (a chain's next step) waits its turn in a
+backlog; a task with ``after`` takes the output of the task this worker ran just before
+from memory, or is answered NOT_RUN if that is not the task it follows.
 The worker answers with lists of events (covalent.executor.messages): ``Started`` when
 a task starts, ``Output`` for what it writes meanwhile, ``Reply`` when it ends; the
 server decodes them without unpickling anything.
