@@ -9,18 +9,19 @@ here, not generated from the tables themselves.
 import random
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import covalent as ct
 from covalent._dispatcher import states
 from covalent._dispatcher.graph_index import Dependents, Inputs
-from covalent._dispatcher.run import Effects, Reuse, Run
+from covalent._dispatcher.run import CHAIN_AHEAD, Effects, Reuse, Run
 from covalent._dispatcher.states import InvalidTransition
 from covalent._errors import CovalentError
 from covalent._results.status import FINAL_STATUSES, Status
 from covalent._store.changes import DISPATCH_NODE, Changes, DispatchUpdate, NodeUpdate
 from covalent._wire import blobs, manifest
+from covalent.executor.payload import OUTPUT_BEFORE
 from covalent.executor.task import Outcome
 
 S = Status
@@ -848,3 +849,251 @@ def test_the_edge_index_lists_each_nodes_edges_in_manifest_order(graph, as_lists
         sum(status[e[0]] is not S.COMPLETED for e in edges if e[1] == n) for n in range(count)
     ]
     assert inputs.unfinished(status) == expected
+
+
+# a chain's next step handed over before its input ended (Run.chained)
+
+
+@ct.lattice
+def three_steps(a):
+    return identity(identity(identity(a)))
+
+
+@ct.lattice
+def steps(n):
+    value = 0
+    for _ in range(n):
+        value = identity(value)
+    return value
+
+
+def chained_run(lattice, *args):
+    run = new_run(manifest_of(lattice, *args))
+    run.chains = lambda spec: True
+    return run
+
+
+def electrons(run):
+    return [n for n, node in enumerate(run.nodes) if node["kind"] == "electron"]
+
+
+def not_run(error="not in this worker"):
+    return Outcome(S.NOT_RUN, error=error, start_time=AT, end_time=AT)
+
+
+def test_a_chains_next_steps_are_handed_over_with_the_step_before_and_start_after_it():
+    run = chained_run(three_steps, 1)
+    first, second, third = electrons(run)
+    assert take_ready(run) == [first, second, third]
+    assert run.chained == {second: first, third: second}
+    assert run.arguments(second) == ([OUTPUT_BEFORE], {})  # the worker has it
+    assert run.arguments(third) == ([OUTPUT_BEFORE], {})
+    assert run.outputs[first] is None
+    run.task_started(second, AT, fx())  # a start before its input completed: ignored
+    assert run.status[second] == S.NEW_OBJECT
+    effects = finish(run, first)
+    assert effects.launch == []  # the chain is handed over to its end already
+    run.task_started(second, AT, fx())
+    assert run.status[second] == S.RUNNING
+    finish(run, second)
+    finish(run, third)
+    effects = fx()
+    run.conclude(effects, AT)
+    assert run.dispatch_status == S.COMPLETED and not run.chained
+
+
+def test_a_chain_is_handed_over_at_most_chain_ahead_steps_beyond_a_running_step():
+    run = chained_run(steps, CHAIN_AHEAD + 5)
+    nodes = electrons(run)
+    assert take_ready(run) == nodes[: CHAIN_AHEAD + 1]
+    effects = finish(run, nodes[0])
+    assert effects.launch == [nodes[CHAIN_AHEAD + 1]]  # one more at the end
+    assert run.chained[nodes[CHAIN_AHEAD + 1]] == nodes[CHAIN_AHEAD]
+
+
+def test_a_chained_step_its_worker_did_not_run_waits_for_its_input_and_runs_then():
+    run = chained_run(three_steps, 1)
+    first, second, third = electrons(run)
+    take_ready(run)
+    effects = fx()
+    run.task_finished(second, not_run(), effects)
+    run.validate()
+    assert second not in run.running and run.status[second] == S.NEW_OBJECT
+    assert not effects.changes.transitions  # nothing happened to it
+    finish(run, first)
+    assert take_ready(run) == [second]  # as any node; the step after it is still out
+    assert run.arguments(second) == ([run.outputs[first]], {})
+    effects = fx()
+    run.task_finished(third, not_run(), effects)  # it followed the second's first try
+    run.validate()
+    finish(run, second)
+    assert take_ready(run) == [third]
+    finish(run, third)
+
+
+def test_a_chained_step_cancelled_before_its_input_ended_stays_cancelled():
+    run = chained_run(three_steps, 1)
+    first, second, third = electrons(run)
+    take_ready(run)
+    effects = fx()
+    run.cancel([second], effects, AT)
+    assert effects.stop == [second]
+    run.task_finished(second, Outcome(S.CANCELLED, error="Cancelled."), fx())
+    run.validate()
+    run.task_finished(third, not_run(), fx())  # its worker never had its input
+    run.validate()
+    finish(run, first)
+    assert take_ready(run) == []
+    assert run.status[second] == run.status[third] == S.CANCELLED
+
+
+def drive_chained(run, rng, failing=None):
+    """As :func:`drive`, with chaining on, in the orders a worker allows: a chained node
+    answers after the node before it did (COMPLETED or, at random, NOT_RUN: its worker
+    ran something else; NOT_RUN if that node did not complete), or at once NOT_RUN
+    (it could not be handed over)."""
+    run.chains = lambda spec: True
+    running = []
+    while True:
+        effects = fx()
+        run.take_ready(effects, AT, 10_000)
+        run.validate()
+        running += effects.launch
+        check_invariants(run)
+        if not running:
+            effects = fx()
+            run.conclude(effects, AT)
+            return
+        node_id = running.pop(rng.randrange(len(running)))
+        before = run.chained.get(node_id)
+        outcome = failed() if node_id == failing else completed(node_id)
+        if before is not None and (
+            before in running or run.status[before] != S.COMPLETED or rng.random() < 0.2
+        ):
+            outcome = Outcome(S.NOT_RUN, error="not in this worker", start_time=AT, end_time=AT)
+        effects = fx()
+        run.task_finished(node_id, outcome, effects)
+        run.validate()
+        running += effects.launch  # the next step of a chain, handed over now
+        check_invariants(run)
+
+
+@settings(max_examples=80, deadline=None, derandomize=True, database=None)
+@given(dags(), st.randoms(use_true_random=False))
+def test_random_dags_with_chaining_complete_in_any_order_a_worker_allows(parents, rng):
+    run = new_run(manifest_of(dag_lattice(parents)))
+    drive_chained(run, rng)
+    assert run.status == [S.COMPLETED] * len(parents)
+    assert run.dispatch_status == S.COMPLETED and not run.chained
+
+
+@settings(max_examples=80, deadline=None, derandomize=True, database=None)
+@given(dags(), st.data())
+def test_a_failure_with_chaining_marks_exactly_its_descendants_not_run(parents, data):
+    failing = data.draw(st.integers(0, len(parents) - 1), label="failing node")
+    rng = data.draw(st.randoms(use_true_random=False), label="order")
+    run = new_run(manifest_of(dag_lattice(parents)))
+    drive_chained(run, rng, failing)
+    below = descendants(children_of(parents), failing)
+    assert {n for n, s in enumerate(run.status) if s == S.NOT_RUN} == below
+    assert run.status[failing] == S.FAILED
+    assert all(run.status[n] == S.COMPLETED for n in set(range(len(parents))) - below - {failing})
+    assert run.dispatch_status == S.FAILED
+
+
+def test_a_chained_step_cancelled_while_its_not_run_answer_is_on_the_way_stays_cancelled():
+    """The cancel reaches the run after the launcher could not hand the step over (its
+    NOT_RUN is queued, no handle is left to stop): the step must not run later."""
+    run = chained_run(three_steps, 1)
+    first, second, third = electrons(run)
+    take_ready(run)
+    effects = fx()
+    run.cancel([second], effects, AT)
+    assert effects.stop == [second]
+    run.task_finished(second, Outcome(S.NOT_RUN, error="Not chained."), fx())
+    run.validate()
+    run.task_finished(third, not_run(), fx())  # chained on the second: never its input
+    run.validate()
+    finish(run, first)
+    assert take_ready(run) == []
+    assert run.status[second] == run.status[third] == S.CANCELLED
+
+
+def test_a_dispatch_cancelled_while_a_chained_steps_not_run_answer_is_on_the_way_ends():
+    """The whole dispatch is cancelled, the step's NOT_RUN comes, then the step before
+    completes (its outcome crossed the cancel): every node ends, none is left NEW."""
+    run = chained_run(three_steps, 1)
+    first, second, third = electrons(run)
+    take_ready(run)
+    run.cancel(None, fx(), AT)
+    run.task_finished(second, Outcome(S.NOT_RUN, error="Not chained."), fx())
+    run.validate()
+    run.task_finished(third, not_run(), fx())
+    run.validate()
+    finish(run, first)
+    assert take_ready(run) == []
+    effects = fx()
+    run.conclude(effects, AT)
+    assert run.dispatch_status == S.CANCELLED
+    assert run.status[second] == run.status[third] == S.CANCELLED
+
+
+def drive_chained_with_cancels(run, rng):
+    """As :func:`drive_chained`, with cancels of random nodes and of the dispatch at
+    random points, and outcomes that cross them (a cancelled task may still complete,
+    fail, or answer NOT_RUN)."""
+    run.chains = lambda spec: True
+    running = []
+    while True:
+        effects = fx()
+        run.take_ready(effects, AT, 10_000)
+        run.validate()
+        running += effects.launch
+        check_invariants(run)
+        roll = rng.random()
+        if roll < 0.03 and not run.cancel_requested:
+            run.cancel(None, fx(), AT)
+            run.validate()
+            continue
+        if roll < 0.1:
+            run.cancel([rng.randrange(len(run.status))], fx(), AT)
+            run.validate()
+            continue
+        if not running:
+            run.conclude(fx(), AT)
+            return
+        node_id = running.pop(rng.randrange(len(running)))
+        before = run.chained.get(node_id)
+        roll = rng.random()
+        if roll < 0.05:
+            outcome = failed()
+        elif roll < 0.15:
+            outcome = Outcome(S.CANCELLED, error="Cancelled.", start_time=AT, end_time=AT)
+        else:
+            outcome = completed(node_id)
+        if (
+            before is not None
+            and outcome.status != S.CANCELLED
+            and (before in running or run.status[before] != S.COMPLETED or rng.random() < 0.2)
+        ):
+            outcome = Outcome(S.NOT_RUN, error="not in this worker", start_time=AT, end_time=AT)
+        effects = fx()
+        run.task_finished(node_id, outcome, effects)
+        run.validate()
+        running += effects.launch
+        check_invariants(run)
+
+
+@settings(
+    max_examples=200,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.large_base_example],  # (the outcomes' random draws)
+)
+@given(dags(), st.randoms(use_true_random=False))
+def test_random_dags_with_chaining_and_cancels_end_with_every_node_ended(parents, rng):
+    run = new_run(manifest_of(dag_lattice(parents)))
+    drive_chained_with_cancels(run, rng)
+    assert run.finished and run.dispatch_status in FINAL_STATUSES
+    assert all(status in FINAL_STATUSES for status in run.status), run.status

@@ -243,6 +243,7 @@ class Dispatcher:
     ) -> None:
         if isinstance(event, Joined):
             self.runs[event.dispatch_id] = event.run
+            event.run.chains = self.launcher.chains
             how = "running (resumed after a restart)" if event.resumed else "running"
             log.info(how, extra=journal.fields(event.dispatch_id, "dispatch.started"))
         run = self.runs.get(event.dispatch_id)

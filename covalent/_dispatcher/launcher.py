@@ -69,12 +69,32 @@ class Launcher:
         self.handles: dict[tuple[str, int], Cancellable] = {}
         self._blobs_dir = str(store.blobs_dir)
 
+    def chains(self, spec: Mapping[str, Any]) -> bool:
+        """Whether nodes of executor ``spec`` may be chained (:meth:`Run.chains`): it is
+        set up, takes a chain's next step to the worker of the step before
+        (``chains()`` and ``start_after``: the local executor), and its config sets no
+        timeout or retries."""
+        executor = self.executors.cached(spec)
+        chains = getattr(executor, "chains", None)
+        return (
+            executor is not None
+            and chains is not None
+            and chains()
+            and not supervised(self.executors.task_policy(executor))
+        )
+
     def start(self, run: Run, node_ids: list[int]) -> None:
-        """Hand ``node_ids`` of ``run`` (queued) to their executors."""
+        """Hand ``node_ids`` of ``run`` (queued) to their executors; a chained one (in
+        ``run.chained``) to the worker of the node before it, once that one is started."""
         fast: dict[int, tuple[BaseExecutor, list[tuple[int, Task]]]] = {}
         found: dict[int, tuple[BaseExecutor | None, dict[str, Any]]] = {}  # by spec object
         last: tuple[Any, tuple[BaseExecutor | None, dict[str, Any]] | None] = (None, None)
+        chained: list[tuple[int, int]] = []
         for node_id in node_ids:
+            before = run.chained.get(node_id)
+            if before is not None and run.waiting[node_id]:  # (else its input is in)
+                chained.append((node_id, before))
+                continue
             task = self.task(run, node_id)
             spec = run.node(node_id)["executor"]
             # The nodes of a fan-out often share one spec object, or (parsed from a small
@@ -98,6 +118,29 @@ class Launcher:
             self._start_fast(run, executor, group)
             if not executor.reports_start():
                 self._started_now(run.dispatch_id, [node_id for node_id, _ in group])
+        for node_id, before in chained:
+            self._start_after(run, node_id, before)
+
+    def _start_after(self, run: Run, node_id: int, before: int) -> None:
+        """Send a chained node to the worker running ``before``, whose output it takes;
+        if that cannot be done now, it is reported NOT_RUN at once, and the run starts
+        it as any other node when ``before`` completes."""
+        task = self.task(run, node_id)
+        task.after = before
+        executor = self.executors.cached(run.node(node_id)["executor"])
+        start_after = getattr(executor, "start_after", None)
+        previous = self.handles.get((run.dispatch_id, before))
+        handle = None
+        if start_after is not None and previous is not None:
+            try:
+                handle = start_after(previous, task, self._reporter(run, node_id))
+            except Exception:
+                log.exception("chaining a task on %s failed", type(executor).__name__)
+        if handle is None:
+            outcome = Outcome(Status.NOT_RUN, error="Not chained: it waits for its input.")
+            self.report(TaskFinished(run.dispatch_id, node_id, outcome))
+            return
+        self.handles[(run.dispatch_id, node_id)] = handle
 
     def _started_now(self, dispatch_id: str, node_ids: list[int]) -> None:
         """For an executor that does not say when a task starts, the hand-off is the

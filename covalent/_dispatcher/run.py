@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, cast
 
 from covalent._dispatcher import invariants, states
@@ -31,6 +31,7 @@ from covalent._store.changes import DISPATCH_NODE, DispatchUpdate, NodeUpdate
 from covalent._wire import blobs as blobmod
 from covalent._wire.manifest import topological_order
 from covalent._wire.schema import Manifest, ManifestNode
+from covalent.executor.payload import OUTPUT_BEFORE
 from covalent.executor.task import Outcome
 
 S = Status
@@ -41,6 +42,11 @@ _VALUE = {status: status.value for status in Status}
 _ALLOWED = {status: states.NODE_TRANSITIONS.get(status, frozenset()) for status in Status}
 _node_update = functools.partial(tuple.__new__, NodeUpdate)  # no Python-level __new__
 STORY_LENGTH = 256
+CHAIN_AHEAD = 8
+"""How many steps of a chain beyond a running one are handed over at once (see
+:meth:`Run._chain_after`): the server reacts to a step's end in a few hundred
+microseconds, the worker runs a trivial step in tens, so one step ahead left the worker
+waiting; eight keep it busy while the server takes the replies in batches."""
 """How many recent transitions a run remembers, for the errors that need a node's story."""
 
 
@@ -84,6 +90,11 @@ class Run:
         self.checking: set[int] = set()  # cache=True nodes whose lookup is out
         self.cache_keys: dict[int, str] = {}
         self.stop_wanted: set[int] = set()  # cancelled while their child was being submitted
+        self.stop_chained: set[int] = set()  # chained ones cancelled (their NOT_RUN may be
+        # on the way, with no handle left to stop)
+        self.chained: dict[int, int] = {}  # handed before its input ended -> that input
+        self.chains: Callable[[Mapping[str, Any]], bool] = _never  # the launcher's
+        self._chaining: set[int] = set()  # ids of the specs whose executor chains
         self.pending_reuse = dict(pending_reuse or {})
         self.history: deque[tuple[int, str | None, str, str]] = deque(maxlen=STORY_LENGTH)
         count, edges = len(self.nodes), manifest["edges"]
@@ -106,10 +117,17 @@ class Run:
         return [(old, new, cause) for n, old, new, cause in self.history if n == node_id]
 
     def arguments(self, node_id: int) -> tuple[list[str], dict[str, str]]:
-        """The output digests to pass to a node, positional and by keyword."""
+        """The output digests to pass to a node, positional and by keyword; a chained
+        node's input that has not ended yet is named ``OUTPUT_BEFORE``."""
         try:
             return self.inputs.arguments(node_id, self.outputs)
         except MissingInput as e:
+            if self.chained.get(node_id) == e.source:
+                self.outputs[e.source] = OUTPUT_BEFORE
+                try:
+                    return self.inputs.arguments(node_id, self.outputs)
+                finally:
+                    self.outputs[e.source] = None
             raise states.InvalidTransition(
                 f"Node {self.label(node_id)} (input {e.source} has no output)",
                 self.status[node_id],
@@ -207,8 +225,9 @@ class Run:
 
     def task_started(self, node_id: int, at: float, fx: Effects) -> None:
         """A queued node's task started on its executor: now it is RUNNING."""
-        if node_id not in self.running or self.status[node_id] != NEW:
-            return  # a later attempt's start, or a node stopped meanwhile
+        if node_id not in self.running or self.status[node_id] != NEW or self.waiting[node_id]:
+            return  # a later attempt's start, a node stopped meanwhile, or one chained
+            # on an input that did not complete (its worker answers NOT_RUN)
         self.started_at[node_id] = at
         self._set(node_id, RUNNING, fx, at, "started", start_time=at, attempts=1)
 
@@ -222,6 +241,16 @@ class Run:
         """A task ended (or a child dispatch did, for a sublattice node)."""
         handed = node_id in self.running
         self.running.discard(node_id)
+        chained = self.chained.pop(node_id, None) is not None and self.status[node_id] == NEW
+        stopped = node_id in self.stop_chained
+        self.stop_chained.discard(node_id)
+        if (
+            chained
+            and outcome.status != S.CANCELLED  # (a cancel ends it, whatever its input did)
+            and (outcome.status == S.NOT_RUN or self.waiting[node_id])
+        ):
+            self._not_run_here(node_id, outcome, fx, stopped)  # its output, if any, is not used
+            return
         if handed and self.status[node_id] == NEW:  # it never reported a start
             if outcome.status == S.CANCELLED:
                 self._end_unsuccessfully(node_id, outcome, fx)
@@ -256,7 +285,7 @@ class Run:
             output_repr=outcome.output_repr,
             **self._ending(node_id, outcome, fx),
         )
-        self._complete(node_id, digest)
+        self._complete(node_id, digest, fx)
 
     def attempt_failed(self, node_id: int, attempt: int, outcome: Outcome, fx: Effects) -> None:
         """A failed attempt that will be retried: kept in ``attempts``."""
@@ -293,6 +322,8 @@ class Run:
                     fx.stop_children.append(child)
             elif node_id in self.running:
                 fx.stop.append(node_id)
+                if node_id in self.chained:  # if it comes back NOT_RUN, it ends CANCELLED
+                    self.stop_chained.add(node_id)
             elif self.status[node_id] == NEW:
                 self._set(node_id, S.CANCELLED, fx, now, "cancel requested")
                 self._stop_descendants(node_id, S.CANCELLED, fx, now)
@@ -425,6 +456,85 @@ class Run:
         NEW_OBJECT, in the store too, so a restart meanwhile does not count it as run)."""
         self.running.add(node_id)
         fx.launch.append(node_id)
+        self._chain_after(node_id, fx)
+
+    def _chain_after(self, node_id: int, fx: Effects) -> None:
+        """Hand over, with ``node_id``, the next steps of its chain, up to
+        :data:`CHAIN_AHEAD` beyond it: each a dependent of the one before that waits for
+        nothing else, on the same executor (one that chains: ``self.chains``), with no
+        timeout, retries or cache. Each goes to the worker running the step before it
+        and starts there when that one ends, with its output from that worker's memory,
+        while the server stores that output (``chained``). Its start counts once its
+        input completed; if the worker did not have the input, it answers NOT_RUN and
+        the node waits for it as any other (:meth:`_not_run_here`). Called again as each
+        step completes, it finds the steps chained already and adds one at the end."""
+        tail = node_id
+        for _ in range(CHAIN_AHEAD):
+            found = self._chained_on(tail)
+            if found is None:
+                found = self._chain_one(tail, fx)
+                if found is None:
+                    return
+            tail = found
+
+    def _chained_on(self, node_id: int) -> int | None:
+        """The dependent chained on ``node_id`` and still handed over, if any."""
+        for child in self.dependents[node_id]:
+            if self.chained.get(child) == node_id and child in self.running:
+                return child
+        return None
+
+    def _chain_one(self, node_id: int, fx: Effects) -> int | None:
+        """Chain the first dependent of ``node_id`` that may be (see :meth:`_chain_after`)."""
+        status, waiting = self.status, self.waiting
+        for child in self.dependents[node_id]:  # (a fan-out's: none waits for one input)
+            if waiting[child] != 1 or status[child] is not NEW or child in self.running:
+                continue
+            node, after = self.nodes[node_id], self.nodes[child]
+            spec = node["executor"]
+            if (
+                node["kind"] == after["kind"] == "electron"
+                and not self.cancel_requested
+                and _plain(node)
+                and _plain(after)
+                and (after["executor"] is spec or after["executor"] == spec)
+                and self._chains(spec)
+            ):
+                self.running.add(child)
+                self.chained[child] = node_id
+                fx.launch.append(child)
+                return child
+        return None
+
+    def _chains(self, spec: Mapping[str, Any]) -> bool:
+        """``self.chains(spec)``, remembered per spec object once it says yes (it says
+        no until the executor is set up, so a no is asked again)."""
+        if id(spec) in self._chaining:
+            return True
+        if self.chains(spec):
+            self._chaining.add(id(spec))  # the spec lives as long as the run
+            return True
+        return False
+
+    def _not_run_here(self, node_id: int, outcome: Outcome, fx: Effects, stopped: bool) -> None:
+        """A chained node that did not run (its worker lacked its input, or the input
+        did not complete): it waits for its input as any node, or ends as a node whose
+        input failed or was cancelled does. ``stopped`` (the node was cancelled while
+        chained) or the dispatch cancelled: it ends CANCELLED, as its cancel found no
+        task of its to stop (its NOT_RUN was on the way) and none would stop it later."""
+        if stopped or self.cancel_requested:
+            self._set(node_id, S.CANCELLED, fx, outcome.end_time, "cancel requested")
+            self._stop_descendants(node_id, S.CANCELLED, fx, outcome.end_time)
+            return
+        ended = [e.source for e in self.inputs[node_id] if self.status[e.source] in _ENDED]
+        if ended:
+            source = self.status[ended[0]]
+            new = S.CANCELLED if source == S.CANCELLED else S.NOT_RUN
+            cause = f"input {self.label(ended[0])} is {source.value}"
+            self._set(node_id, new, fx, outcome.end_time, cause)
+            self._stop_descendants(node_id, new, fx, outcome.end_time)
+        elif self.waiting[node_id] == 0:
+            self.ready.append(node_id)
 
     def _look_up(self, node_id: int, metadata: dict[str, Any], fx: Effects) -> None:
         args, kwargs = self.arguments(node_id)
@@ -434,12 +544,15 @@ class Run:
         self.checking.add(node_id)
         fx.cache_lookups.append((node_id, key))
 
-    def _complete(self, node_id: int, digest: str) -> None:
+    def _complete(self, node_id: int, digest: str, fx: Effects) -> None:
         self.outputs[node_id] = digest
         for child in self.dependents[node_id]:
             self.waiting[child] -= 1
             if self.waiting[child] == 0 and self.status[child] == NEW:
-                self.ready.append(child)
+                if child in self.running:  # chained: it runs on, and the next step follows
+                    self._chain_after(child, fx)
+                else:
+                    self.ready.append(child)
 
     def _stop_descendants(self, node_id: int, new: Status, fx: Effects, at: float) -> None:
         """Mark every not-yet-started node downstream of ``node_id`` as ``new``."""
@@ -447,7 +560,8 @@ class Run:
         stack = list(self.dependents[node_id])
         while stack:
             child = stack.pop()
-            if self.status[child] == NEW:
+            if self.status[child] == NEW and child not in self.running:  # (chained: its
+                # worker answers NOT_RUN, and _not_run_here ends it and those after it)
                 self._set(child, new, fx, at, cause)
                 stack.extend(self.dependents[child])
 
@@ -498,7 +612,7 @@ class Run:
             end_time=now,
         )
         self.reprs[node_id] = text
-        self._complete(node_id, digest)
+        self._complete(node_id, digest, fx)
 
     def _reuse(self, node_id: int, found: Reuse, fx: Effects, now: float, cause: str) -> None:
         """A node completes with a stored output instead of running (PENDING_REUSE first)."""
@@ -516,7 +630,21 @@ class Run:
             start_time=now,
             end_time=now,
         )
-        self._complete(node_id, found.digest)
+        self._complete(node_id, found.digest, fx)
+
+
+_ENDED = (S.FAILED, S.NOT_RUN, S.CANCELLED)
+
+
+def _never(_spec: Mapping[str, Any]) -> bool:
+    return False
+
+
+def _plain(node: ManifestNode) -> bool:
+    """A node that may be chained: no timeout, retries or cache (those need the run's
+    supervision or lookup first)."""
+    metadata = node.get("metadata") or {}
+    return not (metadata.get("timeout") or metadata.get("retries") or metadata.get("cache"))
 
 
 def _dispatch_update(dispatch_id: str, status: Status, **fields: Any) -> DispatchUpdate:

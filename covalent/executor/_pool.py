@@ -8,7 +8,9 @@ event loop never blocks on a pipe, and only the loop touches dispatcher state.
 A few tasks submitted while threads wait idle with a warm worker each (a chain's next
 step, a seed's) are sent by the submitting thread itself, one to each such worker, and
 the thread that owns it is woken only to relay the reply: the worker starts at once,
-rather than once its thread has woken and the submitter has let go of the GIL.
+rather than once its thread has woken and the submitter has let go of the GIL. A
+chain's next steps are sent so too, to the worker running the step before them, which
+starts each as that one ends (:meth:`WorkerPool.follow`).
 
 Workers start on demand, up to ``max_workers``, and exit after ``idle_timeout`` seconds
 without work. A worker that dies mid-batch fails the task it was running, with its exit
@@ -70,6 +72,7 @@ class Job:
     cancelled: bool = False
     skipped: bool = False  # cancelled in its worker's batch before it started: not run
     taken: bool = False  # by a worker thread, from the pool's queue
+    sent_bytes: int = 0  # its message's, sent by hand() and not yet begun by the worker
     settled: bool = False  # only touched on the loop's thread
     worker: _WorkerThread | None = field(default=None, repr=False)
     pool: WorkerPool | None = field(default=None, repr=False)
@@ -200,8 +203,47 @@ class WorkerPool:
             thread.reserved = thread.uncounted = True
             self._idle -= 1  # it will not take from the queue: a new job may need a thread
             job.taken = True
+            job.worker = thread  # a chain's next step follows it there (follow)
             handed.append((thread, job))
         return handed
+
+    def follow(
+        self,
+        before: Job,
+        task: Task,
+        options: dict[str, Any],
+        report: Callable[[Outcome], None],
+    ) -> Job | None:
+        """Send ``task``, a chain's next step (``task.after``), to the worker that runs
+        ``before`` (or ran it last), now, on this thread: that worker starts it as soon
+        as it is done, with ``before``'s output from its memory, and its thread relays
+        the reply as it does a handed job's. None, and nothing sent, if that worker
+        cannot take it now (not started yet, gone, or being handed another job), or
+        while a job waits in the queue (the chain would overtake it at every step); a
+        worker that has run another task meanwhile answers NOT_RUN."""
+        job = Job(task, options, report, asyncio.get_running_loop(), pool=self)
+        with self._lock:
+            thread = before.worker
+            if (
+                self._closed
+                or self._jobs  # (its worker may be the one counted on to take them)
+                or thread is None
+                or thread.reserved
+                or thread.sending  # its worker would get the step after what it sends
+                or thread not in self._threads
+                or not thread.has_worker()
+            ):
+                return None
+            if thread in self._parked:
+                self._parked.remove(thread)
+            thread.reserved = True
+            if not thread.uncounted:  # it will not take from the queue next
+                thread.uncounted = True
+                self._idle -= 1
+            job.taken = True
+            job.worker = thread
+        thread.hand(job)
+        return job
 
     def _wake(self, count: int) -> None:
         """Wake up to ``count`` parked threads (to take from the queue, or to stop)."""
@@ -215,6 +257,7 @@ class WorkerPool:
             kept = [job for job in jobs if not job.cancelled]
             for job in kept:
                 job.taken = False
+                job.sent_bytes = 0
             self._jobs.extendleft(reversed(kept))
             self._wake(len(kept))
         _settle_all([(job, _cancelled()) for job in cancelled])
@@ -266,6 +309,7 @@ class WorkerPool:
             # 8 workers, each worker takes one.
             size = 1 + min(MAX_BATCH - 1, (len(self._jobs) - 1) // self.max_workers)
             batch: list[Job] = []
+            thread.sending = True  # until it is sent: nothing may be handed before it
             while self._jobs and len(batch) < size:
                 job = self._jobs.popleft()
                 if not job.cancelled:  # a cancelled one was reported when cancelled
@@ -331,10 +375,12 @@ class _WorkerThread(threading.Thread):
         self.counted_idle = False  # by pool.returning(), before the batch's last replies
         self.wake = threading.Condition(pool._lock)  # notified by the pool: work, or stop
         self.reserved = False  # parked, and a job is being sent to its worker (hand())
-        self.handed: list[Job] = []  # that job, sent: this thread relays its reply
+        self.handed: list[Job] = []  # jobs sent to its worker (hand): it relays their replies
         self.sent = False  # the batch take() returned was handed (sent already)
         self.uncounted = False  # reserved: no longer counted idle
         self.killed = False  # its worker was sent SIGKILL: it may not be dead yet
+        self.sending = False  # it took a batch from the queue and has not sent it yet
+        self.unread = 0  # bytes handed to its worker (hand) for tasks not begun yet
         self._kill_lock = threading.Lock()
         self._send_lock = threading.Lock()
 
@@ -366,18 +412,21 @@ class _WorkerThread(threading.Thread):
         return kept
 
     def _run_batch(self, batch: list[Job]) -> None:
-        if not batch:
-            return
-        sent, self.sent = self.sent, False
         try:
-            if not sent:
-                self._send(batch)
-        except (OSError, ValueError, _WorkerDied) as e:
-            _fail_all(batch, f"Could not start a worker process: {e}")
-            return
-        except Exception as e:  # a blob could not be read: fail these, keep the thread
-            _fail_all(batch, f"The task could not be sent to a worker process: {e}")
-            return
+            if not batch:
+                return
+            sent, self.sent = self.sent, False
+            try:
+                if not sent:
+                    self._send(batch)
+            except (OSError, ValueError, _WorkerDied) as e:
+                _fail_all(batch, f"Could not start a worker process: {e}")
+                return
+            except Exception as e:  # a blob could not be read: fail these, keep the thread
+                _fail_all(batch, f"The task could not be sent to a worker process: {e}")
+                return
+        finally:
+            self.sending = False
         position = 0
         with self._kill_lock:  # a cancel from now on finds the batch as the worker has it
             by_key = self.waiting = {job.task.key: job for job in batch}
@@ -419,18 +468,23 @@ class _WorkerThread(threading.Thread):
         )
 
     def hand(self, job: Job) -> None:
-        """Send ``job`` to this parked thread's worker, on the submitting thread (the
-        pool reserved this thread for it), then wake this thread to relay its reply.
+        """Send ``job`` to this thread's worker, on the submitting thread (the pool
+        reserved this thread for it), then wake this thread to relay its reply.
 
-        A message over :data:`HAND_BYTES`, or one that cannot be made (a blob that
-        cannot be read), goes back to the queue instead, and this thread sends it (the
-        submitter is the event loop: it must not wait for a worker to read) or reports
-        the error; if the pool was closed meanwhile, the job fails as the queue's did.
-        A worker that died meanwhile is found by this thread's receive."""
+        A message that would take the bytes handed to this worker and not yet begun
+        over :data:`HAND_BYTES` (``unread``: a busy worker's socket must hold them all),
+        or one that cannot be made (a blob that cannot be read), goes back to the queue,
+        and this thread sends it (the submitter is the event loop: it must not wait for
+        a worker to read) or reports the error; if the pool was closed meanwhile, the
+        job fails as the queue's did. A worker that died meanwhile is found by this
+        thread's receive."""
         sent = False
         try:
             data, functions = self._message([job])
-            if len(data) <= HAND_BYTES:
+            if len(data) <= HAND_BYTES - self.unread:
+                with self.pool._lock:
+                    self.unread += len(data)
+                    job.sent_bytes = len(data)
                 sent = True  # from here on the worker may have (part of) it: never resent
                 with contextlib.suppress(OSError, ValueError):
                     self._send_bytes(data)
@@ -443,9 +497,10 @@ class _WorkerThread(threading.Thread):
             with self.pool._lock:
                 self.reserved = False
                 if sent:
-                    self.handed = [job]
+                    self.handed.append(job)  # after a job handed before it, if any
                 else:
                     job.taken = False
+                    job.worker = None
                     closed = self.pool._closed  # close() failed the queue already: not this
                     if not closed:
                         self.pool._jobs.appendleft(job)
@@ -532,6 +587,7 @@ class _WorkerThread(threading.Thread):
         self.conn = Connection(ours.detach())
         self.known = set()
         self.killed = False
+        self.unread = 0
         return self.conn
 
     def _reap(self) -> int | None:
@@ -558,6 +614,10 @@ class _WorkerThread(threading.Thread):
     def _make_current(self, job: Job) -> None:
         """``job`` is the one the worker runs now; if it was cancelled before (even
         before this thread knew it had it), its process is killed at once."""
+        if job.sent_bytes:  # handed: its worker reads its message now
+            with self.pool._lock:
+                self.unread = max(0, self.unread - job.sent_bytes)
+                job.sent_bytes = 0
         with self._kill_lock:
             self.current = job
             if job.cancelled and not job.skipped:
@@ -572,6 +632,11 @@ class _WorkerThread(threading.Thread):
             if self.current is not job:
                 if job.task.key in self.waiting and not job.skipped:
                     self._skip(job)
+                    return
+                with self.pool._lock:
+                    behind = bool(self.waiting) and any(j is job for j in self.handed)
+                if behind:  # sent behind the batch its worker runs (a chain's next step):
+                    job.settle(_cancelled())  # reported now; _make_current kills it then
                 return
             if job.task.metadata.get("timeout") and self.process is not None:
                 process, stacks = self.process, self.stacks

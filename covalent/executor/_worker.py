@@ -10,6 +10,9 @@ watchdog thread kills the whole group if the server dies.
 Messages are MessagePack in ``multiprocessing.connection`` frames. A request is a dict
 of ``tasks`` (runner payloads) and the blobs they need (``functions`` are kept for the
 life of the worker, ``values`` only for the batch, large ones named by their ``files``).
+A request that comes while a batch runs (a chain's next step) waits its turn in a
+backlog; a task with ``after`` takes the output of the task this worker ran just before
+from memory, or is answered NOT_RUN if that is not the task it follows.
 The worker answers with lists of events (covalent.executor.messages): ``Started`` when
 a task starts, ``Output`` for what it writes meanwhile, ``Reply`` when it ends; the
 server decodes them without unpickling anything.
@@ -39,12 +42,14 @@ import sys
 import termios
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections import deque
+from collections.abc import Callable, Mapping
 from multiprocessing.connection import Connection
 from typing import Any
 
 from covalent._wire import blobs
 from covalent.executor import messages
+from covalent.executor.payload import OUTPUT_BEFORE
 from covalent.executor.runner import append_log, run_task
 
 WATCHDOG_INTERVAL = 0.2
@@ -395,35 +400,54 @@ class Worker:
         self.capture = capture
         self.events = Events(conn, capture)
         self.baseline: Baseline | None = None
+        self.backlog: deque[dict[str, Any]] = deque()  # requests read while a batch ran
+        self.cancelled: set[tuple[str, int]] = set()  # tasks the pool cancelled, not run yet
+        self.last: tuple[tuple[str, int], messages.Reply] | None = None  # a chain's input
 
     def serve(self) -> None:
         self.baseline = Baseline()  # after main's memory limit: the limit is the baseline
         while True:
-            try:
-                request = messages.decode_plain(self.conn.recv_bytes())
-            except (EOFError, OSError):
-                return
+            if self.backlog:
+                request = self.backlog.popleft()
+            else:
+                self.cancelled.clear()  # every cancel read so far was of a task done
+                try:
+                    request = messages.decode_plain(self.conn.recv_bytes())
+                except (EOFError, OSError):
+                    return
             if "cancel" in request:  # of a task this worker has already done
                 continue
             self.functions.update(request["functions"])
             values = FileValues(request["values"], request.get("files", {}))
             tasks = request["tasks"]
-            cancelled: set[tuple[str, int]] = set()
             for position, task in enumerate(tasks):
-                if position and _unread(self.conn.fileno()):  # only cancels, mid-batch
-                    cancelled.update(self._cancels())
+                if _unread(self.conn.fileno()):  # cancels, and a chain's next task
+                    self._read_waiting()
+                last = position == len(tasks) - 1
                 key = (str(task["key"][0]), int(task["key"][1]))
-                if key in cancelled:
-                    self.events.add(_skipped(key), last=position == len(tasks) - 1)
+                before, self.last = self.last, None
+                if key in self.cancelled:
+                    self.cancelled.discard(key)
+                    self.events.add(_skipped(key), last=last)
                     continue
-                self.events.add(self.run(task, values), last=position == len(tasks) - 1)
+                if task.get("after") is not None and not _take_output(task, before, values):
+                    self.events.add(_input_elsewhere(key, task["after"]), last=last)
+                    continue
+                reply = self.run(task, values)
+                if reply.status == "COMPLETED":
+                    self.last = (key, reply)
+                self.events.add(reply, last=last)
                 self._tidy()  # after the reply is on its way: off a chain's critical path
 
-    def _cancels(self) -> Iterator[tuple[str, int]]:
-        """The keys of the batch's tasks the pool has cancelled since it sent them."""
+    def _read_waiting(self) -> None:
+        """Read what the pool sent while a batch ran: cancels of the tasks it sent, and
+        requests (a chain's next task), which wait their turn in :attr:`backlog`."""
         while self.conn.poll():
-            for key in messages.decode_plain(self.conn.recv_bytes()).get("cancel", []):
-                yield (str(key[0]), int(key[1]))
+            message = messages.decode_plain(self.conn.recv_bytes())
+            if "cancel" in message:
+                self.cancelled.update((str(k[0]), int(k[1])) for k in message["cancel"])
+            else:
+                self.backlog.append(message)
 
     def run(self, task: dict[str, Any], values: FileValues) -> messages.Reply:
         key = (str(task["key"][0]), int(task["key"][1]))
@@ -461,6 +485,37 @@ class Worker:
 def _skipped(key: tuple[str, int]) -> messages.Reply:
     now = time.time()
     return messages.Reply(key, "CANCELLED", now, now, error="Cancelled before it started.")
+
+
+def _take_output(
+    task: dict[str, Any],
+    before: tuple[tuple[str, int], messages.Reply] | None,
+    values: FileValues,
+) -> bool:
+    """Put the output of the task this worker ran just before (``before``) where a
+    chained task's inputs name it (``OUTPUT_BEFORE``); False if that task is not the one
+    ``task`` follows, or did not complete."""
+    wanted = (str(task["after"][0]), int(task["after"][1]))
+    values.pop(OUTPUT_BEFORE, None)
+    values.files.pop(OUTPUT_BEFORE, None)
+    if before is None or before[0] != wanted:
+        return False
+    reply = before[1]
+    if reply.output is not None:
+        values[OUTPUT_BEFORE] = reply.output
+    elif reply.output_file is not None:
+        values.files[OUTPUT_BEFORE] = reply.output_file.path
+    else:
+        return False
+    return True
+
+
+def _input_elsewhere(key: tuple[str, int], after: list[Any]) -> messages.Reply:
+    """A chained task whose input this worker does not have: it did not run (NOT_RUN),
+    and its node waits for the input's stored output as any other."""
+    now = time.time()
+    error = f"The output of node {after[1]} was not in this worker; the task did not run."
+    return messages.Reply(key, "NOT_RUN", now, now, error=error)
 
 
 def left_children() -> bool:

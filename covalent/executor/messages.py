@@ -35,7 +35,7 @@ class Reply(msgspec.Struct, tag="reply"):
     """How a task ended: its pickled output, or its error with the traceback."""
 
     key: tuple[str, int]  # dispatch id, node id
-    status: str  # COMPLETED, FAILED or CANCELLED
+    status: str  # COMPLETED, FAILED or CANCELLED; NOT_RUN: a chained task without its input
     start_time: float
     end_time: float
     output: bytes | None = None

@@ -22,6 +22,10 @@ from typing import Any, TypedDict
 
 PAYLOAD_VERSION = 3
 
+OUTPUT_BEFORE = "<the output of the task before>"
+"""The input name that stands, in a chained task (``after``), for the output of the task
+its worker ran just before; never a digest (those are hexadecimal)."""
+
 
 class PluginSpec(TypedDict, total=False):
     """The executor a worker rebuilds to call its ``run``."""
@@ -58,6 +62,10 @@ class TaskPayload(TypedDict, total=False):
     timed: bool
     """The task has a timeout: a worker reports its start at once, not with its reply
     (an electron that holds the GIL would keep that report from being sent)."""
+    after: list[Any]
+    """Only to the local pool's workers (the same covalent as the server): the key of
+    the task before, whose output, kept in the worker's memory, is each input named
+    :data:`OUTPUT_BEFORE` (a chain's next step, sent before that output was stored)."""
 
 
 class TaskReply(TypedDict, total=False):

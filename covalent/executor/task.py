@@ -12,7 +12,7 @@ from typing import Any, Protocol
 from covalent._results.status import Status
 from covalent._wire import blobs
 from covalent.executor import messages
-from covalent.executor.payload import PAYLOAD_VERSION, TaskPayload
+from covalent.executor.payload import OUTPUT_BEFORE, PAYLOAD_VERSION, TaskPayload
 
 
 class Cancellable(Protocol):
@@ -46,6 +46,12 @@ class Task:
     """Where an executor that sees the task's output while it runs reports it:
     ``on_output("stdout" or "stderr", text)``, on the event loop's thread, in order. What
     is reported here is not repeated in the Outcome's ``stdout``/``stderr``."""
+    after: int | None = None
+    """A chain's next task, sent to the worker running the task before it (the local
+    pool's workers only): the node id whose output the inputs named
+    :data:`~covalent.executor.payload.OUTPUT_BEFORE` are, kept in that worker's memory.
+    A worker that does not have it (the task before failed, or another task ran in
+    between) answers NOT_RUN, and the node waits for its input as any other."""
 
     @property
     def key(self) -> tuple[str, int]:
@@ -63,13 +69,15 @@ class Task:
         names = [*self.args, *self.kwargs.values()]
         if self.extras:
             names.append(self.extras)
-        found: dict[str, None] = {}
+        found: dict[str, None] = {OUTPUT_BEFORE: None} if self.after is not None else {}
         while names:
             name = names.pop()
             if name in found:
                 continue
             found[name] = None
             names.extend(self._composite_items(name))
+        if self.after is not None:  # the worker has it: not a blob of the store's
+            del found[OUTPUT_BEFORE]
         return list(found)
 
     def _composite_items(self, name: str) -> list[str]:
@@ -84,7 +92,7 @@ class Task:
         self, options: dict[str, Any] | None = None, plugin: dict[str, Any] | None = None
     ) -> TaskPayload:
         """The plain dict the far side's runner (``runner.run_task``) takes."""
-        return {
+        payload: TaskPayload = {
             "version": PAYLOAD_VERSION,
             "plugin": plugin,  # type: ignore[typeddict-item]
             "key": list(self.key),
@@ -101,6 +109,9 @@ class Task:
                 "results_dir": self.results_dir,
             },
         }
+        if self.after is not None:
+            payload["after"] = [self.dispatch_id, self.after]
+        return payload
 
     def packed(self, options: dict[str, Any] | None = None) -> bytes:
         """One self-contained request (payload, function and values) for ``runner.run_packed``."""

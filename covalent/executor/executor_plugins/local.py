@@ -7,7 +7,7 @@ import os
 from typing import Any
 
 from covalent.executor import settings as check
-from covalent.executor._pool import WorkerPool
+from covalent.executor._pool import Job, WorkerPool
 from covalent.executor.base import BaseExecutor, Report
 from covalent.executor.task import Cancellable, Outcome, Task, workdir_options
 
@@ -111,6 +111,21 @@ class LocalExecutor(BaseExecutor):
         if type(self).execute is not LocalExecutor.execute:
             return None
         return list(self.pool.start_many([(t, self.task_options(t), r) for t, r in tasks]))
+
+    def chains(self) -> bool:
+        """Whether :meth:`start_after` can send a chain's next step (not when a subclass
+        runs tasks its own way)."""
+        return type(self).execute is LocalExecutor.execute
+
+    def start_after(self, before: Cancellable, task: Task, report: Report) -> Cancellable | None:
+        """A chain's next step (``task.after`` is ``before``'s node) sent to the worker
+        process running ``before`` (a handle of this executor's), which takes its input
+        from memory (:meth:`WorkerPool.follow`). None if it cannot be sent there now."""
+        if not self.chains() or self._pool is None:
+            return None
+        if not isinstance(before, Job) or before.pool is not self._pool:
+            return None
+        return self._pool.follow(before, task, self.task_options(task), report)
 
     async def teardown(self) -> None:
         if self._pool is not None:
