@@ -164,38 +164,3 @@ def test_a_downgrade_stores_compressed_manifests_as_json_again(tmp_path: Path) -
         stored = dict(conn.execute("SELECT dispatch_id, manifest FROM dispatches"))
     assert json.loads(stored["large"]) == large
     assert json.loads(stored["small"]) == {"nodes": []}
-
-
-def _nodes_table_sql(db: Path) -> str:
-    with sqlite3.connect(db) as conn:
-        return conn.execute("SELECT sql FROM sqlite_master WHERE name = 'nodes'").fetchone()[0]
-
-
-def _node_rows(db: Path) -> list[tuple[object, ...]]:
-    with sqlite3.connect(db) as conn:
-        return conn.execute("SELECT * FROM nodes ORDER BY dispatch_id, node_id").fetchall()
-
-
-def _node_btrees(db: Path) -> int:
-    with sqlite3.connect(db) as conn:
-        query = "SELECT COUNT(*) FROM sqlite_master WHERE tbl_name = 'nodes' AND rootpage > 0"
-        return int(conn.execute(query).fetchone()[0])
-
-
-def test_node_rows_have_no_rowid_and_a_downgrade_gives_it_back(tmp_path: Path) -> None:
-    """0005 keeps the node rows in their key's B-tree (no second index of the key);
-    going back to 0004 rebuilds the rowid table with every row as it was."""
-    db = tmp_path / "db.sqlite"
-    engine = create_engine(f"sqlite:///{db}")
-    migrate.upgrade(engine, "0004")
-    dispatch_id = _old_dispatch(db)
-    before = _node_rows(db)
-    assert "WITHOUT ROWID" not in _nodes_table_sql(db) and _node_btrees(db) == 2
-    migrate.upgrade(engine)
-    assert _nodes_table_sql(db).rstrip().endswith("WITHOUT ROWID")
-    assert _node_rows(db) == before
-    assert _node_btrees(db) == 1 and dispatch_id == "old-1"
-    migrate.downgrade(engine, "0004")
-    assert "WITHOUT ROWID" not in _nodes_table_sql(db)
-    assert _node_rows(db) == before
-    assert _node_btrees(db) == 2  # the rows by rowid, and the index of their key

@@ -66,7 +66,6 @@ nodes = Table(
     Column("attempts", Integer, nullable=False, default=0),
     Column("sub_dispatch_id", String(36)),  # a sublattice node: the dispatch it runs
     Column("reused_from", Text),  # "dispatch_id:node_id" whose stored output it reused
-    sqlite_with_rowid=False,  # the key's B-tree holds the rows (migration 0005)
 )
 
 transitions = Table(
