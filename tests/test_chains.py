@@ -11,24 +11,23 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import covalent as ct
-from covalent._dispatcher.dispatcher import Dispatcher
-from covalent._dispatcher.executors import ExecutorRegistry
-from covalent._results.status import FINAL_STATUSES, Status
-from covalent._store.store import Store
-from covalent._wire import manifest
+from covalent._results.status import Status
 from covalent.executor import LocalExecutor, _pool
 from covalent.executor.payload import OUTPUT_BEFORE
 from covalent.executor.task import Outcome, Task
 from covalent.executor.testing import TaskFactory, drive
+from tests import test_dispatcher
+from tests.test_dispatcher import Env
 
 S = Status
+env = test_dispatcher.env  # the fixture: a real Dispatcher in process on a real store
 DEADLINE = 60.0
 
 
@@ -82,45 +81,41 @@ async def _started(task: Task) -> None:
     await asyncio.wait_for(started.wait(), DEADLINE)
 
 
-def test_a_chained_task_runs_after_the_one_before_with_its_output(tmp_path: Path) -> None:
+def _run_pair(first: Task, second: Task, go: str, workers: int) -> tuple[Outcome, Outcome]:
+    """Start ``first`` (it waits for the file ``go``), hand ``second`` over behind it
+    once it runs, let it go, and return both outcomes."""
+
+    async def work(ex: LocalExecutor) -> tuple[Outcome, Outcome]:
+        seen = Recorder()
+        job = ex.pool.start(first, ex.task_options(first), seen.report("first"))
+        await _started(first)
+        assert ex.start_after(job, second, seen.report("second")) is not None
+        Path(go).touch()
+        return await seen.get("first"), await seen.get("second")
+
+    return drive(LocalExecutor(workers=workers), work)
+
+
+@pytest.mark.parametrize("fails", [False, True], ids=["completes", "fails"])
+def test_a_chained_task_runs_after_the_one_before_with_its_output(
+    tmp_path: Path, fails: bool
+) -> None:
     """Sent while the task before still runs, it runs on that worker when it ends, with
-    its output taken from the worker's memory (no blob of that name exists anywhere)."""
+    its output taken from the worker's memory (no blob of that name exists anywhere);
+    if that task fails, it does not run (NOT_RUN)."""
     tasks = TaskFactory()
     go = str(tmp_path / "go")
-    first = tasks.task(_value_when, go, 41)
+    first = tasks.task(_fail_when, go) if fails else tasks.task(_value_when, go, 41)
     second = _after(tasks, first)
 
-    async def work(ex: LocalExecutor) -> tuple[Outcome, Outcome]:
-        seen = Recorder()
-        job = ex.pool.start(first, ex.task_options(first), seen.report("first"))
-        await _started(first)
-        assert ex.start_after(job, second, seen.report("second")) is not None
-        Path(go).touch()
-        return await seen.get("first"), await seen.get("second")
-
-    one, two = drive(LocalExecutor(workers=2), work)
-    assert tasks.output(one) == 41
-    value, _ = tasks.output(two)
-    assert value == 42
-
-
-def test_a_chained_task_whose_input_failed_does_not_run(tmp_path: Path) -> None:
-    tasks = TaskFactory()
-    go = str(tmp_path / "go")
-    first = tasks.task(_fail_when, go)
-    second = _after(tasks, first)
-
-    async def work(ex: LocalExecutor) -> tuple[Outcome, Outcome]:
-        seen = Recorder()
-        job = ex.pool.start(first, ex.task_options(first), seen.report("first"))
-        await _started(first)
-        assert ex.start_after(job, second, seen.report("second")) is not None
-        Path(go).touch()
-        return await seen.get("first"), await seen.get("second")
-
-    one, two = drive(LocalExecutor(workers=2), work)
-    assert one.status == S.FAILED and "the step before failed" in one.error
-    assert two.status == S.NOT_RUN and "was not in this worker" in two.error
+    one, two = _run_pair(first, second, go, workers=2)
+    if fails:
+        assert one.status == S.FAILED and "the step before failed" in one.error
+        assert two.status == S.NOT_RUN and "was not in this worker" in two.error
+    else:
+        assert tasks.output(one) == 41
+        value, _ = tasks.output(two)
+        assert value == 42
 
 
 def test_a_chained_task_whose_worker_ran_another_task_since_does_not_run() -> None:
@@ -263,29 +258,6 @@ def first_thread(pool: _pool.WorkerPool) -> Any:
     return next(iter(pool._threads))
 
 
-def test_a_chained_task_cancelled_before_it_starts_is_reported_cancelled(
-    tmp_path: Path,
-) -> None:
-    tasks = TaskFactory()
-    go = str(tmp_path / "go")
-    first = tasks.task(_value_when, go, 41)
-    second = _after(tasks, first)
-
-    async def work(ex: LocalExecutor) -> tuple[Outcome, Outcome]:
-        seen = Recorder()
-        job = ex.pool.start(first, ex.task_options(first), seen.report("first"))
-        await _started(first)
-        follower = ex.start_after(job, second, seen.report("second"))
-        assert follower is not None
-        follower.cancel()
-        Path(go).touch()
-        return await seen.get("first"), await seen.get("second")
-
-    one, two = drive(LocalExecutor(workers=2), work)
-    assert tasks.output(one) == 41
-    assert two.status == S.CANCELLED
-
-
 def _large_when(go: str) -> bytes:
     """An output over the worker's file threshold (it goes to the blob store as a file),
     once the file ``go`` exists."""
@@ -308,15 +280,7 @@ def test_a_chained_task_takes_a_large_output_from_the_file_it_went_to(tmp_path: 
     second = tasks.task(_length)
     second.args, second.after = [OUTPUT_BEFORE], first.node_id
 
-    async def work(ex: LocalExecutor) -> tuple[Outcome, Outcome]:
-        seen = Recorder()
-        job = ex.pool.start(first, ex.task_options(first), seen.report("first"))
-        await _started(first)
-        assert ex.start_after(job, second, seen.report("second")) is not None
-        Path(go).touch()
-        return await seen.get("first"), await seen.get("second")
-
-    one, two = drive(LocalExecutor(workers=1), work)
+    one, two = _run_pair(first, second, go, workers=1)
     assert one.status == S.COMPLETED and one.output_file is not None
     assert tasks.output(two) == 400 * 1024 + 1
 
@@ -385,41 +349,9 @@ def chain_to_cancel(n: int, path: str) -> int:
     return value
 
 
-class Env:
-    def __init__(self, root: Path, store: Store, dispatcher: Dispatcher) -> None:
-        self.root, self.store, self.d = root, store, dispatcher
-
-    def submit(self, lattice: Any, *args: Any) -> str:
-        graph = lattice.build_graph(*args)
-        man, blobs = manifest.from_graph(graph, args, {}, lattice)
-        return self.d.submit(man, blobs)
-
-    async def finished(self, dispatch_id: str) -> dict[str, Any]:
-        deadline = time.monotonic() + DEADLINE
-        while time.monotonic() < deadline:
-            row = self.store.get_dispatch(dispatch_id)
-            assert row is not None
-            if Status(row["status"]) in FINAL_STATUSES and dispatch_id not in self.d.runs:
-                return row
-            await asyncio.sleep(0.01)
-        raise AssertionError(f"dispatch {dispatch_id} did not finish in {DEADLINE} s")
-
-    def nodes(self, dispatch_id: str) -> list[dict[str, Any]]:
-        return self.store.get_nodes(dispatch_id)
-
-
-@pytest.fixture
-async def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Env]:
-    monkeypatch.setenv("COVALENT_CONFIG_DIR", str(tmp_path / "config"))
-    store = Store.sqlite(tmp_path / "db.sqlite", tmp_path / "blobs")
-    store.create_schema()
-    dispatcher = Dispatcher(store, tmp_path / "results", ExecutorRegistry(), validate=True)
-    await dispatcher.start()
-    try:
-        yield Env(tmp_path, store, dispatcher)
-    finally:
-        await dispatcher.stop()
-        store.close()
+def electron_rows(env: Env, dispatch_id: str) -> list[dict[str, Any]]:
+    rows = sorted(env.nodes(dispatch_id).items())
+    return [row for _, row in rows if row["kind"] == "electron"]
 
 
 def _count_follows(monkeypatch: pytest.MonkeyPatch) -> list[Task]:
@@ -446,7 +378,7 @@ async def test_a_chain_runs_through_steps_handed_over_before_their_inputs_ended(
     dispatch_id = env.submit(chain, 8, 0.1)
     row = await env.finished(dispatch_id)
     assert row["status"] == "COMPLETED", row["error"]
-    nodes = [n for n in env.nodes(dispatch_id) if n["kind"] == "electron"]
+    nodes = electron_rows(env, dispatch_id)
     assert [n["output_repr"] for n in nodes] == [str(i) for i in range(1, 9)]
     for before, after in zip(nodes, nodes[1:], strict=False):
         assert after["start_time"] >= before["end_time"], (before, after)
@@ -458,7 +390,7 @@ async def test_a_step_that_fails_stops_the_chain_after_it(env: Env) -> None:
     dispatch_id = env.submit(chain_that_breaks, 30, 10)
     row = await env.finished(dispatch_id)
     assert row["status"] == "FAILED" and "broken at 10" in row["error"]
-    statuses = [n["status"] for n in env.nodes(dispatch_id) if n["kind"] == "electron"]
+    statuses = [n["status"] for n in electron_rows(env, dispatch_id)]
     assert statuses == ["COMPLETED"] * 10 + ["FAILED"] + ["NOT_RUN"] * 19
 
 
@@ -467,7 +399,7 @@ async def test_cancelling_a_chain_leaves_nothing_running(env: Env) -> None:
     dispatch_id = env.submit(chain_to_cancel, 20, go)
     deadline = time.monotonic() + DEADLINE
     while time.monotonic() < deadline:  # until the third step runs (and waits)
-        nodes = env.nodes(dispatch_id)
+        nodes = electron_rows(env, dispatch_id)
         if any(n["name"] == "wait_for_file" and n["status"] == "RUNNING" for n in nodes):
             break
         await asyncio.sleep(0.01)
@@ -475,6 +407,6 @@ async def test_cancelling_a_chain_leaves_nothing_running(env: Env) -> None:
     row = await env.finished(dispatch_id)
     Path(go).touch()
     assert row["status"] == "CANCELLED"
-    statuses = [n["status"] for n in env.nodes(dispatch_id) if n["kind"] == "electron"]
+    statuses = [n["status"] for n in electron_rows(env, dispatch_id)]
     assert statuses[:2] == ["COMPLETED", "COMPLETED"]
     assert set(statuses[2:]) == {"CANCELLED"}, statuses

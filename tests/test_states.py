@@ -931,14 +931,22 @@ def test_a_chained_step_its_worker_did_not_run_waits_for_its_input_and_runs_then
     finish(run, third)
 
 
-def test_a_chained_step_cancelled_before_its_input_ended_stays_cancelled():
+@pytest.mark.parametrize(
+    "answer",
+    [Outcome(S.CANCELLED, error="Cancelled."), Outcome(S.NOT_RUN, error="Not chained.")],
+    ids=["stopped", "not-run-on-the-way"],
+)
+def test_a_chained_step_cancelled_before_its_input_ended_stays_cancelled(answer):
+    """Its answer is CANCELLED (its task was stopped), or NOT_RUN when the launcher
+    could not hand it over (the answer was queued, no handle was left to stop): either
+    way it must not run later, nor the step chained on it."""
     run = chained_run(three_steps, 1)
     first, second, third = electrons(run)
     take_ready(run)
     effects = fx()
     run.cancel([second], effects, AT)
     assert effects.stop == [second]
-    run.task_finished(second, Outcome(S.CANCELLED, error="Cancelled."), fx())
+    run.task_finished(second, answer, fx())
     run.validate()
     run.task_finished(third, not_run(), fx())  # its worker never had its input
     run.validate()
@@ -947,11 +955,13 @@ def test_a_chained_step_cancelled_before_its_input_ended_stays_cancelled():
     assert run.status[second] == run.status[third] == S.CANCELLED
 
 
-def drive_chained(run, rng, failing=None):
+def drive_chained(run, rng, failing=None, cancels=False):
     """As :func:`drive`, with chaining on, in the orders a worker allows: a chained node
     answers after the node before it did (COMPLETED or, at random, NOT_RUN: its worker
     ran something else; NOT_RUN if that node did not complete), or at once NOT_RUN
-    (it could not be handed over)."""
+    (it could not be handed over). With ``cancels``, random nodes and the dispatch are
+    cancelled at random points, and outcomes cross them (a cancelled task may still
+    complete, fail, or answer NOT_RUN)."""
     run.chains = lambda spec: True
     running = []
     while True:
@@ -960,21 +970,37 @@ def drive_chained(run, rng, failing=None):
         run.validate()
         running += effects.launch
         check_invariants(run)
+        roll = rng.random() if cancels else 1.0
+        if roll < 0.03 and not run.cancel_requested:
+            run.cancel(None, fx(), AT)
+            run.validate()
+            continue
+        if roll < 0.1:
+            run.cancel([rng.randrange(len(run.status))], fx(), AT)
+            run.validate()
+            continue
         if not running:
-            effects = fx()
-            run.conclude(effects, AT)
+            run.conclude(fx(), AT)
             return
         node_id = running.pop(rng.randrange(len(running)))
         before = run.chained.get(node_id)
-        outcome = failed() if node_id == failing else completed(node_id)
-        if before is not None and (
-            before in running or run.status[before] != S.COMPLETED or rng.random() < 0.2
+        roll = rng.random() if cancels else 1.0
+        if roll < 0.05 or node_id == failing:
+            outcome = failed()
+        elif roll < 0.15:
+            outcome = Outcome(S.CANCELLED, error="Cancelled.", start_time=AT, end_time=AT)
+        else:
+            outcome = completed(node_id)
+        if (
+            before is not None
+            and outcome.status != S.CANCELLED
+            and (before in running or run.status[before] != S.COMPLETED or rng.random() < 0.2)
         ):
             outcome = Outcome(S.NOT_RUN, error="not in this worker", start_time=AT, end_time=AT)
         effects = fx()
         run.task_finished(node_id, outcome, effects)
         run.validate()
-        running += effects.launch  # the next step of a chain, handed over now
+        running += effects.launch  # the next steps of a chain, handed over now
         check_invariants(run)
 
 
@@ -1001,24 +1027,6 @@ def test_a_failure_with_chaining_marks_exactly_its_descendants_not_run(parents, 
     assert run.dispatch_status == S.FAILED
 
 
-def test_a_chained_step_cancelled_while_its_not_run_answer_is_on_the_way_stays_cancelled():
-    """The cancel reaches the run after the launcher could not hand the step over (its
-    NOT_RUN is queued, no handle is left to stop): the step must not run later."""
-    run = chained_run(three_steps, 1)
-    first, second, third = electrons(run)
-    take_ready(run)
-    effects = fx()
-    run.cancel([second], effects, AT)
-    assert effects.stop == [second]
-    run.task_finished(second, Outcome(S.NOT_RUN, error="Not chained."), fx())
-    run.validate()
-    run.task_finished(third, not_run(), fx())  # chained on the second: never its input
-    run.validate()
-    finish(run, first)
-    assert take_ready(run) == []
-    assert run.status[second] == run.status[third] == S.CANCELLED
-
-
 def test_a_dispatch_cancelled_while_a_chained_steps_not_run_answer_is_on_the_way_ends():
     """The whole dispatch is cancelled, the step's NOT_RUN comes, then the step before
     completes (its outcome crossed the cancel): every node ends, none is left NEW."""
@@ -1038,52 +1046,6 @@ def test_a_dispatch_cancelled_while_a_chained_steps_not_run_answer_is_on_the_way
     assert run.status[second] == run.status[third] == S.CANCELLED
 
 
-def drive_chained_with_cancels(run, rng):
-    """As :func:`drive_chained`, with cancels of random nodes and of the dispatch at
-    random points, and outcomes that cross them (a cancelled task may still complete,
-    fail, or answer NOT_RUN)."""
-    run.chains = lambda spec: True
-    running = []
-    while True:
-        effects = fx()
-        run.take_ready(effects, AT, 10_000)
-        run.validate()
-        running += effects.launch
-        check_invariants(run)
-        roll = rng.random()
-        if roll < 0.03 and not run.cancel_requested:
-            run.cancel(None, fx(), AT)
-            run.validate()
-            continue
-        if roll < 0.1:
-            run.cancel([rng.randrange(len(run.status))], fx(), AT)
-            run.validate()
-            continue
-        if not running:
-            run.conclude(fx(), AT)
-            return
-        node_id = running.pop(rng.randrange(len(running)))
-        before = run.chained.get(node_id)
-        roll = rng.random()
-        if roll < 0.05:
-            outcome = failed()
-        elif roll < 0.15:
-            outcome = Outcome(S.CANCELLED, error="Cancelled.", start_time=AT, end_time=AT)
-        else:
-            outcome = completed(node_id)
-        if (
-            before is not None
-            and outcome.status != S.CANCELLED
-            and (before in running or run.status[before] != S.COMPLETED or rng.random() < 0.2)
-        ):
-            outcome = Outcome(S.NOT_RUN, error="not in this worker", start_time=AT, end_time=AT)
-        effects = fx()
-        run.task_finished(node_id, outcome, effects)
-        run.validate()
-        running += effects.launch
-        check_invariants(run)
-
-
 @settings(
     max_examples=200,
     deadline=None,
@@ -1094,6 +1056,6 @@ def drive_chained_with_cancels(run, rng):
 @given(dags(), st.randoms(use_true_random=False))
 def test_random_dags_with_chaining_and_cancels_end_with_every_node_ended(parents, rng):
     run = new_run(manifest_of(dag_lattice(parents)))
-    drive_chained_with_cancels(run, rng)
+    drive_chained(run, rng, cancels=True)
     assert run.finished and run.dispatch_status in FINAL_STATUSES
     assert all(status in FINAL_STATUSES for status in run.status), run.status
