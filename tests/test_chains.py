@@ -375,11 +375,11 @@ async def test_a_chain_runs_through_steps_handed_over_before_their_inputs_ended(
     """Steps of 0.1 s: the server hands each next step over while the one before runs.
     Every node completes with its value, and starts after the one before it ended."""
     followed = _count_follows(monkeypatch)
-    dispatch_id = env.submit(chain, 8, 0.1)
+    dispatch_id = env.submit(chain, 12, 0.1)
     row = await env.finished(dispatch_id)
     assert row["status"] == "COMPLETED", row["error"]
     nodes = electron_rows(env, dispatch_id)
-    assert [n["output_repr"] for n in nodes] == [str(i) for i in range(1, 9)]
+    assert [n["output_repr"] for n in nodes] == [str(i) for i in range(1, 13)]
     for before, after in zip(nodes, nodes[1:], strict=False):
         assert after["start_time"] >= before["end_time"], (before, after)
     assert followed, "no step was handed over before its input ended"
