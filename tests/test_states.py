@@ -1059,3 +1059,23 @@ def test_random_dags_with_chaining_and_cancels_end_with_every_node_ended(parents
     drive_chained(run, rng, cancels=True)
     assert run.finished and run.dispatch_status in FINAL_STATUSES
     assert all(status in FINAL_STATUSES for status in run.status), run.status
+
+
+def test_whether_an_executor_chains_is_asked_until_it_is_known_then_remembered():
+    """Not known (None) until the executor is set up: asked again; then remembered."""
+    answers = iter([None, False])
+    asked = []
+
+    def chains(spec):
+        asked.append(spec["name"])
+        return next(answers)
+
+    run = new_run(manifest_of(steps, 4))
+    run.chains = chains
+    first, second, third, _fourth = electrons(run)
+    assert take_ready(run) == [first]  # not known: not chained
+    finish(run, first)
+    assert take_ready(run) == [second]  # known now: it does not chain
+    finish(run, second)
+    assert take_ready(run) == [third]
+    assert len(asked) == 2

@@ -69,18 +69,17 @@ class Launcher:
         self.handles: dict[tuple[str, int], Cancellable] = {}
         self._blobs_dir = str(store.blobs_dir)
 
-    def chains(self, spec: Mapping[str, Any]) -> bool:
-        """Whether nodes of executor ``spec`` may be chained (:meth:`Run.chains`): it is
-        set up, takes a chain's next step to the worker of the step before
-        (``chains()`` and ``start_after``: the local executor), and its config sets no
-        timeout or retries."""
+    def chains(self, spec: Mapping[str, Any]) -> bool | None:
+        """Whether nodes of executor ``spec`` may be chained (:meth:`Run.chains`): it
+        takes a chain's next step to the worker of the step before (``chains()`` and
+        ``start_after``: the local executor), and its config sets no timeout or
+        retries. None while the executor is not set up (it may, once it is)."""
         executor = self.executors.cached(spec)
+        if executor is None:
+            return None
         chains = getattr(executor, "chains", None)
         return (
-            executor is not None
-            and chains is not None
-            and chains()
-            and not supervised(self.executors.task_policy(executor))
+            chains is not None and chains() and not supervised(self.executors.task_policy(executor))
         )
 
     def start(self, run: Run, node_ids: list[int]) -> None:

@@ -93,8 +93,8 @@ class Run:
         self.stop_chained: set[int] = set()  # chained ones cancelled (their NOT_RUN may be
         # on the way, with no handle left to stop)
         self.chained: dict[int, int] = {}  # handed before its input ended -> that input
-        self.chains: Callable[[Mapping[str, Any]], bool] = _never  # the launcher's
-        self._chaining: set[int] = set()  # ids of the specs whose executor chains
+        self.chains: Callable[[Mapping[str, Any]], bool | None] = _never  # the launcher's
+        self._chaining: dict[int, bool] = {}  # by spec object: whether its executor chains
         self.pending_reuse = dict(pending_reuse or {})
         self.history: deque[tuple[int, str | None, str, str]] = deque(maxlen=STORY_LENGTH)
         count, edges = len(self.nodes), manifest["edges"]
@@ -507,14 +507,14 @@ class Run:
         return None
 
     def _chains(self, spec: Mapping[str, Any]) -> bool:
-        """``self.chains(spec)``, remembered per spec object once it says yes (it says
-        no until the executor is set up, so a no is asked again)."""
-        if id(spec) in self._chaining:
-            return True
-        if self.chains(spec):
-            self._chaining.add(id(spec))  # the spec lives as long as the run
-            return True
-        return False
+        """``self.chains(spec)``, remembered per spec object once known (it is not known
+        until the executor is set up, and is asked again then)."""
+        known = self._chaining.get(id(spec))
+        if known is None:
+            known = self.chains(spec)
+            if known is not None:
+                self._chaining[id(spec)] = known  # the spec lives as long as the run
+        return bool(known)
 
     def _not_run_here(self, node_id: int, outcome: Outcome, fx: Effects, stopped: bool) -> None:
         """A chained node that did not run (its worker lacked its input, or the input
@@ -636,7 +636,7 @@ class Run:
 _ENDED = (S.FAILED, S.NOT_RUN, S.CANCELLED)
 
 
-def _never(_spec: Mapping[str, Any]) -> bool:
+def _never(_spec: Mapping[str, Any]) -> bool | None:
     return False
 
 
