@@ -42,12 +42,12 @@ _VALUE = {status: status.value for status in Status}
 _ALLOWED = {status: states.NODE_TRANSITIONS.get(status, frozenset()) for status in Status}
 _node_update = functools.partial(tuple.__new__, NodeUpdate)  # no Python-level __new__
 STORY_LENGTH = 256
+"""How many recent transitions a run remembers, for the errors that need a node's story."""
 CHAIN_AHEAD = 8
 """How many steps of a chain beyond a running one are handed over at once (see
 :meth:`Run._chain_after`): the server reacts to a step's end in a few hundred
 microseconds, the worker runs a trivial step in tens, so one step ahead left the worker
 waiting; eight keep it busy while the server takes the replies in batches."""
-"""How many recent transitions a run remembers, for the errors that need a node's story."""
 
 
 class Run:

@@ -199,13 +199,22 @@ class WorkerPool:
         handed = []
         for job in jobs:
             thread = warm.pop()  # the latest parked: the warmest
-            self._parked.remove(thread)
-            thread.reserved = thread.uncounted = True
-            self._idle -= 1  # it will not take from the queue: a new job may need a thread
-            job.taken = True
-            job.worker = thread  # a chain's next step follows it there (follow)
+            self._reserve_thread(thread, job)
             handed.append((thread, job))
         return handed
+
+    def _reserve_thread(self, thread: _WorkerThread, job: Job) -> None:
+        """Reserve ``thread`` for ``job`` (under the lock), which its submitter then sends
+        (:meth:`_WorkerThread.hand`): parked or not, it takes no job from the queue
+        next, so it no longer counts as idle (once, however many jobs it is handed)."""
+        if thread in self._parked:
+            self._parked.remove(thread)
+        thread.reserved = True
+        if not thread.uncounted:  # a new job may need another thread
+            thread.uncounted = True
+            self._idle -= 1
+        job.taken = True
+        job.worker = thread  # a chain's next step follows it there (follow)
 
     def follow(
         self,
@@ -234,14 +243,7 @@ class WorkerPool:
                 or not thread.has_worker()
             ):
                 return None
-            if thread in self._parked:
-                self._parked.remove(thread)
-            thread.reserved = True
-            if not thread.uncounted:  # it will not take from the queue next
-                thread.uncounted = True
-                self._idle -= 1
-            job.taken = True
-            job.worker = thread
+            self._reserve_thread(thread, job)
         thread.hand(job)
         return job
 
