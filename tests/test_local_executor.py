@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import io
 import os
 import random
@@ -137,6 +138,57 @@ def test_what_a_task_changes_in_its_worker_process_the_next_task_does_not_see(ki
     assert (cwd, polluted_env, has_path) == (os.getcwd(), None, True)
     assert limits == _limits()
     assert (probed.stdout, probed.stderr) == ("probe out\n", "probe err\n")
+
+
+_SETRLIMIT: list[Any] = []  # libc's setrlimit, as the worker's first task looked it up
+
+
+class _Rlimit(ctypes.Structure):
+    _fields_ = [("soft", ctypes.c_ulong), ("hard", ctypes.c_ulong)]
+
+
+def _lower_cpu_limit_in_c(then_sleep: float) -> int:
+    """Lower RLIMIT_CPU's soft limit through libc, as C code would, then take
+    ``then_sleep`` seconds. The first call in a process looks the function up (ctypes
+    raises an audit event); later ones raise no event at all."""
+    if not _SETRLIMIT:
+        _SETRLIMIT.append(ctypes.CDLL(None, use_errno=True).setrlimit)
+    hard = resource.getrlimit(resource.RLIMIT_CPU)[1]
+    assert _SETRLIMIT[0](resource.RLIMIT_CPU, ctypes.byref(_Rlimit(1000, hard))) == 0
+    time.sleep(then_sleep)
+    return os.getpid()
+
+
+def test_a_limit_lowered_in_c_is_put_back_before_the_next_task() -> None:
+    # The worker reads the limits only after a task that may have changed them: one that
+    # raised an audit event (here ctypes' lookup of a C function), or that took 1 ms or
+    # more whatever it did (C code that changes a limit raises no event). One batch, so
+    # that no wait for the next task counts as the task's time.
+    tasks = TaskFactory()
+    batch = [
+        tasks.task(os.getpid),
+        tasks.task(_lower_cpu_limit_in_c, 0.0),  # looked up now: an event
+        tasks.task(_probe),
+        tasks.task(_lower_cpu_limit_in_c, 0.01),  # no event, but 10 ms
+        tasks.task(_probe),
+    ]
+
+    async def work(ex: LocalExecutor) -> list[Outcome]:
+        await ex.execute(tasks.task(_probe))  # the worker is up, with this module imported
+        loop = asyncio.get_running_loop()
+        futures = [loop.create_future() for _ in batch]
+        with ex.pool._lock:  # the worker thread takes them all at once: one batch
+            ex.pool.start_many(
+                [(t, ex.task_options(t), f.set_result) for t, f in zip(batch, futures, strict=True)]
+            )
+        return list(await asyncio.gather(*futures))
+
+    pid, first, after_first, second, after_second = map(
+        tasks.output, drive(LocalExecutor(workers=1), work)
+    )
+    assert pid == first == after_first[0] == second == after_second[0]  # one process
+    assert after_first[4] == _limits()
+    assert after_second[4] == _limits()
 
 
 def _leaves_a_writer(go: str) -> int:

@@ -297,6 +297,8 @@ def read_trailer(data: Any) -> list[Source]:
 def prefer_shipped() -> None:
     """Make shipped sources win over modules of the same name (in a worker process)."""
     global _prefer_shipped
+    if _prefer_shipped and sys.meta_path and sys.meta_path[0] is _FINDER:
+        return  # done already (a worker calls this before every task)
     with _lock:
         _prefer_shipped = True
         _install_finder()

@@ -110,7 +110,16 @@ class Events:
         ``wake=False`` lets it wait for the next send or the sender's next tick (a start:
         a quick task's start goes with its reply, in one message)."""
         with self._cond:
-            self._pending.append(event)
+            pending = self._pending
+            if (
+                type(event) is messages.Reply
+                and pending
+                and type(pending[-1]) is messages.Started
+                and pending[-1].key == event.key
+            ):  # started and ended, neither sent yet: the reply carries its start
+                pending[-1] = event
+            else:
+                pending.append(event)
             if wake and not last and not self._woken:
                 self._woken = True
                 self._cond.notify()
@@ -311,7 +320,10 @@ class Baseline:
     Taken when the worker starts serving; :meth:`restore` puts it back after each task.
 
     The check costs a few system calls per task; anything else a task changes in its
-    process (``sys.modules``, signal handlers) stays for the worker's life.
+    process (``sys.modules``, signal handlers) stays for the worker's life. The working
+    directory and the limits (seven system calls, a fifth of a trivial task's time in
+    the worker) are looked at only when the caller says the task may have changed them
+    (``thorough``, see :meth:`Worker._tidy`).
     """
 
     def __init__(self) -> None:
@@ -323,21 +335,23 @@ class Baseline:
         self.files = {fd: _identity(fd) for fd in self.streams}
         self.limits = {kind: resource.getrlimit(kind) for kind in LIMITS}
 
-    def restore(self) -> None:
+    def restore(self, thorough: bool = True) -> None:
         if _encoded_environ() != self.encoded:
             for name in set(os.environ) - set(self.environ):
                 del os.environ[name]
             os.environ.update(self.environ)
+        for fd, copy in self.copies.items():
+            if _identity(fd) != self.files[fd]:
+                os.dup2(copy, fd)
+            self._restore_stream(fd)
+        if not thorough:
+            return
         try:
             moved = os.getcwd() != self.cwd
         except OSError:  # the folder it moved to was deleted
             moved = True
         if moved:
             os.chdir(self.cwd)
-        for fd, copy in self.copies.items():
-            if _identity(fd) != self.files[fd]:
-                os.dup2(copy, fd)
-            self._restore_stream(fd)
         for kind, limits in self.limits.items():
             if resource.getrlimit(kind) != limits:
                 with contextlib.suppress(ValueError, OSError):  # a hard limit it lowered
@@ -376,6 +390,52 @@ LIMITS = (
 )
 """The resource limits a task may change that would hurt the tasks after it."""
 
+THOROUGH_AFTER = 0.001
+"""Seconds of a task (with the worker's own work around it) after which the thorough
+checks run whatever the task did: for such a task they cost under 1% of its time."""
+
+OUTSIDE_EVENTS = frozenset(
+    {
+        "os.chdir",
+        "os.rmdir",
+        "shutil.rmtree",
+        "resource.setrlimit",
+        "resource.prlimit",
+        "ctypes.dlsym",
+        "ctypes.call_function",
+        "os.system",
+        "os.exec",
+        "os.fork",
+        "os.forkpty",
+        "os.posix_spawn",
+        "os.spawn",
+        "subprocess.Popen",
+    }
+)
+"""Audit events (PEP 578; https://docs.python.org/3/library/audit_events.html) after
+which a task may have changed what only the thorough checks see: this process's
+working directory (moved, or deleted), its resource limits (through ``resource``,
+through C it reached with ctypes, or through a process it started: ``prlimit --pid``)
+and its child processes."""
+
+_outside = [False]  # an OUTSIDE_EVENTS event since the last thorough check
+
+
+def _audit(event: str, _args: tuple[Any, ...]) -> None:
+    if event in OUTSIDE_EVENTS:
+        _outside[0] = True
+
+
+def watch_outside() -> None:
+    """Note every :data:`OUTSIDE_EVENTS` event of this process from now on (once: an
+    audit hook stays for the life of the process)."""
+    if not _watching[0]:
+        _watching[0] = True
+        sys.addaudithook(_audit)
+
+
+_watching = [False]
+
 
 def _encoded_environ() -> Mapping[Any, Any]:
     """The environment as ``os.environ`` keeps it (encoded): comparing it is 20 times
@@ -403,9 +463,12 @@ class Worker:
         self.backlog: deque[dict[str, Any]] = deque()  # requests read while a batch ran
         self.cancelled: set[tuple[str, int]] = set()  # tasks the pool cancelled, not run yet
         self.last: tuple[tuple[str, int], messages.Reply] | None = None  # a chain's input
+        self.children = False  # the last thorough check found child processes left
+        self.tidied = 0.0  # time.monotonic() of the last _tidy
 
     def serve(self) -> None:
         self.baseline = Baseline()  # after main's memory limit: the limit is the baseline
+        watch_outside()
         while True:
             if self.backlog:
                 request = self.backlog.popleft()
@@ -468,13 +531,28 @@ class Worker:
     def _tidy(self) -> None:
         """Between two tasks: put back what the last one changed in this process (the
         :class:`Baseline`), and if it left processes running, which hold its pipes,
-        give the next task new ones."""
+        give the next task new ones.
+
+        The working directory, the resource limits and the children (eight system calls,
+        a third of a trivial task's time here) are looked at only after a task that may
+        have changed them:
+        one that raised an audit event of :data:`OUTSIDE_EVENTS`, or took
+        :data:`THOROUGH_AFTER` seconds or more whatever it did, or while children are
+        left. A task that changes a limit, or forks, from C code of its own without
+        such an event and in less time is the one case this does not see.
+        """
+        now = time.monotonic()
+        thorough = _outside[0] or self.children or now - self.tidied >= THOROUGH_AFTER
+        _outside[0] = False
+        self.tidied = now
         if self.baseline is not None:
-            self.baseline.restore()
-        if self.capture is not None and left_children():
-            self.capture.renew()
-            if self.baseline is not None:
-                self.baseline.retake_streams()
+            self.baseline.restore(thorough)
+        if self.capture is not None and thorough:
+            self.children = left_children()
+            if self.children:
+                self.capture.renew()
+                if self.baseline is not None:
+                    self.baseline.retake_streams()
 
     def function(self, name: str) -> Any:
         if name not in self.loaded:
