@@ -72,26 +72,27 @@ class Inputs:
         """The digests to pass to a node, positional (in order) and by keyword, from
         ``outputs`` (each node's output digest, None while it has none); wait edges pass
         nothing. Raises :class:`MissingInput` for an input without an output."""
-        edges = self[node_id]
-        if len(edges) == 1:  # the common case: one argument
-            edge = edges[0]
-            digest = outputs[edge.source]
-            if digest is not None and edge.name is not None:
-                return [], {edge.name: digest}
-            if digest is not None and edge.position is not None:
+        first, end = self.starts[node_id], self.starts[node_id + 1]
+        sources, positions, names = self.sources, self.positions, self.names
+        if end - first == 1:  # the common case: one argument
+            digest, only = outputs[sources[first]], names[first]
+            if digest is not None and only is not None:
+                return [], {only: digest}
+            if digest is not None and positions[first] >= 0:
                 return [digest], {}
         positional: dict[int, str] = {}
         keywords: dict[str, str] = {}
-        for edge in edges:
-            if edge.is_wait:
-                continue
-            digest = outputs[edge.source]
+        for i in range(first, end):  # the arrays rather than an Edge each: a collection's
+            name, position = names[i], positions[i]  # items may be 100,000
+            if name is None and position < 0:
+                continue  # a wait edge
+            digest = outputs[sources[i]]
             if digest is None:
-                raise MissingInput(edge.source)
-            if edge.name is not None:
-                keywords[edge.name] = digest
+                raise MissingInput(sources[i])
+            if name is not None:
+                keywords[name] = digest
             else:
-                positional[edge.position or 0] = digest
+                positional[position] = digest
         return [positional[i] for i in sorted(positional)], keywords
 
     def positional(self, node_id: int) -> list[Edge]:
