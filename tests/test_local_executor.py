@@ -191,6 +191,61 @@ def test_a_limit_lowered_in_c_is_put_back_before_the_next_task() -> None:
     assert after_second[4] == _limits()
 
 
+_INTERPRETERS: list[Any] = []  # a subinterpreter a task made, kept for a later task
+
+
+def _make_subinterpreter() -> int:
+    import _xxsubinterpreters  # type: ignore[import-not-found]  # (CPython 3.11, 3.12)
+
+    _INTERPRETERS.append(_xxsubinterpreters.create())
+    return os.getpid()
+
+
+def _move_and_limit_in_subinterpreter(folder: str) -> int:
+    """Move the process's working directory and lower RLIMIT_CPU from a subinterpreter,
+    whose audit events the worker's interpreter never sees."""
+    import _xxsubinterpreters
+
+    code = (
+        f"import os, resource\nos.chdir({folder!r})\n"
+        "resource.setrlimit(resource.RLIMIT_CPU, "
+        "(1000, resource.getrlimit(resource.RLIMIT_CPU)[1]))"
+    )
+    _xxsubinterpreters.run_string(_INTERPRETERS[0], code)
+    return os.getpid()
+
+
+@pytest.mark.skipif(
+    sys.version_info >= (3, 13), reason="the private _xxsubinterpreters of 3.11 and 3.12"
+)
+def test_what_a_subinterpreter_changes_is_put_back_before_the_next_task(
+    tmp_path: Path,
+) -> None:
+    # Found by review: a subinterpreter's events go to its own audit hooks, so once a
+    # task made one, the worker checks everything after every task
+    tasks = TaskFactory()
+    batch = [
+        tasks.task(_make_subinterpreter),
+        tasks.task(_move_and_limit_in_subinterpreter, str(tmp_path)),
+        tasks.task(_probe),
+    ]
+
+    async def work(ex: LocalExecutor) -> list[Outcome]:
+        await ex.execute(tasks.task(_probe))  # the worker is up, with this module imported
+        loop = asyncio.get_running_loop()
+        futures = [loop.create_future() for _ in batch]
+        with ex.pool._lock:  # one batch: no wait between the tasks
+            ex.pool.start_many(
+                [(t, ex.task_options(t), f.set_result) for t, f in zip(batch, futures, strict=True)]
+            )
+        return list(await asyncio.gather(*futures))
+
+    made, moved, probed = map(tasks.output, drive(LocalExecutor(workers=1), work))
+    assert made == moved == probed[0]  # one process
+    assert probed[1] == os.getcwd()
+    assert probed[4] == _limits()
+
+
 def _leaves_a_writer(go: str) -> int:
     import subprocess
 

@@ -398,6 +398,7 @@ OUTSIDE_EVENTS = frozenset(
     {
         "os.chdir",
         "os.rmdir",
+        "os.rename",
         "shutil.rmtree",
         "resource.setrlimit",
         "resource.prlimit",
@@ -418,20 +419,45 @@ working directory (moved, or deleted), its resource limits (through ``resource``
 through C it reached with ctypes, or through a process it started: ``prlimit --pid``)
 and its child processes."""
 
+STICKY_EVENTS = frozenset({"cpython.PyInterpreterState_New"})
+"""Audit events after which every task is checked thoroughly, for the rest of the
+worker's life: a subinterpreter's code raises its events to its own hooks, not this
+interpreter's, and changes the same process."""
+
 _outside = [False]  # an OUTSIDE_EVENTS event since the last thorough check
+_always = [False]  # a STICKY_EVENTS event, ever
 
 
 def _audit(event: str, _args: tuple[Any, ...]) -> None:
     if event in OUTSIDE_EVENTS:
         _outside[0] = True
+    elif event in STICKY_EVENTS:
+        _always[0] = _outside[0] = True
+
+
+def _noted_fork_exec(fork_exec: Callable[..., int]) -> Callable[..., int]:
+    """``_posixsubprocess.fork_exec``, which starts a process without an audit event of
+    its own (``multiprocessing``'s spawn and forkserver call it directly), noting that
+    it did."""
+
+    def noted(*args: Any, **kwargs: Any) -> int:
+        _outside[0] = True
+        return fork_exec(*args, **kwargs)
+
+    return noted
 
 
 def watch_outside() -> None:
-    """Note every :data:`OUTSIDE_EVENTS` event of this process from now on (once: an
-    audit hook stays for the life of the process)."""
+    """Note every :data:`OUTSIDE_EVENTS` event of this process from now on, and every
+    process started through ``_posixsubprocess`` (once: an audit hook stays for the
+    life of the process)."""
     if not _watching[0]:
         _watching[0] = True
         sys.addaudithook(_audit)
+        with contextlib.suppress(ImportError):  # (not on every platform)
+            import _posixsubprocess
+
+            _posixsubprocess.fork_exec = _noted_fork_exec(_posixsubprocess.fork_exec)
 
 
 _watching = [False]
@@ -465,6 +491,7 @@ class Worker:
         self.last: tuple[tuple[str, int], messages.Reply] | None = None  # a chain's input
         self.children = False  # the last thorough check found child processes left
         self.tidied = 0.0  # time.monotonic() of the last _tidy
+        self.threads = threading.active_count()  # the worker's own: more are a task's
 
     def serve(self) -> None:
         self.baseline = Baseline()  # after main's memory limit: the limit is the baseline
@@ -536,13 +563,21 @@ class Worker:
         The working directory, the resource limits and the children (eight system calls,
         a third of a trivial task's time here) are looked at only after a task that may
         have changed them:
-        one that raised an audit event of :data:`OUTSIDE_EVENTS`, or took
-        :data:`THOROUGH_AFTER` seconds or more whatever it did, or while children are
-        left. A task that changes a limit, or forks, from C code of its own without
-        such an event and in less time is the one case this does not see.
+        one that raised an audit event of :data:`OUTSIDE_EVENTS` or started a process,
+        or took :data:`THOROUGH_AFTER` seconds or more whatever it did; and after every
+        task while children or threads a task started are left, or once a
+        subinterpreter was made (:data:`STICKY_EVENTS`). A task that changes a limit or
+        the working directory, or forks, from C code of its own without such an event
+        and in less time is the one case this does not see.
         """
         now = time.monotonic()
-        thorough = _outside[0] or self.children or now - self.tidied >= THOROUGH_AFTER
+        thorough = (
+            _outside[0]
+            or _always[0]
+            or self.children
+            or now - self.tidied >= THOROUGH_AFTER
+            or threading.active_count() > self.threads  # a task's thread may act later
+        )
         _outside[0] = False
         self.tidied = now
         if self.baseline is not None:
