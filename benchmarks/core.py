@@ -24,6 +24,7 @@ from typing import Any
 import covalent as ct
 from covalent._dispatcher.dispatcher import Dispatcher
 from covalent._dispatcher.executors import ExecutorRegistry
+from covalent._server.__main__ import GC_YOUNG
 from covalent._store.store import Store
 from covalent._wire import blobs
 from covalent._wire import manifest as manifestmod
@@ -125,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--width", type=int, default=10000, help="electrons in the fan-out")
     parser.add_argument("--runs", type=int, default=5, help="timed dispatches of each")
     args = parser.parse_args(argv)
-    gc.set_threshold(50_000, 20, 100)  # the server's (covalent/_server/__main__.py)
+    gc.set_threshold(GC_YOUNG, 20, 100)  # the server's (covalent/_server/__main__.py)
     print("| shape | electrons | median µs per electron | min | max |")
     print("|---|---|---|---|---|")
     for name, lattice, size in (
