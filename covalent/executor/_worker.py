@@ -31,6 +31,7 @@ import codecs
 import contextlib
 import faulthandler
 import fcntl
+import functools
 import gc
 import io
 import mmap
@@ -424,15 +425,19 @@ STICKY_EVENTS = frozenset({"cpython.PyInterpreterState_New"})
 worker's life: a subinterpreter's code raises its events to its own hooks, not this
 interpreter's, and changes the same process."""
 
-_outside = [False]  # an OUTSIDE_EVENTS event since the last thorough check
-_always = [False]  # a STICKY_EVENTS event, ever
+
+class _Seen:
+    """What this process's audit hook has seen."""
+
+    outside = False  # an OUTSIDE_EVENTS event, or a process started, since the last check
+    always = False  # a STICKY_EVENTS event, ever
 
 
 def _audit(event: str, _args: tuple[Any, ...]) -> None:
     if event in OUTSIDE_EVENTS:
-        _outside[0] = True
+        _Seen.outside = True
     elif event in STICKY_EVENTS:
-        _always[0] = _outside[0] = True
+        _Seen.always = _Seen.outside = True
 
 
 def _noted_fork_exec(fork_exec: Callable[..., int]) -> Callable[..., int]:
@@ -441,26 +446,21 @@ def _noted_fork_exec(fork_exec: Callable[..., int]) -> Callable[..., int]:
     it did."""
 
     def noted(*args: Any, **kwargs: Any) -> int:
-        _outside[0] = True
+        _Seen.outside = True
         return fork_exec(*args, **kwargs)
 
     return noted
 
 
+@functools.cache  # once: an audit hook stays for the life of the process
 def watch_outside() -> None:
     """Note every :data:`OUTSIDE_EVENTS` event of this process from now on, and every
-    process started through ``_posixsubprocess`` (once: an audit hook stays for the
-    life of the process)."""
-    if not _watching[0]:
-        _watching[0] = True
-        sys.addaudithook(_audit)
-        with contextlib.suppress(ImportError):  # (not on every platform)
-            import _posixsubprocess
+    process started through ``_posixsubprocess``, in :class:`_Seen`."""
+    sys.addaudithook(_audit)
+    with contextlib.suppress(ImportError):  # (not on every platform)
+        import _posixsubprocess
 
-            _posixsubprocess.fork_exec = _noted_fork_exec(_posixsubprocess.fork_exec)
-
-
-_watching = [False]
+        _posixsubprocess.fork_exec = _noted_fork_exec(_posixsubprocess.fork_exec)
 
 
 def _encoded_environ() -> Mapping[Any, Any]:
@@ -572,13 +572,13 @@ class Worker:
         """
         now = time.monotonic()
         thorough = (
-            _outside[0]
-            or _always[0]
+            _Seen.outside
+            or _Seen.always
             or self.children
             or now - self.tidied >= THOROUGH_AFTER
             or threading.active_count() > self.threads  # a task's thread may act later
         )
-        _outside[0] = False
+        _Seen.outside = False
         self.tidied = now
         if self.baseline is not None:
             self.baseline.restore(thorough)
