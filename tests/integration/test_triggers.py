@@ -8,6 +8,7 @@ keeps firing, and once it has fired a few more times the stopped one must not ha
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import threading
 import uuid
@@ -291,7 +292,8 @@ def test_register_attaches_a_trigger_to_a_dispatch_made_already(server: Home) ->
 def double_in_file(path: str) -> int:
     """Doubles the number in the file, appends the new one to a log; returns it."""
     number = int(Path(path).read_text()) * 2
-    Path(path).write_text(str(number))
+    Path(f"{path}.new").write_text(str(number))
+    os.replace(f"{path}.new", path)  # whole: the test reads it meanwhile (it read "" once)
     with open(f"{path}.log", "a") as f:
         f.write(f"{number}\n")
     return number
