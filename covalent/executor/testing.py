@@ -287,7 +287,10 @@ class ExecutorConformance:
         tasks = TaskFactory()
         folder = Path(self.shared_dir) if self.shared_dir else None
         marker = str(folder / f"cancel-{os.getpid()}-{time.time_ns()}") if folder else ""
-        running = tasks.task(_mark_then_sleep, marker, 600.0)
+        # Longer than the checks below can take (60 s to cancel, DEADLINE for the next
+        # task, 60 s to see the process gone), so the sleep cannot end before they do; not
+        # so long that a failed cancel keeps a shared worker busy for the tests after.
+        running = tasks.task(_mark_then_sleep, marker, 300.0)
         after = tasks.task(_add, 1, y=1)
 
         async def work(ex: BaseExecutor) -> tuple[Any, float, Outcome]:

@@ -18,6 +18,7 @@ import sys
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -341,7 +342,7 @@ def test_cancelling_one_of_a_group_cancels_only_it(
     the other; cancelling it stops it (its worker restarts) and the others still end."""
     tasks = TaskFactory()
     marker, go = tmp_path / "running", tmp_path / "go"
-    sleeper = tasks.task(_sleep_marked, str(marker), 600.0)
+    sleeper = tasks.task(_sleep_marked, str(marker), 300.0)
     waiting = [tasks.task(_when_told, str(go), x) for x in range(6)]
     executor = DaskExecutor(scheduler_address=dask_cluster.address, restart_on_cancel=True)
 
@@ -356,6 +357,45 @@ def test_cancelling_one_of_a_group_cancels_only_it(
     assert [tasks.output(outcomes[t.node_id]) for t in waiting] == [x + 100 for x in range(6)]
     pid = int(marker.read_text())
     wait_for(lambda: not _pid_alive(pid), 60, "the cancelled electron's worker to stop")
+
+
+def _marked_until_told(marker: str, go: str) -> int:
+    """Mark that it runs (its process id), then wait for ``go`` (at most 120 s)."""
+    import os
+    import time
+
+    with open(marker + ".part", "w") as f:
+        f.write(str(os.getpid()))
+    os.replace(marker + ".part", marker)
+    deadline = time.monotonic() + 120
+    while not os.path.exists(go) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return os.getpid()
+
+
+def test_the_worker_running_a_task_is_found(dask_cluster: DaskCluster, tmp_path: Path) -> None:
+    """What a cancel restarts: the one worker that runs the task, named alike by the
+    scheduler and by the worker itself; none once the task has ended."""
+    marker, go = tmp_path / "running", tmp_path / "go"
+
+    async def look() -> tuple[list[str], dict[str, Any], list[str]]:
+        async with distributed.Client(
+            dask_cluster.address, asynchronous=True, set_as_default=False
+        ) as client:
+            future = client.submit(_marked_until_told, str(marker), str(go), pure=False)
+            while not marker.exists():
+                await asyncio.sleep(0.05)
+            running = await dask_plugin._running(client, future.key)
+            said = await client.run(dask_plugin._executes, future.key)
+            go.touch()
+            await future
+            return running, said, await dask_plugin._running(client, future.key)
+
+    running, said, after = asyncio.run(asyncio.wait_for(look(), START_DEADLINE))
+    assert len(running) == 1, running
+    assert sorted(worker for worker, yes in said.items() if yes) == running
+    assert len(said) == 2  # both workers answered
+    assert after == []
 
 
 def test_an_electron_whose_worker_dies_runs_again(

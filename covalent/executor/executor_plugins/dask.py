@@ -394,12 +394,15 @@ class DaskExecutor(BaseExecutor):
     async def _stop_on_cluster(self, client: Client, future: Future) -> None:
         workers: list[str] = []
         if self._restarts_on_cancel():
-            processing = await client.processing()
-            workers = [worker for worker, keys in processing.items() if future.key in keys]
+            workers = await _running(client, future.key)
         await future.cancel()
         if not workers:
             return
-        await client.restart_workers(workers, timeout=CANCEL_TIMEOUT, raise_for_error=False)
+        restarted = await client.restart_workers(
+            workers, timeout=CANCEL_TIMEOUT, raise_for_error=False
+        )
+        if any(status != "OK" for status in restarted.values()):
+            log.warning("Restarting the workers of cancelled task %s: %s", future.key, restarted)
         # The scheduler drops a restarted worker when its stream closes, which may come
         # after the restart returns; until then it may still hand that worker new tasks.
         while set(workers) & set(await client.processing()):
@@ -414,3 +417,24 @@ class DaskExecutor(BaseExecutor):
         if self.scheduler_address:
             return self.scheduler_address
         return self._local.address if self._local is not None else "(local)"
+
+
+async def _running(client: Client, key: Any) -> list[str]:
+    """The workers running ``key``: those the scheduler assigned it to and those that
+    say they execute it (asked with ``Client.run``; the two views can differ for a
+    moment, as when a task was moved between workers), sorted."""
+    processing = await client.processing()
+    assigned = {worker for worker, keys in processing.items() if key in keys}
+    try:
+        answers = await client.run(_executes, key, on_error="return")
+    except Exception as e:  # the scheduler's view alone, then
+        log.warning("Asking the workers which runs task %s: %s: %s", key, type(e).__name__, e)
+        answers = {}
+    return sorted(assigned | {worker for worker, says in answers.items() if says is True})
+
+
+def _executes(key: Any, dask_worker: Any = None) -> bool:
+    """On a Dask worker (``Client.run``): whether it is executing ``key`` now."""
+    state = getattr(dask_worker, "state", None)
+    task = state.tasks.get(key) if state is not None else None
+    return task is not None and task.state in ("executing", "long-running")
