@@ -594,3 +594,45 @@ def test_share_alike_makes_equal_settings_one_object_and_keeps_different_ones_ap
     assert nodes[3]["executor"] is nodes[4]["executor"]
     assert nodes[2]["executor"] is not nodes[3]["executor"]
     assert nodes[3]["metadata"] is not nodes[4]["metadata"]
+
+
+def test_a_tasks_value_blobs_are_looked_up_once_each_composites_opened(tmp_path: Path) -> None:
+    """``Task.value_blobs``: the same blobs as ``value_names`` (nested composites
+    opened, a large one by its file), each looked up once: memory first, then the file
+    table, then the store; the output kept by the worker of a chain is not looked up."""
+    from covalent.executor.payload import OUTPUT_BEFORE
+    from covalent.executor.task import Task
+
+    small = {blobs.digest(d): d for d in (blobs.dumps(1), blobs.dumps(2), blobs.dumps(3))}
+    a, b, c = small
+    inner = blobs.composite({"type": "list"}, [a, b])
+    outer = blobs.composite({"type": "tuple"}, [blobs.digest(inner), c, a])
+    stored = {**small, blobs.digest(inner): inner, blobs.digest(outer): outer}
+    large, path = "f" * 64, tmp_path / "large"
+    path.write_bytes(blobs.dumps(b"x" * 1000))
+    asked: list[tuple[str, str]] = []
+
+    def cached(name: str) -> bytes | None:
+        asked.append(("cached", name))
+        return stored[name] if name in (a, c) else None
+
+    def blob_file(name: str) -> str | None:
+        asked.append(("file", name))
+        return str(path) if name == large else None
+
+    def load_blob(name: str) -> bytes:
+        asked.append(("load", name))
+        return stored[name]
+
+    task = Task(
+        "d", 7, "total", "fn", [blobs.digest(outer), OUTPUT_BEFORE], {"big": large},
+        load_blob, blob_file=blob_file, cached_blob=cached, after=6,
+    )  # fmt: skip
+    values, files = task.value_blobs()
+    assert values == stored and files == {large: str(path)}
+    assert set(values) | set(files) == set(task.value_names())
+    asked.clear()
+    task.value_blobs()
+    assert OUTPUT_BEFORE not in [name for _, name in asked]
+    assert ("load", a) not in asked and ("file", c) not in asked  # in memory: no query
+    assert sorted(n for w, n in asked if w == "cached") == sorted({*stored, large})  # once

@@ -52,10 +52,9 @@ def first_line(text: str) -> str:
 
 def summary(run: Run) -> str:
     """``COMPLETED in 2.31 s: 5 nodes, 4 completed, 1 failed`` (parameters not counted)."""
-    counts: dict[str, int] = {}
-    for node, status in zip(run.nodes, run.status, strict=True):
-        if node["kind"] != "parameter":
-            counts[status.value] = counts.get(status.value, 0) + 1
+    counts = {s.value: run.status.count(s) for s in Status}  # a C-speed pass each
+    counts[Status.COMPLETED.value] -= run.parameters  # parameters stay COMPLETED
+    counts = {status: n for status, n in counts.items() if n}
     took = ""
     if run.start_time and run.end_time:
         took = f" in {max(0.0, run.end_time - run.start_time):.2f} s"

@@ -209,6 +209,7 @@ class Launcher:
             kwargs=kwargs,
             load_blob=self.load_blob,
             blob_file=self.store.blob_file,
+            cached_blob=self.store.cache.get,
             blobs_dir=self._blobs_dir,
             results_dir=run.results_dir,
             metadata={**node.get("metadata", {}), "sublattice": node["kind"] == "sublattice"},

@@ -75,6 +75,7 @@ class Run:
         self.root_dispatch_id = root_dispatch_id or dispatch_id
         self.nodes: list[ManifestNode] = manifest["nodes"]
         self.status = [COMPLETED if n["kind"] == "parameter" else NEW for n in self.nodes]
+        self.parameters = self.status.count(COMPLETED)  # they stay COMPLETED
         self.outputs: list[str | None] = [n.get("value") for n in self.nodes]
         self.errors: dict[int, str] = {}
         self.reprs: dict[int, str] = {}

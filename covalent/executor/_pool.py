@@ -529,14 +529,9 @@ class _WorkerThread(threading.Thread):
             digest = job.class_blob()
             if digest and digest not in self.known and digest not in functions:
                 functions[digest] = job.class_bytes()
-            for name in task.value_names():
-                if name in values or name in files:
-                    continue
-                path = task.blob_file(name)  # large blobs: the worker reads the file itself
-                if path:
-                    files[name] = path
-                else:
-                    values[name] = task.load_blob(name)
+            small, large = task.value_blobs()  # large: the worker reads the file itself
+            values.update(small)
+            files.update(large)
         message = {
             "tasks": [job.payload() for job in batch],
             "functions": functions,
