@@ -8,6 +8,7 @@ without an address, short name ``"dask"``) is started by the servers under test.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -396,6 +397,48 @@ def test_the_worker_running_a_task_is_found(dask_cluster: DaskCluster, tmp_path:
     assert sorted(worker for worker, yes in said.items() if yes) == running
     assert len(said) == 2  # both workers answered
     assert after == []
+
+
+def _hold_the_gil_marked(marker: str) -> None:
+    """Mark that it runs (its process id), then hold the GIL for good: a regular
+    expression that backtracks for ages (as a long C call may), so the worker's event
+    loop cannot answer anyone until the process is stopped."""
+    import os
+    import re
+
+    with open(marker + ".part", "w") as f:
+        f.write(str(os.getpid()))
+    os.replace(marker + ".part", marker)
+    re.match(r"(a+)+$", "a" * 40 + "b")
+
+
+def test_cancel_stops_an_electron_that_holds_the_gil(
+    dask_cluster: DaskCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cancelled electron whose worker cannot answer (its task holds the GIL) is still
+    stopped: the scheduler knows where it runs, and the nanny restarts that worker; the
+    question to the workers gives up after ASK_TIMEOUT. (A reviewer's find.)"""
+    monkeypatch.setattr(dask_plugin, "CANCEL_TIMEOUT", 30.0)
+    tasks = TaskFactory()
+    marker = tmp_path / "running"
+    hog = tasks.task(_hold_the_gil_marked, str(marker))
+    executor = DaskExecutor(scheduler_address=dask_cluster.address, restart_on_cancel=True)
+
+    async def cancel_it(handles: list[Cancellable], _: Outcomes) -> None:
+        while not marker.exists():
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(1.0)  # not a wait for a condition: the regex is well under way
+        handles[0].cancel()
+
+    try:
+        outcomes = _group(executor, [hog], cancel_it)
+        assert outcomes[hog.node_id].status == Status.CANCELLED
+        pid = int(marker.read_text())
+        wait_for(lambda: not _pid_alive(pid), 60, "the cancelled electron's worker to stop")
+    finally:  # never leave a shared worker stuck for the tests after
+        if marker.exists() and _pid_alive(int(marker.read_text())):
+            with contextlib.suppress(OSError):
+                os.kill(int(marker.read_text()), signal.SIGKILL)
 
 
 def test_an_electron_whose_worker_dies_runs_again(

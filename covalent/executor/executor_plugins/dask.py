@@ -83,6 +83,8 @@ together; the first run on the cluster while the next are made."""
 FIRST_CHUNK = 50
 """The first chunk of a burst is smaller, so that the workers start sooner."""
 CANCEL_TIMEOUT = 60.0
+ASK_TIMEOUT = 5.0
+"""Seconds the workers get to say which of them runs a task being cancelled."""
 
 log = logging.getLogger("covalent.executor.dask")
 
@@ -422,19 +424,31 @@ class DaskExecutor(BaseExecutor):
 async def _running(client: Client, key: Any) -> list[str]:
     """The workers running ``key``: those the scheduler assigned it to and those that
     say they execute it (asked with ``Client.run``; the two views can differ for a
-    moment, as when a task was moved between workers), sorted."""
+    moment, as when a task was moved between workers), sorted. The workers get
+    ``ASK_TIMEOUT`` seconds to answer: one whose task holds the GIL (a long C call)
+    cannot, and is often the very worker to restart."""
     processing = await client.processing()
     assigned = {worker for worker, keys in processing.items() if key in keys}
     try:
-        answers = await client.run(_executes, key, on_error="return")
+        asking = client.run(_executes, key, on_error="return")
+        answers = await asyncio.wait_for(asking, ASK_TIMEOUT)
     except Exception as e:  # the scheduler's view alone, then
         log.warning("Asking the workers which runs task %s: %s: %s", key, type(e).__name__, e)
         answers = {}
     return sorted(assigned | {worker for worker, says in answers.items() if says is True})
 
 
+_RUNNING_STATES = ("executing", "long-running")
+
+
 def _executes(key: Any, dask_worker: Any = None) -> bool:
-    """On a Dask worker (``Client.run``): whether it is executing ``key`` now."""
+    """On a Dask worker (``Client.run``): whether a thread of it runs ``key`` now (also
+    when the scheduler has already let go of it: a cancelled or resumed task whose
+    thread still runs)."""
     state = getattr(dask_worker, "state", None)
     task = state.tasks.get(key) if state is not None else None
-    return task is not None and task.state in ("executing", "long-running")
+    if task is None:
+        return False
+    if task.state in _RUNNING_STATES:
+        return True
+    return task.state in ("cancelled", "resumed") and task.previous in _RUNNING_STATES
