@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from covalent._errors import CovalentError, StorageFullError
 from covalent._store import queries
 from covalent._store.changes import NODE_COLUMNS, Changes, NewNodeRow, NodeRow, NodeUpdate
 from covalent._store.store import BlobCache, Store
@@ -126,6 +127,28 @@ def test_a_failed_batch_stores_none_of_it(tmp_path: Path) -> None:
     changes.node_updates.append(NodeUpdate("d", 0, {"status": "RUNNING"}))
     store.commit(changes)  # the writer is usable after a rollback
     assert store.get_nodes("d")[0]["status"] == "RUNNING"
+
+
+def test_a_dispatch_that_cannot_be_stored_leaves_nothing_and_the_writer_goes_on(
+    tmp_path: Path,
+) -> None:
+    """A second dispatch with the same id, and one the full database has no room for:
+    each a clear error, nothing of it stored, and the next write goes through."""
+    store = _store(tmp_path)
+    _dispatch(store, "d", 2)
+    with pytest.raises(CovalentError, match="Dispatch d already exists"):
+        _dispatch(store, "d", 1)
+    assert len(store.get_nodes("d")) == 2
+    store.commit(Changes(blobs={"a" * 64: b"x"}))  # opens the store's own writer
+    assert store._raw is not None
+    pages = store._raw.db.execute("PRAGMA page_count").fetchone()[0]
+    store._raw.db.execute(f"PRAGMA max_page_count = {pages + 2}")
+    with pytest.raises(StorageFullError, match="database is full: dispatch big could not"):
+        _dispatch(store, "big", 2000, manifest=bytes(200_000))
+    assert store.get_dispatch("big") is None and store.get_nodes("big") == []
+    store._raw.db.execute("PRAGMA max_page_count = 1073741823")
+    _dispatch(store, "after", 3)
+    assert len(store.get_nodes("after")) == 3
 
 
 def test_a_closed_dispatch_has_no_unfinished_node_left(tmp_path: Path) -> None:

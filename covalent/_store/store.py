@@ -7,13 +7,14 @@ nothing is reported before it is stored. Reads may come from any thread.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import operator
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -216,6 +217,7 @@ class Store:
         file_db = url.startswith("sqlite:///") and path not in ("", ":memory:")
         self._raw_path = path if file_db else None
         self._raw: _RawWriter | None = None
+        self._raw_opening = threading.Lock()
         self._sql = _SqliteStatements() if url.startswith("sqlite") else _Statements()
 
     @classmethod
@@ -359,21 +361,22 @@ class Store:
         transaction."""
         stored = {**row, "manifest": manifests.packed(row["manifest"])}  # before the lock
         try:
-            with self.engine.begin() as conn:
+            with self._transaction() as conn:
                 self._insert_blobs(conn, changes.blobs)
-                conn.execute(insert(dispatches), [stored])
+                self._sql.insert(conn, dispatches, tuple(stored), [tuple(stored.values())])
                 if node_rows:
                     self._sql.insert(conn, nodes, NODE_COLUMNS, node_rows)
                 if new_nodes:
                     self._sql.insert(conn, nodes, NEW_NODE_COLUMNS, new_nodes)
                 self._insert_rows(conn, transitions, changes.transitions)
-        except IntegrityError as e:
+        except (IntegrityError, sqlite3.IntegrityError) as e:
             raise CovalentError(f"Dispatch {row['dispatch_id']} already exists.") from e
-        except OperationalError as e:
+        except (OperationalError, sqlite3.OperationalError) as e:
             if _database_full(e):
                 raise StorageFullError(
                     f"The server's database is full: dispatch {row['dispatch_id']} could not "
-                    f"be stored ({e.orig}). Nothing was stored; free space and try again."
+                    f"be stored ({getattr(e, 'orig', e)}). Nothing was stored; free space and "
+                    "try again."
                 ) from e
             raise
 
@@ -381,21 +384,31 @@ class Store:
         """Write a batch of changes in one transaction."""
         if not changes:
             return
+        with self._transaction() as conn:
+            self._write(conn, changes)
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[Any]:
+        """A write transaction: on a SQLite file, through the store's own driver-level
+        connection (:class:`_RawWriter`), one writer at a time; else SQLAlchemy's. Rolled
+        back if anything in it, or its commit, fails."""
         if self._raw_path is None:
             with self.engine.begin() as conn:
-                self._write(conn, changes)
+                yield conn
             return
-        if self._raw is None:
-            self._raw = _RawWriter(self._raw_path)
-        raw = self._raw
+        with self._raw_opening:
+            if self._raw is None:
+                self._raw = _RawWriter(self._raw_path)
+            raw = self._raw
         with raw.lock:
             raw.db.execute("BEGIN IMMEDIATE")
             try:
-                self._write(raw, changes)
+                yield raw
+                raw.db.execute("COMMIT")
             except BaseException:
-                raw.db.execute("ROLLBACK")
+                if raw.db.in_transaction:
+                    raw.db.execute("ROLLBACK")
                 raise
-            raw.db.execute("COMMIT")
 
     def _write(self, conn: Any, changes: Changes) -> None:
         self._insert_blobs(conn, changes.blobs)
@@ -496,9 +509,9 @@ class Store:
             return [r[0] for r in conn.execute(query)]
 
 
-def _database_full(error: OperationalError) -> bool:
+def _database_full(error: OperationalError | sqlite3.OperationalError) -> bool:
     """SQLite's SQLITE_FULL, PostgreSQL's disk_full (53100)."""
-    orig = error.orig
+    orig = error.orig if isinstance(error, OperationalError) else error
     if getattr(orig, "sqlstate", None) == "53100":
         return True
     return getattr(orig, "sqlite_errorcode", None) == 13 or "disk is full" in str(orig)
