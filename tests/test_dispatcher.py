@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,6 +22,7 @@ import pytest
 import covalent as ct
 from covalent._dispatcher import dispatcher as dispatchermod
 from covalent._dispatcher import states
+from covalent._dispatcher import submission as submissionmod
 from covalent._dispatcher.dispatcher import LAUNCH_CHUNK, Dispatcher
 from covalent._dispatcher.executors import ExecutorRegistry
 from covalent._errors import BadRequestError
@@ -382,6 +384,40 @@ async def test_a_large_run_takes_its_blobs_out_of_the_shared_cache_when_it_ends(
     assert all(env.store.cache.get(d) is None for d in made)
     assert env.store.cache.get(result) is not None
     assert all(env.store.read_blob(d) is not None for d in made)  # from the database
+
+
+async def test_a_large_dispatch_stored_in_a_thread_lets_the_others_go_on(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``submit_in_thread`` (the server's path for a large bundle): while one dispatch is
+    checked and stored in a thread, another runs to its end on the loop; a cancel that
+    comes once the first is stored but before its run has joined the loop is kept, and
+    applied after it joins."""
+    stored, go_on = threading.Event(), threading.Event()
+    real = submissionmod.submit
+
+    def held_after_storing(*args: Any) -> Any:
+        done = real(*args)
+        stored.set()
+        assert go_on.wait(DEADLINE)
+        return done
+
+    monkeypatch.setattr(submissionmod, "submit", held_after_storing)
+    joining = asyncio.ensure_future(env.d.submit_in_thread(*build(seed, 2)))
+    assert await asyncio.to_thread(stored.wait, DEADLINE)
+    monkeypatch.setattr(submissionmod, "submit", real)
+    other = env.submit(seed, a=3)
+    for value in (3, 9):
+        _task, done = await env.control.next()
+        done.set_result(value_outcome(value))
+    assert (await env.finished(other))["status"] == "COMPLETED"
+    (big,) = env.d._joining  # stored, not joined yet
+    assert env.store.get_dispatch(big) is not None and big not in env.d.runs
+    env.d.cancel(big)
+    go_on.set()
+    assert await asyncio.wait_for(joining, DEADLINE) == big
+    assert (await env.finished(big))["status"] == "CANCELLED"
+    assert not env.d._joining
 
 
 # cancel, retries, timeouts

@@ -51,8 +51,10 @@ def submit(
     blobs: dict[str, bytes],
     disable_run: bool = False,
     parent: Parent | None = None,
+    dispatch_id: str = "",
 ) -> Submitted:
-    """Check and store a dispatch; return its id, row and Run once it is committed.
+    """Check and store a dispatch (with ``dispatch_id``, or a new id); return its id,
+    row and Run once it is committed.
 
     ``manifest`` fits the schema (:func:`schema.read_bundle` read it, or it was stored);
     its structure is checked here. Raises BadRequestError naming what is wrong with it,
@@ -62,7 +64,7 @@ def submit(
     """
     _check(store, manifest, blobs)
     reused = _reusable(store, manifest)
-    dispatch_id = str(uuid.uuid4())
+    dispatch_id = dispatch_id or str(uuid.uuid4())
     now = time.time()
     results_dir = results_root / dispatch_id
     try:
