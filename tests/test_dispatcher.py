@@ -420,6 +420,33 @@ async def test_a_large_dispatch_stored_in_a_thread_lets_the_others_go_on(
     assert not env.d._joining
 
 
+async def test_a_large_dispatch_joins_the_loop_though_its_caller_went_away(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its request cancelled while the thread stores it (the client disconnected): what
+    is stored still runs, rather than waiting as RUNNING for the next server start."""
+    stored, go_on = threading.Event(), threading.Event()
+    real = submissionmod.submit
+
+    def held_after_storing(*args: Any) -> Any:
+        done = real(*args)
+        stored.set()
+        assert go_on.wait(DEADLINE)
+        return done
+
+    monkeypatch.setattr(submissionmod, "submit", held_after_storing)
+    caller = asyncio.ensure_future(env.d.submit_in_thread(*build(seed, 2)))
+    assert await asyncio.to_thread(stored.wait, DEADLINE)
+    (big,) = env.d._joining
+    caller.cancel()
+    go_on.set()
+    for value in (2, 4):
+        _task, done = await env.control.next()
+        done.set_result(value_outcome(value))
+    assert (await env.finished(big))["status"] == "COMPLETED"
+    assert caller.cancelled()
+
+
 # cancel, retries, timeouts
 
 

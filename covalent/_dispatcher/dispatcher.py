@@ -163,26 +163,32 @@ class Dispatcher:
         in a thread, so that the loop goes on with the other dispatches meanwhile (a
         fan-out of 100,000 took it 2 s); they wait only while its rows are written,
         which holds the store's writer. A cancel that comes for it before it joins the
-        loop is kept and applied once it has. Raises as :meth:`submit`."""
+        loop is kept and applied once it has. Raises as :meth:`submit`. Cancelling the
+        caller (its client went away) does not stop the thread: a dispatch it stores
+        still joins the loop."""
         dispatch_id = str(uuid.uuid4())
         self._joining[dispatch_id] = []
-        try:
-            done = await asyncio.to_thread(
-                submissionmod.submit,
-                self.store,
-                self.results_root,
-                manifest,
-                blobs,
-                disable_run,
-                None,
-                dispatch_id,
-            )
-            self._submitted(done)
-        finally:
-            held = self._joining.pop(dispatch_id)
-        for cancel in held:  # after the run's Joined: the loop applies them in order
-            self.queue.put_nowait(cancel)
-        return dispatch_id
+
+        async def accept() -> str:
+            try:
+                done = await asyncio.to_thread(
+                    submissionmod.submit,
+                    self.store,
+                    self.results_root,
+                    manifest,
+                    blobs,
+                    disable_run,
+                    None,
+                    dispatch_id,
+                )
+                self._submitted(done)
+            finally:
+                held = self._joining.pop(dispatch_id)
+            for cancel in held:  # after the run's Joined: the loop applies them in order
+                self.queue.put_nowait(cancel)
+            return dispatch_id
+
+        return await asyncio.shield(asyncio.ensure_future(accept()))
 
     def _submitted(self, done: submissionmod.Submitted) -> str:
         """A stored dispatch: its first transitions to the live stream, a log line, and
