@@ -347,6 +347,61 @@ def test_a_quick_reply_is_not_held_back_by_a_slow_task_in_its_batch() -> None:
     assert tasks.output(outcome) == "quick"
 
 
+def test_a_small_dispatch_does_not_wait_for_all_of_a_large_ones_queued_tasks() -> None:
+    """Queued tasks are taken one dispatch at a time in turn: one worker, 40 tasks of one
+    dispatch queued before one task of another; that one runs second, not 41st."""
+    large, small = TaskFactory("large"), TaskFactory("small")
+    naps = [large.task(_nap, 0.02) for _ in range(40)]
+    say = small.task(_say, "small")
+
+    async def queue_both(ex: LocalExecutor) -> list[str]:
+        ended: list[str] = []
+        all_in = asyncio.Event()
+
+        def report(who: str) -> Callable[[Outcome], None]:
+            def _report(outcome: Outcome) -> None:
+                assert outcome.status == Status.COMPLETED, outcome.error
+                ended.append(who)
+                if len(ended) == len(naps) + 1:
+                    all_in.set()
+
+            return _report
+
+        with ex.pool._lock:  # the worker's thread takes them as one batch, after both
+            for nap in naps:
+                ex.pool.start(nap, ex.task_options(nap), report("large"))
+            ex.pool.start(say, ex.task_options(say), report("small"))
+        await all_in.wait()
+        return ended
+
+    ended = drive(LocalExecutor(workers=1), queue_both)
+    assert ended.index("small") == 1, ended
+
+
+def test_the_job_queue_takes_dispatches_in_turn_and_keeps_each_ones_order() -> None:
+    a, b = TaskFactory("a"), TaskFactory("b")
+    loop = asyncio.new_event_loop()
+    try:
+        job = lambda t: _pool.Job(t, {}, lambda _o: None, loop)  # noqa: E731
+        a_jobs, b_jobs = [job(a.task(_say, str(n))) for n in range(3)], [job(b.task(_pid))]
+        queue = _pool.JobQueue()
+        queue.extend(a_jobs)
+        queue.extend(b_jobs)
+        assert len(queue) == 4
+        taken = [queue.popleft() for _ in range(2)]
+        assert taken == [a_jobs[0], b_jobs[0]]
+        queue.put_back(taken)  # back before the others of their dispatches
+        assert [queue.popleft() for _ in range(len(queue))] == [
+            a_jobs[0], b_jobs[0], a_jobs[1], a_jobs[2]
+        ]  # fmt: skip
+        with pytest.raises(IndexError):
+            queue.popleft()
+        queue.extend(a_jobs)
+        assert queue.drain() == a_jobs and len(queue) == 0 and not queue
+    finally:
+        loop.close()
+
+
 def test_a_chain_of_tasks_runs_on_one_warm_worker() -> None:
     """Each task is handed to the pool as soon as the one before it is reported (as the
     dispatcher hands on a chain's next node): the worker that ran it takes it, and no

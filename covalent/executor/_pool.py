@@ -31,7 +31,7 @@ import threading
 import time
 import traceback
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
@@ -106,6 +106,64 @@ class Job:
         return carried[digest] if digest in carried else self.task.load_blob(digest)
 
 
+class JobQueue:
+    """The jobs waiting for a worker: one queue per dispatch, taken in turn, so that a
+    small dispatch's task waits for one task of each other dispatch rather than for all
+    those queued before it (a fan-out has up to 10,000 in the pool at once). Within a
+    dispatch, first in, first out. Not thread-safe: the pool's lock guards it."""
+
+    def __init__(self) -> None:
+        self._queues: dict[str, deque[Job]] = {}  # in turn order: the next one first
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def extend(self, jobs: Iterable[Job]) -> None:
+        """Queue ``jobs`` after those of their dispatches already queued."""
+        queues = self._queues
+        for job in jobs:
+            key = job.task.dispatch_id
+            queue = queues.get(key)
+            if queue is None:
+                queue = queues[key] = deque()
+            queue.append(job)
+            self._count += 1
+
+    def put_back(self, jobs: list[Job]) -> None:
+        """Put ``jobs`` (taken, then not run) back before the others of their dispatches,
+        in their order."""
+        for job in reversed(jobs):
+            key = job.task.dispatch_id
+            queue = self._queues.get(key)
+            if queue is None:
+                queue = self._queues[key] = deque()
+            queue.appendleft(job)
+            self._count += 1
+
+    def popleft(self) -> Job:
+        """The next job of the dispatch whose turn it is; that dispatch goes last.
+
+        Raises IndexError when none is queued."""
+        queues = self._queues
+        try:
+            key = next(iter(queues))
+        except StopIteration:
+            raise IndexError("no job is queued") from None
+        queue = queues.pop(key)
+        job = queue.popleft()
+        self._count -= 1
+        if queue:
+            queues[key] = queue  # re-inserted: the end of the turn order
+        return job
+
+    def drain(self) -> list[Job]:
+        """Every queued job, taken out."""
+        jobs = [job for queue in self._queues.values() for job in queue]
+        self._queues, self._count = {}, 0
+        return jobs
+
+
 class WorkerPool:
     """Runs tasks on up to ``max_workers`` reused worker processes."""
 
@@ -113,7 +171,7 @@ class WorkerPool:
         self.max_workers = max(1, max_workers)
         self.memory_limit = memory_limit
         self.idle_timeout = idle_timeout
-        self._jobs: deque[Job] = deque()
+        self._jobs = JobQueue()
         self._lock = threading.RLock()  # each thread waits on a Condition of its own on it
         self._threads: set[_WorkerThread] = set()
         self._parked: list[_WorkerThread] = []  # waiting in take(), the latest last
@@ -260,7 +318,7 @@ class WorkerPool:
             for job in kept:
                 job.taken = False
                 job.sent_bytes = 0
-            self._jobs.extendleft(reversed(kept))
+            self._jobs.put_back(kept)
             self._wake(len(kept))
         _settle_all([(job, _cancelled()) for job in cancelled])
 
@@ -348,7 +406,7 @@ class WorkerPool:
         with self._lock:
             self._closed = True
             threads = list(self._threads)
-            jobs, self._jobs = list(self._jobs), deque()
+            jobs = self._jobs.drain()
             self._wake(len(self._parked))
         for thread in threads:
             thread.stop_process()
@@ -505,7 +563,7 @@ class _WorkerThread(threading.Thread):
                     job.worker = None
                     closed = self.pool._closed  # close() failed the queue already: not this
                     if not closed:
-                        self.pool._jobs.appendleft(job)
+                        self.pool._jobs.put_back([job])
                 self.wake.notify()
             if closed:
                 job.settle(Outcome.failure("The server stopped before this task ran."))
