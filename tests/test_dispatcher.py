@@ -447,6 +447,65 @@ async def test_a_large_dispatch_joins_the_loop_though_its_caller_went_away(
     assert caller.cancelled()
 
 
+class InstantExecutor(BaseExecutor):
+    """Reports each task's outcome (output 1) while it is being started: the loop's queue
+    never runs dry while a run has tasks left."""
+
+    def __init__(self, **_settings: Any) -> None:
+        pass
+
+    def start_many(self, tasks: list[tuple[Task, Any]]) -> list[Any]:
+        for _task, report in tasks:
+            report(value_outcome(1))
+        return [asyncio.get_running_loop().create_future() for _ in tasks]
+
+    async def execute(self, task: Task) -> Outcome:
+        return value_outcome(1)
+
+
+@ct.electron(executor="instant")
+def at_once(x):
+    return x
+
+
+@ct.lattice
+def instant_fan(n):
+    return [at_once(i) for i in range(n)]
+
+
+async def test_waiting_requests_get_a_step_between_turns_while_events_keep_coming(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run whose events never let the queue run dry still lets the rest of the server
+    (requests, the live stream) step between two of its turns."""
+    env.d.executors.plugins["instant"] = plugins.Plugin("instant", InstantExecutor)
+    steps, at_turns = 0, []
+    stepping = True
+
+    async def other_work() -> None:
+        nonlocal steps
+        while stepping:
+            steps += 1
+            await asyncio.sleep(0)
+
+    real_turn = env.d.turn
+
+    async def counted_turn(events: list[Any]) -> None:
+        at_turns.append(steps)
+        await real_turn(events)
+
+    monkeypatch.setattr(env.d, "turn", counted_turn)
+    other = asyncio.ensure_future(other_work())
+    try:
+        dispatch_id = env.submit(instant_fan, 3 * LAUNCH_CHUNK)
+        assert (await env.finished(dispatch_id))["status"] == "COMPLETED"
+    finally:
+        stepping = False
+        await other
+    assert len(at_turns) >= 3  # the run's tasks were started in chunks, a turn each
+    assert all(b > a for a, b in zip(at_turns, at_turns[1:], strict=False)), at_turns
+
+
 # cancel, retries, timeouts
 
 
