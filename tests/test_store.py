@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from covalent._errors import CovalentError, StorageFullError
+from covalent._errors import CovalentError, StorageFullError, StoreUnavailableError
 from covalent._store import queries
 from covalent._store.changes import NODE_COLUMNS, Changes, NewNodeRow, NodeRow, NodeUpdate
-from covalent._store.store import BlobCache, Store
+from covalent._store.store import INLINE_LIMIT, BlobCache, Store
+from covalent._wire import blobfiles, blobs
 
 
 def _store(tmp_path: Path) -> Store:
@@ -149,6 +151,64 @@ def test_a_dispatch_that_cannot_be_stored_leaves_nothing_and_the_writer_goes_on(
     store._raw.db.execute("PRAGMA max_page_count = 1073741823")
     _dispatch(store, "after", 3)
     assert len(store.get_nodes("after")) == 3
+
+
+def test_closing_the_store_waits_for_a_write_in_another_thread_and_refuses_later_ones(
+    tmp_path: Path,
+) -> None:
+    """The server stops while a large submission is stored in a thread: the store's
+    connection is closed only once that write has ended (not under it), and a write after
+    the close is refused, not made on a connection opened anew."""
+    store = _store(tmp_path)
+    inside, release = threading.Event(), threading.Event()
+
+    def writer() -> None:
+        with store._transaction() as conn:
+            inside.set()
+            assert release.wait(60)
+            store._insert_blobs(conn, store._blob_rows({"b" * 64: b"x"}))
+
+    writing = threading.Thread(target=writer)
+    writing.start()
+    assert inside.wait(60)
+    closing = threading.Thread(target=store.close)
+    closing.start()
+    closing.join(0.2)
+    assert closing.is_alive()  # waiting for the write, which holds the writer
+    release.set()
+    writing.join(60)
+    closing.join(60)
+    assert not closing.is_alive()
+    with pytest.raises(StoreUnavailableError, match="closed"):
+        store.commit(Changes(blobs={"c" * 64: b"y"}))
+    again = Store.sqlite(tmp_path / "db.sqlite", tmp_path / "blobs")
+    assert again.read_blob("b" * 64) == b"x"  # the write before the close is kept
+    again.close()
+
+
+def test_large_blobs_are_written_as_files_before_the_writer_is_held(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large blob's file is written before its transaction takes the store's writer,
+    which the loop's commits wait for (a submission of 40 blobs of 4 MB held them 0.5 s)."""
+    store = _store(tmp_path)
+    store.commit(Changes(blobs={"a" * 64: b"x"}))  # the store's writer is open
+    assert store._raw is not None
+    held: list[bool] = []
+    real = blobfiles.write
+
+    def noting(path: str, data: bytes) -> None:
+        held.append(store._raw is not None and store._raw.lock.locked())
+        real(path, data)
+
+    monkeypatch.setattr(blobfiles, "write", noting)
+    big, other = bytes(INLINE_LIMIT + 1), b"y" * (INLINE_LIMIT + 1)
+    store.commit(Changes(blobs={blobs.digest(big): big}))
+    row = _row("d", 0)
+    store.create_dispatch(row, [], Changes(blobs={blobs.digest(other): other}))
+    assert held == [False, False]
+    assert store.read_blob(blobs.digest(big)) == big
+    assert store.read_blob(blobs.digest(other)) == other
 
 
 def test_a_closed_dispatch_has_no_unfinished_node_left(tmp_path: Path) -> None:

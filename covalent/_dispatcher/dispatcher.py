@@ -68,6 +68,9 @@ LAUNCH_CHUNK = 1024
 """The most nodes of one run a turn of the loop starts: the first tasks of a wide
 fan-out run while the loop commits and hands over the rest, instead of after."""
 
+STOP_ACCEPT_WAIT = 60.0
+"""Seconds :meth:`Dispatcher.stop` waits for large submissions still being stored."""
+
 TURN_EVENTS = 10_000
 """The most events one turn of the loop decides (a run's window of tasks in flight, see
 ``IN_FLIGHT``): several large runs' ends are decided over several turns, not in one
@@ -129,6 +132,7 @@ class Dispatcher:
         self.validate = bool(os.environ.get("COVALENT_VALIDATE")) if validate is None else validate
         self._finished: dict[str, set[asyncio.Future[None]]] = {}  # waiters per dispatch
         self._joining: dict[str, list[CancelRequested]] = {}  # stored in a thread, not joined
+        self._accepting: set[asyncio.Future[str]] = set()  # submit_in_thread's, in flight
         self._loop_task: asyncio.Task[None] | None = None
         self._event_loop: asyncio.AbstractEventLoop | None = None
 
@@ -141,6 +145,8 @@ class Dispatcher:
             self._resume(dispatch_id)
 
     async def stop(self) -> None:
+        if self._accepting:  # their threads write to the store, which closes after this
+            await asyncio.wait(list(self._accepting), timeout=STOP_ACCEPT_WAIT)
         self.launcher.stop_all()
         if self._loop_task is not None:
             self._loop_task.cancel()
@@ -166,15 +172,21 @@ class Dispatcher:
         return self._submitted(done)
 
     async def submit_in_thread(
-        self, manifest: dict[str, Any], blobs: dict[str, bytes], disable_run: bool = False
+        self,
+        manifest: dict[str, Any],
+        blobs: dict[str, bytes],
+        disable_run: bool = False,
+        stored: Callable[[str], object] | None = None,
     ) -> str:
         """:meth:`submit` for a large dispatch: it is checked, stored and made into a run
         in a thread, so that the loop goes on with the other dispatches meanwhile (a
         fan-out of 100,000 took it 2 s); they wait only while its rows are written,
         which holds the store's writer. A cancel that comes for it before it joins the
-        loop is kept and applied once it has. Raises as :meth:`submit`. Cancelling the
-        caller (its client went away) does not stop the thread: a dispatch it stores
-        still joins the loop."""
+        loop is kept and applied once it has; then ``stored(dispatch_id)`` runs, on the
+        loop's thread (the server stores the dispatch's triggers). Raises as
+        :meth:`submit`. Cancelling the caller (its client went away, the server stops)
+        does not stop the thread: a dispatch it stores still joins the loop, and
+        :meth:`stop` waits for it."""
         dispatch_id = str(uuid.uuid4())
         self._joining[dispatch_id] = []
 
@@ -195,9 +207,18 @@ class Dispatcher:
                 held = self._joining.pop(dispatch_id)
             for cancel in held:  # after the run's Joined: the loop applies them in order
                 self.queue.put_nowait(cancel)
+            if stored is not None:
+                stored(dispatch_id)
             return dispatch_id
 
-        return await asyncio.shield(asyncio.ensure_future(accept()))
+        accepting = asyncio.ensure_future(accept())
+        self._accepting.add(accepting)
+        accepting.add_done_callback(self._accepted)
+        return await asyncio.shield(accepting)
+
+    def _accepted(self, accepting: asyncio.Future[str]) -> None:
+        """An accepting task ended: forget it."""
+        self._accepting.discard(accepting)
 
     def _submitted(self, done: submissionmod.Submitted) -> str:
         """A stored dispatch: its first transitions to the live stream, a log line, and

@@ -124,10 +124,14 @@ async def submit(request: Request, disable_run: bool = False) -> dict[str, str]:
     del received
     state = _state(request)
     trigger_specs = state.triggers.check(manifest)  # before anything is stored
-    if large:
-        dispatch_id = await state.dispatcher.submit_in_thread(manifest, blobs, disable_run)
-    else:
-        dispatch_id = state.dispatcher.submit(manifest, blobs, disable_run=disable_run)
+    if large:  # its triggers are stored with it, even if this request is cancelled
+
+        def arm(stored_id: str) -> None:
+            state.triggers.add(stored_id, trigger_specs)
+
+        dispatch_id = await state.dispatcher.submit_in_thread(manifest, blobs, disable_run, arm)
+        return {"dispatch_id": dispatch_id}
+    dispatch_id = state.dispatcher.submit(manifest, blobs, disable_run=disable_run)
     state.triggers.add(dispatch_id, trigger_specs)
     return {"dispatch_id": dispatch_id}
 

@@ -24,7 +24,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from covalent._config import mask_secrets
-from covalent._errors import CovalentError, StorageFullError
+from covalent._errors import CovalentError, StorageFullError, StoreUnavailableError
 from covalent._store import manifests, migrate, schema
 from covalent._store.changes import (
     NEW_NODE_COLUMNS,
@@ -218,6 +218,7 @@ class Store:
         self._raw_path = path if file_db else None
         self._raw: _RawWriter | None = None
         self._raw_opening = threading.Lock()
+        self._closed = False
         self._sql = _SqliteStatements() if url.startswith("sqlite") else _Statements()
 
     @classmethod
@@ -258,9 +259,14 @@ class Store:
         return self.url.startswith("sqlite")
 
     def close(self) -> None:
-        if self._raw is not None:
-            self._raw.close()
-            self._raw = None
+        """Close the store's connections; a write in another thread ends first, and a
+        later one raises StoreUnavailableError."""
+        with self._raw_opening:
+            self._closed = True
+            raw, self._raw = self._raw, None
+        if raw is not None:
+            with raw.lock:
+                raw.close()
         self.engine.dispose()
 
     # blobs
@@ -294,19 +300,24 @@ class Store:
                 )
         return wanted - found
 
-    def _insert_blobs(self, conn: Any, items: dict[str, bytes]) -> None:
-        """Insert blob rows (large blobs written as files first), in digest order: the
-        rows then go into the key's index side by side rather than at random places,
-        which makes a large batch about twice as fast on SQLite."""
-        if not items:
-            return
-        rows = [
+    def _blob_rows(self, items: dict[str, bytes]) -> list[tuple[Any, ...]]:
+        """The blob rows of ``items``, the large ones written as files first (before a
+        transaction: the store's writer is not held while files are written), in digest
+        order: the rows then go into the key's index side by side rather than at random
+        places, which makes a large batch about twice as fast on SQLite."""
+        return [
             (name, len(data), None, self._write_file(name, data))
             if len(data) > INLINE_LIMIT
             else (name, len(data), data, None)
             for name, data in sorted(items.items(), key=_FIRST)
         ]
-        self._sql.insert(conn, blobs, BLOB_COLUMNS, rows, ignore=True)
+
+    def _insert_blobs(self, conn: Any, rows: list[tuple[Any, ...]]) -> None:
+        if rows:
+            self._sql.insert(conn, blobs, BLOB_COLUMNS, rows, ignore=True)
+
+    def _remember(self, items: dict[str, bytes]) -> None:
+        """Keep the small ones of blobs just committed in memory."""
         for name, data in items.items():
             self.cache.put(name, data)
 
@@ -361,8 +372,9 @@ class Store:
         transaction."""
         stored = {**row, "manifest": manifests.packed(row["manifest"])}  # before the lock
         try:
+            blob_rows = self._blob_rows(changes.blobs)
             with self._transaction() as conn:
-                self._insert_blobs(conn, changes.blobs)
+                self._insert_blobs(conn, blob_rows)
                 self._sql.insert(conn, dispatches, tuple(stored), [tuple(stored.values())])
                 if node_rows:
                     self._sql.insert(conn, nodes, NODE_COLUMNS, node_rows)
@@ -379,13 +391,16 @@ class Store:
                     "try again."
                 ) from e
             raise
+        self._remember(changes.blobs)
 
     def commit(self, changes: Changes) -> None:
         """Write a batch of changes in one transaction."""
         if not changes:
             return
+        blob_rows = self._blob_rows(changes.blobs)
         with self._transaction() as conn:
-            self._write(conn, changes)
+            self._write(conn, changes, blob_rows)
+        self._remember(changes.blobs)
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[Any]:
@@ -397,6 +412,8 @@ class Store:
                 yield conn
             return
         with self._raw_opening:
+            if self._closed:
+                raise StoreUnavailableError("The store is closed (the server is stopping).")
             if self._raw is None:
                 self._raw = _RawWriter(self._raw_path)
             raw = self._raw
@@ -410,8 +427,8 @@ class Store:
                     raw.db.execute("ROLLBACK")
                 raise
 
-    def _write(self, conn: Any, changes: Changes) -> None:
-        self._insert_blobs(conn, changes.blobs)
+    def _write(self, conn: Any, changes: Changes, blob_rows: list[tuple[Any, ...]]) -> None:
+        self._insert_blobs(conn, blob_rows)
         self._insert_rows(conn, blobs, changes.blob_files, ignore=True)
         self._update_rows(conn, nodes, ("dispatch_id", "node_id"), changes.node_updates)
         self._update_rows(conn, dispatches, ("dispatch_id",), changes.dispatch_updates)
