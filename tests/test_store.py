@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from covalent._errors import CovalentError, StorageFullError, StoreUnavailableError
 from covalent._store import queries
+from covalent._store import store as storemod
 from covalent._store.changes import NODE_COLUMNS, Changes, NewNodeRow, NodeRow, NodeUpdate
 from covalent._store.store import INLINE_LIMIT, BlobCache, Store
 from covalent._wire import blobfiles, blobs
@@ -209,6 +213,89 @@ def test_large_blobs_are_written_as_files_before_the_writer_is_held(
     assert held == [False, False]
     assert store.read_blob(blobs.digest(big)) == big
     assert store.read_blob(blobs.digest(other)) == other
+
+
+def _nodes_of(dispatch_id: str, count: int) -> list[NodeRow]:
+    return [
+        NodeRow(
+            **dict.fromkeys(NODE_COLUMNS)
+            | {"dispatch_id": dispatch_id, "node_id": n, "name": f"n{n}", "kind": "electron"}
+            | {"status": "NEW_OBJECT", "attempts": 0}
+        )
+        for n in range(count)
+    ]
+
+
+def test_a_large_dispatch_is_stored_in_parts_its_own_row_last(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over STAGED_ROWS node rows, a new dispatch is written in several transactions; the
+    store's other writes go through between them, and all of it is there at the end."""
+    monkeypatch.setattr(storemod, "STAGED_ROWS", 10)
+    store = _store(tmp_path)
+    _dispatch(store, "other", 1)
+    entered, blocked, go_on = [0], threading.Event(), threading.Event()
+    real = store._transaction
+
+    @contextlib.contextmanager
+    def gated() -> Iterator[Any]:
+        entered[0] += 1
+        if entered[0] == 3:  # between two parts: the mark and the first part are written
+            blocked.set()
+            assert go_on.wait(60)
+        with real() as conn:
+            yield conn
+
+    monkeypatch.setattr(store, "_transaction", gated)
+    storing = threading.Thread(
+        target=store.create_dispatch,
+        args=(_row("big", 35), _nodes_of("big", 35), Changes(blobs={"b" * 64: b"x"})),
+    )
+    storing.start()
+    assert blocked.wait(60)
+    assert store.get_dispatch("big") is None  # not there until its last part
+    monkeypatch.setattr(store, "_transaction", real)  # another writer's turn meanwhile
+    changes = Changes()
+    changes.node_updates.append(NodeUpdate("other", 0, {"status": "RUNNING"}))
+    store.commit(changes)
+    assert store.get_nodes("other")[0]["status"] == "RUNNING"
+    go_on.set()
+    storing.join(60)
+    assert store.get_dispatch("big") is not None
+    assert [n["node_id"] for n in store.get_nodes("big")] == list(range(35))
+    assert store.sweep_staged() == 0  # no mark left
+
+
+def test_a_large_dispatch_that_fails_part_way_leaves_nothing_of_itself(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A part refused (the database full): nothing of the dispatch stays; and when the
+    server stops part way instead, the next start's sweep removes what was written."""
+    monkeypatch.setattr(storemod, "STAGED_ROWS", 10)
+    store = _store(tmp_path)
+    real_insert, calls = store._sql.insert, [0]
+
+    def insert(conn: Any, table: Any, *args: Any, **kwargs: Any) -> None:
+        calls[0] += 1
+        if calls[0] == 4:  # the mark, two parts of nodes, then this
+            raise sqlite3.OperationalError("database or disk is full")
+        real_insert(conn, table, *args, **kwargs)
+
+    monkeypatch.setattr(store._sql, "insert", insert)
+    with pytest.raises(StorageFullError, match="dispatch big could not be stored"):
+        store.create_dispatch(_row("big", 35), _nodes_of("big", 35), Changes())
+    assert store.get_nodes("big") == [] and store.sweep_staged() == 0
+
+    calls[0] = 0
+    monkeypatch.setattr(store, "_drop_staged", lambda _id: None)  # as if the server died
+    with pytest.raises(StorageFullError):
+        store.create_dispatch(_row("big", 35), _nodes_of("big", 35), Changes())
+    assert len(store.get_nodes("big")) == 20  # the parts written before
+    store.close()
+    again = Store.sqlite(tmp_path / "db.sqlite", tmp_path / "blobs")  # the next start
+    assert again.sweep_staged() == 1
+    assert again.get_nodes("big") == [] and again.get_dispatch("big") is None
+    again.close()
 
 
 def test_a_closed_dispatch_has_no_unfinished_node_left(tmp_path: Path) -> None:

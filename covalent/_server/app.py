@@ -45,6 +45,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store.create_schema()
         store.sweep_partial_files()
+        store.sweep_staged()  # dispatches a stopped server was still storing
         app.state.database = guard or database.Guard(store)
         await app.state.database.start()
         dispatcher = Dispatcher(store, results_root)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import operator
 import os
 import sqlite3
@@ -40,6 +41,13 @@ from covalent._store.schema import attempts, blobs, dispatches, nodes, transitio
 from covalent._wire import blobfiles
 
 INLINE_LIMIT = 256 * 1024
+STAGED_ROWS = 25_000
+"""A new dispatch of more node rows than this (a fan-out of over 12,500) is written in
+transactions of this many rows, its own row last (:meth:`Store._create_staged`): the
+dispatcher's commits wait for the store's one writer, and one transaction of 300,000
+rows held them ~1 s."""
+STAGED_MARK = "staging:"
+"""The ``meta`` key prefix naming a dispatch whose rows are being written."""
 CACHE_BYTES = 64 * 1024 * 1024
 BLOB_COLUMNS = ("digest", "size", "data", "path")
 PRIVATE_DIR = 0o700
@@ -114,6 +122,8 @@ class _RawWriter:
         self.db.close()
 
 
+log = logging.getLogger("covalent.store")
+
 Key = tuple[Any, ...]
 _FIRST = operator.itemgetter(0)
 
@@ -155,6 +165,11 @@ class _Statements:
         names = [f"v_{c}" for c in columns] + [f"k_{k}" for k in keys]
         conn.execute(stmt, [dict(zip(names, row, strict=True)) for row in rows])
 
+    def delete(self, conn: Any, table: Any, column: str, values: list[Any]) -> None:
+        """Delete the rows whose ``column`` is one of ``values``."""
+        stmt = table.delete().where(table.c[column] == bindparam("v"))
+        conn.execute(stmt, [{"v": value} for value in values])
+
     def close_unfinished(self, conn: Any, closed: list[tuple[str, str]], at: float) -> None:
         """Mark every unfinished node of each ``(dispatch id, cause)`` CANCELLED."""
         for dispatch_id, cause in closed:
@@ -195,6 +210,11 @@ class _SqliteStatements(_Statements):
             f"WHERE {' AND '.join(f'{k} = ?' for k in keys)}"
         )
         conn.exec_driver_sql(sql, rows)
+
+    def delete(self, conn: Any, table: Any, column: str, values: list[Any]) -> None:
+        conn.exec_driver_sql(
+            f"DELETE FROM {table.name} WHERE {column} = ?", [(value,) for value in values]
+        )
 
     def close_unfinished(self, conn: Any, closed: list[tuple[str, str]], at: float) -> None:
         marks = ", ".join("?" for _ in UNFINISHED)
@@ -373,14 +393,17 @@ class Store:
         stored = {**row, "manifest": manifests.packed(row["manifest"])}  # before the lock
         try:
             blob_rows = self._blob_rows(changes.blobs)
-            with self._transaction() as conn:
-                self._insert_blobs(conn, blob_rows)
-                self._sql.insert(conn, dispatches, tuple(stored), [tuple(stored.values())])
-                if node_rows:
-                    self._sql.insert(conn, nodes, NODE_COLUMNS, node_rows)
-                if new_nodes:
-                    self._sql.insert(conn, nodes, NEW_NODE_COLUMNS, new_nodes)
-                self._insert_rows(conn, transitions, changes.transitions)
+            if len(node_rows) + len(new_nodes) > STAGED_ROWS:
+                self._create_staged(stored, blob_rows, node_rows, new_nodes, changes)
+            else:
+                with self._transaction() as conn:
+                    self._insert_blobs(conn, blob_rows)
+                    self._sql.insert(conn, dispatches, tuple(stored), [tuple(stored.values())])
+                    if node_rows:
+                        self._sql.insert(conn, nodes, NODE_COLUMNS, node_rows)
+                    if new_nodes:
+                        self._sql.insert(conn, nodes, NEW_NODE_COLUMNS, new_nodes)
+                    self._insert_rows(conn, transitions, changes.transitions)
         except (IntegrityError, sqlite3.IntegrityError) as e:
             raise CovalentError(f"Dispatch {row['dispatch_id']} already exists.") from e
         except (OperationalError, sqlite3.OperationalError) as e:
@@ -392,6 +415,64 @@ class Store:
                 ) from e
             raise
         self._remember(changes.blobs)
+
+    def _create_staged(
+        self,
+        stored: dict[str, Any],
+        blob_rows: list[tuple[Any, ...]],
+        node_rows: Sequence[NodeRow],
+        new_nodes: Sequence[NewNodeRow],
+        changes: Changes,
+    ) -> None:
+        """A large new dispatch, in transactions of ``STAGED_ROWS`` rows: first a mark in
+        ``meta`` naming it, then its blobs and nodes, last its own row and first
+        transitions with the mark's removal. If a write fails, what was written is
+        removed; if the server stops first, :meth:`sweep_staged` removes it at the next
+        start. Until the last transaction nothing reads it: lists and queries start from
+        the dispatch's row."""
+        dispatch_id = stored["dispatch_id"]
+        if self.get_dispatch(dispatch_id) is not None:  # before anything is removed
+            raise CovalentError(f"Dispatch {dispatch_id} already exists.")
+        mark = STAGED_MARK + dispatch_id
+        with self._transaction() as conn:
+            self._sql.insert(conn, schema.meta, ("key", "value"), [(mark, "staged")])
+        try:
+            for columns, rows, table in (
+                (BLOB_COLUMNS, blob_rows, blobs),
+                (NODE_COLUMNS, node_rows, nodes),
+                (NEW_NODE_COLUMNS, new_nodes, nodes),
+            ):
+                for start in range(0, len(rows), STAGED_ROWS):
+                    with self._transaction() as conn:
+                        part = rows[start : start + STAGED_ROWS]
+                        self._sql.insert(conn, table, columns, part, ignore=table is blobs)
+            with self._transaction() as conn:
+                self._sql.insert(conn, dispatches, tuple(stored), [tuple(stored.values())])
+                self._insert_rows(conn, transitions, changes.transitions)
+                self._sql.delete(conn, schema.meta, "key", [mark])
+        except BaseException:
+            try:
+                self._drop_staged(dispatch_id)
+            except Exception:  # the next start's sweep removes it
+                log.warning("Could not remove the partly stored dispatch %s", dispatch_id)
+            raise
+
+    def _drop_staged(self, dispatch_id: str) -> None:
+        """Remove what a staged dispatch wrote (its nodes; its blobs may be anyone's)."""
+        with self._transaction() as conn:
+            self._sql.delete(conn, nodes, "dispatch_id", [dispatch_id])
+            self._sql.delete(conn, transitions, "dispatch_id", [dispatch_id])
+            self._sql.delete(conn, schema.meta, "key", [STAGED_MARK + dispatch_id])
+
+    def sweep_staged(self) -> int:
+        """Remove the dispatches a stopped server was still storing (:meth:`create_dispatch`
+        of a large one); how many (at start)."""
+        query = select(schema.meta.c.key).where(schema.meta.c.key.startswith(STAGED_MARK))
+        with self.engine.connect() as conn:
+            found = [key.removeprefix(STAGED_MARK) for (key,) in conn.execute(query)]
+        for dispatch_id in found:
+            self._drop_staged(dispatch_id)
+        return len(found)
 
     def commit(self, changes: Changes) -> None:
         """Write a batch of changes in one transaction."""

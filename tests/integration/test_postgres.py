@@ -207,3 +207,43 @@ def test_a_missing_driver_is_named_with_what_to_install(tmp_path: Path) -> None:
     assert "needs the PostgreSQL driver psycopg" in done.stderr
     assert "pip install 'covalent[postgres]'" in done.stderr
     assert "secret" not in done.stderr
+
+
+def test_a_large_dispatch_is_stored_in_parts_and_swept_on_postgresql(
+    own_postgres: Postgres, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The staged write of a large new dispatch (tests/test_store.py has it on SQLite):
+    every part there at the end; a write that fails part way and is not cleaned up is
+    removed by the next start's sweep."""
+    from covalent._store import store as storemod
+    from covalent._store.changes import Changes
+    from tests.test_store import _nodes_of, _row
+
+    monkeypatch.setattr(storemod, "STAGED_ROWS", 10)
+    store = storemod.Store(own_postgres.url, tmp_path / "blobs")
+    try:
+        store.create_schema()
+        store.create_dispatch(_row("big", 35), _nodes_of("big", 35), Changes())
+        assert [n["node_id"] for n in store.get_nodes("big")] == list(range(35))
+        real_insert, calls = store._sql.insert, [0]
+
+        def failing_insert(*args: object, **kwargs: object) -> None:
+            calls[0] += 1
+            if calls[0] == 3:
+                raise StoreUnavailableError("the database went away")
+            real_insert(*args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(store._sql, "insert", failing_insert)
+        monkeypatch.setattr(store, "_drop_staged", lambda _id: None)  # as if it died
+        with pytest.raises(StoreUnavailableError):
+            store.create_dispatch(_row("half", 35), _nodes_of("half", 35), Changes())
+        assert len(store.get_nodes("half")) == 10
+    finally:
+        store.close()
+    again = storemod.Store(own_postgres.url, tmp_path / "blobs")
+    try:
+        assert again.sweep_staged() == 1
+        assert again.get_nodes("half") == [] and again.get_dispatch("half") is None
+        assert len(again.get_nodes("big")) == 35
+    finally:
+        again.close()
