@@ -44,10 +44,10 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store.create_schema()
-        store.sweep_partial_files()
-        store.sweep_staged()  # dispatches a stopped server was still storing
         app.state.database = guard or database.Guard(store)
-        await app.state.database.start()
+        await app.state.database.start()  # a second server on the database stops here
+        store.sweep_partial_files()  # what a stopped server was still writing
+        store.sweep_staged()
         dispatcher = Dispatcher(store, results_root)
         trigger_manager = TriggerManager(store, dispatcher)
         app.state.covalent = ServerState(store, dispatcher, settings or {}, trigger_manager)
