@@ -240,7 +240,7 @@ def test_a_large_dispatch_is_stored_in_parts_its_own_row_last(
     @contextlib.contextmanager
     def gated() -> Iterator[Any]:
         entered[0] += 1
-        if entered[0] == 3:  # between two parts: the mark and the first part are written
+        if entered[0] == 4:  # the mark, the blobs and the first 10 nodes are committed
             blocked.set()
             assert go_on.wait(60)
         with real() as conn:
@@ -253,6 +253,7 @@ def test_a_large_dispatch_is_stored_in_parts_its_own_row_last(
     )
     storing.start()
     assert blocked.wait(60)
+    assert len(store.get_nodes("big")) == 10  # one part of its nodes, committed
     assert store.get_dispatch("big") is None  # not there until its last part
     monkeypatch.setattr(store, "_transaction", real)  # another writer's turn meanwhile
     changes = Changes()
@@ -296,6 +297,60 @@ def test_a_large_dispatch_that_fails_part_way_leaves_nothing_of_itself(
     assert again.sweep_staged() == 1
     assert again.get_nodes("big") == [] and again.get_dispatch("big") is None
     again.close()
+
+
+def test_a_large_dispatch_swept_while_it_is_stored_is_refused_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another server started on the same database sweeps it part way (a reviewer's
+    find): its last part sees its mark gone, and nothing of it is acknowledged or kept."""
+    monkeypatch.setattr(storemod, "STAGED_ROWS", 10)
+    store = _store(tmp_path)
+    entered, real = [0], store._transaction
+
+    @contextlib.contextmanager
+    def swept_part_way() -> Iterator[Any]:
+        entered[0] += 1
+        if entered[0] == 3:  # the mark and the first part of nodes are committed
+            other = Store.sqlite(tmp_path / "db.sqlite", tmp_path / "blobs")
+            assert other.sweep_staged() == 1
+            other.close()
+        with real() as conn:
+            yield conn
+
+    monkeypatch.setattr(store, "_transaction", swept_part_way)
+    with pytest.raises(StoreUnavailableError, match="removed while it was being stored"):
+        store.create_dispatch(_row("big", 35), _nodes_of("big", 35), Changes())
+    assert store.get_dispatch("big") is None and store.get_nodes("big") == []
+
+
+def test_removing_a_partly_stored_dispatch_never_touches_a_stored_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its last transaction committed but its caller heard an error (a connection lost
+    at COMMIT), or its id is a stored dispatch's: the stored dispatch keeps every row."""
+    monkeypatch.setattr(storemod, "STAGED_ROWS", 10)
+    store = _store(tmp_path)
+    entered, real = [0], store._transaction
+
+    @contextlib.contextmanager
+    def lost_after_the_last_commit() -> Iterator[Any]:
+        entered[0] += 1
+        with real() as conn:
+            yield conn
+        if entered[0] == 6:  # the mark, four parts of nodes, then the last one
+            raise StoreUnavailableError("the connection was lost at COMMIT")
+
+    monkeypatch.setattr(store, "_transaction", lost_after_the_last_commit)
+    with pytest.raises(StoreUnavailableError, match="lost at COMMIT"):
+        store.create_dispatch(_row("big", 35), _nodes_of("big", 35), Changes())
+    monkeypatch.setattr(store, "_transaction", real)
+    assert store.get_dispatch("big") is not None and len(store.get_nodes("big")) == 35
+
+    with pytest.raises(CovalentError, match="Dispatch big already exists"):
+        store.create_dispatch(_row("big", 35), _nodes_of("big", 35), Changes())
+    store._drop_staged("big")  # as a sweep would, had a mark of that id been left
+    assert len(store.get_nodes("big")) == 35
 
 
 def test_a_closed_dispatch_has_no_unfinished_node_left(tmp_path: Path) -> None:

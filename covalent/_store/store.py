@@ -115,8 +115,14 @@ class _RawWriter:
         sqlite_pragmas(self.db, None)
         self.lock = threading.Lock()
 
-    def exec_driver_sql(self, sql: str, params: list[tuple[Any, ...]]) -> None:
-        self.db.executemany(sql, params)
+    def exec_driver_sql(
+        self, sql: str, params: list[tuple[Any, ...]] | tuple[Any, ...]
+    ) -> sqlite3.Cursor:
+        """As SQLAlchemy's ``Connection.exec_driver_sql``: a tuple of parameters runs the
+        statement once, a list of them runs it for each."""
+        if isinstance(params, tuple):
+            return self.db.execute(sql, params)
+        return self.db.executemany(sql, params)
 
     def close(self) -> None:
         self.db.close()
@@ -165,10 +171,13 @@ class _Statements:
         names = [f"v_{c}" for c in columns] + [f"k_{k}" for k in keys]
         conn.execute(stmt, [dict(zip(names, row, strict=True)) for row in rows])
 
-    def delete(self, conn: Any, table: Any, column: str, values: list[Any]) -> None:
-        """Delete the rows whose ``column`` is one of ``values``."""
-        stmt = table.delete().where(table.c[column] == bindparam("v"))
-        conn.execute(stmt, [{"v": value} for value in values])
+    def delete(self, conn: Any, table: Any, column: str, value: Any) -> int:
+        """Delete the rows whose ``column`` is ``value``; how many."""
+        return int(conn.execute(table.delete().where(table.c[column] == value)).rowcount)
+
+    def dispatch_exists(self, conn: Any, dispatch_id: str) -> bool:
+        query = select(dispatches.c.dispatch_id).where(dispatches.c.dispatch_id == dispatch_id)
+        return conn.execute(query).first() is not None
 
     def close_unfinished(self, conn: Any, closed: list[tuple[str, str]], at: float) -> None:
         """Mark every unfinished node of each ``(dispatch id, cause)`` CANCELLED."""
@@ -195,7 +204,7 @@ class _SqliteStatements(_Statements):
         marks = ", ".join("?" for _ in columns)
         verb = "INSERT OR IGNORE" if ignore else "INSERT"
         sql = f"{verb} INTO {table.name} ({', '.join(columns)}) VALUES ({marks})"
-        conn.exec_driver_sql(sql, rows)
+        conn.exec_driver_sql(sql, rows if isinstance(rows, list) else list(rows))  # many
 
     def update(
         self,
@@ -211,10 +220,13 @@ class _SqliteStatements(_Statements):
         )
         conn.exec_driver_sql(sql, rows)
 
-    def delete(self, conn: Any, table: Any, column: str, values: list[Any]) -> None:
-        conn.exec_driver_sql(
-            f"DELETE FROM {table.name} WHERE {column} = ?", [(value,) for value in values]
-        )
+    def delete(self, conn: Any, table: Any, column: str, value: Any) -> int:
+        sql = f"DELETE FROM {table.name} WHERE {column} = ?"
+        return int(conn.exec_driver_sql(sql, (value,)).rowcount)
+
+    def dispatch_exists(self, conn: Any, dispatch_id: str) -> bool:
+        sql = "SELECT 1 FROM dispatches WHERE dispatch_id = ?"
+        return conn.exec_driver_sql(sql, (dispatch_id,)).fetchone() is not None
 
     def close_unfinished(self, conn: Any, closed: list[tuple[str, str]], at: float) -> None:
         marks = ", ".join("?" for _ in UNFINISHED)
@@ -429,12 +441,14 @@ class Store:
         transitions with the mark's removal. If a write fails, what was written is
         removed; if the server stops first, :meth:`sweep_staged` removes it at the next
         start. Until the last transaction nothing reads it: lists and queries start from
-        the dispatch's row."""
+        the dispatch's row. The last transaction stores it only if its mark is still
+        there (a sweep by another server on the same database took it: nothing of it is
+        then acknowledged); a removal never touches a dispatch whose row is stored."""
         dispatch_id = stored["dispatch_id"]
-        if self.get_dispatch(dispatch_id) is not None:  # before anything is removed
-            raise CovalentError(f"Dispatch {dispatch_id} already exists.")
         mark = STAGED_MARK + dispatch_id
         with self._transaction() as conn:
+            if self._sql.dispatch_exists(conn, dispatch_id):  # before anything is written
+                raise CovalentError(f"Dispatch {dispatch_id} already exists.")
             self._sql.insert(conn, schema.meta, ("key", "value"), [(mark, "staged")])
         try:
             for columns, rows, table in (
@@ -447,9 +461,13 @@ class Store:
                         part = rows[start : start + STAGED_ROWS]
                         self._sql.insert(conn, table, columns, part, ignore=table is blobs)
             with self._transaction() as conn:
+                if self._sql.delete(conn, schema.meta, "key", mark) != 1:
+                    raise StoreUnavailableError(
+                        f"Dispatch {dispatch_id} was removed while it was being stored (the "
+                        "server was started again on this database meanwhile); submit it again."
+                    )
                 self._sql.insert(conn, dispatches, tuple(stored), [tuple(stored.values())])
                 self._insert_rows(conn, transitions, changes.transitions)
-                self._sql.delete(conn, schema.meta, "key", [mark])
         except BaseException:
             try:
                 self._drop_staged(dispatch_id)
@@ -458,11 +476,14 @@ class Store:
             raise
 
     def _drop_staged(self, dispatch_id: str) -> None:
-        """Remove what a staged dispatch wrote (its nodes; its blobs may be anyone's)."""
+        """Remove what a staged dispatch wrote (its nodes; its blobs may be anyone's) and
+        its mark; a stored dispatch of that id (its last transaction committed, whatever
+        its caller heard) keeps all of its rows."""
         with self._transaction() as conn:
-            self._sql.delete(conn, nodes, "dispatch_id", [dispatch_id])
-            self._sql.delete(conn, transitions, "dispatch_id", [dispatch_id])
-            self._sql.delete(conn, schema.meta, "key", [STAGED_MARK + dispatch_id])
+            if not self._sql.dispatch_exists(conn, dispatch_id):
+                self._sql.delete(conn, nodes, "dispatch_id", dispatch_id)
+                self._sql.delete(conn, transitions, "dispatch_id", dispatch_id)
+            self._sql.delete(conn, schema.meta, "key", STAGED_MARK + dispatch_id)
 
     def sweep_staged(self) -> int:
         """Remove the dispatches a stopped server was still storing (:meth:`create_dispatch`
