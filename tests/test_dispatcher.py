@@ -507,6 +507,19 @@ async def test_waiting_requests_get_a_step_between_turns_while_events_keep_comin
     assert all(b > a for a, b in zip(at_turns, at_turns[1:], strict=False)), at_turns
 
 
+def test_when_many_events_come_at_once_the_small_dispatches_go_first() -> None:
+    """``_small_first``: over SPLIT_TURN_AT events, those of dispatches with few of them
+    make a turn of their own before the rest; each dispatch's events keep their order."""
+    from covalent._dispatcher.events import TaskStarted
+
+    large = [TaskStarted("large", n, float(n)) for n in range(dispatchermod.SPLIT_TURN_AT)]
+    small = [TaskStarted("small", n, float(n)) for n in range(3)]
+    mixed = large[:500] + small[:2] + large[500:] + small[2:]
+    assert dispatchermod._small_first(mixed) == [small, large]
+    assert dispatchermod._small_first(large[:10] + small) == [large[:10] + small]  # few
+    assert dispatchermod._small_first(large + large[:1]) == [large + large[:1]]  # one run
+
+
 # cancel, retries, timeouts
 
 

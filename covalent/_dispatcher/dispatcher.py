@@ -28,6 +28,7 @@ import os
 import time
 import traceback
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
@@ -79,6 +80,11 @@ waiting on it take a step: a request needs several, and a seed dispatched while 
 fan-out of 100,000 ran (turns of ~170 ms) took up to 1.5 s when it got one per turn
 only after the queue had run dry. (Turns of at most 2,048 events made W2 N=10,000
 slower, 3 times out of 3.)"""
+
+SPLIT_TURN_AT = 1_000
+SMALL_SHARE = 64
+"""A turn of more than ``SPLIT_TURN_AT`` events decides those of dispatches with at most
+``SMALL_SHARE`` of them first, in a turn of their own (:func:`_small_first`)."""
 
 IN_FLIGHT = 10_000
 """The most nodes of one run handed to executors at once. The rest wait as node ids in
@@ -283,12 +289,13 @@ class Dispatcher:
             events = [await self.queue.get()]
             while not self.queue.empty() and len(events) < TURN_EVENTS:
                 events.append(self.queue.get_nowait())
-            try:
-                await self.turn(events)
-            except Exception:  # a bug outside any one dispatch: keep the loop alive
-                log.exception("a turn of the dispatcher loop failed")
-            if not self.queue.empty():
-                await asyncio.sleep(0)  # the requests waiting get a step between turns
+            for part in _small_first(events):
+                try:
+                    await self.turn(part)
+                except Exception:  # a bug outside any one dispatch: keep the loop alive
+                    log.exception("a turn of the dispatcher loop failed")
+                if not self.queue.empty() or part is not events:
+                    await asyncio.sleep(0)  # the requests waiting get a step between turns
 
     async def turn(self, events: list[Event]) -> None:
         """One turn: decide about ``events``, commit, act."""
@@ -473,6 +480,21 @@ class Dispatcher:
         self.queue.put_nowait(Joined(run, resumed=True))
         for node_id, outcome in sublattices.finished_children(self.store, run.children):
             self.queue.put_nowait(TaskFinished(dispatch_id, node_id, outcome))
+
+
+def _small_first(events: list[Event]) -> list[list[Event]]:
+    """``events`` as the turns to decide them in: when many come at once, those of
+    dispatches with few of them (at most ``SMALL_SHARE`` each) first, in a short turn of
+    their own, then the rest; each dispatch's events stay in their order. A seed's step
+    then waits for no large run's turn but the one under way (~170 ms for 10,000 task
+    ends of a large fan-out)."""
+    if len(events) <= SPLIT_TURN_AT:
+        return [events]
+    counts = Counter(event.dispatch_id for event in events)
+    small = [event for event in events if counts[event.dispatch_id] <= SMALL_SHARE]
+    if not small or len(small) == len(events):
+        return [events]
+    return [small, [event for event in events if counts[event.dispatch_id] > SMALL_SHARE]]
 
 
 def _release(waiter: asyncio.Future[None]) -> None:
