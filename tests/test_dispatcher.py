@@ -604,7 +604,25 @@ async def test_a_redispatch_reuses_what_did_not_change(env: Env) -> None:
     ]
 
 
-async def test_a_sublattice_runs_as_a_child_dispatch(env: Env) -> None:
+@pytest.fixture(params=["on the loop", "in threads"])
+def child_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A child bundle stored on the loop, or (as a large one is) in threads."""
+    if request.param == "in threads":
+        monkeypatch.setattr(dispatchermod, "LARGE_CHILD_BYTES", 0)
+    return str(request.param)
+
+
+async def test_a_sublattice_runs_as_a_child_dispatch(
+    env: Env, child_path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    threaded: list[Any] = []
+    real = env.d.submit_in_thread
+
+    async def noted(*args: Any, **kwargs: Any) -> str:
+        threaded.append(kwargs.get("parent"))
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(env.d, "submit_in_thread", noted)
     dispatch_id = env.submit(outer, 3)
     for _ in range(2):  # square in the child, then identity (the build runs on "local")
         task, done = await env.control.next()
@@ -616,9 +634,11 @@ async def test_a_sublattice_runs_as_a_child_dispatch(env: Env) -> None:
     child = env.store.get_dispatch(node["sub_dispatch_id"])
     assert child is not None and child["parent_dispatch_id"] == dispatch_id
     assert child["status"] == "COMPLETED"
+    expected = [dispatch_id] if child_path == "in threads" else []
+    assert [parent.dispatch_id for parent in threaded] == expected
 
 
-async def test_cancelling_a_dispatch_cancels_its_child(env: Env) -> None:
+async def test_cancelling_a_dispatch_cancels_its_child(env: Env, child_path: str) -> None:
     dispatch_id = env.submit(outer, 3)
     task, done = await env.control.next()
     done.set_result(await run_for_real(task))  # the child is submitted

@@ -81,6 +81,10 @@ fan-out of 100,000 ran (turns of ~170 ms) took up to 1.5 s when it got one per t
 only after the queue had run dry. (Turns of at most 2,048 events made W2 N=10,000
 slower, 3 times out of 3.)"""
 
+LARGE_CHILD_BYTES = 1 << 20
+"""A sublattice's child bundle larger than this is read, checked and stored in threads,
+as a large submission from a client is (``Dispatcher.submit_in_thread``)."""
+
 SPLIT_TURN_AT = 1_000
 SMALL_SHARE = 64
 """A turn of more than ``SPLIT_TURN_AT`` events decides those of dispatches with at most
@@ -183,6 +187,7 @@ class Dispatcher:
         blobs: dict[str, bytes],
         disable_run: bool = False,
         stored: Callable[[str], object] | None = None,
+        parent: Parent | None = None,
     ) -> str:
         """:meth:`submit` for a large dispatch: it is checked, stored and made into a run
         in a thread, so that the loop goes on with the other dispatches meanwhile (a
@@ -205,7 +210,7 @@ class Dispatcher:
                     manifest,
                     blobs,
                     disable_run,
-                    None,
+                    parent,
                     dispatch_id,
                 )
                 self._submitted(done)
@@ -445,19 +450,48 @@ class Dispatcher:
         """A sublattice node's build finished: run the lattice it built as a child. While
         the store is unreachable, try again every few seconds."""
         parent = Parent(run.dispatch_id, node_id, run.root_dispatch_id)
+        if sublattices.bundle_size(outcome) > LARGE_CHILD_BYTES:
+            asyncio.ensure_future(self._submit_large_child(run, node_id, outcome, parent))
+            return
         try:
             manifest, blobs = sublattices.child_bundle(outcome)
             child = self.submit(manifest, blobs, parent=parent)
         except StoreUnavailableError:
-            asyncio.get_running_loop().call_later(
-                SUBMIT_RETRY, self._submit_child_if_running, run, node_id, outcome
-            )
+            self._submit_child_later(run, node_id, outcome)
             return
         except CovalentError as e:
-            failed = Outcome.failure(f"The sublattice could not be started: {e}")
-            self.queue.put_nowait(TaskFinished(run.dispatch_id, node_id, failed))
+            self._child_refused(run, node_id, e)
             return
         self.queue.put_nowait(ChildStarted(run.dispatch_id, node_id, child))
+
+    async def _submit_large_child(
+        self, run: Run, node_id: int, outcome: Outcome, parent: Parent
+    ) -> None:
+        """:meth:`_submit_child` for a large child: read, checked and stored in threads
+        (:meth:`submit_in_thread`), while the loop goes on."""
+        try:
+            manifest, blobs = await asyncio.to_thread(sublattices.child_bundle, outcome)
+            child = await self.submit_in_thread(manifest, blobs, parent=parent)
+        except StoreUnavailableError:
+            self._submit_child_later(run, node_id, outcome)
+            return
+        except CovalentError as e:
+            self._child_refused(run, node_id, e)
+            return
+        except Exception:
+            error = f"covalent failed while starting a sublattice:\n{traceback.format_exc()}"
+            self.queue.put_nowait(Faulted(run.dispatch_id, error))
+            return
+        self.queue.put_nowait(ChildStarted(run.dispatch_id, node_id, child))
+
+    def _submit_child_later(self, run: Run, node_id: int, outcome: Outcome) -> None:
+        asyncio.get_running_loop().call_later(
+            SUBMIT_RETRY, self._submit_child_if_running, run, node_id, outcome
+        )
+
+    def _child_refused(self, run: Run, node_id: int, error: CovalentError) -> None:
+        failed = Outcome.failure(f"The sublattice could not be started: {error}")
+        self.queue.put_nowait(TaskFinished(run.dispatch_id, node_id, failed))
 
     def _submit_child_if_running(self, run: Run, node_id: int, outcome: Outcome) -> None:
         if self.runs.get(run.dispatch_id) is run and run.children.get(node_id, "") is None:

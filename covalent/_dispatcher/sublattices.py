@@ -38,6 +38,13 @@ def outcome_for_parent(
     return Outcome(ended, error=error, end_time=now)
 
 
+def bundle_size(outcome: Outcome) -> int:
+    """Bytes of the bundle a sublattice node's build returned (in memory or a file)."""
+    if outcome.output is not None:
+        return len(outcome.output)
+    return outcome.output_file.size if outcome.output_file is not None else 0
+
+
 def child_bundle(outcome: Outcome) -> tuple[dict[str, Any], dict[str, bytes]]:
     """The manifest and blobs a sublattice node's build returned, checked as a bundle
     from a client is (the build ran user code).
