@@ -520,6 +520,44 @@ def test_when_many_events_come_at_once_the_small_dispatches_go_first() -> None:
     assert dispatchermod._small_first(large + large[:1]) == [large + large[:1]]  # one run
 
 
+async def test_a_trigger_of_a_large_dispatch_submits_it_again_in_threads(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A firing for a dispatch of over LARGE_FIRING_NODES electrons reads its manifest and
+    stores the new dispatch in threads; the new one runs, and the firing is recorded."""
+    from covalent._dispatcher import triggers as triggersmod
+    from covalent._store import triggers as stored_triggers
+
+    monkeypatch.setattr(triggersmod, "LARGE_FIRING_NODES", 0)
+    threaded: list[str] = []
+    real = env.d.submit_in_thread
+
+    async def noted(*args: Any, **kwargs: Any) -> str:
+        threaded.append(await real(*args, **kwargs))
+        return threaded[-1]
+
+    monkeypatch.setattr(env.d, "submit_in_thread", noted)
+    source = env.d.submit(*build(seed, 2), disable_run=True)
+    manager = triggersmod.TriggerManager(env.store, env.d)
+    await manager.start()
+    try:
+        (trigger_id,) = manager.add(
+            source, manager.check({"triggers": [{"kind": "time", "time_gap": 3600.0}]})
+        )
+        manager._fire_safely(trigger_id)  # as its moment would
+        for value in (2, 4):
+            _task, done = await env.control.next()
+            done.set_result(value_outcome(value))
+        deadline = time.monotonic() + DEADLINE
+        while not stored_triggers.firings(env.store, source)[1] and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+    finally:
+        await manager.stop()
+    (firing,), _total = stored_triggers.firings(env.store, source)
+    assert threaded == [firing["dispatch_id"]]
+    assert (await env.finished(firing["dispatch_id"]))["status"] == "COMPLETED"
+
+
 # cancel, retries, timeouts
 
 

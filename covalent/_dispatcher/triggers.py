@@ -45,6 +45,9 @@ from covalent._wire import triggers as specs
 log = logging.getLogger("covalent.triggers")
 
 JOIN_TIMEOUT = 5.0
+LARGE_FIRING_NODES = 2_000
+"""A trigger's dispatch of more electrons than this (a manifest of about 1 MB) is read
+and submitted again in threads, not on the event loop."""
 
 
 def _fields(dispatch_id: str, event: str) -> dict[str, Any]:
@@ -95,6 +98,7 @@ class TriggerManager:
         self.dispatcher = dispatcher
         self.armed: dict[int, Armed] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._firing: set[asyncio.Future[None]] = set()  # large firings in flight
 
     # lifecycle
 
@@ -105,7 +109,10 @@ class TriggerManager:
             self._arm(Armed(row["trigger_id"], row["dispatch_id"], row["spec"]), row)
 
     async def stop(self) -> None:
-        """Disarm everything (the store keeps them active for the next start)."""
+        """Disarm everything (the store keeps them active for the next start); a large
+        firing under way is stopped (a dispatch it was storing is stored whole or not)."""
+        for firing in list(self._firing):
+            firing.cancel()
         observers = [self._disarm(trigger_id) for trigger_id in list(self.armed)]
         await asyncio.to_thread(_join, [o for o in observers if o is not None])
 
@@ -284,6 +291,15 @@ class TriggerManager:
         armed = self.armed.get(trigger_id)
         if armed is None:  # stopped while the event was on its way
             return
+        row = self.store.get_dispatch(armed.dispatch_id)  # without its manifest
+        if row is None:
+            self._forget_deleted(armed)
+            return
+        if row["node_count"] > LARGE_FIRING_NODES:
+            firing = asyncio.ensure_future(self._fire_large(trigger_id, armed))
+            self._firing.add(firing)
+            firing.add_done_callback(self._firing.discard)
+            return
         source = self.store.get_dispatch(armed.dispatch_id, with_manifest=True)
         if source is None:
             self._forget_deleted(armed)
@@ -292,9 +308,35 @@ class TriggerManager:
             new_id = self.dispatcher.submit(source["manifest"], {})
             stored.record_firing(self.store, trigger_id, new_id, time.time())
         except CovalentError as e:
-            info = _fields(armed.dispatch_id, "trigger.failed")
-            log.warning("trigger %d could not dispatch: %s", trigger_id, e, extra=info)
+            self._failed(trigger_id, armed, e)
             return
+        self._fired(trigger_id, armed, new_id)
+
+    async def _fire_large(self, trigger_id: int, armed: Armed) -> None:
+        """:meth:`_fire` for a large dispatch: its manifest read and the new dispatch
+        stored in threads (``Dispatcher.submit_in_thread``), while the loop goes on."""
+        try:
+            source = await asyncio.to_thread(self.store.get_dispatch, armed.dispatch_id, True)
+            if source is None:
+                self._forget_deleted(armed)
+                return
+            new_id = await self.dispatcher.submit_in_thread(source["manifest"], {})
+            stored.record_firing(self.store, trigger_id, new_id, time.time())
+        except CovalentError as e:
+            self._failed(trigger_id, armed, e)
+            return
+        except Exception:  # a bug or a database error must not disarm the trigger
+            log.exception("trigger %d failed to fire", trigger_id)
+            return
+        self._fired(trigger_id, armed, new_id)
+
+    @staticmethod
+    def _failed(trigger_id: int, armed: Armed, error: CovalentError) -> None:
+        info = _fields(armed.dispatch_id, "trigger.failed")
+        log.warning("trigger %d could not dispatch: %s", trigger_id, error, extra=info)
+
+    @staticmethod
+    def _fired(trigger_id: int, armed: Armed, new_id: str) -> None:
         info = _fields(new_id, "trigger.fired")
         log.info("trigger %d of %s fired", trigger_id, armed.dispatch_id, extra=info)
 
