@@ -71,6 +71,9 @@ fan-out run while the loop commits and hands over the rest, instead of after."""
 
 STOP_ACCEPT_WAIT = 60.0
 """Seconds :meth:`Dispatcher.stop` waits for large submissions still being stored."""
+STOP_DRAIN_WAIT = 2.0
+"""Then, seconds it gives the loop to decide what they queued (a child dispatch's start,
+which its parent's node records)."""
 
 TURN_EVENTS = 10_000
 """The most events one turn of the loop decides (a run's window of tasks in flight, see
@@ -142,7 +145,7 @@ class Dispatcher:
         self.validate = bool(os.environ.get("COVALENT_VALIDATE")) if validate is None else validate
         self._finished: dict[str, set[asyncio.Future[None]]] = {}  # waiters per dispatch
         self._joining: dict[str, list[CancelRequested]] = {}  # stored in a thread, not joined
-        self._accepting: set[asyncio.Future[str]] = set()  # submit_in_thread's, in flight
+        self._accepting: set[asyncio.Future[Any]] = set()  # large submissions in flight
         self._loop_task: asyncio.Task[None] | None = None
         self._event_loop: asyncio.AbstractEventLoop | None = None
 
@@ -155,8 +158,14 @@ class Dispatcher:
             self._resume(dispatch_id)
 
     async def stop(self) -> None:
-        if self._accepting:  # their threads write to the store, which closes after this
-            await asyncio.wait(list(self._accepting), timeout=STOP_ACCEPT_WAIT)
+        deadline = time.monotonic() + STOP_ACCEPT_WAIT
+        waited = bool(self._accepting)
+        while self._accepting and time.monotonic() < deadline:  # (a child's may add one)
+            # their threads write to the store, which closes after this
+            await asyncio.wait(list(self._accepting), timeout=deadline - time.monotonic())
+        drained = time.monotonic() + STOP_DRAIN_WAIT
+        while waited and not self.queue.empty() and time.monotonic() < drained:
+            await asyncio.sleep(0.01)  # what they told the loop (a child's start) is decided
         self.launcher.stop_all()
         if self._loop_task is not None:
             self._loop_task.cancel()
@@ -227,7 +236,7 @@ class Dispatcher:
         accepting.add_done_callback(self._accepted)
         return await asyncio.shield(accepting)
 
-    def _accepted(self, accepting: asyncio.Future[str]) -> None:
+    def _accepted(self, accepting: asyncio.Future[Any]) -> None:
         """An accepting task ended: forget it."""
         self._accepting.discard(accepting)
 
@@ -451,7 +460,11 @@ class Dispatcher:
         the store is unreachable, try again every few seconds."""
         parent = Parent(run.dispatch_id, node_id, run.root_dispatch_id)
         if sublattices.bundle_size(outcome) > LARGE_CHILD_BYTES:
-            asyncio.ensure_future(self._submit_large_child(run, node_id, outcome, parent))
+            submitting = asyncio.ensure_future(
+                self._submit_large_child(run, node_id, outcome, parent)
+            )
+            self._accepting.add(submitting)  # stop() waits for it
+            submitting.add_done_callback(self._accepting.discard)
             return
         try:
             manifest, blobs = sublattices.child_bundle(outcome)

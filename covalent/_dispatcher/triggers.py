@@ -98,7 +98,8 @@ class TriggerManager:
         self.dispatcher = dispatcher
         self.armed: dict[int, Armed] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._firing: set[asyncio.Future[None]] = set()  # large firings in flight
+        self._firing: dict[asyncio.Future[None], int] = {}  # large firings: trigger ids
+        self._stopping = False
 
     # lifecycle
 
@@ -111,6 +112,7 @@ class TriggerManager:
     async def stop(self) -> None:
         """Disarm everything (the store keeps them active for the next start); a large
         firing under way is stopped (a dispatch it was storing is stored whole or not)."""
+        self._stopping = True
         for firing in list(self._firing):
             firing.cancel()
         observers = [self._disarm(trigger_id) for trigger_id in list(self.armed)]
@@ -157,6 +159,9 @@ class TriggerManager:
             observer = self._disarm(trigger_id)
             if observer is not None:  # its thread ends on its own; no need to wait
                 observer.stop()
+        for firing, trigger_id in list(self._firing.items()):
+            if trigger_id in stopped:  # a large firing under way makes no dispatch now
+                firing.cancel()
         for dispatch_id in dispatch_ids:
             log.info("triggers stopped", extra=_fields(dispatch_id, "triggers.stopped"))
         return stopped
@@ -297,8 +302,8 @@ class TriggerManager:
             return
         if row["node_count"] > LARGE_FIRING_NODES:
             firing = asyncio.ensure_future(self._fire_large(trigger_id, armed))
-            self._firing.add(firing)
-            firing.add_done_callback(self._firing.discard)
+            self._firing[firing] = trigger_id
+            firing.add_done_callback(self._firing.pop)
             return
         source = self.store.get_dispatch(armed.dispatch_id, with_manifest=True)
         if source is None:
@@ -314,21 +319,31 @@ class TriggerManager:
 
     async def _fire_large(self, trigger_id: int, armed: Armed) -> None:
         """:meth:`_fire` for a large dispatch: its manifest read and the new dispatch
-        stored in threads (``Dispatcher.submit_in_thread``), while the loop goes on."""
+        stored in threads (``Dispatcher.submit_in_thread``), while the loop goes on.
+
+        Stopping the trigger meanwhile cancels this: before the new dispatch is being
+        stored, nothing is made; after, the new dispatch is cancelled as it joins. The
+        firing is recorded once the dispatch is stored, even if this was cancelled (the
+        server stopping: the dispatch resumes at the next start)."""
         try:
             source = await asyncio.to_thread(self.store.get_dispatch, armed.dispatch_id, True)
             if source is None:
                 self._forget_deleted(armed)
                 return
-            new_id = await self.dispatcher.submit_in_thread(source["manifest"], {})
-            stored.record_firing(self.store, trigger_id, new_id, time.time())
+            if self.armed.get(trigger_id) is not armed:  # stopped while it was read
+                return
+
+            def made(new_id: str) -> None:
+                stored.record_firing(self.store, trigger_id, new_id, time.time())
+                if self.armed.get(trigger_id) is not armed and not self._stopping:
+                    self.dispatcher.cancel(new_id)  # the trigger was stopped meanwhile
+                self._fired(trigger_id, armed, new_id)
+
+            await self.dispatcher.submit_in_thread(source["manifest"], {}, stored=made)
         except CovalentError as e:
             self._failed(trigger_id, armed, e)
-            return
         except Exception:  # a bug or a database error must not disarm the trigger
             log.exception("trigger %d failed to fire", trigger_id)
-            return
-        self._fired(trigger_id, armed, new_id)
 
     @staticmethod
     def _failed(trigger_id: int, armed: Armed, error: CovalentError) -> None:
