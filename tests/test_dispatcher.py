@@ -386,13 +386,10 @@ async def test_a_large_run_takes_its_blobs_out_of_the_shared_cache_when_it_ends(
     assert all(env.store.read_blob(d) is not None for d in made)  # from the database
 
 
-async def test_a_large_dispatch_stored_in_a_thread_lets_the_others_go_on(
-    env: Env, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """``submit_in_thread`` (the server's path for a large bundle): while one dispatch is
-    checked and stored in a thread, another runs to its end on the loop; a cancel that
-    comes once the first is stored but before its run has joined the loop is kept, and
-    applied after it joins."""
+def _held_after_storing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[threading.Event, threading.Event]:
+    """Submissions, once stored, wait for ``go_on``; ``stored`` says one was stored."""
     stored, go_on = threading.Event(), threading.Event()
     real = submissionmod.submit
 
@@ -403,9 +400,20 @@ async def test_a_large_dispatch_stored_in_a_thread_lets_the_others_go_on(
         return done
 
     monkeypatch.setattr(submissionmod, "submit", held_after_storing)
+    return stored, go_on
+
+
+async def test_a_large_dispatch_stored_in_a_thread_lets_the_others_go_on(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``submit_in_thread`` (the server's path for a large bundle): while one dispatch is
+    checked and stored in a thread, another runs to its end on the loop; a cancel that
+    comes once the first is stored but before its run has joined the loop is kept, and
+    applied after it joins."""
+    stored, go_on = _held_after_storing(monkeypatch)
     joining = asyncio.ensure_future(env.d.submit_in_thread(*build(seed, 2)))
     assert await asyncio.to_thread(stored.wait, DEADLINE)
-    monkeypatch.setattr(submissionmod, "submit", real)
+    monkeypatch.undo()  # the next submission is stored at once
     other = env.submit(seed, a=3)
     for value in (3, 9):
         _task, done = await env.control.next()
@@ -425,16 +433,7 @@ async def test_a_large_dispatch_joins_the_loop_though_its_caller_went_away(
 ) -> None:
     """Its request cancelled while the thread stores it (the client disconnected): what
     is stored still runs, rather than waiting as RUNNING for the next server start."""
-    stored, go_on = threading.Event(), threading.Event()
-    real = submissionmod.submit
-
-    def held_after_storing(*args: Any) -> Any:
-        done = real(*args)
-        stored.set()
-        assert go_on.wait(DEADLINE)
-        return done
-
-    monkeypatch.setattr(submissionmod, "submit", held_after_storing)
+    stored, go_on = _held_after_storing(monkeypatch)
     told: list[str] = []  # what the server does once it is stored: store its triggers
     caller = asyncio.ensure_future(env.d.submit_in_thread(*build(seed, 2), False, told.append))
     assert await asyncio.to_thread(stored.wait, DEADLINE)
