@@ -469,11 +469,8 @@ class Dispatcher:
         try:
             manifest, blobs = sublattices.child_bundle(outcome)
             child = self.submit(manifest, blobs, parent=parent)
-        except StoreUnavailableError:
-            self._submit_child_later(run, node_id, outcome)
-            return
         except CovalentError as e:
-            self._child_refused(run, node_id, e)
+            self._child_not_started(run, node_id, outcome, e)
             return
         self.queue.put_nowait(ChildStarted(run.dispatch_id, node_id, child))
 
@@ -485,11 +482,8 @@ class Dispatcher:
         try:
             manifest, blobs = await asyncio.to_thread(sublattices.child_bundle, outcome)
             child = await self.submit_in_thread(manifest, blobs, parent=parent)
-        except StoreUnavailableError:
-            self._submit_child_later(run, node_id, outcome)
-            return
         except CovalentError as e:
-            self._child_refused(run, node_id, e)
+            self._child_not_started(run, node_id, outcome, e)
             return
         except Exception:
             error = f"covalent failed while starting a sublattice:\n{traceback.format_exc()}"
@@ -497,12 +491,16 @@ class Dispatcher:
             return
         self.queue.put_nowait(ChildStarted(run.dispatch_id, node_id, child))
 
-    def _submit_child_later(self, run: Run, node_id: int, outcome: Outcome) -> None:
-        asyncio.get_running_loop().call_later(
-            SUBMIT_RETRY, self._submit_child_if_running, run, node_id, outcome
-        )
-
-    def _child_refused(self, run: Run, node_id: int, error: CovalentError) -> None:
+    def _child_not_started(
+        self, run: Run, node_id: int, outcome: Outcome, error: CovalentError
+    ) -> None:
+        """A child's submission raised: while the store is unreachable it is tried again
+        every few seconds; any other refusal fails the sublattice node."""
+        if isinstance(error, StoreUnavailableError):
+            asyncio.get_running_loop().call_later(
+                SUBMIT_RETRY, self._submit_child_if_running, run, node_id, outcome
+            )
+            return
         failed = Outcome.failure(f"The sublattice could not be started: {error}")
         self.queue.put_nowait(TaskFinished(run.dispatch_id, node_id, failed))
 
