@@ -11,12 +11,18 @@ Every start compares its store with the one the last start used (``store.json`` 
 data dir keeps a digest of it and its URL with the password masked) and says so on
 stderr when it changed: the dispatches of the other store are not listed any more.
 ``restart`` starts the server again on the store it was running on.
+
+Starts in one home take turns (an exclusive ``flock`` on ``server.start.lock`` in the
+cache dir, for up to :data:`START_TIMEOUT` and a little more): two ``covalent start`` at
+once give one server, the second start finding it running. The server itself also
+refuses to run beside another on the same database (covalent/_store/lock.py).
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import hashlib
 import json
 import os
@@ -25,6 +31,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +41,8 @@ from covalent._errors import ConfigError, CovalentError, ServerUnavailableError
 
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
+START_TURN_WAIT = START_TIMEOUT + 30.0
+"""Seconds a start waits for another start in the same home to finish."""
 
 
 def _read_pid_file() -> dict[str, Any] | None:
@@ -130,6 +139,39 @@ def start(
     ServerUnavailableError if the port is taken or the server exits while starting (its
     last log line says why).
     """
+    with _start_turn():
+        return _start(port, develop, database_url, save_database)
+
+
+@contextlib.contextmanager
+def _start_turn() -> Iterator[None]:
+    """This start's turn: an exclusive flock on ``server.start.lock`` in the cache dir,
+    waited for up to START_TURN_WAIT seconds (then ServerUnavailableError)."""
+    path = _config.paths().pid_file.with_name("server.start.lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        deadline = time.monotonic() + START_TURN_WAIT
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise ServerUnavailableError(
+                        f"Another `covalent start` in this home has been starting the server "
+                        f"for over {START_TURN_WAIT:.0f} s (it holds {path}); see `covalent "
+                        "logs`, or stop that start and try again."
+                    ) from None
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _start(
+    port: int | None, develop: bool, database_url: str | None, save_database: bool
+) -> tuple[str, bool]:
     record = running()
     if record:
         if database_url and record.get("db_url") != database_url:
@@ -145,11 +187,18 @@ def start(
     url = local_url(port)
     _check_can_listen(host, port)
     db_url = database_url or section.get("db_url") or None
+    before = _read_pid_file()
     process = _spawn(host, port, develop, database_url)
     _write_pid_file(
         {"pid": process.pid, "url": url, "port": port, "started_at": time.time(), "db_url": db_url}
     )
-    _wait_until_up(process, url)
+    try:
+        _wait_until_up(process, url)
+    except ServerUnavailableError:
+        exited = process.poll() is not None
+        if exited and before and _alive(int(before["pid"])):  # one this start found not answering
+            _write_pid_file(before)
+        raise
     _save_choices(port, database_url if save_database else None)
     _say_if_store_changed(db_url or f"sqlite:///{section['db_path']}")
     return url, True

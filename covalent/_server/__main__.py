@@ -146,6 +146,8 @@ def open_store(config: dict[str, Any]) -> tuple[Store, Guard]:
         store = Store.sqlite(config["db_path"], config["blobs_dir"])
     guard = Guard(store)
     try:
+        if store.is_sqlite:  # before the schema's migrations: another server's file is let be
+            guard.acquire()
         store.create_schema()
         guard.acquire()
     except BaseException:

@@ -1,7 +1,8 @@
 """The server's hold on its database: the dispatch lock, and ``/api/v1/database``.
 
-On PostgreSQL the server holds the dispatch lock (covalent/_store/lock.py) for as long
-as it runs, and checks it every few seconds: after a database restart it takes it
+The server holds its database's dispatch lock (covalent/_store/lock.py) for as long as
+it runs: a ``flock`` beside a SQLite file, an advisory lock on PostgreSQL. The latter it
+checks every few seconds: after a database restart it takes it
 again; if another server took it meanwhile, this one stops rather than run the same
 dispatches twice. ``GET /api/v1/database`` says whether the database answers, for
 ``covalent status`` and the UI. While the database is down, requests that need it
@@ -21,7 +22,7 @@ from fastapi import APIRouter, Request
 
 from covalent._errors import StoreLockedError
 from covalent._store.engine import ping
-from covalent._store.lock import DispatchLock
+from covalent._store.lock import DispatchLock, FileLock
 from covalent._store.store import Store
 
 log = logging.getLogger("covalent.server")
@@ -33,21 +34,26 @@ router = APIRouter(prefix="/api/v1/database")
 
 
 class Guard:
-    """The dispatch lock of a PostgreSQL store (none for SQLite) and its keeper."""
+    """The dispatch lock of a store and, on PostgreSQL, its keeper (an in-memory SQLite
+    store has no lock: no other process can open it)."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self.lock = None if store.is_sqlite else DispatchLock(store.engine, store.shown_url)
+        self.lock: DispatchLock | FileLock | None = None
+        if not store.is_sqlite:
+            self.lock = DispatchLock(store.engine, store.shown_url)
+        elif (path := store.engine.url.database) and path != ":memory:":
+            self.lock = FileLock(f"{path}.lock", path)
         self._keeper: asyncio.Task[None] | None = None
 
     def acquire(self) -> None:
-        """Take the dispatch lock if this store needs one; StoreLockedError if taken."""
+        """Take the dispatch lock if this store has one; StoreLockedError if taken."""
         if self.lock is not None and not self.lock.held:
             self.lock.acquire()
 
     async def start(self) -> None:
         self.acquire()
-        if self.lock is not None:
+        if isinstance(self.lock, DispatchLock):
             self._keeper = asyncio.create_task(self._keep(), name="covalent-dispatch-lock")
 
     async def stop(self) -> None:

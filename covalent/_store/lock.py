@@ -10,13 +10,26 @@ that names the holder (its host and process id, from ``pg_stat_activity``). The 
 goes with its connection: when the holder stops or dies, the next server can start.
 
 If the database restarts, the lock is lost with the connection; the holder takes it
-again when the database is back (:meth:`DispatchLock.keep`). SQLite needs no such lock
-here: its file belongs to the server of one covalent home.
+again when the database is back (:meth:`DispatchLock.keep`).
+
+A SQLite file has the same rule: two servers on one file (two ``covalent start`` at
+once, or a server started by hand on another port in the same home) would both resume
+its dispatches and sweep what the other is still writing. The server holds an exclusive
+``flock(2)`` on ``<database file>.lock`` (:class:`FileLock`) from before it opens the
+schema until it stops; the kernel lets it go when the process ends, however it ends, so a
+crash never leaves a stale lock. The file names its holder (process id, host, start
+time) for the error another server gets.
 """
 
 from __future__ import annotations
 
+import fcntl
+import json
 import logging
+import os
+import socket
+import time
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, text
@@ -111,3 +124,65 @@ class DispatchLock:
             conn.close()
         except Exception:  # the database is gone: the lock went with the connection
             pass
+
+
+class FileLock:
+    """The dispatch lock of a SQLite file: an exclusive ``flock`` on ``path`` (the
+    database's path with ``.lock`` added), held on an open descriptor for as long as the
+    server runs."""
+
+    def __init__(self, path: str | Path, shown_database: str) -> None:
+        self.path = Path(path)
+        self.shown_database = shown_database
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def acquire(self) -> None:
+        """Take the lock and write this process into the file, or raise StoreLockedError
+        naming the server that holds it (StoreUnavailableError if the file cannot be
+        opened)."""
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as e:
+            raise StoreUnavailableError(
+                f"Cannot open the lock file {self.path} of the database "
+                f"{self.shown_database}: {e.strerror or e}."
+            ) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = self._holder(fd)
+            os.close(fd)
+            raise StoreLockedError(
+                f"Another covalent server ({holder}) already runs the dispatches of the "
+                f"database {self.shown_database}; only one may at a time. Stop it "
+                "(`covalent stop`), or give this server another database."
+            ) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        record = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(record).encode(), 0)
+        self._fd = fd
+
+    @staticmethod
+    def _holder(fd: int) -> str:
+        try:
+            record = json.loads(os.pread(fd, 4096, 0) or b"{}")
+            since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(record["since"])))
+            return f"process {int(record['pid'])} on {record['host']} since {since}"
+        except (OSError, ValueError, KeyError, TypeError):
+            return "process unknown: its lock file is being written"
+
+    def keep(self) -> bool:
+        """Whether the lock is held (a lock on a local file cannot be lost while held)."""
+        return self.held
+
+    def release(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)  # closing the descriptor lets the flock go

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import covalent as ct
-from tests.conftest import Home, wait_for
+from tests.conftest import Home, free_port, wait_for
 
 
 @ct.electron
@@ -84,6 +84,44 @@ def test_start_fails_clearly_when_the_port_is_taken(home: Home) -> None:
     assert done.returncode == 7
     assert f"Port {home.port} is in use" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_two_starts_at_once_give_one_server_that_stop_stops(home: Home) -> None:
+    import subprocess
+    import sys
+
+    other_port = free_port()
+    commands = [
+        [sys.executable, "-m", "covalent._cli.main", "start", "--port", str(port)]
+        for port in (home.port, other_port)
+    ]
+    env = {**os.environ, **home.env}
+    starts = [subprocess.Popen(c, env=env, stdout=subprocess.PIPE, text=True) for c in commands]
+    outs = [p.communicate(timeout=180)[0].strip() for p in starts]
+    assert [p.returncode for p in starts] == [0, 0]
+    started = [o for o in outs if o.startswith("Covalent server has started at")]
+    assert len(started) == 1, outs
+    url = started[0].removeprefix("Covalent server has started at ")
+    assert f"Covalent server is already running at {url}." in outs
+    pid = home.server_pid()
+    assert pid is not None
+    assert home.run("covalent", "stop").stdout.strip() == "Covalent server has stopped."
+    for port in (home.port, other_port):  # nothing answers on either port
+        with socket.socket() as sock:
+            assert sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_a_second_server_on_the_same_database_is_refused_naming_the_first(home: Home) -> None:
+    _start(home)
+    pid = home.server_pid()
+    done = home.run("python", "-m", "covalent._server", "--port", str(free_port()))
+    assert done.returncode == 3
+    assert f"Another covalent server (process {pid} on " in done.stderr
+    assert str(home.root / "data" / "dispatcher.sqlite") in done.stderr
+    assert "Traceback" not in done.stderr
+    assert home.run("covalent", "status").stdout.startswith("Covalent server is running at")
+    dispatch_id = ct.dispatch(ct.lattice(lambda x: double(x)))(4)
+    assert ct.get_result(dispatch_id, wait=True).result == 8  # the first one is unharmed
 
 
 def test_a_failed_start_with_port_does_not_save_it(home: Home) -> None:
