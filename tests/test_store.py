@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from covalent._errors import CovalentError, StorageFullError, StoreUnavailableEr
 from covalent._store import queries
 from covalent._store import store as storemod
 from covalent._store.changes import NODE_COLUMNS, Changes, NewNodeRow, NodeRow, NodeUpdate
-from covalent._store.store import INLINE_LIMIT, BlobCache, Store
+from covalent._store.store import CACHE_ENTRY_BYTES, INLINE_LIMIT, BlobCache, Store
 from covalent._wire import blobfiles, blobs
 
 
@@ -391,12 +392,23 @@ def test_rollback_drops_what_came_after_the_mark_and_split_keeps_dispatches_apar
 
 
 def test_blob_cache_drops_the_oldest_past_its_limit() -> None:
-    cache = BlobCache(limit=10)
+    cache = BlobCache(limit=2 * CACHE_ENTRY_BYTES + 10)
     for name in "abc":
         cache.put(name, name.encode() * 4)
     assert cache.get("a") is None
     assert cache.get("b") == b"bbbb" and cache.get("c") == b"cccc"
-    assert cache.size == 8
+    assert cache.size == 2 * (CACHE_ENTRY_BYTES + 4)
+
+
+def test_blob_cache_counts_each_entry_s_overhead_so_small_blobs_stay_bounded() -> None:
+    cache = BlobCache(limit=1_000_000)
+    for i in range(100_000):  # small distinct values, as electrons returning floats make
+        cache.put(f"{i:064x}", str(i).encode())
+    kept = len(cache._items)
+    assert 1_000_000 // (CACHE_ENTRY_BYTES + 5) <= kept <= 1_000_000 // CACHE_ENTRY_BYTES
+    memory = sum(sys.getsizeof(k) + sys.getsizeof(v) for k, v in cache._items.items())
+    assert memory <= cache.limit  # the bound holds in memory, not only in data bytes
+    assert cache.get(f"{99_999:064x}") == b"99999" and cache.get(f"{0:064x}") is None
 
 
 def test_blob_cache_forgets_the_names_it_is_told_to_drop() -> None:
@@ -405,6 +417,6 @@ def test_blob_cache_forgets_the_names_it_is_told_to_drop() -> None:
         cache.put(name, name.encode() * 2)
     cache.drop(["a", "b", "c", "z", None])  # unknown names and None are no-ops
     assert [cache.get(n) for n in "abcde"] == [None, None, None, b"dd", b"ee"]
-    assert cache.size == 4
+    assert cache.size == 2 * (CACHE_ENTRY_BYTES + 2)
     cache.put("a", b"aa")  # it still takes new entries
-    assert cache.get("a") == b"aa" and cache.size == 6
+    assert cache.get("a") == b"aa" and cache.size == 3 * (CACHE_ENTRY_BYTES + 2)
