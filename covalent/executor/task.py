@@ -67,20 +67,9 @@ class Task:
 
     def value_names(self) -> list[str]:
         """Digests of every value blob the task needs (inputs, the items of composite
-        inputs, extras), once each."""
-        names = [*self.args, *self.kwargs.values()]
-        if self.extras:
-            names.append(self.extras)
-        found: dict[str, None] = {OUTPUT_BEFORE: None} if self.after is not None else {}
-        while names:
-            name = names.pop()
-            if name in found:
-                continue
-            found[name] = None
-            names.extend(self._composite_items(name))
-        if self.after is not None:  # the worker has it: not a blob of the store's
-            del found[OUTPUT_BEFORE]
-        return list(found)
+        inputs, extras), once each: those :meth:`value_blobs` finds."""
+        values, files = self.value_blobs()
+        return [*values, *files]
 
     def value_blobs(self) -> tuple[dict[str, bytes], dict[str, str]]:
         """The blobs of :meth:`value_names`, each looked up once: the bytes of the small
