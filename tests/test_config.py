@@ -1,6 +1,7 @@
 """Configuration: defaults, dotted keys, atomic TOML writes, reload, errors."""
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -330,6 +331,24 @@ def test_secrets_are_masked_for_showing():
             "port": 1,
         }
     }
+
+
+def test_masking_a_long_text_does_not_hang():
+    # a 100,000-letter error message took 7.8 s, on the server's event loop, per log line
+    code = (
+        "from covalent._config import mask_secrets as m\n"
+        "t = 'a' * 2_000_000 + '://'\n"
+        "assert m(t) == t\n"
+        "u = ('x' * 60 + '://' + 'u' * 250 + ':' + 'p' * 500) * 2_000\n"
+        "assert m(u) == u\n"
+        "print(m('aaaa' * 1000 + 'postgresql://team:s3cret@db/c'))\n"
+    )
+    repo = Path(__file__).parents[1]
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=repo
+    )  # quadratic, the first text alone would take an hour
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith("postgresql://team:***@db/c")
 
 
 def test_only_client_side_keys_take_effect_without_a_restart():

@@ -96,6 +96,21 @@ def test_an_errors_first_line_is_the_exception_of_a_traceback() -> None:
     assert _first_line("") == "(no error text)"
 
 
+def test_a_recursions_first_line_is_its_error_and_a_long_one_is_cut() -> None:
+    import traceback
+
+    def deep(n: int) -> int:
+        return deep(n + 1)
+
+    try:
+        deep(0)
+    except RecursionError:
+        text = traceback.format_exc()
+    assert "[Previous line repeated" in text
+    assert _first_line(text) == "RecursionError: maximum recursion depth exceeded"
+    assert _first_line("ValueError: " + "a" * 100_000) == ("ValueError: " + "a" * 100_000)[:1000]
+
+
 def _task(on_output: object) -> Task:
     return Task("d", 0, "f", "fn", [], {}, lambda _: b"", on_output=on_output)  # type: ignore[arg-type]
 

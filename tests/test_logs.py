@@ -52,6 +52,15 @@ def test_a_traceback_follows_its_line():
     assert rest[0].startswith("Traceback") and rest[-1] == "ValueError: boom"
 
 
+def test_a_huge_record_is_cut_and_says_how_much_was_left_out():
+    # a 5 MB lattice name or a 50 MB error went to the log whole, on the event loop
+    text = logs.StructuredFormatter().format(record("lattice " + "n" * 1_000_000))
+    assert len(text) < logs.LINE_LIMIT + 100
+    assert LINE.match(text.splitlines()[0])
+    kept = logs.LINE_LIMIT - text.index("lattice ")
+    assert text.endswith(f"... ({len('lattice ') + 1_000_000 - kept:,} more characters)")
+
+
 @pytest.mark.parametrize("name", ["debug", "INFO", "Warning", "error", "critical"])
 def test_levels_by_name_in_any_case(name):
     assert logs.parse_level(name) == getattr(logging, name.upper())

@@ -12,9 +12,11 @@ data dir keeps a digest of it and its URL with the password masked) and says so 
 stderr when it changed: the dispatches of the other store are not listed any more.
 ``restart`` starts the server again on the store it was running on.
 
-Starts in one home take turns (an exclusive ``flock`` on ``server.start.lock`` in the
-cache dir, for up to :data:`START_TIMEOUT` and a little more): two ``covalent start`` at
-once give one server, the second start finding it running. The server itself also
+Starts and stops in one home take turns (an exclusive ``flock`` on ``server.start.lock``
+in the cache dir, for up to :data:`START_TIMEOUT` and a little more): two ``covalent
+start`` at once give one server, the second start finding it running. ``stop`` signals
+only a live process whose command line is covalent's server, never whatever number a
+stale or hand-edited pid file holds. The server itself also
 refuses to run beside another on the same database (covalent/_store/lock.py).
 """
 
@@ -46,13 +48,25 @@ START_TURN_WAIT = START_TIMEOUT + 30.0
 
 
 def _read_pid_file() -> dict[str, Any] | None:
+    """The pid file's record, or None if there is none or it is not one this module
+    wrote (a JSON object with an integer ``pid`` above 1 and a string ``url``): a file
+    edited by hand or cut short never makes ``stop`` signal a process group or every
+    process (``kill(0)``, ``kill(-1)``)."""
     try:
-        return json.loads(_config.paths().pid_file.read_text())
-    except (FileNotFoundError, ValueError):
+        record = json.loads(_config.paths().pid_file.read_text())
+    except (OSError, ValueError):
         return None
+    if not isinstance(record, dict):
+        return None
+    pid, url = record.get("pid"), record.get("url")
+    if type(pid) is not int or not 1 < pid < 1 << 31 or not isinstance(url, str):
+        return None
+    return record
 
 
 def _alive(pid: int) -> bool:
+    if pid <= 1:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -64,6 +78,21 @@ def _alive(pid: int) -> bool:
     except (OSError, IndexError):
         return True
     return state != "Z"
+
+
+def _is_server(pid: int) -> bool:
+    """Whether ``pid`` is alive and a covalent server (its command line runs
+    ``covalent._server``, read from /proc where there is one): after a crash the pid
+    file's number may have gone to another program, which ``stop`` must not signal."""
+    if not _alive(pid):
+        return False
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except FileNotFoundError:
+        return not Path("/proc/self").exists()  # no /proc here (macOS): trust the record
+    except OSError:
+        return False
+    return b"covalent._server" in command.split(b"\0")
 
 
 def _answers(url: str) -> bool:
@@ -115,7 +144,7 @@ def _bind_error(host: str, address: str, port: int, error: OSError) -> CovalentE
 def running() -> dict[str, Any] | None:
     """The pid file's record if the server it names is alive and answers, else None."""
     record = _read_pid_file()
-    if record and _alive(int(record["pid"])) and _answers(record["url"]):
+    if record and _is_server(record["pid"]) and _answers(record["url"]):
         return record
     return None
 
@@ -196,7 +225,7 @@ def _start(
         _wait_until_up(process, url)
     except ServerUnavailableError:
         exited = process.poll() is not None
-        if exited and before and _alive(int(before["pid"])):  # one this start found not answering
+        if exited and before and _is_server(before["pid"]):  # one this start found not answering
             _write_pid_file(before)
         raise
     _save_choices(port, database_url if save_database else None)
@@ -242,7 +271,7 @@ def database_url_to_keep() -> str | None:
     if _config.get_value("dispatcher").get("db_url"):
         return None
     record = _read_pid_file()
-    if record and _alive(int(record["pid"])):
+    if record and _is_server(record["pid"]):
         return record.get("db_url") or None
     return None
 
@@ -322,10 +351,17 @@ def _last_log_line() -> str:
 
 
 def stop() -> bool:
-    """Stop the server named in the pid file; return whether one was running."""
+    """Stop the server named in the pid file; return whether one was running. A record
+    that names no live covalent server (it crashed, its number went to another program)
+    is removed and nothing is signalled. Stops and starts in one home take turns."""
+    with _start_turn():
+        return _stop()
+
+
+def _stop() -> bool:
     record = _read_pid_file()
     pid_file = _config.paths().pid_file
-    if not record or not _alive(int(record["pid"])):
+    if not record or not _is_server(record["pid"]):
         pid_file.unlink(missing_ok=True)
         return False
     pid = int(record["pid"])
@@ -339,5 +375,7 @@ def stop() -> bool:
             os.kill(pid, signal.SIGKILL)
         while _alive(pid):
             time.sleep(0.05)
-    pid_file.unlink(missing_ok=True)
+    after = _read_pid_file()
+    if after is None or after["pid"] == pid:  # not a record a start wrote meanwhile
+        pid_file.unlink(missing_ok=True)
     return True

@@ -253,6 +253,10 @@ class Dispatcher:
         return done.dispatch_id
 
     def cancel(self, dispatch_id: str, node_ids: list[int] | None = None) -> None:
+        """Cancel the dispatch, or only ``node_ids`` (and what depends on them); an empty
+        list is the whole dispatch, as in Covalent's ``ct.cancel(id, task_ids=[])``.
+        Raises DispatchNotFoundError."""
+        node_ids = node_ids or None
         if self.store.get_dispatch(dispatch_id) is None:
             raise DispatchNotFoundError(dispatch_id)
         held = self._joining.get(dispatch_id)

@@ -36,18 +36,25 @@ def log_failures(transitions: list[Any], runs: dict[str, Run]) -> None:
         log.info("%s failed: %s", run.label(node_id), error, extra=extra)
 
 
+FIRST_LINE_LIMIT = 1000
+"""Characters of an error's first line kept for a log line."""
+
+
 def first_line(text: str) -> str:
-    """An error's first line; for a traceback, the exception's (after the frames)."""
+    """An error's first line; for a traceback, the exception's (after the frames), cut to
+    FIRST_LINE_LIMIT characters."""
     lines = [line for line in text.splitlines() if line.strip()]
     if not lines:
         return "(no error text)"
     if lines[0].startswith("Traceback (most recent call last)"):
         frames = [i for i, line in enumerate(lines) if line.startswith("  File ")]
         after = frames[-1] + 1 if frames else 1
-        while after < len(lines) and lines[after].startswith("    "):  # the frame's source
+        while after < len(lines) and (  # the frame's source, a recursion's repeats
+            lines[after].startswith("    ") or lines[after].startswith("  [Previous line")
+        ):
             after += 1
         lines = lines[after:] or lines
-    return lines[0].strip()
+    return lines[0].strip()[:FIRST_LINE_LIMIT]
 
 
 def summary(run: Run) -> str:

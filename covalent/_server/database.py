@@ -43,7 +43,8 @@ class Guard:
         if not store.is_sqlite:
             self.lock = DispatchLock(store.engine, store.shown_url)
         elif (path := store.engine.url.database) and path != ":memory:":
-            self.lock = FileLock(f"{path}.lock", path)
+            real = os.path.realpath(path)  # one file reached by two names has one lock
+            self.lock = FileLock(f"{real}.lock", path)
         self._keeper: asyncio.Task[None] | None = None
 
     def acquire(self) -> None:

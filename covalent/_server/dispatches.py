@@ -231,7 +231,7 @@ async def cancel(
     request: Request, dispatch_id: str, body: CancelRequest | None = None
 ) -> dict[str, str]:
     state = _state(request)
-    task_ids = body.task_ids if body else None
+    task_ids = (body.task_ids or None) if body else None  # []: the whole dispatch
     row = _dispatch_or_404(state, dispatch_id)
     if task_ids:  # a node it does not have is refused, finished or not
         _check_nodes(state, dispatch_id, task_ids)

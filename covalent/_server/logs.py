@@ -48,6 +48,12 @@ LIBRARY_LOGGERS = (
 """Loggers of libraries, held at ``warning`` or the configured level if higher."""
 
 
+LINE_LIMIT = 64 * 1024
+"""Characters of a log record (its message and traceback) written; the rest is counted.
+An electron's error or a name sent by a client can be megabytes: written whole, on the
+event loop, it held every dispatch up for seconds."""
+
+
 class StructuredFormatter(logging.Formatter):
     """``time LEVEL logger dispatch=.. node=.. event=.. message`` (+ traceback lines)."""
 
@@ -62,6 +68,8 @@ class StructuredFormatter(logging.Formatter):
         )
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
+        if len(line) > LINE_LIMIT:  # a 5 MB lattice name, a 50 MB error message
+            line = f"{line[:LINE_LIMIT]}... ({len(line) - LINE_LIMIT:,} more characters)"
         return mask_secrets(line)  # a database URL's password never reaches the log
 
 

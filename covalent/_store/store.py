@@ -22,6 +22,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from covalent._config import mask_secrets
@@ -252,7 +253,7 @@ class Store:
         if not self.blobs_dir.exists():
             self.blobs_dir.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)
         self.cache = BlobCache()
-        path = url.removeprefix("sqlite:///")
+        path = self.engine.url.database or ""  # decoded: the file SQLAlchemy opens too
         file_db = url.startswith("sqlite:///") and path not in ("", ":memory:")
         self._raw_path = path if file_db else None
         self._raw: _RawWriter | None = None
@@ -268,7 +269,8 @@ class Store:
         Path(db_path).parent.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)
         if not Path(db_path).exists():
             os.close(os.open(db_path, os.O_CREAT | os.O_WRONLY, PRIVATE_FILE))
-        return cls(f"sqlite:///{db_path}", blobs_dir)
+        url = URL.create("sqlite", database=str(db_path))  # a "?" or "%" in it is escaped
+        return cls(url.render_as_string(hide_password=False), blobs_dir)
 
     def create_schema(self) -> tuple[str | None, str | None]:
         """Bring the schema up to date (Alembic migrations); return the revisions before

@@ -210,6 +210,21 @@ def test_cancelling_a_node_the_dispatch_does_not_have_is_refused_by_id(server: H
     }
 
 
+def test_cancelling_with_an_empty_list_of_nodes_cancels_the_whole_dispatch(server: Home) -> None:
+    # it answered "cancel requested" and cancelled nothing; Covalent reads [] as all of it
+    @ct.lattice
+    def flow(a):
+        return ct.electron(nap)(a)
+
+    dispatch_id = ct.dispatch(flow)(1)
+    assert ct.cancel(dispatch_id, task_ids=[]).startswith("Cancellation of dispatch")
+    assert ct.get_result(dispatch_id, wait=True).status == ct.status.CANCELLED
+    other = ct.dispatch(flow)(2)
+    answer = httpx.post(f"{server.url}/api/v1/dispatches/{other}/cancel", json={"task_ids": []})
+    assert answer.json()["status"] == "cancel requested"
+    assert ct.get_result(other, wait=True).status == ct.status.CANCELLED
+
+
 def test_cancelling_a_finished_dispatch_says_so_and_changes_nothing(server: Home) -> None:
     # it answered "cancel requested" for a dispatch that had long finished
     @ct.lattice

@@ -111,6 +111,57 @@ def test_two_starts_at_once_give_one_server_that_stop_stops(home: Home) -> None:
             assert sock.connect_ex(("127.0.0.1", port)) != 0
 
 
+def test_stop_never_signals_a_process_that_is_not_the_server(home: Home) -> None:
+    # after a crash the pid file's number may belong to another program: stop killed it
+    import json
+    import subprocess
+    import sys
+
+    from covalent._client import service
+
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+    try:
+        pid_file = home.root / "cache" / "server.pid"
+        pid_file.parent.mkdir(parents=True, exist_ok=True)
+        pid_file.write_text(json.dumps({"pid": other.pid, "url": home.url, "port": home.port}))
+        assert home.run("covalent", "status").stdout.strip() == "Covalent server is stopped."
+        done = home.run("covalent", "stop")
+        assert done.returncode == 0 and "Traceback" not in done.stderr
+        assert other.poll() is None  # untouched
+        assert not pid_file.exists()  # the stale record is gone
+        for text in ['{"pid": "abc"}', '{"url": "x"}', "[1, 2]", '{"pid": 99999999999, "url": ""}']:
+            pid_file.write_text(text)
+            for command in ("status", "stop"):
+                done = home.run("covalent", command)
+                assert done.returncode == 0 and "Traceback" not in done.stderr, (text, done)
+        for pid in (-1, 0, 1, True):  # kill(-1) is every process, kill(0) the caller's group
+            pid_file.write_text(json.dumps({"pid": pid, "url": home.url}))
+            assert service._read_pid_file() is None  # so stop() never reaches os.kill
+        assert other.poll() is None
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_a_stop_waits_for_a_start_under_way(home: Home) -> None:
+    import fcntl
+    import subprocess
+    import sys
+
+    _start(home)
+    lock = home.root / "cache" / "server.start.lock"
+    with open(lock, "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # as a start would, while its server comes up
+        command = [sys.executable, "-m", "covalent._cli.main", "stop"]
+        stop = subprocess.Popen(command, env={**os.environ, **home.env}, stdout=subprocess.PIPE)
+        with pytest.raises(subprocess.TimeoutExpired):
+            stop.wait(timeout=2)  # it waits for its turn (a deadline, not a sleep)
+        assert home.server_pid() is not None
+    out, _ = stop.communicate(timeout=120)  # the turn released: it stops the server
+    assert out.decode().strip() == "Covalent server has stopped."
+    assert home.run("covalent", "status").stdout.strip() == "Covalent server is stopped."
+
+
 def test_a_second_server_on_the_same_database_is_refused_naming_the_first(home: Home) -> None:
     _start(home)
     pid = home.server_pid()
