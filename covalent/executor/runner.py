@@ -86,7 +86,8 @@ def run_task(
             reply.update(_run_with_executor(task, function_of, function_bytes, values, out, err))
         else:
             reply.update(_run_electron(task, function_of, values, out, err))
-    except (Exception, SystemExit) as e:  # the electron's failure is a value, not the worker's
+    except BaseException as e:  # the electron's failure is a value, not the worker's: a
+        # KeyboardInterrupt or BaseException it raises too (it was "killed by SIGINT")
         reply.update(status="FAILED", error=_format_error(e))
         if isinstance(e, MemoryError):
             reply["error"] = "The electron ran out of memory.\n" + reply["error"]

@@ -382,6 +382,30 @@ def hogs_memory():
         blocks.append(bytearray(100_000_000))
 
 
+@ct.electron
+def interrupts():
+    raise KeyboardInterrupt("from the electron")
+
+
+@ct.electron
+def raises_base():
+    raise BaseException("not an Exception")
+
+
+def test_an_electron_raising_a_base_exception_fails_with_its_own_traceback(server: Home) -> None:
+    # they were "killed by SIGINT" and "exited unexpectedly with code 1"
+    @ct.lattice
+    def flow(x):
+        return interrupts(), raises_base(), add(x, 1)
+
+    result = ct.dispatch_sync(flow)(1)
+    errors = {n["node_name"]: n["error"] for n in result.get_all_node_results()}
+    assert "KeyboardInterrupt: from the electron" in errors["interrupts"]
+    assert "BaseException: not an Exception" in errors["raises_base"]
+    assert "unexpectedly" not in errors["raises_base"] and "SIGINT" not in errors["interrupts"]
+    assert [n["output"] for n in result.get_all_node_results() if n["node_name"] == "add"] == [2]
+
+
 def test_worker_faults_fail_only_their_node(server: Home) -> None:
     @ct.lattice
     def faulty(x):
