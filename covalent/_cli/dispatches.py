@@ -21,6 +21,7 @@ import typer
 from rich import box
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from covalent import _config
 from covalent._client.dispatch import cancel as cancel_dispatch
@@ -211,6 +212,17 @@ def ls(
     typer.echo(_shown_of(len(rows), offset, total))
 
 
+_CONTROLS = {c: f"\\x{c:02x}" for c in [*range(32), 127]}
+_CONTROLS_BUT_LINES = {c: v for c, v in _CONTROLS.items() if chr(c) not in "\n\t"}
+
+
+def plain_cell(text: str) -> Text:
+    """A name sent by a client, as a table cell: control characters shown as ``\\x1b``
+    (an escape sequence in a name would drive the terminal) and no rich markup (a name
+    with ``[/]`` made ``covalent ls`` fail for everyone)."""
+    return Text(text.translate(_CONTROLS))
+
+
 def _dispatch_table(rows: list[dict[str, Any]]) -> Table:
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     for column in ("dispatch id", "status", "lattice", "nodes", "started", "duration"):
@@ -220,7 +232,7 @@ def _dispatch_table(rows: list[dict[str, Any]]) -> Table:
         table.add_row(
             r["dispatch_id"],
             _status(r["status"]),
-            r["lattice_name"],
+            plain_cell(r["lattice_name"]),
             str(r["node_count"]),
             _short_time(r.get("start_time")),
             took,
@@ -262,7 +274,7 @@ def show(
             f"Cannot load the outputs of dispatch {dispatch_id} here ({type(e).__name__}: "
             f"{e}); `covalent show {dispatch_id} --json` shows their short forms instead."
         ) from None
-    typer.echo(block)
+    typer.echo(block.translate(_CONTROLS_BUT_LINES))
     typer.echo()
     _console().print(_node_table(detail["nodes"]))
 
@@ -275,9 +287,9 @@ def _node_table(nodes: list[dict[str, Any]]) -> Table:
         table.add_column(column)
     for row in nodes:
         table.add_row(
-            f"{row['name']}({row['node_id']})",
+            plain_cell(f"{row['name']}({row['node_id']})"),
             _status(row["status"]),
-            row.get("executor") or "",
+            plain_cell(row.get("executor") or ""),
             duration(row.get("start_time"), row.get("end_time")),
             str(row.get("attempts") or ""),
         )

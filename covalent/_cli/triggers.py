@@ -16,7 +16,7 @@ from rich import box
 from rich.table import Table
 
 from covalent import _config
-from covalent._cli.dispatches import JSON_OPTION, _console
+from covalent._cli.dispatches import JSON_OPTION, _console, plain_cell
 from covalent._client.http import Client, client_for
 
 triggers_app = typer.Typer(help="List or stop triggers.", no_args_is_help=True)
@@ -66,7 +66,7 @@ def ls(
             str(row["trigger_id"]),
             row["dispatch_id"],
             row["kind"],
-            describe(row["spec"]),
+            plain_cell(describe(row["spec"])),
             _state(row),
             str(row.get("fired") or 0),
             _when(row.get("last_fired_at")),

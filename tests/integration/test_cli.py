@@ -127,6 +127,24 @@ def test_show_prints_the_result_block_then_the_nodes(server: Home) -> None:
     assert rows[":parameter:4(1)"][1] == "COMPLETED"
 
 
+def _named(name: str, function):
+    function.__name__ = function.__qualname__ = name
+    return function
+
+
+def test_names_with_markup_or_escape_sequences_are_shown_as_text(server: Home) -> None:
+    # a lattice named "[/]" made `covalent ls` fail for everyone; an ESC drove the terminal
+    bad = "evil[/]\x1b[31mred"
+    step = ct.electron(_named(bad + "_node", lambda x: x))
+    flow = ct.lattice(_named(bad, lambda x: step(x)))
+    result = ct.dispatch_sync(flow)(1)
+    assert result.status == ct.status.COMPLETED
+    listed = cli(server, "ls", "--name", "evil")
+    assert "evil[/]\\x1b[31mred" in listed and "\x1b" not in listed
+    shown = cli(server, "show", result.dispatch_id)
+    assert "evil[/]\\x1b[31mred_node(0)" in shown and "\x1b" not in shown
+
+
 def test_show_json_has_the_result_and_each_node(server: Home) -> None:
     result = ct.dispatch_sync(broken)(5)
     shown = cli_json(server, "show", result.dispatch_id)
