@@ -14,7 +14,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from covalent import _config
-from covalent._errors import ConfigError, CovalentError, ExecutorError
+from covalent._errors import ConfigError, CovalentError, ExecutorError, StoreUnavailableError
 from covalent._server import logs
 from covalent._server.app import create_app
 from covalent._server.database import Guard
@@ -143,7 +143,14 @@ def open_store(config: dict[str, Any]) -> tuple[Store, Guard]:
     if config.get("db_url"):
         store = Store(config["db_url"], config["blobs_dir"])
     else:
-        store = Store.sqlite(config["db_path"], config["blobs_dir"])
+        try:
+            store = Store.sqlite(config["db_path"], config["blobs_dir"])
+        except OSError as e:  # a data dir that cannot be made or written
+            raise StoreUnavailableError(
+                f"Cannot create the database file {config['db_path']}: {e.strerror or e}"
+                f"{f' ({e.filename})' if e.filename else ''}. Choose a folder this user can "
+                "write (`covalent config set dispatcher.db_path PATH`, or COVALENT_DATA_DIR)."
+            ) from None
     guard = Guard(store)
     try:
         if store.is_sqlite:  # before the schema's migrations: another server's file is let be

@@ -234,6 +234,19 @@ def test_a_database_url_the_server_cannot_use_is_named_at_start(
     assert "db_url" not in (home.root / "config" / "covalent.conf").read_text()
 
 
+def test_a_database_folder_that_cannot_be_made_is_named_at_start(home: Home) -> None:
+    # it was "exited with code 1 (FileNotFoundError: ...)" and a traceback in the log
+    blocker = home.root / "not-a-folder"
+    blocker.parent.mkdir(parents=True, exist_ok=True)
+    blocker.write_text("a file where the data folder would go")
+    done = home.run("covalent", "config", "set", "dispatcher.db_path", f"{blocker}/db.sqlite")
+    assert done.returncode == 0, done.stderr
+    done = home.run("covalent", "start", timeout=60)
+    assert done.returncode == 7, done.stderr
+    assert f"Cannot create the database file {blocker}/db.sqlite" in done.stderr
+    assert "Traceback" not in (home.root / "cache" / "server.log").read_text()
+
+
 def test_start_with_port_saves_it(home: Home, tmp_path: Path) -> None:
     from tests.conftest import free_port
 
