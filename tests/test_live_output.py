@@ -109,6 +109,9 @@ def test_a_recursions_first_line_is_its_error_and_a_long_one_is_cut() -> None:
     assert "[Previous line repeated" in text
     assert _first_line(text) == "RecursionError: maximum recursion depth exceeded"
     assert _first_line("ValueError: " + "a" * 100_000) == ("ValueError: " + "a" * 100_000)[:1000]
+    huge = 'Traceback (most recent call last):\n  File "x.py", line 1\n    f()\n'
+    huge += "ValueError: " + "b" * 10_000_000 + "\n"
+    assert _first_line(huge) == ("ValueError: " + "b" * 1000)[:1000]
 
 
 def _task(on_output: object) -> Task:

@@ -38,15 +38,22 @@ def log_failures(transitions: list[Any], runs: dict[str, Run]) -> None:
 
 FIRST_LINE_LIMIT = 1000
 """Characters of an error's first line kept for a log line."""
+_WINDOW = 64 * 1024
+"""Characters of an error read to find its first line (the head, or a traceback's last
+frame on): an error of 50 MB is not split into lines on the event loop."""
 
 
 def first_line(text: str) -> str:
     """An error's first line; for a traceback, the exception's (after the frames), cut to
     FIRST_LINE_LIMIT characters."""
-    lines = [line for line in text.splitlines() if line.strip()]
+    lines = [line for line in text[:_WINDOW].splitlines() if line.strip()]
     if not lines:
         return "(no error text)"
     if lines[0].startswith("Traceback (most recent call last)"):
+        last = text.rfind('\n  File "')
+        if last >= 0:
+            lines = [line for line in text[last + 1 : last + 1 + _WINDOW].splitlines()]
+            lines = [line for line in lines if line.strip()]
         frames = [i for i, line in enumerate(lines) if line.startswith("  File ")]
         after = frames[-1] + 1 if frames else 1
         while after < len(lines) and (  # the frame's source, a recursion's repeats
