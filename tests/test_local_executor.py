@@ -667,6 +667,58 @@ def test_a_fault_of_the_pool_while_a_task_runs_fails_it_and_the_pool_goes_on(
     assert done.status == Status.COMPLETED and tasks.output(done) != tasks.output(before)
 
 
+def _crash(how: str) -> None:
+    if how == "exit":
+        os._exit(3)
+    if how == "interrupt":
+        raise KeyboardInterrupt
+    raise BaseException("out of the worker's loop")
+
+
+@pytest.mark.parametrize("how", ["exit", "interrupt", "base"])
+def test_a_worker_that_dies_fails_only_the_task_it_ran(how: str) -> None:
+    """One worker takes one batch in which each dispatch's tasks take turns: quick tasks
+    of one dispatch, and between them tasks of another that end the worker process. Each
+    of those fails (once, with the exit); the quick ones before it, whose replies had
+    not left the worker yet, and those after it run again on a new worker and complete:
+    the pool does not fail a task of the batch it did not see start."""
+    good, bad = TaskFactory("good"), TaskFactory("bad")
+    goods = [good.task(_say, str(n)) for n in range(60)]
+    bads = [bad.task(_crash, how) for _ in range(3)]
+
+    async def work(ex: LocalExecutor) -> dict[str, list[Outcome]]:
+        outcomes: dict[str, list[Outcome]] = {}
+        all_in = asyncio.Event()
+
+        def report(key: str) -> Callable[[Outcome], None]:
+            def _report(outcome: Outcome) -> None:
+                outcomes.setdefault(key, []).append(outcome)
+                if len(outcomes) == len(goods) + len(bads):
+                    all_in.set()
+
+            return _report
+
+        with ex.pool._lock:  # the worker's thread takes them as one batch, in turns
+            for task in goods:
+                ex.pool.start(task, ex.task_options(task), report(f"good {task.node_id}"))
+            for task in bads:
+                ex.pool.start(task, ex.task_options(task), report(f"bad {task.node_id}"))
+        await asyncio.wait_for(all_in.wait(), 120)
+        return outcomes
+
+    outcomes = drive(LocalExecutor(workers=1), work)
+    assert all(len(reported) == 1 for reported in outcomes.values())
+    for task in goods:
+        (outcome,) = outcomes[f"good {task.node_id}"]
+        assert good.output(outcome) == str(task.node_id - 1)
+    # (an uncaught KeyboardInterrupt ends Python with SIGINT, as a shell expects)
+    death = {"exit": "exited unexpectedly with code 3", "interrupt": "killed by SIGINT"}
+    for task in bads:
+        (outcome,) = outcomes[f"bad {task.node_id}"]
+        assert outcome.status == Status.FAILED
+        assert death.get(how, "exited unexpectedly with code 1") in outcome.error
+
+
 def test_a_worker_that_died_while_idle_is_not_sent_a_task(monkeypatch: pytest.MonkeyPatch) -> None:
     """The idle thread's worker process was killed: the next task is not sent to it but
     queued, and its thread starts a new worker for it."""

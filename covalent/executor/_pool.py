@@ -14,7 +14,11 @@ starts each as that one ends (:meth:`WorkerPool.follow`).
 
 Workers start on demand, up to ``max_workers``, and exit after ``idle_timeout`` seconds
 without work. A worker that dies mid-batch fails the task it was running, with its exit
-code; the rest of the batch goes back to the queue and a new process takes over.
+code, and that one only: the worker names it in a small shared file (the replies of the
+quick tasks before it may have died with it). The rest of what it was sent, tasks not
+started and tasks whose reply had not left the worker (their start was never reported:
+a task whose start went out alone has its reply sent before the next one starts), goes
+back to the queue and a new process takes over.
 """
 
 from __future__ import annotations
@@ -49,6 +53,9 @@ HAND_BYTES = 64 * 1024
 holds it whole (Linux gives ~200 KB), so the event loop never waits for a worker to
 read; a larger one (a large input inline, a function sent the first time) goes through
 the queue and the worker's thread."""
+RUNNING_SIZE = 4096
+"""The size of the file in which a worker names the task it started last (see
+``_worker.Running``)."""
 STOP_GRACE = 5.0
 """Seconds a stopped task with a timeout has, at most, to write its stacks before it is
 killed (the kernel runs faulthandler's handler at once unless the process is stuck in
@@ -71,6 +78,8 @@ class Job:
     plugin: dict[str, Any] | None = None
     cancelled: bool = False
     skipped: bool = False  # cancelled in its worker's batch before it started: not run
+    started: bool = False  # its worker reported its start, or may have run it unseen (a
+    # send that failed midway): should the worker die, it fails and is not run again
     taken: bool = False  # by a worker thread, from the pool's queue
     sent_bytes: int = 0  # its message's, sent by hand() and not yet begun by the worker
     settled: bool = False  # only touched on the loop's thread
@@ -315,12 +324,17 @@ class WorkerPool:
         with self._lock:
             cancelled = [job for job in jobs if job.cancelled]
             kept = [job for job in jobs if not job.cancelled]
-            for job in kept:
-                job.taken = False
-                job.sent_bytes = 0
-            self._jobs.put_back(kept)
-            self._wake(len(kept))
+            closed = self._closed  # close() failed the queue already: these too
+            if not closed:
+                for job in kept:
+                    job.taken = False
+                    job.sent_bytes = 0
+                    job.worker = None
+                self._jobs.put_back(kept)
+                self._wake(len(kept))
         _settle_all([(job, _cancelled()) for job in cancelled])
+        if closed:
+            _fail_all(kept, "The server stopped before this task ran.")
 
     def returning(self) -> None:
         """A worker thread is about to hand its batch's last replies to the event loop
@@ -417,7 +431,12 @@ class WorkerPool:
 
 
 class _WorkerDied(Exception):
-    pass
+    """The worker is gone; ``running``: the key of the task it started last, None if it
+    started none (or is not known)."""
+
+    def __init__(self, message: str, running: tuple[str, int] | None = None) -> None:
+        super().__init__(message)
+        self.running = running
 
 
 class _WorkerThread(threading.Thread):
@@ -431,6 +450,7 @@ class _WorkerThread(threading.Thread):
         self.known: set[str] = set()
         self.current: Job | None = None
         self.stacks: Any = None  # the file the worker's faulthandler writes to (SIGUSR1)
+        self.running: Any = None  # the file the worker names its running task in
         self.waiting: dict[tuple[str, int], Job] = {}  # the batch's jobs without a reply
         self.counted_idle = False  # by pool.returning(), before the batch's last replies
         self.wake = threading.Condition(pool._lock)  # notified by the pool: work, or stop
@@ -503,12 +523,7 @@ class _WorkerThread(threading.Thread):
             try:
                 events = self._receive()
             except _WorkerDied as e:
-                job = batch[position]
-                _settle_all([(job, _cancelled() if job.cancelled else Outcome.failure(str(e)))])
-                rest = batch[position + 1 :]
-                for job in rest:
-                    job.worker = None
-                self.pool.requeue(rest)
+                self._died(list(by_key.values()), e)
                 return
             finally:
                 self.current = None
@@ -516,6 +531,28 @@ class _WorkerThread(threading.Thread):
                 self.pool.returning()
                 self.counted_idle = True
             position += _deliver(events, by_key)
+
+    def _died(self, unanswered: list[Job], death: _WorkerDied) -> None:
+        """The worker died with ``unanswered`` (in the order it runs them) sent and not
+        replied to: the one it was running fails with its death; so does one whose start
+        it reported (it ran, and must not run again); the others did not start, or their
+        reply died with the worker before their start was reported: they are queued again.
+        Jobs handed to the worker behind them (:meth:`hand`) go back to the queue too."""
+        with self.pool._lock:
+            handed, self.handed = self.handed, []
+        jobs = unanswered + handed
+        if death.running is not None:
+            culprit = next((job for job in jobs if job.task.key == death.running), None)
+        else:  # it died before it started any (at its start): the first one, as before
+            culprit = unanswered[0] if unanswered else None
+        failed = [job for job in jobs if job is culprit or job.started]
+        _settle_all(
+            [
+                (job, _cancelled() if job.cancelled else Outcome.failure(str(death)))
+                for job in failed
+            ]
+        )
+        self.pool.requeue([job for job in jobs if not (job is culprit or job.started)])
 
     def has_worker(self) -> bool:
         """Whether this thread's worker process is running (it may be sent work)."""
@@ -551,6 +588,7 @@ class _WorkerThread(threading.Thread):
                 self.known.update(functions)
         except Exception:  # not made: queued below
             if sent:  # failed mid-send: the worker may hold half a message; it is stopped,
+                job.started = True  # (or all of it: it must not run twice)
                 self._kill_group()  # and this thread's receive reports its end
         finally:  # whatever happened, the thread is released (it waits for nothing else)
             closed = False
@@ -608,7 +646,7 @@ class _WorkerThread(threading.Thread):
             return messages.decode_events(conn.recv_bytes())
         except (EOFError, OSError):
             code = self._reap()
-            raise _WorkerDied(_death_message(code)) from None
+            raise _WorkerDied(_death_message(code), self._running()) from None
         except messages.MessageError as e:
             self._kill_group()
             self._reap()
@@ -617,12 +655,30 @@ class _WorkerThread(threading.Thread):
                 "it was stopped. (Did the electron write to the worker's socket?)"
             ) from None
 
+    def _running(self) -> tuple[str, int] | None:
+        """The key of the task the (dead) worker started last, from its file: None if it
+        started none."""
+        if self.running is None:
+            return None
+        try:
+            data = os.pread(self.running.fileno(), RUNNING_SIZE, 0)
+        except (OSError, ValueError):
+            return None
+        size = int.from_bytes(data[:4], "little")
+        dispatch_id, _, node = data[4 : 4 + size].decode("utf-8", "replace").rpartition("\0")
+        try:
+            return (dispatch_id, int(node)) if size else None
+        except ValueError:
+            return None
+
     def _ensure_process(self) -> Connection:
         if self.has_worker() and self.conn is not None:
             return self.conn
         self.stop_process()
         ours, theirs = socket.socketpair()
         self.stacks = tempfile.TemporaryFile(prefix="covalent-stacks-")  # noqa: SIM115 (lives with the worker; stop_process closes it)
+        self.running = tempfile.TemporaryFile(prefix="covalent-running-")  # noqa: SIM115 (as stacks)
+        os.ftruncate(self.running.fileno(), RUNNING_SIZE)
         try:
             self.process = subprocess.Popen(
                 [
@@ -632,8 +688,9 @@ class _WorkerThread(threading.Thread):
                     str(theirs.fileno()),
                     str(self.pool.memory_limit),
                     str(self.stacks.fileno()),
+                    str(self.running.fileno()),
                 ],
-                pass_fds=[theirs.fileno(), self.stacks.fileno()],
+                pass_fds=[theirs.fileno(), self.stacks.fileno(), self.running.fileno()],
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,  # it leads a process group: its tasks' children
             )
@@ -738,12 +795,14 @@ class _WorkerThread(threading.Thread):
                 self._kill_group()
 
     def stop_process(self) -> None:
-        process, conn, stacks = self.process, self.conn, self.stacks
+        process, conn, stacks, running = self.process, self.conn, self.stacks, self.running
         self.process, self.conn, self.known, self.stacks = None, None, set(), None
+        self.running = None
         if conn is not None:
             conn.close()
-        if stacks is not None:
-            stacks.close()
+        for file in (stacks, running):
+            if file is not None:
+                file.close()
         if process is not None and process.poll() is None:
             process.terminate()
             try:
@@ -814,6 +873,8 @@ def _deliver(events: list[messages.Event], by_key: dict[tuple[str, int], Job]) -
             del by_key[event.key]
             actions.append((job, _cancelled() if job.cancelled else outcome_from_reply(event)))
         else:  # a cancelled job's output up to its end is kept too
+            if isinstance(event, messages.Started):
+                job.started = True  # its thread's: read there should the worker die
             actions.append((job, event))
     if actions:
         _call_soon(actions[0][0].loop, lambda: _apply_events(actions))

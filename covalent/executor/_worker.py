@@ -1,6 +1,7 @@
 """The worker process of the local pool: receives task batches, runs them, reports.
 
-Started as ``python -m covalent.executor._worker FD MEMORY_LIMIT`` with one end of a
+Started as ``python -m covalent.executor._worker FD MEMORY_LIMIT STACKS RUNNING`` (the
+last two: files of the pool's, see :func:`main` and :class:`Running`) with one end of a
 socket pair, in a session of its own: it leads a process group, so that killing the
 group ends every process an electron started (a fork, ``os.system("... &")``, a
 multiprocessing child), and the socket is closed in every child (not inherited by an
@@ -121,6 +122,10 @@ class Events:
                 pending[-1] = event
             else:
                 pending.append(event)
+                # Its start went out alone (a slow or timed task): the reply leaves now,
+                # before the next task starts. So a task the pool saw start and not end
+                # is the one running should the process die (it must not run again).
+                last = last or type(event) is messages.Reply
             if wake and not last and not self._woken:
                 self._woken = True
                 self._cond.notify()
@@ -136,7 +141,7 @@ class Events:
                 self._gather()
             with self._cond:
                 self._woken = False
-            self._flush()
+            self._flush(hold=woken)
 
     def _gather(self) -> None:
         deadline = time.monotonic() + GATHER_MAX
@@ -147,21 +152,49 @@ class Events:
                 return  # sent by the main thread, or a task that takes a while, or enough
             seen = self.started
 
-    def _flush(self) -> None:
+    def _flush(self, hold: bool = False) -> None:
+        """Send what is pending. ``hold``: the start of the task running now stays
+        pending (for its reply, or the next tick), unless it wrote output meanwhile: a
+        quick task's start then goes with its reply, which need not leave at once (see
+        :meth:`add`)."""
         with self._send_lock:
+            held = None
             with self._cond:
                 events, self._pending = self._pending, []
-            if self.capture is not None:  # output first: a reply is the task's last word
-                output = self.capture.pending()
-                if output:
-                    replies: list[messages.Event] = [
-                        e for e in events if isinstance(e, messages.Reply)
-                    ]
-                    others = [e for e in events if not isinstance(e, messages.Reply)]
-                    events = others + output + replies
+                if hold and events and type(events[-1]) is messages.Started:
+                    held = events.pop()
+            output = self.capture.pending() if self.capture is not None else []
+            if held is not None:
+                if output:  # its output goes after it
+                    events.append(held)
+                else:
+                    with self._cond:
+                        self._pending.insert(0, held)
+            if output:  # output first: a reply is the task's last word
+                replies: list[messages.Event] = [e for e in events if isinstance(e, messages.Reply)]
+                others = [e for e in events if not isinstance(e, messages.Reply)]
+                events = others + output + replies
             if events:  # if the server is gone, the main loop notices and exits
                 with contextlib.suppress(OSError):
                     self.conn.send_bytes(messages.encode(events))
+
+
+class Running:
+    """A small file shared with the pool, naming the task this worker started last: should
+    the process die (``os._exit``, a signal, a BaseException), the pool reads there which
+    task was running (the replies of the tasks before it may not have left yet) and fails
+    that one alone. A write to a shared mapping per task: no system call."""
+
+    SIZE = 4096
+
+    def __init__(self, fd: int) -> None:
+        self._map = mmap.mmap(fd, self.SIZE)
+
+    def started(self, key: tuple[str, int]) -> None:
+        record = f"{key[0]}\0{key[1]}".encode()[: self.SIZE - 4]
+        self._map[0:4] = b"\0\0\0\0"
+        self._map[4 : 4 + len(record)] = record
+        self._map[0:4] = len(record).to_bytes(4, "little")  # (read by _pool._running)
 
 
 class Capture:
@@ -479,8 +512,11 @@ def _identity(fd: int) -> tuple[int, int] | None:
 
 
 class Worker:
-    def __init__(self, conn: Connection, capture: Capture | None = None) -> None:
+    def __init__(
+        self, conn: Connection, capture: Capture | None = None, running: Running | None = None
+    ) -> None:
         self.conn = conn
+        self.running = running
         self.functions: dict[str, bytes] = {}
         self.loaded: dict[str, Any] = {}
         self.capture = capture
@@ -544,6 +580,8 @@ class Worker:
         # A quick task's start goes with its reply; a timed one's now, as its timeout
         # counts from it and the task may keep this process's other threads from running.
         timed = bool(task.get("timed"))
+        if self.running is not None:
+            self.running.started(key)
         self.events.started += 1
         self.events.add(messages.Started(key, time.time()), last=timed, wake=False)
         function_bytes = self.functions.__getitem__
@@ -704,7 +742,11 @@ def main() -> None:
     if stacks != sys.stderr.fileno():
         os.set_inheritable(stacks, False)
     faulthandler.register(signal.SIGUSR1, file=stacks, all_threads=True)
-    worker = Worker(Connection(fd), capture)  # its threads' stacks are not capped
+    running = None
+    if len(sys.argv) > 4:
+        os.set_inheritable(int(sys.argv[4]), False)
+        running = Running(int(sys.argv[4]))
+    worker = Worker(Connection(fd), capture, running)  # its threads' stacks are not capped
     limit_memory(int(sys.argv[2]) if len(sys.argv) > 2 else 0)
     sys.stdin.close()
     # What was imported to get here lives as long as the worker: out of the cyclic

@@ -428,6 +428,42 @@ def test_worker_faults_fail_only_their_node(server: Home) -> None:
 
 
 @ct.electron
+def exits_3():
+    os._exit(3)
+
+
+def test_a_worker_dying_in_one_dispatch_fails_no_node_of_another(server: Home) -> None:
+    """Quick nodes of two dispatches share the workers' batches with the nodes of two
+    others that each end their worker process: those fail, each naming its exit, and
+    every quick node completes (the tasks of a dead worker's batch that it did not start,
+    or whose replies died with it, run again on a new worker)."""
+
+    @ct.lattice
+    def many(n):
+        return [add(i, 1) for i in range(n)]
+
+    @ct.lattice
+    def crashing(n):
+        return [exits_3() for _ in range(n)]
+
+    goods, bads = [], []
+    for _ in range(2):  # at once: their queued tasks take turns in the workers' batches
+        goods.append(ct.dispatch(many)(100))
+        bads.append(ct.dispatch(crashing)(10))
+    for dispatch_id in goods:
+        result = ct.get_result(dispatch_id, wait=True)
+        failed = [n["error"] for n in result.get_all_node_results() if n["error"]]
+        assert result.status == ct.status.COMPLETED, failed[:3]
+        assert result.result == list(range(1, 101))
+    for dispatch_id in bads:
+        result = ct.get_result(dispatch_id, wait=True)
+        assert result.status == ct.status.FAILED
+        errors = [n["error"] for n in result.get_all_node_results() if n["node_name"] == "exits_3"]
+        assert len(errors) == 10
+        assert all("exited unexpectedly with code 3" in e for e in errors), errors
+
+
+@ct.electron
 def stamp(path, tag):
     with open(path, "a") as f:
         f.write(tag + "\n")
