@@ -181,7 +181,7 @@ class Events:
 
 class Running:
     """A small file shared with the pool, naming the task this worker started last: should
-    the process die (``os._exit``, a signal, a BaseException), the pool reads there which
+    the process die (``os._exit``, a signal, a crash in C), the pool reads there which
     task was running (the replies of the tasks before it may not have left yet) and fails
     that one alone. A write to a shared mapping per task: no system call."""
 
