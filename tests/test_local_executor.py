@@ -724,6 +724,98 @@ def test_a_worker_that_dies_fails_only_the_task_it_ran(how: str) -> None:
         assert death[how] in outcome.error
 
 
+def _nap_ms(n: int) -> int:
+    time.sleep(0.001)
+    return n
+
+
+def test_cancelling_the_task_the_pool_sees_running_fails_no_other() -> None:
+    """The pool's view of what its worker runs lags (a quick task's start leaves with
+    its reply): a cancel that kills the worker for one task must not fail the task the
+    worker had moved on to; that one runs again and completes."""
+    tasks = TaskFactory("d")
+    batch = [tasks.task(_nap_ms, n) for n in range(1000)]
+
+    async def work(ex: LocalExecutor) -> tuple[dict[int, list[Outcome]], int]:
+        await ex.execute(tasks.task(_nap_ms, -1))  # a warm worker
+        outcomes: dict[int, list[Outcome]] = {}
+        all_in = asyncio.Event()
+
+        def report(node_id: int) -> Callable[[Outcome], None]:
+            def _report(outcome: Outcome) -> None:
+                outcomes.setdefault(node_id, []).append(outcome)
+                if len(outcomes) == len(batch):
+                    all_in.set()
+
+            return _report
+
+        with ex.pool._lock:
+            jobs = [ex.pool.start(t, ex.task_options(t), report(t.node_id)) for t in batch]
+        (thread,) = ex.pool._threads
+        victim, deadline = None, time.monotonic() + 60
+        while victim is None or victim is jobs[0]:  # well into the batch (a condition)
+            assert time.monotonic() < deadline, "the batch never got under way"
+            await asyncio.sleep(0.005)
+            victim = thread.current
+        ex.pool.cancel(victim)
+        await asyncio.wait_for(all_in.wait(), 120)
+        return outcomes, victim.task.node_id
+
+    outcomes, cancelled = drive(LocalExecutor(workers=1), work)
+    assert all(len(reported) == 1 for reported in outcomes.values())
+    assert outcomes[cancelled][0].status == Status.CANCELLED
+    others = {n: o[0] for n, o in outcomes.items() if n != cancelled}
+    assert {o.status for o in others.values()} == {Status.COMPLETED}, [
+        (n, o.error) for n, o in others.items() if o.status != Status.COMPLETED
+    ]
+
+
+def _exit_soon_after(path: str) -> str:
+    with open(path, "a") as f:
+        f.write("ran\n")
+    threading.Thread(target=lambda: (time.sleep(0.002), os._exit(13)), daemon=True).start()
+    return "ok"
+
+
+def test_a_task_that_ends_its_worker_after_returning_runs_again_alone(tmp_path: Path) -> None:
+    """A task whose thread ends the worker just after it returns (its reply still in the
+    worker) was queued again with the rest of the batch, re-run, and killed the next
+    worker each time: 97 of 100 batch-mates failed. Requeued after a death, each task
+    runs in a batch of its own, so a second death names it, not a batch-mate."""
+    good, bad = TaskFactory("good"), TaskFactory("bad")
+    goods = [good.task(_nap_ms, n) for n in range(100)]
+    marks = tmp_path / "runs"
+    poison = bad.task(_exit_soon_after, str(marks))
+
+    async def work(ex: LocalExecutor) -> dict[str, list[Outcome]]:
+        await ex.execute(good.task(_nap_ms, -1))
+        outcomes: dict[str, list[Outcome]] = {}
+        all_in = asyncio.Event()
+
+        def report(key: str) -> Callable[[Outcome], None]:
+            def _report(outcome: Outcome) -> None:
+                outcomes.setdefault(key, []).append(outcome)
+                if len(outcomes) == len(goods) + 1:
+                    all_in.set()
+
+            return _report
+
+        with ex.pool._lock:
+            for task in goods[:10]:
+                ex.pool.start(task, ex.task_options(task), report(f"good {task.node_id}"))
+            ex.pool.start(poison, ex.task_options(poison), report("poison"))
+            for task in goods[10:]:
+                ex.pool.start(task, ex.task_options(task), report(f"good {task.node_id}"))
+        await asyncio.wait_for(all_in.wait(), 120)
+        return outcomes
+
+    outcomes = drive(LocalExecutor(workers=1), work)
+    assert all(len(reported) == 1 for reported in outcomes.values())
+    failed = [k for k, (o,) in outcomes.items() if k != "poison" and o.status != Status.COMPLETED]
+    runs = len(marks.read_text().splitlines())
+    assert runs <= 2 and len(failed) <= runs, (runs, failed)  # was ~98 runs and 97 failed
+
+
 def test_a_worker_that_died_while_idle_is_not_sent_a_task(monkeypatch: pytest.MonkeyPatch) -> None:
     """The idle thread's worker process was killed: the next task is not sent to it but
     queued, and its thread starts a new worker for it."""

@@ -81,6 +81,7 @@ class Job:
     started: bool = False  # its worker reported its start, or may have run it unseen (a
     # send that failed midway): should the worker die, it fails and is not run again
     taken: bool = False  # by a worker thread, from the pool's queue
+    alone: bool = False  # requeued after its worker died: runs in a batch of its own
     sent_bytes: int = 0  # its message's, sent by hand() and not yet begun by the worker
     settled: bool = False  # only touched on the loop's thread
     worker: _WorkerThread | None = field(default=None, repr=False)
@@ -386,9 +387,15 @@ class WorkerPool:
             thread.sending = True  # until it is sent: nothing may be handed before it
             while self._jobs and len(batch) < size:
                 job = self._jobs.popleft()
-                if not job.cancelled:  # a cancelled one was reported when cancelled
-                    job.taken = True
-                    batch.append(job)
+                if job.cancelled:  # a cancelled one was reported when cancelled
+                    continue
+                if job.alone and batch:  # after its worker's death: a batch of its own
+                    self._jobs.put_back([job])
+                    break
+                job.taken = True
+                batch.append(job)
+                if job.alone:
+                    break
             return batch
 
     def cancel(self, job: Job) -> None:
@@ -449,6 +456,7 @@ class _WorkerThread(threading.Thread):
         self.conn: Connection | None = None
         self.known: set[str] = set()
         self.current: Job | None = None
+        self.killed_for: Job | None = None  # the job a cancel killed the worker for
         self.stacks: Any = None  # the file the worker's faulthandler writes to (SIGUSR1)
         self.running: Any = None  # the file the worker names its running task in
         self.waiting: dict[tuple[str, int], Job] = {}  # the batch's jobs without a reply
@@ -536,12 +544,22 @@ class _WorkerThread(threading.Thread):
         """The worker died with ``unanswered`` (in the order it runs them) sent and not
         replied to: the one it was running fails with its death; so does one whose start
         it reported (it ran, and must not run again); the others did not start, or their
-        reply died with the worker before their start was reported: they are queued again.
-        Jobs handed to the worker behind them (:meth:`hand`) go back to the queue too."""
+        reply died with the worker before their start was reported: they are queued again,
+        each to run in a batch of its own (``Job.alone``: should one of them end the
+        worker again, after its reply, it is the one named, not a batch-mate). Jobs handed
+        to the worker behind them (:meth:`hand`) go back to the queue too.
+
+        Killed to cancel a job, the worker is blamed on that job, which ends cancelled:
+        the pool's view of what runs may lag (a quick task's start and reply leave
+        together), and the task it was really running, if another, did not fail."""
         with self.pool._lock:
             handed, self.handed = self.handed, []
+        killed_for, self.killed_for = self.killed_for, None
         jobs = unanswered + handed
-        if death.running is not None:
+        culprit: Job | None
+        if killed_for is not None:  # (it may have ended meanwhile: then no one is blamed)
+            culprit = killed_for if any(job is killed_for for job in jobs) else None
+        elif death.running is not None:
             culprit = next((job for job in jobs if job.task.key == death.running), None)
         else:  # it died before it started any (at its start): the first one, as before
             culprit = unanswered[0] if unanswered else None
@@ -552,7 +570,10 @@ class _WorkerThread(threading.Thread):
                 for job in failed
             ]
         )
-        self.pool.requeue([job for job in jobs if not (job is culprit or job.started)])
+        again = [job for job in jobs if not (job is culprit or job.started)]
+        for job in again:
+            job.alone = True
+        self.pool.requeue(again)
 
     def has_worker(self) -> bool:
         """Whether this thread's worker process is running (it may be sent work)."""
@@ -750,6 +771,7 @@ class _WorkerThread(threading.Thread):
                 if behind:  # sent behind the batch its worker runs (a chain's next step):
                     job.settle(_cancelled())  # reported now; _make_current kills it then
                 return
+            self.killed_for = job  # the worker may have moved on: see _died
             if job.task.metadata.get("timeout") and self.process is not None:
                 process, stacks = self.process, self.stacks
                 threading.Thread(
@@ -798,6 +820,7 @@ class _WorkerThread(threading.Thread):
         process, conn, stacks, running = self.process, self.conn, self.stacks, self.running
         self.process, self.conn, self.known, self.stacks = None, None, set(), None
         self.running = None
+        self.killed_for = None
         if conn is not None:
             conn.close()
         for file in (stacks, running):
