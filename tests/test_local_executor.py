@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -814,6 +815,73 @@ def test_a_task_that_ends_its_worker_after_returning_runs_again_alone(tmp_path: 
     failed = [k for k, (o,) in outcomes.items() if k != "poison" and o.status != Status.COMPLETED]
     runs = len(marks.read_text().splitlines())
     assert runs <= 2 and len(failed) <= runs, (runs, failed)  # was ~98 runs and 97 failed
+
+
+def test_tasks_requeued_after_a_death_run_alone_and_keep_their_turn() -> None:
+    """Requeued after its worker died (``Job.alone``), a task runs in a batch of its own,
+    in its dispatch's turn: it does not wait behind another dispatch, nor shrink that
+    dispatch's batches to one task each (they were: 200 batches of one)."""
+    loop = asyncio.new_event_loop()
+    try:
+        pool = _pool.WorkerPool(max_workers=2)
+        a, b = TaskFactory("a"), TaskFactory("b")
+
+        def job(tasks: TaskFactory) -> _pool.Job:
+            return _pool.Job(tasks.task(_nap_ms, 0), {}, lambda outcome: None, loop, pool=pool)
+
+        alone = [job(b) for _ in range(3)]
+        for requeued in alone:
+            requeued.alone = True
+        pool._jobs.put_back(alone)  # first in turn, as after their worker died
+        pool._jobs.extend(job(a) for _ in range(200))
+        thread: Any = SimpleNamespace(
+            handed=[], reserved=False, uncounted=False, sending=False, sent=False
+        )
+        batches = []
+        while len(pool._jobs):
+            batches.append([j.task.dispatch_id for j in pool.take(thread) or []])
+    finally:
+        loop.close()
+    assert batches[:5] == [["b"], ["a"], ["b"], ["a"], ["b"]]  # each alone, in turn
+    assert max(len(batch) for batch in batches) > 1  # a's batches are batches again
+    assert sum(len(batch) for batch in batches) == 203
+
+
+def test_a_cancel_that_did_not_kill_blames_no_later_death_on_it(tmp_path: Path) -> None:
+    """A timed task cancelled as it ends is not killed (its stacks are asked for first);
+    the worker lives on, and a later task that ends the worker is the one that fails,
+    run once (the cancel's record of what it killed for was left set, so the later
+    death blamed no one and the crashing task ran again)."""
+    tasks = TaskFactory("d")
+    marks = tmp_path / "runs"
+
+    async def work(ex: LocalExecutor) -> Outcome:
+        await ex.execute(tasks.task(_nap_ms, -1))
+        timed = tasks.task(time.sleep, 0.3)
+        timed.metadata["timeout"] = 100
+        running = asyncio.ensure_future(ex.execute(timed))
+        (thread,) = ex.pool._threads
+        deadline = time.monotonic() + 60
+        while thread.current is None or thread.current.task is not timed:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.005)
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+        while thread.current is not None:  # the timed task over, the worker idle again
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        return await ex.execute(tasks.task(_mark_then_exit, str(marks)))
+
+    outcome = drive(LocalExecutor(workers=1), work)
+    assert outcome.status == Status.FAILED and "code 7" in (outcome.error or "")
+    assert marks.read_text().splitlines() == ["ran"]  # once
+
+
+def _mark_then_exit(path: str) -> None:
+    with open(path, "a") as f:
+        f.write("ran\n")
+    os._exit(7)
 
 
 def test_a_worker_that_died_while_idle_is_not_sent_a_task(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -151,6 +151,14 @@ class JobQueue:
             queue.appendleft(job)
             self._count += 1
 
+    def peek(self) -> Job:
+        """The job :meth:`popleft` would give, left in place. Raises IndexError when
+        none is queued."""
+        try:
+            return next(iter(self._queues.values()))[0]
+        except StopIteration:
+            raise IndexError("no job is queued") from None
+
     def popleft(self) -> Job:
         """The next job of the dispatch whose turn it is; that dispatch goes last.
 
@@ -386,12 +394,11 @@ class WorkerPool:
             batch: list[Job] = []
             thread.sending = True  # until it is sent: nothing may be handed before it
             while self._jobs and len(batch) < size:
+                if batch and self._jobs.peek().alone:  # after its worker's death: a batch
+                    break  # of its own, next (it keeps its dispatch's turn)
                 job = self._jobs.popleft()
                 if job.cancelled:  # a cancelled one was reported when cancelled
                     continue
-                if job.alone and batch:  # after its worker's death: a batch of its own
-                    self._jobs.put_back([job])
-                    break
                 job.taken = True
                 batch.append(job)
                 if job.alone:
@@ -771,13 +778,13 @@ class _WorkerThread(threading.Thread):
                 if behind:  # sent behind the batch its worker runs (a chain's next step):
                     job.settle(_cancelled())  # reported now; _make_current kills it then
                 return
-            self.killed_for = job  # the worker may have moved on: see _died
             if job.task.metadata.get("timeout") and self.process is not None:
                 process, stacks = self.process, self.stacks
                 threading.Thread(
                     target=self._stop_with_stacks, args=(job, process, stacks), daemon=True
                 ).start()
                 return
+            self.killed_for = job  # the worker may have moved on: see _died
             self._kill_group()
 
     def _skip(self, job: Job) -> None:
@@ -814,6 +821,7 @@ class _WorkerThread(threading.Thread):
     def _kill_if_current(self, job: Job) -> None:
         with self._kill_lock:
             if self.current is job:
+                self.killed_for = job  # set only with a kill: see _died
                 self._kill_group()
 
     def stop_process(self) -> None:
