@@ -364,7 +364,7 @@ def _stop() -> bool:
     if not record or not _is_server(record["pid"]):
         pid_file.unlink(missing_ok=True)
         return False
-    pid = int(record["pid"])
+    pid = record["pid"]  # an int above 1 (_read_pid_file)
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + STOP_TIMEOUT

@@ -52,8 +52,8 @@ def first_line(text: str) -> str:
     if lines[0].startswith("Traceback (most recent call last)"):
         last = text.rfind('\n  File "')
         if last >= 0:
-            lines = [line for line in text[last + 1 : last + 1 + _WINDOW].splitlines()]
-            lines = [line for line in lines if line.strip()]
+            tail = text[last + 1 : last + 1 + _WINDOW]
+            lines = [line for line in tail.splitlines() if line.strip()]
         frames = [i for i, line in enumerate(lines) if line.startswith("  File ")]
         after = frames[-1] + 1 if frames else 1
         while after < len(lines) and (  # the frame's source, a recursion's repeats

@@ -65,7 +65,7 @@ class Guard:
             await asyncio.to_thread(self.lock.release)
 
     async def _keep(self) -> None:
-        assert self.lock is not None
+        assert isinstance(self.lock, DispatchLock)  # a file's flock cannot be lost
         while True:
             await asyncio.sleep(KEEP_EVERY)
             try:

@@ -178,10 +178,6 @@ class FileLock:
         except (OSError, ValueError, KeyError, TypeError):
             return "process unknown: its lock file is being written"
 
-    def keep(self) -> bool:
-        """Whether the lock is held (a lock on a local file cannot be lost while held)."""
-        return self.held
-
     def release(self) -> None:
         fd, self._fd = self._fd, None
         if fd is not None:

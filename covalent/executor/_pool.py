@@ -53,9 +53,6 @@ HAND_BYTES = 64 * 1024
 holds it whole (Linux gives ~200 KB), so the event loop never waits for a worker to
 read; a larger one (a large input inline, a function sent the first time) goes through
 the queue and the worker's thread."""
-RUNNING_SIZE = 4096
-"""The size of the file in which a worker names the task it started last (see
-``_worker.Running``)."""
 STOP_GRACE = 5.0
 """Seconds a stopped task with a timeout has, at most, to write its stacks before it is
 killed (the kernel runs faulthandler's handler at once unless the process is stuck in
@@ -689,14 +686,8 @@ class _WorkerThread(threading.Thread):
         if self.running is None:
             return None
         try:
-            data = os.pread(self.running.fileno(), RUNNING_SIZE, 0)
+            return messages.running_key(os.pread(self.running.fileno(), messages.RUNNING_SIZE, 0))
         except (OSError, ValueError):
-            return None
-        size = int.from_bytes(data[:4], "little")
-        dispatch_id, _, node = data[4 : 4 + size].decode("utf-8", "replace").rpartition("\0")
-        try:
-            return (dispatch_id, int(node)) if size else None
-        except ValueError:
             return None
 
     def _ensure_process(self) -> Connection:
@@ -706,7 +697,7 @@ class _WorkerThread(threading.Thread):
         ours, theirs = socket.socketpair()
         self.stacks = tempfile.TemporaryFile(prefix="covalent-stacks-")  # noqa: SIM115 (lives with the worker; stop_process closes it)
         self.running = tempfile.TemporaryFile(prefix="covalent-running-")  # noqa: SIM115 (as stacks)
-        os.ftruncate(self.running.fileno(), RUNNING_SIZE)
+        os.ftruncate(self.running.fileno(), messages.RUNNING_SIZE)
         try:
             self.process = subprocess.Popen(
                 [

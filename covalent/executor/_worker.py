@@ -185,13 +185,11 @@ class Running:
     task was running (the replies of the tasks before it may not have left yet) and fails
     that one alone. A write to a shared mapping per task: no system call."""
 
-    SIZE = 4096
-
     def __init__(self, fd: int) -> None:
-        self._map = mmap.mmap(fd, self.SIZE)
+        self._map = mmap.mmap(fd, messages.RUNNING_SIZE)
 
     def started(self, key: tuple[str, int]) -> None:
-        record = f"{key[0]}\0{key[1]}".encode()[: self.SIZE - 4]
+        record = messages.running_record(key)
         self._map[0:4] = b"\0\0\0\0"
         self._map[4 : 4 + len(record)] = record
         self._map[0:4] = len(record).to_bytes(4, "little")  # (read by _pool._running)

@@ -206,3 +206,24 @@ def runner_event(data: Any) -> RunnerEvent:
         return msgspec.convert(data, RunnerEvent)
     except msgspec.ValidationError as e:
         raise MessageError(f"not a runner event: {e}") from None
+
+
+RUNNING_SIZE = 4096
+"""Bytes of the file in which a local pool's worker names the task it started last
+(``_worker.Running`` writes it, ``_pool._WorkerThread`` reads it when the worker dies)."""
+
+
+def running_record(key: tuple[str, int]) -> bytes:
+    """A task key as that file holds it after its 4-byte length: ``dispatch_id\\0node``."""
+    return f"{key[0]}\0{key[1]}".encode()[: RUNNING_SIZE - 4]
+
+
+def running_key(data: bytes) -> tuple[str, int] | None:
+    """The key in a running-task file's bytes (its 4-byte length, then the record), or
+    None if it names none."""
+    size = int.from_bytes(data[:4], "little")
+    dispatch_id, _, node = data[4 : 4 + size].decode("utf-8", "replace").rpartition("\0")
+    try:
+        return (dispatch_id, int(node)) if size else None
+    except ValueError:
+        return None
