@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -258,6 +259,29 @@ async def test_a_manifest_may_name_stored_blobs_but_not_unknown_ones(env: Env) -
     with pytest.raises(BadRequestError, match=f"node {param['id']}'s value refers to blob e+,"):
         env.d.submit(man, blob_map, disable_run=True)
     assert env.store.count_dispatches() == before
+
+
+async def test_a_small_dispatch_reads_its_summary_from_its_manifest(env: Env) -> None:
+    """A small dispatch's row keeps no summary of its own (the manifest holds it: a row
+    under 1 KB, four to a page); a large one's keeps it apart, so that reading the row
+    does not inflate its manifest. Both read back as the summary of what was submitted."""
+    small_man, small_blobs = build(seed, a=2)
+    large_man, large_blobs = build(fan, 300)
+    small = env.d.submit(small_man, small_blobs, disable_run=True)
+    large = env.d.submit(large_man, large_blobs, disable_run=True)
+    with sqlite3.connect(env.root / "db.sqlite") as db:
+        stored = dict(db.execute("SELECT dispatch_id, summary FROM dispatches"))
+    assert stored[small] == "" and json.loads(stored[large]) == manifest.summary(large_man)
+    for dispatch_id, man in ((small, small_man), (large, large_man)):
+        want = manifest.summary(man)
+        row = env.store.get_dispatch(dispatch_id)
+        assert row is not None and row["summary"] == want and "summary_source" not in row
+        full = env.store.get_dispatch(dispatch_id, with_manifest=True)
+        assert full is not None and full["summary"] == want
+    listed = {row["dispatch_id"]: row for row in env.store.list_dispatches()}
+    assert listed[small]["summary"] == manifest.summary(small_man)
+    assert listed[large]["summary"] == manifest.summary(large_man)
+    assert "summary_source" not in listed[small]
 
 
 async def test_a_wait_ends_when_its_dispatch_is_stored_finished(env: Env) -> None:
@@ -888,6 +912,8 @@ async def test_a_dispatch_that_cannot_be_resumed_fails_and_the_rest_resume(env: 
     await env.start()
     row = await env.finished(broken)
     assert row["status"] == "FAILED" and "could not resume" in row["error"]
+    assert row["summary"]["lattice"]["name"] == "seed"  # still read, from the row
+    assert row["summary"]["inputs"]["args"] == []
     assert set(env.statuses(broken)) <= {"COMPLETED", "CANCELLED"}
     task, done = await env.control.next()
     assert task.dispatch_id == fine

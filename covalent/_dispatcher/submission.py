@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import time
 import uuid
 from pathlib import Path
@@ -75,6 +74,7 @@ def submit(
     changes = Changes(blobs=blobs)
     changes.transition(dispatch_id, DISPATCH_NODE, None, status.value, now, "submitted")
     parameters, others = _node_rows(dispatch_id, manifest["nodes"], now)
+    stored = _stored_manifest({k: v for k, v in manifest.items() if k != "blobs"})
     row = {
         "dispatch_id": dispatch_id,
         "root_dispatch_id": parent.root_dispatch_id if parent else dispatch_id,
@@ -85,8 +85,8 @@ def submit(
         "created_at": now,
         "start_time": None if disable_run else now,
         "node_count": len(others),  # electrons
-        "manifest": _stored_manifest({k: v for k, v in manifest.items() if k != "blobs"}),
-        "summary": json.dumps(manifestmod.summary(manifest)),
+        "manifest": stored,
+        "summary": manifests.stored_summary(manifestmod.summary(manifest), stored),
         "results_dir": str(results_dir),
     }
     try:

@@ -8,7 +8,6 @@ nothing is reported before it is stored. Reads may come from any thread.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import operator
 import os
@@ -20,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, case, func, insert, select, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
@@ -64,11 +63,23 @@ UNFINISHED = ("NEW_OBJECT", "PENDING_REUSE", "RUNNING")
 
 
 _DISPATCH_WITH_MANIFEST = select(dispatches).where(dispatches.c.dispatch_id == bindparam("id"))
-_DISPATCH = select(*(c for c in dispatches.c if c.name != "manifest")).where(
-    dispatches.c.dispatch_id == bindparam("id")
-)
+_SUMMARY_SOURCE = case((dispatches.c.summary == "", dispatches.c.manifest)).label("summary_source")
+"""The manifest of a row whose summary is read from it (see manifests.SUMMARY_APART_FROM),
+else NULL: a small one."""
+_ROW = [*(c for c in dispatches.c if c.name != "manifest"), _SUMMARY_SOURCE]
+"""A dispatch's columns without its manifest."""
+_DISPATCH = select(*_ROW).where(dispatches.c.dispatch_id == bindparam("id"))
 """A dispatch's row, with or without its manifest: statements built once (building one
 cost more than the query; a client's long poll reads the row each time)."""
+
+
+def _summarized(row: dict[str, Any]) -> dict[str, Any]:
+    """``row`` (read with its manifest or with ``summary_source``) with its summary as a
+    dict."""
+    source = row.pop("summary_source", None)
+    manifest = row.get("manifest", source)
+    row["summary"] = manifests.summary_of(row["summary"], manifest, row["lattice_name"])
+    return row
 
 
 class BlobCache:
@@ -567,8 +578,7 @@ class Store:
             row = conn.execute(query, {"id": dispatch_id}).first()
         if row is None:
             return None
-        out = dict(row._mapping)
-        out["summary"] = json.loads(out["summary"])
+        out = _summarized(dict(row._mapping))
         if with_manifest:
             out["manifest"] = manifests.loaded(out["manifest"])
         return out
@@ -606,17 +616,11 @@ class Store:
         offset: int = 0,
         filters: DispatchFilter | None = None,
     ) -> list[dict[str, Any]]:
-        columns = [c for c in dispatches.c if c.name != "manifest"]
-        query = (
-            select(*columns).order_by(dispatches.c.created_at.desc()).limit(limit).offset(offset)
-        )
+        query = select(*_ROW).order_by(dispatches.c.created_at.desc()).limit(limit).offset(offset)
         for condition in _conditions(status, filters):
             query = query.where(condition)
         with self.engine.connect() as conn:
-            rows = [dict(r._mapping) for r in conn.execute(query)]
-        for row in rows:
-            row["summary"] = json.loads(row["summary"])
-        return rows
+            return [_summarized(dict(r._mapping)) for r in conn.execute(query)]
 
     def count_dispatches(
         self, status: str | None = None, filters: DispatchFilter | None = None
