@@ -109,6 +109,21 @@ def test_short_repr_is_bounded_and_survives_a_broken_repr():
     assert "Broken" in blobs.short_repr(Broken())
 
 
+def test_long_bytes_show_their_head_and_length():
+    """A large bytes output's repr is its first BYTES_HEAD bytes and its length, not a
+    full REPR_LIMIT of escapes; short ones are shown whole, in a list as alone."""
+    data = bytes(range(256)) * 1000
+    text = blobs.short_repr(data)
+    assert text == repr(data[: blobs.BYTES_HEAD])[:-1] + "...' (256000 bytes)"
+    head = repr(data[: blobs.BYTES_HEAD])
+    assert blobs.short_repr(bytearray(data)) == f"bytearray({head}...) (256000 bytes)"
+    assert blobs.short_repr(b"\x00" * 200) == repr(b"\x00" * 200)
+    assert (
+        blobs.short_repr([b"ab", b"\x00" * 2000])
+        == "[b'ab', " + blobs.short_repr(b"\x00" * 2000) + "]"
+    )
+
+
 # bundles
 
 

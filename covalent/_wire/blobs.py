@@ -24,11 +24,17 @@ import cloudpickle
 from covalent._wire import modules
 
 REPR_LIMIT = 1000
+"""Characters of a value's repr kept for listings and the UI (node rows, inputs)."""
+BYTES_HEAD = 64
+"""Bytes shown of a bytes value longer than REPR_LIMIT, with its length: binary data's
+repr is up to four characters a byte (``\\x00``), so a 250-byte head filled a 1,000-character
+repr in every node row that output it and said no more than 64 bytes do."""
 
 
 class _ShortRepr(reprlib.Repr):
     """reprlib's Repr, also cutting bytes before building their repr (reprlib would call
-    the built-in repr on the whole object: 200 MB of text for 50 MB of bytes)."""
+    the built-in repr on the whole object: 200 MB of text for 50 MB of bytes) to their
+    first :data:`BYTES_HEAD` bytes and their length."""
 
     def repr_bytes(self, value: bytes, level: int) -> str:
         return self._cut(value)
@@ -39,7 +45,7 @@ class _ShortRepr(reprlib.Repr):
     def _cut(self, value: bytes | bytearray) -> str:
         if len(value) <= self.maxother:
             return repr(value)
-        head = repr(value[: self.maxother // 4])
+        head = repr(value[:BYTES_HEAD])
         return f"{head[:-1]}...{head[-1]} ({len(value)} bytes)"
 
 
