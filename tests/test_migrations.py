@@ -164,3 +164,34 @@ def test_a_downgrade_stores_compressed_manifests_as_json_again(tmp_path: Path) -
         stored = dict(conn.execute("SELECT dispatch_id, manifest FROM dispatches"))
     assert json.loads(stored["large"]) == large
     assert json.loads(stored["small"]) == {"nodes": []}
+
+
+def test_a_downgrade_writes_out_the_summaries_read_from_manifests(tmp_path: Path) -> None:
+    """0005 lets a small dispatch's row keep no summary (read from its manifest); going
+    back to 0004 (a covalent that reads the summary column as JSON) writes each one out,
+    a damaged manifest's as its lattice's name and no inputs."""
+    store = Store.sqlite(tmp_path / "db.sqlite", tmp_path / "blobs")
+    store.create_schema()
+    manifest, _ = manifestmod.from_graph(tiny.build_graph(), (), {}, tiny)
+    for dispatch_id, stored in (("small", json.dumps(manifest).encode()), ("bad", b"x")):
+        row = {
+            "dispatch_id": dispatch_id,
+            "root_dispatch_id": dispatch_id,
+            "lattice_name": "tiny",
+            "status": "COMPLETED",
+            "created_at": 1.0,
+            "node_count": 1,
+            "manifest": stored,
+            "summary": "",
+            "results_dir": "",
+        }
+        store.create_dispatch(row, [], Changes())
+    read = store.get_dispatch("small")
+    assert read is not None and read["summary"] == manifestmod.summary(manifest)
+    store.close()
+    migrate.downgrade(create_engine(f"sqlite:///{tmp_path / 'db.sqlite'}"), "0004")
+    with sqlite3.connect(tmp_path / "db.sqlite") as conn:
+        stored = dict(conn.execute("SELECT dispatch_id, summary FROM dispatches"))
+    assert json.loads(stored["small"]) == manifestmod.summary(manifest)
+    assert json.loads(stored["bad"])["lattice"]["name"] == "tiny"
+    assert json.loads(stored["bad"])["inputs"]["args"] == []

@@ -85,7 +85,7 @@ def summary_of(column: str, manifest: bytes | None, name: str) -> dict[str, Any]
         return summary
     try:
         return manifestmod.summary(loaded(manifest or b""))
-    except (ValueError, TypeError, KeyError, AttributeError, zlib.error):
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError, zlib.error):
         log.warning("the stored manifest of lattice %r cannot be read", name, exc_info=True)
         return {
             "lattice": {"name": name, "doc": None, "function": None},
