@@ -611,6 +611,36 @@ def test_share_alike_makes_equal_settings_one_object_and_keeps_different_ones_ap
     assert nodes[3]["metadata"] is not nodes[4]["metadata"]
 
 
+@pytest.mark.parametrize("as_file", [False, True])
+def test_a_tasks_value_blobs_stop_at_their_limit_before_a_composite_is_opened(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, as_file: bool
+) -> None:
+    """With a byte limit (the pool handing a task over on the event loop), a collection
+    larger than it is not unpacked, inline or stored as a file: ``TooLarge`` as soon as
+    the bytes pass it."""
+    from covalent.executor.task import Task, TooLarge
+
+    items = {blobs.digest(d): d for d in map(blobs.dumps, range(5_000))}
+    whole = blobs.composite({"type": "list"}, list(items))
+    name = blobs.digest(whole)
+    path = tmp_path / "composite"
+    path.write_bytes(whole)
+    stored = items if as_file else {**items, name: whole}
+    task = Task(
+        "d", 1, "total", "fn", [name], {}, stored.__getitem__,
+        blob_file=lambda n: str(path) if as_file and n == name else None,
+    )  # fmt: skip
+    opened: list[bytes] = []
+    real = blobs.composite_items
+    monkeypatch.setattr(blobs, "composite_items", lambda data: opened.append(data) or real(data))
+    with pytest.raises(TooLarge, match="inputs of total are over 65536 bytes"):
+        task.value_blobs(65_536)
+    assert opened == []
+    values, files = task.value_blobs(len(whole) + sum(map(len, items.values())))  # room
+    assert values == stored and opened == [whole]
+    assert files == ({name: str(path)} if as_file else {})
+
+
 def test_a_tasks_value_blobs_are_looked_up_once_each_composites_opened(tmp_path: Path) -> None:
     """``Task.value_blobs``: the same blobs as ``value_names`` (nested composites
     opened, a large one by its file), each looked up once: memory first, then the file

@@ -38,7 +38,7 @@ class Parent(NamedTuple):
 
 class Submitted(NamedTuple):
     dispatch_id: str
-    row: dict[str, Any]
+    row: dict[str, Any]  # as stored, but for its manifest
     run: Run | None  # None with disable_run
     transitions: list[Any]
 
@@ -95,6 +95,9 @@ def submit(
         with contextlib.suppress(OSError):
             results_dir.rmdir()  # empty yet: nothing of this dispatch stays
         raise
+    # Stored: let go of the rows and the packed manifest before the run is made, which
+    # peaks too (at 100,000 nodes: 24 MB of rows and 7 MB of manifest).
+    del parameters, others, stored, row["manifest"]
     run = None
     if not disable_run:
         run = Run(

@@ -602,7 +602,7 @@ class _WorkerThread(threading.Thread):
         thread's receive."""
         sent = False
         try:
-            data, functions = self._message([job])
+            data, functions = self._message([job], HAND_BYTES - self.unread)
             if len(data) <= HAND_BYTES - self.unread:
                 with self.pool._lock:
                     self.unread += len(data)
@@ -637,12 +637,18 @@ class _WorkerThread(threading.Thread):
         self._send_bytes(data)
         self.known.update(functions)
 
-    def _message(self, batch: list[Job]) -> tuple[bytes, dict[str, bytes]]:
+    def _message(
+        self, batch: list[Job], limit: int | None = None
+    ) -> tuple[bytes, dict[str, bytes]]:
         """The message that runs ``batch`` on this thread's worker, and the functions
-        it carries (the worker knows them from then on)."""
+        it carries (the worker knows them from then on). Raises TooLarge as soon as its
+        values pass ``limit`` bytes, if given (:meth:`hand`'s budget: a collection of
+        100,000 items was unpacked, and its message built, on the event loop, to be
+        dropped and built again by the thread)."""
         functions: dict[str, bytes] = {}
         values: dict[str, bytes] = {}
         files: dict[str, str] = {}
+        used = 0  # bytes of values, where limited
         for job in batch:
             task = job.task
             if task.function not in self.known and task.function not in functions:
@@ -650,7 +656,10 @@ class _WorkerThread(threading.Thread):
             digest = job.class_blob()
             if digest and digest not in self.known and digest not in functions:
                 functions[digest] = job.class_bytes()
-            small, large = task.value_blobs()  # large: the worker reads the file itself
+            budget = None if limit is None else limit - used
+            small, large = task.value_blobs(budget)  # large: the worker reads the file
+            if limit is not None:
+                used += sum(len(data) for name, data in small.items() if name not in values)
             values.update(small)
             files.update(large)
         message = {

@@ -21,6 +21,10 @@ class Cancellable(Protocol):
     def cancel(self) -> object: ...
 
 
+class TooLarge(Exception):
+    """A task's value blobs are more bytes than the caller allowed (:meth:`Task.value_blobs`)."""
+
+
 @dataclass
 class Task:
     """One node to run: its function and inputs as blob digests, and where it belongs."""
@@ -71,12 +75,15 @@ class Task:
         values, files = self.value_blobs()
         return [*values, *files]
 
-    def value_blobs(self) -> tuple[dict[str, bytes], dict[str, str]]:
+    def value_blobs(self, limit: int | None = None) -> tuple[dict[str, bytes], dict[str, str]]:
         """The blobs of :meth:`value_names`, each looked up once: the bytes of the small
         ones and the paths of those stored as files (``blob_file``), for executors that
         share the store's disk. (A collection of 10,000 items is 10,000 lookups.)
 
-        Raises what ``load_blob`` raises for a blob missing from the store."""
+        Raises what ``load_blob`` raises for a blob missing from the store, and
+        :class:`TooLarge` as soon as the small ones pass ``limit`` bytes (a caller with a
+        budget: a collection's composite of 100,000 items is not unpacked for nothing)."""
+        size = 0
         values: dict[str, bytes] = {}
         files: dict[str, str] = {}
         names = [*self.args, *self.kwargs.values()]
@@ -93,21 +100,27 @@ class Task:
                 path = self.blob_file(name)
                 if path:
                     files[name] = path
-                    names.extend(self._composite_items(name))
+                    names.extend(self._composite_items(path, limit))
                     continue
                 data = self.load_blob(name)
             values[name] = data
+            size += len(data)
+            if limit is not None and size > limit:
+                raise TooLarge(f"the inputs of {self.name} are over {limit} bytes")
             if data.startswith(composite):
                 names.extend(blobs.composite_items(data))
         return values, files
 
-    def _composite_items(self, name: str) -> list[str]:
-        path = self.blob_file(name)
-        if path is None:
-            return blobs.composite_items(self.load_blob(name))
+    def _composite_items(self, path: str, limit: int | None) -> list[str]:
+        """The items of the composite in blob file ``path`` (none for another blob).
+        Raises TooLarge for one of over ``limit`` bytes: its items' digests alone are."""
         with open(path, "rb") as f:  # a large blob: look at its first bytes only
             head = f.read(len(blobs.COMPOSITE))
-            return blobs.composite_items(head + f.read()) if head == blobs.COMPOSITE else []
+            if head != blobs.COMPOSITE:
+                return []
+            if limit is not None and os.fstat(f.fileno()).st_size > limit:
+                raise TooLarge(f"the inputs of {self.name} are over {limit} bytes")
+            return blobs.composite_items(head + f.read())
 
     def payload(
         self, options: dict[str, Any] | None = None, plugin: dict[str, Any] | None = None
