@@ -105,6 +105,15 @@ def test_a_blob_size_of_1e999_names_the_field() -> None:
     assert info.value.http_status == 422
 
 
+@pytest.mark.parametrize("name", ["0" * 64 + "\n", "0" * 63, "A" * 64])
+def test_a_blob_name_that_is_not_a_digest_is_refused_naming_it(name: str) -> None:
+    """In pieces too (msgspec's decoder of the long lists: a final newline would pass
+    Python's ``$``)."""
+    header = b'{"format":1,"blobs":[["' + b"0" * 64 + b'",1],' + json.dumps([name, 1]).encode()
+    with pytest.raises(BadRequestError, match=r"blobs\[1\]\[0\]"):
+        schema.read_bundle(framed(header + b"]}"))
+
+
 @pytest.mark.parametrize(
     ("change", "field"),
     [
