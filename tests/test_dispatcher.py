@@ -28,6 +28,7 @@ from covalent._dispatcher.dispatcher import LAUNCH_CHUNK, Dispatcher
 from covalent._dispatcher.executors import ExecutorRegistry
 from covalent._errors import BadRequestError
 from covalent._results.status import FINAL_STATUSES, Status
+from covalent._store import manifests
 from covalent._store.store import Store
 from covalent._wire import blobs, manifest
 from covalent.executor import plugins, runner
@@ -261,7 +262,9 @@ async def test_a_manifest_may_name_stored_blobs_but_not_unknown_ones(env: Env) -
     assert env.store.count_dispatches() == before
 
 
-async def test_a_small_dispatch_reads_its_summary_from_its_manifest(env: Env) -> None:
+async def test_a_small_dispatch_reads_its_summary_from_its_manifest(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A small dispatch's row keeps no summary of its own (the manifest holds it: a row
     under 1 KB, four to a page); a large one's keeps it apart, so that reading the row
     does not inflate its manifest. Both read back as the summary of what was submitted."""
@@ -282,6 +285,12 @@ async def test_a_small_dispatch_reads_its_summary_from_its_manifest(env: Env) ->
     assert listed[small]["summary"] == manifest.summary(small_man)
     assert listed[large]["summary"] == manifest.summary(large_man)
     assert "summary_source" not in listed[small]
+    inflated: list[bytes] = []
+    monkeypatch.setattr(manifests, "loaded", lambda raw: inflated.append(raw) or {})
+    for _ in range(3):  # a waiting client reads the row again and again: inflated once
+        row = env.store.get_dispatch(small)
+        assert row is not None and row["summary"] == manifest.summary(small_man)
+    assert inflated == []  # read above already
 
 
 async def test_a_wait_ends_when_its_dispatch_is_stored_finished(env: Env) -> None:
