@@ -113,7 +113,9 @@ class Task:
 
     def _composite_items(self, path: str, limit: int | None) -> list[str]:
         """The items of the composite in blob file ``path`` (none for another blob).
-        Raises TooLarge for one of over ``limit`` bytes: its items' digests alone are."""
+        Raises TooLarge for one of over ``limit`` bytes, whose items' digests alone are
+        as many bytes in the message unless items repeat (then the caller without a
+        limit, the worker's thread, sends what was small after all)."""
         with open(path, "rb") as f:  # a large blob: look at its first bytes only
             head = f.read(len(blobs.COMPOSITE))
             if head != blobs.COMPOSITE:
