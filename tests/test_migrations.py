@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import zlib
 from pathlib import Path
 
 import pytest
@@ -167,13 +168,17 @@ def test_a_downgrade_stores_compressed_manifests_as_json_again(tmp_path: Path) -
 
 
 def test_a_downgrade_writes_out_the_summaries_read_from_manifests(tmp_path: Path) -> None:
-    """0005 lets a small dispatch's row keep no summary (read from its manifest); going
-    back to 0004 (a covalent that reads the summary column as JSON) writes each one out,
-    a damaged manifest's as its lattice's name and no inputs."""
+    """0005 lets a small dispatch's row keep no summary (read from its manifest), and a
+    manifest be compressed from a dictionary; going back to 0004 (a covalent that reads
+    the summary column as JSON, and zlib without a dictionary) writes each summary out,
+    a damaged manifest's as its lattice's name and no inputs, and compresses each
+    manifest again without the dictionary."""
     store = Store.sqlite(tmp_path / "db.sqlite", tmp_path / "blobs")
     store.create_schema()
     manifest, _ = manifestmod.from_graph(tiny.build_graph(), (), {}, tiny)
-    for dispatch_id, stored in (("small", json.dumps(manifest).encode()), ("bad", b"x")):
+    large = json.dumps({**manifest, "padding": ["inc"] * 2_000}).encode()
+    rows = (("small", json.dumps(manifest).encode()), ("bad", b"x"), ("large", large))
+    for dispatch_id, stored in rows:
         row = {
             "dispatch_id": dispatch_id,
             "root_dispatch_id": dispatch_id,
@@ -195,3 +200,6 @@ def test_a_downgrade_writes_out_the_summaries_read_from_manifests(tmp_path: Path
     assert json.loads(stored["small"]) == manifestmod.summary(manifest)
     assert json.loads(stored["bad"])["lattice"]["name"] == "tiny"
     assert json.loads(stored["bad"])["inputs"]["args"] == []
+    with sqlite3.connect(tmp_path / "db.sqlite") as conn:
+        packed = dict(conn.execute("SELECT dispatch_id, manifest FROM dispatches"))
+    assert zlib.decompress(packed["large"]) == large  # 0004 reads it: no dictionary

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import zlib
 from typing import Any
 
 import pytest
@@ -201,6 +202,26 @@ def test_the_row_keeps_the_manifest_as_dumps_writes_it(text: str, copies: int) -
     assert manifests.unpacked(stored) == text
     assert (stored[:1] == b"{") == (len(text) < manifests.PACK_FROM)  # plain when small
     assert manifests.packed(stored) == stored  # stored already: kept as it is
+
+
+def test_a_manifest_is_compressed_from_the_dictionary_and_older_rows_still_read() -> None:
+    """A stored manifest names the preset dictionary (RFC 1950's FDICT and its
+    Adler-32) and is smaller for it; streams stored before without one read as they
+    were; one cut short, or naming a dictionary not known here, is refused."""
+    manifest, _ = good()
+    text = schema.dumps(manifest)
+    stored = manifests.packed(text)
+    assert stored[1] & 0x20 and stored[2:6] == zlib.adler32(manifests.DICTIONARY).to_bytes(4, "big")
+    assert len(stored) < len(zlib.compress(text, manifests.LEVEL))
+    assert manifests.unpacked(stored) == text
+    assert manifests.unpacked(zlib.compress(text, 6)) == text  # stored by 0004's covalent
+    for damaged, why in (
+        (stored[:-4], "cut short"),
+        (stored + b"\0", "bytes after its end"),
+        (stored[:2] + b"\1\2\3\4" + stored[6:], "dictionary not known here"),
+    ):
+        with pytest.raises(zlib.error, match=why):
+            manifests.unpacked(damaged)
 
 
 def test_a_nan_is_refused_when_the_row_is_written_in_pieces() -> None:

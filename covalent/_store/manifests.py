@@ -8,6 +8,11 @@ row took over half of a 4 KB database page and so filled a page alone (0.7 KB co
 three rows to a page). A manifest under :data:`PACK_FROM` bytes stays plain JSON,
 readable in the database by hand. Either reads back the same: JSON starts with ``{``,
 a zlib stream never does, so rows stored before compression read as they were.
+
+Since revision 0005 the stream starts from a preset dictionary (:data:`DICTIONARY`,
+RFC 1950's FDICT: the stream names it by its Adler-32), the JSON that every manifest
+repeats: the seed's manifest compresses to 489 bytes rather than 680, and its row fits
+five to a page rather than four. Streams without one (stored before) read as they were.
 """
 
 from __future__ import annotations
@@ -29,12 +34,41 @@ LEVEL = 1
 """zlib's fastest level: 46 → 7.1 MB in 0.18 s (level 6: 6.4 MB in 0.54 s)."""
 
 
+DICTIONARY = (
+    b'"retry_delay":"retries":"timeout":"cache":true,"extras":"'
+    b'"class":"covalent.executor.executor_plugins.'
+    b'"executor":{"name":"dask","attributes":{"scheduler_address":"tcp://127.0.0.1:'
+    b'"executor":{"name":"slurm","attributes":{"executor":{"name":"ssh","attributes":{"hostname":"'
+    b'"reuse":{"dispatch_id":"","triggers":[{'
+    b'"metadata":{"collection":{"type":"dict","keys":["'
+    b'"metadata":{"collection":{"type":"list"}}},"kind":"collection","name":":electron_list:",'
+    b'"kind":"sublattice","name":":sublattice:'
+    b'"doc":null,"source":"@ct.lattice\\ndef (","function":"'
+    b'{"format":1,"lattice":{"name":"'
+    b'"inputs":{"args":[],"kwargs":{},"args_repr":[],"kwargs_repr":{}},"nodes":['
+    b'"result":{"node":'
+    b'"functions":{"":{"name":"","source":"def (x: Any) -> Any:\\n    return x\\n"},'
+    b'"edges":[[0,1,null,"x"],[1,2,0,null],'
+    b'{"id":1,"name":":parameter:","kind":"parameter","value":"","value_repr":"'
+    b'{"id":0,"name":"","kind":"electron","executor":{"name":"local","attributes":{}},'
+    b'"metadata":{},"fingerprint":"","function":"'
+)
+"""zlib's preset dictionary for manifests: what their JSON repeats, the commonest last
+(nearest the data). Never change it: a stored stream names its dictionary by its
+Adler-32, and a new one goes into :data:`_DICTIONARIES` beside it."""
+_DICTIONARIES = {zlib.adler32(DICTIONARY): DICTIONARY}
+"""Every dictionary a stored manifest may name, by Adler-32."""
+
+
 def packed(text: bytes) -> bytes:
     """A manifest's JSON as it is stored (given as stored already, it is the answer:
     JSON starts with ``{``, a zlib stream never does)."""
     if text[:1] != b"{":
         return text
-    return zlib.compress(text, LEVEL) if len(text) >= PACK_FROM else text
+    if len(text) < PACK_FROM:
+        return text
+    packer = zlib.compressobj(LEVEL, zdict=DICTIONARY)
+    return packer.compress(text) + packer.flush()
 
 
 def packed_pieces(pieces: Iterable[bytes]) -> bytes:
@@ -50,7 +84,7 @@ def packed_pieces(pieces: Iterable[bytes]) -> bytes:
             break
     else:
         return b"".join(head)
-    packer = zlib.compressobj(LEVEL)
+    packer = zlib.compressobj(LEVEL, zdict=DICTIONARY)
     out = [packer.compress(b"".join(head))]
     out.extend(packer.compress(piece) for piece in pieces)
     out.append(packer.flush())
@@ -108,9 +142,21 @@ def _summary_in(manifest: bytes, name: str) -> dict[str, Any]:
 
 
 def unpacked(raw: bytes) -> bytes:
-    """A stored manifest's JSON."""
+    """A stored manifest's JSON. Raises zlib.error for a stream that is damaged, cut
+    short, or names a dictionary this covalent does not know."""
     raw = bytes(raw)  # PostgreSQL's driver may give a memoryview
-    return raw if raw[:1] == b"{" else zlib.decompress(raw)
+    if raw[:1] == b"{":
+        return raw
+    if len(raw) < 6 or not raw[1] & 0x20:  # no FDICT flag (RFC 1950, 2.2): no dictionary
+        return zlib.decompress(raw)
+    zdict = _DICTIONARIES.get(int.from_bytes(raw[2:6], "big"))
+    if zdict is None:
+        raise zlib.error("the stored manifest names a compression dictionary not known here")
+    inflater = zlib.decompressobj(zdict=zdict)
+    text = inflater.decompress(raw)
+    if not inflater.eof or inflater.unused_data:
+        raise zlib.error("the stored manifest is cut short or has bytes after its end")
+    return text
 
 
 def loaded(raw: bytes) -> dict[str, Any]:

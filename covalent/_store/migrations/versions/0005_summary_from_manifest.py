@@ -1,9 +1,11 @@
 """A small dispatch's row may keep an empty summary, read from its manifest instead
-(covalent/_store/manifests.py, ``SUMMARY_APART_FROM``).
+(covalent/_store/manifests.py, ``SUMMARY_APART_FROM``), and a stored manifest may be
+compressed from a preset dictionary (``manifests.DICTIONARY``).
 
 No table changes. The revision is there so that a covalent that reads every summary as
-JSON refuses this database (it does not know the revision) rather than failing every
-listing that holds such a row; a downgrade writes each empty summary out again.
+JSON, and every manifest without a dictionary, refuses this database (it does not know
+the revision) rather than failing every listing that holds such a row; a downgrade
+writes each empty summary out again and compresses each manifest without a dictionary.
 
 Revision ID: 0005
 Revises: 0004
@@ -17,6 +19,8 @@ from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
+
+from covalent._store import manifests
 
 revision = "0005"
 down_revision = "0004"
@@ -39,6 +43,20 @@ def upgrade() -> None:
 def downgrade() -> None:
     conn = op.get_bind()
     table = _DISPATCHES
+    stored = sa.select(table.c.dispatch_id, table.c.manifest)
+    for dispatch_id, packed in conn.execute(stored).all():
+        packed = bytes(packed)
+        if packed[:1] == b"{" or len(packed) < 2 or not packed[1] & 0x20:  # RFC 1950's FDICT
+            continue
+        try:
+            text = manifests.unpacked(packed)  # reads every stream a revision has stored
+        except zlib.error:
+            continue  # damaged: it stays as it is
+        conn.execute(
+            table.update()
+            .where(table.c.dispatch_id == dispatch_id)
+            .values(manifest=zlib.compress(text, 1))
+        )
     query = sa.select(table.c.dispatch_id, table.c.lattice_name, table.c.manifest).where(
         table.c.summary == ""
     )
