@@ -270,11 +270,16 @@ async def test_a_small_dispatch_reads_its_summary_from_its_manifest(
     does not inflate its manifest. Both read back as the summary of what was submitted."""
     small_man, small_blobs = build(seed, a=2)
     large_man, large_blobs = build(fan, 300)
+    long_man, long_blobs = build(seed, a="x" * 5000)  # a small manifest, a long repr
     small = env.d.submit(small_man, small_blobs, disable_run=True)
     large = env.d.submit(large_man, large_blobs, disable_run=True)
+    long = env.d.submit(long_man, long_blobs, disable_run=True)
     with sqlite3.connect(env.root / "db.sqlite") as db:
         stored = dict(db.execute("SELECT dispatch_id, summary FROM dispatches"))
+        packed = dict(db.execute("SELECT dispatch_id, manifest FROM dispatches"))
     assert stored[small] == "" and json.loads(stored[large]) == manifest.summary(large_man)
+    assert len(packed[long]) < manifests.SUMMARY_APART_FROM  # yet its summary is kept apart:
+    assert json.loads(stored[long]) == manifest.summary(long_man)  # what reads remember is small
     for dispatch_id, man in ((small, small_man), (large, large_man)):
         want = manifest.summary(man)
         row = env.store.get_dispatch(dispatch_id)

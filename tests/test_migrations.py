@@ -203,3 +203,7 @@ def test_a_downgrade_writes_out_the_summaries_read_from_manifests(tmp_path: Path
     with sqlite3.connect(tmp_path / "db.sqlite") as conn:
         packed = dict(conn.execute("SELECT dispatch_id, manifest FROM dispatches"))
     assert zlib.decompress(packed["large"]) == large  # 0004 reads it: no dictionary
+    migrate.downgrade(create_engine(f"sqlite:///{tmp_path / 'db.sqlite'}"), "0003")
+    with sqlite3.connect(tmp_path / "db.sqlite") as conn:
+        packed = dict(conn.execute("SELECT dispatch_id, manifest FROM dispatches"))
+    assert packed["large"] == large and packed["bad"] == b"x"  # the damaged one as it was

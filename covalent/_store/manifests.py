@@ -94,19 +94,24 @@ def packed_pieces(pieces: Iterable[bytes]) -> bytes:
 SUMMARY_APART_FROM = 2048
 """Bytes of stored manifest from which a dispatch's row keeps its summary (the lattice's
 name, doc and function, the inputs and the result: what a Result needs) apart, as JSON
-in its ``summary`` column. Under it the column is empty and the summary is read from the
+in its ``summary`` column. Under it, and with a summary of under
+:data:`SUMMARY_READ_UNDER` bytes, the column is empty and the summary is read from the
 manifest, which holds all of it: the seed's row was 1.28 KB with its 326-byte summary,
-three to a 4 KB page, and is under 1 KB without it, four to a page (a read inflates
-and parses at most this many bytes, a few tens of µs)."""
+three to a 4 KB page, and is under 1 KB without it."""
+SUMMARY_READ_UNDER = 1024
+"""Bytes of a summary's JSON under which it may be read from the manifest: what a read
+remembers (:data:`SUMMARIES_KEPT`) stays small, though a small stored manifest may hold
+a long input repr that compresses well (440 KB in 2 KB)."""
 
 
 def stored_summary(summary: dict[str, Any], manifest: bytes) -> str:
     """The ``summary`` column for a row whose stored manifest is ``manifest``: empty
     where :func:`summary_of` can read it from the manifest (see
     :data:`SUMMARY_APART_FROM`), else compact JSON."""
-    if len(manifest) < SUMMARY_APART_FROM:
+    text = json.dumps(summary, separators=(",", ":"))
+    if len(manifest) < SUMMARY_APART_FROM and len(text) < SUMMARY_READ_UNDER:
         return ""
-    return json.dumps(summary, separators=(",", ":"))
+    return text
 
 
 def summary_of(column: str, manifest: bytes | None, name: str) -> dict[str, Any]:
@@ -142,8 +147,9 @@ def _summary_in(manifest: bytes, name: str) -> dict[str, Any]:
 
 
 def unpacked(raw: bytes) -> bytes:
-    """A stored manifest's JSON. Raises zlib.error for a stream that is damaged, cut
-    short, or names a dictionary this covalent does not know."""
+    """A stored manifest's JSON. Raises zlib.error for a stream that is damaged, or
+    names a dictionary this covalent does not know, or (one from a dictionary) is cut
+    short or followed by other bytes (a stream without one is read as zlib reads it)."""
     raw = bytes(raw)  # PostgreSQL's driver may give a memoryview
     if raw[:1] == b"{":
         return raw
