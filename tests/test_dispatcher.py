@@ -22,6 +22,7 @@ import pytest
 
 import covalent as ct
 from covalent._dispatcher import dispatcher as dispatchermod
+from covalent._dispatcher import run as runmod
 from covalent._dispatcher import states, sublattices
 from covalent._dispatcher import submission as submissionmod
 from covalent._dispatcher.dispatcher import LAUNCH_CHUNK, Dispatcher
@@ -296,6 +297,40 @@ async def test_a_small_dispatch_reads_its_summary_from_its_manifest(
         row = env.store.get_dispatch(small)
         assert row is not None and row["summary"] == manifest.summary(small_man)
     assert inflated == []  # read above already
+
+
+@ct.electron(executor=fake)
+def count(items):
+    return len(items)
+
+
+@ct.lattice
+def counted(n):
+    return count([identity(i) for i in range(n)])
+
+
+async def test_a_large_collection_goes_to_its_task_with_its_items_at_hand(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A collection the run assembles from many items comes with the task that takes it
+    (``Task.composites``: the items its composite names, not parsed back); a small one
+    does not."""
+    monkeypatch.setattr(runmod, "ASSEMBLED_KEPT_FROM", 3)
+    for n, kept in ((3, True), (2, False)):
+        dispatch_id = env.submit(counted, n)
+        outputs = []
+        for _ in range(n):
+            task, done = await env.control.next()
+            done.set_result(value_outcome(task.node_id))
+            outputs.append(blobs.digest(blobs.dumps(task.node_id)))
+        task, done = await env.control.next()
+        assert task.name == "count"
+        (collection,) = task.args
+        items = blobs.composite_items(task.load_blob(collection))
+        assert sorted(items) == sorted(outputs)
+        assert task.composites == ({collection: items} if kept else {})
+        done.set_result(value_outcome(n))
+        assert (await env.finished(dispatch_id))["status"] == "COMPLETED"
 
 
 async def test_a_wait_ends_when_its_dispatch_is_stored_finished(env: Env) -> None:

@@ -641,6 +641,36 @@ def test_a_tasks_value_blobs_stop_at_their_limit_before_a_composite_is_opened(
     assert files == ({name: str(path)} if as_file else {})
 
 
+@pytest.mark.parametrize("as_file", [False, True])
+def test_a_composite_whose_items_are_at_hand_is_not_read_back(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, as_file: bool
+) -> None:
+    """The items of a collection the dispatcher assembled come with the task
+    (``Task.composites``): the same blobs, without parsing the composite or reading its
+    file."""
+    from covalent.executor.task import Task
+
+    items = {blobs.digest(d): d for d in map(blobs.dumps, range(50))}
+    whole = blobs.composite({"type": "list"}, list(items))
+    name = blobs.digest(whole)
+    path = tmp_path / "composite"
+    path.write_bytes(whole)
+    stored = items if as_file else {**items, name: whole}
+
+    def task(composites: dict[str, list[str]]) -> Task:
+        return Task(
+            "d", 1, "total", "fn", [name], {}, stored.__getitem__, composites=composites,
+            blob_file=lambda n: str(path) if as_file and n == name else None,
+        )  # fmt: skip
+
+    expected = task({}).value_blobs()
+    opened: list[object] = []
+    monkeypatch.setattr(blobs, "composite_items", lambda data: opened.append(data) or [])
+    monkeypatch.setattr(Task, "_composite_items", lambda *a: opened.append(a) or [])
+    assert task({name: list(items)}).value_blobs() == expected
+    assert opened == []
+
+
 def test_a_tasks_value_blobs_are_looked_up_once_each_composites_opened(tmp_path: Path) -> None:
     """``Task.value_blobs``: the same blobs as ``value_names`` (nested composites
     opened, a large one by its file), each looked up once: memory first, then the file

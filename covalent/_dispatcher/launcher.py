@@ -215,6 +215,7 @@ class Launcher:
             metadata={**node.get("metadata", {}), "sublattice": node["kind"] == "sublattice"},
             on_start=on_start,
             on_output=on_output,
+            composites=_assembled(run, args, kwargs),
         )
 
     def load_blob(self, name: str) -> bytes:
@@ -314,3 +315,11 @@ async def _started_or_done(task: Task, running: asyncio.Future[Outcome]) -> None
     finally:
         waiting.cancel()
         task.on_start = report
+
+
+def _assembled(run: Run, args: list[str], kwargs: dict[str, str]) -> dict[str, list[str]]:
+    """The items of the large collections among a task's inputs that ``run`` assembled."""
+    kept = run.assembled
+    if not kept:
+        return {}
+    return {name: kept[name] for name in (*args, *kwargs.values()) if name in kept}

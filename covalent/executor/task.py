@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import pickle
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -58,6 +58,10 @@ class Task:
     :data:`~covalent.executor.payload.OUTPUT_BEFORE` are, kept in that worker's memory.
     A worker that does not have it (the task before failed, or another task ran in
     between) answers NOT_RUN, and the node waits for its input as any other."""
+    composites: Mapping[str, list[str]] = field(default_factory=dict)
+    """The items of composite inputs the dispatcher assembled, by the composite's
+    digest: what :func:`~covalent._wire.blobs.composite_items` of its blob gives, at
+    hand (a collection of 100,000 items is not read back and parsed into new strings)."""
 
     @property
     def key(self) -> tuple[str, int]:
@@ -100,7 +104,8 @@ class Task:
                 path = self.blob_file(name)
                 if path:
                     files[name] = path
-                    names.extend(self._composite_items(path, limit))
+                    known = self.composites.get(name)
+                    names.extend(self._composite_items(path, limit) if known is None else known)
                     continue
                 data = self.load_blob(name)
             values[name] = data
@@ -108,7 +113,8 @@ class Task:
             if limit is not None and size > limit:
                 raise TooLarge(f"the inputs of {self.name} are over {limit} bytes")
             if data.startswith(composite):
-                names.extend(blobs.composite_items(data))
+                known = self.composites.get(name)
+                names.extend(blobs.composite_items(data) if known is None else known)
         return values, files
 
     def _composite_items(self, path: str, limit: int | None) -> list[str]:
