@@ -6,6 +6,7 @@ import os
 import re
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -611,6 +612,26 @@ def test_share_alike_makes_equal_settings_one_object_and_keeps_different_ones_ap
     assert nodes[3]["metadata"] is not nodes[4]["metadata"]
 
 
+def _collection_task(
+    tmp_path: Path, items: int, as_file: bool, composites: dict[str, list[str]] | None = None
+) -> tuple[Any, dict[str, bytes], bytes, Path]:
+    """A task taking a collection of ``items`` small values, its composite inline or
+    stored as a file; with the stored blobs, the composite and its file."""
+    from covalent.executor.task import Task
+
+    values = {blobs.digest(d): d for d in map(blobs.dumps, range(items))}
+    whole = blobs.composite({"type": "list"}, list(values))
+    name = blobs.digest(whole)
+    path = tmp_path / "composite"
+    path.write_bytes(whole)
+    stored = values if as_file else {**values, name: whole}
+    task = Task(
+        "d", 1, "total", "fn", [name], {}, stored.__getitem__, composites=composites or {},
+        blob_file=lambda n: str(path) if as_file and n == name else None,
+    )  # fmt: skip
+    return task, values, whole, path
+
+
 @pytest.mark.parametrize("as_file", [False, True])
 def test_a_tasks_value_blobs_stop_at_their_limit_before_a_composite_is_opened(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, as_file: bool
@@ -618,18 +639,10 @@ def test_a_tasks_value_blobs_stop_at_their_limit_before_a_composite_is_opened(
     """With a byte limit (the pool handing a task over on the event loop), a collection
     larger than it is not unpacked, inline or stored as a file: ``TooLarge`` as soon as
     the bytes pass it."""
-    from covalent.executor.task import Task, TooLarge
+    from covalent.executor.task import TooLarge
 
-    items = {blobs.digest(d): d for d in map(blobs.dumps, range(5_000))}
-    whole = blobs.composite({"type": "list"}, list(items))
-    name = blobs.digest(whole)
-    path = tmp_path / "composite"
-    path.write_bytes(whole)
-    stored = items if as_file else {**items, name: whole}
-    task = Task(
-        "d", 1, "total", "fn", [name], {}, stored.__getitem__,
-        blob_file=lambda n: str(path) if as_file and n == name else None,
-    )  # fmt: skip
+    task, items, whole, path = _collection_task(tmp_path, 5_000, as_file)
+    name = task.args[0]
     opened: list[bytes] = []
     real = blobs.composite_items
     monkeypatch.setattr(blobs, "composite_items", lambda data: opened.append(data) or real(data))
@@ -637,7 +650,7 @@ def test_a_tasks_value_blobs_stop_at_their_limit_before_a_composite_is_opened(
         task.value_blobs(65_536)
     assert opened == []
     values, files = task.value_blobs(len(whole) + sum(map(len, items.values())))  # room
-    assert values == stored and opened == [whole]
+    assert values == (items if as_file else {**items, name: whole}) and opened == [whole]
     assert files == ({name: str(path)} if as_file else {})
 
 
@@ -650,24 +663,13 @@ def test_a_composite_whose_items_are_at_hand_is_not_read_back(
     file."""
     from covalent.executor.task import Task
 
-    items = {blobs.digest(d): d for d in map(blobs.dumps, range(50))}
-    whole = blobs.composite({"type": "list"}, list(items))
-    name = blobs.digest(whole)
-    path = tmp_path / "composite"
-    path.write_bytes(whole)
-    stored = items if as_file else {**items, name: whole}
-
-    def task(composites: dict[str, list[str]]) -> Task:
-        return Task(
-            "d", 1, "total", "fn", [name], {}, stored.__getitem__, composites=composites,
-            blob_file=lambda n: str(path) if as_file and n == name else None,
-        )  # fmt: skip
-
-    expected = task({}).value_blobs()
+    plain, items, _, _ = _collection_task(tmp_path, 50, as_file)
+    expected = plain.value_blobs()
+    at_hand, _, _, _ = _collection_task(tmp_path, 50, as_file, {plain.args[0]: list(items)})
     opened: list[object] = []
     monkeypatch.setattr(blobs, "composite_items", lambda data: opened.append(data) or [])
     monkeypatch.setattr(Task, "_composite_items", lambda *a: opened.append(a) or [])
-    assert task({name: list(items)}).value_blobs() == expected
+    assert at_hand.value_blobs() == expected
     assert opened == []
 
 
