@@ -660,8 +660,8 @@ def test_a_composite_whose_items_are_at_hand_is_not_read_back(
 ) -> None:
     """The items of a collection the dispatcher assembled come with the task
     (``Task.composites``): the same blobs, without parsing the composite or reading its
-    file."""
-    from covalent.executor.task import Task
+    file, and within a budget, as before."""
+    from covalent.executor.task import Task, TooLarge
 
     plain, items, _, _ = _collection_task(tmp_path, 50, as_file)
     expected = plain.value_blobs()
@@ -670,6 +670,8 @@ def test_a_composite_whose_items_are_at_hand_is_not_read_back(
     monkeypatch.setattr(blobs, "composite_items", lambda data: opened.append(data) or [])
     monkeypatch.setattr(Task, "_composite_items", lambda *a: opened.append(a) or [])
     assert at_hand.value_blobs() == expected
+    with pytest.raises(TooLarge):  # with a budget, its items' names alone are over it
+        at_hand.value_blobs(1_000)
     assert opened == []
 
 

@@ -21,6 +21,10 @@ class Cancellable(Protocol):
     def cancel(self) -> object: ...
 
 
+DIGEST_BYTES = 64
+"""Bytes of a blob's name in a message: what each item of a composite adds at least."""
+
+
 class TooLarge(Exception):
     """A task's value blobs are more bytes than the caller allowed (:meth:`Task.value_blobs`)."""
 
@@ -105,7 +109,11 @@ class Task:
                 if path:
                     files[name] = path
                     known = self.composites.get(name)
-                    names.extend(self._composite_items(path, limit) if known is None else known)
+                    if known is None:
+                        known = self._composite_items(path, limit)
+                    elif limit is not None and len(known) * DIGEST_BYTES > limit:
+                        raise TooLarge(f"the inputs of {self.name} are over {limit} bytes")
+                    names.extend(known)
                     continue
                 data = self.load_blob(name)
             values[name] = data
