@@ -146,6 +146,12 @@ def _summary_in(manifest: bytes, name: str) -> dict[str, Any]:
         }
 
 
+def from_dictionary(raw: bytes) -> bool:
+    """Whether stored manifest ``raw`` is a zlib stream from a preset dictionary (its
+    FDICT flag, RFC 1950 2.2; its Adler-32 follows)."""
+    return raw[:1] != b"{" and len(raw) >= 6 and bool(raw[1] & 0x20)
+
+
 def unpacked(raw: bytes) -> bytes:
     """A stored manifest's JSON. Raises zlib.error for a stream that is damaged, or
     names a dictionary this covalent does not know, or (one from a dictionary) is cut
@@ -153,7 +159,7 @@ def unpacked(raw: bytes) -> bytes:
     raw = bytes(raw)  # PostgreSQL's driver may give a memoryview
     if raw[:1] == b"{":
         return raw
-    if len(raw) < 6 or not raw[1] & 0x20:  # no FDICT flag (RFC 1950, 2.2): no dictionary
+    if not from_dictionary(raw):
         return zlib.decompress(raw)
     zdict = _DICTIONARIES.get(int.from_bytes(raw[2:6], "big"))
     if zdict is None:

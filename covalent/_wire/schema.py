@@ -347,11 +347,12 @@ def _checked_in_chunks(key: str, items: list[Any], header: bytes | bytearray) ->
     tuples = key != "nodes"  # edges and blobs are lists of tuples
     seen: dict[str, str] = {}
     for start in range(0, len(items), CHUNK):
-        fast = _fast_tuples(key, items[start : start + CHUNK]) if tuples else None
+        piece = items[start : start + CHUNK]
+        fast = _fast_tuples(key, piece) if tuples else None
         if fast is not None:
             items[start : start + CHUNK] = fast
             continue
-        piece = _parsed_items(key, items[start : start + CHUNK], header)
+        piece = _parsed_items(key, piece, header)
         if tuples:
             piece = [tuple(item) if type(item) is list else item for item in piece]
         try:

@@ -641,14 +641,13 @@ class _WorkerThread(threading.Thread):
         self, batch: list[Job], limit: int | None = None
     ) -> tuple[bytes, dict[str, bytes]]:
         """The message that runs ``batch`` on this thread's worker, and the functions
-        it carries (the worker knows them from then on). Raises TooLarge as soon as its
-        values pass ``limit`` bytes, if given (:meth:`hand`'s budget: a collection of
-        100,000 items was unpacked, and its message built, on the event loop, to be
-        dropped and built again by the thread)."""
+        it carries (the worker knows them from then on). Raises TooLarge as soon as a
+        task's values pass ``limit`` bytes, if given (:meth:`hand`'s budget, for its one
+        task: a collection of 100,000 items was unpacked, and its message built, on the
+        event loop, to be dropped and built again by the thread)."""
         functions: dict[str, bytes] = {}
         values: dict[str, bytes] = {}
         files: dict[str, str] = {}
-        used = 0  # bytes of values, where limited
         for job in batch:
             task = job.task
             if task.function not in self.known and task.function not in functions:
@@ -656,10 +655,7 @@ class _WorkerThread(threading.Thread):
             digest = job.class_blob()
             if digest and digest not in self.known and digest not in functions:
                 functions[digest] = job.class_bytes()
-            budget = None if limit is None else limit - used
-            small, large = task.value_blobs(budget)  # large: the worker reads the file
-            if limit is not None:
-                used += sum(len(data) for name, data in small.items() if name not in values)
+            small, large = task.value_blobs(limit)  # large: the worker reads the file
             values.update(small)
             files.update(large)
         message = {

@@ -112,18 +112,21 @@ class Task:
                     if known is None:
                         known = self._composite_items(path, limit)
                     elif limit is not None and len(known) * DIGEST_BYTES > limit:
-                        raise TooLarge(f"the inputs of {self.name} are over {limit} bytes")
+                        raise self._over(limit)
                     names.extend(known)
                     continue
                 data = self.load_blob(name)
             values[name] = data
             size += len(data)
             if limit is not None and size > limit:
-                raise TooLarge(f"the inputs of {self.name} are over {limit} bytes")
+                raise self._over(limit)
             if data.startswith(composite):
                 known = self.composites.get(name)
                 names.extend(blobs.composite_items(data) if known is None else known)
         return values, files
+
+    def _over(self, limit: int) -> TooLarge:
+        return TooLarge(f"the inputs of {self.name} are over {limit} bytes")
 
     def _composite_items(self, path: str, limit: int | None) -> list[str]:
         """The items of the composite in blob file ``path`` (none for another blob).
@@ -135,7 +138,7 @@ class Task:
             if head != blobs.COMPOSITE:
                 return []
             if limit is not None and os.fstat(f.fileno()).st_size > limit:
-                raise TooLarge(f"the inputs of {self.name} are over {limit} bytes")
+                raise self._over(limit)
             return blobs.composite_items(head + f.read())
 
     def payload(

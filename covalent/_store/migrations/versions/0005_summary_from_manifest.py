@@ -46,7 +46,7 @@ def downgrade() -> None:
     stored = sa.select(table.c.dispatch_id, table.c.manifest)
     for dispatch_id, packed in conn.execute(stored).all():
         packed = bytes(packed)
-        if packed[:1] == b"{" or len(packed) < 2 or not packed[1] & 0x20:  # RFC 1950's FDICT
+        if not manifests.from_dictionary(packed):
             continue
         try:
             text = manifests.unpacked(packed)  # reads every stream a revision has stored
