@@ -150,9 +150,40 @@ def test_unknown_keys_are_kept() -> None:
     manifest, blobs = good()
     manifest["added_later"] = {"x": [1]}
     manifest["nodes"][0]["executor"]["attributes"]["a_setting"] = "kept"
+    manifest["nodes"][1]["added_later"] = [2]  # msgspec's nodes leave it to the TypeAdapter
     checked, _ = schema.read_bundle(bundle.pack(manifest, blobs))
     assert checked["added_later"] == {"x": [1]}
     assert checked["nodes"][0]["executor"]["attributes"]["a_setting"] == "kept"
+    assert checked["nodes"][1]["added_later"] == [2]
+    assert checked["nodes"] == [dict(n) for n in checked["nodes"]]  # plain dicts, pieces alike
+    assert [list(n) for n in checked["nodes"]] == [
+        list(n) for n in schema.MANIFEST.validate_json(json.dumps(manifest))["nodes"]
+    ]  # the keys in the schema's order, as in one pass
+
+
+@pytest.mark.parametrize("depth", [150, 195, 196, 197, 200])
+def test_a_setting_near_the_nesting_limit_reads_as_in_one_pass(depth: int) -> None:
+    """A setting is checked alone in msgspec's pieces of nodes, where it sits a few
+    levels higher than in the header: one nested close to the limit is left to the
+    TypeAdapter, which counts the levels as the whole header has them."""
+    manifest, blobs = good()
+    nested: Any = 1
+    for _ in range(depth):
+        nested = {"a": nested}
+    manifest["nodes"][0]["executor"]["attributes"]["deep"] = nested
+    body = bundle.pack(manifest, blobs)
+    head, _ = bundle.split(body)
+    try:
+        schema.MANIFEST.validate_json(bytes(head), strict=True)
+        refused = False
+    except schema.ValidationError:
+        refused = True
+    if refused:
+        with pytest.raises(BadRequestError, match="recursion limit"):
+            schema.read_bundle(body)
+    else:
+        checked, _ = schema.read_bundle(body)
+        assert checked["nodes"][0]["executor"]["attributes"]["deep"] == nested
 
 
 def test_a_nan_in_a_free_form_setting_is_refused_when_stored() -> None:
