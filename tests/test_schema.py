@@ -84,6 +84,19 @@ def test_a_setting_nested_too_deep_is_not_json_wherever_it_is(where: str) -> Non
         schema.read_bundle(framed(header) + text[offset:])
 
 
+def test_a_node_nested_near_msgspecs_own_limit_is_not_json_either() -> None:
+    """msgspec's decoder of a piece of nodes stops at its own depth, with a
+    RecursionError where the split above it did not: the piece goes pydantic's way,
+    which refuses the header (400), for every depth around that limit."""
+    manifest, blobs = good()
+    head, _ = bundle.split(bundle.pack(manifest, blobs))
+    for depth in range(900, 1010):
+        deep = b"[" * depth + b"1" + b"]" * depth
+        header = bytes(head).replace(b'"metadata":{}', b'"metadata":' + deep, 1)
+        with pytest.raises(BadRequestError, match="not valid JSON: recursion limit"):
+            schema.read_bundle(framed(header))
+
+
 def test_nodes_read_in_pieces_share_their_equal_settings_and_strings(parsing: str) -> None:
     @ct.lattice
     def wide(n):
@@ -135,6 +148,9 @@ def test_a_blob_name_that_is_not_a_digest_is_refused_naming_it(name: str) -> Non
         (lambda m: m["edges"].append({"source": 0}), "edges[3]"),
         (lambda m: m.__setitem__("nodes", "all of them"), "nodes"),
         (lambda m: m["nodes"][3].__setitem__("kind", "lepton"), "nodes[3].kind"),
+        (lambda m: m["nodes"][3].__setitem__("fingerprint", "A" * 64), "nodes[3].fingerprint"),
+        (lambda m: m["nodes"][2].__setitem__("function", "0" * 63 + "\n"), "nodes[2].function"),
+        (lambda m: m["nodes"][1].__setitem__("value", "é" * 64), "nodes[1].value"),
     ],
 )
 def test_a_field_of_the_wrong_type_or_bounds_is_named(change: Any, field: str) -> None:

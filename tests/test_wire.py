@@ -612,6 +612,25 @@ def test_share_alike_makes_equal_settings_one_object_and_keeps_different_ones_ap
     assert nodes[3]["metadata"] is not nodes[4]["metadata"]
 
 
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ({"x": 1}, {"x": True}),
+        ({"x": 1}, {"x": 1.0}),
+        ({"x": 0.0}, {"x": -0.0}),
+        ({"x": 1, "y": 2}, {"y": 2, "x": 1}),
+    ],
+)
+def test_share_alike_keeps_apart_equal_settings_written_differently(
+    first: dict[str, object], second: dict[str, object]
+) -> None:
+    """``==`` holds for these, but each node must read back as it was sent."""
+    nodes: list[dict[str, object]] = [{"id": 0, "metadata": first}, {"id": 1, "metadata": second}]
+    manifest.share_alike(nodes)
+    assert nodes[1]["metadata"] is second
+    assert json.dumps(nodes[1]["metadata"]) == json.dumps(second)
+
+
 def _collection_task(
     tmp_path: Path, items: int, as_file: bool, composites: dict[str, list[str]] | None = None
 ) -> tuple[Any, dict[str, bytes], bytes, Path]:

@@ -386,22 +386,34 @@ SHARED_FIELDS = ("executor", "metadata", "function")
 
 
 def share_alike(nodes: list[dict[str, Any]]) -> None:
-    """Make nodes whose ``executor``, ``metadata`` or ``function`` is equal to the
+    """Make nodes whose ``executor``, ``metadata`` or ``function`` is the same as the
     previous such node's hold one object for it (in place; nodes of one electron sit
     side by side). A parsed manifest has a copy per node: for a fan-out of 100,000 that
-    is about 40 MB of equal dicts and strings. The shared values must not be changed in
-    place afterwards (nothing does: the dispatcher copies before it adds). About 0.4 µs
-    a node, so the server does it for large manifests only (``schema.LARGE_HEADER``)."""
+    is about 40 MB of equal dicts and strings. The same means the same JSON, not only
+    ``==`` (which holds for ``1``, ``1.0`` and ``true``, and for dicts in another key
+    order). The shared values must not be changed in place afterwards (nothing does:
+    the dispatcher copies before it adds). About 1 µs a node: the server does it for
+    the pieces of a large manifest that msgspec leaves to pydantic (see
+    ``schema._checked_in_chunks``)."""
     for field in SHARED_FIELDS:
         last: Any = None
         for node in nodes:
             value = node.get(field)
             if value is None or value is last:
                 continue
-            if value == last:
+            if value == last and _same_json(value, last):
                 node[field] = last
             else:
                 last = value
+
+
+def _same_json(a: Any, b: Any) -> bool:
+    """Whether ``a`` and ``b`` (equal: a NaN, which msgspec writes as ``null``, never
+    is) are written as the same JSON text."""
+    try:
+        return msgspec.json.encode(a) == msgspec.json.encode(b)
+    except (TypeError, msgspec.EncodeError):
+        return False
 
 
 def topological_order(count: int, edges: Sequence[Sequence[Any]]) -> list[int]:
