@@ -377,7 +377,10 @@ class Store:
         """Insert rows given as dicts (TypedDicts) with the same keys."""
         if rows:
             columns = tuple(rows[0])
-            params = [tuple(row[c] for c in columns) for row in rows]
+            values = operator.itemgetter(*columns)  # a tuple of them (in C)
+            params = list(map(values, rows))
+            if len(columns) == 1:  # (the getter gives the one value itself)
+                params = [(value,) for value in params]
             self._sql.insert(conn, table, columns, params, ignore)
 
     def _update_rows(
@@ -688,17 +691,10 @@ def _grouped(
     that each group is one executemany and no group can undo another's newer value for
     the same row. Each row comes out as its values followed by its key."""
     merged: dict[Key, dict[str, Any]] = {}
-    copied: set[Key] = set()
     for update_ in updates:
-        key, fields = tuple(update_[:-1]), update_[-1]
+        key, fields = update_[:-1], update_[-1]  # (a slice of a NamedTuple is a tuple)
         row = merged.get(key)
-        if row is None:
-            merged[key] = fields
-            continue
-        if key not in copied:
-            row = merged[key] = dict(row)
-            copied.add(key)
-        row.update(fields)
+        merged[key] = fields if row is None else {**row, **fields}  # the caller's unchanged
     groups: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
     for key, fields in merged.items():
         groups.setdefault(tuple(fields), []).append((*fields.values(), *key))
