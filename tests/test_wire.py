@@ -465,6 +465,22 @@ def test_validate_rejects_a_cycle(good):
         check(man, items)
 
 
+def test_validate_accepts_an_acyclic_graph_whose_ids_run_against_its_edges(good):
+    """A traced lattice's edges go from lower ids to higher, which alone shows there is
+    no cycle; a manifest numbered otherwise is sorted to find out, and accepted."""
+    man, items = good
+    last = len(man["nodes"]) - 1
+    man["nodes"] = [{**node, "id": last - node["id"]} for node in reversed(man["nodes"])]
+    man["edges"] = [[last - s, last - t, i, n] for s, t, i, n in man["edges"]]
+    man["result"] = {"node": last - man["result"]["node"]}
+    fed = {t for _, t, _, _ in man["edges"]}
+    assert any(s > t for s, t, _, _ in man["edges"] if s in fed)  # not the traced order
+    check(man, items)
+    man["edges"].append([man["result"]["node"], last, None, "loop"])  # back to the start
+    with pytest.raises(BadRequestError, match="cycle"):
+        check(man, items)
+
+
 def test_validate_rejects_a_self_loop(good):
     man, items = good
     man["edges"].append([0, 0, None, "self"])

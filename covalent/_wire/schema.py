@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import json
 import math
+import operator
 import re
 from collections.abc import Callable, Iterable, Iterator
+from itertools import compress
 from typing import Annotated, Any, Literal, cast
 
 import msgspec
@@ -645,12 +647,11 @@ def check_structure(manifest: Manifest | dict[str, Any], available: Callable[[st
     order, a node without the fields of its kind, an edge to a node that is not there,
     argument slots given twice or skipped, a cycle, a blob that was not sent."""
     nodes = manifest["nodes"]
-    _check_nodes(nodes, available)
+    dicts = _check_nodes(nodes, available)
     positional = _check_edges(manifest["edges"], len(nodes))
-    for node in nodes:
-        shape = node.get("metadata", {}).get("collection")
-        if shape is not None and shape["type"] == "dict":
-            _check_shape(node, shape, len(positional.get(node["id"], ())))
+    for node in dicts:
+        shape = node["metadata"]["collection"]
+        _check_shape(node, shape, len(positional.get(node["id"], ())))
     result = manifest["result"]
     if "node" in result:
         if result["node"] >= len(nodes):
@@ -673,10 +674,12 @@ def _need_blob(name: str | None, what: str, available: Callable[[str], bool]) ->
         raise BadRequestError(f"The manifest's {what} refers to blob {name}, which was not sent.")
 
 
-def _check_nodes(nodes: list[ManifestNode], available: Callable[[str], bool]) -> None:
-    """Each node's id is its position and the blobs of its kind are there. (One loop with
-    the checks inline: about a microsecond a node; the words of an error are made only
-    when there is one.)"""
+def _check_nodes(nodes: list[ManifestNode], available: Callable[[str], bool]) -> list[ManifestNode]:
+    """Each node's id is its position and the blobs of its kind are there; the nodes
+    that are dict collections (whose shapes need the edges). (One loop with the checks
+    inline: about a microsecond a node; the words of an error are made only when there
+    is one.)"""
+    dicts: list[ManifestNode] = []
     for position, node in enumerate(nodes):
         if node["id"] != position:
             raise BadRequestError(f"Node {position} of the manifest must have id {position}.")
@@ -693,9 +696,14 @@ def _check_nodes(nodes: list[ManifestNode], available: Callable[[str], bool]) ->
             raise BadRequestError(f"Node {position} of the manifest has no executor.")
         if "class_blob" in executor:
             _need_blob(executor["class_blob"], f"node {position}'s executor class", available)
-        extras = node.get("metadata", {}).get("extras")
+        metadata = node.get("metadata", {})
+        extras = metadata.get("extras")
         if extras is not None and not available(extras):
             _need_blob(extras, f"node {position}'s settings", available)
+        shape = metadata.get("collection")
+        if shape is not None and shape["type"] == "dict":
+            dicts.append(node)
+    return dicts
 
 
 def _check_shape(node: ManifestNode, shape: CollectionShape, items: int) -> None:
@@ -708,17 +716,50 @@ def _check_shape(node: ManifestNode, shape: CollectionShape, items: int) -> None
 
 
 def _check_edges(edges: list[Any], count: int) -> dict[int, list[int]]:
-    """Check the edges; each target's positional argument indices."""
-    for source, target, _index, _name in edges:
-        if source >= count or target >= count:
-            raise BadRequestError(
-                f"The manifest's edge {[source, target, _index, _name]!r} names a node that "
-                f"is not there (it has {count}); an edge is [source, target, index, name]."
-            )
+    """Check the edges; each target's positional argument indices. A graph that
+    :func:`_plainly_acyclic` cannot vouch for is sorted (Kahn's algorithm) to find out
+    whether it has a cycle."""
+    sources = list(map(_SOURCE, edges))
+    targets = list(map(_TARGET, edges))
+    if edges and max(max(sources), max(targets)) >= count:
+        for source, target, _index, _name in edges:
+            if source >= count or target >= count:
+                raise BadRequestError(
+                    f"The manifest's edge {[source, target, _index, _name]!r} names a node "
+                    f"that is not there (it has {count}); an edge is [source, target, index, "
+                    "name]."
+                )
     positional = _check_slots(edges)
-    if len(topological_order(count, edges)) != count:
+    if not _plainly_acyclic(sources, targets) and len(topological_order(count, edges)) != count:
         raise BadRequestError("The manifest's edges form a cycle; a workflow must be acyclic.")
     return positional
+
+
+PEELS = 4
+"""Rounds of :func:`_plainly_acyclic` before it leaves a graph to Kahn's algorithm."""
+
+
+def _plainly_acyclic(sources: list[int], targets: list[int]) -> bool:
+    """True if the edges (``sources[i]`` to ``targets[i]``) can be seen to form no cycle
+    in a few rounds of C-level passes; False if not (there may be one: ask Kahn).
+
+    Each round: if every edge goes from a lower id to a higher one, the ids are a
+    topological order; else the edges from nodes without inputs, which are on no cycle,
+    are dropped and the rest looked at again. A traced fan-out is seen to be acyclic in
+    three rounds (its parameters' edges go to lower ids, and a collection is made after
+    the electron it feeds), a chain in one: ~30 ms at 200,000 nodes against ~0.17 s."""
+    for _ in range(PEELS):
+        if all(map(operator.lt, sources, targets)):
+            return True
+        fed = set(targets)
+        keep = list(map(fed.__contains__, sources))
+        if all(keep):
+            return False
+        sources, targets = list(compress(sources, keep)), list(compress(targets, keep))
+    return False
+
+
+_SOURCE, _TARGET = operator.itemgetter(0), operator.itemgetter(1)
 
 
 def _check_slots(edges: list[Any]) -> dict[int, list[int]]:
