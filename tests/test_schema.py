@@ -288,6 +288,14 @@ def test_a_dict_collection_needs_as_many_keys_as_items() -> None:
         schema.validate(manifest, blobs.__contains__)
 
 
+@pytest.mark.parametrize("node", [0, 1])  # an electron's, a parameter's
+def test_a_dict_shape_is_checked_on_a_node_of_any_kind(node: int) -> None:
+    manifest, blobs = good()
+    manifest["nodes"][node]["metadata"] = {"collection": {"type": "dict"}}
+    with pytest.raises(BadRequestError, match=f"Node {node} .* dict of . items whose shape"):
+        schema.validate(manifest, blobs.__contains__)
+
+
 def test_an_executor_class_blob_must_be_sent() -> None:
     manifest, blobs = good()
     manifest["nodes"][0]["executor"]["class_blob"] = "a" * 64

@@ -687,6 +687,10 @@ def _check_nodes(nodes: list[ManifestNode], available: Callable[[str], bool]) ->
             value = node.get("value")
             if value is None or not available(value):
                 _need_blob(value, f"node {position}'s value", available)
+            if "metadata" in node:  # (rare on a parameter; its shape is checked too)
+                shape = node["metadata"].get("collection")
+                if shape is not None and shape["type"] == "dict":
+                    dicts.append(node)
             continue
         function = node.get("function")
         if function is None or not available(function):
