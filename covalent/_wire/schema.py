@@ -2,9 +2,11 @@
 
 A bundle's header (the manifest with its ``blobs`` list, see :mod:`bundle`) is decoded
 and checked against the typed records below in one pass (pydantic-core's JSON parser and
-validators): a header nested deeper than pydantic's limit (200 levels), a number out of
-range, a string that is not valid UTF-8, a field of the wrong type or out of its bounds
-is refused before any Python object of it is built. :func:`check_structure` then checks
+validators), or, from ``LARGE_HEADER`` bytes, in pieces of its long lists (msgspec's
+typed decoders with the same rules, pydantic's where they refuse, for the error): a
+header nested deeper than pydantic's limit (200 levels), a number out of range, a
+string that is not valid UTF-8, a field of the wrong type or out of its bounds is
+refused before the manifest is made of it. :func:`check_structure` then checks
 what a schema cannot say: node ids in order, edges between nodes that exist, argument
 slots, acyclicity, and that every named blob was sent or is stored.
 
