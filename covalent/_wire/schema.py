@@ -413,12 +413,21 @@ def _fast_tuples(key: str, items: list[Any]) -> list[tuple[Any, ...]] | None:
     """A piece of the list ``key`` (edges, blobs: its items' JSON text) parsed and
     checked by :data:`_FAST_TUPLES`; None where the items are parsed already or it
     refuses them."""
-    if not items or type(items[0]) is not msgspec.Raw:
+    text = _raw_array(items)
+    if text is None:
         return None
     try:
-        return cast(list[tuple[Any, ...]], _FAST_TUPLES[key].decode(b"[" + b",".join(items) + b"]"))
+        return cast(list[tuple[Any, ...]], _FAST_TUPLES[key].decode(text))
     except (msgspec.DecodeError, RecursionError):  # and its ValidationError
         return None
+
+
+def _raw_array(items: list[Any]) -> bytes | None:
+    """A JSON array of ``items``, a piece that :func:`_split_json` left as JSON text;
+    None where it is parsed already (a header it could not split)."""
+    if not items or type(items[0]) is not msgspec.Raw:
+        return None
+    return b"[" + b",".join(items) + b"]"
 
 
 def _fast_nodes(
@@ -432,10 +441,11 @@ def _fast_nodes(
     None where the items are parsed already, or where any of them is not plain to
     msgspec (an unknown key, a value that does not fit, a deep setting): the
     TypeAdapter then checks the piece and says what is wrong and where."""
-    if not items or type(items[0]) is not msgspec.Raw:
+    text = _raw_array(items)
+    if text is None:
         return None
     try:
-        parsed = _FAST_NODES.decode(b"[" + b",".join(items) + b"]")
+        parsed = _FAST_NODES.decode(text)
     except (msgspec.DecodeError, RecursionError):  # and its ValidationError; msgspec's
         return None  # depth limit, reached where the piece is nested one level deeper
     unset = msgspec.UNSET
@@ -685,14 +695,14 @@ def _check_nodes(nodes: list[ManifestNode], available: Callable[[str], bool]) ->
     for position, node in enumerate(nodes):
         if node["id"] != position:
             raise BadRequestError(f"Node {position} of the manifest must have id {position}.")
+        metadata = node.get("metadata", {})
+        shape = metadata.get("collection")
+        if shape is not None and shape["type"] == "dict":  # (of any kind, as it says)
+            dicts.append(node)
         if node["kind"] == "parameter":
             value = node.get("value")
             if value is None or not available(value):
                 _need_blob(value, f"node {position}'s value", available)
-            if "metadata" in node:  # (rare on a parameter; its shape is checked too)
-                shape = node["metadata"].get("collection")
-                if shape is not None and shape["type"] == "dict":
-                    dicts.append(node)
             continue
         function = node.get("function")
         if function is None or not available(function):
@@ -702,13 +712,9 @@ def _check_nodes(nodes: list[ManifestNode], available: Callable[[str], bool]) ->
             raise BadRequestError(f"Node {position} of the manifest has no executor.")
         if "class_blob" in executor:
             _need_blob(executor["class_blob"], f"node {position}'s executor class", available)
-        metadata = node.get("metadata", {})
         extras = metadata.get("extras")
         if extras is not None and not available(extras):
             _need_blob(extras, f"node {position}'s settings", available)
-        shape = metadata.get("collection")
-        if shape is not None and shape["type"] == "dict":
-            dicts.append(node)
     return dicts
 
 
