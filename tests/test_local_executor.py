@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from covalent._results.status import Status
-from covalent.executor import LocalExecutor, _pool
+from covalent.executor import LocalExecutor, _pool, _worker
 from covalent.executor.task import Outcome
 from covalent.executor.testing import ExecutorConformance, TaskFactory, drive
 
@@ -192,6 +192,30 @@ def test_a_limit_lowered_in_c_is_put_back_before_the_next_task() -> None:
     assert pid == first == after_first[0] == second == after_second[0]  # one process
     assert after_first[4] == _limits()
     assert after_second[4] == _limits()
+
+
+def test_the_time_rule_counts_a_tasks_own_time_not_the_wait_before_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A worker that waited for its next task (a chain's step, handed as the step before
+    # it ended) checked the limits and the working directory after it as if the task had
+    # taken that long: eight system calls on most steps of a chain.
+    checks: list[bool] = []
+
+    class Recorder:
+        def restore(self, thorough: bool = True) -> None:
+            checks.append(thorough)
+
+    monkeypatch.setattr(_worker._Seen, "outside", False)  # no audit event: the time rule
+    monkeypatch.setattr(_worker._Seen, "always", False)
+    worker = _worker.Worker.__new__(_worker.Worker)  # its state only: no socket, no thread
+    worker.baseline, worker.capture, worker.children = Recorder(), None, False  # type: ignore[assignment]
+    worker.threads = threading.active_count() + 1_000  # other tests' threads: not this rule
+    worker.began = time.monotonic()  # a quick task, begun after a long idle wait
+    worker._tidy()
+    worker.began = time.monotonic() - 2 * _worker.THOROUGH_AFTER  # a longer one
+    worker._tidy()
+    assert checks == [False, True]
 
 
 _INTERPRETERS: list[Any] = []  # a subinterpreter a task made, kept for a later task

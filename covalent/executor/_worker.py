@@ -423,8 +423,10 @@ LIMITS = (
 """The resource limits a task may change that would hurt the tasks after it."""
 
 THOROUGH_AFTER = 0.001
-"""Seconds of a task (with the worker's own work around it) after which the thorough
-checks run whatever the task did: for such a task they cost under 1% of its time."""
+"""Seconds from a task's start to the check after it (its reply sent) after which the
+thorough checks run whatever the task did: for such a task they cost under 1% of its
+time. The wait for a task is not counted: counted from the check before, it made most of
+a chain's steps, each handed over as the step before it ended, look long."""
 
 OUTSIDE_EVENTS = frozenset(
     {
@@ -524,7 +526,7 @@ class Worker:
         self.cancelled: set[tuple[str, int]] = set()  # tasks the pool cancelled, not run yet
         self.last: tuple[tuple[str, int], messages.Reply] | None = None  # a chain's input
         self.children = False  # the last thorough check found child processes left
-        self.tidied = 0.0  # time.monotonic() of the last _tidy
+        self.began = 0.0  # time.monotonic() as the last task began
         self.threads = threading.active_count()  # the worker's own: more are a task's
 
     def serve(self) -> None:
@@ -575,6 +577,7 @@ class Worker:
 
     def run(self, task: dict[str, Any], values: FileValues) -> messages.Reply:
         key = (str(task["key"][0]), int(task["key"][1]))
+        self.began = time.monotonic()
         # A quick task's start goes with its reply; a timed one's now, as its timeout
         # counts from it and the task may keep this process's other threads from running.
         timed = bool(task.get("timed"))
@@ -598,24 +601,22 @@ class Worker:
 
         The working directory, the resource limits and the children (eight system calls,
         a third of a trivial task's time here) are looked at only after a task that may
-        have changed them:
-        one that raised an audit event of :data:`OUTSIDE_EVENTS` or started a process,
-        or took :data:`THOROUGH_AFTER` seconds or more whatever it did; and after every
-        task while children or threads a task started are left, or once a
-        subinterpreter was made (:data:`STICKY_EVENTS`). A task that changes a limit or
-        the working directory, or forks, from C code of its own without such an event
-        and in less time is the one case this does not see.
+        have changed them: one that raised an audit event of :data:`OUTSIDE_EVENTS` or
+        started a process, or took :data:`THOROUGH_AFTER` seconds or more from its start
+        whatever it did; and after every task while children or threads a task started
+        are left, or once a subinterpreter was made (:data:`STICKY_EVENTS`). A task that
+        changes a limit or the working directory, or forks, from C code of its own
+        without such an event and in less time is the one case this does not see.
         """
         now = time.monotonic()
         thorough = (
             _Seen.outside
             or _Seen.always
             or self.children
-            or now - self.tidied >= THOROUGH_AFTER
+            or now - self.began >= THOROUGH_AFTER
             or threading.active_count() > self.threads  # a task's thread may act later
         )
         _Seen.outside = False
-        self.tidied = now
         if self.baseline is not None:
             self.baseline.restore(thorough)
         if self.capture is not None and thorough:
