@@ -48,11 +48,14 @@ ASSEMBLED_KEPT_FROM = 1_000
 (8 bytes an item: the digests are the outputs' own strings) for the tasks that take it,
 so that the pool does not read its composite back and parse it (W2 N=100,000's
 ``total``: 6.6 MB of JSON into 100,000 new strings, 11 MB)."""
-CHAIN_AHEAD = 8
+CHAIN_AHEAD = 32
 """How many steps of a chain beyond a running one are handed over at once (see
 :meth:`Run._chain_after`): the server reacts to a step's end in a few hundred
 microseconds, the worker runs a trivial step in tens, so one step ahead left the worker
-waiting; eight keep it busy while the server takes the replies in batches."""
+waiting. Eight kept it busy most of the time, but the server still turned every four or
+five steps (~210 turns for a chain of 1,000); with 32 it turns every ten or so (75–115
+turns) and W3 N=1,000 took 0.11–0.13 s against 0.15–0.19 s (docs/performance.md,
+2026-12-02 morning); 64 gained nothing more."""
 
 
 class Run:
