@@ -420,3 +420,27 @@ def test_blob_cache_forgets_the_names_it_is_told_to_drop() -> None:
     assert cache.size == 2 * (CACHE_ENTRY_BYTES + 2)
     cache.put("a", b"aa")  # it still takes new entries
     assert cache.get("a") == b"aa" and cache.size == 3 * (CACHE_ENTRY_BYTES + 2)
+
+
+def test_a_blob_stored_already_gets_no_row_again_and_a_new_one_does(tmp_path: Path) -> None:
+    # A blob the cache holds is stored (the cache takes one only once its transaction
+    # committed, or as read from the store): its INSERT OR IGNORE was a lookup for nothing.
+    store = _store(tmp_path)
+    old, new = blobs.dumps(1), blobs.dumps(2)
+    named = {blobs.digest(old): old, blobs.digest(new): new}
+    store.commit(Changes(blobs={blobs.digest(old): old}))
+    written: list[list[str]] = []
+    insert = store._sql.insert
+
+    def spy(conn: Any, table: Any, columns: Any, rows: Any, **options: Any) -> Any:
+        if table.name == "blobs":
+            written.append([row[0] for row in rows])
+        return insert(conn, table, columns, rows, **options)
+
+    store._sql.insert = spy  # type: ignore[method-assign]
+    store.commit(Changes(blobs=dict(named)))
+    assert written == [[blobs.digest(new)]]
+    again = Store.sqlite(tmp_path / "db.sqlite", tmp_path / "blobs")  # nothing cached
+    assert {name: again.read_blob(name) for name in named} == named
+    again.commit(Changes(blobs=dict(named)))  # not known to be stored: written, ignored
+    assert {name: again.read_blob(name) for name in named} == named

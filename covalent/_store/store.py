@@ -99,6 +99,9 @@ class BlobCache:
     def get(self, name: str) -> bytes | None:
         return self._items.get(name)
 
+    def __contains__(self, name: str) -> bool:
+        return name in self._items
+
     def put(self, name: str, data: bytes) -> None:
         if len(data) > INLINE_LIMIT or name in self._items:
             return
@@ -356,12 +359,20 @@ class Store:
         """The blob rows of ``items``, the large ones written as files first (before a
         transaction: the store's writer is not held while files are written), in digest
         order: the rows then go into the key's index side by side rather than at random
-        places, which makes a large batch about twice as fast on SQLite."""
+        places, which makes a large batch about twice as fast on SQLite.
+
+        A blob in :attr:`cache` has no row here: it is stored already (the cache takes a
+        blob only once its transaction committed, or as read from the store, and no
+        blob is ever deleted), and its ``INSERT OR IGNORE`` was a lookup in the key's
+        index for nothing: a sweep's parameters submitted again, an output equal to an
+        input (W2's ``x + 1``: 10,000 of its 10,000 outputs, ~10% of the server's CPU)."""
+        stored = self.cache
         return [
             (name, len(data), None, self._write_file(name, data))
             if len(data) > INLINE_LIMIT
             else (name, len(data), data, None)
             for name, data in sorted(items.items(), key=_FIRST)
+            if name not in stored
         ]
 
     def _insert_blobs(self, conn: Any, rows: list[tuple[Any, ...]]) -> None:
