@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 import covalent as ct
 from covalent._dispatcher import states
 from covalent._dispatcher.graph_index import Dependents, Inputs
-from covalent._dispatcher.run import CHAIN_AHEAD, Effects, Reuse, Run
+from covalent._dispatcher.run import CHAIN_AHEAD, CHAIN_AHEAD_SECONDS, Effects, Reuse, Run
 from covalent._dispatcher.states import InvalidTransition
 from covalent._errors import CovalentError
 from covalent._results.status import FINAL_STATUSES, Status
@@ -884,15 +884,16 @@ def not_run(error="not in this worker"):
 def test_a_chains_next_steps_are_handed_over_with_the_step_before_and_start_after_it():
     run = chained_run(three_steps, 1)
     first, second, third = electrons(run)
-    assert take_ready(run) == [first, second, third]
-    assert run.chained == {second: first, third: second}
+    assert take_ready(run) == [first, second]  # one ahead: how long a step takes is unknown
+    assert run.chained == {second: first}
     assert run.arguments(second) == ([OUTPUT_BEFORE], {})  # the worker has it
-    assert run.arguments(third) == ([OUTPUT_BEFORE], {})
     assert run.outputs[first] is None
     run.task_started(second, AT, fx())  # a start before its input completed: ignored
     assert run.status[second] == S.NEW_OBJECT
     effects = finish(run, first)
-    assert effects.launch == []  # the chain is handed over to its end already
+    assert effects.launch == [third]  # a quick step: the rest of the chain follows
+    assert run.chained == {second: first, third: second}
+    assert run.arguments(third) == ([OUTPUT_BEFORE], {})
     run.task_started(second, AT, fx())
     assert run.status[second] == S.RUNNING
     finish(run, second)
@@ -905,26 +906,49 @@ def test_a_chains_next_steps_are_handed_over_with_the_step_before_and_start_afte
 def test_a_chain_is_handed_over_at_most_chain_ahead_steps_beyond_a_running_step():
     run = chained_run(steps, CHAIN_AHEAD + 5)
     nodes = electrons(run)
-    assert take_ready(run) == nodes[: CHAIN_AHEAD + 1]
-    effects = finish(run, nodes[0])
-    assert effects.launch == [nodes[CHAIN_AHEAD + 1]]  # one more at the end
-    assert run.chained[nodes[CHAIN_AHEAD + 1]] == nodes[CHAIN_AHEAD]
+    assert take_ready(run) == nodes[:2]
+    effects = finish(run, nodes[0])  # it took no time: as many as may be
+    assert effects.launch == nodes[2 : CHAIN_AHEAD + 2]
+    effects = finish(run, nodes[1])
+    assert effects.launch == [nodes[CHAIN_AHEAD + 2]]  # one more at the end
+    assert run.chained[nodes[CHAIN_AHEAD + 2]] == nodes[CHAIN_AHEAD + 1]
+
+
+def _finish_after(run, node_id, seconds):
+    effects = fx()
+    outcome = completed(node_id)
+    outcome.end_time = outcome.start_time + seconds
+    run.task_finished(node_id, outcome, effects)
+    run.validate()
+    return effects.launch
+
+
+def test_a_chain_of_slow_steps_is_handed_over_as_far_as_their_time_allows():
+    # Found by review: a task that needs the worker meanwhile (another dispatch's) waits
+    # behind the steps handed to it, 32 steps of 0.1 s with CHAIN_AHEAD alone.
+    run = chained_run(steps, CHAIN_AHEAD + 5)
+    nodes = electrons(run)
+    assert take_ready(run) == nodes[:2]
+    assert _finish_after(run, nodes[0], 0.1) == [nodes[2]]  # one beyond the running one
+    assert _finish_after(run, nodes[1], CHAIN_AHEAD_SECONDS / 4.5) == nodes[3:7]  # four
+    assert _finish_after(run, nodes[2], 0.1) == []  # four are out already: none taken back
+    assert _finish_after(run, nodes[3], 1e-9) == nodes[7 : CHAIN_AHEAD + 5]
 
 
 def test_a_chained_step_its_worker_did_not_run_waits_for_its_input_and_runs_then():
     run = chained_run(three_steps, 1)
     first, second, third = electrons(run)
-    take_ready(run)
+    assert take_ready(run) == [first, second]
     effects = fx()
     run.task_finished(second, not_run(), effects)
     run.validate()
     assert second not in run.running and run.status[second] == S.NEW_OBJECT
     assert not effects.changes.transitions  # nothing happened to it
     finish(run, first)
-    assert take_ready(run) == [second]  # as any node; the step after it is still out
+    assert take_ready(run) == [second, third]  # as any node, and the step after it
     assert run.arguments(second) == ([run.outputs[first]], {})
     effects = fx()
-    run.task_finished(third, not_run(), effects)  # it followed the second's first try
+    run.task_finished(third, not_run(), effects)  # (the second ran on another worker)
     run.validate()
     finish(run, second)
     assert take_ready(run) == [third]

@@ -49,13 +49,20 @@ ASSEMBLED_KEPT_FROM = 1_000
 so that the pool does not read its composite back and parse it (W2 N=100,000's
 ``total``: 6.6 MB of JSON into 100,000 new strings, 11 MB)."""
 CHAIN_AHEAD = 32
-"""How many steps of a chain beyond a running one are handed over at once (see
-:meth:`Run._chain_after`): the server reacts to a step's end in a few hundred
-microseconds, the worker runs a trivial step in tens, so one step ahead left the worker
-waiting. Eight kept it busy most of the time, but the server still turned every four or
-five steps (~210 turns for a chain of 1,000); with 32 it turns every ten or so (75–115
-turns) and W3 N=1,000 took 0.11–0.13 s against 0.15–0.19 s (docs/performance.md,
-2026-12-02 morning); 64 gained nothing more."""
+"""The most steps of a chain handed over beyond a running one (see
+:meth:`Run._chain_after`; fewer where its steps are slow: :data:`CHAIN_AHEAD_SECONDS`).
+The server reacts to a step's end in a few hundred microseconds, the worker runs a
+trivial step in tens, so one step ahead left the worker waiting. Eight kept it busy
+most of the time, but the server still turned every four or five steps (~210 turns for
+a chain of 1,000); with 32 it turns every ten or so (75-115 turns) and W3 N=1,000 took
+0.11-0.13 s against 0.15-0.19 s (docs/performance.md, 2026-12-02 morning); 64 gained
+nothing more."""
+CHAIN_AHEAD_SECONDS = 0.005
+"""The time of the steps handed over beyond a running one, at most, as the chain's last
+step took: a task that needs the worker meanwhile (another dispatch's, once every
+worker is busy) waits behind them, so 32 steps of 0.1 s each would keep it 3.2 s.
+A chain hands over one step ahead until a step of it has ended; then as many as this
+time holds, at least one, at most :data:`CHAIN_AHEAD`."""
 
 
 class Run:
@@ -295,7 +302,7 @@ class Run:
             output_repr=outcome.output_repr,
             **self._ending(node_id, outcome, fx),
         )
-        self._complete(node_id, digest, fx)
+        self._complete(node_id, digest, fx, outcome.end_time - outcome.start_time)
 
     def attempt_failed(self, node_id: int, attempt: int, outcome: Outcome, fx: Effects) -> None:
         """A failed attempt that will be retried: kept in ``attempts``."""
@@ -468,18 +475,23 @@ class Run:
         fx.launch.append(node_id)
         self._chain_after(node_id, fx)
 
-    def _chain_after(self, node_id: int, fx: Effects) -> None:
-        """Hand over, with ``node_id``, the next steps of its chain, up to
-        :data:`CHAIN_AHEAD` beyond it: each a dependent of the one before that waits for
+    def _chain_after(self, node_id: int, fx: Effects, took: float | None = None) -> None:
+        """Hand over, with ``node_id``, the next steps of its chain: one beyond it, or,
+        once the step before it ended after ``took`` seconds, as many as
+        :data:`CHAIN_AHEAD_SECONDS` holds of such steps (at least one, at most
+        :data:`CHAIN_AHEAD`). Each a dependent of the one before that waits for
         nothing else, on the same executor (one that chains: ``self.chains``), with no
         timeout, retries or cache. Each goes to the worker running the step before it
         and starts there when that one ends, with its output from that worker's memory,
         while the server stores that output (``chained``). Its start counts once its
         input completed; if the worker did not have the input, it answers NOT_RUN and
         the node waits for it as any other (:meth:`_not_run_here`). Called again as each
-        step completes, it finds the steps chained already and adds one at the end."""
+        step completes, it finds the steps chained already and adds to them."""
+        ahead = 1
+        if took is not None:
+            ahead = max(1, min(CHAIN_AHEAD, int(CHAIN_AHEAD_SECONDS / max(took, 1e-6))))
         tail = node_id
-        for _ in range(CHAIN_AHEAD):
+        for _ in range(ahead):
             found = self._chained_on(tail)
             if found is None:
                 found = self._chain_one(tail, fx)
@@ -554,13 +566,15 @@ class Run:
         self.checking.add(node_id)
         fx.cache_lookups.append((node_id, key))
 
-    def _complete(self, node_id: int, digest: str, fx: Effects) -> None:
+    def _complete(self, node_id: int, digest: str, fx: Effects, took: float | None = None) -> None:
+        """The node's output is ``digest``: its dependents wait for one input less. A
+        chained one runs on, and the steps after it follow (``took``: the node's time)."""
         self.outputs[node_id] = digest
         for child in self.dependents[node_id]:
             self.waiting[child] -= 1
             if self.waiting[child] == 0 and self.status[child] == NEW:
-                if child in self.running:  # chained: it runs on, and the next step follows
-                    self._chain_after(child, fx)
+                if child in self.running:
+                    self._chain_after(child, fx, took)
                 else:
                     self.ready.append(child)
 
