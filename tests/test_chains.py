@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 import covalent as ct
+from covalent._dispatcher.run import CHAIN_AHEAD_GROWTH
 from covalent._results.status import Status
 from covalent.executor import LocalExecutor, _pool
 from covalent.executor.payload import OUTPUT_BEFORE
@@ -416,8 +417,8 @@ one_worker = LocalExecutor(workers=1)
 
 
 @ct.electron(executor=one_worker)
-def slow_step(x: int) -> int:
-    time.sleep(0.05)
+def paced_step(x: int, pause: float) -> int:
+    time.sleep(pause)
     return x + 1
 
 
@@ -427,10 +428,10 @@ def double(x: int) -> int:
 
 
 @ct.lattice
-def slow_chain(n: int) -> int:
+def paced_chain(n: int, quick: list[int]) -> int:
     value = 0
-    for _ in range(n):
-        value = slow_step(value)
+    for i in range(n):
+        value = paced_step(value, 0.0 if i in quick else 0.05)
     return value
 
 
@@ -439,16 +440,23 @@ def seed(x: int) -> int:
     return double(x)
 
 
-async def test_a_task_that_needs_the_worker_of_a_slow_chain_waits_for_a_step_or_two(
-    env: Env,
+@pytest.mark.parametrize(
+    "quick, under_way, most",
+    [([], 4, 2), ([6], 9, CHAIN_AHEAD_GROWTH + 1)],
+    ids=["slow-steps", "a-quick-step-amid-slow-ones"],
+)
+async def test_a_task_that_needs_the_worker_of_a_slow_chain_waits_for_few_steps(
+    env: Env, quick: list[int], under_way: int, most: int
 ) -> None:
     # Found by review: the steps handed over ahead run before anything else that needs
     # their worker (here another dispatch's task, on the only worker): 32 slow steps of
-    # it with CHAIN_AHEAD alone. Slow steps are handed over one ahead.
-    chain_id = env.submit(slow_chain, 40)
+    # it with CHAIN_AHEAD alone, and as many after one quick step when its time alone
+    # counted. Slow steps are handed over one ahead; a quick one adds a few.
+    chain_id = env.submit(paced_chain, 40, quick)
     deadline = time.monotonic() + DEADLINE
     while time.monotonic() < deadline:  # until the chain is well under way
-        if sum(n["status"] == "COMPLETED" for n in electron_rows(env, chain_id)) >= 4:
+        done = sum(n["status"] == "COMPLETED" for n in electron_rows(env, chain_id))
+        if done >= under_way:
             break
         await asyncio.sleep(0.01)
     submitted = time.time()
@@ -458,4 +466,4 @@ async def test_a_task_that_needs_the_worker_of_a_slow_chain_waits_for_a_step_or_
     assert (await env.finished(chain_id))["status"] == "COMPLETED"
     (seed_start,) = [n["start_time"] for n in electron_rows(env, seed_id)]
     overtook = [n for n in electron_rows(env, chain_id) if submitted < n["start_time"] < seed_start]
-    assert len(overtook) <= 2, f"{len(overtook)} steps of the chain ran first"
+    assert len(overtook) <= most, f"{len(overtook)} steps of the chain ran first"

@@ -15,7 +15,14 @@ from hypothesis import strategies as st
 import covalent as ct
 from covalent._dispatcher import states
 from covalent._dispatcher.graph_index import Dependents, Inputs
-from covalent._dispatcher.run import CHAIN_AHEAD, CHAIN_AHEAD_SECONDS, Effects, Reuse, Run
+from covalent._dispatcher.run import (
+    CHAIN_AHEAD,
+    CHAIN_AHEAD_GROWTH,
+    CHAIN_AHEAD_SECONDS,
+    Effects,
+    Reuse,
+    Run,
+)
 from covalent._dispatcher.states import InvalidTransition
 from covalent._errors import CovalentError
 from covalent._results.status import FINAL_STATUSES, Status
@@ -903,15 +910,15 @@ def test_a_chains_next_steps_are_handed_over_with_the_step_before_and_start_afte
     assert run.dispatch_status == S.COMPLETED and not run.chained
 
 
-def test_a_chain_is_handed_over_at_most_chain_ahead_steps_beyond_a_running_step():
-    run = chained_run(steps, CHAIN_AHEAD + 5)
+def test_a_chain_of_quick_steps_grows_ahead_to_chain_ahead_steps_beyond_a_running_one():
+    run = chained_run(steps, CHAIN_AHEAD + 30)
     nodes = electrons(run)
-    assert take_ready(run) == nodes[:2]
-    effects = finish(run, nodes[0])  # it took no time: as many as may be
-    assert effects.launch == nodes[2 : CHAIN_AHEAD + 2]
-    effects = finish(run, nodes[1])
-    assert effects.launch == [nodes[CHAIN_AHEAD + 2]]  # one more at the end
-    assert run.chained[nodes[CHAIN_AHEAD + 2]] == nodes[CHAIN_AHEAD + 1]
+    assert take_ready(run) == nodes[:2]  # one ahead: how long a step takes is unknown
+    grown = [len(finish(run, nodes[i]).launch) for i in range(16)]  # each took no time
+    assert grown[0] == max(grown) == CHAIN_AHEAD_GROWTH and grown[-3:] == [1, 1, 1]
+    beyond = [n for n in nodes[17:] if n in run.running]  # nodes[16] runs
+    assert beyond == nodes[17 : 17 + CHAIN_AHEAD]
+    assert run.chained[nodes[16 + CHAIN_AHEAD]] == nodes[15 + CHAIN_AHEAD]
 
 
 def _finish_after(run, node_id, seconds):
@@ -926,13 +933,25 @@ def _finish_after(run, node_id, seconds):
 def test_a_chain_of_slow_steps_is_handed_over_as_far_as_their_time_allows():
     # Found by review: a task that needs the worker meanwhile (another dispatch's) waits
     # behind the steps handed to it, 32 steps of 0.1 s with CHAIN_AHEAD alone.
-    run = chained_run(steps, CHAIN_AHEAD + 5)
+    run = chained_run(steps, 60)
     nodes = electrons(run)
     assert take_ready(run) == nodes[:2]
     assert _finish_after(run, nodes[0], 0.1) == [nodes[2]]  # one beyond the running one
-    assert _finish_after(run, nodes[1], CHAIN_AHEAD_SECONDS / 4.5) == nodes[3:7]  # four
-    assert _finish_after(run, nodes[2], 0.1) == []  # four are out already: none taken back
-    assert _finish_after(run, nodes[3], 1e-9) == nodes[7 : CHAIN_AHEAD + 5]
+    third = CHAIN_AHEAD_SECONDS / 3.5  # three such steps fit in the time
+    assert _finish_after(run, nodes[1], third) == nodes[3:6]  # three beyond nodes[2]
+    assert _finish_after(run, nodes[2], third) == [nodes[6]]  # three beyond nodes[3]
+    assert _finish_after(run, nodes[3], 0.1) == []  # two are out already: none taken back
+    assert _finish_after(run, nodes[4], 0.1) == []
+    assert _finish_after(run, nodes[5], 0.1) == [nodes[7]]
+
+
+def test_a_quick_step_before_slow_ones_hands_over_a_few_of_them_not_chain_ahead():
+    # Found by review: the time of one quick step handed over CHAIN_AHEAD slow ones.
+    run = chained_run(steps, 60)
+    nodes = electrons(run)
+    take_ready(run)
+    assert _finish_after(run, nodes[0], 0.1) == [nodes[2]]
+    assert _finish_after(run, nodes[1], 0.0) == nodes[3 : 3 + CHAIN_AHEAD_GROWTH]
 
 
 def test_a_chained_step_its_worker_did_not_run_waits_for_its_input_and_runs_then():

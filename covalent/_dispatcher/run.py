@@ -57,12 +57,19 @@ most of the time, but the server still turned every four or five steps (~210 tur
 a chain of 1,000); with 32 it turns every ten or so (75-115 turns) and W3 N=1,000 took
 0.11-0.13 s against 0.15-0.19 s (docs/performance.md, 2026-12-02 morning); 64 gained
 nothing more."""
-CHAIN_AHEAD_SECONDS = 0.005
+CHAIN_AHEAD_SECONDS = 0.05
 """The time of the steps handed over beyond a running one, at most, as the chain's last
 step took: a task that needs the worker meanwhile (another dispatch's, once every
-worker is busy) waits behind them, so 32 steps of 0.1 s each would keep it 3.2 s.
-A chain hands over one step ahead until a step of it has ended; then as many as this
-time holds, at least one, at most :data:`CHAIN_AHEAD`."""
+worker is busy) waits behind them, so 32 steps of 0.1 s each would keep it 3.2 s, and
+the server, which turns every few milliseconds when several chains reply at once, must
+find the worker still busy (5 ms made 8 chains of 2 ms steps 2.5 times slower). A chain
+hands over one step ahead until a step of it has ended; then as many as this time
+holds at that step's time, at least one, at most :data:`CHAIN_AHEAD`, and at most
+:data:`CHAIN_AHEAD_GROWTH` more than it has ahead already."""
+CHAIN_AHEAD_GROWTH = 4
+"""How many steps a chain's steps ahead may grow by as one step ends: a quick step
+before slow ones (a chain's steps need not take alike) hands over a few of them, not
+:data:`CHAIN_AHEAD`; a chain of quick steps has all of them ahead after eight."""
 
 
 class Run:
@@ -479,7 +486,8 @@ class Run:
         """Hand over, with ``node_id``, the next steps of its chain: one beyond it, or,
         once the step before it ended after ``took`` seconds, as many as
         :data:`CHAIN_AHEAD_SECONDS` holds of such steps (at least one, at most
-        :data:`CHAIN_AHEAD`). Each a dependent of the one before that waits for
+        :data:`CHAIN_AHEAD`, at most :data:`CHAIN_AHEAD_GROWTH` more than are handed
+        over already; none is taken back). Each a dependent of the one before that waits for
         nothing else, on the same executor (one that chains: ``self.chains``), with no
         timeout, retries or cache. Each goes to the worker running the step before it
         and starts there when that one ends, with its output from that worker's memory,
@@ -487,16 +495,17 @@ class Run:
         input completed; if the worker did not have the input, it answers NOT_RUN and
         the node waits for it as any other (:meth:`_not_run_here`). Called again as each
         step completes, it finds the steps chained already and adds to them."""
+        tail, handed = node_id, 0
+        while (found := self._chained_on(tail)) is not None:
+            tail, handed = found, handed + 1
         ahead = 1
         if took is not None:
-            ahead = max(1, min(CHAIN_AHEAD, int(CHAIN_AHEAD_SECONDS / max(took, 1e-6))))
-        tail = node_id
-        for _ in range(ahead):
-            found = self._chained_on(tail)
+            held = int(CHAIN_AHEAD_SECONDS / max(took, 1e-6))
+            ahead = max(1, min(CHAIN_AHEAD, held, handed + CHAIN_AHEAD_GROWTH))
+        for _ in range(ahead - handed):
+            found = self._chain_one(tail, fx)
             if found is None:
-                found = self._chain_one(tail, fx)
-                if found is None:
-                    return
+                return
             tail = found
 
     def _chained_on(self, node_id: int) -> int | None:
