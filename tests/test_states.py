@@ -59,18 +59,20 @@ def take_ready(run, effects=None, limit=10_000):
     return effects.launch
 
 
-def completed(node_id):
+def completed(node_id, seconds=0.0):
     data = f"output of {node_id}".encode()
-    return Outcome(S.COMPLETED, output=data, output_repr=repr(node_id), start_time=AT, end_time=AT)
+    return Outcome(
+        S.COMPLETED, output=data, output_repr=repr(node_id), start_time=AT, end_time=AT + seconds
+    )
 
 
 def failed(error="boom"):
     return Outcome(S.FAILED, error=error, start_time=AT, end_time=AT)
 
 
-def finish(run, node_id, effects=None):
+def finish(run, node_id, effects=None, seconds=0.0):
     effects = effects or fx()
-    run.task_finished(node_id, completed(node_id), effects)
+    run.task_finished(node_id, completed(node_id, seconds), effects)
     run.validate()
     return effects
 
@@ -921,28 +923,19 @@ def test_a_chain_of_quick_steps_grows_ahead_to_chain_ahead_steps_beyond_a_runnin
     assert run.chained[nodes[16 + CHAIN_AHEAD]] == nodes[15 + CHAIN_AHEAD]
 
 
-def _finish_after(run, node_id, seconds):
-    effects = fx()
-    outcome = completed(node_id)
-    outcome.end_time = outcome.start_time + seconds
-    run.task_finished(node_id, outcome, effects)
-    run.validate()
-    return effects.launch
-
-
 def test_a_chain_of_slow_steps_is_handed_over_as_far_as_their_time_allows():
     # Found by review: a task that needs the worker meanwhile (another dispatch's) waits
     # behind the steps handed to it, 32 steps of 0.1 s with CHAIN_AHEAD alone.
     run = chained_run(steps, 60)
     nodes = electrons(run)
     assert take_ready(run) == nodes[:2]
-    assert _finish_after(run, nodes[0], 0.1) == [nodes[2]]  # one beyond the running one
+    assert finish(run, nodes[0], seconds=0.1).launch == [nodes[2]]  # one beyond the running one
     third = CHAIN_AHEAD_SECONDS / 3.5  # three such steps fit in the time
-    assert _finish_after(run, nodes[1], third) == nodes[3:6]  # three beyond nodes[2]
-    assert _finish_after(run, nodes[2], third) == [nodes[6]]  # three beyond nodes[3]
-    assert _finish_after(run, nodes[3], 0.1) == []  # two are out already: none taken back
-    assert _finish_after(run, nodes[4], 0.1) == []
-    assert _finish_after(run, nodes[5], 0.1) == [nodes[7]]
+    assert finish(run, nodes[1], seconds=third).launch == nodes[3:6]  # three beyond nodes[2]
+    assert finish(run, nodes[2], seconds=third).launch == [nodes[6]]  # three beyond nodes[3]
+    assert finish(run, nodes[3], seconds=0.1).launch == []  # two are out already: none taken back
+    assert finish(run, nodes[4], seconds=0.1).launch == []
+    assert finish(run, nodes[5], seconds=0.1).launch == [nodes[7]]
 
 
 def test_a_quick_step_before_slow_ones_hands_over_a_few_of_them_not_chain_ahead():
@@ -950,8 +943,8 @@ def test_a_quick_step_before_slow_ones_hands_over_a_few_of_them_not_chain_ahead(
     run = chained_run(steps, 60)
     nodes = electrons(run)
     take_ready(run)
-    assert _finish_after(run, nodes[0], 0.1) == [nodes[2]]
-    assert _finish_after(run, nodes[1], 0.0) == nodes[3 : 3 + CHAIN_AHEAD_GROWTH]
+    assert finish(run, nodes[0], seconds=0.1).launch == [nodes[2]]
+    assert finish(run, nodes[1], seconds=0.0).launch == nodes[3 : 3 + CHAIN_AHEAD_GROWTH]
 
 
 def test_a_chained_step_its_worker_did_not_run_waits_for_its_input_and_runs_then():

@@ -59,13 +59,11 @@ a chain of 1,000); with 32 it turns every ten or so (75-115 turns) and W3 N=1,00
 nothing more."""
 CHAIN_AHEAD_SECONDS = 0.05
 """The time of the steps handed over beyond a running one, at most, as the chain's last
-step took: a task that needs the worker meanwhile (another dispatch's, once every
-worker is busy) waits behind them, so 32 steps of 0.1 s each would keep it 3.2 s, and
-the server, which turns every few milliseconds when several chains reply at once, must
-find the worker still busy (5 ms made 8 chains of 2 ms steps 2.5 times slower). A chain
-hands over one step ahead until a step of it has ended; then as many as this time
-holds at that step's time, at least one, at most :data:`CHAIN_AHEAD`, and at most
-:data:`CHAIN_AHEAD_GROWTH` more than it has ahead already."""
+step took (the rule: :meth:`Run._chain_after`). A task that needs the worker meanwhile
+(another dispatch's, once every worker is busy) waits behind them: 32 steps of 0.1 s
+each would keep it 3.2 s. And the server, which turns every few milliseconds when
+several chains reply at once, must find the worker still busy: 5 ms made 8 chains of
+2 ms steps 2.5 times slower."""
 CHAIN_AHEAD_GROWTH = 4
 """How many steps a chain's steps ahead may grow by as one step ends: a quick step
 before slow ones (a chain's steps need not take alike) hands over a few of them, not
