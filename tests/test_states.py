@@ -893,16 +893,15 @@ def not_run(error="not in this worker"):
 def test_a_chains_next_steps_are_handed_over_with_the_step_before_and_start_after_it():
     run = chained_run(three_steps, 1)
     first, second, third = electrons(run)
-    assert take_ready(run) == [first, second]  # one ahead: how long a step takes is unknown
-    assert run.chained == {second: first}
+    assert take_ready(run) == [first, second, third]
+    assert run.chained == {second: first, third: second}
     assert run.arguments(second) == ([OUTPUT_BEFORE], {})  # the worker has it
+    assert run.arguments(third) == ([OUTPUT_BEFORE], {})
     assert run.outputs[first] is None
     run.task_started(second, AT, fx())  # a start before its input completed: ignored
     assert run.status[second] == S.NEW_OBJECT
     effects = finish(run, first)
-    assert effects.launch == [third]  # a quick step: the rest of the chain follows
-    assert run.chained == {second: first, third: second}
-    assert run.arguments(third) == ([OUTPUT_BEFORE], {})
+    assert effects.launch == []  # the chain is handed over to its end already
     run.task_started(second, AT, fx())
     assert run.status[second] == S.RUNNING
     finish(run, second)
@@ -915,7 +914,7 @@ def test_a_chains_next_steps_are_handed_over_with_the_step_before_and_start_afte
 def test_a_chain_of_quick_steps_grows_ahead_to_chain_ahead_steps_beyond_a_running_one():
     run = chained_run(steps, CHAIN_AHEAD + 30)
     nodes = electrons(run)
-    assert take_ready(run) == nodes[:2]  # one ahead: how long a step takes is unknown
+    assert take_ready(run) == nodes[: 1 + CHAIN_AHEAD_GROWTH]  # a step's time unknown
     grown = [len(finish(run, nodes[i]).launch) for i in range(16)]  # each took no time
     assert grown[0] == max(grown) == CHAIN_AHEAD_GROWTH and grown[-3:] == [1, 1, 1]
     beyond = [n for n in nodes[17:] if n in run.running]  # nodes[16] runs
@@ -928,14 +927,13 @@ def test_a_chain_of_slow_steps_is_handed_over_as_far_as_their_time_allows():
     # behind the steps handed to it, 32 steps of 0.1 s with CHAIN_AHEAD alone.
     run = chained_run(steps, 60)
     nodes = electrons(run)
-    assert take_ready(run) == nodes[:2]
-    assert finish(run, nodes[0], seconds=0.1).launch == [nodes[2]]  # one beyond the running one
+    assert take_ready(run) == nodes[: 1 + CHAIN_AHEAD_GROWTH]  # a step's time unknown
+    slow = [finish(run, nodes[i], seconds=0.1).launch for i in range(4)]
+    assert slow == [[], [], [], [nodes[5]]]  # none taken back; then one beyond nodes[4]
     third = CHAIN_AHEAD_SECONDS / 3.5  # three such steps fit in the time
-    assert finish(run, nodes[1], seconds=third).launch == nodes[3:6]  # three beyond nodes[2]
-    assert finish(run, nodes[2], seconds=third).launch == [nodes[6]]  # three beyond nodes[3]
-    assert finish(run, nodes[3], seconds=0.1).launch == []  # two are out already: none taken back
-    assert finish(run, nodes[4], seconds=0.1).launch == []
-    assert finish(run, nodes[5], seconds=0.1).launch == [nodes[7]]
+    assert finish(run, nodes[4], seconds=third).launch == nodes[6:9]  # three beyond nodes[5]
+    assert finish(run, nodes[5], seconds=third).launch == [nodes[9]]  # three beyond nodes[6]
+    assert finish(run, nodes[6], seconds=0.1).launch == []  # two are out already
 
 
 def test_a_quick_step_before_slow_ones_hands_over_a_few_of_them_not_chain_ahead():
@@ -943,24 +941,25 @@ def test_a_quick_step_before_slow_ones_hands_over_a_few_of_them_not_chain_ahead(
     run = chained_run(steps, 60)
     nodes = electrons(run)
     take_ready(run)
-    assert finish(run, nodes[0], seconds=0.1).launch == [nodes[2]]
-    assert finish(run, nodes[1], seconds=0.0).launch == nodes[3 : 3 + CHAIN_AHEAD_GROWTH]
+    for i in range(4):  # slow ones: one step beyond nodes[4] is out
+        finish(run, nodes[i], seconds=0.1)
+    assert finish(run, nodes[4], seconds=0.0).launch == nodes[6 : 6 + CHAIN_AHEAD_GROWTH]
 
 
 def test_a_chained_step_its_worker_did_not_run_waits_for_its_input_and_runs_then():
     run = chained_run(three_steps, 1)
     first, second, third = electrons(run)
-    assert take_ready(run) == [first, second]
+    take_ready(run)
     effects = fx()
     run.task_finished(second, not_run(), effects)
     run.validate()
     assert second not in run.running and run.status[second] == S.NEW_OBJECT
     assert not effects.changes.transitions  # nothing happened to it
     finish(run, first)
-    assert take_ready(run) == [second, third]  # as any node, and the step after it
+    assert take_ready(run) == [second]  # as any node; the step after it is still out
     assert run.arguments(second) == ([run.outputs[first]], {})
     effects = fx()
-    run.task_finished(third, not_run(), effects)  # (the second ran on another worker)
+    run.task_finished(third, not_run(), effects)  # it followed the second's first try
     run.validate()
     finish(run, second)
     assert take_ready(run) == [third]

@@ -65,9 +65,11 @@ each would keep it 3.2 s. And the server, which turns every few milliseconds whe
 several chains reply at once, must find the worker still busy: 5 ms made 8 chains of
 2 ms steps 2.5 times slower."""
 CHAIN_AHEAD_GROWTH = 4
-"""How many steps a chain's steps ahead may grow by as one step ends: a quick step
-before slow ones (a chain's steps need not take alike) hands over a few of them, not
-:data:`CHAIN_AHEAD`; a chain of quick steps has all of them ahead after eight."""
+"""How many steps a chain's steps ahead may grow by as one step ends, and how many its
+first step hands over (one left a short chain of quick steps waiting for the server at
+its start: W3 N=10 ~1 ms slower): a quick step before slow ones (a chain's steps need
+not take alike) hands over a few of them, not :data:`CHAIN_AHEAD`; a chain of quick
+steps has all of them ahead after ten."""
 
 
 class Run:
@@ -481,8 +483,9 @@ class Run:
         self._chain_after(node_id, fx)
 
     def _chain_after(self, node_id: int, fx: Effects, took: float | None = None) -> None:
-        """Hand over, with ``node_id``, the next steps of its chain: one beyond it, or,
-        once the step before it ended after ``took`` seconds, as many as
+        """Hand over, with ``node_id``, the next steps of its chain: up to
+        :data:`CHAIN_AHEAD_GROWTH` beyond it, or, once the step before it ended after
+        ``took`` seconds, as many as
         :data:`CHAIN_AHEAD_SECONDS` holds of such steps (at least one, at most
         :data:`CHAIN_AHEAD`, at most :data:`CHAIN_AHEAD_GROWTH` more than are handed
         over already; none is taken back). Each a dependent of the one before that waits for
@@ -496,7 +499,7 @@ class Run:
         tail, handed = node_id, 0
         while (found := self._chained_on(tail)) is not None:
             tail, handed = found, handed + 1
-        ahead = 1
+        ahead = CHAIN_AHEAD_GROWTH  # as if grown from none: a step's time is not known yet
         if took is not None:
             held = int(CHAIN_AHEAD_SECONDS / max(took, 1e-6))
             ahead = max(1, min(CHAIN_AHEAD, held, handed + CHAIN_AHEAD_GROWTH))
