@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import shutil
 import signal
@@ -64,12 +65,27 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
+@pytest.fixture(autouse=True)
+def _say_what_cancels_restart(caplog: pytest.LogCaptureFixture) -> None:
+    """A failing test's log shows which workers a cancel restarted."""
+    caplog.set_level(logging.INFO, logger="covalent.executor.dask")
+
+
 @dataclass
 class DaskCluster:
     """A real scheduler and its workers (the ``dask worker`` processes are nannies)."""
 
     address: str
     nanny_pids: set[int]
+    logs: Path  # the scheduler's and each worker's output, one file each
+
+    def log_tails(self, lines: int = 25) -> str:
+        """The last ``lines`` of each process's log, to say what the cluster did."""
+        tails = []
+        for log in sorted(self.logs.glob("*.log")):
+            tail = log.read_text(errors="replace").splitlines()[-lines:]
+            tails.append(f"--- {log.name}\n" + "\n".join(tail))
+        return "\n".join(tails)
 
 
 def _workers(address: str) -> int:
@@ -129,7 +145,7 @@ def dask_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaskClust
             if name == "scheduler":
                 wait_for(lambda: alive() and _port_open(port), START_DEADLINE, "the scheduler")
         wait_for(lambda: alive() and _workers(address) == 2, START_DEADLINE, "2 dask workers")
-        yield DaskCluster(address, {processes["w1"].pid, processes["w2"].pid})
+        yield DaskCluster(address, {processes["w1"].pid, processes["w2"].pid}, root)
     finally:
         for name in ("w1", "w2", "scheduler"):
             if name in processes:
@@ -275,8 +291,32 @@ def _die_once(marker: str) -> int:
 
 Outcomes = dict[int, Outcome]
 
+STALL_DEADLINE = 100.0
+"""Seconds a group's test waits for its electrons (less than ``drive``'s deadline, so
+that a stall says what the cluster was doing)."""
+
+
+def _tasks_here(dask_worker: Any = None) -> dict[str, str]:
+    """On a Dask worker (``Client.run``): its tasks' states by key."""
+    return {str(key): task.state for key, task in dask_worker.state.tasks.items()}
+
+
+async def _cluster_state(executor: BaseExecutor, cluster: DaskCluster) -> str:
+    """What the scheduler has each worker process, the tasks each worker holds, and the
+    ends of the cluster's logs."""
+    assert isinstance(executor, DaskExecutor)
+    try:
+        client = await executor.client()
+        processing = await client.processing()
+        held = await asyncio.wait_for(client.run(_tasks_here, on_error="return"), 10)
+        state = f"processing {processing}; held by the workers {held}"
+    except Exception as e:
+        state = f"(could not ask: {type(e).__name__}: {e})"
+    return f"{state}\n{cluster.log_tails()}"
+
 
 def _group(
+    cluster: DaskCluster,
     executor: DaskExecutor,
     tasks: list[Task],
     meanwhile: Callable[[list[Cancellable], Outcomes], Awaitable[None]] | None = None,
@@ -300,9 +340,20 @@ def _group(
 
         handles = ex.start_many([(task, reporter(task.node_id)) for task in tasks])
         assert handles is not None and len(handles) == len(tasks)
-        if meanwhile is not None:
-            await meanwhile(handles, outcomes)
-        await all_in.wait()
+
+        async def until_all_in() -> None:
+            if meanwhile is not None:
+                await meanwhile(handles, outcomes)
+            await all_in.wait()
+
+        try:
+            await asyncio.wait_for(until_all_in(), STALL_DEADLINE)
+        except asyncio.TimeoutError:
+            missing = sorted(t.node_id for t in tasks if t.node_id not in outcomes)
+            raise AssertionError(
+                f"electrons {missing} of {len(tasks)} did not report in {STALL_DEADLINE} s; "
+                f"the cluster: {await _cluster_state(ex, cluster)}"
+            ) from None
         await asyncio.sleep(0.5)  # a second report would come in this while
         assert sorted(calls) == sorted(t.node_id for t in tasks), "a task reported twice"
         return outcomes
@@ -315,7 +366,7 @@ def test_electrons_started_together_each_get_their_own_result_and_output(
 ) -> None:
     tasks = TaskFactory()
     group = [tasks.task(_say, x) for x in range(60)]
-    outcomes = _group(DaskExecutor(scheduler_address=dask_cluster.address), group)
+    outcomes = _group(dask_cluster, DaskExecutor(scheduler_address=dask_cluster.address), group)
     pids = set()
     for x, task in enumerate(group):
         outcome = outcomes[task.node_id]
@@ -329,7 +380,7 @@ def test_electrons_started_together_each_get_their_own_result_and_output(
 def test_a_failing_electron_in_a_group_fails_alone(dask_cluster: DaskCluster) -> None:
     tasks = TaskFactory()
     group = [tasks.task(_refuse, x) if x == 3 else tasks.task(_say, x) for x in range(8)]
-    outcomes = _group(DaskExecutor(scheduler_address=dask_cluster.address), group)
+    outcomes = _group(dask_cluster, DaskExecutor(scheduler_address=dask_cluster.address), group)
     failed = outcomes[group[3].node_id]
     assert failed.status == Status.FAILED and "ValueError: no to 3" in failed.error
     others = [outcomes[t.node_id] for x, t in enumerate(group) if x != 3]
@@ -353,11 +404,14 @@ def test_cancelling_one_of_a_group_cancels_only_it(
         handles[0].cancel()
         go.touch()
 
-    outcomes = _group(executor, [sleeper, *waiting], cancel_the_sleeper)
-    assert outcomes[sleeper.node_id].status == Status.CANCELLED
-    assert [tasks.output(outcomes[t.node_id]) for t in waiting] == [x + 100 for x in range(6)]
-    pid = int(marker.read_text())
-    wait_for(lambda: not _pid_alive(pid), 60, "the cancelled electron's worker to stop")
+    try:
+        outcomes = _group(dask_cluster, executor, [sleeper, *waiting], cancel_the_sleeper)
+        assert outcomes[sleeper.node_id].status == Status.CANCELLED
+        assert [tasks.output(outcomes[t.node_id]) for t in waiting] == [x + 100 for x in range(6)]
+        pid = int(marker.read_text())
+        wait_for(lambda: not _pid_alive(pid), 60, "the cancelled electron's worker to stop")
+    finally:
+        _kill_the_marked(marker)
 
 
 def _marked_until_told(marker: str, go: str) -> int:
@@ -431,14 +485,12 @@ def test_cancel_stops_an_electron_that_holds_the_gil(
         handles[0].cancel()
 
     try:
-        outcomes = _group(executor, [hog], cancel_it)
+        outcomes = _group(dask_cluster, executor, [hog], cancel_it)
         assert outcomes[hog.node_id].status == Status.CANCELLED
         pid = int(marker.read_text())
         wait_for(lambda: not _pid_alive(pid), 60, "the cancelled electron's worker to stop")
-    finally:  # never leave a shared worker stuck for the tests after
-        if marker.exists() and _pid_alive(int(marker.read_text())):
-            with contextlib.suppress(OSError):
-                os.kill(int(marker.read_text()), signal.SIGKILL)
+    finally:
+        _kill_the_marked(marker)
 
 
 def test_an_electron_whose_worker_dies_runs_again(
@@ -449,7 +501,7 @@ def test_an_electron_whose_worker_dies_runs_again(
     tasks = TaskFactory()
     marker = str(tmp_path / "died")
     group = [tasks.task(_die_once, marker), *(tasks.task(_say, x) for x in range(1, 6))]
-    outcomes = _group(DaskExecutor(scheduler_address=dask_cluster.address), group)
+    outcomes = _group(dask_cluster, DaskExecutor(scheduler_address=dask_cluster.address), group)
     assert os.path.exists(marker)  # it did kill a worker
     assert isinstance(tasks.output(outcomes[group[0].node_id]), int)
     assert [tasks.output(outcomes[t.node_id])[0] for t in group[1:]] == [x * x for x in range(1, 6)]
@@ -470,7 +522,7 @@ def test_an_electron_that_kills_every_worker_fails_alone(
         Path(go).touch()
 
     executor = DaskExecutor(scheduler_address=dask_cluster.address)
-    outcomes = _group(executor, group, once_the_others_ended)
+    outcomes = _group(dask_cluster, executor, group, once_the_others_ended)
     killed = outcomes[group[0].node_id]
     assert killed.status == Status.FAILED
     assert "did not run this electron to the end (KilledWorker" in killed.error, killed.error
@@ -509,7 +561,7 @@ def test_a_pack_that_runs_long_hands_back_the_rest(
     queued = _resubmitted(monkeypatch)
     tasks = TaskFactory()
     group = [tasks.task(_nap, x) for x in range(8)]
-    outcomes = _group(DaskExecutor(scheduler_address=dask_cluster.address), group)
+    outcomes = _group(dask_cluster, DaskExecutor(scheduler_address=dask_cluster.address), group)
     assert [tasks.output(outcomes[t.node_id])[0] for t in group] == list(range(8))
     assert queued[0] == 8 and sum(queued[1:]) > 0, queued
 
@@ -533,7 +585,7 @@ def test_cancelling_one_waiting_in_a_pack_leaves_the_others(
         go.touch()
 
     executor = DaskExecutor(scheduler_address=dask_cluster.address)
-    outcomes = _group(executor, group, cancel_the_third)
+    outcomes = _group(dask_cluster, executor, group, cancel_the_third)
     assert outcomes[group[2].node_id].status == Status.CANCELLED
     others = [t for x, t in enumerate(group) if x != 2]
     assert [tasks.output(outcomes[t.node_id]) for t in others] == [
@@ -646,6 +698,14 @@ def mark_then_sleep(path):
         f.write(str(os.getpid()))
     os.replace(path + ".part", path)
     time.sleep(600)
+
+
+def _kill_the_marked(marker: Path) -> None:
+    """Kill the process ``marker`` names if it still runs: a failed cancel must not leave
+    a shared worker busy for the tests after."""
+    if marker.exists() and _pid_alive(int(marker.read_text())):
+        with contextlib.suppress(OSError):
+            os.kill(int(marker.read_text()), signal.SIGKILL)
 
 
 def _pid_alive(pid: int) -> bool:

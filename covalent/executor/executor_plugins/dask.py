@@ -399,7 +399,10 @@ class DaskExecutor(BaseExecutor):
             workers = await _running(client, future.key)
         await future.cancel()
         if not workers:
+            if self._restarts_on_cancel():
+                log.info("Cancelled Dask task %s: no worker runs it", future.key)
             return
+        log.info("Cancelled Dask task %s: restarting its worker(s) %s", future.key, workers)
         restarted = await client.restart_workers(
             workers, timeout=CANCEL_TIMEOUT, raise_for_error=False
         )
