@@ -88,3 +88,51 @@ def test_a_pack_that_stopped_early_hands_back_the_rest() -> None:
     outcomes, again = _settle("finished", {"p": [b"not a reply"]})
     assert outcomes[0] is not None and outcomes[1:] == [None, None]
     assert len(again) == 2
+
+
+def test_a_pack_with_an_electron_cancelled_while_it_was_submitted_stops() -> None:
+    """An electron cancelled while its pack was being submitted ends at once; the pack's
+    Dask task is stopped, not watched (it would run that electron all the same), and its
+    other electrons are queued again, one Dask task each."""
+    from covalent.executor.executor_plugins.dask import DaskExecutor
+
+    executor = DaskExecutor(scheduler_address="tcp://127.0.0.1:9")
+    reported: dict[int, Outcome] = {}
+    jobs = [
+        DaskJob(
+            SimpleNamespace(node_id=n),  # type: ignore[arg-type]
+            lambda outcome, n=n: reported.__setitem__(n, outcome),
+            executor._cancel_job,
+            packable=True,
+        )
+        for n in range(4)
+    ]
+    pack = _Future("p", "pending")
+    stopped: list[Any] = []
+    queued: list[list[DaskJob]] = []
+    watched: list[Any] = []
+
+    async def client() -> object:
+        return object()
+
+    async def submit(_: object, ready: list[tuple[DaskJob, bytes]]) -> list[Any]:
+        jobs[1].cancel()  # meanwhile, by the dispatcher
+        return [([job for job, _ in ready], pack)]
+
+    def stop_soon(future: Any) -> asyncio.Future[None]:
+        stopped.append(future)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+    executor.client = client  # type: ignore[method-assign]
+    executor._requests = lambda ready: [b"request"] * len(ready)  # type: ignore[method-assign]
+    executor._submit = submit  # type: ignore[method-assign]
+    executor._stop_soon = stop_soon  # type: ignore[method-assign]
+    executor._enqueue = queued.append  # type: ignore[method-assign]
+    executor._watcher = lambda _: SimpleNamespace(add=watched.append)  # type: ignore[method-assign]
+    asyncio.run(executor._submit_chunk(list(jobs)))
+    assert list(reported) == [1] and reported[1].status == Status.CANCELLED
+    assert stopped == [pack] and watched == []
+    assert queued == [[jobs[0], jobs[2], jobs[3]]]
+    assert all(not job.packable and job.future is None for job in queued[0])

@@ -13,7 +13,8 @@ a round trip with its worker (about 1.7 ms on a 2-core machine, many times a bri
 electron), so the dispatcher's fast path puts the electrons the cluster could not start
 at once anyway several to a task (a pack, :class:`RunPack`, as the Ray executor does); a
 pack that runs long, is cancelled in part or dies hands its other electrons back, to run
-one task each.
+one task each (and a cancelled pack, whose thread Dask cannot stop, starts none of them
+itself once its worker knows).
 
 A job is queued, then submitted (it has a Dask future), then done (it reported its
 outcome, once). Cancelling it before it is submitted ends it at once; after, the executor
@@ -79,13 +80,14 @@ RUN_PACKED = RunPacked()
 class RunPack(RunPacked):
     """Several requests as one Dask task (a pack), run one after the other; their replies
     in order: all of them, or fewer once ``PACK_SECONDS`` have passed since the first
-    ended (the executor submits the rest one task each)."""
+    ended or once the pack's Dask task was cancelled (the executor submits the rest one
+    task each, so a cancelled pack that went on would run them twice)."""
 
     def __call__(self, requests: list[bytes]) -> list[bytes]:  # type: ignore[override]
         replies = [run_packed(requests[0])]
         start = time.monotonic()
         for request in requests[1:]:
-            if time.monotonic() - start >= PACK_SECONDS:
+            if time.monotonic() - start >= PACK_SECONDS or _this_task_cancelled():
                 break
             replies.append(run_packed(request))
         return replies
@@ -95,6 +97,20 @@ class RunPack(RunPacked):
 
 
 RUN_PACK = RunPack()
+
+
+def _this_task_cancelled() -> bool:
+    """On a Dask worker, in a task's thread: whether the scheduler has let go of this
+    task (cancelled; Dask cannot stop a running thread, so the worker keeps it as
+    ``cancelled`` until it returns). False anywhere else."""
+    try:  # not at module level: see the module docstring
+        from distributed import get_worker
+
+        worker = get_worker()
+        task = worker.state.tasks.get(worker.get_current_task())
+    except Exception:  # not in a Dask task
+        return False
+    return task is not None and task.state == "cancelled"
 
 
 def pack_size(ready: int, at_once: int) -> int:

@@ -594,6 +594,54 @@ def test_cancelling_one_waiting_in_a_pack_leaves_the_others(
     assert queued[0] == 7 and queued[1:] == [3], queued  # the pack's other three
 
 
+def _counted(ran: str, x: int) -> int:
+    """Say that it ran (a line in ``ran``), then answer."""
+    with open(ran, "a") as f:
+        f.write(f"{x}\n")
+    return x + 100
+
+
+def test_a_cancelled_pack_starts_no_further_electron(
+    dask_cluster: DaskCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Seven electrons on two threads go in two packs; the first electron is cancelled
+    while it holds its pack (it runs on: no restart on an existing cluster). Once its
+    worker knows, the pack starts none of the others, which run one task each: each
+    electron runs once."""
+    queued = _resubmitted(monkeypatch)
+    tasks = TaskFactory()
+    marker, go, ran = tmp_path / "running", tmp_path / "go", tmp_path / "ran"
+    group = [
+        tasks.task(_marked_until_told, str(marker), str(go)),
+        *(tasks.task(_counted, str(ran), x) for x in range(1, 7)),
+    ]
+    executor = DaskExecutor(scheduler_address=dask_cluster.address)
+
+    async def states(key: str) -> list[str]:
+        held = await (await executor.client()).run(_tasks_here)
+        return [tasks_held[key] for tasks_held in held.values() if key in tasks_held]
+
+    async def cancel_the_first(handles: list[Cancellable], _: Outcomes) -> None:
+        job = handles[0]
+        assert isinstance(job, dask_jobs.DaskJob)
+        while not marker.exists():
+            await asyncio.sleep(0.05)
+        assert job.future is not None
+        key = job.future.key
+        job.cancel()
+        while await states(key) != ["cancelled"]:  # its worker knows, its thread runs on
+            await asyncio.sleep(0.05)
+        go.touch()
+        while await states(key):  # the pack's thread has returned
+            await asyncio.sleep(0.05)
+
+    outcomes = _group(dask_cluster, executor, group, cancel_the_first)
+    assert outcomes[group[0].node_id].status == Status.CANCELLED
+    assert [tasks.output(outcomes[t.node_id]) for t in group[1:]] == [x + 100 for x in range(1, 7)]
+    assert sorted(ran.read_text().split()) == [str(x) for x in range(1, 7)]  # once each
+    assert queued[0] == 7 and queued[1:] == [3], queued  # the pack's other three
+
+
 # through a real server
 
 

@@ -287,16 +287,21 @@ class DaskExecutor(BaseExecutor):
             return
         units = await self._submit(client, ready)
         del requests, ready
-        running = []
+        running, again = [], []
         for unit, future in units:
-            if all(job.cancelled for job in unit):  # cancelled while it was submitted
-                self._stop_soon(future)
+            if any(job.cancelled for job in unit):  # cancelled while it was submitted: the
+                self._stop_soon(future)  # unit stops, and its others go one task each
+                again += [job for job in unit if not job.cancelled]
                 continue
             for job in unit:
                 job.future = future
             running.append(unit)
         if running:
             self._watcher(client).add(running)
+        for job in again:
+            job.packable = False
+        if again:
+            self._enqueue(again)
 
     def _requests(self, jobs: list[DaskJob]) -> list[bytes | Exception]:
         made: list[bytes | Exception] = []
@@ -394,13 +399,18 @@ class DaskExecutor(BaseExecutor):
             log.warning("Cancelling Dask task %s: %s: %s", future.key, type(e).__name__, e)
 
     async def _stop_on_cluster(self, client: Client, future: Future) -> None:
-        workers: list[str] = []
-        if self._restarts_on_cancel():
-            workers = await _running(client, future.key)
+        if not self._restarts_on_cancel():
+            await future.cancel()
+            return
+        found = set(await _running(client, future.key))
         await future.cancel()
+        # Asked again: once cancelled, a task whose thread still runs stays on its worker
+        # (as ``cancelled``) until it returns, and the scheduler no longer moves it; the
+        # first look can miss one that was moved between workers meanwhile.
+        found.update(await _running(client, future.key))
+        workers = sorted(found)
         if not workers:
-            if self._restarts_on_cancel():
-                log.info("Cancelled Dask task %s: no worker runs it", future.key)
+            log.info("Cancelled Dask task %s: no worker runs it", future.key)
             return
         log.info("Cancelled Dask task %s: restarting its worker(s) %s", future.key, workers)
         restarted = await client.restart_workers(
@@ -438,6 +448,9 @@ async def _running(client: Client, key: Any) -> list[str]:
     except Exception as e:  # the scheduler's view alone, then
         log.warning("Asking the workers which runs task %s: %s: %s", key, type(e).__name__, e)
         answers = {}
+    failed = {worker: said for worker, said in answers.items() if isinstance(said, BaseException)}
+    if failed:
+        log.warning("Asking the workers which runs task %s: %s could not say", key, failed)
     return sorted(assigned | {worker for worker, says in answers.items() if says is True})
 
 
