@@ -642,6 +642,35 @@ def test_a_cancelled_pack_starts_no_further_electron(
     assert queued[0] == 7 and queued[1:] == [3], queued  # the pack's other three
 
 
+def test_an_electron_cancelled_while_it_is_submitted_never_runs(
+    dask_cluster: DaskCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An electron cancelled while the executor submits its group (during its awaits on
+    the cluster) is not sent: it never runs, and the others each run once. A pack sent
+    with it, then stopped, had already started on its worker (a reviewer's find)."""
+    submit = DaskExecutor._submit
+    tasks = TaskFactory()
+    ran = tmp_path / "ran"
+    group = [tasks.task(_counted, str(ran), x) for x in range(7)]
+
+    async def cancelling_submit(
+        self: DaskExecutor, client: Any, ready: list[tuple[dask_jobs.DaskJob, bytes]]
+    ) -> Any:
+        for job, _ in ready:  # as the dispatcher may while _submit awaits the cluster
+            if job.task.node_id == group[1].node_id:
+                job.cancel()
+        return await submit(self, client, ready)
+
+    monkeypatch.setattr(DaskExecutor, "_submit", cancelling_submit)
+    outcomes = _group(dask_cluster, DaskExecutor(scheduler_address=dask_cluster.address), group)
+    assert outcomes[group[1].node_id].status == Status.CANCELLED
+    others = [t for x, t in enumerate(group) if x != 1]
+    assert [tasks.output(outcomes[t.node_id]) for t in others] == [
+        x + 100 for x in range(7) if x != 1
+    ]
+    assert sorted(ran.read_text().split()) == [str(x) for x in range(7) if x != 1]
+
+
 # through a real server
 
 

@@ -322,7 +322,7 @@ class DaskExecutor(BaseExecutor):
         graph: dict[str, bytes | list[bytes]] = {}
         units: dict[str, list[DaskJob]] = {}
         futures: dict[str, Future] = {}
-        packable = []
+        packable, at_once = [], 0
         for job, request in ready:
             key = self._key(job.task)
             if len(request) > SCATTER_BYTES:
@@ -334,7 +334,14 @@ class DaskExecutor(BaseExecutor):
             else:
                 graph[key], units[key] = request, [job]
         if packable:
-            size = pack_size(len(packable), sum((await client.nthreads()).values()))
+            at_once = sum((await client.nthreads()).values())
+        # electrons cancelled during the awaits above (each already reported) are not
+        # sent: a pack sent with one would have started before its cancel could stop it
+        packable = [(job, request) for job, request in packable if not job.cancelled]
+        for key in [key for key, unit in units.items() if key in graph and unit[0].cancelled]:
+            del graph[key], units[key]
+        if packable:
+            size = pack_size(len(packable), at_once)
             for first in range(0, len(packable), size):
                 pack = packable[first : first + size]
                 key = self._key(pack[0][0].task)
