@@ -321,12 +321,17 @@ class Completions:
             self._again(unit[len(reply) :])
 
     def _again(self, jobs: list[DaskJob]) -> None:
-        jobs = [job for job in jobs if _open(job)]
-        for job in jobs:
-            job.future = None
-            job.packable = False
-        if jobs:
-            self.resubmit(jobs)
+        one_task_each(jobs, self.resubmit)
+
+
+def one_task_each(jobs: list[DaskJob], resubmit: Callable[[list[DaskJob]], None]) -> None:
+    """Hand those of ``jobs`` still open (out of a pack that will not answer for them) to
+    ``resubmit``, each to run as a Dask task of its own."""
+    jobs = [job for job in jobs if _open(job)]
+    for job in jobs:
+        job.future, job.packable = None, False
+    if jobs:
+        resubmit(jobs)
 
 
 def _open(job: DaskJob) -> bool:

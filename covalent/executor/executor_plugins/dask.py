@@ -52,6 +52,7 @@ from covalent.executor._dask_jobs import (
     Completions,
     DaskJob,
     cancelled,
+    one_task_each,
     pack_size,
     task_graph,
 )
@@ -291,17 +292,14 @@ class DaskExecutor(BaseExecutor):
         for unit, future in units:
             if any(job.cancelled for job in unit):  # cancelled while it was submitted: the
                 self._stop_soon(future)  # unit stops, and its others go one task each
-                again += [job for job in unit if not job.cancelled]
+                again += unit
                 continue
             for job in unit:
                 job.future = future
             running.append(unit)
         if running:
             self._watcher(client).add(running)
-        for job in again:
-            job.packable = False
-        if again:
-            self._enqueue(again)
+        one_task_each(again, self._enqueue)
 
     def _requests(self, jobs: list[DaskJob]) -> list[bytes | Exception]:
         made: list[bytes | Exception] = []
@@ -385,10 +383,7 @@ class DaskExecutor(BaseExecutor):
             return
         others = self._completions.unpack(job) if self._completions is not None else []
         self._stop_soon(job.future).add_done_callback(lambda _: job.finish(cancelled()))
-        for other in others:
-            other.future, other.packable = None, False
-        if others:
-            self._enqueue(others)
+        one_task_each(others, self._enqueue)
 
     def _stop_soon(self, future: Future) -> asyncio.Future[None]:
         """Cancel ``future`` and, if it runs and ``restart_on_cancel`` says so, restart its
